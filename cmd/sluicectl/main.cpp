@@ -1,0 +1,14 @@
+// sluicectl: the command-line client of a Sluice cluster. See lib/ctl.
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "lib/common/config.h"
+#include "lib/ctl/ctl.h"
+
+int main(int argc, char** argv) {
+  CLI::App app("Sluice cluster client: status, jobs, failover drills", "sluicectl");
+  sluice::ctl::Ctl ctl(sluice::Clock::Real());
+  ctl.Register(app);
+  if (std::optional<int> code = sluice::ParseCommandLine(app, argc, argv)) return *code;
+  return ctl.Run(app, std::cout, std::cerr);
+}

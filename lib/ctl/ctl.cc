@@ -1,0 +1,103 @@
+#include "lib/ctl/ctl.h"
+
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "grpcpp/grpcpp.h"
+#include "lib/common/config.h"
+#include "lib/rpc/rpc.h"
+#include "proto/driver.grpc.pb.h"
+#include "proto/worker.grpc.pb.h"
+
+namespace sluice::ctl {
+namespace {
+
+std::string Uptime(int64_t now_ms, int64_t start_ms) {
+  int64_t s = std::max<int64_t>(0, (now_ms - start_ms) / 1000);
+  if (s < 120) return std::to_string(s) + "s";
+  if (s < 7200) return std::to_string(s / 60) + "m";
+  return std::to_string(s / 3600) + "h";
+}
+
+void PrintRow(std::ostream& out, const std::string& kind, const proto::ProcessInfo& p,
+              const std::string& extra, int64_t now_ms) {
+  out << std::left << std::setw(8) << kind << std::setw(16) << p.id() << std::setw(22)
+      << p.rpc_address() << std::setw(9) << p.version() << std::setw(8) << p.pid()
+      << std::setw(7) << Uptime(now_ms, p.start_time_unix_ms()) << extra << "\n";
+}
+
+}  // namespace
+
+void Ctl::Register(CLI::App& app) {
+  app.require_subcommand(1);
+  app.add_option("--timeout-ms", timeout_ms_, "Deadline of each RPC")->capture_default_str();
+  status_cmd_ = app.add_subcommand("status", "Show the cluster's drivers and workers");
+  status_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
+      ->delimiter(',');
+  status_cmd_->add_option("--worker", workers_, "Worker address host:port (repeat or comma-separate)")
+      ->delimiter(',');
+}
+
+int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
+  if (status_cmd_->parsed()) return RunStatus(out, err);
+  err << "sluicectl: error: no command (see --help)\n";
+  return kExitUsage;
+}
+
+int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
+  if (drivers_.empty() && workers_.empty()) {
+    err << "sluicectl: error: status needs --driver or --worker addresses\n";
+    return kExitUsage;
+  }
+  for (const auto& a : drivers_) {
+    if (Status st = ParseHostPort(a, "--driver").status(); !st.ok()) {
+      err << "sluicectl: error: " << st.message() << "\n";
+      return kExitUsage;
+    }
+  }
+  for (const auto& a : workers_) {
+    if (Status st = ParseHostPort(a, "--worker").status(); !st.ok()) {
+      err << "sluicectl: error: " << st.message() << "\n";
+      return kExitUsage;
+    }
+  }
+  auto deadline = [&] {
+    return std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms_);
+  };
+  int failures = 0;
+  const int64_t now_ms = clock_->UnixMillis();
+  out << std::left << std::setw(8) << "KIND" << std::setw(16) << "ID" << std::setw(22)
+      << "ADDRESS" << std::setw(9) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
+      << "UP" << "DETAIL\n";
+  for (const std::string& addr : drivers_) {
+    auto stub = proto::DriverService::NewStub(rpc::NewChannel(addr));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    proto::DriverStatus status;
+    Status st = rpc::FromGrpc(stub->GetStatus(&ctx, proto::GetDriverStatusRequest(), &status));
+    if (!st.ok()) {
+      err << "sluicectl: driver at " << addr << ": " << st.ToString() << "\n";
+      ++failures;
+      continue;
+    }
+    PrintRow(out, "driver", status.process(), "", now_ms);
+  }
+  for (const std::string& addr : workers_) {
+    auto stub = proto::WorkerService::NewStub(rpc::NewChannel(addr));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    proto::WorkerStatus status;
+    Status st = rpc::FromGrpc(stub->GetStatus(&ctx, proto::GetWorkerStatusRequest(), &status));
+    if (!st.ok()) {
+      err << "sluicectl: worker at " << addr << ": " << st.ToString() << "\n";
+      ++failures;
+      continue;
+    }
+    PrintRow(out, "worker", status.process(), "slots=" + std::to_string(status.slots()), now_ms);
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace sluice::ctl

@@ -1,0 +1,68 @@
+// gRPC servers and channels of Sluice, created in this one place.
+//
+// Module sluice::rpc owns it. Every daemon's server is an RpcServer and every
+// outbound connection a channel from NewChannel(), both configured by
+// RpcOptions, so that transport security, keepalives and interceptors are a
+// matter of configuration here and nowhere else. It also maps grpc::Status to
+// and from sluice::Status (the codes are the same canonical codes).
+//
+// Thread-safety: RpcServer is thread-compatible (Start/Shutdown from one
+// thread); channels are thread-safe (gRPC's).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/common/status.h"
+
+namespace grpc {
+class Channel;
+class Server;
+class Service;
+class Status;
+}  // namespace grpc
+
+namespace sluice::rpc {
+
+// Transport settings shared by servers and channels. Plain-text TCP for now;
+// TLS is added here, by configuration, without touching callers.
+struct RpcOptions {
+  int max_message_bytes = 64 << 20;
+  int keepalive_time_ms = 10'000;
+};
+
+class RpcServer {
+ public:
+  // Binds `address` ("host:port"; port 0 picks a free one) and serves
+  // `services` (not owned; they must outlive the server). UNAVAILABLE if the
+  // address cannot be bound.
+  [[nodiscard]] static Result<std::unique_ptr<RpcServer>> Start(
+      const std::string& address, const std::vector<grpc::Service*>& services,
+      const RpcOptions& options = {});
+  ~RpcServer();
+
+  // "host:port" with the port actually bound.
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+
+  // Stops accepting calls and cancels those still running after `grace_ms`.
+  void Shutdown(int grace_ms = 1000);
+
+ private:
+  RpcServer(std::unique_ptr<grpc::Server> server, std::string address, int port);
+
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  int port_;
+  bool shut_down_ = false;
+};
+
+// A channel to `target` ("host:port"). Connection is lazy; calls fail with
+// UNAVAILABLE while the peer cannot be reached.
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, const RpcOptions& options = {});
+
+Status FromGrpc(const grpc::Status& status);
+grpc::Status ToGrpc(const Status& status);
+
+}  // namespace sluice::rpc
