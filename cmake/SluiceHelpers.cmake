@@ -6,7 +6,7 @@
 #   sluice_test(NAME SRCS x_test.cc DEPS ... LABELS unit|integration [TIMEOUT s])
 #     -> one gtest executable, its tests discovered into CTest with the label.
 
-set(SLUICE_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+set(SLUICE_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 
 function(sluice_library name)
   cmake_parse_arguments(ARG "" "" "SRCS;DEPS;PRIVATE_DEPS" ${ARGN})

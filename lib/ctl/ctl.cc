@@ -31,7 +31,7 @@ void PrintRow(std::ostream& out, const std::string& kind, const proto::ProcessIn
 }  // namespace
 
 void Ctl::Register(CLI::App& app) {
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);
   app.add_option("--timeout-ms", timeout_ms_, "Deadline of each RPC")->capture_default_str();
   status_cmd_ = app.add_subcommand("status", "Show the cluster's drivers and workers");
   status_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
@@ -42,7 +42,7 @@ void Ctl::Register(CLI::App& app) {
 
 int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (status_cmd_->parsed()) return RunStatus(out, err);
-  err << "sluicectl: error: no command (see --help)\n";
+  err << "sluicectl: error: no command given (see --help)\n";
   return kExitUsage;
 }
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Sluice's demo: installs what is missing, builds, starts a local cluster of
+# real processes on loopback (ZooKeeper, 3 driverd, 2 workerd, the Kafka mock
+# broker) and shows it working with sluicectl. Everything stops when the demo
+# ends; pass --keep to leave the cluster up until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEEP=0
+[ "${1:-}" = "--keep" ] && KEEP=1
+
+scripts/setup.sh
+echo "== building"
+scripts/build.sh driverd workerd sluicectl sluice-local-cluster kafka-mock kafka-tool >/dev/null
+BUILD_DIR=${SLUICE_BUILD_DIR:-build}
+BIN="$PWD/$BUILD_DIR"
+SLUICECTL="$BIN/cmd/sluicectl/sluicectl"
+
+DEMO_DIR=$(mktemp -d /tmp/sluice-demo-XXXXXX)
+CLUSTER_PID=""
+cleanup() {
+  if [ -n "$CLUSTER_PID" ] && kill -0 "$CLUSTER_PID" 2>/dev/null; then
+    kill -TERM "$CLUSTER_PID" 2>/dev/null || true
+    wait "$CLUSTER_PID" 2>/dev/null || true
+  fi
+  echo "== stopped; logs are in $DEMO_DIR"
+}
+trap cleanup EXIT
+
+echo "== starting ZooKeeper, the Kafka mock, 3 drivers and 2 workers in $DEMO_DIR"
+"$BIN/test/harness/sluice-local-cluster" --dir "$DEMO_DIR" --drivers 3 --workers 2 \
+  --kafka-topic events:8 --ready-file "$DEMO_DIR/cluster.env" >"$DEMO_DIR/cluster.log" 2>&1 &
+CLUSTER_PID=$!
+for _ in $(seq 1 600); do
+  [ -f "$DEMO_DIR/cluster.env" ] && break
+  if ! kill -0 "$CLUSTER_PID" 2>/dev/null; then
+    echo "demo: the cluster did not start:" >&2
+    cat "$DEMO_DIR/cluster.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+# shellcheck disable=SC1091
+source "$DEMO_DIR/cluster.env"
+echo "ZooKeeper:  $ZK"
+echo "Kafka mock: $KAFKA"
+
+echo
+echo "== ZooKeeper answers (srvr):"
+ZK_PORT=${ZK##*:}
+exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT"
+printf 'srvr' >&3
+grep -E "^(Zookeeper version|Mode)" <&3 || true
+exec 3>&-
+
+echo
+echo "== sluicectl status --driver $DRIVERS --worker $WORKERS"
+"$SLUICECTL" status --driver "$DRIVERS" --worker "$WORKERS"
+
+echo
+echo "== 10,000 events of 600 bytes through the Kafka mock (producer and consumer processes)"
+"$BIN/test/tools/kafka-tool" consume --brokers "$KAFKA" --topic events --count 10000 \
+  --timeout-s 30 | tail -n 1 &
+CONSUMER=$!
+"$BIN/test/tools/kafka-tool" produce --brokers "$KAFKA" --topic events --count 10000 --size 600
+wait "$CONSUMER"
+
+if [ "$KEEP" = 1 ]; then
+  echo
+  echo "== the cluster stays up; Ctrl-C stops it"
+  wait "$CLUSTER_PID"
+fi

@@ -1,0 +1,121 @@
+#include "test/harness/local_cluster.h"
+
+#include <filesystem>
+
+#include "grpcpp/grpcpp.h"
+#include "lib/rpc/rpc.h"
+#include "proto/driver.grpc.pb.h"
+#include "proto/worker.grpc.pb.h"
+#include "test/harness/paths.h"
+#include "test/harness/util.h"
+
+namespace sluice::testing {
+
+bool DaemonServing(const std::string& address, bool is_driver) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  auto channel = rpc::NewChannel(address);
+  if (is_driver) {
+    proto::DriverStatus status;
+    return proto::DriverService::NewStub(channel)
+        ->GetStatus(&ctx, proto::GetDriverStatusRequest(), &status)
+        .ok();
+  }
+  proto::WorkerStatus status;
+  return proto::WorkerService::NewStub(channel)
+      ->GetStatus(&ctx, proto::GetWorkerStatusRequest(), &status)
+      .ok();
+}
+
+Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions options) {
+  if (options.dir.empty()) return absl::InvalidArgumentError("LocalCluster: dir is required");
+  std::unique_ptr<LocalCluster> c(new LocalCluster(std::move(options)));
+  const LocalClusterOptions& o = c->options_;
+  ASSIGN_OR_RETURN(c->zk_, ZkCluster::Start({.base_dir = o.dir, .servers = o.zk_servers}));
+  if (!o.kafka_topics.empty()) {
+    ASSIGN_OR_RETURN(c->kafka_, KafkaMock::Start(o.dir, o.kafka_topics));
+  }
+  c->drivers_.resize(o.drivers);
+  c->workers_.resize(o.workers);
+  for (Daemon& d : c->drivers_) d.port = FreePort();
+  for (Daemon& w : c->workers_) w.port = FreePort();
+  for (int i = 0; i < o.drivers; ++i) RETURN_IF_ERROR(c->StartDriver(i));
+  for (int i = 0; i < o.workers; ++i) RETURN_IF_ERROR(c->StartWorker(i));
+  return c;
+}
+
+LocalCluster::~LocalCluster() {
+  for (int i = 0; i < num_workers(); ++i) StopWorker(i);
+  for (int i = 0; i < num_drivers(); ++i) StopDriver(i);
+}
+
+std::string LocalCluster::driver_address(int i) const {
+  return "127.0.0.1:" + std::to_string(drivers_[i].port);
+}
+std::string LocalCluster::worker_address(int i) const {
+  return "127.0.0.1:" + std::to_string(workers_[i].port);
+}
+std::string LocalCluster::driver_log(int i) const {
+  return options_.dir + "/" + driver_id(i) + "/driverd.log";
+}
+std::string LocalCluster::worker_log(int i) const {
+  return options_.dir + "/" + worker_id(i) + "/workerd.log";
+}
+
+std::string LocalCluster::driver_addresses() const {
+  std::string out;
+  for (int i = 0; i < num_drivers(); ++i) out += (i ? "," : "") + driver_address(i);
+  return out;
+}
+std::string LocalCluster::worker_addresses() const {
+  std::string out;
+  for (int i = 0; i < num_workers(); ++i) out += (i ? "," : "") + worker_address(i);
+  return out;
+}
+
+Status LocalCluster::StartDriver(int i) { return StartDaemon(true, i); }
+Status LocalCluster::StartWorker(int i) { return StartDaemon(false, i); }
+
+Status LocalCluster::StartDaemon(bool is_driver, int i) {
+  Daemon& d = is_driver ? drivers_[i] : workers_[i];
+  if (d.process && d.process->Running()) {
+    return absl::FailedPreconditionError(fmt::format("{} is running", is_driver ? driver_id(i) : worker_id(i)));
+  }
+  const std::string id = is_driver ? driver_id(i) : worker_id(i);
+  const std::string home = options_.dir + "/" + id;
+  std::filesystem::create_directories(home);
+  const std::string address = "127.0.0.1:" + std::to_string(d.port);
+  std::vector<std::string> argv = {is_driver ? kDriverdPath : kWorkerdPath,
+                                   "--id", id,
+                                   "--rpc-address", address,
+                                   "--data-dir", home + "/data",
+                                   "--log-level", options_.log_level};
+  for (const std::string& f : is_driver ? options_.driver_flags : options_.worker_flags) {
+    argv.push_back(f);
+  }
+  ASSIGN_OR_RETURN(d.process,
+                   Subprocess::Start(argv, {.log_path = is_driver ? driver_log(i) : worker_log(i)}));
+  bool up = WaitUntil([&] { return !d.process->Running() || DaemonServing(address, is_driver); },
+                      std::chrono::seconds(15), std::chrono::milliseconds(50));
+  if (!up || !d.process->Running()) {
+    std::string log = ReadFile(is_driver ? driver_log(i) : worker_log(i)).value_or("");
+    return absl::UnavailableError(fmt::format("{} did not start serving on {}; its log:\n{}", id,
+                                              address, log.substr(log.size() > 2000 ? log.size() - 2000 : 0)));
+  }
+  return absl::OkStatus();
+}
+
+int LocalCluster::StopDriver(int i) {
+  return drivers_[i].process ? drivers_[i].process->Stop(std::chrono::seconds(10)) : 0;
+}
+int LocalCluster::StopWorker(int i) {
+  return workers_[i].process ? workers_[i].process->Stop(std::chrono::seconds(10)) : 0;
+}
+void LocalCluster::KillDriver(int i) {
+  if (drivers_[i].process) drivers_[i].process->Kill();
+}
+void LocalCluster::KillWorker(int i) {
+  if (workers_[i].process) workers_[i].process->Kill();
+}
+
+}  // namespace sluice::testing

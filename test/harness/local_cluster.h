@@ -1,0 +1,95 @@
+// LocalCluster: a whole Sluice cluster of real processes on loopback — the one
+// helper that integration tests and scripts/demo.sh (through the
+// sluice-local-cluster tool) use to start a cluster.
+//
+// Part of sluice::test_harness. It runs ZooKeeper (1 or 3 servers), optionally
+// the Kafka mock broker, N driverd and M workerd processes, each with its own
+// port, data directory and log file under `dir`:
+//
+//   <dir>/zk<i>/server.log     <dir>/driver-<i>/driverd.log
+//   <dir>/kafka-mock.log       <dir>/worker-<i>/workerd.log
+//
+// Daemons can be stopped (SIGTERM), killed (SIGKILL), paused (SIGSTOP) and
+// restarted with the same id, port and data, which is what failure tests do.
+//
+// Thread-compatible.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/common/status.h"
+#include "test/harness/kafka_mock.h"
+#include "test/harness/subprocess.h"
+#include "test/harness/zk_cluster.h"
+
+namespace sluice::testing {
+
+struct LocalClusterOptions {
+  std::string dir;  // required
+  int zk_servers = 1;
+  int drivers = 3;
+  int workers = 2;
+  std::vector<KafkaTopic> kafka_topics;  // empty: no Kafka mock
+  std::vector<std::string> driver_flags;  // added to every driverd command line
+  std::vector<std::string> worker_flags;  // added to every workerd command line
+  std::string log_level = "info";
+};
+
+class LocalCluster {
+ public:
+  // Starts everything and waits until every daemon answers GetStatus.
+  [[nodiscard]] static Result<std::unique_ptr<LocalCluster>> Start(LocalClusterOptions options);
+  ~LocalCluster();
+
+  ZkCluster& zk() { return *zk_; }
+  KafkaMock* kafka() { return kafka_.get(); }
+  const std::string& dir() const { return options_.dir; }
+
+  int num_drivers() const { return static_cast<int>(drivers_.size()); }
+  int num_workers() const { return static_cast<int>(workers_.size()); }
+  std::string driver_id(int i) const { return "driver-" + std::to_string(i + 1); }
+  std::string worker_id(int i) const { return "worker-" + std::to_string(i + 1); }
+  std::string driver_address(int i) const;
+  std::string worker_address(int i) const;
+  std::string driver_log(int i) const;
+  std::string worker_log(int i) const;
+  // All driver addresses, comma-separated (for sluicectl --driver).
+  std::string driver_addresses() const;
+  std::string worker_addresses() const;
+
+  // The process of driver i (null while it is stopped).
+  Subprocess* driver(int i) { return drivers_[i].process.get(); }
+  Subprocess* worker(int i) { return workers_[i].process.get(); }
+
+  // (Re)starts a daemon with its id, port and data; waits until it serves.
+  [[nodiscard]] Status StartDriver(int i);
+  [[nodiscard]] Status StartWorker(int i);
+  // SIGTERM and wait; returns the exit status.
+  int StopDriver(int i);
+  int StopWorker(int i);
+  // SIGKILL.
+  void KillDriver(int i);
+  void KillWorker(int i);
+
+ private:
+  struct Daemon {
+    int port = 0;
+    std::unique_ptr<Subprocess> process;
+  };
+
+  explicit LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {}
+  [[nodiscard]] Status StartDaemon(bool is_driver, int i);
+
+  LocalClusterOptions options_;
+  std::unique_ptr<ZkCluster> zk_;
+  std::unique_ptr<KafkaMock> kafka_;
+  std::vector<Daemon> drivers_;
+  std::vector<Daemon> workers_;
+};
+
+// True if a daemon at `address` answers GetStatus (driver or worker).
+bool DaemonServing(const std::string& address, bool is_driver);
+
+}  // namespace sluice::testing

@@ -1,0 +1,62 @@
+// sluice-local-cluster: starts a whole local Sluice cluster (ZooKeeper, the
+// Kafka mock, drivers, workers) through the test harness's LocalCluster, and
+// keeps it up until SIGINT/SIGTERM. scripts/demo.sh uses it.
+//
+// Once everything serves, it writes --ready-file as shell variable lines:
+//   DIR=...  ZK=host:port,...  KAFKA=host:port  DRIVERS=a,b,c  WORKERS=x,y
+#include <cstdio>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "lib/common/config.h"
+#include "lib/common/signals.h"
+#include "test/harness/local_cluster.h"
+#include "test/harness/util.h"
+
+int main(int argc, char** argv) {
+  sluice::BlockTerminationSignals();
+  CLI::App app("Start a local Sluice cluster of real processes on loopback", "sluice-local-cluster");
+  sluice::testing::LocalClusterOptions options;
+  std::vector<std::string> topics;
+  std::string ready_file;
+  app.add_option("--dir", options.dir, "Directory for data and logs (required)");
+  app.add_option("--zk-servers", options.zk_servers, "ZooKeeper servers (1 or 3)")->capture_default_str();
+  app.add_option("--drivers", options.drivers, "driverd processes")->capture_default_str();
+  app.add_option("--workers", options.workers, "workerd processes")->capture_default_str();
+  app.add_option("--kafka-topic", topics, "Start the Kafka mock with topic NAME:PARTITIONS");
+  app.add_option("--ready-file", ready_file, "Where to write the cluster's addresses when up");
+  if (std::optional<int> code = sluice::ParseCommandLine(app, argc, argv)) return *code;
+  if (options.dir.empty()) {
+    std::cerr << "sluice-local-cluster: error: --dir is required\n";
+    return sluice::kExitUsage;
+  }
+  for (const std::string& t : topics) {
+    size_t colon = t.rfind(':');
+    int n = colon == std::string::npos ? 0 : std::atoi(t.c_str() + colon + 1);
+    if (n < 1) {
+      std::cerr << "sluice-local-cluster: error: --kafka-topic '" << t << "' is not NAME:PARTITIONS\n";
+      return sluice::kExitUsage;
+    }
+    options.kafka_topics.push_back({t.substr(0, colon), n});
+  }
+  auto cluster = sluice::testing::LocalCluster::Start(options);
+  if (!cluster.ok()) {
+    std::cerr << "sluice-local-cluster: error: " << cluster.status().message() << "\n";
+    return 1;
+  }
+  sluice::testing::LocalCluster& c = **cluster;
+  std::string summary = "DIR=" + c.dir() + "\nZK=" + c.zk().connect_string() +
+                        "\nKAFKA=" + (c.kafka() ? c.kafka()->bootstrap() : "") +
+                        "\nDRIVERS=" + c.driver_addresses() + "\nWORKERS=" + c.worker_addresses() + "\n";
+  std::cout << summary << std::flush;
+  if (!ready_file.empty()) {
+    if (!sluice::testing::WriteFile(ready_file + ".tmp", summary).ok() ||
+        std::rename((ready_file + ".tmp").c_str(), ready_file.c_str()) != 0) {
+      std::cerr << "sluice-local-cluster: error: cannot write " << ready_file << "\n";
+      return 1;
+    }
+  }
+  int sig = sluice::WaitForTerminationSignal();
+  std::cerr << "sluice-local-cluster: signal " << sig << ", stopping the cluster\n";
+  return 0;
+}
