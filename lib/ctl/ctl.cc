@@ -7,6 +7,7 @@
 #include "CLI/CLI.hpp"
 #include "grpcpp/grpcpp.h"
 #include "lib/common/config.h"
+#include "lib/coord/coordinator.h"
 #include "lib/rpc/rpc.h"
 #include "proto/driver.grpc.pb.h"
 #include "proto/worker.grpc.pb.h"
@@ -33,6 +34,8 @@ void PrintRow(std::ostream& out, const std::string& kind, const proto::ProcessIn
 void Ctl::Register(CLI::App& app) {
   app.require_subcommand(0, 1);
   app.add_option("--timeout-ms", timeout_ms_, "Deadline of each RPC")->capture_default_str();
+  app.add_option("--coordinator", coordinator_,
+                 "Find the cluster through zookeeper://HOST:PORT[,...]/ROOT");
   status_cmd_ = app.add_subcommand("status", "Show the cluster's drivers and workers");
   status_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
       ->delimiter(',');
@@ -47,8 +50,33 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
 }
 
 int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
+  if (!coordinator_.empty()) {
+    Result<coord::CoordinatorSpec> spec = coord::CoordinatorSpec::Parse(coordinator_);
+    if (!spec.ok()) {
+      err << "sluicectl: error: " << spec.status().message() << "\n";
+      return kExitUsage;
+    }
+    auto coordinator = coord::Coordinator::Create(
+        coordinator_, {.connect_timeout = std::chrono::milliseconds(timeout_ms_)});
+    if (!coordinator.ok()) {
+      err << "sluicectl: " << coordinator.status().message() << "\n";
+      return 1;
+    }
+    for (auto [group, out] : {std::pair{coord::Group::kDrivers, &drivers_},
+                              std::pair{coord::Group::kWorkers, &workers_}}) {
+      auto members = (*coordinator)->NewMembership(group)->Members();
+      if (!members.ok()) {
+        err << "sluicectl: listing " << coord::GroupName(group) << ": " << members.status().message() << "\n";
+        return 1;
+      }
+      for (const proto::MemberInfo& m : *members) out->push_back(m.rpc_address());
+    }
+    if (spec->kind == coord::CoordinatorSpec::Kind::kStandalone && !spec->leader_address.empty()) {
+      drivers_.push_back(spec->leader_address);
+    }
+  }
   if (drivers_.empty() && workers_.empty()) {
-    err << "sluicectl: error: status needs --driver or --worker addresses\n";
+    err << "sluicectl: error: status needs --coordinator, --driver or --worker\n";
     return kExitUsage;
   }
   for (const auto& a : drivers_) {
@@ -82,7 +110,11 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       ++failures;
       continue;
     }
-    PrintRow(out, "driver", status.process(), "", now_ms);
+    std::string detail = status.role() == proto::DRIVER_ROLE_LEADER
+                             ? "LEADER epoch=" + std::to_string(status.epoch())
+                             : "standby leader=" + (status.leader().id().empty() ? "?" : status.leader().id());
+    detail += " workers=" + std::to_string(status.workers_size());
+    PrintRow(out, "driver", status.process(), detail, now_ms);
   }
   for (const std::string& addr : workers_) {
     auto stub = proto::WorkerService::NewStub(rpc::NewChannel(addr));
@@ -95,7 +127,11 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       ++failures;
       continue;
     }
-    PrintRow(out, "worker", status.process(), "slots=" + std::to_string(status.slots()), now_ms);
+    PrintRow(out, "worker", status.process(),
+             "slots=" + std::to_string(status.slots()) + " leader=" +
+                 (status.leader().id().empty() ? "?" : status.leader().id()) +
+                 " epoch=" + std::to_string(status.highest_epoch()),
+             now_ms);
   }
   return failures == 0 ? 0 : 1;
 }

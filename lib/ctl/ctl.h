@@ -4,7 +4,10 @@
 // declares sluicectl's subcommands and flags on a CLI::App and runs the one the
 // user chose, talking gRPC to the daemons. cmd/sluicectl/main.cpp only wires it.
 //
-//   sluicectl status --driver HOST:PORT[,...] [--worker HOST:PORT[,...]]
+//   sluicectl [--coordinator SPEC] status [--driver HOST:PORT[,...]] [--worker HOST:PORT[,...]]
+//
+// With --coordinator (zookeeper://...), the drivers and workers are found
+// through the cluster's membership; --driver/--worker add addresses by hand.
 //
 // Exit codes: 0 success, 1 the cluster answered with an error or could not be
 // reached, 2 bad usage.
@@ -39,6 +42,7 @@ class Ctl {
   Clock* clock_;
   std::vector<std::string> drivers_;
   std::vector<std::string> workers_;
+  std::string coordinator_;
   int timeout_ms_ = 3000;
   CLI::App* status_cmd_ = nullptr;
 };

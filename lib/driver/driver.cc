@@ -2,9 +2,11 @@
 
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
-#include "lib/common/logging.h"
 #include "lib/common/fs.h"
+#include "lib/common/logging.h"
+#include "lib/coord/coordinator.h"
 #include "lib/driver/driver_service.h"
+#include "lib/driver/worker_proxy.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
 #include "spdlog/spdlog.h"
@@ -16,6 +18,18 @@ void DriverOptions::Register(CLI::App& app) {
   app.add_option("--rpc-address", rpc_address, "host:port the gRPC server listens on")
       ->capture_default_str();
   app.add_option("--data-dir", data_dir, "Directory for the driver's WAL")->capture_default_str();
+  app.add_option("--coordinator", coordinator,
+                 "zookeeper://HOST:PORT[,...]/ROOT or standalone")
+      ->capture_default_str();
+  app.add_option("--zk-session-timeout-ms", zk_session_timeout_ms,
+                 "ZooKeeper session timeout; a dead leader is replaced within it")
+      ->capture_default_str();
+  app.add_option("--zk-connect-timeout-ms", zk_connect_timeout_ms,
+                 "Give up starting if ZooKeeper cannot be reached within this")
+      ->capture_default_str();
+  app.add_option("--heartbeat-interval-ms", heartbeat_interval_ms,
+                 "How often the leader heartbeats each worker")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, kLogLevels)->capture_default_str();
 }
 
@@ -23,6 +37,22 @@ Status DriverOptions::Validate() const {
   RETURN_IF_ERROR(ValidateId(id, "id"));
   RETURN_IF_ERROR(ParseHostPort(rpc_address, "rpc-address").status());
   if (data_dir.empty()) return absl::InvalidArgumentError("data-dir: must not be empty");
+  ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(coordinator));
+  if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && !spec.leader_address.empty()) {
+    return absl::InvalidArgumentError(
+        "coordinator: a driver cannot follow another in standalone mode; use 'standalone'");
+  }
+  if (zk_session_timeout_ms < 1000 || zk_session_timeout_ms > 120'000) {
+    return absl::InvalidArgumentError(
+        fmt::format("zk-session-timeout-ms: {} is not in 1000..120000", zk_session_timeout_ms));
+  }
+  if (zk_connect_timeout_ms < 100) {
+    return absl::InvalidArgumentError("zk-connect-timeout-ms: must be at least 100");
+  }
+  if (heartbeat_interval_ms < 10 || heartbeat_interval_ms > 60'000) {
+    return absl::InvalidArgumentError(
+        fmt::format("heartbeat-interval-ms: {} is not in 10..60000", heartbeat_interval_ms));
+  }
   return absl::OkStatus();
 }
 
@@ -32,17 +62,129 @@ Driver::~Driver() { Stop(); }
 
 Status Driver::Start() {
   RETURN_IF_ERROR(EnsureDirectory(options_.data_dir, "data-dir"));
-  service_ = std::make_unique<DriverServiceImpl>();
+  service_ = std::make_unique<DriverServiceImpl>([this] { return GetStatus(); });
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.rpc_address, {service_.get()}));
-  service_->SetProcessInfo(rpc::MakeProcessInfo(options_.id, server_->address(), clock_));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    process_ = rpc::MakeProcessInfo(options_.id, server_->address(), clock_);
+  }
   spdlog::info("driver {} serving on {}", options_.id, server_->address());
+
+  ASSIGN_OR_RETURN(coordinator_,
+                   coord::Coordinator::Create(
+                       options_.coordinator,
+                       {.session_timeout_ms = options_.zk_session_timeout_ms,
+                        .connect_timeout = std::chrono::milliseconds(options_.zk_connect_timeout_ms),
+                        .standalone_epoch_file = options_.data_dir + "/standalone-epoch",
+                        .clock = clock_}));
+  workers_proxy_ = std::make_unique<GrpcWorkerProxy>(
+      std::chrono::milliseconds(std::max(100, options_.heartbeat_interval_ms)));
+
+  detector_ = coordinator_->NewDetector();
+  detector_->Watch([this](const std::optional<proto::LeaderInfo>& leader) {
+    if (leader) {
+      spdlog::info("leader is {} at {} (epoch {})", leader->id(), leader->rpc_address(),
+                   leader->epoch());
+    } else {
+      spdlog::info("no leader");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_ = leader;
+  });
+  workers_ = coordinator_->NewMembership(coord::Group::kWorkers);
+  workers_->Watch([this](const std::vector<proto::MemberInfo>& members) {
+    std::string ids;
+    for (const auto& m : members) ids += (ids.empty() ? "" : ",") + m.id();
+    spdlog::info("workers: [{}]", ids);
+    std::lock_guard<std::mutex> lock(mu_);
+    worker_view_ = members;
+  });
+  drivers_ = coordinator_->NewMembership(coord::Group::kDrivers);
+  drivers_->Watch([this](const std::vector<proto::MemberInfo>& members) {
+    std::lock_guard<std::mutex> lock(mu_);
+    driver_view_ = members;
+  });
+  proto::MemberInfo me;
+  me.set_id(options_.id);
+  me.set_rpc_address(server_->address());
+  RETURN_IF_ERROR_PREPEND(drivers_->Join(me), "joining the drivers group");
+
+  proto::LeaderInfo candidate;
+  candidate.set_id(options_.id);
+  candidate.set_rpc_address(server_->address());
+  elector_ = coordinator_->NewElector(candidate);
+  RETURN_IF_ERROR(elector_->Start(
+      {.elected = [this](int64_t epoch) { spdlog::info("now LEADER with epoch {}", epoch); },
+       .lost = [] { spdlog::warn("now STANDBY"); }}));
+  elector_view_ = elector_.get();
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   return absl::OkStatus();
 }
 
+void Driver::HeartbeatLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.heartbeat_interval_ms));
+    if (stopping_ || !elector_->IsLeader()) continue;
+    std::vector<proto::MemberInfo> workers = worker_view_;
+    proto::LeaderHeartbeatRequest request;
+    request.set_epoch(elector_->epoch());
+    request.set_leader_id(options_.id);
+    request.set_leader_address(process_.rpc_address());
+    lock.unlock();
+    for (const proto::MemberInfo& w : workers) {
+      if (!elector_->IsLeader()) break;  // the lease may lapse mid-round
+      proto::LeaderHeartbeatResponse response;
+      Status st = workers_proxy_->LeaderHeartbeat(w.rpc_address(), request, &response);
+      if (absl::IsFailedPrecondition(st)) {
+        // A worker has seen a newer epoch: another driver leads now.
+        spdlog::warn("worker {} rejected epoch {}: {}", w.id(), request.epoch(),
+                     std::string(st.message()));
+      } else if (!st.ok()) {
+        spdlog::debug("heartbeat to worker {} failed: {}", w.id(), st.ToString());
+      }
+    }
+    lock.lock();
+  }
+}
+
 void Driver::Stop() {
-  if (server_ != nullptr) server_->Shutdown();
+  if (stopped_) return;
+  stopped_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  if (server_ != nullptr) server_->Shutdown(0);
+  elector_view_ = nullptr;
+  if (elector_) elector_->Stop();
+  if (drivers_) drivers_->Leave();
+  if (coordinator_) coordinator_->Close();
+  // The roles hold pointers into the coordinator: release them first.
+  elector_.reset();
+  detector_.reset();
+  drivers_.reset();
+  workers_.reset();
+  coordinator_.reset();
 }
 
 std::string Driver::rpc_address() const { return server_ ? server_->address() : options_.rpc_address; }
+
+proto::DriverStatus Driver::GetStatus() const {
+  proto::DriverStatus status;
+  coord::LeaderElector* elector = elector_view_.load();
+  const bool leads = elector != nullptr && elector->IsLeader();
+  std::lock_guard<std::mutex> lock(mu_);
+  *status.mutable_process() = process_;
+  status.set_role(leads ? proto::DRIVER_ROLE_LEADER : proto::DRIVER_ROLE_STANDBY);
+  if (leads) status.set_epoch(elector->epoch());
+  if (leader_) *status.mutable_leader() = *leader_;
+  for (const auto& w : worker_view_) *status.add_workers() = w;
+  for (const auto& d : driver_view_) *status.add_drivers() = d;
+  status.set_coordinator(options_.coordinator);
+  return status;
+}
 
 }  // namespace sluice::driver

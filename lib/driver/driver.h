@@ -1,19 +1,34 @@
 // Driver: one driverd process, assembled from its parts.
 //
 // Module sluice::driver owns the driver daemon: its options, its gRPC service
-// (DriverService in proto/driver.proto) and, as later parts arrive, election,
-// the replicated WAL, the planner and the scheduler. cmd/driverd/main.cpp only
-// parses flags into DriverOptions and calls Start/Stop.
+// (DriverService in proto/driver.proto), its place in the leader election and
+// the drivers/ group, its view of the workers/ group, and the leader's
+// heartbeat to workers, which carries the epoch (DESIGN.md rule 4). Later
+// issues add the replicated WAL, the planner and the scheduler.
+// cmd/driverd/main.cpp only parses flags into DriverOptions and calls
+// Start/Stop.
 //
-// Thread-safety: Start and Stop are called from one thread; the service
-// answers RPCs from gRPC's threads.
+//   STANDBY --elected(E)--> LEADER --lost / lease expired--> STANDBY
+//
+// The leader acts (sends heartbeats, later plans and schedules) only while
+// the elector's lease holds (LeaderElector::IsLeader).
+//
+// Thread-safety: Start and Stop are called from one thread; everything else
+// runs on gRPC's threads, the coordinator's thread and the heartbeat thread.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
+#include "proto/driver.pb.h"
 
 namespace CLI {
 class App;
@@ -23,14 +38,26 @@ namespace sluice::rpc {
 class RpcServer;
 }
 
+namespace sluice::coord {
+class Coordinator;
+class LeaderElector;
+class LeaderDetector;
+class Membership;
+}  // namespace sluice::coord
+
 namespace sluice::driver {
 
 class DriverServiceImpl;
+class WorkerProxy;
 
 struct DriverOptions {
   std::string id;                             // unique among the cluster's drivers
   std::string rpc_address = "127.0.0.1:7100"; // where the gRPC server listens
   std::string data_dir = "/var/lib/sluice/driver";
+  std::string coordinator = "standalone";     // see lib/coord/coordinator.h
+  int zk_session_timeout_ms = 10'000;
+  int zk_connect_timeout_ms = 15'000;
+  int heartbeat_interval_ms = 500;            // leader -> workers
   std::string log_level = "info";
 
   // Declares every option as a flag (and so as a config-file key) on `app`.
@@ -44,19 +71,43 @@ class Driver {
   Driver(DriverOptions options, Clock* clock);
   ~Driver();
 
-  // Creates the data directory and starts serving. UNAVAILABLE if the address
-  // cannot be bound; FAILED_PRECONDITION if the data directory is unusable.
+  // Starts serving, connects to the coordinator, joins the drivers/ group and
+  // the election. UNAVAILABLE if the address cannot be bound or ZooKeeper
+  // cannot be reached; FAILED_PRECONDITION if the data directory is unusable.
   [[nodiscard]] Status Start();
+  // Leaves the election and closes the coordinator session first, so a
+  // standby takes over at once (DESIGN.md rule 6), then stops serving.
   void Stop();
 
   // The bound "host:port" (valid after Start).
   std::string rpc_address() const;
+  proto::DriverStatus GetStatus() const;
 
  private:
+  void HeartbeatLoop();
+
   DriverOptions options_;
   Clock* clock_;
   std::unique_ptr<DriverServiceImpl> service_;
   std::unique_ptr<rpc::RpcServer> server_;
+  std::unique_ptr<WorkerProxy> workers_proxy_;
+  std::unique_ptr<coord::Coordinator> coordinator_;
+  std::unique_ptr<coord::LeaderElector> elector_;
+  // elector_ as gRPC threads see it: set once the election is entered.
+  std::atomic<coord::LeaderElector*> elector_view_{nullptr};
+  std::unique_ptr<coord::LeaderDetector> detector_;
+  std::unique_ptr<coord::Membership> drivers_;
+  std::unique_ptr<coord::Membership> workers_;
+
+  mutable std::mutex mu_;
+  proto::ProcessInfo process_;                  // guarded by mu_
+  std::optional<proto::LeaderInfo> leader_;     // guarded by mu_ (as detected)
+  std::vector<proto::MemberInfo> worker_view_;  // guarded by mu_
+  std::vector<proto::MemberInfo> driver_view_;  // guarded by mu_
+  bool stopping_ = false;                       // guarded by mu_
+  std::condition_variable stop_cv_;
+  std::thread heartbeat_thread_;
+  bool stopped_ = false;
 };
 
 }  // namespace sluice::driver

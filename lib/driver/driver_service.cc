@@ -2,16 +2,10 @@
 
 namespace sluice::driver {
 
-void DriverServiceImpl::SetProcessInfo(proto::ProcessInfo process) {
-  std::lock_guard<std::mutex> lock(mu_);
-  process_ = std::move(process);
-}
-
 grpc::Status DriverServiceImpl::GetStatus(grpc::ServerContext* /*context*/,
                                           const proto::GetDriverStatusRequest* /*request*/,
                                           proto::DriverStatus* response) {
-  std::lock_guard<std::mutex> lock(mu_);
-  *response->mutable_process() = process_;
+  *response = status_();
   return grpc::Status::OK;
 }
 

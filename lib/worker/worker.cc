@@ -4,6 +4,7 @@
 #include "lib/common/config.h"
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
+#include "lib/coord/coordinator.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
 #include "lib/worker/worker_service.h"
@@ -17,6 +18,15 @@ void WorkerOptions::Register(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--data-dir", data_dir, "Directory for block and state storage")
       ->capture_default_str();
+  app.add_option("--coordinator", coordinator,
+                 "zookeeper://HOST:PORT[,...]/ROOT, or standalone://DRIVER_HOST:PORT")
+      ->capture_default_str();
+  app.add_option("--zk-session-timeout-ms", zk_session_timeout_ms,
+                 "ZooKeeper session timeout; a dead worker leaves the group within it")
+      ->capture_default_str();
+  app.add_option("--zk-connect-timeout-ms", zk_connect_timeout_ms,
+                 "Give up starting if ZooKeeper cannot be reached within this")
+      ->capture_default_str();
   app.add_option("--slots", slots, "Tasks this worker runs at once")->capture_default_str();
   app.add_option("--log-level", log_level, kLogLevels)->capture_default_str();
 }
@@ -25,6 +35,18 @@ Status WorkerOptions::Validate() const {
   RETURN_IF_ERROR(ValidateId(id, "id"));
   RETURN_IF_ERROR(ParseHostPort(rpc_address, "rpc-address").status());
   if (data_dir.empty()) return absl::InvalidArgumentError("data-dir: must not be empty");
+  ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(coordinator));
+  if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && spec.leader_address.empty()) {
+    return absl::InvalidArgumentError(
+        "coordinator: a worker needs to know its driver: standalone://DRIVER_HOST:PORT");
+  }
+  if (zk_session_timeout_ms < 1000 || zk_session_timeout_ms > 120'000) {
+    return absl::InvalidArgumentError(
+        fmt::format("zk-session-timeout-ms: {} is not in 1000..120000", zk_session_timeout_ms));
+  }
+  if (zk_connect_timeout_ms < 100) {
+    return absl::InvalidArgumentError("zk-connect-timeout-ms: must be at least 100");
+  }
   if (slots < 1 || slots > 1024) {
     return absl::InvalidArgumentError(fmt::format("slots: {} is not in 1..1024", slots));
   }
@@ -37,18 +59,78 @@ Worker::~Worker() { Stop(); }
 
 Status Worker::Start() {
   RETURN_IF_ERROR(EnsureDirectory(options_.data_dir, "data-dir"));
-  service_ = std::make_unique<WorkerServiceImpl>(options_.slots);
+  service_ = std::make_unique<WorkerServiceImpl>(
+      options_.id, &fence_, [this] { return GetStatus(); },
+      [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.rpc_address, {service_.get()}));
-  service_->SetProcessInfo(rpc::MakeProcessInfo(options_.id, server_->address(), clock_));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    process_ = rpc::MakeProcessInfo(options_.id, server_->address(), clock_);
+  }
   spdlog::info("worker {} serving on {} with {} slots", options_.id, server_->address(),
                options_.slots);
+
+  ASSIGN_OR_RETURN(coordinator_,
+                   coord::Coordinator::Create(
+                       options_.coordinator,
+                       {.session_timeout_ms = options_.zk_session_timeout_ms,
+                        .connect_timeout = std::chrono::milliseconds(options_.zk_connect_timeout_ms),
+                        .clock = clock_}));
+  detector_ = coordinator_->NewDetector();
+  detector_->Watch([this](const std::optional<proto::LeaderInfo>& leader) {
+    if (leader) {
+      spdlog::info("following leader {} at {} (epoch {})", leader->id(), leader->rpc_address(),
+                   leader->epoch());
+    } else {
+      spdlog::warn("no leader");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_ = leader;
+  });
+  membership_ = coordinator_->NewMembership(coord::Group::kWorkers);
+  proto::MemberInfo me;
+  me.set_id(options_.id);
+  me.set_rpc_address(server_->address());
+  me.set_slots(options_.slots);
+  RETURN_IF_ERROR_PREPEND(membership_->Join(me), "joining the workers group");
   return absl::OkStatus();
 }
 
+void Worker::OnHeartbeat(const proto::LeaderHeartbeatRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!leader_ || leader_->epoch() < request.epoch()) {
+    if (!leader_ || leader_->id() != request.leader_id()) {
+      spdlog::info("heartbeat from leader {} with epoch {}", request.leader_id(), request.epoch());
+    }
+    proto::LeaderInfo info;
+    info.set_id(request.leader_id());
+    info.set_rpc_address(request.leader_address());
+    info.set_epoch(request.epoch());
+    leader_ = info;
+  }
+}
+
 void Worker::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (membership_) membership_->Leave();
+  if (coordinator_) coordinator_->Close();
   if (server_ != nullptr) server_->Shutdown();
+  membership_.reset();
+  detector_.reset();
+  coordinator_.reset();
 }
 
 std::string Worker::rpc_address() const { return server_ ? server_->address() : options_.rpc_address; }
+
+proto::WorkerStatus Worker::GetStatus() const {
+  proto::WorkerStatus status;
+  std::lock_guard<std::mutex> lock(mu_);
+  *status.mutable_process() = process_;
+  status.set_slots(options_.slots);
+  if (leader_) *status.mutable_leader() = *leader_;
+  status.set_highest_epoch(fence_.highest());
+  return status;
+}
 
 }  // namespace sluice::worker

@@ -1,19 +1,26 @@
 // Worker: one workerd process, assembled from its parts.
 //
 // Module sluice::worker owns the worker daemon: its options, its gRPC service
-// (WorkerService in proto/worker.proto) and, as later parts arrive,
-// membership, receivers, the block store and executors. cmd/workerd/main.cpp
-// only parses flags into WorkerOptions and calls Start/Stop.
+// (WorkerService in proto/worker.proto), its registration in the workers/
+// group, the leader it follows (through the detector and the leader's
+// heartbeats), and the epoch fence every driver call passes. Later issues add
+// receivers, the block store and executors. cmd/workerd/main.cpp only parses
+// flags into WorkerOptions and calls Start/Stop.
 //
 // Thread-safety: Start and Stop are called from one thread; the service
 // answers RPCs from gRPC's threads.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
+#include "lib/worker/epoch_fence.h"
+#include "proto/worker.pb.h"
 
 namespace CLI {
 class App;
@@ -23,6 +30,12 @@ namespace sluice::rpc {
 class RpcServer;
 }
 
+namespace sluice::coord {
+class Coordinator;
+class LeaderDetector;
+class Membership;
+}  // namespace sluice::coord
+
 namespace sluice::worker {
 
 class WorkerServiceImpl;
@@ -31,6 +44,9 @@ struct WorkerOptions {
   std::string id;                              // unique among the cluster's workers
   std::string rpc_address = "127.0.0.1:7200";  // where the gRPC server listens
   std::string data_dir = "/var/lib/sluice/worker";
+  std::string coordinator = "standalone://127.0.0.1:7100";
+  int zk_session_timeout_ms = 10'000;
+  int zk_connect_timeout_ms = 15'000;
   int slots = 2;                               // tasks run at once
   std::string log_level = "info";
 
@@ -47,12 +63,24 @@ class Worker {
   void Stop();
 
   std::string rpc_address() const;
+  proto::WorkerStatus GetStatus() const;
 
  private:
+  void OnHeartbeat(const proto::LeaderHeartbeatRequest& request);
+
   WorkerOptions options_;
   Clock* clock_;
+  EpochFence fence_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<rpc::RpcServer> server_;
+  std::unique_ptr<coord::Coordinator> coordinator_;
+  std::unique_ptr<coord::LeaderDetector> detector_;
+  std::unique_ptr<coord::Membership> membership_;
+
+  mutable std::mutex mu_;
+  proto::ProcessInfo process_;               // guarded by mu_
+  std::optional<proto::LeaderInfo> leader_;  // guarded by mu_
+  bool stopped_ = false;
 };
 
 }  // namespace sluice::worker

@@ -1,18 +1,22 @@
 #include "lib/worker/worker_service.h"
 
-namespace sluice::worker {
+#include "lib/rpc/rpc.h"
 
-void WorkerServiceImpl::SetProcessInfo(proto::ProcessInfo process) {
-  std::lock_guard<std::mutex> lock(mu_);
-  process_ = std::move(process);
-}
+namespace sluice::worker {
 
 grpc::Status WorkerServiceImpl::GetStatus(grpc::ServerContext* /*context*/,
                                           const proto::GetWorkerStatusRequest* /*request*/,
                                           proto::WorkerStatus* response) {
-  std::lock_guard<std::mutex> lock(mu_);
-  *response->mutable_process() = process_;
-  response->set_slots(slots_);
+  *response = status_();
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::LeaderHeartbeat(grpc::ServerContext* /*context*/,
+                                                const proto::LeaderHeartbeatRequest* request,
+                                                proto::LeaderHeartbeatResponse* response) {
+  if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  on_heartbeat_(*request);
+  response->set_worker_id(worker_id_);
   return grpc::Status::OK;
 }
 

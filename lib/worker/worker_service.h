@@ -1,28 +1,41 @@
 // WorkerServiceImpl: the gRPC face of workerd (proto/worker.proto).
 //
-// Module sluice::worker owns it. Thread-safe.
+// Module sluice::worker owns it. Every call from a driver passes the epoch
+// fence first. Thread-safe.
 #pragma once
 
-#include <mutex>
-#include <string>
+#include <functional>
 
+#include "lib/worker/epoch_fence.h"
 #include "proto/worker.grpc.pb.h"
 
 namespace sluice::worker {
 
 class WorkerServiceImpl final : public proto::WorkerService::Service {
  public:
-  explicit WorkerServiceImpl(int slots) : slots_(slots) {}
+  using StatusSource = std::function<proto::WorkerStatus()>;
+  using LeaderSink = std::function<void(const proto::LeaderHeartbeatRequest&)>;
 
-  void SetProcessInfo(proto::ProcessInfo process);
+  // `fence` must outlive the service. `on_heartbeat` hears every accepted
+  // heartbeat.
+  WorkerServiceImpl(std::string worker_id, EpochFence* fence, StatusSource status,
+                    LeaderSink on_heartbeat)
+      : worker_id_(std::move(worker_id)),
+        fence_(fence),
+        status_(std::move(status)),
+        on_heartbeat_(std::move(on_heartbeat)) {}
 
   grpc::Status GetStatus(grpc::ServerContext* context, const proto::GetWorkerStatusRequest* request,
                          proto::WorkerStatus* response) override;
+  grpc::Status LeaderHeartbeat(grpc::ServerContext* context,
+                               const proto::LeaderHeartbeatRequest* request,
+                               proto::LeaderHeartbeatResponse* response) override;
 
  private:
-  const int slots_;
-  std::mutex mu_;
-  proto::ProcessInfo process_;  // guarded by mu_
+  const std::string worker_id_;
+  EpochFence* const fence_;
+  const StatusSource status_;
+  const LeaderSink on_heartbeat_;
 };
 
 }  // namespace sluice::worker

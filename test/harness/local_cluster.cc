@@ -62,6 +62,10 @@ std::string LocalCluster::worker_log(int i) const {
   return options_.dir + "/" + worker_id(i) + "/workerd.log";
 }
 
+std::string LocalCluster::coordinator() const {
+  return "zookeeper://" + zk_->connect_string() + options_.zk_root;
+}
+
 std::string LocalCluster::driver_addresses() const {
   std::string out;
   for (int i = 0; i < num_drivers(); ++i) out += (i ? "," : "") + driver_address(i);
@@ -89,7 +93,10 @@ Status LocalCluster::StartDaemon(bool is_driver, int i) {
                                    "--id", id,
                                    "--rpc-address", address,
                                    "--data-dir", home + "/data",
-                                   "--log-level", options_.log_level};
+                                   "--log-level", options_.log_level,
+                                   "--coordinator", coordinator(),
+                                   "--zk-session-timeout-ms",
+                                   std::to_string(options_.zk_session_timeout_ms)};
   for (const std::string& f : is_driver ? options_.driver_flags : options_.worker_flags) {
     argv.push_back(f);
   }

@@ -35,6 +35,9 @@ struct LocalClusterOptions {
   std::vector<std::string> driver_flags;  // added to every driverd command line
   std::vector<std::string> worker_flags;  // added to every workerd command line
   std::string log_level = "info";
+  // Every daemon gets --coordinator zookeeper://<the ZooKeeper servers><zk_root>.
+  std::string zk_root = "/sluice/local";
+  int zk_session_timeout_ms = 4000;
 };
 
 class LocalCluster {
@@ -55,6 +58,8 @@ class LocalCluster {
   std::string worker_address(int i) const;
   std::string driver_log(int i) const;
   std::string worker_log(int i) const;
+  // The --coordinator value the daemons were given.
+  std::string coordinator() const;
   // All driver addresses, comma-separated (for sluicectl --driver).
   std::string driver_addresses() const;
   std::string worker_addresses() const;

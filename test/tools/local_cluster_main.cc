@@ -3,7 +3,8 @@
 // keeps it up until SIGINT/SIGTERM. scripts/demo.sh uses it.
 //
 // Once everything serves, it writes --ready-file as shell variable lines:
-//   DIR=...  ZK=host:port,...  KAFKA=host:port  DRIVERS=a,b,c  WORKERS=x,y
+//   DIR=...  ZK=host:port,...  COORDINATOR=zookeeper://...  KAFKA=host:port
+//   DRIVERS=a,b,c  WORKERS=x,y
 #include <cstdio>
 #include <iostream>
 
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   }
   sluice::testing::LocalCluster& c = **cluster;
   std::string summary = "DIR=" + c.dir() + "\nZK=" + c.zk().connect_string() +
+                        "\nCOORDINATOR=" + c.coordinator() +
                         "\nKAFKA=" + (c.kafka() ? c.kafka()->bootstrap() : "") +
                         "\nDRIVERS=" + c.driver_addresses() + "\nWORKERS=" + c.worker_addresses() + "\n";
   std::cout << summary << std::flush;

@@ -1,0 +1,283 @@
+#include "lib/coord/zk_leader_elector.h"
+
+#include <zookeeper/zookeeper.h>
+
+#include <algorithm>
+#include <random>
+
+#include "google/protobuf/text_format.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::coord {
+
+int64_t CandidateSequence(const std::string& name) {
+  if (name.rfind("n_", 0) != 0 || name.size() < 12) return -1;
+  const std::string digits = name.substr(name.size() - 10);
+  if (!std::all_of(digits.begin(), digits.end(), ::isdigit)) return -1;
+  return std::stoll(digits);
+}
+
+// All state lives here and every step runs on the session's event thread;
+// tasks hold a weak_ptr, so a task that outlives the elector does nothing.
+class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElector::Impl> {
+ public:
+  Impl(ZkSession* session, std::string root, proto::LeaderInfo self)
+      : session_(session), root_(std::move(root)), self_(std::move(self)) {
+    std::random_device rd;
+    token_ = fmt::format("{:016x}", (static_cast<uint64_t>(rd()) << 32) | rd());
+    const int timeout = session_->session_timeout_ms();
+    lease_ = std::chrono::milliseconds(timeout / 2);
+    renew_every_ = std::chrono::milliseconds(std::max(50, timeout / 6));
+  }
+
+  void SetCallbacks(Callbacks cb) {
+    std::lock_guard<std::mutex> lock(mu_);
+    callbacks_ = std::move(cb);
+  }
+
+  void OnEvent(ZkSession::Event event) {
+    switch (event) {
+      case ZkSession::Event::kDisconnected:
+        // Keep the term: if the same session comes back, no one else can
+        // have led meanwhile (our znode lived on). IsLeader() is false while
+        // disconnected, and the lease lapses before the server could expire
+        // the session, so nothing is issued in the gap.
+        spdlog::warn("election: {} lost its ZooKeeper connection{}", self_.id(),
+                     leading_.load() ? "; suspended until it is back" : "");
+        break;
+      case ZkSession::Event::kExpired:
+        Lose("ZooKeeper session expired");
+        my_node_.clear();
+        break;
+      case ZkSession::Event::kConnected:  // a new session: our old znode is gone
+        my_node_.clear();
+        Check();
+        break;
+      case ZkSession::Event::kReconnected:
+        Check();
+        break;
+    }
+  }
+
+  // Where do we stand? Creates our candidate znode if needed, then leads or
+  // watches the predecessor.
+  void Check() {
+    if (stopped_.load() || !session_->connected()) return;
+    const std::string dir = root_ + "/election";
+    if (my_node_.empty() && !CreateCandidate(dir)) return RetryLater();
+    const auto check_started = session_->clock()->Now();
+    Result<std::vector<std::string>> children = session_->GetChildren(dir);
+    if (!children.ok()) return RetryLater();
+    std::vector<std::pair<int64_t, std::string>> candidates;
+    for (const std::string& c : *children) {
+      int64_t seq = CandidateSequence(c);
+      if (seq >= 0) candidates.emplace_back(seq, c);
+    }
+    std::sort(candidates.begin(), candidates.end());
+    const std::string mine = my_node_.substr(dir.size() + 1);
+    auto it = std::find_if(candidates.begin(), candidates.end(),
+                           [&](const auto& c) { return c.second == mine; });
+    if (it == candidates.end()) {  // deleted under us: stand again
+      Lose("election znode vanished");
+      my_node_.clear();
+      return Post([](Impl* self) { self->Check(); });
+    }
+    if (it == candidates.begin()) {
+      if (!leading_.load()) BecomeLeader(check_started);
+      return;
+    }
+    Lose("another candidate is ahead");
+    const std::string predecessor = dir + "/" + std::prev(it)->second;
+    std::weak_ptr<Impl> weak = weak_from_this();
+    Status st = session_->Exists(predecessor, [weak] {
+      if (auto self = weak.lock()) self->Check();
+    });
+    if (absl::IsNotFound(st)) return Post([](Impl* self) { self->Check(); });
+    if (!st.ok()) RetryLater();
+  }
+
+  void Stop() {
+    stopped_ = true;
+    Lose("stopping");
+    // Runs on the caller's thread: deleting our znode hands over at once.
+    std::string node;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      node = my_node_copy_;
+    }
+    if (!node.empty()) IgnoreError(session_->Delete(node), "the session is closed right after");
+  }
+
+  bool IsLeader() const {
+    if (!leading_.load() || !session_->connected()) return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    return session_->clock()->Now() - lease_start_ < lease_;
+  }
+
+  int64_t epoch() const { return epoch_.load(); }
+
+ private:
+  bool CreateCandidate(const std::string& dir) {
+    // A create whose reply was lost may have succeeded: look for our token first.
+    Result<std::vector<std::string>> children = session_->GetChildren(dir);
+    if (children.ok()) {
+      for (const std::string& c : *children) {
+        if (c.find(token_) != std::string::npos) {
+          SetMyNode(dir + "/" + c);
+          return true;
+        }
+      }
+    }
+    std::string data;
+    google::protobuf::TextFormat::PrintToString(self_, &data);
+    Result<std::string> created =
+        session_->Create(dir + "/n_" + token_ + "_", data, ZOO_EPHEMERAL_SEQUENTIAL);
+    if (!created.ok()) {
+      spdlog::warn("election: cannot create candidate znode: {}", created.status().ToString());
+      return false;
+    }
+    SetMyNode(*created);
+    spdlog::info("election: {} is candidate {}", self_.id(), *created);
+    return true;
+  }
+
+  void SetMyNode(const std::string& node) {
+    my_node_ = node;
+    std::lock_guard<std::mutex> lock(mu_);
+    my_node_copy_ = node;
+  }
+
+  // Bumps the epoch (CAS) and starts a term. `confirmed_at`: when the call
+  // that showed us first was sent; the lease counts from there.
+  void BecomeLeader(Clock::TimePoint confirmed_at) {
+    const std::string path = root_ + "/epoch";
+    int64_t epoch = 0;
+    for (int attempt = 0; attempt < 10 && epoch == 0; ++attempt) {
+      Result<ZkSession::Node> node = session_->Get(path);
+      if (absl::IsNotFound(node.status())) {
+        if (session_->Create(path, "1", 0).ok()) epoch = 1;
+        continue;
+      }
+      if (!node.ok()) return RetryLater();
+      int64_t current = 0;
+      if (!node->data.empty()) current = std::stoll(node->data);
+      Status st = session_->Set(path, std::to_string(current + 1), node->version);
+      if (st.ok()) {
+        epoch = current + 1;
+      } else if (!absl::IsAborted(st)) {
+        return RetryLater();
+      }
+    }
+    if (epoch == 0) return RetryLater();
+    proto::LeaderInfo info = self_;
+    info.set_epoch(epoch);
+    std::string data;
+    google::protobuf::TextFormat::PrintToString(info, &data);
+    IgnoreError(session_->Set(my_node_, data, -1), "detectors fall back to epoch 0");
+    if (stopped_.load()) return;
+    Callbacks cb;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      lease_start_ = confirmed_at;
+      cb = callbacks_;
+    }
+    epoch_ = epoch;
+    leading_ = true;
+    spdlog::info("election: {} leads with epoch {}", self_.id(), epoch);
+    if (cb.elected) cb.elected(epoch);
+    ScheduleRenew(epoch);
+  }
+
+  void ScheduleRenew(int64_t term) {
+    std::weak_ptr<Impl> weak = weak_from_this();
+    session_->PostAfter(renew_every_, [weak, term] {
+      if (auto self = weak.lock()) self->Renew(term);
+    });
+  }
+
+  // Re-confirms our znode; the lease counts from when the call was sent.
+  void Renew(int64_t term) {
+    if (!leading_.load() || epoch_.load() != term) return;
+    const auto sent = session_->clock()->Now();
+    Status st = session_->Exists(my_node_);
+    if (st.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      lease_start_ = sent;
+    } else if (absl::IsNotFound(st)) {
+      Lose("election znode vanished");
+      my_node_.clear();
+      return Post([](Impl* self) { self->Check(); });
+    }
+    ScheduleRenew(term);
+  }
+
+  void Lose(const char* why) {
+    if (!leading_.exchange(false)) return;
+    spdlog::warn("election: {} no longer leads (epoch {}): {}", self_.id(), epoch_.load(), why);
+    Callbacks cb;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cb = callbacks_;
+    }
+    if (cb.lost) cb.lost();
+  }
+
+  void RetryLater() {
+    std::weak_ptr<Impl> weak = weak_from_this();
+    session_->PostAfter(std::chrono::milliseconds(250), [weak] {
+      if (auto self = weak.lock()) self->Check();
+    });
+  }
+
+  void Post(void (*fn)(Impl*)) {
+    std::weak_ptr<Impl> weak = weak_from_this();
+    session_->Post([weak, fn] {
+      if (auto self = weak.lock()) fn(self.get());
+    });
+  }
+
+  ZkSession* const session_;
+  const std::string root_;
+  const proto::LeaderInfo self_;
+  std::string token_;
+  std::chrono::milliseconds lease_{0};
+  std::chrono::milliseconds renew_every_{0};
+
+  std::string my_node_;  // event thread only
+  std::atomic<bool> leading_{false};
+  std::atomic<int64_t> epoch_{0};
+  std::atomic<bool> stopped_{false};
+
+  mutable std::mutex mu_;
+  Callbacks callbacks_;            // guarded by mu_
+  Clock::TimePoint lease_start_;   // guarded by mu_
+  std::string my_node_copy_;       // guarded by mu_; for Stop() on another thread
+};
+
+ZkLeaderElector::ZkLeaderElector(ZkSession* session, std::string root, proto::LeaderInfo self)
+    : session_(session), impl_(std::make_shared<Impl>(session, std::move(root), std::move(self))) {}
+
+ZkLeaderElector::~ZkLeaderElector() { Stop(); }
+
+Status ZkLeaderElector::Start(Callbacks callbacks) {
+  impl_->SetCallbacks(std::move(callbacks));
+  std::weak_ptr<Impl> weak = impl_;
+  listener_id_ = session_->AddListener([weak](ZkSession::Event e) {
+    if (auto self = weak.lock()) self->OnEvent(e);
+  });
+  session_->Post([weak] {
+    if (auto self = weak.lock()) self->Check();
+  });
+  return absl::OkStatus();
+}
+
+void ZkLeaderElector::Stop() {
+  if (listener_id_ != 0) session_->RemoveListener(listener_id_);
+  listener_id_ = 0;
+  impl_->Stop();
+}
+
+bool ZkLeaderElector::IsLeader() const { return impl_->IsLeader(); }
+int64_t ZkLeaderElector::epoch() const { return impl_->epoch(); }
+
+}  // namespace sluice::coord

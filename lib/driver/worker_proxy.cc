@@ -1,0 +1,23 @@
+#include "lib/driver/worker_proxy.h"
+
+#include "grpcpp/grpcpp.h"
+#include "lib/rpc/rpc.h"
+
+namespace sluice::driver {
+
+proto::WorkerService::Stub* GrpcWorkerProxy::StubFor(const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& stub = stubs_[address];
+  if (!stub) stub = proto::WorkerService::NewStub(rpc::NewChannel(address));
+  return stub.get();
+}
+
+Status GrpcWorkerProxy::LeaderHeartbeat(const std::string& address,
+                                        const proto::LeaderHeartbeatRequest& request,
+                                        proto::LeaderHeartbeatResponse* response) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + deadline_);
+  return rpc::FromGrpc(StubFor(address)->LeaderHeartbeat(&ctx, request, response));
+}
+
+}  // namespace sluice::driver

@@ -1,0 +1,44 @@
+// WorkerProxy: every call the driver makes to a worker goes through here.
+//
+// Module sluice::driver owns it. The real implementation is a thin gRPC
+// wrapper with one cached channel per worker address; tests can put a fake or
+// a fault-injecting decorator in its place.
+//
+// Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "lib/common/status.h"
+#include "proto/worker.grpc.pb.h"
+
+namespace sluice::driver {
+
+class WorkerProxy {
+ public:
+  virtual ~WorkerProxy() = default;
+  [[nodiscard]] virtual Status LeaderHeartbeat(const std::string& address,
+                                               const proto::LeaderHeartbeatRequest& request,
+                                               proto::LeaderHeartbeatResponse* response) = 0;
+};
+
+class GrpcWorkerProxy final : public WorkerProxy {
+ public:
+  explicit GrpcWorkerProxy(std::chrono::milliseconds deadline) : deadline_(deadline) {}
+  [[nodiscard]] Status LeaderHeartbeat(const std::string& address,
+                                       const proto::LeaderHeartbeatRequest& request,
+                                       proto::LeaderHeartbeatResponse* response) override;
+
+ private:
+  proto::WorkerService::Stub* StubFor(const std::string& address);
+
+  const std::chrono::milliseconds deadline_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<proto::WorkerService::Stub>> stubs_;  // guarded by mu_
+};
+
+}  // namespace sluice::driver
