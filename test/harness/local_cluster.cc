@@ -11,20 +11,28 @@
 
 namespace sluice::testing {
 
-bool DaemonServing(const std::string& address, bool is_driver) {
+Result<proto::DriverStatus> GetDriverStatus(const std::string& address,
+                                            std::chrono::milliseconds deadline) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-  auto channel = rpc::NewChannel(address);
-  if (is_driver) {
-    proto::DriverStatus status;
-    return proto::DriverService::NewStub(channel)
-        ->GetStatus(&ctx, proto::GetDriverStatusRequest(), &status)
-        .ok();
-  }
+  ctx.set_deadline(std::chrono::system_clock::now() + deadline);
+  proto::DriverStatus status;
+  RETURN_IF_ERROR(rpc::FromGrpc(proto::DriverService::NewStub(rpc::NewChannel(address))
+                                    ->GetStatus(&ctx, proto::GetDriverStatusRequest(), &status)));
+  return status;
+}
+
+Result<proto::WorkerStatus> GetWorkerStatus(const std::string& address,
+                                            std::chrono::milliseconds deadline) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + deadline);
   proto::WorkerStatus status;
-  return proto::WorkerService::NewStub(channel)
-      ->GetStatus(&ctx, proto::GetWorkerStatusRequest(), &status)
-      .ok();
+  RETURN_IF_ERROR(rpc::FromGrpc(proto::WorkerService::NewStub(rpc::NewChannel(address))
+                                    ->GetStatus(&ctx, proto::GetWorkerStatusRequest(), &status)));
+  return status;
+}
+
+bool DaemonServing(const std::string& address, bool is_driver) {
+  return is_driver ? GetDriverStatus(address).ok() : GetWorkerStatus(address).ok();
 }
 
 Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions options) {

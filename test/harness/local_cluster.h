@@ -23,6 +23,8 @@
 #include "test/harness/kafka_mock.h"
 #include "test/harness/subprocess.h"
 #include "test/harness/zk_cluster.h"
+#include "proto/driver.pb.h"
+#include "proto/worker.pb.h"
 
 namespace sluice::testing {
 
@@ -96,5 +98,11 @@ class LocalCluster {
 
 // True if a daemon at `address` answers GetStatus (driver or worker).
 bool DaemonServing(const std::string& address, bool is_driver);
+
+// GetStatus of the driver / worker at `address`, with a deadline.
+[[nodiscard]] Result<proto::DriverStatus> GetDriverStatus(
+    const std::string& address, std::chrono::milliseconds deadline = std::chrono::milliseconds(500));
+[[nodiscard]] Result<proto::WorkerStatus> GetWorkerStatus(
+    const std::string& address, std::chrono::milliseconds deadline = std::chrono::milliseconds(500));
 
 }  // namespace sluice::testing

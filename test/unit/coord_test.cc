@@ -1,0 +1,178 @@
+// Unit tests of lib/coord without ZooKeeper: the coordinator spec, and the
+// standalone (in-process) election, detection and membership.
+#include <condition_variable>
+#include <mutex>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/coord/coordinator.h"
+#include "lib/coord/standalone_coordinator.h"
+#include "lib/coord/zk_leader_elector.h"
+
+namespace sluice::coord {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(CoordinatorSpec, ParsesTheThreeForms) {
+  auto zk = CoordinatorSpec::Parse("zookeeper://127.0.0.1:2181,10.0.0.2:2182/sluice/prod");
+  ASSERT_TRUE(zk.ok()) << zk.status();
+  EXPECT_EQ(zk->kind, CoordinatorSpec::Kind::kZooKeeper);
+  EXPECT_EQ(zk->hosts, "127.0.0.1:2181,10.0.0.2:2182");
+  EXPECT_EQ(zk->root, "/sluice/prod");
+  auto sa = CoordinatorSpec::Parse("standalone");
+  ASSERT_TRUE(sa.ok());
+  EXPECT_EQ(sa->kind, CoordinatorSpec::Kind::kStandalone);
+  EXPECT_TRUE(sa->leader_address.empty());
+  auto follow = CoordinatorSpec::Parse("standalone://127.0.0.1:7100");
+  ASSERT_TRUE(follow.ok());
+  EXPECT_EQ(follow->leader_address, "127.0.0.1:7100");
+}
+
+TEST(CoordinatorSpec, RejectsMalformedWithAClearError) {
+  struct Case {
+    const char* spec;
+    const char* says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"zk://h:1/x", "is not a known coordinator"},
+           {"zookeeper://127.0.0.1:2181", "names no root path"},
+           {"zookeeper:///sluice", "names no ZooKeeper server"},
+           {"zookeeper://host/sluice", "bad server 'host'"},
+           {"zookeeper://h:1,,h:2/sluice", "bad server ''"},
+           {"zookeeper://h:1/", "bad root path '/'"},
+           {"zookeeper://h:1/a//b", "bad root path"},
+           {"zookeeper://h:1/a/", "bad root path"},
+           {"standalone://nowhere", "no valid HOST:PORT"},
+           {"", "is not a known coordinator"}}) {
+    auto r = CoordinatorSpec::Parse(c.spec);
+    ASSERT_FALSE(r.ok()) << c.spec;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.says)) << c.spec;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("coordinator: '")) << c.spec;
+  }
+}
+
+TEST(CandidateSequence, ParsesElectionNodeNames) {
+  EXPECT_EQ(CandidateSequence("n_00ff00ff00ff00ff_0000000042"), 42);
+  EXPECT_EQ(CandidateSequence("n_x_0000000000"), 0);
+  EXPECT_EQ(CandidateSequence("lock_0000000001"), -1);
+  EXPECT_EQ(CandidateSequence("n_abc_00000000x1"), -1);
+}
+
+// Records elector events in order, for waiting on them.
+struct Events {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> log;
+  LeaderElector::Callbacks For(const std::string& who) {
+    return {.elected = [this, who](int64_t e) { Add(who + " elected " + std::to_string(e)); },
+            .lost = [this, who] { Add(who + " lost"); }};
+  }
+  void Add(std::string s) {
+    std::lock_guard<std::mutex> lock(mu);
+    log.push_back(std::move(s));
+    cv.notify_all();
+  }
+  bool WaitFor(const std::string& s) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(5), [&] {
+      return std::find(log.begin(), log.end(), s) != log.end();
+    });
+  }
+};
+
+proto::LeaderInfo Info(const std::string& id) {
+  proto::LeaderInfo info;
+  info.set_id(id);
+  info.set_rpc_address(id + ":1");
+  return info;
+}
+
+TEST(Standalone, FirstCandidateLeadsNextTakesOverWithHigherEpoch) {
+  auto coordinator = Coordinator::Create("standalone", {});
+  ASSERT_TRUE(coordinator.ok());
+  Events events;
+  auto a = (*coordinator)->NewElector(Info("a"));
+  auto b = (*coordinator)->NewElector(Info("b"));
+  auto detector = (*coordinator)->NewDetector();
+  std::mutex mu;
+  std::vector<std::string> seen;
+  detector->Watch([&](const std::optional<proto::LeaderInfo>& l) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(l ? l->id() + "@" + std::to_string(l->epoch()) : "none");
+  });
+  ASSERT_TRUE(a->Start(events.For("a")).ok());
+  ASSERT_TRUE(b->Start(events.For("b")).ok());
+  ASSERT_TRUE(events.WaitFor("a elected 1"));
+  EXPECT_TRUE(a->IsLeader());
+  EXPECT_FALSE(b->IsLeader());
+  a->Stop();
+  ASSERT_TRUE(events.WaitFor("a lost"));
+  ASSERT_TRUE(events.WaitFor("b elected 2"));
+  EXPECT_FALSE(a->IsLeader());
+  EXPECT_TRUE(b->IsLeader());
+  EXPECT_EQ(b->epoch(), 2);
+  auto current = detector->Current();
+  ASSERT_TRUE(current.ok());
+  ASSERT_TRUE(current->has_value());
+  EXPECT_EQ((*current)->id(), "b");
+  b->Stop();
+  EXPECT_FALSE(detector->Current()->has_value());
+}
+
+TEST(Standalone, EpochSurvivesRestartThroughItsFile) {
+  char dir[] = "/tmp/sluice-epoch-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/epoch";
+  for (int64_t expected : {1, 2, 3}) {
+    auto coordinator = Coordinator::Create("standalone", {.standalone_epoch_file = file});
+    ASSERT_TRUE(coordinator.ok());
+    Events events;
+    auto e = (*coordinator)->NewElector(Info("d"));
+    ASSERT_TRUE(e->Start(events.For("d")).ok());
+    ASSERT_TRUE(events.WaitFor("d elected " + std::to_string(expected)));
+  }
+  std::remove(file.c_str());
+  ::rmdir(dir);
+}
+
+TEST(Standalone, FixedLeaderForFollowers) {
+  auto coordinator = Coordinator::Create("standalone://10.1.2.3:7100", {});
+  ASSERT_TRUE(coordinator.ok());
+  auto leader = (*coordinator)->NewDetector()->Current();
+  ASSERT_TRUE(leader.ok());
+  ASSERT_TRUE(leader->has_value());
+  EXPECT_EQ((*leader)->rpc_address(), "10.1.2.3:7100");
+}
+
+TEST(Standalone, MembershipJoinLeaveWatchAndDuplicates) {
+  auto coordinator = Coordinator::Create("standalone", {});
+  ASSERT_TRUE(coordinator.ok());
+  auto w1 = (*coordinator)->NewMembership(Group::kWorkers);
+  auto w1_again = (*coordinator)->NewMembership(Group::kWorkers);
+  auto watcher = (*coordinator)->NewMembership(Group::kWorkers);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<size_t> sizes;
+  watcher->Watch([&](const std::vector<proto::MemberInfo>& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    sizes.push_back(m.size());
+    cv.notify_all();
+  });
+  proto::MemberInfo me;
+  me.set_id("w1");
+  ASSERT_TRUE(w1->Join(me).ok());
+  EXPECT_EQ(w1_again->Join(me).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ((*coordinator)->NewMembership(Group::kDrivers)->Members()->size(), 0u);
+  EXPECT_EQ(watcher->Members()->size(), 1u);
+  w1->Leave();
+  EXPECT_EQ(watcher->Members()->size(), 0u);
+  std::unique_lock<std::mutex> lock(mu);
+  EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] {
+    return sizes == std::vector<size_t>{0, 1, 0};
+  }));
+}
+
+}  // namespace
+}  // namespace sluice::coord
