@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sluice's demo: installs what is missing, builds, starts a local cluster of
 # real processes on loopback (ZooKeeper, 3 driverd, 2 workerd, the Kafka mock
-# broker) and shows it working with sluicectl. Everything stops when the demo
+# broker), shows it with sluicectl, and runs a failover drill (kill -9 of the
+# leader). Everything stops when the demo
 # ends; pass --keep to leave the cluster up until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,8 +54,22 @@ grep -E "^(Zookeeper version|Mode)" <&3 || true
 exec 3>&-
 
 echo
-echo "== sluicectl status --driver $DRIVERS --worker $WORKERS"
-"$SLUICECTL" status --driver "$DRIVERS" --worker "$WORKERS"
+echo "== sluicectl --coordinator $COORDINATOR status"
+"$SLUICECTL" --coordinator "$COORDINATOR" status
+
+echo
+echo "== failover drill: kill -9 the leader; a standby takes over within the session timeout"
+LEADER_PID=$("$SLUICECTL" --coordinator "$COORDINATOR" status | awk '/LEADER/ {print $5}')
+echo "killing leader pid $LEADER_PID"
+kill -9 "$LEADER_PID"
+KILLED_AT=$(date +%s.%N)
+for _ in $(seq 1 100); do
+  NEW=$("$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 300 status 2>/dev/null | awk '/LEADER/ {print $2}' || true)
+  [ -n "$NEW" ] && break
+  sleep 0.1
+done
+echo "new leader: ${NEW:-none} after $(awk -v a="$KILLED_AT" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+"$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 300 status 2>&1 | grep -v "^sluicectl: driver at" || true
 
 echo
 echo "== 10,000 events of 600 bytes through the Kafka mock (producer and consumer processes)"
