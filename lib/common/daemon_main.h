@@ -7,7 +7,7 @@
 // --help/--version, 2 (kExitUsage) on a bad flag or value, 1 if the daemon
 // cannot start.
 //
-// Options must have Register(CLI::App&), Validate() and a log_level member;
+// Options must have Register(CLI::App&), Validate() and log_level();
 // Daemon is constructed from (Options, Clock*) and has Start() and Stop().
 #pragma once
 
@@ -34,7 +34,7 @@ int RunDaemonMain(const std::string& name, const std::string& description, int a
     std::cerr << name << ": error: " << st.message() << std::endl;
     return kExitUsage;
   }
-  if (Status st = InitLogging(name, options.log_level); !st.ok()) {
+  if (Status st = InitLogging(name, options.log_level()); !st.ok()) {
     std::cerr << name << ": error: " << st.message() << std::endl;
     return kExitUsage;
   }

@@ -14,40 +14,18 @@
 namespace sluice::driver {
 
 void DriverOptions::Register(CLI::App& app) {
-  app.add_option("--id", id, "Driver id, unique among the cluster's drivers (required)");
-  app.add_option("--rpc-address", rpc_address, "host:port the gRPC server listens on")
-      ->capture_default_str();
-  app.add_option("--data-dir", data_dir, "Directory for the driver's WAL")->capture_default_str();
-  app.add_option("--coordinator", coordinator,
-                 "zookeeper://HOST:PORT[,...]/ROOT or standalone")
-      ->capture_default_str();
-  app.add_option("--zk-session-timeout-ms", zk_session_timeout_ms,
-                 "ZooKeeper session timeout; a dead leader is replaced within it")
-      ->capture_default_str();
-  app.add_option("--zk-connect-timeout-ms", zk_connect_timeout_ms,
-                 "Give up starting if ZooKeeper cannot be reached within this")
-      ->capture_default_str();
+  daemon.Register(app, "driver");
   app.add_option("--heartbeat-interval-ms", heartbeat_interval_ms,
                  "How often the leader heartbeats each worker")
       ->capture_default_str();
-  app.add_option("--log-level", log_level, kLogLevels)->capture_default_str();
 }
 
 Status DriverOptions::Validate() const {
-  RETURN_IF_ERROR(ValidateId(id, "id"));
-  RETURN_IF_ERROR(ParseHostPort(rpc_address, "rpc-address").status());
-  if (data_dir.empty()) return absl::InvalidArgumentError("data-dir: must not be empty");
-  ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(coordinator));
+  RETURN_IF_ERROR(daemon.Validate());
+  ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(daemon.coordinator));
   if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && !spec.leader_address.empty()) {
     return absl::InvalidArgumentError(
         "coordinator: a driver cannot follow another in standalone mode; use 'standalone'");
-  }
-  if (zk_session_timeout_ms < 1000 || zk_session_timeout_ms > 120'000) {
-    return absl::InvalidArgumentError(
-        fmt::format("zk-session-timeout-ms: {} is not in 1000..120000", zk_session_timeout_ms));
-  }
-  if (zk_connect_timeout_ms < 100) {
-    return absl::InvalidArgumentError("zk-connect-timeout-ms: must be at least 100");
   }
   if (heartbeat_interval_ms < 10 || heartbeat_interval_ms > 60'000) {
     return absl::InvalidArgumentError(
@@ -61,21 +39,22 @@ Driver::Driver(DriverOptions options, Clock* clock) : options_(std::move(options
 Driver::~Driver() { Stop(); }
 
 Status Driver::Start() {
-  RETURN_IF_ERROR(EnsureDirectory(options_.data_dir, "data-dir"));
+  RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir, "data-dir"));
   service_ = std::make_unique<DriverServiceImpl>([this] { return GetStatus(); });
-  ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.rpc_address, {service_.get()}));
+  ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    process_ = rpc::MakeProcessInfo(options_.id, server_->address(), clock_);
+    process_ = rpc::MakeProcessInfo(options_.daemon.id, options_.daemon.Advertised(server_->address()),
+                                    clock_);
   }
-  spdlog::info("driver {} serving on {}", options_.id, server_->address());
+  spdlog::info("driver {} serving on {}", options_.daemon.id, server_->address());
 
   ASSIGN_OR_RETURN(coordinator_,
                    coord::Coordinator::Create(
-                       options_.coordinator,
-                       {.session_timeout_ms = options_.zk_session_timeout_ms,
-                        .connect_timeout = std::chrono::milliseconds(options_.zk_connect_timeout_ms),
-                        .standalone_epoch_file = options_.data_dir + "/standalone-epoch",
+                       options_.daemon.coordinator,
+                       {.session_timeout_ms = options_.daemon.zk_session_timeout_ms,
+                        .connect_timeout = std::chrono::milliseconds(options_.daemon.zk_connect_timeout_ms),
+                        .standalone_epoch_file = options_.daemon.data_dir + "/standalone-epoch",
                         .clock = clock_}));
   workers_proxy_ = std::make_unique<GrpcWorkerProxy>(
       std::chrono::milliseconds(std::max(100, options_.heartbeat_interval_ms)));
@@ -105,13 +84,13 @@ Status Driver::Start() {
     driver_view_ = members;
   });
   proto::MemberInfo me;
-  me.set_id(options_.id);
-  me.set_rpc_address(server_->address());
+  me.set_id(options_.daemon.id);
+  me.set_rpc_address(options_.daemon.Advertised(server_->address()));
   RETURN_IF_ERROR_PREPEND(drivers_->Join(me), "joining the drivers group");
 
   proto::LeaderInfo candidate;
-  candidate.set_id(options_.id);
-  candidate.set_rpc_address(server_->address());
+  candidate.set_id(options_.daemon.id);
+  candidate.set_rpc_address(options_.daemon.Advertised(server_->address()));
   elector_ = coordinator_->NewElector(candidate);
   RETURN_IF_ERROR(elector_->Start(
       {.elected = [this](int64_t epoch) { spdlog::info("now LEADER with epoch {}", epoch); },
@@ -129,7 +108,7 @@ void Driver::HeartbeatLoop() {
     std::vector<proto::MemberInfo> workers = worker_view_;
     proto::LeaderHeartbeatRequest request;
     request.set_epoch(elector_->epoch());
-    request.set_leader_id(options_.id);
+    request.set_leader_id(options_.daemon.id);
     request.set_leader_address(process_.rpc_address());
     lock.unlock();
     for (const proto::MemberInfo& w : workers) {
@@ -170,7 +149,7 @@ void Driver::Stop() {
   coordinator_.reset();
 }
 
-std::string Driver::rpc_address() const { return server_ ? server_->address() : options_.rpc_address; }
+std::string Driver::rpc_address() const { return server_ ? server_->address() : options_.daemon.rpc_address; }
 
 proto::DriverStatus Driver::GetStatus() const {
   proto::DriverStatus status;
@@ -183,7 +162,7 @@ proto::DriverStatus Driver::GetStatus() const {
   if (leader_) *status.mutable_leader() = *leader_;
   for (const auto& w : worker_view_) *status.add_workers() = w;
   for (const auto& d : driver_view_) *status.add_drivers() = d;
-  status.set_coordinator(options_.coordinator);
+  status.set_coordinator(options_.daemon.coordinator);
   return status;
 }
 

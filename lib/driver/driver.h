@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "lib/common/clock.h"
+#include "lib/common/daemon_options.h"
 #include "lib/common/status.h"
 #include "proto/driver.pb.h"
 
@@ -51,19 +52,16 @@ class DriverServiceImpl;
 class WorkerProxy;
 
 struct DriverOptions {
-  std::string id;                             // unique among the cluster's drivers
-  std::string rpc_address = "127.0.0.1:7100"; // where the gRPC server listens
-  std::string data_dir = "/var/lib/sluice/driver";
-  std::string coordinator = "standalone";     // see lib/coord/coordinator.h
-  int zk_session_timeout_ms = 10'000;
-  int zk_connect_timeout_ms = 15'000;
-  int heartbeat_interval_ms = 500;            // leader -> workers
-  std::string log_level = "info";
+  DaemonOptions daemon{.rpc_address = "127.0.0.1:7100",
+                       .data_dir = "/var/lib/sluice/driver",
+                       .coordinator = "standalone"};
+  int heartbeat_interval_ms = 500;  // leader -> workers
 
   // Declares every option as a flag (and so as a config-file key) on `app`.
   void Register(CLI::App& app);
   // Checks values the flag parser cannot: INVALID_ARGUMENT naming the option.
   [[nodiscard]] Status Validate() const;
+  const std::string& log_level() const { return daemon.log_level; }
 };
 
 class Driver {

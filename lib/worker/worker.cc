@@ -13,39 +13,16 @@
 namespace sluice::worker {
 
 void WorkerOptions::Register(CLI::App& app) {
-  app.add_option("--id", id, "Worker id, unique among the cluster's workers (required)");
-  app.add_option("--rpc-address", rpc_address, "host:port the gRPC server listens on")
-      ->capture_default_str();
-  app.add_option("--data-dir", data_dir, "Directory for block and state storage")
-      ->capture_default_str();
-  app.add_option("--coordinator", coordinator,
-                 "zookeeper://HOST:PORT[,...]/ROOT, or standalone://DRIVER_HOST:PORT")
-      ->capture_default_str();
-  app.add_option("--zk-session-timeout-ms", zk_session_timeout_ms,
-                 "ZooKeeper session timeout; a dead worker leaves the group within it")
-      ->capture_default_str();
-  app.add_option("--zk-connect-timeout-ms", zk_connect_timeout_ms,
-                 "Give up starting if ZooKeeper cannot be reached within this")
-      ->capture_default_str();
+  daemon.Register(app, "worker");
   app.add_option("--slots", slots, "Tasks this worker runs at once")->capture_default_str();
-  app.add_option("--log-level", log_level, kLogLevels)->capture_default_str();
 }
 
 Status WorkerOptions::Validate() const {
-  RETURN_IF_ERROR(ValidateId(id, "id"));
-  RETURN_IF_ERROR(ParseHostPort(rpc_address, "rpc-address").status());
-  if (data_dir.empty()) return absl::InvalidArgumentError("data-dir: must not be empty");
-  ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(coordinator));
+  RETURN_IF_ERROR(daemon.Validate());
+  ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(daemon.coordinator));
   if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && spec.leader_address.empty()) {
     return absl::InvalidArgumentError(
         "coordinator: a worker needs to know its driver: standalone://DRIVER_HOST:PORT");
-  }
-  if (zk_session_timeout_ms < 1000 || zk_session_timeout_ms > 120'000) {
-    return absl::InvalidArgumentError(
-        fmt::format("zk-session-timeout-ms: {} is not in 1000..120000", zk_session_timeout_ms));
-  }
-  if (zk_connect_timeout_ms < 100) {
-    return absl::InvalidArgumentError("zk-connect-timeout-ms: must be at least 100");
   }
   if (slots < 1 || slots > 1024) {
     return absl::InvalidArgumentError(fmt::format("slots: {} is not in 1..1024", slots));
@@ -58,23 +35,24 @@ Worker::Worker(WorkerOptions options, Clock* clock) : options_(std::move(options
 Worker::~Worker() { Stop(); }
 
 Status Worker::Start() {
-  RETURN_IF_ERROR(EnsureDirectory(options_.data_dir, "data-dir"));
+  RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir, "data-dir"));
   service_ = std::make_unique<WorkerServiceImpl>(
-      options_.id, &fence_, [this] { return GetStatus(); },
+      options_.daemon.id, &fence_, [this] { return GetStatus(); },
       [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });
-  ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.rpc_address, {service_.get()}));
+  ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    process_ = rpc::MakeProcessInfo(options_.id, server_->address(), clock_);
+    process_ = rpc::MakeProcessInfo(options_.daemon.id, options_.daemon.Advertised(server_->address()),
+                                    clock_);
   }
-  spdlog::info("worker {} serving on {} with {} slots", options_.id, server_->address(),
+  spdlog::info("worker {} serving on {} with {} slots", options_.daemon.id, server_->address(),
                options_.slots);
 
   ASSIGN_OR_RETURN(coordinator_,
                    coord::Coordinator::Create(
-                       options_.coordinator,
-                       {.session_timeout_ms = options_.zk_session_timeout_ms,
-                        .connect_timeout = std::chrono::milliseconds(options_.zk_connect_timeout_ms),
+                       options_.daemon.coordinator,
+                       {.session_timeout_ms = options_.daemon.zk_session_timeout_ms,
+                        .connect_timeout = std::chrono::milliseconds(options_.daemon.zk_connect_timeout_ms),
                         .clock = clock_}));
   detector_ = coordinator_->NewDetector();
   detector_->Watch([this](const std::optional<proto::LeaderInfo>& leader) {
@@ -89,8 +67,8 @@ Status Worker::Start() {
   });
   membership_ = coordinator_->NewMembership(coord::Group::kWorkers);
   proto::MemberInfo me;
-  me.set_id(options_.id);
-  me.set_rpc_address(server_->address());
+  me.set_id(options_.daemon.id);
+  me.set_rpc_address(options_.daemon.Advertised(server_->address()));
   me.set_slots(options_.slots);
   RETURN_IF_ERROR_PREPEND(membership_->Join(me), "joining the workers group");
   return absl::OkStatus();
@@ -121,7 +99,7 @@ void Worker::Stop() {
   coordinator_.reset();
 }
 
-std::string Worker::rpc_address() const { return server_ ? server_->address() : options_.rpc_address; }
+std::string Worker::rpc_address() const { return server_ ? server_->address() : options_.daemon.rpc_address; }
 
 proto::WorkerStatus Worker::GetStatus() const {
   proto::WorkerStatus status;

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "lib/common/clock.h"
+#include "lib/common/daemon_options.h"
 #include "lib/common/status.h"
 #include "lib/worker/epoch_fence.h"
 #include "proto/worker.pb.h"
@@ -41,17 +42,14 @@ namespace sluice::worker {
 class WorkerServiceImpl;
 
 struct WorkerOptions {
-  std::string id;                              // unique among the cluster's workers
-  std::string rpc_address = "127.0.0.1:7200";  // where the gRPC server listens
-  std::string data_dir = "/var/lib/sluice/worker";
-  std::string coordinator = "standalone://127.0.0.1:7100";
-  int zk_session_timeout_ms = 10'000;
-  int zk_connect_timeout_ms = 15'000;
-  int slots = 2;                               // tasks run at once
-  std::string log_level = "info";
+  DaemonOptions daemon{.rpc_address = "127.0.0.1:7200",
+                       .data_dir = "/var/lib/sluice/worker",
+                       .coordinator = "standalone://127.0.0.1:7100"};
+  int slots = 2;  // tasks run at once
 
   void Register(CLI::App& app);
   [[nodiscard]] Status Validate() const;
+  const std::string& log_level() const { return daemon.log_level; }
 };
 
 class Worker {

@@ -81,6 +81,30 @@ TEST(Driverd, ConfigFileErrorsNameFileLineAndKey) {
   EXPECT_THAT(r.output, HasSubstr(conf + ":2: expected 'key = value'"));
 }
 
+TEST(Driverd, BadCoordinatorAndAddressesExitTwo) {
+  TempDir dir;
+  RunResult r = RunBinary(dir, {kDriverdPath, "--id", "d", "--coordinator", "zookeeper://127.0.0.1:2181"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("names no root path"));
+  r = RunBinary(dir, {kDriverdPath, "--id", "d", "--rpc-address", "0.0.0.0:7100"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("advertise-address: must be set"));
+  r = RunBinary(dir, {kDriverdPath, "--id", "d", "--zk-session-timeout-ms", "10"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("zk-session-timeout-ms: 10 is not in"));
+}
+
+TEST(Driverd, UnreachableZooKeeperExitsOneWithAClearError) {
+  TempDir dir;
+  const int nobody = FreePort();
+  RunResult r = RunBinary(dir, {kDriverdPath, "--id", "d", "--rpc-address", "127.0.0.1:0",
+                                "--data-dir", dir.Sub("d"), "--zk-connect-timeout-ms", "1000",
+                                "--coordinator",
+                                "zookeeper://127.0.0.1:" + std::to_string(nobody) + "/sluice/x"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.output, HasSubstr("cannot reach ZooKeeper at 127.0.0.1:" + std::to_string(nobody)));
+}
+
 TEST(Workerd, MalformedValuesExitTwo) {
   TempDir dir;
   RunResult r = RunBinary(dir, {kWorkerdPath, "--id", "w1", "--slots", "lots"});

@@ -1,0 +1,39 @@
+// DaemonOptions: the options every Sluice daemon has (driverd and workerd):
+// identity, addresses, data directory, coordinator and logging.
+//
+// Module sluice::common owns it. Each daemon embeds one and adds its own
+// options; the coordinator string is checked by the daemon (lib/coord parses
+// it). Plain data: thread-compatible.
+#pragma once
+
+#include <string>
+
+#include "lib/common/status.h"
+
+namespace CLI {
+class App;
+}
+
+namespace sluice {
+
+struct DaemonOptions {
+  std::string id;
+  std::string rpc_address;        // where the gRPC server listens
+  std::string advertise_address;  // what others dial; default: the bound rpc-address
+  std::string data_dir;
+  std::string coordinator;
+  int zk_session_timeout_ms = 10'000;
+  int zk_connect_timeout_ms = 15'000;
+  std::string log_level = "info";
+
+  // Declares the options on `app`; `kind` ("driver", "worker") words the help.
+  void Register(CLI::App& app, const std::string& kind);
+  // INVALID_ARGUMENT naming the option.
+  [[nodiscard]] Status Validate() const;
+  // The address to publish, given the one the server bound.
+  std::string Advertised(const std::string& bound) const {
+    return advertise_address.empty() ? bound : advertise_address;
+  }
+};
+
+}  // namespace sluice
