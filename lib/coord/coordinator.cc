@@ -133,3 +133,16 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const std::string& text
 }
 
 }  // namespace sluice::coord
+
+namespace sluice::coord {
+
+Result<std::unique_ptr<Coordinator>> Coordinator::CreateForDaemon(const DaemonOptions& daemon,
+                                                                  Clock* clock) {
+  return Create(daemon.coordinator,
+                {.session_timeout_ms = daemon.zk_session_timeout_ms,
+                 .connect_timeout = std::chrono::milliseconds(daemon.zk_connect_timeout_ms),
+                 .standalone_epoch_file = daemon.data_dir + "/standalone-epoch",
+                 .clock = clock});
+}
+
+}  // namespace sluice::coord

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "lib/common/clock.h"
+#include "lib/common/daemon_options.h"
 #include "lib/common/status.h"
 #include "lib/coord/leader_detector.h"
 #include "lib/coord/leader_elector.h"
@@ -54,6 +55,10 @@ class Coordinator {
   // INVALID_ARGUMENT for a bad spec; UNAVAILABLE if ZooKeeper is unreachable.
   [[nodiscard]] static Result<std::unique_ptr<Coordinator>> Create(
       const std::string& spec, const CoordinatorOptions& options);
+  // As Create, from a daemon's --coordinator and --zk-* options; a standalone
+  // epoch is kept in <data-dir>/standalone-epoch.
+  [[nodiscard]] static Result<std::unique_ptr<Coordinator>> CreateForDaemon(
+      const DaemonOptions& daemon, Clock* clock);
   virtual ~Coordinator() = default;
 
   virtual std::unique_ptr<LeaderElector> NewElector(const proto::LeaderInfo& self) = 0;

@@ -49,13 +49,7 @@ Status Driver::Start() {
   }
   spdlog::info("driver {} serving on {}", options_.daemon.id, server_->address());
 
-  ASSIGN_OR_RETURN(coordinator_,
-                   coord::Coordinator::Create(
-                       options_.daemon.coordinator,
-                       {.session_timeout_ms = options_.daemon.zk_session_timeout_ms,
-                        .connect_timeout = std::chrono::milliseconds(options_.daemon.zk_connect_timeout_ms),
-                        .standalone_epoch_file = options_.daemon.data_dir + "/standalone-epoch",
-                        .clock = clock_}));
+  ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_));
   workers_proxy_ = std::make_unique<GrpcWorkerProxy>(
       std::chrono::milliseconds(std::max(100, options_.heartbeat_interval_ms)));
 

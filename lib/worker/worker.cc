@@ -48,12 +48,7 @@ Status Worker::Start() {
   spdlog::info("worker {} serving on {} with {} slots", options_.daemon.id, server_->address(),
                options_.slots);
 
-  ASSIGN_OR_RETURN(coordinator_,
-                   coord::Coordinator::Create(
-                       options_.daemon.coordinator,
-                       {.session_timeout_ms = options_.daemon.zk_session_timeout_ms,
-                        .connect_timeout = std::chrono::milliseconds(options_.daemon.zk_connect_timeout_ms),
-                        .clock = clock_}));
+  ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_));
   detector_ = coordinator_->NewDetector();
   detector_->Watch([this](const std::optional<proto::LeaderInfo>& leader) {
     if (leader) {
