@@ -1,0 +1,129 @@
+// ReplicatedLog, standby side: what WalService calls.
+#include <algorithm>
+
+#include "lib/wal/replicated_log.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::wal {
+
+Status ReplicatedLog::AppendConflictFree(const std::vector<proto::WalRecord>& records) {
+  std::vector<proto::WalRecord> to_append;
+  for (const proto::WalRecord& r : records) {
+    if (!to_append.empty()) {
+      to_append.push_back(r);
+      continue;
+    }
+    if (r.seq() <= store_->snapshot_seq()) continue;  // folded: committed, hence equal
+    if (r.seq() <= store_->last_seq()) {
+      ASSIGN_OR_RETURN(int64_t have, store_->EpochAt(r.seq()));
+      if (have == r.epoch()) continue;  // the same record
+      // A conflicting, uncommitted tail from an older leader: drop it.
+      spdlog::info("wal: dropping records {}..{} (epoch {} conflicts with {})", r.seq(),
+                   store_->last_seq(), have, r.epoch());
+      RETURN_IF_ERROR(store_->TruncateFrom(r.seq()));
+    }
+    to_append.push_back(r);
+  }
+  return store_->Append(to_append);
+}
+
+Status ReplicatedLog::HandleAppend(const proto::WalAppendRequest& req,
+                                   proto::WalAppendResponse* resp) {
+  std::lock_guard<std::mutex> handlers(follower_mu_);
+  std::function<void()> notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(CheckFenceLocked(req.epoch(), &notify));
+    if (term_epoch_ != 0 || recovering_) {
+      if (!notify) {
+        return absl::UnavailableError(fmt::format("driver {} leads epoch {}", options_.id, term_epoch_));
+      }
+    }
+  }
+  if (notify) {
+    notify();
+    return absl::UnavailableError(fmt::format("driver {} is stepping down", options_.id));
+  }
+  resp->set_ok(false);
+  if (req.prev_seq() > store_->last_seq()) {
+    resp->set_last_seq(store_->last_seq());
+    return absl::OkStatus();
+  }
+  if (req.prev_seq() > store_->snapshot_seq()) {
+    ASSIGN_OR_RETURN(int64_t have, store_->EpochAt(req.prev_seq()));
+    if (have != req.prev_epoch()) {
+      resp->set_last_seq(req.prev_seq() - 1);
+      return absl::OkStatus();
+    }
+  }
+  std::vector<proto::WalRecord> records(req.records().begin(), req.records().end());
+  RETURN_IF_ERROR(AppendConflictFree(records));
+  const int64_t match = req.prev_seq() + req.records_size();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t commit = std::min(req.commit_seq(), match);
+    if (commit > commit_seq_) {
+      commit_seq_ = commit;
+      RETURN_IF_ERROR(ApplyUpToLocked(commit));
+      RETURN_IF_ERROR(store_->SetCommitSeq(commit));
+    }
+  }
+  resp->set_ok(true);
+  resp->set_last_seq(store_->last_seq());
+  return absl::OkStatus();
+}
+
+Status ReplicatedLog::HandleFetch(const proto::WalFetchRequest& req, proto::WalFetchResponse* resp) {
+  std::function<void()> notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(CheckFenceLocked(req.epoch(), &notify));
+  }
+  if (notify) notify();
+  resp->set_last_seq(store_->last_seq());
+  resp->set_last_epoch(store_->last_epoch());
+  if (req.max_records() <= 0) return absl::OkStatus();
+  int64_t from = req.from_seq();
+  if (from <= store_->snapshot_seq()) {
+    if (auto snap = store_->snapshot()) *resp->mutable_snapshot() = *snap;
+    from = store_->snapshot_seq() + 1;
+  }
+  Result<std::vector<proto::WalRecord>> records = store_->Read(from, req.max_records());
+  if (!records.ok() && absl::IsOutOfRange(records.status())) {
+    // Compacted between the two reads: send the new snapshot and nothing else.
+    if (auto snap = store_->snapshot()) *resp->mutable_snapshot() = *snap;
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(records.status());
+  for (proto::WalRecord& r : *records) *resp->add_records() = std::move(r);
+  return absl::OkStatus();
+}
+
+Status ReplicatedLog::HandleInstallSnapshot(const proto::WalInstallSnapshotRequest& req,
+                                            proto::WalInstallSnapshotResponse* resp) {
+  std::lock_guard<std::mutex> handlers(follower_mu_);
+  std::function<void()> notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(CheckFenceLocked(req.epoch(), &notify));
+    if ((term_epoch_ != 0 || recovering_) && !notify) {
+      return absl::UnavailableError(fmt::format("driver {} leads epoch {}", options_.id, term_epoch_));
+    }
+  }
+  if (notify) {
+    notify();
+    return absl::UnavailableError(fmt::format("driver {} is stepping down", options_.id));
+  }
+  RETURN_IF_ERROR(store_->InstallSnapshot(req.snapshot()));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_ = WalState(req.snapshot().state());
+    applied_seq_ = commit_seq_ = req.snapshot().last_seq();
+    RETURN_IF_ERROR(store_->SetCommitSeq(commit_seq_));
+  }
+  spdlog::info("wal: installed the leader's snapshot at {}", req.snapshot().last_seq());
+  resp->set_last_seq(store_->last_seq());
+  return absl::OkStatus();
+}
+
+}  // namespace sluice::wal

@@ -1,0 +1,210 @@
+// ReplicatedLog: construction, the view, fencing, appends and commit.
+// Replication to standbys: replication.cc. Standby side: follower.cc.
+// A new leader's catch-up: catch_up.cc.
+#include "lib/wal/replicated_log.h"
+
+#include <algorithm>
+
+#include "spdlog/spdlog.h"
+
+namespace sluice::wal {
+
+ReplicatedLog::ReplicatedLog(std::unique_ptr<WalStore> store, ReplicatedLogOptions options,
+                             WalPeerFactory peers)
+    : store_(std::move(store)), options_(std::move(options)), peer_factory_(std::move(peers)) {}
+
+ReplicatedLog::~ReplicatedLog() { StepDown(); }
+
+Status ReplicatedLog::Init() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto snap = store_->snapshot()) state_ = WalState(snap->state());
+  applied_seq_ = store_->snapshot_seq();
+  commit_seq_ = std::max(store_->snapshot_seq(), std::min(store_->commit_seq(), store_->last_seq()));
+  RETURN_IF_ERROR_PREPEND(ApplyUpToLocked(commit_seq_), "rebuilding the WAL view");
+  spdlog::info("wal: {} records ({}..{}), committed up to {}, fence {}",
+               store_->last_seq() - store_->snapshot_seq(), store_->first_seq(), store_->last_seq(),
+               commit_seq_, store_->fence());
+  return absl::OkStatus();
+}
+
+void ReplicatedLog::SetOnFenced(std::function<void(int64_t)> on_fenced) {
+  std::lock_guard<std::mutex> lock(mu_);
+  on_fenced_ = std::move(on_fenced);
+}
+
+Status ReplicatedLog::CheckFenceLocked(int64_t epoch, std::function<void()>* notify) {
+  const int64_t fence = store_->fence();
+  if (epoch < fence) {
+    return absl::FailedPreconditionError(
+        fmt::format("stale leader epoch {}: driver {} has seen epoch {}", epoch, options_.id, fence));
+  }
+  if (epoch > fence) {
+    RETURN_IF_ERROR(store_->SetFence(epoch));
+    if ((term_epoch_ != 0 || recovering_) && term_epoch_ < epoch) {
+      spdlog::warn("wal: epoch {} seen while leading epoch {}: stepping down", epoch, term_epoch_);
+      aborted_ = true;
+      commit_cv_.notify_all();
+      work_cv_.notify_all();
+      if (on_fenced_ && notify != nullptr) *notify = [cb = on_fenced_, epoch] { cb(epoch); };
+    }
+  }
+  return absl::OkStatus();
+}
+
+Status ReplicatedLog::ApplyUpToLocked(int64_t seq) {
+  while (applied_seq_ < seq) {
+    ASSIGN_OR_RETURN(std::vector<proto::WalRecord> records,
+                     store_->Read(applied_seq_ + 1, static_cast<int>(std::min<int64_t>(seq - applied_seq_, 1000))));
+    if (records.empty()) {
+      return absl::DataLossError(fmt::format("committed WAL record {} is missing", applied_seq_ + 1));
+    }
+    for (const proto::WalRecord& r : records) {
+      Status st = state_.Apply(r);
+      if (!st.ok()) spdlog::error("wal: {}", st.ToString());  // never on a log we wrote
+      applied_seq_ = r.seq();
+    }
+  }
+  if (applied_seq_ - store_->snapshot_seq() >= options_.compact_every) {
+    proto::WalSnapshot snap;
+    snap.set_last_seq(applied_seq_);
+    ASSIGN_OR_RETURN(int64_t epoch, store_->EpochAt(applied_seq_));
+    snap.set_last_epoch(epoch);
+    *snap.mutable_state() = state_.proto();
+    RETURN_IF_ERROR_PREPEND(store_->SaveSnapshot(snap), "compacting the WAL");
+    spdlog::info("wal: snapshot at {}; records up to it deleted", applied_seq_);
+  }
+  return absl::OkStatus();
+}
+
+void ReplicatedLog::AdvanceCommitLocked() {
+  if (term_epoch_ == 0 || term_start_seq_ == 0) return;
+  std::vector<int64_t> acks = {durable_seq_};
+  for (const auto& [address, f] : followers_) acks.push_back(f->match_seq);
+  if (static_cast<int>(acks.size()) < quorum()) return;
+  std::sort(acks.begin(), acks.end(), std::greater<>());
+  const int64_t c = acks[quorum() - 1];
+  // Only a record of this term commits by counting copies (Raft's rule);
+  // everything before it commits with it.
+  if (c <= commit_seq_ || c < term_start_seq_) return;
+  commit_seq_ = c;
+  Status st = ApplyUpToLocked(c);
+  if (st.ok()) st = store_->SetCommitSeq(c);
+  if (!st.ok()) spdlog::error("wal: {}", st.ToString());
+  commit_cv_.notify_all();
+}
+
+Result<int64_t> ReplicatedLog::Append(proto::WalRecord record) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!serving_) {
+    return absl::UnavailableError(fmt::format("driver {} is not the serving leader", options_.id));
+  }
+  return AppendLocked(lock, std::move(record));
+}
+
+Result<int64_t> ReplicatedLog::AppendLocked(std::unique_lock<std::mutex>& lock,
+                                            proto::WalRecord record) {
+  const int64_t epoch = term_epoch_;
+  const int64_t seq = ++assigned_seq_;
+  record.set_seq(seq);
+  record.set_epoch(epoch);
+  pending_.push_back(std::move(record));
+  work_cv_.notify_all();
+  bool committed = false;
+  commit_cv_.wait(lock, [&] {
+    if (!TermActiveLocked(epoch)) return true;
+    committed = commit_seq_ >= seq;
+    return committed;
+  });
+  if (!committed) {
+    return absl::UnavailableError(
+        fmt::format("leadership of epoch {} ended before record {} was committed", epoch, seq));
+  }
+  return seq;
+}
+
+void ReplicatedLog::WriterLoop(int64_t epoch) {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::vector<proto::WalRecord> batch;
+  while (true) {
+    work_cv_.wait(lock, [&] { return !pending_.empty() || !TermActiveLocked(epoch); });
+    if (!TermActiveLocked(epoch)) return;
+    batch.clear();
+    batch.swap(pending_);
+    lock.unlock();
+    Status st = store_->Append(batch);  // one synced write: the group commit
+    lock.lock();
+    if (!st.ok()) {
+      spdlog::error("wal: local append failed, stepping down: {}", st.ToString());
+      aborted_ = true;
+      commit_cv_.notify_all();
+      work_cv_.notify_all();
+      if (on_fenced_) std::thread([cb = on_fenced_, epoch] { cb(epoch); }).detach();
+      return;
+    }
+    durable_seq_ = batch.back().seq();
+    AdvanceCommitLocked();
+    work_cv_.notify_all();
+  }
+}
+
+void ReplicatedLog::Abort() {
+  std::lock_guard<std::mutex> lock(mu_);
+  aborted_ = true;
+  commit_cv_.notify_all();
+  work_cv_.notify_all();
+}
+
+void ReplicatedLog::StepDown() {
+  std::lock_guard<std::mutex> handlers(follower_mu_);
+  std::vector<std::unique_ptr<Follower>> followers;
+  std::thread writer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (term_epoch_ == 0 && !recovering_) return;
+    spdlog::info("wal: leaving the term of epoch {}", term_epoch_);
+    aborted_ = true;
+    term_epoch_ = 0;
+    term_start_seq_ = 0;
+    recovering_ = false;
+    serving_ = false;
+    pending_.clear();
+    for (auto& [address, f] : followers_) {
+      f->stop = true;
+      followers.push_back(std::move(f));
+    }
+    followers_.clear();
+    writer.swap(writer_);
+    commit_cv_.notify_all();
+    work_cv_.notify_all();
+  }
+  if (writer.joinable()) writer.join();
+  for (auto& f : followers) {
+    if (f->thread.joinable()) f->thread.join();
+  }
+}
+
+proto::WalState ReplicatedLog::State() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_.proto();
+}
+
+WalStats ReplicatedLog::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {.last_seq = store_->last_seq(),
+          .commit_seq = commit_seq_,
+          .snapshot_seq = store_->snapshot_seq(),
+          .fence = store_->fence(),
+          .serving = serving_};
+}
+
+Result<std::vector<proto::WalRecord>> ReplicatedLog::ReadCommitted(int64_t from, int max) const {
+  int64_t commit;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    commit = commit_seq_;
+  }
+  if (from > commit) return std::vector<proto::WalRecord>();
+  return store_->Read(from, static_cast<int>(std::min<int64_t>(max, commit - from + 1)));
+}
+
+}  // namespace sluice::wal

@@ -1,0 +1,82 @@
+#include "lib/wal/wal_state.h"
+
+namespace sluice::wal {
+namespace {
+
+Status Refuse(const proto::WalRecord& r, const std::string& why) {
+  return absl::FailedPreconditionError(fmt::format("WAL record {}: {}", r.seq(), why));
+}
+
+}  // namespace
+
+Status WalState::Apply(const proto::WalRecord& r) {
+  switch (r.body_case()) {
+    case proto::WalRecord::kJobSubmitted: {
+      const auto& js = r.job_submitted();
+      if (state_.jobs().contains(js.job_id())) return Refuse(r, "job " + js.job_id() + " exists");
+      proto::JobState& job = (*state_.mutable_jobs())[js.job_id()];
+      *job.mutable_spec() = js.spec();
+      job.set_submit_time_unix_ms(js.submit_time_unix_ms());
+      return absl::OkStatus();
+    }
+    case proto::WalRecord::kJobStopped: {
+      auto it = state_.mutable_jobs()->find(r.job_stopped().job_id());
+      if (it == state_.mutable_jobs()->end()) return Refuse(r, "unknown job");
+      it->second.set_stopped(true);
+      return absl::OkStatus();
+    }
+    case proto::WalRecord::kBatchPlanned: {
+      const auto& bp = r.batch_planned();
+      auto it = state_.mutable_jobs()->find(bp.job_id());
+      if (it == state_.mutable_jobs()->end()) return Refuse(r, "batch of unknown job " + bp.job_id());
+      if (bp.batch_id() != it->second.last_planned_batch() + 1) {
+        return Refuse(r, fmt::format("batch {} planned after {}", bp.batch_id(),
+                                     it->second.last_planned_batch()));
+      }
+      it->second.set_last_planned_batch(bp.batch_id());
+      *it->second.add_in_flight() = bp;
+      return absl::OkStatus();
+    }
+    case proto::WalRecord::kBatchCommitted: {
+      const auto& bc = r.batch_committed();
+      auto it = state_.mutable_jobs()->find(bc.job_id());
+      if (it == state_.mutable_jobs()->end()) return Refuse(r, "commit of unknown job " + bc.job_id());
+      proto::JobState& job = it->second;
+      if (bc.batch_id() != job.last_committed_batch() + 1 || bc.batch_id() > job.last_planned_batch()) {
+        return Refuse(r, fmt::format("batch {} committed after {} (planned up to {})", bc.batch_id(),
+                                     job.last_committed_batch(), job.last_planned_batch()));
+      }
+      job.set_last_committed_batch(bc.batch_id());
+      auto* in_flight = job.mutable_in_flight();
+      for (int i = 0; i < in_flight->size(); ++i) {
+        if (in_flight->Get(i).batch_id() == bc.batch_id()) {
+          in_flight->DeleteSubrange(i, 1);
+          break;
+        }
+      }
+      for (const proto::SourceOffset& next : bc.next_offsets()) {
+        bool found = false;
+        for (proto::SourceOffset& o : *job.mutable_committed_offsets()) {
+          if (o.source() == next.source() && o.partition() == next.partition()) {
+            o.set_offset(next.offset());
+            found = true;
+          }
+        }
+        if (!found) *job.add_committed_offsets() = next;
+      }
+      return absl::OkStatus();
+    }
+    case proto::WalRecord::kLeaderChange:
+      state_.set_last_leader_epoch(r.leader_change().epoch());
+      state_.set_last_leader_id(r.leader_change().leader_id());
+      return absl::OkStatus();
+    case proto::WalRecord::kMarker:
+      state_.set_markers(state_.markers() + 1);
+      return absl::OkStatus();
+    case proto::WalRecord::BODY_NOT_SET:
+      return Refuse(r, "empty record");
+  }
+  return Refuse(r, "unknown record type");
+}
+
+}  // namespace sluice::wal

@@ -1,0 +1,214 @@
+// Unit tests of lib/wal's storage (WalStore, on a real RocksDB in a temp
+// directory) and its view (WalState).
+#include "lib/wal/wal_store.h"
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/wal/wal_state.h"
+#include "rocksdb/db.h"
+
+namespace sluice::wal {
+namespace {
+
+using ::testing::HasSubstr;
+
+class TempPath {
+ public:
+  TempPath() {
+    char templ[] = "/tmp/sluice-wal-XXXXXX";
+    path_ = ::mkdtemp(templ);
+  }
+  ~TempPath() { std::filesystem::remove_all(path_); }
+  std::string db() const { return path_ + "/wal"; }
+
+ private:
+  std::string path_;
+};
+
+proto::WalRecord Marker(int64_t seq, int64_t epoch) {
+  proto::WalRecord r;
+  r.set_seq(seq);
+  r.set_epoch(epoch);
+  r.mutable_marker()->set_client_seq(seq);
+  return r;
+}
+
+std::vector<proto::WalRecord> Markers(int64_t from, int64_t to, int64_t epoch) {
+  std::vector<proto::WalRecord> out;
+  for (int64_t s = from; s <= to; ++s) out.push_back(Marker(s, epoch));
+  return out;
+}
+
+TEST(WalStore, AppendsReadsAndReopens) {
+  TempPath dir;
+  {
+    auto store = WalStore::Open({.path = dir.db()});
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->Append(Markers(1, 10, 1)).ok());
+    ASSERT_TRUE((*store)->Append(Markers(11, 12, 2)).ok());
+    ASSERT_TRUE((*store)->SetFence(2).ok());
+    EXPECT_EQ((*store)->Append(Markers(14, 14, 2)).code(), absl::StatusCode::kInternal);  // a gap
+  }
+  auto store = WalStore::Open({.path = dir.db()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->last_seq(), 12);
+  EXPECT_EQ((*store)->last_epoch(), 2);
+  EXPECT_EQ((*store)->fence(), 2);
+  auto records = (*store)->Read(5, 100);
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 8u);
+  EXPECT_EQ(records->front().seq(), 5);
+  EXPECT_EQ(records->back().seq(), 12);
+  EXPECT_EQ(*(*store)->EpochAt(10), 1);
+  EXPECT_EQ(*(*store)->EpochAt(0), 0);
+  EXPECT_EQ((*store)->EpochAt(13).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(WalStore, TruncatesAConflictingTail) {
+  TempPath dir;
+  auto store = WalStore::Open({.path = dir.db()});
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Append(Markers(1, 6, 1)).ok());
+  ASSERT_TRUE((*store)->TruncateFrom(4).ok());
+  EXPECT_EQ((*store)->last_seq(), 3);
+  ASSERT_TRUE((*store)->Append(Markers(4, 5, 2)).ok());
+  store->reset();
+  auto reopened = WalStore::Open({.path = dir.db()});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->last_seq(), 5);
+  EXPECT_EQ(*(*reopened)->EpochAt(4), 2);
+  EXPECT_EQ(*(*reopened)->EpochAt(3), 1);
+}
+
+TEST(WalStore, SnapshotFoldsAndDeletesRecords) {
+  TempPath dir;
+  {
+    auto store = WalStore::Open({.path = dir.db()});
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Append(Markers(1, 100, 3)).ok());
+    proto::WalSnapshot snap;
+    snap.set_last_seq(60);
+    snap.set_last_epoch(3);
+    snap.mutable_state()->set_markers(60);
+    ASSERT_TRUE((*store)->SaveSnapshot(snap).ok());
+    EXPECT_EQ((*store)->first_seq(), 61);
+    EXPECT_EQ((*store)->Read(30, 10).status().code(), absl::StatusCode::kOutOfRange);
+  }
+  auto store = WalStore::Open({.path = dir.db()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->snapshot_seq(), 60);
+  EXPECT_EQ((*store)->last_seq(), 100);
+  EXPECT_EQ((*store)->snapshot()->state().markers(), 60);
+  EXPECT_EQ(*(*store)->EpochAt(60), 3);
+  // The deleted records are really gone from RocksDB.
+  store->reset();
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), dir.db(), &db).ok());
+  std::string value;
+  EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), RecordKey(30), &value).IsNotFound());
+  EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), RecordKey(61), &value).ok());
+  delete db;
+}
+
+TEST(WalStore, InstallSnapshotReplacesTheLog) {
+  TempPath dir;
+  auto store = WalStore::Open({.path = dir.db()});
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Append(Markers(1, 5, 1)).ok());
+  proto::WalSnapshot snap;
+  snap.set_last_seq(500);
+  snap.set_last_epoch(4);
+  ASSERT_TRUE((*store)->InstallSnapshot(snap).ok());
+  EXPECT_EQ((*store)->last_seq(), 500);
+  EXPECT_EQ((*store)->last_epoch(), 4);
+  ASSERT_TRUE((*store)->Append(Markers(501, 502, 4)).ok());
+}
+
+// Writes a raw value under a record key, as a torn or foreign write would.
+void Poke(const std::string& path, int64_t seq, const std::string& value) {
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, &db).ok());
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), RecordKey(seq), value).ok());
+  delete db;
+}
+
+TEST(WalStore, UnreadableRecordIsAnErrorNamingItsSeq) {
+  TempPath dir;
+  {
+    auto store = WalStore::Open({.path = dir.db()});
+    ASSERT_TRUE((*store)->Append(Markers(1, 20, 1)).ok());
+  }
+  Poke(dir.db(), 7, "\xff\xff not a record");
+  auto store = WalStore::Open({.path = dir.db()});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("record 7 is unreadable"));
+}
+
+TEST(WalStore, GapIsAnErrorNamingTheMissingSeq) {
+  TempPath dir;
+  {
+    auto store = WalStore::Open({.path = dir.db()});
+    ASSERT_TRUE((*store)->Append(Markers(1, 5, 1)).ok());
+  }
+  Poke(dir.db(), 9, Marker(9, 1).SerializeAsString());
+  auto store = WalStore::Open({.path = dir.db()});
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("record 6 is missing"));
+}
+
+TEST(WalStore, RecordUnderTheWrongKeyIsAnError) {
+  TempPath dir;
+  {
+    auto store = WalStore::Open({.path = dir.db()});
+    ASSERT_TRUE((*store)->Append(Markers(1, 5, 1)).ok());
+  }
+  Poke(dir.db(), 3, Marker(4, 1).SerializeAsString());
+  auto store = WalStore::Open({.path = dir.db()});
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("record 3 is unreadable"));
+}
+
+TEST(WalState, FoldsJobsBatchesAndOffsets) {
+  WalState state;
+  proto::WalRecord r;
+  r.set_seq(1);
+  r.mutable_job_submitted()->set_job_id("j");
+  r.mutable_job_submitted()->mutable_spec()->set_name("wordcount");
+  ASSERT_TRUE(state.Apply(r).ok());
+  EXPECT_FALSE(state.Apply(r).ok());  // twice
+  proto::WalRecord plan;
+  plan.set_seq(2);
+  plan.mutable_batch_planned()->set_job_id("j");
+  plan.mutable_batch_planned()->set_batch_id(1);
+  ASSERT_TRUE(state.Apply(plan).ok());
+  plan.mutable_batch_planned()->set_batch_id(3);
+  EXPECT_THAT(std::string(state.Apply(plan).message()), HasSubstr("batch 3 planned after 1"));
+  proto::WalRecord commit;
+  commit.set_seq(3);
+  commit.mutable_batch_committed()->set_job_id("j");
+  commit.mutable_batch_committed()->set_batch_id(1);
+  auto* off = commit.mutable_batch_committed()->add_next_offsets();
+  off->set_source("events");
+  off->set_partition(2);
+  off->set_offset(500);
+  ASSERT_TRUE(state.Apply(commit).ok());
+  const proto::JobState& job = state.proto().jobs().at("j");
+  EXPECT_EQ(job.last_planned_batch(), 1);
+  EXPECT_EQ(job.last_committed_batch(), 1);
+  EXPECT_EQ(job.in_flight_size(), 0);
+  ASSERT_EQ(job.committed_offsets_size(), 1);
+  EXPECT_EQ(job.committed_offsets(0).offset(), 500);
+  commit.mutable_batch_committed()->set_batch_id(2);
+  EXPECT_FALSE(state.Apply(commit).ok());  // never planned
+  proto::WalRecord stop;
+  stop.set_seq(4);
+  stop.mutable_job_stopped()->set_job_id("j");
+  ASSERT_TRUE(state.Apply(stop).ok());
+  EXPECT_TRUE(state.proto().jobs().at("j").stopped());
+}
+
+}  // namespace
+}  // namespace sluice::wal
