@@ -6,6 +6,9 @@
 #include "lib/common/logging.h"
 #include "lib/coord/coordinator.h"
 #include "lib/driver/driver_service.h"
+#include "lib/driver/leadership.h"
+#include "lib/wal/replicated_log.h"
+#include "lib/wal/wal_service.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
@@ -18,6 +21,12 @@ void DriverOptions::Register(CLI::App& app) {
   app.add_option("--heartbeat-interval-ms", heartbeat_interval_ms,
                  "How often the leader heartbeats each worker")
       ->capture_default_str();
+  app.add_option("--wal-group-size", wal_group_size,
+                 "Drivers in the WAL's replication group; a record commits on a majority")
+      ->capture_default_str();
+  app.add_option("--wal-compact-every", wal_compact_every,
+                 "Fold this many committed WAL records into a snapshot")
+      ->capture_default_str();
 }
 
 Status DriverOptions::Validate() const {
@@ -26,6 +35,12 @@ Status DriverOptions::Validate() const {
   if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && !spec.leader_address.empty()) {
     return absl::InvalidArgumentError(
         "coordinator: a driver cannot follow another in standalone mode; use 'standalone'");
+  }
+  if (wal_group_size < 1 || wal_group_size > 15) {
+    return absl::InvalidArgumentError(fmt::format("wal-group-size: {} is not in 1..15", wal_group_size));
+  }
+  if (wal_compact_every < 10) {
+    return absl::InvalidArgumentError("wal-compact-every: must be at least 10");
   }
   if (heartbeat_interval_ms < 10 || heartbeat_interval_ms > 60'000) {
     return absl::InvalidArgumentError(
@@ -40,12 +55,23 @@ Driver::~Driver() { Stop(); }
 
 Status Driver::Start() {
   RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir, "data-dir"));
-  service_ = std::make_unique<DriverServiceImpl>([this] { return GetStatus(); });
-  ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}));
+  ASSIGN_OR_RETURN(std::unique_ptr<wal::WalStore> store,
+                   wal::WalStore::Open({.path = options_.daemon.data_dir + "/wal"}));
+  log_ = std::make_unique<wal::ReplicatedLog>(
+      std::move(store),
+      wal::ReplicatedLogOptions{.id = options_.daemon.id,
+                                .group_size = options_.wal_group_size,
+                                .compact_every = options_.wal_compact_every},
+      wal::GrpcWalPeerFactory(std::chrono::milliseconds(1000)));
+  RETURN_IF_ERROR_PREPEND(log_->Init(), "opening the WAL");
+  wal_service_ = std::make_unique<wal::WalServiceImpl>(log_.get());
+  service_ = std::make_unique<DriverServiceImpl>(this);
+  ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address,
+                                                  {service_.get(), wal_service_.get()}));
+  const std::string advertised = options_.daemon.Advertised(server_->address());
   {
     std::lock_guard<std::mutex> lock(mu_);
-    process_ = rpc::MakeProcessInfo(options_.daemon.id, options_.daemon.Advertised(server_->address()),
-                                    clock_);
+    process_ = rpc::MakeProcessInfo(options_.daemon.id, advertised, clock_);
   }
   spdlog::info("driver {} serving on {}", options_.daemon.id, server_->address());
 
@@ -74,22 +100,21 @@ Status Driver::Start() {
   });
   drivers_ = coordinator_->NewMembership(coord::Group::kDrivers);
   drivers_->Watch([this](const std::vector<proto::MemberInfo>& members) {
+    log_->SetPeers(members);  // the WAL replicates to the live standbys
     std::lock_guard<std::mutex> lock(mu_);
     driver_view_ = members;
   });
   proto::MemberInfo me;
   me.set_id(options_.daemon.id);
-  me.set_rpc_address(options_.daemon.Advertised(server_->address()));
+  me.set_rpc_address(advertised);
   RETURN_IF_ERROR_PREPEND(drivers_->Join(me), "joining the drivers group");
 
   proto::LeaderInfo candidate;
   candidate.set_id(options_.daemon.id);
-  candidate.set_rpc_address(options_.daemon.Advertised(server_->address()));
-  elector_ = coordinator_->NewElector(candidate);
-  RETURN_IF_ERROR(elector_->Start(
-      {.elected = [this](int64_t epoch) { spdlog::info("now LEADER with epoch {}", epoch); },
-       .lost = [] { spdlog::warn("now STANDBY"); }}));
-  elector_view_ = elector_.get();
+  candidate.set_rpc_address(advertised);
+  leadership_ = std::make_unique<Leadership>(coordinator_.get(), candidate, log_.get());
+  RETURN_IF_ERROR(leadership_->Start());
+  leadership_view_ = leadership_.get();
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   return absl::OkStatus();
 }
@@ -98,15 +123,15 @@ void Driver::HeartbeatLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.heartbeat_interval_ms));
-    if (stopping_ || !elector_->IsLeader()) continue;
+    if (stopping_ || !leadership_->IsLeader()) continue;
     std::vector<proto::MemberInfo> workers = worker_view_;
     proto::LeaderHeartbeatRequest request;
-    request.set_epoch(elector_->epoch());
+    request.set_epoch(leadership_->epoch());
     request.set_leader_id(options_.daemon.id);
     request.set_leader_address(process_.rpc_address());
     lock.unlock();
     for (const proto::MemberInfo& w : workers) {
-      if (!elector_->IsLeader()) break;  // the lease may lapse mid-round
+      if (!leadership_->IsLeader()) break;  // the lease may lapse mid-round
       proto::LeaderHeartbeatResponse response;
       Status st = workers_proxy_->LeaderHeartbeat(w.rpc_address(), request, &response);
       if (absl::IsFailedPrecondition(st)) {
@@ -130,13 +155,13 @@ void Driver::Stop() {
   }
   stop_cv_.notify_all();
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  leadership_view_ = nullptr;
+  if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
   if (server_ != nullptr) server_->Shutdown(0);
-  elector_view_ = nullptr;
-  if (elector_) elector_->Stop();
   if (drivers_) drivers_->Leave();
   if (coordinator_) coordinator_->Close();
   // The roles hold pointers into the coordinator: release them first.
-  elector_.reset();
+  leadership_.reset();
   detector_.reset();
   drivers_.reset();
   workers_.reset();
@@ -147,17 +172,55 @@ std::string Driver::rpc_address() const { return server_ ? server_->address() : 
 
 proto::DriverStatus Driver::GetStatus() const {
   proto::DriverStatus status;
-  coord::LeaderElector* elector = elector_view_.load();
-  const bool leads = elector != nullptr && elector->IsLeader();
+  Leadership* leadership = leadership_view_.load();
+  const bool leads = leadership != nullptr && leadership->IsLeader();
+  if (log_ != nullptr) {
+    wal::WalStats w = log_->Stats();
+    proto::WalInfo* info = status.mutable_wal();
+    info->set_last_seq(w.last_seq);
+    info->set_commit_seq(w.commit_seq);
+    info->set_snapshot_seq(w.snapshot_seq);
+    info->set_fence(w.fence);
+    info->set_serving(leads && w.serving);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   *status.mutable_process() = process_;
   status.set_role(leads ? proto::DRIVER_ROLE_LEADER : proto::DRIVER_ROLE_STANDBY);
-  if (leads) status.set_epoch(elector->epoch());
+  if (leads) status.set_epoch(leadership->epoch());
   if (leader_) *status.mutable_leader() = *leader_;
   for (const auto& w : worker_view_) *status.add_workers() = w;
   for (const auto& d : driver_view_) *status.add_drivers() = d;
   status.set_coordinator(options_.daemon.coordinator);
   return status;
+}
+
+Result<int64_t> Driver::AppendMarker(const proto::AppendMarkerRequest& request) {
+  Leadership* leadership = leadership_view_.load();
+  if (leadership == nullptr || !leadership->Serving()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return absl::UnavailableError(fmt::format(
+        "driver {} is not the serving leader (leader: {})", options_.daemon.id,
+        leader_ ? leader_->id() + " at " + leader_->rpc_address() : "unknown"));
+  }
+  proto::WalRecord record;
+  proto::Marker* m = record.mutable_marker();
+  m->set_client_id(request.client_id());
+  m->set_client_seq(request.client_seq());
+  m->set_payload(request.payload());
+  return log_->Append(std::move(record));
+}
+
+Status Driver::ReadWal(const proto::ReadWalRequest& request, proto::ReadWalResponse* response) {
+  const int max = request.max_records() > 0 ? std::min(request.max_records(), 10'000) : 1000;
+  int64_t from = std::max<int64_t>(1, request.from_seq());
+  if (std::optional<proto::WalSnapshot> snap = log_->Snapshot(); snap && from <= snap->last_seq()) {
+    *response->mutable_snapshot() = *snap;
+    from = snap->last_seq() + 1;
+  }
+  ASSIGN_OR_RETURN(std::vector<proto::WalRecord> records, log_->ReadCommitted(from, max));
+  for (proto::WalRecord& r : records) *response->add_records() = std::move(r);
+  response->set_commit_seq(log_->Stats().commit_seq);
+  return absl::OkStatus();
 }
 
 }  // namespace sluice::driver

@@ -1,17 +1,20 @@
 // Driver: one driverd process, assembled from its parts.
 //
-// Module sluice::driver owns the driver daemon: its options, its gRPC service
-// (DriverService in proto/driver.proto), its place in the leader election and
-// the drivers/ group, its view of the workers/ group, and the leader's
-// heartbeat to workers, which carries the epoch (DESIGN.md rule 4). Later
-// issues add the replicated WAL, the planner and the scheduler.
+// Module sluice::driver owns the driver daemon: its options, its gRPC services
+// (DriverService in proto/driver.proto, WalService in proto/wal.proto), its
+// replicated WAL (lib/wal), its terms as leader (Leadership), the drivers/
+// group, its view of the workers/ group, and the leader's heartbeat to
+// workers, which carries the epoch (DESIGN.md rule 4). Later issues add the
+// planner and the scheduler.
 // cmd/driverd/main.cpp only parses flags into DriverOptions and calls
 // Start/Stop.
 //
-//   STANDBY --elected(E)--> LEADER --lost / lease expired--> STANDBY
+//   STANDBY --elected(E)--> LEADER (catching up) --LeaderChange committed--> SERVING
+//      ^                          |                                          |
+//      +---- lost / lease expired / fenced ----------------------------------+
 //
-// The leader acts (sends heartbeats, later plans and schedules) only while
-// the elector's lease holds (LeaderElector::IsLeader).
+// The leader heartbeats workers only while the elector's lease holds, and
+// will plan and schedule only while Serving.
 //
 // Thread-safety: Start and Stop are called from one thread; everything else
 // runs on gRPC's threads, the coordinator's thread and the heartbeat thread.
@@ -41,14 +44,19 @@ class RpcServer;
 
 namespace sluice::coord {
 class Coordinator;
-class LeaderElector;
 class LeaderDetector;
 class Membership;
 }  // namespace sluice::coord
 
+namespace sluice::wal {
+class ReplicatedLog;
+class WalServiceImpl;
+}  // namespace sluice::wal
+
 namespace sluice::driver {
 
 class DriverServiceImpl;
+class Leadership;
 class WorkerProxy;
 
 struct DriverOptions {
@@ -56,6 +64,8 @@ struct DriverOptions {
                        .data_dir = "/var/lib/sluice/driver",
                        .coordinator = "standalone"};
   int heartbeat_interval_ms = 500;  // leader -> workers
+  int wal_group_size = 3;           // drivers in the WAL's replication group
+  int64_t wal_compact_every = 10'000;
 
   // Declares every option as a flag (and so as a config-file key) on `app`.
   void Register(CLI::App& app);
@@ -80,19 +90,24 @@ class Driver {
   // The bound "host:port" (valid after Start).
   std::string rpc_address() const;
   proto::DriverStatus GetStatus() const;
+  // Appends a Marker through the WAL (leader only) and waits for the commit.
+  [[nodiscard]] Result<int64_t> AppendMarker(const proto::AppendMarkerRequest& request);
+  [[nodiscard]] Status ReadWal(const proto::ReadWalRequest& request, proto::ReadWalResponse* response);
 
  private:
   void HeartbeatLoop();
 
   DriverOptions options_;
   Clock* clock_;
+  std::unique_ptr<wal::ReplicatedLog> log_;
+  std::unique_ptr<wal::WalServiceImpl> wal_service_;
   std::unique_ptr<DriverServiceImpl> service_;
   std::unique_ptr<rpc::RpcServer> server_;
   std::unique_ptr<WorkerProxy> workers_proxy_;
   std::unique_ptr<coord::Coordinator> coordinator_;
-  std::unique_ptr<coord::LeaderElector> elector_;
-  // elector_ as gRPC threads see it: set once the election is entered.
-  std::atomic<coord::LeaderElector*> elector_view_{nullptr};
+  std::unique_ptr<Leadership> leadership_;
+  // leadership_ as gRPC threads see it: set once the election is entered.
+  std::atomic<Leadership*> leadership_view_{nullptr};
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
   std::unique_ptr<coord::Membership> workers_;

@@ -1,25 +1,29 @@
 // DriverServiceImpl: the gRPC face of driverd (proto/driver.proto).
 //
-// Module sluice::driver owns it. It answers from a status source the Driver
-// gives it and never blocks on another daemon. Thread-safe.
+// Module sluice::driver owns it. It forwards to the Driver, and never blocks
+// on another daemon except AppendMarker, which waits for the commit.
+// Thread-safe.
 #pragma once
-
-#include <functional>
 
 #include "proto/driver.grpc.pb.h"
 
 namespace sluice::driver {
 
+class Driver;
+
 class DriverServiceImpl final : public proto::DriverService::Service {
  public:
-  using StatusSource = std::function<proto::DriverStatus()>;
-  explicit DriverServiceImpl(StatusSource status) : status_(std::move(status)) {}
+  explicit DriverServiceImpl(Driver* driver) : driver_(driver) {}
 
   grpc::Status GetStatus(grpc::ServerContext* context, const proto::GetDriverStatusRequest* request,
                          proto::DriverStatus* response) override;
+  grpc::Status AppendMarker(grpc::ServerContext* context, const proto::AppendMarkerRequest* request,
+                            proto::AppendMarkerResponse* response) override;
+  grpc::Status ReadWal(grpc::ServerContext* context, const proto::ReadWalRequest* request,
+                       proto::ReadWalResponse* response) override;
 
  private:
-  const StatusSource status_;
+  Driver* const driver_;
 };
 
 }  // namespace sluice::driver

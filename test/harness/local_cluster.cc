@@ -105,6 +105,10 @@ Status LocalCluster::StartDaemon(bool is_driver, int i) {
                                    "--coordinator", coordinator(),
                                    "--zk-session-timeout-ms",
                                    std::to_string(options_.zk_session_timeout_ms)};
+  if (is_driver) {
+    argv.push_back("--wal-group-size");
+    argv.push_back(std::to_string(options_.drivers));
+  }
   for (const std::string& f : is_driver ? options_.driver_flags : options_.worker_flags) {
     argv.push_back(f);
   }

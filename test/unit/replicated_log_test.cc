@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <future>
 #include <set>
+#include <shared_mutex>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -36,14 +37,29 @@ class Network {
     std::lock_guard<std::mutex> lock(mu_);
     cut_.clear();
   }
-  ReplicatedLog* Route(const std::string& from, const std::string& to) {
+  // Takes a node out; waits for calls into it to finish.
+  void Remove(const std::string& id) {
+    std::unique_lock<std::shared_mutex> calls(calls_mu_);
     std::lock_guard<std::mutex> lock(mu_);
-    if (cut_.contains({from, to})) return nullptr;
-    auto it = nodes_.find(to);
-    return it == nodes_.end() ? nullptr : it->second;
+    nodes_.erase(id);
+  }
+  // Runs `call` on the node `to` unless the link is cut or the node is gone.
+  Status Call(const std::string& from, const std::string& to,
+              const std::function<Status(ReplicatedLog*)>& call) {
+    std::shared_lock<std::shared_mutex> calls(calls_mu_);
+    ReplicatedLog* log = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = nodes_.find(to);
+      if (!cut_.contains({from, to}) && it != nodes_.end()) log = it->second;
+    }
+    if (log != nullptr) return call(log);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return absl::UnavailableError(from + "->" + to + " is cut");
   }
 
  private:
+  std::shared_mutex calls_mu_;
   std::mutex mu_;
   std::map<std::string, ReplicatedLog*> nodes_;
   std::set<std::pair<std::string, std::string>> cut_;
@@ -54,24 +70,17 @@ class LocalPeer final : public WalPeer {
   LocalPeer(Network* net, std::string from, std::string to)
       : net_(net), from_(std::move(from)), to_(std::move(to)) {}
   Status Append(const proto::WalAppendRequest& q, proto::WalAppendResponse* r) override {
-    ReplicatedLog* log = net_->Route(from_, to_);
-    return log ? log->HandleAppend(q, r) : Down();
+    return net_->Call(from_, to_, [&](ReplicatedLog* log) { return log->HandleAppend(q, r); });
   }
   Status Fetch(const proto::WalFetchRequest& q, proto::WalFetchResponse* r) override {
-    ReplicatedLog* log = net_->Route(from_, to_);
-    return log ? log->HandleFetch(q, r) : Down();
+    return net_->Call(from_, to_, [&](ReplicatedLog* log) { return log->HandleFetch(q, r); });
   }
   Status InstallSnapshot(const proto::WalInstallSnapshotRequest& q,
                          proto::WalInstallSnapshotResponse* r) override {
-    ReplicatedLog* log = net_->Route(from_, to_);
-    return log ? log->HandleInstallSnapshot(q, r) : Down();
+    return net_->Call(from_, to_, [&](ReplicatedLog* log) { return log->HandleInstallSnapshot(q, r); });
   }
 
  private:
-  Status Down() {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    return absl::UnavailableError(from_ + "->" + to_ + " is cut");
-  }
   Network* net_;
   std::string from_, to_;
 };
@@ -91,11 +100,13 @@ class ReplicatedLogTest : public ::testing::Test {
   }
   void TearDown() override {
     for (auto& [id, log] : logs_) log->StepDown();
+    for (auto& [id, log] : logs_) net_.Remove(id);
     logs_.clear();
     std::filesystem::remove_all(dir_);
   }
 
   void Open(const std::string& id, int64_t compact_every = 1'000'000) {
+    net_.Remove(id);  // no call is inside the old log when it goes
     logs_.erase(id);
     auto store = WalStore::Open({.path = dir_ + "/" + id});
     ASSERT_TRUE(store.ok()) << store.status();

@@ -1,0 +1,117 @@
+#include "lib/driver/leadership.h"
+
+#include "spdlog/spdlog.h"
+
+namespace sluice::driver {
+
+Leadership::Leadership(coord::Coordinator* coordinator, proto::LeaderInfo self,
+                       wal::ReplicatedLog* log)
+    : coordinator_(coordinator), self_(std::move(self)), log_(log) {}
+
+Leadership::~Leadership() { Stop(); }
+
+Status Leadership::Start() {
+  log_->SetOnFenced([this](int64_t epoch) {
+    log_->Abort();
+    Push({Kind::kFenced, epoch});
+  });
+  RETURN_IF_ERROR(Enter());
+  thread_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+Status Leadership::Enter() {
+  auto elector = coordinator_->NewElector(self_);
+  coord::LeaderElector* raw = elector.get();
+  electors_.push_back(std::move(elector));
+  elector_ = raw;  // before Start: its callbacks check it
+  RETURN_IF_ERROR(raw->Start(
+      {.elected =
+           [this, raw](int64_t epoch) {
+             spdlog::info("elected with epoch {}; catching up the WAL", epoch);
+             if (elector_.load() == raw) Push({Kind::kElected, epoch});
+           },
+       .lost =
+           [this, raw] {
+             spdlog::warn("now STANDBY");
+             if (elector_.load() != raw) return;
+             log_->Abort();
+             Push({Kind::kLost, 0});
+           }}));
+  return absl::OkStatus();
+}
+
+void Leadership::Push(Event e) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(e);
+  }
+  cv_.notify_all();
+}
+
+void Leadership::Loop() {
+  while (true) {
+    Event e;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !events_.empty(); });
+      if (stopping_) return;
+      e = events_.front();
+      events_.pop_front();
+    }
+    switch (e.kind) {
+      case Kind::kElected: {
+        coord::LeaderElector* elector = elector_.load();
+        if (elector == nullptr || elector->epoch() != e.epoch) break;  // a stale event
+        Status st = log_->BecomeLeader(e.epoch);
+        if (st.ok()) {
+          spdlog::info("now LEADER with epoch {}: the WAL serves", e.epoch);
+        } else if (absl::IsFailedPrecondition(st)) {
+          Push({Kind::kFenced, e.epoch});
+        }
+        break;
+      }
+      case Kind::kLost:
+        log_->StepDown();
+        break;
+      case Kind::kFenced: {
+        log_->StepDown();
+        coord::LeaderElector* old = elector_.exchange(nullptr);
+        if (old != nullptr && old->IsLeader()) {
+          spdlog::warn("fenced by a newer epoch: leaving the election and standing again");
+        }
+        if (old != nullptr) old->Stop();
+        Status st = Enter();
+        if (!st.ok()) spdlog::error("cannot re-enter the election: {}", st.ToString());
+        break;
+      }
+    }
+  }
+}
+
+void Leadership::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  coord::LeaderElector* e = elector_.exchange(nullptr);
+  if (e != nullptr) e->Stop();  // first: hand over at once
+  log_->Abort();
+  if (thread_.joinable()) thread_.join();
+  log_->StepDown();
+  electors_.clear();
+}
+
+bool Leadership::IsLeader() const {
+  coord::LeaderElector* e = elector_.load();
+  return e != nullptr && e->IsLeader();
+}
+
+int64_t Leadership::epoch() const {
+  coord::LeaderElector* e = elector_.load();
+  return e != nullptr ? e->epoch() : 0;
+}
+
+}  // namespace sluice::driver

@@ -1,0 +1,73 @@
+// Leadership: one driver's terms as leader, from the election to a serving
+// WAL and back.
+//
+// Module sluice::driver owns it. It joins the election (coord::LeaderElector)
+// and turns its events into WAL transitions on its own thread, in order:
+//
+//   elected(E)  -> ReplicatedLog::BecomeLeader(E): catch up from a quorum,
+//                  commit LeaderChange{E}; then the driver may plan (Serving)
+//   lost        -> abort a catch-up in progress, step the WAL down
+//   fenced      -> (the WAL met a higher epoch) step down, and re-enter the
+//                  election as a new candidate
+//
+// Thread-safe. Stop() leaves the election first, so a standby takes over at
+// once (DESIGN.md rule 6).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "lib/common/status.h"
+#include "lib/coord/coordinator.h"
+#include "lib/wal/replicated_log.h"
+#include "proto/common.pb.h"
+
+namespace sluice::driver {
+
+class Leadership {
+ public:
+  // `coordinator` and `log` must outlive this object.
+  Leadership(coord::Coordinator* coordinator, proto::LeaderInfo self, wal::ReplicatedLog* log);
+  ~Leadership();
+
+  [[nodiscard]] Status Start();
+  void Stop();
+
+  // Elected, with a fresh lease: may send epoch-stamped calls to workers.
+  bool IsLeader() const;
+  // The epoch of the current term (valid while IsLeader()).
+  int64_t epoch() const;
+  // IsLeader() and the WAL serves: caught up, LeaderChange committed.
+  bool Serving() const { return IsLeader() && log_->Stats().serving; }
+
+ private:
+  enum class Kind { kElected, kLost, kFenced };
+  struct Event {
+    Kind kind;
+    int64_t epoch;
+  };
+  void Push(Event e);
+  void Loop();
+  [[nodiscard]] Status Enter();  // a new elector, started
+
+  coord::Coordinator* const coordinator_;
+  const proto::LeaderInfo self_;
+  wal::ReplicatedLog* const log_;
+
+  std::atomic<coord::LeaderElector*> elector_{nullptr};
+  // Electors are kept until Stop: other threads may still hold the pointer.
+  std::vector<std::unique_ptr<coord::LeaderElector>> electors_;  // loop thread / Start / Stop
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Event> events_;  // guarded by mu_
+  bool stopping_ = false;     // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace sluice::driver
