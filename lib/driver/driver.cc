@@ -202,12 +202,16 @@ Result<int64_t> Driver::AppendMarker(const proto::AppendMarkerRequest& request) 
         "driver {} is not the serving leader (leader: {})", options_.daemon.id,
         leader_ ? leader_->id() + " at " + leader_->rpc_address() : "unknown"));
   }
-  proto::WalRecord record;
-  proto::Marker* m = record.mutable_marker();
-  m->set_client_id(request.client_id());
-  m->set_client_seq(request.client_seq());
-  m->set_payload(request.payload());
-  return log_->Append(std::move(record));
+  const int count = std::max(1, request.count());
+  if (count > 10'000) return absl::InvalidArgumentError("count: at most 10000 markers per call");
+  std::vector<proto::WalRecord> records(count);
+  for (int i = 0; i < count; ++i) {
+    proto::Marker* m = records[i].mutable_marker();
+    m->set_client_id(request.client_id());
+    m->set_client_seq(request.client_seq() + i);
+    m->set_payload(request.payload());
+  }
+  return log_->AppendBatch(std::move(records));
 }
 
 Status Driver::ReadWal(const proto::ReadWalRequest& request, proto::ReadWalResponse* response) {

@@ -45,7 +45,9 @@ Status ReplicatedLog::BecomeLeader(int64_t epoch) {
     change.mutable_leader_change()->set_epoch(epoch);
     change.mutable_leader_change()->set_leader_id(options_.id);
     std::unique_lock<std::mutex> lock(mu_);
-    Result<int64_t> seq = AppendLocked(lock, std::move(change));
+    std::vector<proto::WalRecord> records;
+    records.push_back(std::move(change));
+    Result<int64_t> seq = AppendLocked(lock, std::move(records));
     st = seq.status();
     if (st.ok()) {
       serving_ = true;  // only now may the driver plan, schedule, or take appends

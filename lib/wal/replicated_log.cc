@@ -43,8 +43,7 @@ Status ReplicatedLog::CheckFenceLocked(int64_t epoch, std::function<void()>* not
     if ((term_epoch_ != 0 || recovering_) && term_epoch_ < epoch) {
       spdlog::warn("wal: epoch {} seen while leading epoch {}: stepping down", epoch, term_epoch_);
       aborted_ = true;
-      commit_cv_.notify_all();
-      work_cv_.notify_all();
+      WakeAllLocked();
       if (on_fenced_ && notify != nullptr) *notify = [cb = on_fenced_, epoch] { cb(epoch); };
     }
   }
@@ -94,21 +93,36 @@ void ReplicatedLog::AdvanceCommitLocked() {
 }
 
 Result<int64_t> ReplicatedLog::Append(proto::WalRecord record) {
+  std::vector<proto::WalRecord> one;
+  one.push_back(std::move(record));
+  return AppendBatch(std::move(one));
+}
+
+Result<int64_t> ReplicatedLog::AppendBatch(std::vector<proto::WalRecord> records) {
+  if (records.empty()) return absl::InvalidArgumentError("nothing to append");
   std::unique_lock<std::mutex> lock(mu_);
   if (!serving_) {
     return absl::UnavailableError(fmt::format("driver {} is not the serving leader", options_.id));
   }
-  return AppendLocked(lock, std::move(record));
+  return AppendLocked(lock, std::move(records));
+}
+
+void ReplicatedLog::WakeAllLocked() {
+  commit_cv_.notify_all();
+  writer_cv_.notify_all();
+  work_cv_.notify_all();
 }
 
 Result<int64_t> ReplicatedLog::AppendLocked(std::unique_lock<std::mutex>& lock,
-                                            proto::WalRecord record) {
+                                            std::vector<proto::WalRecord> records) {
   const int64_t epoch = term_epoch_;
-  const int64_t seq = ++assigned_seq_;
-  record.set_seq(seq);
-  record.set_epoch(epoch);
-  pending_.push_back(std::move(record));
-  work_cv_.notify_all();
+  for (proto::WalRecord& record : records) {
+    record.set_seq(++assigned_seq_);
+    record.set_epoch(epoch);
+    pending_.push_back(std::move(record));
+  }
+  const int64_t seq = assigned_seq_;
+  writer_cv_.notify_one();
   bool committed = false;
   commit_cv_.wait(lock, [&] {
     if (!TermActiveLocked(epoch)) return true;
@@ -126,7 +140,7 @@ void ReplicatedLog::WriterLoop(int64_t epoch) {
   std::unique_lock<std::mutex> lock(mu_);
   std::vector<proto::WalRecord> batch;
   while (true) {
-    work_cv_.wait(lock, [&] { return !pending_.empty() || !TermActiveLocked(epoch); });
+    writer_cv_.wait(lock, [&] { return !pending_.empty() || !TermActiveLocked(epoch); });
     if (!TermActiveLocked(epoch)) return;
     batch.clear();
     batch.swap(pending_);
@@ -136,8 +150,7 @@ void ReplicatedLog::WriterLoop(int64_t epoch) {
     if (!st.ok()) {
       spdlog::error("wal: local append failed, stepping down: {}", st.ToString());
       aborted_ = true;
-      commit_cv_.notify_all();
-      work_cv_.notify_all();
+      WakeAllLocked();
       if (on_fenced_) std::thread([cb = on_fenced_, epoch] { cb(epoch); }).detach();
       return;
     }
@@ -150,8 +163,7 @@ void ReplicatedLog::WriterLoop(int64_t epoch) {
 void ReplicatedLog::Abort() {
   std::lock_guard<std::mutex> lock(mu_);
   aborted_ = true;
-  commit_cv_.notify_all();
-  work_cv_.notify_all();
+  WakeAllLocked();
 }
 
 void ReplicatedLog::StepDown() {
@@ -174,8 +186,7 @@ void ReplicatedLog::StepDown() {
     }
     followers_.clear();
     writer.swap(writer_);
-    commit_cv_.notify_all();
-    work_cv_.notify_all();
+    WakeAllLocked();
   }
   if (writer.joinable()) writer.join();
   for (auto& f : followers) {

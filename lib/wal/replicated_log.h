@@ -96,6 +96,9 @@ class ReplicatedLog {
   // UNAVAILABLE if this driver is not serving or the term ends first (the
   // record may then still be committed by a later leader).
   [[nodiscard]] Result<int64_t> Append(proto::WalRecord record);
+  // Appends all `records` in order; waits until the last is committed and
+  // returns its seq. (One wait, one wake-up, for many records.)
+  [[nodiscard]] Result<int64_t> AppendBatch(std::vector<proto::WalRecord> records);
 
   // --- follower (WalService) ---
   [[nodiscard]] Status HandleAppend(const proto::WalAppendRequest& request,
@@ -126,9 +129,12 @@ class ReplicatedLog {
   // this driver leads an older term. FAILED_PRECONDITION if `epoch` is stale.
   [[nodiscard]] Status CheckFenceLocked(int64_t epoch, std::function<void()>* notify);
   [[nodiscard]] Status ApplyUpToLocked(int64_t seq);
-  // Queues `record` for the writer and waits for its commit; `lock` holds mu_.
+  // Queues `records` for the writer and waits for the commit of the last;
+  // `lock` holds mu_.
   [[nodiscard]] Result<int64_t> AppendLocked(std::unique_lock<std::mutex>& lock,
-                                             proto::WalRecord record);
+                                             std::vector<proto::WalRecord> records);
+  // Wakes every waiter (the term ended or was aborted). Requires mu_.
+  void WakeAllLocked();
   void AdvanceCommitLocked();
   void StartFollowerLocked(const std::string& address);
   void StopFollowers(std::vector<std::unique_ptr<Follower>>* out);
@@ -145,7 +151,8 @@ class ReplicatedLog {
 
   mutable std::mutex mu_;
   std::condition_variable commit_cv_;  // appenders wait for commit_seq_
-  std::condition_variable work_cv_;    // writer and replicators wait for work
+  std::condition_variable writer_cv_;  // the writer waits for pending records
+  std::condition_variable work_cv_;    // replicators wait for durable records
   WalState state_;                     // guarded by mu_; committed records only
   int64_t applied_seq_ = 0;            // guarded by mu_
   int64_t commit_seq_ = 0;             // guarded by mu_

@@ -57,8 +57,7 @@ void ReplicatedLog::ReplicateLoop(Follower* f, int64_t epoch) {
       std::lock_guard<std::mutex> lock(mu_);
       if (!active()) return;
       aborted_ = true;
-      commit_cv_.notify_all();
-      work_cv_.notify_all();
+      WakeAllLocked();
       cb = on_fenced_;
     }
     spdlog::warn("wal: standby {} refused epoch {}: a newer leader exists", f->address, epoch);
