@@ -113,7 +113,11 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
     std::string detail = status.role() == proto::DRIVER_ROLE_LEADER
                              ? "LEADER epoch=" + std::to_string(status.epoch())
                              : "standby leader=" + (status.leader().id().empty() ? "?" : status.leader().id());
-    detail += " workers=" + std::to_string(status.workers_size());
+    detail += " workers=" + std::to_string(status.workers_size()) +
+              " wal=" + std::to_string(status.wal().commit_seq()) + "/" +
+              std::to_string(status.wal().last_seq()) +
+              (status.role() == proto::DRIVER_ROLE_LEADER && !status.wal().serving() ? " catching-up"
+                                                                                        : "");
     PrintRow(out, "driver", status.process(), detail, now_ms);
   }
   for (const std::string& addr : workers_) {

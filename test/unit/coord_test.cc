@@ -90,14 +90,15 @@ proto::LeaderInfo Info(const std::string& id) {
 }
 
 TEST(Standalone, FirstCandidateLeadsNextTakesOverWithHigherEpoch) {
+  // Callback targets first: they must outlive the coordinator's thread.
+  Events events;
+  std::mutex mu;
+  std::vector<std::string> seen;
   auto coordinator = Coordinator::Create("standalone", {});
   ASSERT_TRUE(coordinator.ok());
-  Events events;
   auto a = (*coordinator)->NewElector(Info("a"));
   auto b = (*coordinator)->NewElector(Info("b"));
   auto detector = (*coordinator)->NewDetector();
-  std::mutex mu;
-  std::vector<std::string> seen;
   detector->Watch([&](const std::optional<proto::LeaderInfo>& l) {
     std::lock_guard<std::mutex> lock(mu);
     seen.push_back(l ? l->id() + "@" + std::to_string(l->epoch()) : "none");
@@ -126,9 +127,9 @@ TEST(Standalone, EpochSurvivesRestartThroughItsFile) {
   ASSERT_NE(::mkdtemp(dir), nullptr);
   const std::string file = std::string(dir) + "/epoch";
   for (int64_t expected : {1, 2, 3}) {
+    Events events;  // outlives the coordinator's thread
     auto coordinator = Coordinator::Create("standalone", {.standalone_epoch_file = file});
     ASSERT_TRUE(coordinator.ok());
-    Events events;
     auto e = (*coordinator)->NewElector(Info("d"));
     ASSERT_TRUE(e->Start(events.For("d")).ok());
     ASSERT_TRUE(events.WaitFor("d elected " + std::to_string(expected)));
@@ -147,14 +148,14 @@ TEST(Standalone, FixedLeaderForFollowers) {
 }
 
 TEST(Standalone, MembershipJoinLeaveWatchAndDuplicates) {
+  std::mutex mu;  // outlive the coordinator's thread
+  std::condition_variable cv;
+  std::vector<size_t> sizes;
   auto coordinator = Coordinator::Create("standalone", {});
   ASSERT_TRUE(coordinator.ok());
   auto w1 = (*coordinator)->NewMembership(Group::kWorkers);
   auto w1_again = (*coordinator)->NewMembership(Group::kWorkers);
   auto watcher = (*coordinator)->NewMembership(Group::kWorkers);
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<size_t> sizes;
   watcher->Watch([&](const std::vector<proto::MemberInfo>& m) {
     std::lock_guard<std::mutex> lock(mu);
     sizes.push_back(m.size());
