@@ -123,25 +123,26 @@ TEST(WalFailover, AcknowledgedAppendsSurviveRepeatedLeaderKills) {
     }
   });
 
+  auto acked_count = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return acked.size();
+  };
   constexpr int kKills = 4;
+  size_t at_last_kill = 0;
   for (int k = 0; k < kKills; ++k) {
-    std::this_thread::sleep_for(milliseconds(1500));
+    // Appends flow again (through the new leader) before the next kill.
+    ASSERT_TRUE(WaitUntil([&] { return acked_count() > at_last_kill + 20; }, milliseconds(15'000)))
+        << "appends did not resume before kill " << k;
+    std::this_thread::sleep_for(milliseconds(1000));
     const int leader = WaitServingLeader(*c, milliseconds(15'000));
     ASSERT_GE(leader, 0) << "no serving leader before kill " << k;
-    size_t before;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      before = acked.size();
-    }
+    at_last_kill = acked_count();
     c->KillDriver(leader);
     const int successor = WaitServingLeader(*c, milliseconds(kSessionTimeoutMs + 10'000), leader);
     ASSERT_GE(successor, 0) << "no new leader after kill " << k;
     ASSERT_TRUE(c->StartDriver(leader).ok());  // the old leader comes back as a standby
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      EXPECT_GT(acked.size(), before) << "no append succeeded during round " << k;
-    }
   }
+  ASSERT_TRUE(WaitUntil([&] { return acked_count() > at_last_kill + 20; }, milliseconds(15'000)));
   std::this_thread::sleep_for(milliseconds(1000));
   stop = true;
   client.join();
