@@ -69,6 +69,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 echo "new leader: ${NEW:-none} after $(awk -v a="$KILLED_AT" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+sleep 1  # one heartbeat interval, so the workers show the new epoch
 "$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 300 status 2>&1 | grep -v "^sluicectl: driver at" || true
 
 echo

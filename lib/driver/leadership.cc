@@ -15,7 +15,10 @@ Status Leadership::Start() {
     log_->Abort();
     Push({Kind::kFenced, epoch});
   });
-  RETURN_IF_ERROR(Enter());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(Enter());
+  }
   thread_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
@@ -29,7 +32,7 @@ Status Leadership::Enter() {
       {.elected =
            [this, raw](int64_t epoch) {
              spdlog::info("elected with epoch {}; catching up the WAL", epoch);
-             if (elector_.load() == raw) Push({Kind::kElected, epoch});
+             if (elector_.load() == raw) Push({Kind::kElected, epoch, log_->abort_generation()});
            },
        .lost =
            [this, raw] {
@@ -63,10 +66,16 @@ void Leadership::Loop() {
       case Kind::kElected: {
         coord::LeaderElector* elector = elector_.load();
         if (elector == nullptr || elector->epoch() != e.epoch) break;  // a stale event
-        Status st = log_->BecomeLeader(e.epoch);
+        Status st = log_->BecomeLeader(e.epoch, e.generation);
         if (st.ok()) {
           spdlog::info("now LEADER with epoch {}: the WAL serves", e.epoch);
-        } else if (absl::IsFailedPrecondition(st)) {
+        } else if (absl::IsFailedPrecondition(st) ||
+                   (elector_.load() == elector && elector->IsLeader() && elector->epoch() == e.epoch)) {
+          // Fenced, or the catch-up failed while we still hold the election
+          // (a peer timed out, a read failed): no driver would serve this
+          // term, so give it up and stand again.
+          spdlog::warn("cannot serve epoch {} ({}); standing for election again", e.epoch,
+                       st.ToString());
           Push({Kind::kFenced, e.epoch});
         }
         break;
@@ -76,10 +85,9 @@ void Leadership::Loop() {
         break;
       case Kind::kFenced: {
         log_->StepDown();
+        std::lock_guard<std::mutex> lock(mu_);  // against Stop: no elector starts after it
+        if (stopping_) break;
         coord::LeaderElector* old = elector_.exchange(nullptr);
-        if (old != nullptr && old->IsLeader()) {
-          spdlog::warn("fenced by a newer epoch: leaving the election and standing again");
-        }
         if (old != nullptr) old->Stop();
         Status st = Enter();
         if (!st.ok()) spdlog::error("cannot re-enter the election: {}", st.ToString());
@@ -90,17 +98,19 @@ void Leadership::Loop() {
 }
 
 void Leadership::Stop() {
+  coord::LeaderElector* e;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
     stopping_ = true;
+    e = elector_.exchange(nullptr);
   }
   cv_.notify_all();
-  coord::LeaderElector* e = elector_.exchange(nullptr);
-  if (e != nullptr) e->Stop();  // first: hand over at once
-  log_->Abort();
+  if (e != nullptr) e->Stop();  // first: hand over at once (DESIGN.md rule 6)
+  log_->Close();                // no term starts now, and a catch-up gives up
   if (thread_.joinable()) thread_.join();
   log_->StepDown();
+  std::lock_guard<std::mutex> lock(mu_);
   electors_.clear();
 }
 

@@ -50,18 +50,19 @@ class Leadership {
   struct Event {
     Kind kind;
     int64_t epoch;
+    int64_t generation = 0;  // the WAL's abort generation when elected
   };
   void Push(Event e);
   void Loop();
-  [[nodiscard]] Status Enter();  // a new elector, started
+  [[nodiscard]] Status Enter();  // a new elector, started; requires mu_
 
   coord::Coordinator* const coordinator_;
   const proto::LeaderInfo self_;
   wal::ReplicatedLog* const log_;
 
-  std::atomic<coord::LeaderElector*> elector_{nullptr};
+  std::atomic<coord::LeaderElector*> elector_{nullptr};  // changed under mu_
   // Electors are kept until Stop: other threads may still hold the pointer.
-  std::vector<std::unique_ptr<coord::LeaderElector>> electors_;  // loop thread / Start / Stop
+  std::vector<std::unique_ptr<coord::LeaderElector>> electors_;  // guarded by mu_
 
   std::mutex mu_;
   std::condition_variable cv_;

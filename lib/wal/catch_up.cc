@@ -7,10 +7,13 @@
 
 namespace sluice::wal {
 
-Status ReplicatedLog::BecomeLeader(int64_t epoch) {
+Status ReplicatedLog::BecomeLeader(int64_t epoch, int64_t generation) {
   {
     std::lock_guard<std::mutex> handlers(follower_mu_);
     std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || abort_generation_ != generation) {
+      return absl::UnavailableError(fmt::format("the term of epoch {} was aborted before it began", epoch));
+    }
     if (term_epoch_ != 0 || recovering_) {
       return absl::FailedPreconditionError(fmt::format("already leading epoch {}", term_epoch_));
     }
@@ -20,9 +23,9 @@ Status ReplicatedLog::BecomeLeader(int64_t epoch) {
     }
     if (epoch > store_->fence()) RETURN_IF_ERROR(store_->SetFence(epoch));
     term_epoch_ = epoch;
+    term_generation_ = abort_generation_;
     term_start_seq_ = 0;
     recovering_ = true;
-    aborted_ = false;
     serving_ = false;
   }
   Status st = CatchUp(epoch);
@@ -129,6 +132,13 @@ Status ReplicatedLog::AdoptFrom(WalPeer* peer, int64_t epoch, int64_t best_last_
     req.set_max_records(options_.max_batch);
     proto::WalFetchResponse resp;
     RETURN_IF_ERROR(peer->Fetch(req, &resp));
+    // A newer leader may be reading our log: write only while our term
+    // holds, and never while a handler serves it.
+    std::lock_guard<std::mutex> handlers(follower_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!TermActiveLocked(epoch)) return absl::UnavailableError("catch-up aborted");
+    }
     if (resp.has_snapshot() && resp.snapshot().last_seq() >= from) {
       RETURN_IF_ERROR(store_->InstallSnapshot(resp.snapshot()));
       std::lock_guard<std::mutex> lock(mu_);
@@ -140,6 +150,11 @@ Status ReplicatedLog::AdoptFrom(WalPeer* peer, int64_t epoch, int64_t best_last_
     std::vector<proto::WalRecord> records(resp.records().begin(), resp.records().end());
     RETURN_IF_ERROR(AppendConflictFree(records));
     from = records.back().seq() + 1;
+  }
+  std::lock_guard<std::mutex> handlers(follower_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!TermActiveLocked(epoch)) return absl::UnavailableError("catch-up aborted");
   }
   if (store_->last_seq() > best_last_seq) RETURN_IF_ERROR(store_->TruncateFrom(best_last_seq + 1));
   return absl::OkStatus();

@@ -52,7 +52,10 @@ Status ReplicatedLog::HandleAppend(const proto::WalAppendRequest& req,
   if (req.prev_seq() > store_->snapshot_seq()) {
     ASSIGN_OR_RETURN(int64_t have, store_->EpochAt(req.prev_seq()));
     if (have != req.prev_epoch()) {
-      resp->set_last_seq(req.prev_seq() - 1);
+      // Everything up to our commit point matches the leader's log: resume
+      // from there rather than walking back one record per call.
+      std::lock_guard<std::mutex> lock(mu_);
+      resp->set_last_seq(std::min(req.prev_seq() - 1, commit_seq_));
       return absl::OkStatus();
     }
   }
@@ -74,14 +77,18 @@ Status ReplicatedLog::HandleAppend(const proto::WalAppendRequest& req,
 }
 
 Status ReplicatedLog::HandleFetch(const proto::WalFetchRequest& req, proto::WalFetchResponse* resp) {
+  // Serialised with appends: once the fence is raised here, no append of an
+  // older epoch is still being written, so what we report includes it.
+  std::lock_guard<std::mutex> handlers(follower_mu_);
   std::function<void()> notify;
   {
     std::lock_guard<std::mutex> lock(mu_);
     RETURN_IF_ERROR(CheckFenceLocked(req.epoch(), &notify));
   }
   if (notify) notify();
-  resp->set_last_seq(store_->last_seq());
-  resp->set_last_epoch(store_->last_epoch());
+  auto [last_seq, last_epoch] = store_->LastPosition();
+  resp->set_last_seq(last_seq);
+  resp->set_last_epoch(last_epoch);
   if (req.max_records() <= 0) return absl::OkStatus();
   int64_t from = req.from_seq();
   if (from <= store_->snapshot_seq()) {
@@ -114,11 +121,25 @@ Status ReplicatedLog::HandleInstallSnapshot(const proto::WalInstallSnapshotReque
     notify();
     return absl::UnavailableError(fmt::format("driver {} is stepping down", options_.id));
   }
-  RETURN_IF_ERROR(store_->InstallSnapshot(req.snapshot()));
+  const proto::WalSnapshot& snap = req.snapshot();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    state_ = WalState(req.snapshot().state());
-    applied_seq_ = commit_seq_ = req.snapshot().last_seq();
+    if (snap.last_seq() <= commit_seq_) {  // stale (a retried call): we are past it
+      resp->set_last_seq(store_->last_seq());
+      return absl::OkStatus();
+    }
+  }
+  Result<int64_t> have = store_->EpochAt(snap.last_seq());
+  if (have.ok() && *have == snap.last_epoch() && snap.last_seq() > store_->snapshot_seq()) {
+    // We hold the snapshot's last record: keep what follows it.
+    RETURN_IF_ERROR(store_->SaveSnapshot(snap));
+  } else {
+    RETURN_IF_ERROR(store_->InstallSnapshot(snap));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_ = WalState(snap.state());
+    applied_seq_ = commit_seq_ = snap.last_seq();
     RETURN_IF_ERROR(store_->SetCommitSeq(commit_seq_));
   }
   spdlog::info("wal: installed the leader's snapshot at {}", req.snapshot().last_seq());

@@ -42,8 +42,7 @@ Status ReplicatedLog::CheckFenceLocked(int64_t epoch, std::function<void()>* not
     RETURN_IF_ERROR(store_->SetFence(epoch));
     if ((term_epoch_ != 0 || recovering_) && term_epoch_ < epoch) {
       spdlog::warn("wal: epoch {} seen while leading epoch {}: stepping down", epoch, term_epoch_);
-      aborted_ = true;
-      WakeAllLocked();
+      AbortLocked();
       if (on_fenced_ && notify != nullptr) *notify = [cb = on_fenced_, epoch] { cb(epoch); };
     }
   }
@@ -149,9 +148,10 @@ void ReplicatedLog::WriterLoop(int64_t epoch) {
     lock.lock();
     if (!st.ok()) {
       spdlog::error("wal: local append failed, stepping down: {}", st.ToString());
-      aborted_ = true;
-      WakeAllLocked();
-      if (on_fenced_) std::thread([cb = on_fenced_, epoch] { cb(epoch); }).detach();
+      AbortLocked();
+      std::function<void(int64_t)> cb = on_fenced_;
+      lock.unlock();
+      if (cb) cb(epoch);  // non-blocking: it queues the step-down
       return;
     }
     durable_seq_ = batch.back().seq();
@@ -160,10 +160,25 @@ void ReplicatedLog::WriterLoop(int64_t epoch) {
   }
 }
 
+void ReplicatedLog::AbortLocked() {
+  ++abort_generation_;
+  WakeAllLocked();
+}
+
 void ReplicatedLog::Abort() {
   std::lock_guard<std::mutex> lock(mu_);
-  aborted_ = true;
-  WakeAllLocked();
+  AbortLocked();
+}
+
+int64_t ReplicatedLog::abort_generation() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return abort_generation_;
+}
+
+void ReplicatedLog::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  AbortLocked();
 }
 
 void ReplicatedLog::StepDown() {
@@ -174,7 +189,7 @@ void ReplicatedLog::StepDown() {
     std::lock_guard<std::mutex> lock(mu_);
     if (term_epoch_ == 0 && !recovering_) return;
     spdlog::info("wal: leaving the term of epoch {}", term_epoch_);
-    aborted_ = true;
+    ++abort_generation_;
     term_epoch_ = 0;
     term_start_seq_ = 0;
     recovering_ = false;

@@ -85,9 +85,14 @@ class ReplicatedLog {
   void SetPeers(const std::vector<proto::MemberInfo>& peers);
 
   // --- leader ---
-  [[nodiscard]] Status BecomeLeader(int64_t epoch);
+  // Leads epoch E unless an Abort() came after abort_generation() returned
+  // `generation` (so an abort that races the election is never lost).
+  [[nodiscard]] Status BecomeLeader(int64_t epoch, int64_t generation);
   // Makes a running BecomeLeader and waiting Appends give up; non-blocking.
   void Abort();
+  int64_t abort_generation() const;
+  // Aborts for good: no term starts after this (shutdown).
+  void Close();
   // Ends the term: stops the writer and replicators and fails waiting
   // appends with UNAVAILABLE. Records written but not committed stay in the
   // local log; the next leader decides their fate.
@@ -143,7 +148,11 @@ class ReplicatedLog {
   [[nodiscard]] Status CatchUp(int64_t epoch);
   [[nodiscard]] Status AdoptFrom(WalPeer* peer, int64_t epoch, int64_t best_last_seq);
   [[nodiscard]] Status AppendConflictFree(const std::vector<proto::WalRecord>& records);
-  bool TermActiveLocked(int64_t epoch) const { return term_epoch_ == epoch && !aborted_; }
+  bool TermActiveLocked(int64_t epoch) const {
+    return term_epoch_ == epoch && abort_generation_ == term_generation_ && !closed_;
+  }
+  // Ends the current term's activity (waiters give up). Requires mu_.
+  void AbortLocked();
 
   const std::unique_ptr<WalStore> store_;
   const ReplicatedLogOptions options_;
@@ -158,7 +167,9 @@ class ReplicatedLog {
   int64_t commit_seq_ = 0;             // guarded by mu_
   int64_t term_epoch_ = 0;             // guarded by mu_; 0: not leading
   int64_t term_start_seq_ = 0;         // guarded by mu_; seq of our LeaderChange
-  bool aborted_ = false;               // guarded by mu_
+  int64_t abort_generation_ = 0;       // guarded by mu_; bumped by every abort
+  int64_t term_generation_ = -1;       // guarded by mu_; abort_generation_ at term start
+  bool closed_ = false;                // guarded by mu_
   bool recovering_ = false;            // guarded by mu_
   bool serving_ = false;               // guarded by mu_
   int64_t assigned_seq_ = 0;           // guarded by mu_

@@ -56,8 +56,7 @@ void ReplicatedLog::ReplicateLoop(Follower* f, int64_t epoch) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!active()) return;
-      aborted_ = true;
-      WakeAllLocked();
+      AbortLocked();
       cb = on_fenced_;
     }
     spdlog::warn("wal: standby {} refused epoch {}: a newer leader exists", f->address, epoch);

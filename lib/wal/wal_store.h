@@ -64,6 +64,11 @@ class WalStore {
   [[nodiscard]] Status SetFence(int64_t epoch);  // synced
   [[nodiscard]] Status SetCommitSeq(int64_t seq);  // not synced: a hint, relearned
 
+  // {last_seq, last_epoch}, read together.
+  std::pair<int64_t, int64_t> LastPosition() {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return {last_seq_.load(), last_epoch_.load()};
+  }
   int64_t last_seq() const { return last_seq_.load(); }
   int64_t last_epoch() const { return last_epoch_.load(); }
   int64_t snapshot_seq() const { return snapshot_seq_.load(); }

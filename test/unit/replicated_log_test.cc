@@ -129,6 +129,9 @@ class ReplicatedLogTest : public ::testing::Test {
     logs_[id] = std::move(log);
   }
   ReplicatedLog& L(const std::string& id) { return *logs_.at(id); }
+  Status Lead(const std::string& id, int64_t epoch) {
+    return L(id).BecomeLeader(epoch, L(id).abort_generation());
+  }
 
   // Appends n markers through `leader`, all expected to commit.
   void AppendN(const std::string& leader, int from, int n) {
@@ -161,7 +164,7 @@ class ReplicatedLogTest : public ::testing::Test {
 };
 
 TEST_F(ReplicatedLogTest, LeaderCommitsOnQuorumAndFollowersApply) {
-  ASSERT_TRUE(L("a").BecomeLeader(1).ok());
+  ASSERT_TRUE(Lead("a", 1).ok());
   AppendN("a", 0, 100);
   const int64_t last = L("a").Stats().last_seq;
   EXPECT_EQ(last, 101);  // LeaderChange + 100 markers
@@ -175,7 +178,7 @@ TEST_F(ReplicatedLogTest, LeaderCommitsOnQuorumAndFollowersApply) {
 }
 
 TEST_F(ReplicatedLogTest, NoCommitWithoutAQuorum) {
-  ASSERT_TRUE(L("a").BecomeLeader(1).ok());
+  ASSERT_TRUE(Lead("a", 1).ok());
   AppendN("a", 0, 5);
   net_.Isolate("a");
   auto pending = std::async(std::launch::async, [&] { return L("a").Append(Mark(99)); });
@@ -189,7 +192,7 @@ TEST_F(ReplicatedLogTest, NoCommitWithoutAQuorum) {
 
 TEST_F(ReplicatedLogTest, StandbyCatchesUpFromZeroAndFromTheMiddle) {
   net_.Isolate("c");
-  ASSERT_TRUE(L("a").BecomeLeader(1).ok());
+  ASSERT_TRUE(Lead("a", 1).ok());
   AppendN("a", 0, 120);  // c has nothing (catch-up from zero)
   net_.Heal();
   ASSERT_TRUE(WaitCommit("c", 121));
@@ -206,7 +209,7 @@ TEST_F(ReplicatedLogTest, StandbyCatchesUpFromZeroAndFromTheMiddle) {
 TEST_F(ReplicatedLogTest, StandbyCatchesUpAcrossASnapshot) {
   for (const char* id : {"a", "b", "c"}) Open(id, /*compact_every=*/100);
   net_.Isolate("c");
-  ASSERT_TRUE(L("a").BecomeLeader(1).ok());
+  ASSERT_TRUE(Lead("a", 1).ok());
   AppendN("a", 0, 350);
   EXPECT_GE(L("a").Stats().snapshot_seq, 300);  // compaction ran on the leader
   net_.Heal();
@@ -221,12 +224,12 @@ TEST_F(ReplicatedLogTest, StandbyCatchesUpAcrossASnapshot) {
 
 TEST_F(ReplicatedLogTest, NewLeaderAdoptsCommittedRecordsItLacks) {
   net_.Isolate("c");
-  ASSERT_TRUE(L("a").BecomeLeader(1).ok());
+  ASSERT_TRUE(Lead("a", 1).ok());
   AppendN("a", 0, 40);  // committed on a and b only
   L("a").StepDown();
   net_.Heal();
   net_.Isolate("a");  // a is gone; c leads with b
-  ASSERT_TRUE(L("c").BecomeLeader(2).ok());
+  ASSERT_TRUE(Lead("c", 2).ok());
   std::vector<int64_t> want;
   for (int i = 0; i < 40; ++i) want.push_back(i);
   EXPECT_EQ(MarkersOf("c"), want);
@@ -235,14 +238,14 @@ TEST_F(ReplicatedLogTest, NewLeaderAdoptsCommittedRecordsItLacks) {
 }
 
 TEST_F(ReplicatedLogTest, OldLeadersUncommittedTailIsDropped) {
-  ASSERT_TRUE(L("a").BecomeLeader(1).ok());
+  ASSERT_TRUE(Lead("a", 1).ok());
   AppendN("a", 0, 10);
   net_.Isolate("a");
   // a writes record 12 locally; it can never commit.
   auto lost = std::async(std::launch::async, [&] { return L("a").Append(Mark(1000)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(L("a").Stats().last_seq, 12);
-  ASSERT_TRUE(L("b").BecomeLeader(2).ok());  // with c
+  ASSERT_TRUE(Lead("b", 2).ok());  // with c
   AppendN("b", 10, 5);
   L("a").Abort();
   EXPECT_EQ(lost.get().status().code(), absl::StatusCode::kUnavailable);
@@ -257,11 +260,11 @@ TEST_F(ReplicatedLogTest, OldLeadersUncommittedTailIsDropped) {
 TEST_F(ReplicatedLogTest, LowerEpochIsFencedAndTheOldLeaderIsTold) {
   std::promise<int64_t> fenced;
   L("a").SetOnFenced([&](int64_t e) { fenced.set_value(e); });
-  ASSERT_TRUE(L("a").BecomeLeader(1).ok());
+  ASSERT_TRUE(Lead("a", 1).ok());
   AppendN("a", 0, 3);
   net_.Cut("a", "b");
   net_.Cut("a", "c");
-  ASSERT_TRUE(L("b").BecomeLeader(2).ok());  // raises c's fence to 2
+  ASSERT_TRUE(Lead("b", 2).ok());  // raises c's fence to 2
   net_.Heal();
   // a's next append reaches standbys that refuse epoch 1.
   auto r = L("a").Append(Mark(7));
@@ -272,7 +275,35 @@ TEST_F(ReplicatedLogTest, LowerEpochIsFencedAndTheOldLeaderIsTold) {
   stale.set_epoch(1);
   proto::WalAppendResponse resp;
   EXPECT_EQ(L("c").HandleAppend(stale, &resp).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(L("a").BecomeLeader(1).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Lead("a", 1).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ReplicatedLogTest, AnAbortBeforeTheTermBeginsIsNotLost) {
+  const int64_t generation = L("a").abort_generation();
+  L("a").Abort();  // e.g. "lost" arrived right after "elected"
+  EXPECT_EQ(L("a").BecomeLeader(1, generation).code(), absl::StatusCode::kUnavailable);
+  L("b").Close();
+  EXPECT_EQ(Lead("b", 2).code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(Lead("c", 3).ok());
+}
+
+TEST_F(ReplicatedLogTest, StaleSnapshotDoesNotThrowAwayRecords) {
+  for (const char* id : {"a", "b", "c"}) Open(id, /*compact_every=*/50);
+  ASSERT_TRUE(Lead("a", 1).ok());
+  AppendN("a", 0, 120);
+  ASSERT_TRUE(WaitCommit("c", 121));
+  auto snap = L("a").Snapshot();
+  ASSERT_TRUE(snap.has_value());
+  // A retried, late InstallSnapshot for a point c has long passed.
+  proto::WalInstallSnapshotRequest late;
+  late.set_epoch(1);
+  *late.mutable_snapshot() = *snap;
+  late.mutable_snapshot()->set_last_seq(40);
+  proto::WalInstallSnapshotResponse resp;
+  ASSERT_TRUE(L("c").HandleInstallSnapshot(late, &resp).ok());
+  EXPECT_EQ(L("c").Stats().last_seq, 121);
+  EXPECT_EQ(L("c").Stats().commit_seq, 121);
+  EXPECT_EQ(L("c").State().markers(), 120);
 }
 
 }  // namespace
