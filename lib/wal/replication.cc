@@ -14,6 +14,11 @@ void ReplicatedLog::SetPeers(const std::vector<proto::MemberInfo>& peers) {
     for (const proto::MemberInfo& p : peers) {
       if (p.id() != options_.id) peer_addresses_.push_back(p.rpc_address());
     }
+    if (static_cast<int>(peer_addresses_.size()) + 1 > options_.group_size) {
+      spdlog::warn("wal: {} drivers are live but the WAL group size is {}: quorums may not meet; "
+                   "set --wal-group-size to the number of drivers",
+                   peer_addresses_.size() + 1, options_.group_size);
+    }
     if (term_epoch_ == 0 || recovering_) return;  // followers start with the term
     for (auto it = followers_.begin(); it != followers_.end();) {
       if (std::find(peer_addresses_.begin(), peer_addresses_.end(), it->first) == peer_addresses_.end()) {

@@ -1,0 +1,115 @@
+// Blocks: what a receiver cuts a source partition's stream into.
+//
+// Module sluice::source owns the format. A block is a contiguous range of one
+// source partition, [start_offset, end_offset), with its records in one
+// compact buffer: each record is a 4-byte little-endian length and its bytes,
+// back to back (no message or allocation per record). The offset range is the
+// block's lineage: a replayable source can always produce the same block again
+// (DESIGN.md "Data path", step 1).
+//
+// Block is a value type (thread-compatible); BlockBuilder is single-threaded.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "lib/common/status.h"
+
+namespace sluice::source {
+
+struct BlockLineage {
+  std::string source;
+  int32_t partition = 0;
+  int64_t start_offset = 0;  // first record's offset
+  int64_t end_offset = 0;    // one past the last record's offset
+};
+
+class Block {
+ public:
+  Block() = default;
+  Block(BlockLineage lineage, std::string data, int64_t records)
+      : lineage_(std::move(lineage)), data_(std::move(data)), records_(records) {}
+
+  const BlockLineage& lineage() const { return lineage_; }
+  // The encoded records: [u32 length][bytes]...
+  const std::string& data() const { return data_; }
+  int64_t records() const { return records_; }
+  size_t bytes() const { return data_.size(); }
+
+  // Calls fn(std::string_view record) for each record in order. DATA_LOSS if
+  // the buffer does not hold exactly records() well-formed records.
+  template <typename Fn>
+  [[nodiscard]] Status ForEach(Fn&& fn) const {
+    size_t pos = 0;
+    int64_t n = 0;
+    while (pos < data_.size()) {
+      if (data_.size() - pos < 4) break;
+      uint32_t len;
+      std::memcpy(&len, data_.data() + pos, 4);
+      pos += 4;
+      if (data_.size() - pos < len) break;
+      fn(std::string_view(data_.data() + pos, len));
+      pos += len;
+      ++n;
+    }
+    if (pos != data_.size() || n != records_) {
+      return absl::DataLossError(fmt::format("block {}[{}] {}..{}: malformed at byte {}",
+                                             lineage_.source, lineage_.partition,
+                                             lineage_.start_offset, lineage_.end_offset, pos));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  BlockLineage lineage_;
+  std::string data_;
+  int64_t records_ = 0;
+};
+
+// Accumulates records of one partition, from `start_offset` on, into a block.
+class BlockBuilder {
+ public:
+  BlockBuilder(std::string source, int32_t partition, int64_t start_offset)
+      : lineage_{std::move(source), partition, start_offset, start_offset} {}
+
+  void Reserve(size_t bytes) { data_.reserve(bytes); }
+  // Appends the record at the next offset.
+  void Add(std::string_view record) {
+    uint32_t len = static_cast<uint32_t>(record.size());
+    const size_t at = data_.size();
+    data_.resize(at + 4 + record.size());
+    std::memcpy(data_.data() + at, &len, 4);
+    std::memcpy(data_.data() + at + 4, record.data(), record.size());
+    ++lineage_.end_offset;
+  }
+  // Appends a record of `size` bytes written in place by fill(char* out).
+  template <typename Fill>
+  void AddInPlace(size_t size, Fill&& fill) {
+    uint32_t len = static_cast<uint32_t>(size);
+    const size_t at = data_.size();
+    data_.resize(at + 4 + size);
+    std::memcpy(data_.data() + at, &len, 4);
+    fill(data_.data() + at + 4);
+    ++lineage_.end_offset;
+  }
+
+  int64_t records() const { return lineage_.end_offset - lineage_.start_offset; }
+  size_t bytes() const { return data_.size(); }
+  int64_t next_offset() const { return lineage_.end_offset; }
+
+  // The block so far; the builder starts a new one at the next offset.
+  Block Cut() {
+    Block b(lineage_, std::move(data_), records());
+    lineage_.start_offset = lineage_.end_offset;
+    data_ = std::string();
+    return b;
+  }
+
+ private:
+  BlockLineage lineage_;
+  std::string data_;
+};
+
+}  // namespace sluice::source
