@@ -12,6 +12,8 @@
 #include <list>
 #include <vector>
 
+#include "test/harness/util.h"
+
 namespace sluice::testing {
 namespace {
 
@@ -61,19 +63,6 @@ bool Drain(int to, std::string& buf) {
     return false;
   }
   return true;
-}
-
-int ConnectTo(const std::string& host, int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 }  // namespace
@@ -168,7 +157,7 @@ void TcpProxy::Run() {
           ::close(client);
           continue;
         }
-        int server = ConnectTo(target_host_, target_port_);
+        int server = ConnectTcp(target_host_, target_port_);
         if (server < 0) {
           ::close(client);
           continue;

@@ -70,8 +70,7 @@ bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
   }
 }
 
-Result<std::string> TcpExchange(const std::string& host, int port, const std::string& request,
-                                std::chrono::milliseconds timeout) {
+int ConnectTcp(const std::string& host, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -80,7 +79,17 @@ Result<std::string> TcpExchange(const std::string& host, int port, const std::st
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     int err = errno;
     ::close(fd);
-    return absl::UnavailableError(fmt::format("connect {}:{}: {}", host, port, std::strerror(err)));
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+Result<std::string> TcpExchange(const std::string& host, int port, const std::string& request,
+                                std::chrono::milliseconds timeout) {
+  int fd = ConnectTcp(host, port);
+  if (fd < 0) {
+    return absl::UnavailableError(fmt::format("connect {}:{}: {}", host, port, std::strerror(errno)));
   }
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) < 0) {
     ::close(fd);

@@ -38,6 +38,9 @@ class TempDir {
 bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
                std::chrono::milliseconds interval = std::chrono::milliseconds(20));
 
+// A connected TCP socket to an IPv4 host:port, or -1 (errno set).
+int ConnectTcp(const std::string& host, int port);
+
 // Connects to host:port, writes `request`, half-closes and reads until EOF or
 // `timeout`. UNAVAILABLE if the connection fails.
 [[nodiscard]] Result<std::string> TcpExchange(const std::string& host, int port,
