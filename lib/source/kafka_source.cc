@@ -1,0 +1,143 @@
+#include "lib/source/kafka_source.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <vector>
+
+namespace sluice::source {
+
+Result<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOptions options) {
+  std::unique_ptr<KafkaSource> s(new KafkaSource(std::move(options)));
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  auto set = [&](rd_kafka_conf_t* c, const std::string& k, const std::string& v) -> Status {
+    if (rd_kafka_conf_set(c, k.c_str(), v.c_str(), errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+      return absl::InvalidArgumentError(fmt::format("kafka source {}: {}: {}", s->options_.name, k, errstr));
+    }
+    return absl::OkStatus();
+  };
+  Status st = set(conf, "bootstrap.servers", s->options_.brokers);
+  if (st.ok()) st = set(conf, "group.id", "sluice-" + s->options_.name);  // required; never joined
+  if (st.ok()) st = set(conf, "enable.auto.commit", "false");
+  if (st.ok()) st = set(conf, "enable.partition.eof", "false");
+  for (const auto& [k, v] : s->options_.consumer_config) {
+    if (st.ok()) st = set(conf, k, v);
+  }
+  if (!st.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return st;
+  }
+  s->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (s->rk_ == nullptr) {
+    return absl::InvalidArgumentError(fmt::format("kafka source {}: {}", s->options_.name, errstr));
+  }
+  rd_kafka_topic_conf_t* tconf = rd_kafka_topic_conf_new();
+  // A start offset that is gone must be an error, never a silent jump.
+  rd_kafka_topic_conf_set(tconf, "auto.offset.reset", "error", errstr, sizeof(errstr));
+  s->rkt_ = rd_kafka_topic_new(s->rk_, s->options_.topic.c_str(), tconf);
+  return s;
+}
+
+KafkaSource::~KafkaSource() {
+  for (const auto& [p, offset] : position_) rd_kafka_consume_stop(rkt_, p);
+  if (rkt_ != nullptr) rd_kafka_topic_destroy(rkt_);
+  if (rk_ != nullptr) rd_kafka_destroy(rk_);
+}
+
+Result<int32_t> KafkaSource::Partitions(int timeout_ms) {
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk_, 0, rkt_, &md, timeout_ms);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(fmt::format("kafka source {}: metadata of {}: {}", options_.name,
+                                              options_.topic, rd_kafka_err2str(err)));
+  }
+  Status st = absl::OkStatus();
+  int32_t n = 0;
+  if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    st = absl::NotFoundError(fmt::format("kafka source {}: topic {}: {}", options_.name, options_.topic,
+                                         md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err)
+                                                            : "no such topic"));
+  } else {
+    n = md->topics[0].partition_cnt;
+  }
+  rd_kafka_metadata_destroy(md);
+  if (!st.ok()) return st;
+  return n;
+}
+
+Result<std::pair<int64_t, int64_t>> KafkaSource::Watermarks(int32_t partition, int timeout_ms) {
+  int64_t low = 0, high = 0;
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk_, options_.topic.c_str(), partition,
+                                                             &low, &high, timeout_ms);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(fmt::format("kafka source {}: watermarks of {}[{}]: {}", options_.name,
+                                              options_.topic, partition, rd_kafka_err2str(err)));
+  }
+  return std::pair(low, high);
+}
+
+Status KafkaSource::StartAt(int32_t partition, int64_t offset) {
+  auto it = position_.find(partition);
+  if (it != position_.end()) {
+    if (it->second == offset) return absl::OkStatus();
+    rd_kafka_consume_stop(rkt_, partition);
+    position_.erase(it);
+  }
+  if (rd_kafka_consume_start(rkt_, partition, offset) != 0) {
+    return absl::InternalError(fmt::format("kafka source {}: cannot start {}[{}] at {}: {}", options_.name,
+                                           options_.topic, partition, offset,
+                                           rd_kafka_err2str(rd_kafka_last_error())));
+  }
+  position_[partition] = offset;
+  return absl::OkStatus();
+}
+
+Result<int64_t> KafkaSource::ReadInto(int32_t partition, int64_t end_offset, int64_t max_records,
+                                      int timeout_ms, BlockBuilder* builder) {
+  const int64_t from = builder->next_offset();
+  const int64_t want = std::min(end_offset - from, max_records);
+  if (want <= 0) return int64_t{0};
+  RETURN_IF_ERROR(StartAt(partition, from));
+  std::vector<rd_kafka_message_t*> msgs(static_cast<size_t>(std::min<int64_t>(want, 10'000)));
+  ssize_t n = rd_kafka_consume_batch(rkt_, partition, timeout_ms, msgs.data(), msgs.size());
+  if (n < 0) {
+    return absl::UnavailableError(fmt::format("kafka source {}: reading {}[{}]: {}", options_.name,
+                                              options_.topic, partition,
+                                              rd_kafka_err2str(rd_kafka_last_error())));
+  }
+  Status st = absl::OkStatus();
+  int64_t added = 0;
+  for (ssize_t i = 0; i < n; ++i) {
+    rd_kafka_message_t* m = msgs[i];
+    if (st.ok()) {
+      const int64_t expected = builder->next_offset();
+      if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        st = absl::DataLossError(fmt::format(
+            "kafka source {}: {}[{}] offsets from {} are no longer held by the broker (retention?): {}",
+            options_.name, options_.topic, partition, expected, rd_kafka_message_errstr(m)));
+      } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        st = absl::UnavailableError(fmt::format("kafka source {}: {}[{}]: {}", options_.name, options_.topic,
+                                                partition, rd_kafka_message_errstr(m)));
+      } else if (m->offset != expected) {
+        st = absl::DataLossError(fmt::format("kafka source {}: {}[{}] skipped offsets {}..{}", options_.name,
+                                             options_.topic, partition, expected, m->offset - 1));
+      } else if (m->offset < end_offset) {
+        builder->Add(std::string_view(static_cast<const char*>(m->payload), m->len));
+        ++added;
+      }
+    }
+    rd_kafka_message_destroy(m);
+  }
+  if (!st.ok() || added < n) {
+    // An error, or records past end_offset were fetched: start afresh at the
+    // builder's offset next time.
+    rd_kafka_consume_stop(rkt_, partition);
+    position_.erase(partition);
+    if (!st.ok()) return st;
+  } else {
+    position_[partition] = from + n;  // the consumer continues right there
+  }
+  return added;
+}
+
+}  // namespace sluice::source

@@ -1,0 +1,63 @@
+// KafkaSource: reads exact offset ranges of a Kafka topic's partitions into
+// blocks (librdkafka's simple consumer: the driver, not Kafka's group
+// coordinator, decides who reads which partition from where).
+//
+// Module sluice::source owns it. Offsets must run without a gap: a jump in
+// offsets, or a start offset the broker no longer holds (retention), is a
+// DATA_LOSS error naming the partition and the offsets — never skipped
+// (auto.offset.reset is "error"). Consumer settings pass through (security
+// settings included).
+//
+// Thread-compatible: one thread drives a KafkaSource.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "lib/common/status.h"
+#include "lib/source/block.h"
+
+typedef struct rd_kafka_s rd_kafka_t;
+typedef struct rd_kafka_topic_s rd_kafka_topic_t;
+
+namespace sluice::source {
+
+struct KafkaSourceOptions {
+  std::string name;     // the source's name in lineage
+  std::string brokers;  // bootstrap.servers
+  std::string topic;
+  std::map<std::string, std::string> consumer_config;  // passed through
+};
+
+class KafkaSource {
+ public:
+  // INVALID_ARGUMENT for a bad setting (naming it).
+  [[nodiscard]] static Result<std::unique_ptr<KafkaSource>> Create(KafkaSourceOptions options);
+  ~KafkaSource();
+
+  // UNAVAILABLE if the brokers cannot be reached in time; NOT_FOUND if the
+  // topic does not exist.
+  [[nodiscard]] Result<int32_t> Partitions(int timeout_ms = 10'000);
+  // {low, high}: the first offset still held and one past the last.
+  [[nodiscard]] Result<std::pair<int64_t, int64_t>> Watermarks(int32_t partition,
+                                                               int timeout_ms = 5'000);
+
+  // Appends records of `partition` from builder->next_offset() up to
+  // `end_offset` (exclusive), at most `max_records`, waiting at most
+  // `timeout_ms` for data. Returns how many were added (0: nothing yet).
+  [[nodiscard]] Result<int64_t> ReadInto(int32_t partition, int64_t end_offset, int64_t max_records,
+                                         int timeout_ms, BlockBuilder* builder);
+
+ private:
+  explicit KafkaSource(KafkaSourceOptions options) : options_(std::move(options)) {}
+  [[nodiscard]] Status StartAt(int32_t partition, int64_t offset);
+
+  const KafkaSourceOptions options_;
+  rd_kafka_t* rk_ = nullptr;
+  rd_kafka_topic_t* rkt_ = nullptr;
+  std::map<int32_t, int64_t> position_;  // partition -> next offset the consumer will deliver
+};
+
+}  // namespace sluice::source
