@@ -4,16 +4,24 @@
 //
 //   ingest_bench [--seconds 5] [--payload 600] [--block-events 120000]
 //
-// Target (issue 5): >= 1,000,000 events/s of 600 bytes on one core (memory
-// only). The receiver WAL and Kafka phases come with the receivers.
+// Phases: the generator writing blocks directly; the worker's Receiver cutting
+// 200 ms blocks into the BlockStore. Target (issue 5): >= 1,000,000 events/s
+// of 600 bytes on one core (memory only). The receiver WAL and Kafka phases
+// are still to come.
+#include <malloc.h>
+
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <thread>
 #include <cstring>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
 #include "lib/source/generator_source.h"
+#include "lib/worker/receiver.h"
 
 namespace {
 
@@ -30,6 +38,10 @@ int main(int argc, char** argv) {
   app.add_option("--payload", payload, "Event size in bytes")->capture_default_str();
   app.add_option("--block-events", block_events, "Events per block")->capture_default_str();
   if (std::optional<int> code = sluice::ParseCommandLine(app, argc, argv)) return *code;
+  // As workerd does: keep freed block buffers in the heap for the next blocks
+  // instead of returning them to the kernel and faulting them in again.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
   sluice::source::GeneratorOptions options{.partitions = 1, .payload_size = payload};
   if (sluice::Status st = options.Validate(); !st.ok()) {
@@ -70,15 +82,49 @@ int main(int argc, char** argv) {
   double ingest_s = std::chrono::duration<double>(Clock::now() - t0).count();
   double rate = events / ingest_s;
 
+  // Receiver: the worker's receiver thread cutting 200 ms blocks into the
+  // BlockStore, with a consumer dropping each block once reported (as the
+  // leader does when its batch commits).
+  const std::string spill = "/tmp/sluice-ingest-bench-" + std::to_string(::getpid());
+  auto store = sluice::worker::BlockStore::Open(
+      {.memory_budget_bytes = 512u << 20, .disk_budget_bytes = 0, .spill_path = spill});
+  if (!store.ok()) {
+    std::fprintf(stderr, "ingest_bench: %s\n", std::string(store.status().message()).c_str());
+    return 1;
+  }
+  std::atomic<int64_t> reported{0};
+  sluice::worker::Receiver receiver(
+      {.source = options.name, .partition = 0, .block_interval = std::chrono::milliseconds(200),
+       .max_block_records = block_events},
+      sluice::source::NewGeneratorReader(&gen, 0), store->get(),
+      [&](const sluice::source::BlockLineage& l) {
+        reported = l.end_offset;
+        (*store)->DropBefore(l.source, l.partition, l.end_offset);
+      },
+      sluice::Clock::Real());
+  t0 = Clock::now();
+  receiver.Start();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  receiver.Stop();
+  double recv_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  double recv_rate = reported.load() / recv_s;
+  store->reset();
+  std::filesystem::remove_all(spill);
+
   std::printf("ingest: generator -> blocks in memory, one core, %d-byte events, %lld events per block\n",
               payload, static_cast<long long>(block_events));
   std::printf("  events/s                 %12.0f   (target >= 1000000)\n", rate);
   std::printf("  MB/s                     %12.0f\n", rate * payload / 1e6);
   std::printf("  blocks cut               %12lld\n", static_cast<long long>(blocks));
+  std::printf("receiver: 200 ms blocks into the BlockStore, dropped when reported\n");
+  std::printf("  events/s                 %12.0f\n", recv_rate);
+  std::printf("  MB/s                     %12.0f\n", recv_rate * payload / 1e6);
   std::printf("baseline: memcpy of the same bytes, same run\n");
   std::printf("  events/s                 %12.0f\n", copy_rate);
   std::printf("  MB/s                     %12.0f\n", copy_rate * payload / 1e6);
   std::printf("ratio: ingest / memcpy = %.3f\n", rate / copy_rate);
-  std::printf("target (>= 1,000,000 events/s, memory only): %s\n", rate >= 1e6 ? "MET" : "NOT MET");
+  std::printf("ratio: receiver / memcpy = %.3f\n", recv_rate / copy_rate);
+  std::printf("target (>= 1,000,000 events/s, memory only, receiver): %s\n",
+              recv_rate >= 1e6 ? "MET" : "NOT MET");
   return 0;
 }

@@ -43,8 +43,9 @@ bool BlockStore::HasRoom(size_t bytes) const {
          stats_.disk_bytes + bytes <= options_.disk_budget_bytes;
 }
 
-Status BlockStore::Put(source::Block block) {
-  const source::BlockLineage& l = block.lineage();
+Status BlockStore::Put(source::Block* in) {
+  source::Block& block = *in;
+  const source::BlockLineage l = block.lineage();
   BlockKey key{l.source, l.partition, l.start_offset};
   const size_t bytes = block.bytes();
   std::unique_lock<std::mutex> lock(mu_);
@@ -79,6 +80,7 @@ Status BlockStore::Put(source::Block block) {
     --stats_.blocks_on_disk;
     return absl::UnavailableError(fmt::format("block store: spilling failed: {}", s.ToString()));
   }
+  block = source::Block();  // moved in: the caller's copy is released
   return absl::OkStatus();
 }
 

@@ -55,9 +55,11 @@ class BlockStore {
   [[nodiscard]] static Result<std::unique_ptr<BlockStore>> Open(const Options& options);
   ~BlockStore();
 
-  // Stores `block`: in memory if it fits the budget, else on disk.
+  // Stores `*block`: in memory if it fits the budget, else on disk. On
+  // success the block has been moved in (no copy); on an error it is left
+  // as it was, so the caller still holds it.
   // RESOURCE_EXHAUSTED if neither has room; ALREADY_EXISTS for a duplicate.
-  [[nodiscard]] Status Put(source::Block block);
+  [[nodiscard]] Status Put(source::Block* block);
   // NOT_FOUND if the block is not held (dropped, or never here).
   [[nodiscard]] Result<source::Block> Get(const BlockKey& key) const;
   // Whether a block of `bytes` would be taken now.

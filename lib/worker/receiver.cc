@@ -59,9 +59,12 @@ void Receiver::Run() {
     if (builder.records() == 0) continue;
     // CUT, then PAUSED while the store has no room: hold the block, read nothing.
     source::Block block = builder.Cut();
+    builder.Reserve(block.bytes());  // the next block is likely as large
+    const source::BlockLineage lineage = block.lineage();
+    const int64_t records = block.records();
     bool paused = false;
     while (!stop_) {
-      Status st = store_->Put(block);
+      Status st = store_->Put(&block);
       if (st.ok()) break;
       if (!absl::IsResourceExhausted(st)) {
         std::lock_guard<std::mutex> lock(mu_);
@@ -81,10 +84,10 @@ void Receiver::Run() {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.paused = false;
       ++stats_.blocks;
-      stats_.records += block.records();
-      stats_.next_offset = block.lineage().end_offset;
+      stats_.records += records;
+      stats_.next_offset = lineage.end_offset;
     }
-    reporter_(block.lineage());
+    reporter_(lineage);
   }
 }
 

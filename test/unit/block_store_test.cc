@@ -16,6 +16,8 @@ source::Block MakeBlock(const std::string& src, int32_t p, int64_t start, int re
   return b.Cut();
 }
 
+Status Put(BlockStore& store, source::Block block) { return store.Put(&block); }
+
 class BlockStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -35,14 +37,16 @@ class BlockStoreTest : public ::testing::Test {
 TEST_F(BlockStoreTest, KeepsInMemoryThenSpillsThenRefuses) {
   // Each block: 10 records of 100 bytes = 1,040 bytes encoded.
   auto store = Open(/*memory=*/2100, /*disk=*/2100);
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(store->Put(MakeBlock("s", 0, i * 10, 10, 100)).ok()) << i;
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put(*store, MakeBlock("s", 0, i * 10, 10, 100)).ok()) << i;
   BlockStoreStats st = store->Stats();
   EXPECT_EQ(st.blocks_in_memory, 2u);
   EXPECT_EQ(st.blocks_on_disk, 2u);
   EXPECT_LE(st.memory_bytes, 2100u);
   EXPECT_FALSE(store->HasRoom(1040));
-  Status full = store->Put(MakeBlock("s", 0, 40, 10, 100));
+  source::Block refused = MakeBlock("s", 0, 40, 10, 100);
+  Status full = store->Put(&refused);
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);  // the receiver must pause
+  EXPECT_EQ(refused.records(), 10);  // and still holds its block
   // Spilled and in-memory blocks come back byte for byte.
   for (int i = 0; i < 4; ++i) {
     auto b = store->Get({"s", 0, i * 10});
@@ -50,13 +54,13 @@ TEST_F(BlockStoreTest, KeepsInMemoryThenSpillsThenRefuses) {
     EXPECT_EQ(b->data(), MakeBlock("s", 0, i * 10, 10, 100).data());
     EXPECT_EQ(b->lineage().end_offset, i * 10 + 10);
   }
-  EXPECT_EQ(store->Put(MakeBlock("s", 0, 0, 10, 100)).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Put(*store, MakeBlock("s", 0, 0, 10, 100)).code(), absl::StatusCode::kAlreadyExists);
 }
 
 TEST_F(BlockStoreTest, DropBeforeFreesCommittedBlocksOfOnePartition) {
   auto store = Open(2100, 1 << 20);
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(store->Put(MakeBlock("s", 0, i * 10, 10, 100)).ok());
-  ASSERT_TRUE(store->Put(MakeBlock("s", 1, 0, 10, 100)).ok());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put(*store, MakeBlock("s", 0, i * 10, 10, 100)).ok());
+  ASSERT_TRUE(Put(*store, MakeBlock("s", 1, 0, 10, 100)).ok());
   EXPECT_EQ(store->DropBefore("s", 0, 25), 2);  // blocks [0,10) and [10,20); [20,30) ends after 25
   EXPECT_EQ(store->Get({"s", 0, 0}).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(store->Get({"s", 0, 20}).ok());
