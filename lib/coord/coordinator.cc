@@ -1,5 +1,7 @@
 #include "lib/coord/coordinator.h"
 
+#include <thread>
+
 #include "lib/common/config.h"
 #include "lib/coord/standalone_coordinator.h"
 #include "lib/coord/zk_leader_detector.h"
@@ -125,9 +127,18 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const std::string& text
                                        .session_timeout_ms = options.session_timeout_ms,
                                        .connect_timeout = options.connect_timeout},
                                       options.clock));
+  // A connection lost right after connecting is retried within the connect
+  // timeout: a ZooKeeper hiccup at start-up is no reason to exit.
+  const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
   for (const char* dir : {"election", "workers", "drivers"}) {
-    RETURN_IF_ERROR_PREPEND(session->EnsurePath(spec.root + "/" + dir),
-                            "creating the cluster layout in ZooKeeper");
+    while (true) {
+      Status st = session->EnsurePath(spec.root + "/" + dir);
+      if (st.ok()) break;
+      if (!absl::IsUnavailable(st) || std::chrono::steady_clock::now() >= deadline) {
+        return Annotate(st, "creating the cluster layout in ZooKeeper");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
   }
   return std::unique_ptr<Coordinator>(new ZkCoordinator(text, std::move(session), spec.root));
 }

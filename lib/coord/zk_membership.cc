@@ -41,7 +41,7 @@ class ZkMembership::Impl : public std::enable_shared_from_this<ZkMembership::Imp
       joined_ = true;
     }
     // The znode of an earlier process with our id lives until its session
-    // expires: wait that long, no longer.
+    // expires, and a lost connection may come back: wait that long, no longer.
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(session_->session_timeout_ms() + 2000);
     while (true) {
@@ -53,6 +53,8 @@ class ZkMembership::Impl : public std::enable_shared_from_this<ZkMembership::Imp
       if (std::chrono::steady_clock::now() >= deadline) return st;
       if (absl::IsAlreadyExists(st)) {
         spdlog::info("membership: waiting for the old registration of {} to expire", self.id());
+      } else if (!absl::IsUnavailable(st)) {
+        return st;  // only a taken id or a lost connection are worth waiting for
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }

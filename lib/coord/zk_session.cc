@@ -10,8 +10,10 @@ namespace sluice::coord {
 namespace {
 
 void LogFromZooKeeper(const char* message) {
-  // The client logs at WARN and above (zoo_set_debug_level below).
-  spdlog::warn("zookeeper client: {}", message);
+  // The client logs each failed reconnect attempt (many a second during an
+  // outage); the session's own state changes are logged at info by
+  // OnSessionState, so the client's detail goes to debug.
+  spdlog::debug("zookeeper client: {}", message);
 }
 
 const char* StateName(int state) {

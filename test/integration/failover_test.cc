@@ -260,5 +260,43 @@ TEST(Failover, EnsembleLosingAServerKeepsTheLeader) {
   sampler.ExpectClaimsConsistent();
 }
 
+TEST(Failover, AZooKeeperOutageIsSurvivedByReconnecting) {
+  TempDir dir;
+  auto c = StartCluster(dir, 3, 1);
+  ASSERT_NE(c, nullptr);
+  LeaderSampler sampler(*c);
+  const int first = sampler.WaitForLeader(milliseconds(10'000));
+  ASSERT_GE(first, 0);
+  // Everyone has registered before ZooKeeper goes away.
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = GetDriverStatus(c->driver_address(first));
+    return s.ok() && s->workers_size() == 1 && s->drivers_size() == 3;
+  }, milliseconds(10'000)));
+  // Twice: a short outage (sessions survive) and one longer than the session
+  // timeout (sessions expire; everyone registers again in new sessions).
+  for (int outage_ms : {1500, kSessionTimeoutMs + 4000}) {
+    c->zk().StopServer(0);
+    const auto until = Clock::now() + milliseconds(outage_ms);
+    while (Clock::now() < until) {
+      ASSERT_LE(sampler.Sample().size(), 1u);
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    ASSERT_TRUE(c->zk().RestartServer(0).ok());
+    // Nobody crashed, and the cluster comes back: one leader, the worker
+    // registered and following it.
+    for (int i = 0; i < c->num_drivers(); ++i) {
+      EXPECT_TRUE(c->driver(i)->Running()) << c->driver_id(i) << " died in the outage";
+    }
+    EXPECT_TRUE(c->worker(0)->Running());
+    const int leader = sampler.WaitForLeader(milliseconds(kSessionTimeoutMs + 10'000));
+    ASSERT_GE(leader, 0) << "no leader after an outage of " << outage_ms << " ms";
+    EXPECT_TRUE(WaitUntil([&] {
+      auto s = GetDriverStatus(c->driver_address(leader));
+      return s.ok() && WorkerIds(*s) == std::vector<std::string>{"worker-1"} && s->drivers_size() == 3;
+    }, milliseconds(10'000)));
+  }
+  sampler.ExpectClaimsConsistent();
+}
+
 }  // namespace
 }  // namespace sluice::testing
