@@ -5,12 +5,9 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
-#include "grpcpp/grpcpp.h"
 #include "lib/common/config.h"
 #include "lib/coord/coordinator.h"
-#include "lib/rpc/rpc.h"
-#include "proto/driver.grpc.pb.h"
-#include "proto/worker.grpc.pb.h"
+#include "lib/rpc/status_client.h"
 
 namespace sluice::ctl {
 namespace {
@@ -91,25 +88,20 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       return kExitUsage;
     }
   }
-  auto deadline = [&] {
-    return std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms_);
-  };
+  const std::chrono::milliseconds deadline(timeout_ms_);
   int failures = 0;
   const int64_t now_ms = clock_->UnixMillis();
   out << std::left << std::setw(8) << "KIND" << std::setw(16) << "ID" << std::setw(22)
       << "ADDRESS" << std::setw(9) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
       << "UP" << "DETAIL\n";
   for (const std::string& addr : drivers_) {
-    auto stub = proto::DriverService::NewStub(rpc::NewChannel(addr));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(deadline());
-    proto::DriverStatus status;
-    Status st = rpc::FromGrpc(stub->GetStatus(&ctx, proto::GetDriverStatusRequest(), &status));
-    if (!st.ok()) {
-      err << "sluicectl: driver at " << addr << ": " << st.ToString() << "\n";
+    Result<proto::DriverStatus> got = rpc::GetDriverStatus(addr, deadline);
+    if (!got.ok()) {
+      err << "sluicectl: driver at " << addr << ": " << got.status().ToString() << "\n";
       ++failures;
       continue;
     }
+    const proto::DriverStatus& status = *got;
     std::string detail = status.role() == proto::DRIVER_ROLE_LEADER
                              ? "LEADER epoch=" + std::to_string(status.epoch())
                              : "standby leader=" + (status.leader().id().empty() ? "?" : status.leader().id());
@@ -121,16 +113,13 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
     PrintRow(out, "driver", status.process(), detail, now_ms);
   }
   for (const std::string& addr : workers_) {
-    auto stub = proto::WorkerService::NewStub(rpc::NewChannel(addr));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(deadline());
-    proto::WorkerStatus status;
-    Status st = rpc::FromGrpc(stub->GetStatus(&ctx, proto::GetWorkerStatusRequest(), &status));
-    if (!st.ok()) {
-      err << "sluicectl: worker at " << addr << ": " << st.ToString() << "\n";
+    Result<proto::WorkerStatus> got = rpc::GetWorkerStatus(addr, deadline);
+    if (!got.ok()) {
+      err << "sluicectl: worker at " << addr << ": " << got.status().ToString() << "\n";
       ++failures;
       continue;
     }
+    const proto::WorkerStatus& status = *got;
     PrintRow(out, "worker", status.process(),
              "slots=" + std::to_string(status.slots()) + " leader=" +
                  (status.leader().id().empty() ? "?" : status.leader().id()) +

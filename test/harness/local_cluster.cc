@@ -2,10 +2,7 @@
 
 #include <filesystem>
 
-#include "grpcpp/grpcpp.h"
-#include "lib/rpc/rpc.h"
-#include "proto/driver.grpc.pb.h"
-#include "proto/worker.grpc.pb.h"
+#include "lib/rpc/status_client.h"
 #include "test/harness/paths.h"
 #include "test/harness/util.h"
 
@@ -13,22 +10,12 @@ namespace sluice::testing {
 
 Result<proto::DriverStatus> GetDriverStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + deadline);
-  proto::DriverStatus status;
-  RETURN_IF_ERROR(rpc::FromGrpc(proto::DriverService::NewStub(rpc::NewChannel(address))
-                                    ->GetStatus(&ctx, proto::GetDriverStatusRequest(), &status)));
-  return status;
+  return rpc::GetDriverStatus(address, deadline);
 }
 
 Result<proto::WorkerStatus> GetWorkerStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + deadline);
-  proto::WorkerStatus status;
-  RETURN_IF_ERROR(rpc::FromGrpc(proto::WorkerService::NewStub(rpc::NewChannel(address))
-                                    ->GetStatus(&ctx, proto::GetWorkerStatusRequest(), &status)));
-  return status;
+  return rpc::GetWorkerStatus(address, deadline);
 }
 
 bool DaemonServing(const std::string& address, bool is_driver) {
