@@ -97,9 +97,10 @@ int main(int argc, char** argv) {
       {.source = options.name, .partition = 0, .block_interval = std::chrono::milliseconds(200),
        .max_block_records = block_events},
       sluice::source::NewGeneratorReader(&gen, 0), store->get(),
-      [&](const sluice::source::BlockLineage& l) {
-        reported = l.end_offset;
-        (*store)->DropBefore(l.source, l.partition, l.end_offset);
+      [&](const sluice::worker::HeldBlock& b) {
+        reported = b.lineage.end_offset;
+        (*store)->DropBefore(b.lineage.source, b.lineage.partition, b.lineage.end_offset);
+        return absl::OkStatus();
       },
       sluice::Clock::Real());
   t0 = Clock::now();

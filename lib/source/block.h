@@ -75,6 +75,19 @@ class BlockBuilder {
       : lineage_{std::move(source), partition, start_offset, start_offset} {}
 
   void Reserve(size_t bytes) { data_.reserve(bytes); }
+
+  // Consumes the next offset without a record: a dead letter (an event over
+  // the size limit, a frame that does not parse). The block's range still
+  // covers the offset, so the stream stays contiguous; `why` is kept for the
+  // receiver's log.
+  void AddDeadLetter(std::string why) {
+    ++lineage_.end_offset;
+    ++dead_letters_;
+    last_dead_letter_ = fmt::format("offset {}: {}", lineage_.end_offset - 1, std::move(why));
+  }
+  // Dead letters since the builder was made (not reset by Cut).
+  int64_t dead_letters() const { return dead_letters_; }
+  const std::string& last_dead_letter() const { return last_dead_letter_; }
   // Appends the record at the next offset.
   void Add(std::string_view record) {
     uint32_t len = static_cast<uint32_t>(record.size());
@@ -83,6 +96,7 @@ class BlockBuilder {
     std::memcpy(data_.data() + at, &len, 4);
     std::memcpy(data_.data() + at + 4, record.data(), record.size());
     ++lineage_.end_offset;
+    ++records_;
   }
   // Appends a record of `size` bytes written in place by fill(char* out).
   template <typename Fill>
@@ -93,23 +107,31 @@ class BlockBuilder {
     std::memcpy(data_.data() + at, &len, 4);
     fill(data_.data() + at + 4);
     ++lineage_.end_offset;
+    ++records_;
   }
 
-  int64_t records() const { return lineage_.end_offset - lineage_.start_offset; }
+  // Records in the block so far (dead letters excluded).
+  int64_t records() const { return records_; }
+  // Whether the block so far covers no offset at all.
+  bool empty() const { return lineage_.end_offset == lineage_.start_offset; }
   size_t bytes() const { return data_.size(); }
   int64_t next_offset() const { return lineage_.end_offset; }
 
   // The block so far; the builder starts a new one at the next offset.
   Block Cut() {
-    Block b(lineage_, std::move(data_), records());
+    Block b(lineage_, std::move(data_), records_);
     lineage_.start_offset = lineage_.end_offset;
     data_ = std::string();
+    records_ = 0;
     return b;
   }
 
  private:
   BlockLineage lineage_;
   std::string data_;
+  int64_t records_ = 0;
+  int64_t dead_letters_ = 0;
+  std::string last_dead_letter_;
 };
 
 }  // namespace sluice::source

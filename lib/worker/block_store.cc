@@ -1,5 +1,6 @@
 #include "lib/worker/block_store.h"
 
+#include <cstring>
 #include <filesystem>
 
 #include "rocksdb/db.h"
@@ -15,26 +16,89 @@ std::string DiskKey(const BlockKey& k) {
   return key;
 }
 
+// Block log values: end offset and record count (8 bytes each, big-endian),
+// then the block's data.
+std::string LogValue(const source::Block& b) {
+  std::string v;
+  v.reserve(16 + b.bytes());
+  for (int64_t x : {b.lineage().end_offset, b.records()}) {
+    for (int i = 7; i >= 0; --i) v.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+  }
+  v += b.data();
+  return v;
+}
+
+int64_t ReadBE(const char* p, int n) {
+  uint64_t x = 0;
+  for (int i = 0; i < n; ++i) x = (x << 8) | static_cast<unsigned char>(p[i]);
+  return static_cast<int64_t>(x);
+}
+
+Result<rocksdb::DB*> OpenDb(const std::string& path) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, &db);
+  if (!s.ok()) {
+    return absl::FailedPreconditionError(fmt::format("block store: cannot open {}: {}", path, s.ToString()));
+  }
+  return db;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<BlockStore>> BlockStore::Open(const Options& options) {
   if (options.spill_path.empty()) return absl::InvalidArgumentError("block store: spill_path is required");
   std::error_code ec;
   std::filesystem::remove_all(options.spill_path, ec);  // scratch: see the header
-  rocksdb::Options db_options;
-  db_options.create_if_missing = true;
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.spill_path, &db);
-  if (!s.ok()) {
-    return absl::FailedPreconditionError(
-        fmt::format("block store: cannot open {}: {}", options.spill_path, s.ToString()));
+  ASSIGN_OR_RETURN(rocksdb::DB * db, OpenDb(options.spill_path));
+  rocksdb::DB* log = nullptr;
+  if (!options.log_path.empty()) {
+    Result<rocksdb::DB*> opened = OpenDb(options.log_path);
+    if (!opened.ok()) {
+      delete db;
+      return opened.status();
+    }
+    log = *opened;
   }
-  return std::unique_ptr<BlockStore>(new BlockStore(options, db));
+  std::unique_ptr<BlockStore> store(new BlockStore(options, db, log));
+  if (log != nullptr) RETURN_IF_ERROR_PREPEND(store->LoadLog(), "reading the block log");
+  return store;
+}
+
+Status BlockStore::LoadLog() {
+  std::unique_ptr<rocksdb::Iterator> it(log_->NewIterator(rocksdb::ReadOptions()));
+  std::lock_guard<std::mutex> lock(mu_);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    const rocksdb::Slice v = it->value();
+    const char* nul = static_cast<const char*>(std::memchr(k.data(), '\0', k.size()));
+    if (nul == nullptr || k.size() - (nul - k.data()) != 13 || v.size() < 16) {
+      return absl::DataLossError(fmt::format("malformed block log entry of {} bytes", k.size()));
+    }
+    BlockKey key{std::string(k.data(), nul - k.data()), static_cast<int32_t>(ReadBE(nul + 1, 4)),
+                 ReadBE(nul + 5, 8)};
+    Entry e{.lineage = {key.source, key.partition, key.start_offset, ReadBE(v.data(), 8)},
+            .records = ReadBE(v.data() + 8, 8),
+            .bytes = v.size() - 16,
+            .on_disk = true,
+            .in_log = true};
+    stats_.disk_bytes += e.bytes;
+    ++stats_.blocks_on_disk;
+    ++stats_.blocks_in_log;
+    entries_.emplace(std::move(key), std::move(e));
+  }
+  if (!it->status().ok()) return absl::DataLossError(it->status().ToString());
+  return absl::OkStatus();
 }
 
 BlockStore::~BlockStore() {
   db_->Close().PermitUncheckedError();
   delete db_;
+  if (log_ != nullptr) {
+    log_->Close().PermitUncheckedError();
+    delete log_;
+  }
 }
 
 bool BlockStore::HasRoom(size_t bytes) const {
@@ -43,7 +107,7 @@ bool BlockStore::HasRoom(size_t bytes) const {
          stats_.disk_bytes + bytes <= options_.disk_budget_bytes;
 }
 
-Status BlockStore::Put(source::Block* in) {
+Status BlockStore::Put(source::Block* in, bool durable) {
   source::Block& block = *in;
   const source::BlockLineage l = block.lineage();
   BlockKey key{l.source, l.partition, l.start_offset};
@@ -54,6 +118,36 @@ Status BlockStore::Put(source::Block* in) {
         fmt::format("block {}[{}] at {} is already held", l.source, l.partition, l.start_offset));
   }
   Entry e{.lineage = l, .records = block.records(), .bytes = bytes};
+  if (durable) {
+    if (log_ == nullptr) return absl::FailedPreconditionError("block store: no block log for a durable block");
+    const bool in_memory = stats_.memory_bytes + bytes <= options_.memory_budget_bytes;
+    if (!in_memory && stats_.disk_bytes + bytes > options_.disk_budget_bytes) {
+      return absl::ResourceExhaustedError(fmt::format(
+          "block store full: {} bytes in memory (budget {}), {} on disk (budget {})", stats_.memory_bytes,
+          options_.memory_budget_bytes, stats_.disk_bytes, options_.disk_budget_bytes));
+    }
+    lock.unlock();
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    rocksdb::Status s = log_->Put(sync, DiskKey(key), LogValue(block));
+    if (!s.ok()) return absl::UnavailableError(fmt::format("block log: write failed: {}", s.ToString()));
+    lock.lock();
+    if (entries_.contains(key)) return absl::OkStatus();  // a concurrent put of the same block
+    e.in_log = true;
+    ++stats_.blocks_in_log;
+    if (in_memory) {
+      e.block = std::move(block);
+      stats_.memory_bytes += bytes;
+      ++stats_.blocks_in_memory;
+    } else {
+      e.on_disk = true;
+      stats_.disk_bytes += bytes;
+      ++stats_.blocks_on_disk;
+      block = source::Block();
+    }
+    entries_.emplace(key, std::move(e));
+    return absl::OkStatus();
+  }
   if (stats_.memory_bytes + bytes <= options_.memory_budget_bytes) {
     e.block = std::move(block);
     stats_.memory_bytes += bytes;
@@ -97,7 +191,8 @@ Result<source::Block> BlockStore::Get(const BlockKey& key) const {
     e = it->second;
   }
   std::string data;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), DiskKey(key), &data);
+  rocksdb::Status s = (e.in_log ? log_ : db_)->Get(rocksdb::ReadOptions(), DiskKey(key), &data);
+  if (s.ok() && e.in_log) data.erase(0, 16);
   if (!s.ok()) {
     return absl::DataLossError(fmt::format("block {}[{}] at {}: spilled copy unreadable: {}", key.source,
                                            key.partition, key.start_offset, s.ToString()));
@@ -108,16 +203,21 @@ Result<source::Block> BlockStore::Get(const BlockKey& key) const {
 
 int BlockStore::DropBefore(const std::string& source, int32_t partition, int64_t offset) {
   std::vector<BlockKey> spilled;
+  std::vector<BlockKey> logged;
   int dropped = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = entries_.lower_bound(BlockKey{source, partition, INT64_MIN});
     while (it != entries_.end() && it->first.source == source && it->first.partition == partition &&
            it->second.lineage.end_offset <= offset) {
+      if (it->second.in_log) {
+        --stats_.blocks_in_log;
+        logged.push_back(it->first);
+      }
       if (it->second.on_disk) {
         stats_.disk_bytes -= it->second.bytes;
         --stats_.blocks_on_disk;
-        spilled.push_back(it->first);
+        if (!it->second.in_log) spilled.push_back(it->first);
       } else {
         stats_.memory_bytes -= it->second.bytes;
         --stats_.blocks_in_memory;
@@ -127,13 +227,14 @@ int BlockStore::DropBefore(const std::string& source, int32_t partition, int64_t
     }
   }
   for (const BlockKey& k : spilled) db_->Delete(rocksdb::WriteOptions(), DiskKey(k)).PermitUncheckedError();
+  for (const BlockKey& k : logged) log_->Delete(rocksdb::WriteOptions(), DiskKey(k)).PermitUncheckedError();
   return dropped;
 }
 
-std::vector<source::BlockLineage> BlockStore::Holdings() const {
+std::vector<HeldBlock> BlockStore::Holdings() const {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<source::BlockLineage> out;
-  for (const auto& [k, e] : entries_) out.push_back(e.lineage);
+  std::vector<HeldBlock> out;
+  for (const auto& [k, e] : entries_) out.push_back({e.lineage, e.records, e.bytes, e.in_log});
   return out;
 }
 

@@ -8,7 +8,9 @@
 // releases every block of a partition that ends at or before an offset (its
 // batch is committed). The spill database is scratch: it is emptied on open,
 // since a worker's blocks are recomputed from lineage or served by a replica
-// after a restart.
+// after a restart. Blocks of non-replayable sources are put `durable`: they
+// also go to the block log (the receiver WAL), a second RocksDB written with
+// synced writes and kept across restarts; its blocks are held again on open.
 //
 // Thread-safe.
 #pragma once
@@ -37,11 +39,20 @@ struct BlockKey {
   auto operator<=>(const BlockKey&) const = default;
 };
 
+// A held block, as reported to the leader.
+struct HeldBlock {
+  source::BlockLineage lineage;
+  int64_t records = 0;
+  size_t bytes = 0;
+  bool durable = false;  // in the block log
+};
+
 struct BlockStoreStats {
   size_t memory_bytes = 0;
   size_t disk_bytes = 0;
   size_t blocks_in_memory = 0;
   size_t blocks_on_disk = 0;
+  size_t blocks_in_log = 0;
 };
 
 class BlockStore {
@@ -49,7 +60,8 @@ class BlockStore {
   struct Options {
     size_t memory_budget_bytes = 256u << 20;
     size_t disk_budget_bytes = 4ull << 30;
-    std::string spill_path;  // RocksDB directory for spilled blocks
+    std::string spill_path;  // RocksDB directory for spilled blocks (scratch)
+    std::string log_path;    // RocksDB directory of the block log; "" for none
   };
 
   [[nodiscard]] static Result<std::unique_ptr<BlockStore>> Open(const Options& options);
@@ -59,7 +71,9 @@ class BlockStore {
   // success the block has been moved in (no copy); on an error it is left
   // as it was, so the caller still holds it.
   // RESOURCE_EXHAUSTED if neither has room; ALREADY_EXISTS for a duplicate.
-  [[nodiscard]] Status Put(source::Block* block);
+  // `durable`: the block is also written to the block log, synced, before
+  // Put returns (FAILED_PRECONDITION if the store has no log).
+  [[nodiscard]] Status Put(source::Block* block, bool durable = false);
   // NOT_FOUND if the block is not held (dropped, or never here).
   [[nodiscard]] Result<source::Block> Get(const BlockKey& key) const;
   // Whether a block of `bytes` would be taken now.
@@ -68,7 +82,7 @@ class BlockStore {
   // Returns how many.
   int DropBefore(const std::string& source, int32_t partition, int64_t offset);
   // Lineage of every block held, for the leader (after a failover too).
-  std::vector<source::BlockLineage> Holdings() const;
+  std::vector<HeldBlock> Holdings() const;
   BlockStoreStats Stats() const;
 
  private:
@@ -76,13 +90,17 @@ class BlockStore {
     source::BlockLineage lineage;
     int64_t records = 0;
     size_t bytes = 0;
-    bool on_disk = false;
+    bool on_disk = false;  // served from disk: the spill, or the log if in_log
+    bool in_log = false;
     source::Block block;  // when in memory
   };
-  BlockStore(Options options, rocksdb::DB* db) : options_(std::move(options)), db_(db) {}
+  BlockStore(Options options, rocksdb::DB* db, rocksdb::DB* log)
+      : options_(std::move(options)), db_(db), log_(log) {}
+  [[nodiscard]] Status LoadLog();
 
   const Options options_;
   rocksdb::DB* const db_;
+  rocksdb::DB* const log_;  // the block log; may be null
   mutable std::mutex mu_;
   std::map<BlockKey, Entry> entries_;  // guarded by mu_
   BlockStoreStats stats_;              // guarded by mu_

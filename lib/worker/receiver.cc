@@ -28,7 +28,25 @@ ReceiverStats Receiver::Stats() const {
   return stats_;
 }
 
+namespace {
+
+bool IsPause(const Status& st) { return absl::IsResourceExhausted(st) || absl::IsUnavailable(st) ||
+                                        absl::IsDeadlineExceeded(st); }
+
+}  // namespace
+
 void Receiver::Run() {
+  Status end = RunLoop();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.stopped = true;
+  stats_.paused = false;
+  if (!end.ok()) {
+    spdlog::error("receiver {}[{}] stopped: {}", options_.source, options_.partition, end.ToString());
+    stats_.error = std::move(end);
+  }
+}
+
+Status Receiver::RunLoop() {
   source::BlockBuilder builder(options_.source, options_.partition, options_.start_offset);
   const auto started = clock_->Now();
   int64_t read_total = 0;
@@ -46,31 +64,19 @@ void Receiver::Run() {
         }
         allowed = std::min(allowed, budget);
       }
+      const int64_t dead_before = builder.dead_letters();
       Result<int64_t> n = reader_->ReadInto(std::min<int64_t>(allowed, 10'000), 20, &builder);
-      if (!n.ok()) {
-        spdlog::error("receiver {}[{}] stopped: {}", options_.source, options_.partition,
-                      n.status().ToString());
-        std::lock_guard<std::mutex> lock(mu_);
-        stats_.error = n.status();
-        return;
-      }
+      if (!n.ok()) return n.status();
       read_total += *n;
+      if (builder.dead_letters() != dead_before) NoteDeadLetters(builder, dead_before);
     }
-    if (builder.records() == 0) continue;
+    if (builder.empty()) continue;
     // CUT, then PAUSED while the store has no room: hold the block, read nothing.
     source::Block block = builder.Cut();
     builder.Reserve(block.bytes());  // the next block is likely as large
-    const source::BlockLineage lineage = block.lineage();
-    const int64_t records = block.records();
+    const HeldBlock held{block.lineage(), block.records(), block.bytes(), options_.durable};
     bool paused = false;
-    while (!stop_) {
-      Status st = store_->Put(&block);
-      if (st.ok()) break;
-      if (!absl::IsResourceExhausted(st)) {
-        std::lock_guard<std::mutex> lock(mu_);
-        stats_.error = st;
-        return;
-      }
+    auto pause = [&] {
       if (!paused) {
         paused = true;
         std::lock_guard<std::mutex> lock(mu_);
@@ -78,17 +84,40 @@ void Receiver::Run() {
         ++stats_.pauses;
       }
       clock_->SleepFor(std::chrono::milliseconds(10));
+    };
+    while (!stop_) {
+      Status st = store_->Put(&block, options_.durable);
+      if (st.ok()) break;
+      if (!IsPause(st)) return st;
+      pause();
     }
-    if (stop_) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stats_.paused = false;
-      ++stats_.blocks;
-      stats_.records += records;
-      stats_.next_offset = lineage.end_offset;
+    while (!stop_) {
+      Status st = reporter_(held);
+      if (st.ok()) break;
+      if (!IsPause(st)) return st;
+      pause();
     }
-    reporter_(lineage);
+    if (stop_) return absl::OkStatus();
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.paused = false;
+    ++stats_.blocks;
+    stats_.records += held.records;
+    stats_.next_offset = held.lineage.end_offset;
   }
+  return absl::OkStatus();
+}
+
+void Receiver::NoteDeadLetters(const source::BlockBuilder& builder, int64_t before) {
+  const int64_t now = builder.dead_letters();
+  // Every dead letter is counted; the log shows the first ten and then one in
+  // a thousand, so a flood of bad input cannot flood the log.
+  if (before < 10 || now / 1000 != before / 1000) {
+    spdlog::warn("receiver {}[{}]: dead letter #{} at {}", options_.source, options_.partition, now,
+                 builder.last_dead_letter());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.dead_letters = now;
+  stats_.last_dead_letter = builder.last_dead_letter();
 }
 
 }  // namespace sluice::worker

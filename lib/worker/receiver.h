@@ -1,6 +1,15 @@
 // Receiver: reads one source partition and cuts it into blocks every block
 // interval, storing each in the worker's BlockStore and reporting it.
 //
+// Reporting is the owner's (ReceiverSet): it replicates a durable block to a
+// second worker and hands the block to the leader. While the reporter says
+// UNAVAILABLE or RESOURCE_EXHAUSTED (leader unreachable, too many blocks not
+// yet acknowledged, no replica reachable) the receiver is paused exactly as
+// when the store is full; any other error stops it with that error (the
+// leader refused the block: another receiver owns the partition now).
+// Dead letters (events over the size limit, frames that do not parse) are
+// counted and logged with their offsets; the receiver keeps running.
+//
 // Module sluice::worker owns it. Backpressure: when the store has no room,
 // the receiver holds its one finished block and stops reading until room
 // returns — memory stays bounded (one block beyond the store's budget) and no
@@ -42,6 +51,8 @@ struct ReceiverOptions {
   // they save (measured: 120k-record blocks ingest twice as fast as 1M).
   int64_t max_block_records = 131'072;
   int64_t rate_limit_per_s = 0;  // 0: unlimited
+  // Blocks also go to the block log (receiver WAL): non-replayable sources.
+  bool durable = false;
 };
 
 struct ReceiverStats {
@@ -50,13 +61,16 @@ struct ReceiverStats {
   int64_t records = 0;
   bool paused = false;
   int64_t pauses = 0;
+  int64_t dead_letters = 0;
+  std::string last_dead_letter;
+  bool stopped = false;  // the thread has ended (on an error, or Stop)
   Status error;  // set if the receiver stopped on an error
 };
 
 class Receiver {
  public:
-  // Called with each block's lineage once it is in the store.
-  using Reporter = std::function<void(const source::BlockLineage&)>;
+  // Called with each block once it is in the store; see the top of the file.
+  using Reporter = std::function<Status(const HeldBlock&)>;
 
   Receiver(ReceiverOptions options, std::unique_ptr<source::PartitionReader> reader, BlockStore* store,
            Reporter reporter, Clock* clock);
@@ -68,6 +82,8 @@ class Receiver {
 
  private:
   void Run();
+  [[nodiscard]] Status RunLoop();
+  void NoteDeadLetters(const source::BlockBuilder& builder, int64_t before);
 
   const ReceiverOptions options_;
   std::unique_ptr<source::PartitionReader> reader_;

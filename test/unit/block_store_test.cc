@@ -27,7 +27,7 @@ class BlockStoreTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::unique_ptr<BlockStore> Open(size_t memory, size_t disk) {
     auto s = BlockStore::Open({.memory_budget_bytes = memory, .disk_budget_bytes = disk,
-                               .spill_path = dir_ + "/spill"});
+                               .spill_path = dir_ + "/spill", .log_path = dir_ + "/log"});
     EXPECT_TRUE(s.ok()) << s.status();
     return std::move(*s);
   }
@@ -71,6 +71,58 @@ TEST_F(BlockStoreTest, DropBeforeFreesCommittedBlocksOfOnePartition) {
   BlockStoreStats st = store->Stats();
   EXPECT_EQ(st.blocks_in_memory + st.blocks_on_disk, 1u);
   EXPECT_TRUE(store->HasRoom(1040));  // room again: the receiver resumes
+}
+
+TEST_F(BlockStoreTest, DurableBlocksSurviveAReopenAndLeaveTheLogWhenDropped) {
+  {
+    auto store = Open(/*memory=*/2100, /*disk=*/1 << 20);
+    source::Block a = MakeBlock("sock", 0, 0, 10, 100);
+    source::Block b = MakeBlock("sock", 0, 10, 10, 100);
+    source::Block c = MakeBlock("sock", 0, 20, 10, 100);
+    source::Block plain = MakeBlock("gen", 0, 0, 10, 100);
+    ASSERT_TRUE(store->Put(&a, /*durable=*/true).ok());
+    ASSERT_TRUE(store->Put(&b, /*durable=*/true).ok());
+    ASSERT_TRUE(store->Put(&c, /*durable=*/true).ok());  // over the memory budget: only in the log
+    ASSERT_TRUE(store->Put(&plain).ok());
+    EXPECT_EQ(store->Stats().blocks_in_log, 3u);
+    ASSERT_TRUE(store->Get({"sock", 0, 20}).ok());
+    EXPECT_EQ(store->DropBefore("sock", 0, 10), 1);
+  }
+  // A restart holds the logged blocks again, byte for byte; the rest is scratch.
+  auto store = Open(2100, 1 << 20);
+  std::vector<HeldBlock> held = store->Holdings();
+  ASSERT_EQ(held.size(), 2u);
+  EXPECT_EQ(held[0].lineage.start_offset, 10);
+  EXPECT_EQ(held[0].lineage.end_offset, 20);
+  EXPECT_EQ(held[0].records, 10);
+  EXPECT_TRUE(held[0].durable);
+  Result<source::Block> b = store->Get({"sock", 0, 10});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->data(), MakeBlock("sock", 0, 10, 10, 100).data());
+  int n = 0;
+  ASSERT_TRUE(b->ForEach([&](std::string_view) { ++n; }).ok());
+  EXPECT_EQ(n, 10);
+  EXPECT_EQ(store->Get({"gen", 0, 0}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->DropBefore("sock", 0, 1000), 2);
+  store.reset();
+  EXPECT_TRUE(Open(2100, 1 << 20)->Holdings().empty());
+}
+
+TEST(BlockBuilderTest, DeadLettersKeepTheRangeContiguousWithoutARecord) {
+  source::BlockBuilder b("s", 0, 100);
+  b.Add("one");
+  b.AddDeadLetter("event of 2000000 bytes is over the 1048576-byte limit");
+  b.Add("three");
+  EXPECT_EQ(b.records(), 2);
+  EXPECT_EQ(b.dead_letters(), 1);
+  EXPECT_THAT(b.last_dead_letter(), ::testing::HasSubstr("offset 101"));
+  source::Block block = b.Cut();
+  EXPECT_EQ(block.lineage().start_offset, 100);
+  EXPECT_EQ(block.lineage().end_offset, 103);
+  std::vector<std::string> seen;
+  ASSERT_TRUE(block.ForEach([&](std::string_view r) { seen.emplace_back(r); }).ok());
+  EXPECT_THAT(seen, ::testing::ElementsAre("one", "three"));
+  EXPECT_TRUE(b.empty());
 }
 
 }  // namespace

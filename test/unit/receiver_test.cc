@@ -31,9 +31,10 @@ class ReceiverTest : public ::testing::Test {
   std::mutex mu_;
   std::vector<source::BlockLineage> reported_;  // guarded by mu_
   Receiver::Reporter Reporter() {
-    return [this](const source::BlockLineage& l) {
+    return [this](const HeldBlock& b) {
       std::lock_guard<std::mutex> lock(mu_);
-      reported_.push_back(l);
+      reported_.push_back(b.lineage);
+      return absl::OkStatus();
     };
   }
   std::vector<source::BlockLineage> Reported() {
