@@ -4,10 +4,14 @@
 #include <iomanip>
 #include <iostream>
 
+#include <grpcpp/grpcpp.h>
+
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
 #include "lib/coord/coordinator.h"
+#include "lib/rpc/rpc.h"
 #include "lib/rpc/status_client.h"
+#include "proto/driver.grpc.pb.h"
 
 namespace sluice::ctl {
 namespace {
@@ -38,15 +42,47 @@ void Ctl::Register(CLI::App& app) {
       ->delimiter(',');
   status_cmd_->add_option("--worker", workers_, "Worker address host:port (repeat or comma-separate)")
       ->delimiter(',');
+
+  CLI::App* source = app.add_subcommand("source", "Manage sources");
+  source->require_subcommand(1);
+  source_add_cmd_ = source->add_subcommand("add", "Declare a source; receivers start reading it");
+  CLI::App* a = source_add_cmd_;
+  a->add_option("name", source_name_, "The source's name")->required();
+  a->add_option("--kind", source_kind_, "generator | kafka | socket")
+      ->required()
+      ->check(CLI::IsMember({"generator", "kafka", "socket"}));
+  a->add_option("--partitions", partitions_, "Partitions (kafka: default the topic's)");
+  a->add_option("--replication", replication_, "Copies of each block before it is reported (1 or 2)");
+  a->add_option("--max-event-bytes", max_event_bytes_, "Larger events go to the dead letters (default 1 MiB)");
+  a->add_option("--max-rate-per-partition", max_rate_, "Events/s per partition; 0 for no limit");
+  a->add_option("--rate", rate_, "generator: events/s per partition; 0 for as fast as read");
+  a->add_option("--keys", keys_, "generator: distinct keys");
+  a->add_option("--payload-bytes", payload_bytes_, "generator: bytes per event");
+  a->add_option("--seed", seed_, "generator: seed");
+  a->add_option("--brokers", kafka_brokers_, "kafka: bootstrap servers");
+  a->add_option("--topic", kafka_topic_, "kafka: topic");
+  a->add_option("--start", kafka_start_, "kafka: earliest | latest | committed");
+  a->add_option("--property", properties_, "kafka: consumer setting KEY=VALUE (repeatable)");
+  a->add_option("--address", addresses_, "socket: HOST:PORT to connect to, one per partition")->delimiter(',');
+  a->add_option("--framing", framing_, "socket: lines | frames");
+  for (CLI::App* c : {a}) {
+    c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
+  }
+  sources_cmd_ = app.add_subcommand("sources", "List sources, their partitions and blocks");
+  sources_cmd_->add_flag("--blocks", with_blocks_, "List every block and who holds it");
+  sources_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
+      ->delimiter(',');
 }
 
 int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (status_cmd_->parsed()) return RunStatus(out, err);
+  if (source_add_cmd_->parsed()) return RunSourceAdd(out, err);
+  if (sources_cmd_->parsed()) return RunSources(out, err);
   err << "sluicectl: error: no command given (see --help)\n";
   return kExitUsage;
 }
 
-int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
+int Ctl::Discover(std::ostream& err) {
   if (!coordinator_.empty()) {
     Result<coord::CoordinatorSpec> spec = coord::CoordinatorSpec::Parse(coordinator_);
     if (!spec.ok()) {
@@ -72,6 +108,11 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       drivers_.push_back(spec->leader_address);
     }
   }
+  return 0;
+}
+
+int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
+  if (int rc = Discover(err); rc != 0) return rc;
   if (drivers_.empty() && workers_.empty()) {
     err << "sluicectl: error: status needs --coordinator, --driver or --worker\n";
     return kExitUsage;
@@ -127,6 +168,106 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
              now_ms);
   }
   return failures == 0 ? 0 : 1;
+}
+
+std::string Ctl::FindLeader(std::ostream& err) {
+  if (Discover(err) != 0) return "";
+  if (drivers_.empty()) {
+    err << "sluicectl: error: needs --coordinator or --driver\n";
+    return "";
+  }
+  for (const std::string& addr : drivers_) {
+    Result<proto::DriverStatus> got = rpc::GetDriverStatus(addr, std::chrono::milliseconds(timeout_ms_));
+    if (got.ok() && got->role() == proto::DRIVER_ROLE_LEADER && got->wal().serving()) return addr;
+  }
+  err << "sluicectl: no serving leader among " << drivers_.size() << " driver(s)\n";
+  return "";
+}
+
+int Ctl::RunSourceAdd(std::ostream& out, std::ostream& err) {
+  proto::SourceSpec spec;
+  spec.set_name(source_name_);
+  spec.set_kind(source_kind_ == "generator" ? proto::SOURCE_KIND_GENERATOR
+                : source_kind_ == "kafka"   ? proto::SOURCE_KIND_KAFKA
+                                            : proto::SOURCE_KIND_SOCKET);
+  spec.set_partitions(partitions_);
+  spec.set_replication(replication_);
+  spec.set_max_event_bytes(max_event_bytes_);
+  spec.set_max_rate_per_partition(max_rate_);
+  if (spec.kind() == proto::SOURCE_KIND_GENERATOR) {
+    spec.mutable_generator()->set_rate_per_partition(rate_);
+    spec.mutable_generator()->set_num_keys(keys_);
+    spec.mutable_generator()->set_payload_bytes(payload_bytes_);
+    spec.mutable_generator()->set_seed(seed_);
+  } else if (spec.kind() == proto::SOURCE_KIND_KAFKA) {
+    spec.mutable_kafka()->set_brokers(kafka_brokers_);
+    spec.mutable_kafka()->set_topic(kafka_topic_);
+    spec.mutable_kafka()->set_start(kafka_start_);
+    for (const std::string& p : properties_) {
+      const size_t eq = p.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        err << "sluicectl: error: --property " << p << ": expected KEY=VALUE\n";
+        return kExitUsage;
+      }
+      (*spec.mutable_kafka()->mutable_properties())[p.substr(0, eq)] = p.substr(eq + 1);
+    }
+  } else {
+    for (const std::string& a : addresses_) spec.mutable_socket()->add_addresses(a);
+    spec.mutable_socket()->set_framing(framing_);
+  }
+  const std::string leader = FindLeader(err);
+  if (leader.empty()) return 1;
+  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(std::max(timeout_ms_, 10'000)));
+  proto::RegisterSourceRequest request;
+  *request.mutable_spec() = spec;
+  proto::RegisterSourceResponse response;
+  Status st = rpc::FromGrpc(stub->RegisterSource(&ctx, request, &response));
+  if (!st.ok()) {
+    err << "sluicectl: " << st.message() << "\n";
+    return absl::IsInvalidArgument(st) ? kExitUsage : 1;
+  }
+  out << "source " << response.spec().name() << " registered: " << response.spec().partitions()
+      << " partitions, replication " << response.spec().replication() << "\n";
+  return 0;
+}
+
+int Ctl::RunSources(std::ostream& out, std::ostream& err) {
+  const std::string leader = FindLeader(err);
+  if (leader.empty()) return 1;
+  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms_));
+  proto::ListSourcesRequest request;
+  request.set_with_blocks(with_blocks_);
+  proto::ListSourcesResponse response;
+  if (Status st = rpc::FromGrpc(stub->ListSources(&ctx, request, &response)); !st.ok()) {
+    err << "sluicectl: " << st.message() << "\n";
+    return 1;
+  }
+  out << std::left << std::setw(16) << "SOURCE" << std::setw(6) << "PART" << std::setw(14) << "NEXT"
+      << std::setw(10) << "BLOCKS" << std::setw(12) << "RECORDS" << std::setw(8) << "LOST" << std::setw(14)
+      << "WORKER" << "STATE\n";
+  for (const proto::SourceInfo& s : response.sources()) {
+    for (const proto::PartitionInfo& p : s.partitions()) {
+      std::string state = !p.error().empty()          ? "FAILED: " + p.error()
+                          : p.worker().empty()        ? "unassigned"
+                          : p.receiver().paused()     ? "paused"
+                                                      : "reading";
+      if (p.receiver().dead_letters() > 0) state += " dead_letters=" + std::to_string(p.receiver().dead_letters());
+      out << std::setw(16) << s.spec().name() << std::setw(6) << p.partition() << std::setw(14) << p.next_offset()
+          << std::setw(10) << p.blocks() << std::setw(12) << p.records() << std::setw(8) << p.lost_blocks()
+          << std::setw(14) << (p.worker().empty() ? "-" : p.worker()) << state << "\n";
+      for (const proto::BlockInfo& b : p.block_list()) {
+        std::string holders;
+        for (const std::string& h : b.holders()) holders += (holders.empty() ? "" : ",") + h;
+        out << "    block " << b.range().start_offset() << ".." << b.range().end_offset() << " records=" << b.records()
+            << " bytes=" << b.bytes() << " holders=" << (holders.empty() ? "-" : holders) << "\n";
+      }
+    }
+  }
+  return 0;
 }
 
 }  // namespace sluice::ctl

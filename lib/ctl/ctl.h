@@ -38,8 +38,23 @@ class Ctl {
 
  private:
   int RunStatus(std::ostream& out, std::ostream& err);
+  int RunSourceAdd(std::ostream& out, std::ostream& err);
+  int RunSources(std::ostream& out, std::ostream& err);
+  // Fills drivers_/workers_ from --coordinator; 0 or an exit code.
+  int Discover(std::ostream& err);
+  // The serving leader among drivers_, or "" (with the reason on `err`).
+  std::string FindLeader(std::ostream& err);
 
   Clock* clock_;
+  // source add
+  std::string source_name_, source_kind_, kafka_brokers_, kafka_topic_, kafka_start_, framing_;
+  int partitions_ = 0, replication_ = 0, payload_bytes_ = 0;
+  int64_t max_event_bytes_ = 0, max_rate_ = 0, rate_ = 0, keys_ = 0;
+  uint64_t seed_ = 0;
+  std::vector<std::string> properties_, addresses_;
+  bool with_blocks_ = false;
+  CLI::App* source_add_cmd_ = nullptr;
+  CLI::App* sources_cmd_ = nullptr;
   std::vector<std::string> drivers_;
   std::vector<std::string> workers_;
   std::string coordinator_;

@@ -5,6 +5,7 @@
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
 #include "lib/coord/coordinator.h"
+#include "lib/driver/data_path.h"
 #include "lib/driver/driver_service.h"
 #include "lib/driver/leadership.h"
 #include "lib/wal/replicated_log.h"
@@ -115,7 +116,11 @@ Status Driver::Start() {
   leadership_ = std::make_unique<Leadership>(coordinator_.get(), candidate, log_.get());
   RETURN_IF_ERROR(leadership_->Start());
   leadership_view_ = leadership_.get();
+  data_path_ = std::make_unique<DataPath>(options_.daemon.id, log_.get(), leadership_.get(),
+                                          workers_proxy_.get(), clock_);
+  data_path_view_ = data_path_.get();
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  assign_thread_ = std::thread([this] { AssignLoop(); });
   return absl::OkStatus();
 }
 
@@ -146,6 +151,19 @@ void Driver::HeartbeatLoop() {
   }
 }
 
+void Driver::AssignLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.heartbeat_interval_ms));
+    if (stopping_ || !leadership_->Serving()) continue;
+    std::vector<proto::MemberInfo> workers = worker_view_;
+    const std::string address = process_.rpc_address();
+    lock.unlock();
+    data_path_->Tick(workers, address);
+    lock.lock();
+  }
+}
+
 void Driver::Stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -155,12 +173,15 @@ void Driver::Stop() {
   }
   stop_cv_.notify_all();
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  if (assign_thread_.joinable()) assign_thread_.join();
   leadership_view_ = nullptr;
+  data_path_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
   if (server_ != nullptr) server_->Shutdown(0);
   if (drivers_) drivers_->Leave();
   if (coordinator_) coordinator_->Close();
   // The roles hold pointers into the coordinator: release them first.
+  data_path_.reset();  // gRPC has stopped: nothing calls it any more
   leadership_.reset();
   detector_.reset();
   drivers_.reset();

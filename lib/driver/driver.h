@@ -55,6 +55,7 @@ class WalServiceImpl;
 
 namespace sluice::driver {
 
+class DataPath;
 class DriverServiceImpl;
 class Leadership;
 class WorkerProxy;
@@ -93,9 +94,12 @@ class Driver {
   // Appends a Marker through the WAL (leader only) and waits for the commit.
   [[nodiscard]] Result<int64_t> AppendMarker(const proto::AppendMarkerRequest& request);
   [[nodiscard]] Status ReadWal(const proto::ReadWalRequest& request, proto::ReadWalResponse* response);
+  // Sources, blocks and receiver assignment; null until started.
+  DataPath* data_path() const { return data_path_view_.load(); }
 
  private:
   void HeartbeatLoop();
+  void AssignLoop();
 
   DriverOptions options_;
   Clock* clock_;
@@ -108,6 +112,8 @@ class Driver {
   std::unique_ptr<Leadership> leadership_;
   // leadership_ as gRPC threads see it: set once the election is entered.
   std::atomic<Leadership*> leadership_view_{nullptr};
+  std::unique_ptr<DataPath> data_path_;
+  std::atomic<DataPath*> data_path_view_{nullptr};
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
   std::unique_ptr<coord::Membership> workers_;
@@ -120,6 +126,7 @@ class Driver {
   bool stopping_ = false;                       // guarded by mu_
   std::condition_variable stop_cv_;
   std::thread heartbeat_thread_;
+  std::thread assign_thread_;
   bool stopped_ = false;
 };
 

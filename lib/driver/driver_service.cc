@@ -1,5 +1,7 @@
 #include "lib/driver/driver_service.h"
 
+#include "lib/driver/data_path.h"
+
 #include "lib/driver/driver.h"
 #include "lib/rpc/rpc.h"
 
@@ -23,6 +25,44 @@ grpc::Status DriverServiceImpl::AppendMarker(grpc::ServerContext*,
 grpc::Status DriverServiceImpl::ReadWal(grpc::ServerContext*, const proto::ReadWalRequest* request,
                                         proto::ReadWalResponse* response) {
   return rpc::ToGrpc(driver_->ReadWal(*request, response));
+}
+
+namespace {
+
+grpc::Status NotReady() { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "driver is starting"); }
+
+}  // namespace
+
+grpc::Status DriverServiceImpl::RegisterSource(grpc::ServerContext*, const proto::RegisterSourceRequest* request,
+                                               proto::RegisterSourceResponse* response) {
+  DataPath* data = driver_->data_path();
+  if (data == nullptr) return NotReady();
+  Result<proto::SourceSpec> spec = data->RegisterSource(request->spec());
+  if (!spec.ok()) return rpc::ToGrpc(spec.status());
+  *response->mutable_spec() = *spec;
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::ListSources(grpc::ServerContext*, const proto::ListSourcesRequest* request,
+                                            proto::ListSourcesResponse* response) {
+  DataPath* data = driver_->data_path();
+  if (data == nullptr) return NotReady();
+  data->ListSources(*request, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::RegisterWorker(grpc::ServerContext*, const proto::RegisterWorkerRequest* request,
+                                               proto::RegisterWorkerResponse* response) {
+  DataPath* data = driver_->data_path();
+  if (data == nullptr) return NotReady();
+  return rpc::ToGrpc(data->RegisterWorker(*request, response));
+}
+
+grpc::Status DriverServiceImpl::ReportBlocks(grpc::ServerContext*, const proto::ReportBlocksRequest* request,
+                                             proto::ReportBlocksResponse* response) {
+  DataPath* data = driver_->data_path();
+  if (data == nullptr) return NotReady();
+  return rpc::ToGrpc(data->ReportBlocks(*request, response));
 }
 
 }  // namespace sluice::driver

@@ -21,6 +21,14 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                             proto::AppendMarkerResponse* response) override;
   grpc::Status ReadWal(grpc::ServerContext* context, const proto::ReadWalRequest* request,
                        proto::ReadWalResponse* response) override;
+  grpc::Status RegisterSource(grpc::ServerContext* context, const proto::RegisterSourceRequest* request,
+                              proto::RegisterSourceResponse* response) override;
+  grpc::Status ListSources(grpc::ServerContext* context, const proto::ListSourcesRequest* request,
+                           proto::ListSourcesResponse* response) override;
+  grpc::Status RegisterWorker(grpc::ServerContext* context, const proto::RegisterWorkerRequest* request,
+                              proto::RegisterWorkerResponse* response) override;
+  grpc::Status ReportBlocks(grpc::ServerContext* context, const proto::ReportBlocksRequest* request,
+                            proto::ReportBlocksResponse* response) override;
 
  private:
   Driver* const driver_;

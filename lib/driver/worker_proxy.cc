@@ -20,4 +20,11 @@ Status GrpcWorkerProxy::LeaderHeartbeat(const std::string& address,
   return rpc::FromGrpc(StubFor(address)->LeaderHeartbeat(&ctx, request, response));
 }
 
+Status GrpcWorkerProxy::AssignReceivers(const std::string& address, const proto::AssignReceiversRequest& request,
+                                        proto::AssignReceiversResponse* response) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return rpc::FromGrpc(StubFor(address)->AssignReceivers(&ctx, request, response));
+}
+
 }  // namespace sluice::driver

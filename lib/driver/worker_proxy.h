@@ -24,6 +24,9 @@ class WorkerProxy {
   [[nodiscard]] virtual Status LeaderHeartbeat(const std::string& address,
                                                const proto::LeaderHeartbeatRequest& request,
                                                proto::LeaderHeartbeatResponse* response) = 0;
+  [[nodiscard]] virtual Status AssignReceivers(const std::string& address,
+                                               const proto::AssignReceiversRequest& request,
+                                               proto::AssignReceiversResponse* response) = 0;
 };
 
 class GrpcWorkerProxy final : public WorkerProxy {
@@ -32,6 +35,10 @@ class GrpcWorkerProxy final : public WorkerProxy {
   [[nodiscard]] Status LeaderHeartbeat(const std::string& address,
                                        const proto::LeaderHeartbeatRequest& request,
                                        proto::LeaderHeartbeatResponse* response) override;
+  // Waits longer than a heartbeat: a worker answers once the receivers it
+  // loses have stopped and their last blocks are reported.
+  [[nodiscard]] Status AssignReceivers(const std::string& address, const proto::AssignReceiversRequest& request,
+                                       proto::AssignReceiversResponse* response) override;
 
  private:
   proto::WorkerService::Stub* StubFor(const std::string& address);

@@ -90,11 +90,10 @@ class BlockBuilder {
   const std::string& last_dead_letter() const { return last_dead_letter_; }
   // Appends the record at the next offset.
   void Add(std::string_view record) {
-    uint32_t len = static_cast<uint32_t>(record.size());
-    const size_t at = data_.size();
-    data_.resize(at + 4 + record.size());
-    std::memcpy(data_.data() + at, &len, 4);
-    std::memcpy(data_.data() + at + 4, record.data(), record.size());
+    // append, not resize + memcpy: no zero-filling of bytes about to be copied.
+    const uint32_t len = static_cast<uint32_t>(record.size());
+    data_.append(reinterpret_cast<const char*>(&len), 4);
+    data_.append(record.data(), record.size());
     ++lineage_.end_offset;
     ++records_;
   }

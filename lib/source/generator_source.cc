@@ -101,6 +101,10 @@ std::string GeneratorSource::EventString(int32_t partition, int64_t offset) cons
 
 int64_t GeneratorSource::Available(int32_t /*partition*/) const {
   if (options_.rate_per_partition <= 0) return INT64_MAX;
+  if (options_.available_from_unix_ms > 0) {
+    return std::max<int64_t>(0, clock_->UnixMillis() - options_.available_from_unix_ms) *
+           options_.rate_per_partition / 1000;
+  }
   const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(clock_->Now() - started_);
   return elapsed.count() * options_.rate_per_partition / 1'000'000;
 }

@@ -31,6 +31,9 @@ struct GeneratorOptions {
   int64_t num_keys = 100'000;
   int32_t payload_size = 600;      // bytes per event (>= 96)
   int64_t start_time_ms = 1'700'000'000'000;
+  // With a rate: offsets become available as wall time passes from here, so
+  // readers in different processes agree; 0: from the source's construction.
+  int64_t available_from_unix_ms = 0;
 
   [[nodiscard]] Status Validate() const;
 };

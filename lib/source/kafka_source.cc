@@ -122,7 +122,12 @@ Result<int64_t> KafkaSource::ReadInto(int32_t partition, int64_t end_offset, int
         st = absl::DataLossError(fmt::format("kafka source {}: {}[{}] skipped offsets {}..{}", options_.name,
                                              options_.topic, partition, expected, m->offset - 1));
       } else if (m->offset < end_offset) {
-        builder->Add(std::string_view(static_cast<const char*>(m->payload), m->len));
+        if (options_.max_event_bytes > 0 && static_cast<int64_t>(m->len) > options_.max_event_bytes) {
+          builder->AddDeadLetter(fmt::format("message of {} bytes is over the {}-byte limit", m->len,
+                                             options_.max_event_bytes));
+        } else {
+          builder->Add(std::string_view(static_cast<const char*>(m->payload), m->len));
+        }
         ++added;
       }
     }
@@ -138,6 +143,26 @@ Result<int64_t> KafkaSource::ReadInto(int32_t partition, int64_t end_offset, int
     position_[partition] = from + n;  // the consumer continues right there
   }
   return added;
+}
+
+Result<int64_t> KafkaSource::StartOffset(int32_t partition, const std::string& start, int timeout_ms) {
+  if (start == "committed") {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, options_.topic.c_str(), partition);
+    rd_kafka_resp_err_t err = rd_kafka_committed(rk_, list, timeout_ms);
+    const int64_t offset = list->elems[0].offset;
+    const rd_kafka_resp_err_t perr = list->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR || perr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::UnavailableError(fmt::format("kafka source {}: committed offset of {}[{}]: {}", options_.name,
+                                                options_.topic, partition,
+                                                rd_kafka_err2str(err != RD_KAFKA_RESP_ERR_NO_ERROR ? err : perr)));
+    }
+    if (offset >= 0) return offset;
+    // Nothing committed yet for this group: from the earliest offset held.
+  }
+  ASSIGN_OR_RETURN(auto marks, Watermarks(partition, timeout_ms));
+  return start == "latest" ? marks.second : marks.first;
 }
 
 }  // namespace sluice::source

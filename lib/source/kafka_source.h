@@ -29,6 +29,7 @@ struct KafkaSourceOptions {
   std::string brokers;  // bootstrap.servers
   std::string topic;
   std::map<std::string, std::string> consumer_config;  // passed through
+  int64_t max_event_bytes = 0;  // larger messages are dead letters; 0: no limit
 };
 
 class KafkaSource {
@@ -43,6 +44,10 @@ class KafkaSource {
   // {low, high}: the first offset still held and one past the last.
   [[nodiscard]] Result<std::pair<int64_t, int64_t>> Watermarks(int32_t partition,
                                                                int timeout_ms = 5'000);
+
+  // Where reading starts for `start` = earliest | latest | committed (the
+  // group.id's committed offset; the earliest held if none is committed).
+  [[nodiscard]] Result<int64_t> StartOffset(int32_t partition, const std::string& start, int timeout_ms = 5'000);
 
   // Appends records of `partition` from builder->next_offset() up to
   // `end_offset` (exclusive), at most `max_records`, waiting at most

@@ -73,6 +73,41 @@ Status WalState::Apply(const proto::WalRecord& r) {
     case proto::WalRecord::kMarker:
       state_.set_markers(state_.markers() + 1);
       return absl::OkStatus();
+    case proto::WalRecord::kSourceRegistered: {
+      const proto::SourceSpec& spec = r.source_registered().spec();
+      if (state_.sources().contains(spec.name())) return Refuse(r, "source " + spec.name() + " exists");
+      proto::SourceState& source = (*state_.mutable_sources())[spec.name()];
+      *source.mutable_spec() = spec;
+      // Kafka starts where its start position says, fixed by the first block;
+      // the generator and sockets count from 0.
+      const int64_t first = spec.kind() == proto::SOURCE_KIND_KAFKA ? -1 : 0;
+      for (int32_t p = 0; p < spec.partitions(); ++p) {
+        proto::PartitionState* ps = source.add_partitions();
+        ps->set_partition(p);
+        ps->set_next_offset(first);
+      }
+      return absl::OkStatus();
+    }
+    case proto::WalRecord::kBlocksAdded: {
+      for (const proto::BlockInfo& b : r.blocks_added().blocks()) {
+        const proto::PartitionRange& range = b.range();
+        auto it = state_.mutable_sources()->find(range.source());
+        if (it == state_.mutable_sources()->end()) return Refuse(r, "block of unknown source " + range.source());
+        if (range.partition() < 0 || range.partition() >= it->second.partitions_size()) {
+          return Refuse(r, fmt::format("block of {}: no partition {}", range.source(), range.partition()));
+        }
+        proto::PartitionState* ps = it->second.mutable_partitions(range.partition());
+        if ((ps->next_offset() >= 0 && range.start_offset() != ps->next_offset()) ||
+            range.end_offset() <= range.start_offset()) {
+          return Refuse(r, fmt::format("block {}[{}] {}..{} does not follow offset {}", range.source(),
+                                       range.partition(), range.start_offset(), range.end_offset(),
+                                       ps->next_offset()));
+        }
+        ps->set_next_offset(range.end_offset());
+        *ps->add_blocks() = b;
+      }
+      return absl::OkStatus();
+    }
     case proto::WalRecord::BODY_NOT_SET:
       return Refuse(r, "empty record");
   }

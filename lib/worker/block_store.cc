@@ -231,6 +231,30 @@ int BlockStore::DropBefore(const std::string& source, int32_t partition, int64_t
   return dropped;
 }
 
+bool BlockStore::Drop(const BlockKey& key) {
+  bool spilled = false, logged = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return false;
+    const Entry& e = it->second;
+    logged = e.in_log;
+    if (e.in_log) --stats_.blocks_in_log;
+    if (e.on_disk) {
+      stats_.disk_bytes -= e.bytes;
+      --stats_.blocks_on_disk;
+      spilled = !e.in_log;
+    } else {
+      stats_.memory_bytes -= e.bytes;
+      --stats_.blocks_in_memory;
+    }
+    entries_.erase(it);
+  }
+  if (spilled) db_->Delete(rocksdb::WriteOptions(), DiskKey(key)).PermitUncheckedError();
+  if (logged) log_->Delete(rocksdb::WriteOptions(), DiskKey(key)).PermitUncheckedError();
+  return true;
+}
+
 std::vector<HeldBlock> BlockStore::Holdings() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<HeldBlock> out;

@@ -81,6 +81,8 @@ class BlockStore {
   // Drops the blocks of (source, partition) that end at or before `offset`.
   // Returns how many.
   int DropBefore(const std::string& source, int32_t partition, int64_t offset);
+  // Drops one block (the leader refused it). Whether it was held.
+  bool Drop(const BlockKey& key);
   // Lineage of every block held, for the leader (after a failover too).
   std::vector<HeldBlock> Holdings() const;
   BlockStoreStats Stats() const;

@@ -50,6 +50,7 @@ Status Receiver::RunLoop() {
   source::BlockBuilder builder(options_.source, options_.partition, options_.start_offset);
   const auto started = clock_->Now();
   int64_t read_total = 0;
+  std::chrono::milliseconds backoff(50);
   while (!stop_) {
     // READING: until the block interval is over.
     const auto cut_at = clock_->Now() + options_.block_interval;
@@ -66,7 +67,17 @@ Status Receiver::RunLoop() {
       }
       const int64_t dead_before = builder.dead_letters();
       Result<int64_t> n = reader_->ReadInto(std::min<int64_t>(allowed, 10'000), 20, &builder);
+      if (!n.ok() && absl::IsUnavailable(n.status())) {
+        // A broker that is down: retry with backoff; nothing is skipped, the
+        // next read starts at the same offset.
+        spdlog::warn("receiver {}[{}]: {}; retrying in {} ms", options_.source, options_.partition,
+                     n.status().ToString(), backoff.count());
+        clock_->SleepFor(backoff);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+        continue;
+      }
       if (!n.ok()) return n.status();
+      backoff = std::chrono::milliseconds(50);
       read_total += *n;
       if (builder.dead_letters() != dead_before) NoteDeadLetters(builder, dead_before);
     }
@@ -91,13 +102,17 @@ Status Receiver::RunLoop() {
       if (!IsPause(st)) return st;
       pause();
     }
+    bool reported = false;
     while (!stop_) {
       Status st = reporter_(held);
-      if (st.ok()) break;
+      if (st.ok()) {
+        reported = true;
+        break;
+      }
       if (!IsPause(st)) return st;
       pause();
     }
-    if (stop_) return absl::OkStatus();
+    if (!reported) return absl::OkStatus();  // stopped while paused
     std::lock_guard<std::mutex> lock(mu_);
     stats_.paused = false;
     ++stats_.blocks;

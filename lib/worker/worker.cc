@@ -1,5 +1,8 @@
 #include "lib/worker/worker.h"
 
+#include "lib/worker/block_store.h"
+#include "lib/worker/receiver_set.h"
+
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
 #include "lib/common/fs.h"
@@ -15,6 +18,16 @@ namespace sluice::worker {
 void WorkerOptions::Register(CLI::App& app) {
   daemon.Register(app, "worker");
   app.add_option("--slots", slots, "Tasks this worker runs at once")->capture_default_str();
+  app.add_option("--block-memory-mb", block_memory_mb, "Blocks held in memory before they spill to disk")
+      ->capture_default_str();
+  app.add_option("--block-disk-mb", block_disk_mb,
+                 "Blocks spilled or logged on disk; beyond both budgets receivers pause")
+      ->capture_default_str();
+  app.add_option("--block-interval-ms", block_interval_ms, "How often a receiver cuts a block")
+      ->capture_default_str();
+  app.add_option("--max-unreported-blocks", max_unreported_blocks,
+                 "Blocks a receiver may have stored but not acknowledged by the leader before it pauses")
+      ->capture_default_str();
 }
 
 Status WorkerOptions::Validate() const {
@@ -27,6 +40,16 @@ Status WorkerOptions::Validate() const {
   if (slots < 1 || slots > 1024) {
     return absl::InvalidArgumentError(fmt::format("slots: {} is not in 1..1024", slots));
   }
+  if (block_memory_mb < 1 || block_disk_mb < 0) {
+    return absl::InvalidArgumentError("block-memory-mb must be at least 1 and block-disk-mb not negative");
+  }
+  if (block_interval_ms < 10 || block_interval_ms > 60'000) {
+    return absl::InvalidArgumentError(fmt::format("block-interval-ms: {} is not in 10..60000", block_interval_ms));
+  }
+  if (max_unreported_blocks < 1 || max_unreported_blocks > 1000) {
+    return absl::InvalidArgumentError(
+        fmt::format("max-unreported-blocks: {} is not in 1..1000", max_unreported_blocks));
+  }
   return absl::OkStatus();
 }
 
@@ -36,8 +59,17 @@ Worker::~Worker() { Stop(); }
 
 Status Worker::Start() {
   RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir, "data-dir"));
+  RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir + "/blocks", "data-dir"));
+  ASSIGN_OR_RETURN(store_, BlockStore::Open({.memory_budget_bytes = static_cast<size_t>(options_.block_memory_mb) << 20,
+                                             .disk_budget_bytes = static_cast<size_t>(options_.block_disk_mb) << 20,
+                                             .spill_path = options_.daemon.data_dir + "/blocks/spill",
+                                             .log_path = options_.daemon.data_dir + "/blocks/log"}));
+  receivers_ = std::make_unique<ReceiverSet>(
+      ReceiverSetOptions{.block_interval = std::chrono::milliseconds(options_.block_interval_ms),
+                         .max_unreported_blocks = options_.max_unreported_blocks},
+      store_.get(), clock_);
   service_ = std::make_unique<WorkerServiceImpl>(
-      options_.daemon.id, &fence_, [this] { return GetStatus(); },
+      options_.daemon.id, &fence_, store_.get(), receivers_.get(), [this] { return GetStatus(); },
       [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}));
   {
@@ -65,11 +97,14 @@ Status Worker::Start() {
   me.set_id(options_.daemon.id);
   me.set_rpc_address(options_.daemon.Advertised(server_->address()));
   me.set_slots(options_.slots);
+  receivers_->SetSelf(me);
+  receivers_->Start();
   RETURN_IF_ERROR_PREPEND(membership_->Join(me), "joining the workers group");
   return absl::OkStatus();
 }
 
 void Worker::OnHeartbeat(const proto::LeaderHeartbeatRequest& request) {
+  receivers_->OnLeader(request.epoch(), request.leader_address());
   std::lock_guard<std::mutex> lock(mu_);
   if (!leader_ || leader_->epoch() < request.epoch()) {
     if (!leader_ || leader_->id() != request.leader_id()) {
@@ -89,6 +124,7 @@ void Worker::Stop() {
   if (membership_) membership_->Leave();
   if (coordinator_) coordinator_->Close();
   if (server_ != nullptr) server_->Shutdown();
+  if (receivers_) receivers_->Stop();
   membership_.reset();
   detector_.reset();
   coordinator_.reset();
@@ -103,6 +139,22 @@ proto::WorkerStatus Worker::GetStatus() const {
   status.set_slots(options_.slots);
   if (leader_) *status.mutable_leader() = *leader_;
   status.set_highest_epoch(fence_.highest());
+  if (receivers_) {
+    status.set_registered_epoch(receivers_->registered_epoch());
+    status.set_unreported_blocks(receivers_->unreported());
+    for (proto::ReceiverState& r : receivers_->States()) *status.add_receivers() = std::move(r);
+  }
+  if (store_) {
+    BlockStoreStats st = store_->Stats();
+    proto::BlockStoreInfo* info = status.mutable_store();
+    info->set_memory_bytes(static_cast<int64_t>(st.memory_bytes));
+    info->set_memory_budget_bytes(options_.block_memory_mb << 20);
+    info->set_disk_bytes(static_cast<int64_t>(st.disk_bytes));
+    info->set_disk_budget_bytes(options_.block_disk_mb << 20);
+    info->set_blocks_in_memory(static_cast<int64_t>(st.blocks_in_memory));
+    info->set_blocks_on_disk(static_cast<int64_t>(st.blocks_on_disk));
+    info->set_blocks_in_log(static_cast<int64_t>(st.blocks_in_log));
+  }
   return status;
 }
 

@@ -3,8 +3,8 @@
 // Module sluice::worker owns the worker daemon: its options, its gRPC service
 // (WorkerService in proto/worker.proto), its registration in the workers/
 // group, the leader it follows (through the detector and the leader's
-// heartbeats), and the epoch fence every driver call passes. Later issues add
-// receivers, the block store and executors. cmd/workerd/main.cpp only parses
+// heartbeats), the epoch fence every driver call passes, the block store and
+// the receivers the leader assigns (ReceiverSet). Later issues add executors. cmd/workerd/main.cpp only parses
 // flags into WorkerOptions and calls Start/Stop.
 //
 // Thread-safety: Start and Stop are called from one thread; the service
@@ -39,6 +39,8 @@ class Membership;
 
 namespace sluice::worker {
 
+class BlockStore;
+class ReceiverSet;
 class WorkerServiceImpl;
 
 struct WorkerOptions {
@@ -46,6 +48,10 @@ struct WorkerOptions {
                        .data_dir = "/var/lib/sluice/worker",
                        .coordinator = "standalone://127.0.0.1:7100"};
   int slots = 2;  // tasks run at once
+  int64_t block_memory_mb = 256;   // blocks held in memory before spilling
+  int64_t block_disk_mb = 4096;    // spilled and logged blocks
+  int block_interval_ms = 200;     // a receiver cuts a block this often
+  int max_unreported_blocks = 8;   // per receiver, before it pauses
 
   void Register(CLI::App& app);
   [[nodiscard]] Status Validate() const;
@@ -69,6 +75,8 @@ class Worker {
   WorkerOptions options_;
   Clock* clock_;
   EpochFence fence_;
+  std::unique_ptr<BlockStore> store_;
+  std::unique_ptr<ReceiverSet> receivers_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<rpc::RpcServer> server_;
   std::unique_ptr<coord::Coordinator> coordinator_;

@@ -20,4 +20,58 @@ grpc::Status WorkerServiceImpl::LeaderHeartbeat(grpc::ServerContext* /*context*/
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerServiceImpl::AssignReceivers(grpc::ServerContext* /*context*/,
+                                                const proto::AssignReceiversRequest* request,
+                                                proto::AssignReceiversResponse* response) {
+  if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  *response = receivers_->Assign(*request);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::FetchBlock(grpc::ServerContext* /*context*/, const proto::BlockRef* request,
+                                           grpc::ServerWriter<proto::BlockChunk>* writer) {
+  Result<source::Block> block = store_->Get({request->source(), request->partition(), request->start_offset()});
+  if (!block.ok()) return rpc::ToGrpc(block.status());
+  proto::BlockInfo info;
+  proto::PartitionRange* r = info.mutable_range();
+  r->set_source(block->lineage().source);
+  r->set_partition(block->lineage().partition);
+  r->set_start_offset(block->lineage().start_offset);
+  r->set_end_offset(block->lineage().end_offset);
+  info.set_records(block->records());
+  info.set_bytes(static_cast<int64_t>(block->bytes()));
+  info.add_holders(worker_id_);
+  if (!WriteBlockChunks(info, block->data(), [&](const proto::BlockChunk& c) { return writer->Write(c); })) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the reader went away");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* /*context*/,
+                                               grpc::ServerReader<proto::BlockChunk>* reader,
+                                               proto::ReplicateBlockResponse* /*response*/) {
+  proto::BlockChunk chunk;
+  proto::BlockInfo info;
+  std::string data;
+  bool first = true;
+  while (reader->Read(&chunk)) {
+    if (first) {
+      info = chunk.info();
+      data.reserve(info.bytes());
+      first = false;
+    }
+    data += chunk.data();
+  }
+  if (first || static_cast<int64_t>(data.size()) != info.bytes()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        fmt::format("replica of {} bytes announced as {}", data.size(), info.bytes()));
+  }
+  const proto::PartitionRange& r = info.range();
+  source::Block block({r.source(), r.partition(), r.start_offset(), r.end_offset()}, std::move(data), info.records());
+  if (Status ok = block.ForEach([](std::string_view) {}); !ok.ok()) return rpc::ToGrpc(ok);
+  Status st = store_->Put(&block, /*durable=*/true);
+  if (absl::IsAlreadyExists(st)) return grpc::Status::OK;  // a retry
+  return rpc::ToGrpc(st);
+}
+
 }  // namespace sluice::worker

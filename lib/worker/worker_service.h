@@ -1,12 +1,15 @@
 // WorkerServiceImpl: the gRPC face of workerd (proto/worker.proto).
 //
 // Module sluice::worker owns it. Every call from a driver passes the epoch
-// fence first. Thread-safe.
+// fence first. Blocks are served and taken in chunks (BlockChunk), so no
+// block size meets gRPC's message-size limit. Thread-safe.
 #pragma once
 
 #include <functional>
 
+#include "lib/worker/block_store.h"
 #include "lib/worker/epoch_fence.h"
+#include "lib/worker/receiver_set.h"
 #include "proto/worker.grpc.pb.h"
 
 namespace sluice::worker {
@@ -16,12 +19,14 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
   using StatusSource = std::function<proto::WorkerStatus()>;
   using LeaderSink = std::function<void(const proto::LeaderHeartbeatRequest&)>;
 
-  // `fence` must outlive the service. `on_heartbeat` hears every accepted
-  // heartbeat.
-  WorkerServiceImpl(std::string worker_id, EpochFence* fence, StatusSource status,
-                    LeaderSink on_heartbeat)
+  // `fence`, `store` and `receivers` must outlive the service.
+  // `on_heartbeat` hears every accepted heartbeat.
+  WorkerServiceImpl(std::string worker_id, EpochFence* fence, BlockStore* store, ReceiverSet* receivers,
+                    StatusSource status, LeaderSink on_heartbeat)
       : worker_id_(std::move(worker_id)),
         fence_(fence),
+        store_(store),
+        receivers_(receivers),
         status_(std::move(status)),
         on_heartbeat_(std::move(on_heartbeat)) {}
 
@@ -30,10 +35,18 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
   grpc::Status LeaderHeartbeat(grpc::ServerContext* context,
                                const proto::LeaderHeartbeatRequest* request,
                                proto::LeaderHeartbeatResponse* response) override;
+  grpc::Status AssignReceivers(grpc::ServerContext* context, const proto::AssignReceiversRequest* request,
+                               proto::AssignReceiversResponse* response) override;
+  grpc::Status FetchBlock(grpc::ServerContext* context, const proto::BlockRef* request,
+                          grpc::ServerWriter<proto::BlockChunk>* writer) override;
+  grpc::Status ReplicateBlock(grpc::ServerContext* context, grpc::ServerReader<proto::BlockChunk>* reader,
+                              proto::ReplicateBlockResponse* response) override;
 
  private:
   const std::string worker_id_;
   EpochFence* const fence_;
+  BlockStore* const store_;
+  ReceiverSet* const receivers_;
   const StatusSource status_;
   const LeaderSink on_heartbeat_;
 };

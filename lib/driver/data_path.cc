@@ -1,0 +1,529 @@
+#include "lib/driver/data_path.h"
+
+#include <algorithm>
+
+#include "lib/common/config.h"
+#include "lib/common/fs.h"
+#include "lib/driver/assignment.h"
+#include "lib/driver/leadership.h"
+#include "lib/driver/worker_proxy.h"
+#include "lib/source/kafka_source.h"
+#include "lib/wal/replicated_log.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::driver {
+namespace {
+
+constexpr int64_t kDefaultMaxEventBytes = 1 << 20;
+
+Status Invalid(const proto::SourceSpec& spec, const std::string& why) {
+  return absl::InvalidArgumentError(fmt::format("source {}: {}", spec.name(), why));
+}
+
+bool SameRange(const proto::PartitionRange& a, const proto::PartitionRange& b) {
+  return a.start_offset() == b.start_offset() && a.end_offset() == b.end_offset();
+}
+
+void AddHolders(proto::BlockInfo* block, const proto::BlockInfo& from) {
+  for (const std::string& h : from.holders()) {
+    if (std::find(block->holders().begin(), block->holders().end(), h) == block->holders().end()) {
+      block->add_holders(h);
+    }
+  }
+}
+
+// Errors after which a receiver must not be restarted: the data is gone or
+// the spec is wrong. Anything else (refused by the leader, an unreachable
+// broker that gave up) restarts it at the partition's next offset.
+bool Fatal(int code) {
+  const auto c = static_cast<absl::StatusCode>(code);
+  return c == absl::StatusCode::kDataLoss || c == absl::StatusCode::kInvalidArgument ||
+         c == absl::StatusCode::kNotFound || c == absl::StatusCode::kOutOfRange;
+}
+
+}  // namespace
+
+Status NormalizeSourceSpec(proto::SourceSpec* spec) {
+  RETURN_IF_ERROR(ValidateId(spec->name(), "source name"));
+  if (spec->max_event_bytes() == 0) spec->set_max_event_bytes(kDefaultMaxEventBytes);
+  if (spec->max_event_bytes() < 1 || spec->max_event_bytes() > (64 << 20)) {
+    return Invalid(*spec, fmt::format("max_event_bytes {} is not in 1..{}", spec->max_event_bytes(), 64 << 20));
+  }
+  if (spec->max_rate_per_partition() < 0) return Invalid(*spec, "max_rate_per_partition must not be negative");
+  switch (spec->kind()) {
+    case proto::SOURCE_KIND_GENERATOR: {
+      proto::GeneratorSourceSpec* g = spec->mutable_generator();
+      if (spec->partitions() == 0) spec->set_partitions(1);
+      if (g->seed() == 0) g->set_seed(1);
+      if (g->num_keys() == 0) g->set_num_keys(100'000);
+      if (g->payload_bytes() == 0) g->set_payload_bytes(600);
+      if (g->payload_bytes() < 96 || g->payload_bytes() > spec->max_event_bytes()) {
+        return Invalid(*spec, fmt::format("payload_bytes {} is not in 96..max_event_bytes ({})",
+                                          g->payload_bytes(), spec->max_event_bytes()));
+      }
+      if (g->rate_per_partition() < 0) return Invalid(*spec, "rate_per_partition must not be negative");
+      if (g->num_keys() < 1) return Invalid(*spec, "num_keys must be at least 1");
+      break;
+    }
+    case proto::SOURCE_KIND_KAFKA: {
+      proto::KafkaSourceSpec* k = spec->mutable_kafka();
+      if (k->brokers().empty()) return Invalid(*spec, "kafka brokers are required");
+      if (k->topic().empty()) return Invalid(*spec, "kafka topic is required");
+      if (k->start().empty()) k->set_start("earliest");
+      if (k->start() != "earliest" && k->start() != "latest" && k->start() != "committed") {
+        return Invalid(*spec, fmt::format("kafka start '{}' is not earliest, latest or committed", k->start()));
+      }
+      if (k->start() == "committed" && !k->properties().contains("group.id")) {
+        return Invalid(*spec, "kafka start 'committed' needs the group.id property");
+      }
+      break;
+    }
+    case proto::SOURCE_KIND_SOCKET: {
+      proto::SocketSourceSpec* s = spec->mutable_socket();
+      if (s->addresses().empty()) return Invalid(*spec, "socket addresses are required (host:port per partition)");
+      for (const std::string& a : s->addresses()) RETURN_IF_ERROR(ParseHostPort(a, "socket address").status());
+      if (spec->partitions() != 0 && spec->partitions() != s->addresses_size()) {
+        return Invalid(*spec, fmt::format("{} partitions but {} socket addresses", spec->partitions(),
+                                          s->addresses_size()));
+      }
+      spec->set_partitions(s->addresses_size());
+      if (s->framing().empty()) s->set_framing("lines");
+      if (s->framing() != "lines" && s->framing() != "frames") {
+        return Invalid(*spec, fmt::format("socket framing '{}' is not lines or frames", s->framing()));
+      }
+      if (spec->replication() == 0) spec->set_replication(2);
+      break;
+    }
+    default:
+      return Invalid(*spec, "kind must be generator, kafka or socket");
+  }
+  if (spec->replication() == 0) spec->set_replication(1);
+  if (spec->replication() < 1 || spec->replication() > 2) {
+    return Invalid(*spec, fmt::format("replication {} is not 1 or 2", spec->replication()));
+  }
+  if (spec->kind() != proto::SOURCE_KIND_KAFKA && (spec->partitions() < 1 || spec->partitions() > 4096)) {
+    return Invalid(*spec, fmt::format("partitions {} is not in 1..4096", spec->partitions()));
+  }
+  return absl::OkStatus();
+}
+
+DataPath::DataPath(std::string driver_id, wal::ReplicatedLog* log, Leadership* leadership,
+                   WorkerProxy* workers, Clock* clock)
+    : driver_id_(std::move(driver_id)), log_(log), leadership_(leadership), workers_(workers), clock_(clock) {}
+
+Status DataPath::CheckEpoch(int64_t epoch) const {
+  if (!leadership_->Serving()) {
+    return absl::UnavailableError(fmt::format("driver {} is not the serving leader", driver_id_));
+  }
+  const int64_t mine = leadership_->epoch();
+  if (epoch < mine) {
+    return absl::FailedPreconditionError(fmt::format("epoch {} is older than the leader's {}", epoch, mine));
+  }
+  if (epoch > mine) {
+    return absl::UnavailableError(fmt::format("epoch {} is newer than this leader's {}", epoch, mine));
+  }
+  return absl::OkStatus();
+}
+
+void DataPath::EnsureTermLocked(int64_t epoch) {
+  if (term_ == epoch) return;
+  // A serving leader has committed every earlier record (LeaderChange is
+  // committed after them), so the committed view is complete.
+  const proto::WalState state = log_->State();
+  sources_.clear();
+  registered_.clear();
+  for (const auto& [name, s] : state.sources()) {
+    Source& source = sources_[name];
+    source.spec = s.spec();
+    source.partitions.resize(s.partitions_size());
+    for (int i = 0; i < s.partitions_size(); ++i) {
+      source.partitions[i].next_offset = s.partitions(i).next_offset();
+      source.partitions[i].blocks.assign(s.partitions(i).blocks().begin(), s.partitions(i).blocks().end());
+    }
+  }
+  term_ = epoch;
+  spdlog::info("data path: term {} starts with {} sources", epoch, sources_.size());
+}
+
+DataPath::Partition* DataPath::FindLocked(const std::string& source, int32_t partition) {
+  auto it = sources_.find(source);
+  if (it == sources_.end() || partition < 0 || partition >= static_cast<int32_t>(it->second.partitions.size())) {
+    return nullptr;
+  }
+  return &it->second.partitions[partition];
+}
+
+std::set<std::string> DataPath::LiveLocked() const {
+  std::set<std::string> live;
+  for (const proto::MemberInfo& m : live_) live.insert(m.id());
+  return live;
+}
+
+Result<proto::SourceSpec> DataPath::RegisterSource(proto::SourceSpec spec) {
+  RETURN_IF_ERROR(NormalizeSourceSpec(&spec));
+  if (spec.kind() == proto::SOURCE_KIND_KAFKA && spec.partitions() == 0) {
+    // The topic's partition count, asked of the brokers.
+    source::KafkaSourceOptions o{.name = spec.name(), .brokers = spec.kafka().brokers(), .topic = spec.kafka().topic()};
+    for (const auto& [k, v] : spec.kafka().properties()) o.consumer_config[k] = v;
+    ASSIGN_OR_RETURN(std::unique_ptr<source::KafkaSource> kafka, source::KafkaSource::Create(o));
+    ASSIGN_OR_RETURN(int32_t n, kafka->Partitions(5'000));
+    spec.set_partitions(n);
+  }
+  if (spec.kind() == proto::SOURCE_KIND_GENERATOR && spec.generator().available_from_unix_ms() == 0) {
+    spec.mutable_generator()->set_available_from_unix_ms(clock_->UnixMillis());
+  }
+  std::lock_guard<std::mutex> append(append_mu_);
+  if (!leadership_->Serving()) {
+    return absl::UnavailableError(fmt::format("driver {} is not the serving leader", driver_id_));
+  }
+  const int64_t epoch = leadership_->epoch();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EnsureTermLocked(epoch);
+    auto it = sources_.find(spec.name());
+    if (it != sources_.end()) {
+      proto::SourceSpec existing = it->second.spec;
+      proto::SourceSpec compare = spec;
+      compare.mutable_generator()->set_available_from_unix_ms(existing.generator().available_from_unix_ms());
+      if (existing.SerializeAsString() == compare.SerializeAsString()) return existing;  // a retry
+      return absl::AlreadyExistsError(fmt::format("source {} exists with another spec", spec.name()));
+    }
+  }
+  proto::WalRecord record;
+  *record.mutable_source_registered()->mutable_spec() = spec;
+  Result<int64_t> seq = log_->Append(std::move(record));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!seq.ok()) {
+    term_ = 0;  // the term is over (see AppendBlocks)
+    return seq.status();
+  }
+  if (term_ == epoch) {
+    Source& source = sources_[spec.name()];
+    source.spec = spec;
+    source.partitions.resize(spec.partitions());
+    for (Partition& p : source.partitions) p.next_offset = spec.kind() == proto::SOURCE_KIND_KAFKA ? -1 : 0;
+  }
+  spdlog::info("source {} registered: {} partitions", spec.name(), spec.partitions());
+  return spec;
+}
+
+Status DataPath::AppendBlocks(int64_t epoch, std::vector<proto::BlockInfo> blocks) {
+  if (blocks.empty()) return absl::OkStatus();
+  proto::WalRecord record;
+  for (proto::BlockInfo& b : blocks) *record.mutable_blocks_added()->add_blocks() = b;
+  Result<int64_t> seq = log_->Append(std::move(record));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!seq.ok()) {
+    // An append fails only when the term ends; the next term rebuilds from
+    // the WAL, which has the record if a quorum took it.
+    term_ = 0;
+    return seq.status();
+  }
+  if (term_ != epoch) return absl::OkStatus();
+  for (proto::BlockInfo& b : blocks) {
+    Partition* p = FindLocked(b.range().source(), b.range().partition());
+    p->next_offset = b.range().end_offset();
+    p->blocks.push_back(std::move(b));
+  }
+  return absl::OkStatus();
+}
+
+Status DataPath::RegisterWorker(const proto::RegisterWorkerRequest& request,
+                                proto::RegisterWorkerResponse* response) {
+  std::lock_guard<std::mutex> append(append_mu_);
+  RETURN_IF_ERROR(CheckEpoch(request.epoch()));
+  const std::string& id = request.worker().id();
+  std::vector<proto::BlockInfo> accepted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EnsureTermLocked(request.epoch());
+    std::vector<proto::BlockInfo> holdings(request.holdings().begin(), request.holdings().end());
+    std::sort(holdings.begin(), holdings.end(), [](const proto::BlockInfo& a, const proto::BlockInfo& b) {
+      return std::make_tuple(a.range().source(), a.range().partition(), a.range().start_offset()) <
+             std::make_tuple(b.range().source(), b.range().partition(), b.range().start_offset());
+    });
+    std::map<std::pair<std::string, int32_t>, int64_t> next;
+    for (proto::BlockInfo& h : holdings) {
+      const proto::PartitionRange& r = h.range();
+      Partition* p = FindLocked(r.source(), r.partition());
+      bool keep = false;
+      if (p != nullptr) {
+        auto known = std::find_if(p->blocks.begin(), p->blocks.end(),
+                                  [&](const proto::BlockInfo& b) { return SameRange(b.range(), r); });
+        if (known != p->blocks.end()) {
+          AddHolders(&*known, h);
+          keep = true;
+        } else {
+          // Reported to the old leader and lost with it, or never reported:
+          // taken if it is the partition's next block.
+          auto [it, fresh] = next.try_emplace({r.source(), r.partition()}, p->next_offset);
+          if (it->second < 0 || it->second == r.start_offset()) {
+            it->second = r.end_offset();
+            accepted.push_back(h);
+            keep = true;
+          }
+        }
+      }
+      if (!keep) {
+        proto::BlockRef* drop = response->add_drop();
+        drop->set_source(r.source());
+        drop->set_partition(r.partition());
+        drop->set_start_offset(r.start_offset());
+      }
+    }
+    std::set<std::string> live = LiveLocked();
+    for (const proto::ReceiverState& rs : request.receivers()) {
+      Partition* p = FindLocked(rs.source(), rs.partition());
+      if (p == nullptr || rs.stopped()) continue;
+      if (p->worker.empty() || !live.contains(p->worker)) {
+        p->worker = id;
+        p->receiver = rs;
+      }
+    }
+    registered_[id] = request.epoch();
+  }
+  spdlog::info("worker {} registered with epoch {}: {} blocks held, {} receivers, {} new blocks, {} dropped",
+               id, request.epoch(), request.holdings_size(), request.receivers_size(), accepted.size(),
+               response->drop_size());
+  return AppendBlocks(request.epoch(), std::move(accepted));
+}
+
+Status DataPath::ReportBlocks(const proto::ReportBlocksRequest& request, proto::ReportBlocksResponse* response) {
+  std::lock_guard<std::mutex> append(append_mu_);
+  RETURN_IF_ERROR(CheckEpoch(request.epoch()));
+  std::vector<proto::BlockInfo> accepted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EnsureTermLocked(request.epoch());
+    auto reg = registered_.find(request.worker_id());
+    if (reg == registered_.end() || reg->second != request.epoch()) {
+      return absl::AbortedError(fmt::format("worker {} has not registered with epoch {}", request.worker_id(),
+                                            request.epoch()));
+    }
+    std::set<std::string> live = LiveLocked();
+    std::map<std::pair<std::string, int32_t>, int64_t> next;
+    for (const proto::BlockInfo& b : request.blocks()) {
+      const proto::PartitionRange& r = b.range();
+      Partition* p = FindLocked(r.source(), r.partition());
+      proto::BlockVerdict verdict = proto::BLOCK_VERDICT_REJECTED;
+      std::string reason;
+      if (p == nullptr) {
+        reason = fmt::format("no source partition {}[{}]", r.source(), r.partition());
+      } else if (auto known = std::find_if(p->blocks.begin(), p->blocks.end(),
+                                           [&](const proto::BlockInfo& x) { return SameRange(x.range(), r); });
+                 known != p->blocks.end()) {
+        AddHolders(&*known, b);
+        verdict = proto::BLOCK_VERDICT_DUPLICATE;
+      } else if (!p->worker.empty() && p->worker != request.worker_id() && live.contains(p->worker)) {
+        reason = fmt::format("{}[{}] is assigned to worker {}", r.source(), r.partition(), p->worker);
+      } else {
+        auto [it, fresh] = next.try_emplace({r.source(), r.partition()}, p->next_offset);
+        if (r.end_offset() > r.start_offset() && (it->second < 0 || it->second == r.start_offset())) {
+          it->second = r.end_offset();
+          accepted.push_back(b);
+          verdict = proto::BLOCK_VERDICT_ACCEPTED;
+        } else {
+          reason = fmt::format("block {}[{}] {}..{} does not start at the partition's next offset {}", r.source(),
+                               r.partition(), r.start_offset(), r.end_offset(), it->second);
+        }
+      }
+      response->add_verdicts(verdict);
+      response->add_reasons(reason);
+      if (verdict == proto::BLOCK_VERDICT_REJECTED) {
+        spdlog::warn("refused a block from worker {}: {}", request.worker_id(), reason);
+      }
+    }
+  }
+  return AppendBlocks(request.epoch(), std::move(accepted));
+}
+
+void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::ListSourcesResponse* response) {
+  const bool leads = leadership_->Serving();
+  if (leads) {
+    // Holders are filtered by membership; a block no live worker holds is lost
+    // (recomputed from lineage if the source is replayable).
+    std::lock_guard<std::mutex> lock(mu_);
+    EnsureTermLocked(leadership_->epoch());
+    std::set<std::string> live = LiveLocked();
+    for (const auto& [name, s] : sources_) {
+      if (!request.source().empty() && request.source() != name) continue;
+      proto::SourceInfo* info = response->add_sources();
+      *info->mutable_spec() = s.spec;
+      for (size_t i = 0; i < s.partitions.size(); ++i) {
+        const Partition& p = s.partitions[i];
+        proto::PartitionInfo* pi = info->add_partitions();
+        pi->set_partition(static_cast<int32_t>(i));
+        pi->set_next_offset(p.next_offset);
+        if (live.contains(p.worker)) {
+          pi->set_worker(p.worker);
+          *pi->mutable_receiver() = p.receiver;
+        }
+        pi->set_error(p.error);
+        pi->set_blocks(static_cast<int64_t>(p.blocks.size()));
+        int64_t records = 0, lost = 0;
+        for (const proto::BlockInfo& b : p.blocks) {
+          records += b.records();
+          proto::BlockInfo shown = b;
+          shown.clear_holders();
+          for (const std::string& h : b.holders()) {
+            if (live.contains(h)) shown.add_holders(h);
+          }
+          if (shown.holders().empty()) ++lost;
+          if (request.with_blocks()) *pi->add_block_list() = std::move(shown);
+        }
+        pi->set_records(records);
+        pi->set_lost_blocks(lost);
+      }
+    }
+    return;
+  }
+  const proto::WalState state = log_->State();
+  for (const auto& [name, s] : state.sources()) {
+    if (!request.source().empty() && request.source() != name) continue;
+    proto::SourceInfo* info = response->add_sources();
+    *info->mutable_spec() = s.spec();
+    for (const proto::PartitionState& ps : s.partitions()) {
+      proto::PartitionInfo* pi = info->add_partitions();
+      pi->set_partition(ps.partition());
+      pi->set_next_offset(ps.next_offset());
+      pi->set_blocks(ps.blocks_size());
+      int64_t records = 0;
+      for (const proto::BlockInfo& b : ps.blocks()) {
+        records += b.records();
+        if (request.with_blocks()) *pi->add_block_list() = b;
+      }
+      pi->set_records(records);
+    }
+  }
+}
+
+void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const std::string& leader_address) {
+  if (!leadership_->Serving()) return;
+  const int64_t epoch = leadership_->epoch();
+
+  // Plan under the lock: who should read what.
+  std::map<std::string, proto::MemberInfo> workers;  // registered and live
+  std::map<PartitionId, std::string> current, desired;
+  std::map<PartitionId, proto::ReceiverAssignment> assignment;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EnsureTermLocked(epoch);
+    live_ = live_members;
+    for (const proto::MemberInfo& m : live_members) {
+      auto reg = registered_.find(m.id());
+      if (reg != registered_.end() && reg->second == epoch) workers[m.id()] = m;
+    }
+    std::vector<PartitionId> partitions;
+    std::map<PartitionId, std::string> pinned;  // socket partitions stay while their worker lives
+    for (auto& [name, s] : sources_) {
+      for (size_t i = 0; i < s.partitions.size(); ++i) {
+        Partition& p = s.partitions[i];
+        const PartitionId id{name, static_cast<int32_t>(i)};
+        if (!p.worker.empty() && !workers.contains(p.worker)) p.worker.clear();  // dead or not registered
+        if (!p.error.empty()) continue;
+        partitions.push_back(id);
+        if (!p.worker.empty()) {
+          current[id] = p.worker;
+          if (s.spec.kind() == proto::SOURCE_KIND_SOCKET) pinned[id] = p.worker;
+        }
+        proto::ReceiverAssignment& a = assignment[id];
+        *a.mutable_spec() = s.spec;
+        a.set_partition(id.partition);
+        a.set_start_offset(p.next_offset);
+      }
+    }
+    std::vector<std::string> ids;
+    for (const auto& [id, m] : workers) ids.push_back(id);
+    desired = AssignPartitions(partitions, ids, current);
+    for (const auto& [id, w] : pinned) desired[id] = w;
+  }
+  if (workers.empty()) return;
+
+  proto::AssignReceiversRequest base;
+  base.set_epoch(epoch);
+  base.set_leader_id(driver_id_);
+  base.set_leader_address(leader_address);
+  for (const auto& [id, m] : workers) *base.add_replica_targets() = m;
+
+  auto send = [&](const proto::MemberInfo& w, const std::vector<PartitionId>& set,
+                  proto::AssignReceiversResponse* response) {
+    proto::AssignReceiversRequest request = base;
+    for (const PartitionId& id : set) *request.add_receivers() = assignment[id];
+    Status st = workers_->AssignReceivers(w.rpc_address(), request, response);
+    if (!st.ok()) spdlog::warn("assigning receivers to worker {}: {}", w.id(), st.ToString());
+    return st;
+  };
+  auto record = [&](const std::string& worker, const proto::AssignReceiversResponse& response) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (term_ != epoch) return;
+    for (const proto::ReceiverState& rs : response.receivers()) {
+      Partition* p = FindLocked(rs.source(), rs.partition());
+      if (p == nullptr || p->worker != worker) continue;
+      p->receiver = rs;
+      if (rs.stopped() && Fatal(rs.error_code()) && p->error.empty()) {
+        p->error = fmt::format("receiver on worker {} stopped: {}", worker, rs.error());
+        p->worker.clear();
+        spdlog::error("source {}[{}] stopped: {}", rs.source(), rs.partition(), p->error);
+      }
+    }
+  };
+
+  // 1. Revocations first, so no partition has two receivers at once.
+  for (const auto& [wid, member] : workers) {
+    std::vector<PartitionId> keep;
+    bool loses = false;
+    for (const auto& [id, owner] : current) {
+      if (owner != wid) continue;
+      if (desired[id] == wid) {
+        keep.push_back(id);
+      } else {
+        loses = true;
+      }
+    }
+    if (!loses) continue;
+    proto::AssignReceiversResponse response;
+    if (send(member, keep, &response).ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [id, owner] : current) {
+        if (owner == wid && desired[id] != wid) {
+          if (Partition* p = FindLocked(id.source, id.partition); p != nullptr && p->worker == wid) p->worker.clear();
+        }
+      }
+    } else {
+      for (auto& [id, owner] : current) {
+        if (owner == wid) desired[id] = wid;  // not granted elsewhere this round
+      }
+    }
+  }
+  // 2. Grants: every worker gets its whole set, new receivers at the
+  // partition's next offset (read after the revocations' last reports).
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (term_ != epoch) return;
+    for (auto& [id, a] : assignment) {
+      if (Partition* p = FindLocked(id.source, id.partition)) a.set_start_offset(p->next_offset);
+    }
+  }
+  for (const auto& [wid, member] : workers) {
+    std::vector<PartitionId> set;
+    for (const auto& [id, owner] : desired) {
+      if (owner == wid) set.push_back(id);
+    }
+    proto::AssignReceiversResponse response;
+    if (!send(member, set, &response).ok()) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (term_ != epoch) return;
+      for (const PartitionId& id : set) {
+        Partition* p = FindLocked(id.source, id.partition);
+        if (p != nullptr && p->worker != wid) {
+          spdlog::info("{}[{}] -> worker {} from offset {}", id.source, id.partition, wid, p->next_offset);
+          p->worker = wid;
+        }
+      }
+    }
+    record(wid, response);
+  }
+}
+
+}  // namespace sluice::driver
