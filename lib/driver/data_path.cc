@@ -314,6 +314,11 @@ Status DataPath::ReportBlocks(const proto::ReportBlocksRequest& request, proto::
                  known != p->blocks.end()) {
         AddHolders(&*known, b);
         verdict = proto::BLOCK_VERDICT_DUPLICATE;
+      } else if (std::any_of(accepted.begin(), accepted.end(), [&](const proto::BlockInfo& x) {
+                   return x.range().source() == r.source() && x.range().partition() == r.partition() &&
+                          SameRange(x.range(), r);
+                 })) {
+        verdict = proto::BLOCK_VERDICT_DUPLICATE;  // twice in one report
       } else if (!p->worker.empty() && p->worker != request.worker_id() && live.contains(p->worker)) {
         reason = fmt::format("{}[{}] is assigned to worker {}", r.source(), r.partition(), p->worker);
       } else {
