@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
 
 namespace sluice::worker {
 namespace {
@@ -18,13 +19,11 @@ std::string DiskKey(const BlockKey& k) {
 
 // Block log values: end offset and record count (8 bytes each, big-endian),
 // then the block's data.
-std::string LogValue(const source::Block& b) {
+std::string LogHeader(const source::Block& b) {
   std::string v;
-  v.reserve(16 + b.bytes());
   for (int64_t x : {b.lineage().end_offset, b.records()}) {
     for (int i = 7; i >= 0; --i) v.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
   }
-  v += b.data();
   return v;
 }
 
@@ -34,9 +33,20 @@ int64_t ReadBE(const char* p, int n) {
   return static_cast<int64_t>(x);
 }
 
-Result<rocksdb::DB*> OpenDb(const std::string& path) {
+Result<rocksdb::DB*> OpenDb(const std::string& path, bool blob_log = false) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);  // RocksDB makes only the last level
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
+  if (blob_log) {
+    // The block log: values are whole blocks (megabytes). They go to blob
+    // files, written once by a synced flush per block (see Put), instead of
+    // twice (RocksDB's WAL, then the flushed table) and again by compaction.
+    db_options.enable_blob_files = true;
+    db_options.min_blob_size = 4096;
+    db_options.blob_file_size = 256 << 20;
+    db_options.enable_blob_garbage_collection = true;
+  }
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, path, &db);
   if (!s.ok()) {
@@ -54,7 +64,7 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const Options& options) {
   ASSIGN_OR_RETURN(rocksdb::DB * db, OpenDb(options.spill_path));
   rocksdb::DB* log = nullptr;
   if (!options.log_path.empty()) {
-    Result<rocksdb::DB*> opened = OpenDb(options.log_path);
+    Result<rocksdb::DB*> opened = OpenDb(options.log_path, /*blob_log=*/true);
     if (!opened.ok()) {
       delete db;
       return opened.status();
@@ -127,9 +137,19 @@ Status BlockStore::Put(source::Block* in, bool durable) {
           options_.memory_budget_bytes, stats_.disk_bytes, options_.disk_budget_bytes));
     }
     lock.unlock();
-    rocksdb::WriteOptions sync;
-    sync.sync = true;
-    rocksdb::Status s = log_->Put(sync, DiskKey(key), LogValue(block));
+    // Durable once the flush returns: the memtable goes to a synced table
+    // and blob file, and the manifest records them (RocksDB's own WAL off).
+    rocksdb::WriteOptions no_wal;
+    no_wal.disableWAL = true;
+    // Header and data as two slices: the block is not copied to build the value.
+    const std::string header = LogHeader(block);
+    const std::string disk_key = DiskKey(key);
+    const rocksdb::Slice key_part(disk_key);
+    const rocksdb::Slice value_parts[2] = {rocksdb::Slice(header), rocksdb::Slice(block.data())};
+    rocksdb::WriteBatch batch;
+    rocksdb::Status s = batch.Put(rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 2));
+    if (s.ok()) s = log_->Write(no_wal, &batch);
+    if (s.ok()) s = log_->Flush(rocksdb::FlushOptions());
     if (!s.ok()) return absl::UnavailableError(fmt::format("block log: write failed: {}", s.ToString()));
     lock.lock();
     if (entries_.contains(key)) return absl::OkStatus();  // a concurrent put of the same block

@@ -1,5 +1,7 @@
 #include "lib/worker/receiver.h"
 
+#include <future>
+
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
@@ -51,6 +53,7 @@ Status Receiver::RunLoop() {
   const auto started = clock_->Now();
   int64_t read_total = 0;
   std::chrono::milliseconds backoff(50);
+  std::future<Status> in_flight;  // durable: the block being written
   while (!stop_) {
     // READING: until the block interval is over.
     const auto cut_at = clock_->Now() + options_.block_interval;
@@ -82,43 +85,61 @@ Status Receiver::RunLoop() {
       if (builder.dead_letters() != dead_before) NoteDeadLetters(builder, dead_before);
     }
     if (builder.empty()) continue;
-    // CUT, then PAUSED while the store has no room: hold the block, read nothing.
     source::Block block = builder.Cut();
     builder.Reserve(block.bytes());  // the next block is likely as large
-    const HeldBlock held{block.lineage(), block.records(), block.bytes(), options_.durable};
-    bool paused = false;
-    auto pause = [&] {
-      if (!paused) {
-        paused = true;
-        std::lock_guard<std::mutex> lock(mu_);
-        stats_.paused = true;
-        ++stats_.pauses;
-      }
-      clock_->SleepFor(std::chrono::milliseconds(10));
-    };
-    while (!stop_) {
-      Status st = store_->Put(&block, options_.durable);
-      if (st.ok()) break;
-      if (!IsPause(st)) return st;
-      pause();
+    if (!options_.durable) {
+      RETURN_IF_ERROR(Hand(std::move(block)));
+      continue;
     }
-    bool reported = false;
-    while (!stop_) {
-      Status st = reporter_(held);
-      if (st.ok()) {
-        reported = true;
-        break;
-      }
-      if (!IsPause(st)) return st;
-      pause();
-    }
-    if (!reported) return absl::OkStatus();  // stopped while paused
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.paused = false;
-    ++stats_.blocks;
-    stats_.records += held.records;
-    stats_.next_offset = held.lineage.end_offset;
+    // A durable block's synced write overlaps reading the next one; at most
+    // one is in flight, so blocks are still stored and reported in order.
+    if (in_flight.valid()) RETURN_IF_ERROR(in_flight.get());
+    in_flight = std::async(std::launch::async, [this, b = std::move(block)]() mutable { return Hand(std::move(b)); });
   }
+  if (in_flight.valid()) RETURN_IF_ERROR(in_flight.get());
+  return absl::OkStatus();
+}
+
+// CUT, then PAUSED while the store has no room or the reporter says wait:
+// the block is held, and reading stops at the next cut.
+Status Receiver::Hand(source::Block block) {
+  const HeldBlock held{block.lineage(), block.records(), block.bytes(), options_.durable};
+  bool paused = false;
+  auto pause = [&] {
+    if (!paused) {
+      paused = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.paused = true;
+      ++stats_.pauses;
+    }
+    clock_->SleepFor(std::chrono::milliseconds(10));
+  };
+  bool stored = false;
+  while (!stop_) {
+    Status st = store_->Put(&block, options_.durable);
+    if (st.ok()) {
+      stored = true;
+      break;
+    }
+    if (!IsPause(st)) return st;
+    pause();
+  }
+  bool reported = false;
+  while (stored && !stop_) {
+    Status st = reporter_(held);
+    if (st.ok()) {
+      reported = true;
+      break;
+    }
+    if (!IsPause(st)) return st;
+    pause();
+  }
+  if (!reported) return absl::OkStatus();  // stopped while paused
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.paused = false;
+  ++stats_.blocks;
+  stats_.records += held.records;
+  stats_.next_offset = held.lineage.end_offset;
   return absl::OkStatus();
 }
 

@@ -178,7 +178,9 @@ Result<std::unique_ptr<ReceiverSet::Running>> ReceiverSet::Create(const proto::R
                       .partition = p,
                       .start_offset = start,
                       .block_interval = options_.block_interval,
-                      .max_block_records = options_.max_block_records,
+                      .max_block_records = spec.replication() >= 2
+                                               ? std::min(options_.max_block_records, kDurableMaxBlockRecords)
+                                               : options_.max_block_records,
                       .rate_limit_per_s = spec.max_rate_per_partition(),
                       .durable = spec.replication() >= 2},
       std::move(reader), store_,
