@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sluice's demo: installs what is missing, builds, starts a local cluster of
 # real processes on loopback (ZooKeeper, 3 driverd, 2 workerd, the Kafka mock
-# broker), shows it with sluicectl, and runs a failover drill (kill -9 of the
-# leader). Everything stops when the demo
-# ends; pass --keep to leave the cluster up until Ctrl-C.
+# broker), shows it with sluicectl, declares a Kafka source and a generator
+# source, and runs failover drills (kill -9 of the leader, then of a worker).
+# Everything stops when the demo ends; pass --keep to leave the cluster up
+# until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEEP=0
@@ -58,6 +59,18 @@ echo "== sluicectl --coordinator $COORDINATOR status"
 "$SLUICECTL" --coordinator "$COORDINATOR" status
 
 echo
+echo "== 10,000 events of 600 bytes into the Kafka mock's topic 'events' (8 partitions)"
+"$BIN/test/tools/kafka-tool" produce --brokers "$KAFKA" --topic events --count 10000 --size 600
+
+echo
+echo "== two sources: the Kafka topic, and a generator of 4 partitions x 5,000 events/s"
+"$SLUICECTL" --coordinator "$COORDINATOR" source add events --kind kafka --brokers "$KAFKA" --topic events
+"$SLUICECTL" --coordinator "$COORDINATOR" source add clicks --kind generator --partitions 4 --rate 5000
+sleep 2
+echo "== sluicectl sources: receivers on both workers cut 200 ms blocks, reported to the leader"
+"$SLUICECTL" --coordinator "$COORDINATOR" sources
+
+echo
 echo "== failover drill: kill -9 the leader; a standby takes over within the session timeout"
 LEADER_PID=$("$SLUICECTL" --coordinator "$COORDINATOR" status | awk '/LEADER/ {print $5}')
 echo "killing leader pid $LEADER_PID"
@@ -71,14 +84,16 @@ done
 echo "new leader: ${NEW:-none} after $(awk -v a="$KILLED_AT" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 sleep 1  # one heartbeat interval, so the workers show the new epoch
 "$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 300 status 2>&1 | grep -v "^sluicectl: driver at" || true
+echo "== the new leader knows every block from the replicated WAL; receivers went on reading"
+"$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 1000 sources 2>&1 | grep -v "^sluicectl: driver at" || true
 
 echo
-echo "== 10,000 events of 600 bytes through the Kafka mock (producer and consumer processes)"
-"$BIN/test/tools/kafka-tool" consume --brokers "$KAFKA" --topic events --count 10000 \
-  --timeout-s 30 | tail -n 1 &
-CONSUMER=$!
-"$BIN/test/tools/kafka-tool" produce --brokers "$KAFKA" --topic events --count 10000 --size 600
-wait "$CONSUMER"
+echo "== worker drill: kill -9 worker-1; its partitions move to worker-2 (its blocks are"
+echo "   'lost' in the LOST column: replayable sources recompute them from their offsets)"
+WORKER_PID=$("$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 300 status 2>/dev/null | awk '$1 == "worker" && $2 == "worker-1" {print $5}')
+kill -9 "$WORKER_PID"
+sleep 6  # the ZooKeeper session timeout (4 s), then one assignment round
+"$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 1000 sources 2>&1 | grep -v "^sluicectl: driver at" || true
 
 if [ "$KEEP" = 1 ]; then
   echo
