@@ -105,6 +105,20 @@ TEST(Driverd, UnreachableZooKeeperExitsOneWithAClearError) {
   EXPECT_THAT(r.output, HasSubstr("cannot reach ZooKeeper at 127.0.0.1:" + std::to_string(nobody)));
 }
 
+TEST(Sluicectl, SourceAddRefusesBadArgumentsBeforeCallingAnyone) {
+  TempDir dir;
+  RunResult r = RunBinary(dir, {kSluicectlPath, "source", "add", "s1"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--kind is required"));
+  r = RunBinary(dir, {kSluicectlPath, "source", "add", "s1", "--kind", "carrier-pigeon"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("carrier-pigeon"));
+  r = RunBinary(dir, {kSluicectlPath, "source", "add", "s1", "--kind", "kafka", "--property", "no-equals-sign",
+                      "--driver", "127.0.0.1:1"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--property no-equals-sign: expected KEY=VALUE"));
+}
+
 TEST(Workerd, MalformedValuesExitTwo) {
   TempDir dir;
   RunResult r = RunBinary(dir, {kWorkerdPath, "--id", "w1", "--slots", "lots"});
@@ -116,6 +130,9 @@ TEST(Workerd, MalformedValuesExitTwo) {
   r = RunBinary(dir, {kWorkerdPath, "--id", "bad/id"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.output, HasSubstr("id: 'bad/id' is not a valid id"));
+  r = RunBinary(dir, {kWorkerdPath, "--id", "w1", "--block-interval-ms", "5", "--data-dir", dir.Sub("w")});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("block-interval-ms: 5 is not in 10..60000"));
   r = RunBinary(dir, {kWorkerdPath, "--id", "w1", "--log-level", "loud"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.output, HasSubstr("log-level: unknown level 'loud'"));
