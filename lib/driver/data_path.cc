@@ -15,6 +15,9 @@ namespace sluice::driver {
 namespace {
 
 constexpr int64_t kDefaultMaxEventBytes = 1 << 20;
+// Assignment rounds at the start of a term that wait for every live worker
+// to register (about three heartbeat intervals).
+constexpr int kGraceRounds = 6;
 
 Status Invalid(const proto::SourceSpec& spec, const std::string& why) {
   return absl::InvalidArgumentError(fmt::format("source {}: {}", spec.name(), why));
@@ -142,6 +145,7 @@ void DataPath::EnsureTermLocked(int64_t epoch) {
     }
   }
   term_ = epoch;
+  term_rounds_ = 0;
   spdlog::info("data path: term {} starts with {} sources", epoch, sources_.size());
 }
 
@@ -184,7 +188,9 @@ Result<proto::SourceSpec> DataPath::RegisterSource(proto::SourceSpec spec) {
     if (it != sources_.end()) {
       proto::SourceSpec existing = it->second.spec;
       proto::SourceSpec compare = spec;
-      compare.mutable_generator()->set_available_from_unix_ms(existing.generator().available_from_unix_ms());
+      if (spec.kind() == proto::SOURCE_KIND_GENERATOR) {
+        compare.mutable_generator()->set_available_from_unix_ms(existing.generator().available_from_unix_ms());
+      }
       if (existing.SerializeAsString() == compare.SerializeAsString()) return existing;  // a retry
       return absl::AlreadyExistsError(fmt::format("source {} exists with another spec", spec.name()));
     }
@@ -242,26 +248,46 @@ Status DataPath::RegisterWorker(const proto::RegisterWorkerRequest& request,
       return std::make_tuple(a.range().source(), a.range().partition(), a.range().start_offset()) <
              std::make_tuple(b.range().source(), b.range().partition(), b.range().start_offset());
     });
+    // What this worker holds is exactly its holdings: it may have restarted
+    // and lost what it held in memory.
+    for (auto& [name, source] : sources_) {
+      for (Partition& p : source.partitions) {
+        for (proto::BlockInfo& b : p.blocks) {
+          auto* holders = b.mutable_holders();
+          holders->erase(std::remove(holders->begin(), holders->end(), id), holders->end());
+        }
+      }
+    }
     std::map<std::pair<std::string, int32_t>, int64_t> next;
     for (proto::BlockInfo& h : holdings) {
       const proto::PartitionRange& r = h.range();
       Partition* p = FindLocked(r.source(), r.partition());
+      h.clear_holders();
+      h.add_holders(id);
       bool keep = false;
-      if (p != nullptr) {
+      if (p != nullptr && r.end_offset() > r.start_offset()) {
         auto known = std::find_if(p->blocks.begin(), p->blocks.end(),
                                   [&](const proto::BlockInfo& b) { return SameRange(b.range(), r); });
+        auto [it, fresh] = next.try_emplace({r.source(), r.partition()}, p->next_offset);
         if (known != p->blocks.end()) {
           AddHolders(&*known, h);
           keep = true;
-        } else {
-          // Reported to the old leader and lost with it, or never reported:
-          // taken if it is the partition's next block.
-          auto [it, fresh] = next.try_emplace({r.source(), r.partition()}, p->next_offset);
-          if (it->second < 0 || it->second == r.start_offset()) {
+        } else if (it->second >= 0 && r.start_offset() >= it->second) {
+          // Ahead of what is accepted: reported to the old leader and lost
+          // with it, or not reported yet. A replayable source's next block is
+          // taken now; the rest stays with the worker, whose reporter still
+          // has it queued (a durable block is accepted only through a report,
+          // which comes after its replica is made).
+          keep = true;
+          const bool durable = sources_[r.source()].spec.replication() >= 2;
+          if (!durable && it->second == r.start_offset()) {
             it->second = r.end_offset();
             accepted.push_back(h);
-            keep = true;
           }
+        } else if (it->second < 0 && sources_[r.source()].spec.replication() < 2) {
+          it->second = r.end_offset();  // the first block fixes the start position
+          accepted.push_back(h);
+          keep = true;
         }
       }
       if (!keep) {
@@ -437,6 +463,10 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
         a.set_start_offset(p.next_offset);
       }
     }
+    // Grace at the start of a term: wait (a few rounds) for every live worker
+    // to register, so running receivers stay where they are instead of being
+    // granted to another worker before their owner has told us.
+    if (term_rounds_++ < kGraceRounds && workers.size() < live_members.size()) return;
     std::vector<std::string> ids;
     for (const auto& [id, m] : workers) ids.push_back(id);
     desired = AssignPartitions(partitions, ids, current);
@@ -452,6 +482,9 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
 
   auto send = [&](const proto::MemberInfo& w, const std::vector<PartitionId>& set,
                   proto::AssignReceiversResponse* response) {
+    if (!leadership_->Serving() || leadership_->epoch() != epoch) {
+      return absl::UnavailableError("no longer the serving leader");  // and Stop is not held up
+    }
     proto::AssignReceiversRequest request = base;
     for (const PartitionId& id : set) *request.add_receivers() = assignment[id];
     Status st = workers_->AssignReceivers(w.rpc_address(), request, response);

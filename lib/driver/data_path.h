@@ -109,6 +109,7 @@ class DataPath {
   std::map<std::string, Source> sources_;         // guarded by mu_
   std::map<std::string, int64_t> registered_;     // guarded by mu_: worker id -> epoch
   std::vector<proto::MemberInfo> live_;           // guarded by mu_
+  int term_rounds_ = 0;                           // guarded by mu_: Tick rounds this term
 };
 
 }  // namespace sluice::driver

@@ -123,9 +123,34 @@ Status BlockStore::Put(source::Block* in, bool durable) {
   BlockKey key{l.source, l.partition, l.start_offset};
   const size_t bytes = block.bytes();
   std::unique_lock<std::mutex> lock(mu_);
-  if (entries_.contains(key)) {
-    return absl::AlreadyExistsError(
-        fmt::format("block {}[{}] at {} is already held", l.source, l.partition, l.start_offset));
+  if (auto it = entries_.find(key); it != entries_.end()) {
+    const Entry& old = it->second;
+    if (old.lineage.end_offset == l.end_offset && old.records == block.records() && old.bytes == bytes) {
+      return absl::AlreadyExistsError(
+          fmt::format("block {}[{}] at {} is already held", l.source, l.partition, l.start_offset));
+    }
+    // A different block at the same start: the old one was never accepted
+    // (a receiver starts only where the accepted blocks end), a leftover of a
+    // receiver or replica source that died before its report. Replace it.
+    const bool old_spilled = old.on_disk && !old.in_log;
+    const bool old_logged = old.in_log;
+    if (old.in_log) --stats_.blocks_in_log;
+    if (old.on_disk) {
+      stats_.disk_bytes -= old.bytes;
+      --stats_.blocks_on_disk;
+    } else {
+      stats_.memory_bytes -= old.bytes;
+      --stats_.blocks_in_memory;
+    }
+    entries_.erase(it);
+    lock.unlock();
+    if (old_spilled) db_->Delete(rocksdb::WriteOptions(), DiskKey(key)).PermitUncheckedError();
+    if (old_logged && !durable) log_->Delete(rocksdb::WriteOptions(), DiskKey(key)).PermitUncheckedError();
+    lock.lock();
+    if (entries_.contains(key)) {
+      return absl::AlreadyExistsError(
+          fmt::format("block {}[{}] at {} is being replaced concurrently", l.source, l.partition, l.start_offset));
+    }
   }
   Entry e{.lineage = l, .records = block.records(), .bytes = bytes};
   if (durable) {

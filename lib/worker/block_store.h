@@ -70,7 +70,10 @@ class BlockStore {
   // Stores `*block`: in memory if it fits the budget, else on disk. On
   // success the block has been moved in (no copy); on an error it is left
   // as it was, so the caller still holds it.
-  // RESOURCE_EXHAUSTED if neither has room; ALREADY_EXISTS for a duplicate.
+  // RESOURCE_EXHAUSTED if neither has room; ALREADY_EXISTS if the same block
+  // (range, records, bytes) is held. A different block at the same start
+  // replaces the held one: that one was never accepted by the leader, since
+  // receivers start only where the accepted blocks of a partition end.
   // `durable`: the block is also written to the block log, synced, before
   // Put returns (FAILED_PRECONDITION if the store has no log).
   [[nodiscard]] Status Put(source::Block* block, bool durable = false);

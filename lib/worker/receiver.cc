@@ -114,11 +114,12 @@ Status Receiver::Hand(source::Block block) {
     }
     clock_->SleepFor(std::chrono::milliseconds(10));
   };
-  bool stored = false;
+  bool stored = false, put_here = false;
   while (!stop_) {
     Status st = store_->Put(&block, options_.durable);
-    if (st.ok()) {
+    if (st.ok() || absl::IsAlreadyExists(st)) {  // exists: the same block, e.g. a replica of it
       stored = true;
+      put_here = st.ok();
       break;
     }
     if (!IsPause(st)) return st;
@@ -134,7 +135,12 @@ Status Receiver::Hand(source::Block block) {
     if (!IsPause(st)) return st;
     pause();
   }
-  if (!reported) return absl::OkStatus();  // stopped while paused
+  if (!reported) {
+    // Stopped while paused: the block was never reported; do not leave it
+    // behind to hold budget (the partition's next owner reads it again).
+    if (put_here) store_->Drop({held.lineage.source, held.lineage.partition, held.lineage.start_offset});
+    return absl::OkStatus();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   stats_.paused = false;
   ++stats_.blocks;

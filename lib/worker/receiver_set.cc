@@ -189,8 +189,17 @@ Result<std::unique_ptr<ReceiverSet::Running>> ReceiverSet::Create(const proto::R
   return r;
 }
 
-proto::AssignReceiversResponse ReceiverSet::Assign(const proto::AssignReceiversRequest& request) {
+Result<proto::AssignReceiversResponse> ReceiverSet::Assign(const proto::AssignReceiversRequest& request) {
   std::lock_guard<std::mutex> assign(assign_mu_);
+  {
+    // The fence passed this call before it queued here: a newer leader may
+    // have been heard meanwhile.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (request.epoch() < leader_epoch_) {
+      return absl::FailedPreconditionError(
+          fmt::format("epoch {} is older than the leader's {}", request.epoch(), leader_epoch_));
+    }
+  }
   OnLeader(request.epoch(), request.leader_address());
   std::map<Key, const proto::ReceiverAssignment*> desired;
   for (const proto::ReceiverAssignment& a : request.receivers()) desired[{a.spec().name(), a.partition()}] = &a;

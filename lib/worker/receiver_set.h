@@ -68,7 +68,8 @@ class ReceiverSet {
   void OnLeader(int64_t epoch, const std::string& address);
 
   // Makes the receivers match `request` (already fenced); see the top.
-  proto::AssignReceiversResponse Assign(const proto::AssignReceiversRequest& request);
+  // FAILED_PRECONDITION if a newer leader has been heard since the fence.
+  [[nodiscard]] Result<proto::AssignReceiversResponse> Assign(const proto::AssignReceiversRequest& request);
 
   std::vector<proto::ReceiverState> States() const;
   int64_t registered_epoch() const;

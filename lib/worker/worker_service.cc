@@ -1,5 +1,7 @@
 #include "lib/worker/worker_service.h"
 
+#include <algorithm>
+
 #include "lib/rpc/rpc.h"
 
 namespace sluice::worker {
@@ -24,7 +26,9 @@ grpc::Status WorkerServiceImpl::AssignReceivers(grpc::ServerContext* /*context*/
                                                 const proto::AssignReceiversRequest* request,
                                                 proto::AssignReceiversResponse* response) {
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
-  *response = receivers_->Assign(*request);
+  Result<proto::AssignReceiversResponse> got = receivers_->Assign(*request);
+  if (!got.ok()) return rpc::ToGrpc(got.status());
+  *response = std::move(*got);
   return grpc::Status::OK;
 }
 
@@ -57,7 +61,7 @@ grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* /*context*/,
   while (reader->Read(&chunk)) {
     if (first) {
       info = chunk.info();
-      data.reserve(info.bytes());
+      data.reserve(static_cast<size_t>(std::clamp<int64_t>(info.bytes(), 0, 256 << 20)));
       first = false;
     }
     data += chunk.data();

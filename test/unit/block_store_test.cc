@@ -108,6 +108,28 @@ TEST_F(BlockStoreTest, DurableBlocksSurviveAReopenAndLeaveTheLogWhenDropped) {
   EXPECT_TRUE(Open(2100, 1 << 20)->Holdings().empty());
 }
 
+TEST_F(BlockStoreTest, ADifferentBlockAtTheSameStartReplacesALeftover) {
+  auto store = Open(/*memory=*/2100, /*disk=*/1 << 20);
+  source::Block first = MakeBlock("sock", 0, 0, 10, 100);
+  ASSERT_TRUE(store->Put(&first, /*durable=*/true).ok());
+  // The same block again (a retried replica) is a duplicate.
+  source::Block again = MakeBlock("sock", 0, 0, 10, 100);
+  EXPECT_EQ(store->Put(&again, true).code(), absl::StatusCode::kAlreadyExists);
+  // A new receiver starting at the same offset cuts a different block: it
+  // replaces the leftover, in memory and in the block log.
+  source::Block other = MakeBlock("sock", 0, 0, 7, 50);
+  ASSERT_TRUE(store->Put(&other, true).ok());
+  Result<source::Block> got = store->Get({"sock", 0, 0});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->lineage().end_offset, 7);
+  EXPECT_EQ(store->Stats().blocks_in_log, 1u);
+  EXPECT_EQ(store->Stats().memory_bytes, got->bytes());
+  store.reset();
+  std::vector<HeldBlock> held = Open(2100, 1 << 20)->Holdings();
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].lineage.end_offset, 7);
+}
+
 TEST(BlockBuilderTest, DeadLettersKeepTheRangeContiguousWithoutARecord) {
   source::BlockBuilder b("s", 0, 100);
   b.Add("one");
