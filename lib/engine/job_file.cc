@@ -1,0 +1,392 @@
+#include "lib/engine/job_file.h"
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "lib/common/fs.h"
+#include "lib/engine/expr.h"
+#include "yaml-cpp/yaml.h"
+
+namespace sluice::engine {
+namespace {
+
+constexpr int64_t kDefaultBatchIntervalMs = 1000;
+constexpr int kDefaultMaxBatchesInFlight = 2;
+constexpr int kDefaultMaxTaskFailures = 4;
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// Walks the YAML tree; every error names the file, the line and the field.
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  Status Error(const YAML::Node& at, const std::string& path, const std::string& why) const {
+    const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
+    return absl::InvalidArgumentError(
+        line > 0 ? fmt::format("{}: line {}: {}: {}", file_, line, path, why) : fmt::format("{}: {}: {}", file_, path, why));
+  }
+
+  Status Map(const YAML::Node& n, const std::string& path, const std::vector<std::string>& allowed) const {
+    if (!n.IsMap()) return Error(n, path.empty() ? "job" : path, "expected a mapping (key: value lines)");
+    for (const auto& kv : n) {
+      const std::string key = kv.first.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        return Error(kv.first, path.empty() ? key : path + "." + key,
+                     fmt::format("unknown field '{}' (expected one of: {})", key, Join(allowed)));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  Result<std::string> Str(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsScalar()) return Error(n, path, "expected a string");
+    return n.Scalar();
+  }
+
+  Result<int64_t> Int(const YAML::Node& n, const std::string& path, int64_t min, int64_t max) const {
+    if (!n.IsScalar()) return Error(n, path, "expected a whole number");
+    const std::string& s = n.Scalar();
+    int64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size()) {
+      return Error(n, path, fmt::format("'{}' is not a whole number", s));
+    }
+    if (v < min || v > max) return Error(n, path, fmt::format("{} is not in {}..{}", v, min, max));
+    return v;
+  }
+
+  // "250ms", "1s", "2m", or a number of milliseconds.
+  Result<int64_t> DurationMs(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsScalar()) return Error(n, path, "expected a duration such as 500ms, 1s or 2m");
+    const std::string& s = n.Scalar();
+    int64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    const std::string unit(p, s.data() + s.size());
+    int64_t scale = 0;
+    if (unit.empty() || unit == "ms") scale = 1;
+    if (unit == "s") scale = 1000;
+    if (unit == "m") scale = 60'000;
+    if (ec != std::errc() || p == s.data() || scale == 0) {
+      return Error(n, path, fmt::format("'{}' is not a duration such as 500ms, 1s or 2m", s));
+    }
+    const int64_t ms = v * scale;
+    if (ms < 10 || ms > 3'600'000) return Error(n, path, fmt::format("{} is not between 10ms and 1h", s));
+    return ms;
+  }
+
+  Result<std::vector<std::string>> StrList(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsSequence()) return Error(n, path, "expected a list");
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n.size(); ++i) {
+      ASSIGN_OR_RETURN(std::string s, Str(n[i], fmt::format("{}[{}]", path, i)));
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  Status StrMap(const YAML::Node& n, const std::string& path, google::protobuf::Map<std::string, std::string>* out) const {
+    if (!n.IsMap()) return Error(n, path, "expected a mapping");
+    for (const auto& kv : n) {
+      ASSIGN_OR_RETURN(std::string v, Str(kv.second, path + "." + kv.first.Scalar()));
+      (*out)[kv.first.Scalar()] = v;
+    }
+    return absl::OkStatus();
+  }
+
+  Status Expression(const YAML::Node& n, const std::string& path, std::string* out) const {
+    ASSIGN_OR_RETURN(*out, Str(n, path));
+    Result<std::unique_ptr<Expr>> e = ParseExpr(*out);
+    if (!e.ok()) return Error(n, path, std::string(e.status().message()));
+    return absl::OkStatus();
+  }
+
+  Result<proto::SourceSpec> Source(const YAML::Node& n, const std::string& path) const {
+    RETURN_IF_ERROR(Map(n, path,
+                        {"name", "kind", "partitions", "replication", "max_event_bytes", "max_rate_per_partition",
+                         "rate", "keys", "payload_bytes", "seed", "brokers", "topic", "start", "properties",
+                         "addresses", "framing"}));
+    proto::SourceSpec s;
+    if (!n["name"]) return Error(n, path, "a source needs a name");
+    ASSIGN_OR_RETURN(*s.mutable_name(), Str(n["name"], path + ".name"));
+    if (!n["kind"]) return Error(n, path, "a source needs a kind: generator, kafka or socket");
+    ASSIGN_OR_RETURN(std::string kind, Str(n["kind"], path + ".kind"));
+    if (kind == "generator") {
+      s.set_kind(proto::SOURCE_KIND_GENERATOR);
+    } else if (kind == "kafka") {
+      s.set_kind(proto::SOURCE_KIND_KAFKA);
+    } else if (kind == "socket") {
+      s.set_kind(proto::SOURCE_KIND_SOCKET);
+    } else {
+      return Error(n["kind"], path + ".kind", fmt::format("'{}' is not generator, kafka or socket", kind));
+    }
+    auto opt_int = [&](const char* key, int64_t min, int64_t max, auto set) -> Status {
+      if (n[key]) {
+        ASSIGN_OR_RETURN(int64_t v, Int(n[key], path + "." + key, min, max));
+        set(v);
+      }
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(opt_int("partitions", 1, 4096, [&](int64_t v) { s.set_partitions(static_cast<int32_t>(v)); }));
+    RETURN_IF_ERROR(opt_int("replication", 1, 2, [&](int64_t v) { s.set_replication(static_cast<int32_t>(v)); }));
+    RETURN_IF_ERROR(opt_int("max_event_bytes", 1, 64 << 20, [&](int64_t v) { s.set_max_event_bytes(v); }));
+    RETURN_IF_ERROR(opt_int("max_rate_per_partition", 0, INT64_MAX, [&](int64_t v) { s.set_max_rate_per_partition(v); }));
+    RETURN_IF_ERROR(opt_int("rate", 0, INT64_MAX, [&](int64_t v) { s.mutable_generator()->set_rate_per_partition(v); }));
+    RETURN_IF_ERROR(opt_int("keys", 1, INT64_MAX, [&](int64_t v) { s.mutable_generator()->set_num_keys(v); }));
+    RETURN_IF_ERROR(opt_int("payload_bytes", 96, 64 << 20,
+                            [&](int64_t v) { s.mutable_generator()->set_payload_bytes(static_cast<int32_t>(v)); }));
+    RETURN_IF_ERROR(opt_int("seed", 1, INT64_MAX, [&](int64_t v) { s.mutable_generator()->set_seed(v); }));
+    if (n["brokers"]) {
+      ASSIGN_OR_RETURN(*s.mutable_kafka()->mutable_brokers(), Str(n["brokers"], path + ".brokers"));
+    }
+    if (n["topic"]) {
+      ASSIGN_OR_RETURN(*s.mutable_kafka()->mutable_topic(), Str(n["topic"], path + ".topic"));
+    }
+    if (n["start"]) {
+      ASSIGN_OR_RETURN(*s.mutable_kafka()->mutable_start(), Str(n["start"], path + ".start"));
+    }
+    if (n["properties"]) {
+      RETURN_IF_ERROR(StrMap(n["properties"], path + ".properties", s.mutable_kafka()->mutable_properties()));
+    }
+    if (n["addresses"]) {
+      ASSIGN_OR_RETURN(auto addresses, StrList(n["addresses"], path + ".addresses"));
+      for (auto& a : addresses) s.mutable_socket()->add_addresses(a);
+    }
+    if (n["framing"]) {
+      ASSIGN_OR_RETURN(*s.mutable_socket()->mutable_framing(), Str(n["framing"], path + ".framing"));
+    }
+    return s;
+  }
+
+  Result<proto::OperatorSpec> Operator(const YAML::Node& n, const std::string& path) const {
+    static const std::vector<std::string> kKinds = {"parse", "filter", "map", "project", "flat_map", "plugin"};
+    if (!n.IsMap() || n.size() != 1) {
+      return Error(n, path, fmt::format("an operator is one of: {} (e.g. '- filter: {{expr: \"x > 1\"}}')", Join(kKinds)));
+    }
+    const std::string kind = n.begin()->first.Scalar();
+    const YAML::Node body = n.begin()->second;
+    const std::string at = path + "." + kind;
+    proto::OperatorSpec op;
+    op.set_line(n.Mark().line + 1);
+    if (kind == "parse") {
+      RETURN_IF_ERROR(Map(body, at, {"format", "fields", "delimiter"}));
+      proto::ParseOp* p = op.mutable_parse();
+      if (!body["format"]) return Error(body, at, "parse needs a format: json, csv or raw");
+      ASSIGN_OR_RETURN(*p->mutable_format(), Str(body["format"], at + ".format"));
+      if (p->format() != "json" && p->format() != "csv" && p->format() != "raw") {
+        return Error(body["format"], at + ".format", fmt::format("'{}' is not json, csv or raw", p->format()));
+      }
+      if (body["fields"]) {
+        ASSIGN_OR_RETURN(auto fields, StrList(body["fields"], at + ".fields"));
+        for (auto& f : fields) p->add_fields(f);
+      }
+      if (p->format() == "csv" && p->fields().empty()) return Error(body, at + ".fields", "csv needs the column names");
+      if (body["delimiter"]) {
+        ASSIGN_OR_RETURN(*p->mutable_delimiter(), Str(body["delimiter"], at + ".delimiter"));
+      }
+    } else if (kind == "filter") {
+      // "- filter: x > 1" or "- filter: {expr: x > 1}"
+      if (body.IsScalar()) {
+        RETURN_IF_ERROR(Expression(body, at, op.mutable_filter()->mutable_expr()));
+      } else {
+        RETURN_IF_ERROR(Map(body, at, {"expr"}));
+        if (!body["expr"]) return Error(body, at, "filter needs an expr");
+        RETURN_IF_ERROR(Expression(body["expr"], at + ".expr", op.mutable_filter()->mutable_expr()));
+      }
+    } else if (kind == "map") {
+      RETURN_IF_ERROR(Map(body, at, {"fields"}));
+      if (!body["fields"] || !body["fields"].IsMap()) return Error(body, at + ".fields", "map needs fields: {name: expr}");
+      for (const auto& kv : body["fields"]) {
+        std::string expr;
+        RETURN_IF_ERROR(Expression(kv.second, at + ".fields." + kv.first.Scalar(), &expr));
+        (*op.mutable_map()->mutable_fields())[kv.first.Scalar()] = expr;
+      }
+    } else if (kind == "project") {
+      RETURN_IF_ERROR(Map(body, at, {"fields", "rename"}));
+      if (!body["fields"]) return Error(body, at, "project needs fields: [names]");
+      ASSIGN_OR_RETURN(auto fields, StrList(body["fields"], at + ".fields"));
+      for (auto& f : fields) op.mutable_project()->add_fields(f);
+      if (body["rename"]) RETURN_IF_ERROR(StrMap(body["rename"], at + ".rename", op.mutable_project()->mutable_rename()));
+    } else if (kind == "flat_map") {
+      RETURN_IF_ERROR(Map(body, at, {"split", "separator", "as"}));
+      if (!body["split"]) return Error(body, at, "flat_map needs split: <field>");
+      ASSIGN_OR_RETURN(*op.mutable_flat_map()->mutable_split(), Str(body["split"], at + ".split"));
+      if (body["separator"]) {
+        ASSIGN_OR_RETURN(*op.mutable_flat_map()->mutable_separator(), Str(body["separator"], at + ".separator"));
+      }
+      if (body["as"]) {
+        ASSIGN_OR_RETURN(*op.mutable_flat_map()->mutable_as(), Str(body["as"], at + ".as"));
+      }
+    } else if (kind == "plugin") {
+      RETURN_IF_ERROR(Map(body, at, {"path", "config"}));
+      if (!body["path"]) return Error(body, at, "plugin needs the path of its shared library");
+      ASSIGN_OR_RETURN(*op.mutable_plugin()->mutable_path(), Str(body["path"], at + ".path"));
+      if (body["config"]) RETURN_IF_ERROR(StrMap(body["config"], at + ".config", op.mutable_plugin()->mutable_config()));
+    } else {
+      return Error(n.begin()->first, path,
+                   fmt::format("unknown operator '{}' (expected one of: {})", kind, Join(kKinds)));
+    }
+    return op;
+  }
+
+  Result<proto::SinkSpec> Sink(const YAML::Node& n, const std::string& path) const {
+    static const std::vector<std::string> kKinds = {"file", "kafka", "stdout", "null"};
+    if (!n.IsMap() || n.size() != 1) {
+      return Error(n, path, fmt::format("a sink is one of: {} (e.g. 'sink: {{file: {{path: /data/out}}}}')", Join(kKinds)));
+    }
+    const std::string kind = n.begin()->first.Scalar();
+    const YAML::Node body = n.begin()->second;
+    const std::string at = path + "." + kind;
+    proto::SinkSpec sink;
+    if (kind == "file") {
+      RETURN_IF_ERROR(Map(body, at, {"path", "format"}));
+      if (!body["path"]) return Error(body, at, "a file sink needs a path (a directory)");
+      ASSIGN_OR_RETURN(*sink.mutable_file()->mutable_path(), Str(body["path"], at + ".path"));
+      sink.mutable_file()->set_format("jsonl");
+      if (body["format"]) {
+        ASSIGN_OR_RETURN(*sink.mutable_file()->mutable_format(), Str(body["format"], at + ".format"));
+      }
+      if (sink.file().format() != "jsonl" && sink.file().format() != "csv") {
+        return Error(body["format"], at + ".format", fmt::format("'{}' is not jsonl or csv", sink.file().format()));
+      }
+    } else if (kind == "kafka") {
+      RETURN_IF_ERROR(Map(body, at, {"brokers", "topic", "properties"}));
+      if (!body["brokers"] || !body["topic"]) return Error(body, at, "a kafka sink needs brokers and topic");
+      ASSIGN_OR_RETURN(*sink.mutable_kafka()->mutable_brokers(), Str(body["brokers"], at + ".brokers"));
+      ASSIGN_OR_RETURN(*sink.mutable_kafka()->mutable_topic(), Str(body["topic"], at + ".topic"));
+      if (body["properties"]) {
+        RETURN_IF_ERROR(StrMap(body["properties"], at + ".properties", sink.mutable_kafka()->mutable_properties()));
+      }
+    } else if (kind == "stdout" || kind == "null") {
+      if (body && !body.IsNull() && !(body.IsMap() && body.size() == 0)) return Error(body, at, "takes no settings");
+      if (kind == "stdout") sink.mutable_stdout();
+      if (kind == "null") sink.mutable_null();
+    } else {
+      return Error(n.begin()->first, path, fmt::format("unknown sink '{}' (expected one of: {})", kind, Join(kKinds)));
+    }
+    return sink;
+  }
+
+  Result<proto::JobSpec> Job(const YAML::Node& root) const {
+    RETURN_IF_ERROR(Map(root, "", {"name", "batch_interval", "sources", "operators", "sink",
+                                      "max_batches_in_flight", "max_task_failures"}));
+    proto::JobSpec job;
+    job.set_file(file_);
+    if (!root["name"]) return Error(root, "name", "a job needs a name");
+    ASSIGN_OR_RETURN(*job.mutable_name(), Str(root["name"], "name"));
+    if (Status st = ValidateId(job.name(), "name"); !st.ok()) {
+      return Error(root["name"], "name", std::string(st.message()));
+    }
+    job.set_batch_interval_ms(kDefaultBatchIntervalMs);
+    if (root["batch_interval"]) {
+      ASSIGN_OR_RETURN(int64_t ms, DurationMs(root["batch_interval"], "batch_interval"));
+      job.set_batch_interval_ms(ms);
+    }
+    if (!root["sources"]) return Error(root, "sources", "a job needs at least one source");
+    const YAML::Node sources = root["sources"];
+    if (!sources.IsSequence() || sources.size() == 0) return Error(sources, "sources", "expected a non-empty list");
+    for (size_t i = 0; i < sources.size(); ++i) {
+      const std::string path = fmt::format("sources[{}]", i);
+      if (sources[i].IsScalar()) {
+        job.add_sources(sources[i].Scalar());  // a source registered before
+      } else {
+        ASSIGN_OR_RETURN(proto::SourceSpec s, Source(sources[i], path));
+        job.add_sources(s.name());
+        *job.add_inline_sources() = std::move(s);
+      }
+    }
+    if (root["operators"]) {
+      const YAML::Node ops = root["operators"];
+      if (!ops.IsSequence()) return Error(ops, "operators", "expected a list");
+      for (size_t i = 0; i < ops.size(); ++i) {
+        ASSIGN_OR_RETURN(proto::OperatorSpec op, Operator(ops[i], fmt::format("operators[{}]", i)));
+        *job.add_operators() = std::move(op);
+      }
+    }
+    if (!root["sink"]) return Error(root, "sink", "a job needs a sink (file, kafka, stdout or null)");
+    ASSIGN_OR_RETURN(*job.mutable_sink(), Sink(root["sink"], "sink"));
+    job.set_max_batches_in_flight(kDefaultMaxBatchesInFlight);
+    if (root["max_batches_in_flight"]) {
+      ASSIGN_OR_RETURN(int64_t v, Int(root["max_batches_in_flight"], "max_batches_in_flight", 1, 100));
+      job.set_max_batches_in_flight(static_cast<int32_t>(v));
+    }
+    job.set_max_task_failures(kDefaultMaxTaskFailures);
+    if (root["max_task_failures"]) {
+      ASSIGN_OR_RETURN(int64_t v, Int(root["max_task_failures"], "max_task_failures", 1, 100));
+      job.set_max_task_failures(static_cast<int32_t>(v));
+    }
+    return job;
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace
+
+Result<proto::JobSpec> ParseJobFile(std::string_view text, std::string_view file) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: line {}: not valid YAML: {}", file, e.mark.line + 1, e.msg));
+  }
+  if (!root || root.IsNull()) return absl::InvalidArgumentError(fmt::format("{}: the job file is empty", file));
+  try {
+    ASSIGN_OR_RETURN(proto::JobSpec job, Reader(std::string(file)).Job(root));
+    RETURN_IF_ERROR(ValidateJobSpec(job));
+    return job;
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(fmt::format("{}: line {}: {}", file, e.mark.line + 1, e.msg));
+  }
+}
+
+Result<proto::JobSpec> LoadJobFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(fmt::format("{}: cannot read the job file", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return ParseJobFile(buffer.str(), path);
+}
+
+Status ValidateJobSpec(const proto::JobSpec& spec) {
+  const std::string& file = spec.file().empty() ? "job" : spec.file();
+  RETURN_IF_ERROR(ValidateId(spec.name(), "name"));
+  if (spec.batch_interval_ms() < 10 || spec.batch_interval_ms() > 3'600'000) {
+    return absl::InvalidArgumentError(fmt::format("{}: batch_interval: {} ms is not between 10ms and 1h", file,
+                                                  spec.batch_interval_ms()));
+  }
+  if (spec.sources().empty()) return absl::InvalidArgumentError(fmt::format("{}: sources: none given", file));
+  for (int i = 0; i < spec.operators_size(); ++i) {
+    const proto::OperatorSpec& op = spec.operators(i);
+    auto bad = [&](const std::string& field, const std::string& why) {
+      return absl::InvalidArgumentError(fmt::format("{}: line {}: operators[{}].{}: {}", file, op.line(), i, field, why));
+    };
+    switch (op.op_case()) {
+      case proto::OperatorSpec::kFilter:
+        if (auto e = ParseExpr(op.filter().expr()); !e.ok()) return bad("filter.expr", std::string(e.status().message()));
+        break;
+      case proto::OperatorSpec::kMap:
+        for (const auto& [name, expr] : op.map().fields()) {
+          if (auto e = ParseExpr(expr); !e.ok()) return bad("map.fields." + name, std::string(e.status().message()));
+        }
+        break;
+      case proto::OperatorSpec::OP_NOT_SET:
+        return bad("", "empty operator");
+      default:
+        break;
+    }
+  }
+  if (spec.sink().sink_case() == proto::SinkSpec::SINK_NOT_SET) {
+    return absl::InvalidArgumentError(fmt::format("{}: sink: none given", file));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sluice::engine

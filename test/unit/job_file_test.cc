@@ -1,0 +1,117 @@
+// Unit tests of job files (lib/engine/job_file.h): the whole language, and
+// every kind of mistake with its file, line and field.
+#include "lib/engine/job_file.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sluice::engine {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr const char* kGood = R"(# clicks from the Netherlands, projected
+name: nl-clicks
+batch_interval: 500ms
+sources:
+  - events
+  - name: clicks
+    kind: generator
+    partitions: 4
+    rate: 10000
+operators:
+  - parse: {format: json}
+  - filter: {expr: "country == 'NL' and amount > 10"}
+  - map:
+      fields: {double: amount * 2}
+  - project: {fields: [id, country, double], rename: {double: amount2}}
+  - flat_map: {split: tags, separator: ","}
+sink:
+  file: {path: /tmp/out, format: csv}
+max_batches_in_flight: 3
+)";
+
+std::string ErrorOf(const std::string& text) {
+  Result<proto::JobSpec> job = ParseJobFile(text, "jobs/x.yaml");
+  EXPECT_FALSE(job.ok()) << text;
+  return job.ok() ? "" : std::string(job.status().message());
+}
+
+TEST(JobFileTest, ReadsEveryPartOfAJob) {
+  Result<proto::JobSpec> job = ParseJobFile(kGood, "jobs/nl.yaml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->name(), "nl-clicks");
+  EXPECT_EQ(job->batch_interval_ms(), 500);
+  EXPECT_THAT(job->sources(), ::testing::ElementsAre("events", "clicks"));
+  ASSERT_EQ(job->inline_sources_size(), 1);
+  EXPECT_EQ(job->inline_sources(0).kind(), proto::SOURCE_KIND_GENERATOR);
+  EXPECT_EQ(job->inline_sources(0).generator().rate_per_partition(), 10000);
+  ASSERT_EQ(job->operators_size(), 5);
+  EXPECT_EQ(job->operators(0).parse().format(), "json");
+  EXPECT_EQ(job->operators(1).filter().expr(), "country == 'NL' and amount > 10");
+  EXPECT_EQ(job->operators(1).line(), 12);
+  EXPECT_EQ(job->operators(2).map().fields().at("double"), "amount * 2");
+  EXPECT_THAT(job->operators(3).project().fields(), ::testing::ElementsAre("id", "country", "double"));
+  EXPECT_EQ(job->operators(3).project().rename().at("double"), "amount2");
+  EXPECT_EQ(job->operators(4).flat_map().separator(), ",");
+  EXPECT_EQ(job->sink().file().path(), "/tmp/out");
+  EXPECT_EQ(job->sink().file().format(), "csv");
+  EXPECT_EQ(job->max_batches_in_flight(), 3);
+  EXPECT_EQ(job->max_task_failures(), 4);  // default
+  EXPECT_EQ(job->file(), "jobs/nl.yaml");
+  EXPECT_TRUE(ValidateJobSpec(*job).ok());
+}
+
+TEST(JobFileTest, JsonIsYamlToo) {
+  Result<proto::JobSpec> job = ParseJobFile(
+      R"({"name": "j", "sources": ["events"], "operators": [{"filter": "n > 1"}], "sink": {"null": {}}})", "j.json");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->batch_interval_ms(), 1000);
+  EXPECT_EQ(job->operators(0).filter().expr(), "n > 1");
+  EXPECT_TRUE(job->sink().has_null());
+}
+
+TEST(JobFileTest, EachKindOfMistakeNamesFileLineAndField) {
+  const std::string base = "name: j\nsources: [events]\nsink: {stdout: {}}\n";
+  EXPECT_THAT(ErrorOf(base + "operators:\n  - filter: {regon: x}\n"),
+              HasSubstr("jobs/x.yaml: line 5: operators[0].filter.regon: unknown field 'regon' (expected one of: expr)"));
+  EXPECT_THAT(ErrorOf(base + "operators:\n  - filter: {expr: \"amount >\"}\n"),
+              HasSubstr("line 5: operators[0].filter.expr: column 9: expected a value"));
+  EXPECT_THAT(ErrorOf(base + "operators:\n  - sort: {by: x}\n"),
+              HasSubstr("line 5: operators[0]: unknown operator 'sort'"));
+  EXPECT_THAT(ErrorOf(base + "operators:\n  - parse: {format: xml}\n"),
+              HasSubstr("operators[0].parse.format: 'xml' is not json, csv or raw"));
+  EXPECT_THAT(ErrorOf(base + "operators:\n  - parse: {format: csv}\n"), HasSubstr("csv needs the column names"));
+  EXPECT_THAT(ErrorOf(base + "batch_interval: soon\n"),
+              HasSubstr("line 4: batch_interval: 'soon' is not a duration"));
+  EXPECT_THAT(ErrorOf(base + "batch_interval: 5ms\n"), HasSubstr("not between 10ms and 1h"));
+  EXPECT_THAT(ErrorOf(base + "max_batches_in_flight: 0\n"), HasSubstr("max_batches_in_flight: 0 is not in 1..100"));
+  EXPECT_THAT(ErrorOf(base + "colour: blue\n"), HasSubstr("line 4: colour: unknown field 'colour'"));
+  EXPECT_THAT(ErrorOf("name: j\nsources: [events]\n"), HasSubstr("sink: a job needs a sink"));
+  EXPECT_THAT(ErrorOf("name: j\nsink: {null: {}}\n"), HasSubstr("sources: a job needs at least one source"));
+  EXPECT_THAT(ErrorOf("name: 'bad/name'\nsources: [e]\nsink: {null: {}}\n"), HasSubstr("line 1: name:"));
+  EXPECT_THAT(ErrorOf("name: j\nsources: [e]\nsink: {s3: {}}\n"), HasSubstr("line 3: sink: unknown sink 's3'"));
+  EXPECT_THAT(ErrorOf("name: j\nsources: [e]\nsink: {file: {format: csv}}\n"), HasSubstr("needs a path"));
+  EXPECT_THAT(ErrorOf("name: j\nsources:\n  - {name: s, kind: ftp}\nsink: {null: {}}\n"),
+              HasSubstr("line 3: sources[0].kind: 'ftp' is not generator, kafka or socket"));
+  EXPECT_THAT(ErrorOf("name: j\nsources:\n  - {name: s, kind: generator, partitions: many}\nsink: {null: {}}\n"),
+              HasSubstr("sources[0].partitions: 'many' is not a whole number"));
+  EXPECT_THAT(ErrorOf("name: [j\n"), HasSubstr("jobs/x.yaml: line 2: not valid YAML: end of sequence flow not found"));
+  EXPECT_THAT(ErrorOf(""), HasSubstr("the job file is empty"));
+  EXPECT_THAT(ErrorOf("- just\n- a list\n"), HasSubstr("job: expected a mapping"));
+}
+
+TEST(JobFileTest, ValidationRefusesASpecFromAnywhere) {
+  Result<proto::JobSpec> job = ParseJobFile(kGood, "jobs/nl.yaml");
+  ASSERT_TRUE(job.ok());
+  proto::JobSpec bad = *job;
+  bad.mutable_operators(1)->mutable_filter()->set_expr("x ==");
+  EXPECT_THAT(std::string(ValidateJobSpec(bad).message()),
+              HasSubstr("jobs/nl.yaml: line 12: operators[1].filter.expr: column 5"));
+  bad = *job;
+  bad.clear_sink();
+  EXPECT_THAT(std::string(ValidateJobSpec(bad).message()), HasSubstr("sink: none given"));
+}
+
+}  // namespace
+}  // namespace sluice::engine
