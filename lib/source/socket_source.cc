@@ -37,9 +37,18 @@ class SocketReader final : public PartitionReader {
       if (n > 0) {
         buf_.append(buf, n);
       } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-        // The peer closed: a last line without its newline is still a line.
-        if (options_.framing == SocketReaderOptions::Framing::kLines && !buf_.empty() && skip_ == 0) {
+        // The peer closed. Nothing of this connection carries over to the
+        // next one (buf_ holds no complete record here): a last line without
+        // its newline is still a line; a frame cut short is a dead letter; an
+        // oversized event being skipped (already a dead letter) ends here.
+        if (skip_ > 0) {
+          skip_ = 0;
+        } else if (!buf_.empty() && options_.framing == SocketReaderOptions::Framing::kLines) {
           buf_.push_back('\n');
+        } else if (!buf_.empty()) {
+          builder->AddDeadLetter(fmt::format("frame cut short by the connection's end after {} bytes", buf_.size()));
+          ++added;
+          buf_.clear();
         }
         spdlog::info("socket source {}: connection closed; reconnecting", options_.address);
         Close();
@@ -120,7 +129,9 @@ class SocketReader final : public PartitionReader {
           continue;
         }
         if (nl == nullptr) {
-          if (static_cast<int64_t>(buf_.size() - pos) > max) {
+          // A trailing '\r' may be the start of its "\r\n", not of the event.
+          const int64_t rest = static_cast<int64_t>(buf_.size() - pos) - (buf_.back() == '\r' ? 1 : 0);
+          if (rest > max) {
             builder->AddDeadLetter(fmt::format("line longer than {} bytes", max));
             ++added;
             skip_ = 1;
