@@ -132,7 +132,11 @@ Status Receiver::Hand(source::Block block) {
       reported = true;
       break;
     }
-    if (!IsPause(st)) return st;
+    if (!IsPause(st)) {
+      // Refused for good: the block will never be reported; free its room.
+      if (put_here) store_->Drop({held.lineage.source, held.lineage.partition, held.lineage.start_offset});
+      return st;
+    }
     pause();
   }
   if (!reported) {

@@ -3,10 +3,11 @@
 //
 // Reporting is the owner's (ReceiverSet): it replicates a durable block to a
 // second worker and hands the block to the leader. While the reporter says
-// UNAVAILABLE or RESOURCE_EXHAUSTED (leader unreachable, too many blocks not
-// yet acknowledged, no replica reachable) the receiver is paused exactly as
-// when the store is full; any other error stops it with that error (the
-// leader refused the block: another receiver owns the partition now).
+// UNAVAILABLE, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED (leader unreachable,
+// too many blocks not yet acknowledged, no replica reachable or a replica
+// call timed out) the receiver is paused exactly as when the store is full;
+// any other error stops it with that error (the leader refused the block:
+// another receiver owns the partition now) and drops the unreported block.
 // Dead letters (events over the size limit, frames that do not parse) are
 // counted and logged with their offsets; the receiver keeps running.
 //
