@@ -9,6 +9,7 @@
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
 #include "lib/coord/coordinator.h"
+#include "lib/engine/job_file.h"
 #include "lib/rpc/rpc.h"
 #include "lib/rpc/status_client.h"
 #include "proto/driver.grpc.pb.h"
@@ -68,6 +69,17 @@ void Ctl::Register(CLI::App& app) {
   for (CLI::App* c : {a}) {
     c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   }
+  submit_cmd_ = app.add_subcommand("submit", "Submit a job file; returns once the job is committed");
+  submit_cmd_->add_option("job-file", job_file_, "The job file (YAML or JSON, docs/jobs.md)")->required();
+  list_cmd_ = app.add_subcommand("list", "List jobs");
+  describe_cmd_ = app.add_subcommand("describe", "Show one job");
+  describe_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
+  stop_cmd_ = app.add_subcommand("stop", "Stop a job");
+  stop_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
+  stop_cmd_->add_option("--reason", stop_reason_, "Recorded with the job");
+  for (CLI::App* c : {submit_cmd_, list_cmd_, describe_cmd_, stop_cmd_}) {
+    c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
+  }
   sources_cmd_ = app.add_subcommand("sources", "List sources, their partitions and blocks");
   sources_cmd_->add_flag("--blocks", with_blocks_, "List every block and who holds it");
   sources_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
@@ -78,6 +90,10 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (status_cmd_->parsed()) return RunStatus(out, err);
   if (source_add_cmd_->parsed()) return RunSourceAdd(out, err);
   if (sources_cmd_->parsed()) return RunSources(out, err);
+  if (submit_cmd_->parsed()) return RunSubmit(out, err);
+  if (list_cmd_->parsed()) return RunList(out, err);
+  if (describe_cmd_->parsed()) return RunDescribe(out, err);
+  if (stop_cmd_->parsed()) return RunStop(out, err);
   err << "sluicectl: error: no command given (see --help)\n";
   return kExitUsage;
 }
@@ -267,6 +283,109 @@ int Ctl::RunSources(std::ostream& out, std::ostream& err) {
       }
     }
   }
+  return 0;
+}
+
+namespace {
+
+void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
+  std::string sources;
+  for (const std::string& s : j.spec().sources()) sources += (sources.empty() ? "" : ",") + s;
+  out << std::left << std::setw(20) << j.job_id() << std::setw(10) << j.state() << std::setw(10)
+      << (std::to_string(j.spec().batch_interval_ms()) + "ms") << std::setw(10) << j.last_planned_batch()
+      << std::setw(10) << j.last_committed_batch() << sources << "\n";
+  if (!detail) return;
+  out << "  file:       " << (j.spec().file().empty() ? "-" : j.spec().file()) << "\n";
+  out << "  operators:  " << j.spec().operators_size() << "\n";
+  for (proto::OperatorSpec op : j.spec().operators()) {
+    const int line = op.line();
+    op.clear_line();
+    out << "    line " << line << ": " << op.ShortDebugString() << "\n";
+  }
+  out << "  sink:       " << j.spec().sink().ShortDebugString() << "\n";
+  if (!j.stop_reason().empty()) out << "  stopped:    " << j.stop_reason() << "\n";
+}
+
+void PrintJobHeader(std::ostream& out) {
+  out << std::left << std::setw(20) << "JOB" << std::setw(10) << "STATE" << std::setw(10) << "BATCH"
+      << std::setw(10) << "PLANNED" << std::setw(10) << "COMMITTED" << "SOURCES\n";
+}
+
+}  // namespace
+
+int Ctl::RunSubmit(std::ostream& out, std::ostream& err) {
+  // Checked here first, so mistakes name the file on the user's machine.
+  Result<proto::JobSpec> spec = engine::LoadJobFile(job_file_);
+  if (!spec.ok()) {
+    err << "sluicectl: " << spec.status().message() << "\n";
+    return absl::IsNotFound(spec.status()) ? 1 : kExitUsage;
+  }
+  const std::string leader = FindLeader(err);
+  if (leader.empty()) return 1;
+  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(std::max(timeout_ms_, 15'000)));
+  proto::SubmitJobRequest request;
+  *request.mutable_spec() = *spec;
+  proto::SubmitJobResponse response;
+  Status st = rpc::FromGrpc(stub->SubmitJob(&ctx, request, &response));
+  if (!st.ok()) {
+    err << "sluicectl: " << st.message() << "\n";
+    return absl::IsInvalidArgument(st) ? kExitUsage : 1;
+  }
+  out << response.job_id() << "\n";
+  return 0;
+}
+
+int Ctl::RunList(std::ostream& out, std::ostream& err) {
+  const std::string leader = FindLeader(err);
+  if (leader.empty()) return 1;
+  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms_));
+  proto::ListJobsResponse response;
+  if (Status st = rpc::FromGrpc(stub->ListJobs(&ctx, proto::ListJobsRequest(), &response)); !st.ok()) {
+    err << "sluicectl: " << st.message() << "\n";
+    return 1;
+  }
+  PrintJobHeader(out);
+  for (const proto::JobInfo& j : response.jobs()) PrintJob(out, j, false);
+  return 0;
+}
+
+int Ctl::RunDescribe(std::ostream& out, std::ostream& err) {
+  const std::string leader = FindLeader(err);
+  if (leader.empty()) return 1;
+  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms_));
+  proto::DescribeJobRequest request;
+  request.set_job_id(job_id_);
+  proto::JobInfo response;
+  if (Status st = rpc::FromGrpc(stub->DescribeJob(&ctx, request, &response)); !st.ok()) {
+    err << "sluicectl: " << st.message() << "\n";
+    return 1;
+  }
+  PrintJobHeader(out);
+  PrintJob(out, response, true);
+  return 0;
+}
+
+int Ctl::RunStop(std::ostream& out, std::ostream& err) {
+  const std::string leader = FindLeader(err);
+  if (leader.empty()) return 1;
+  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(std::max(timeout_ms_, 15'000)));
+  proto::StopJobRequest request;
+  request.set_job_id(job_id_);
+  request.set_reason(stop_reason_);
+  proto::StopJobResponse response;
+  if (Status st = rpc::FromGrpc(stub->StopJob(&ctx, request, &response)); !st.ok()) {
+    err << "sluicectl: " << st.message() << "\n";
+    return 1;
+  }
+  out << "job " << job_id_ << " stopped\n";
   return 0;
 }
 

@@ -40,6 +40,10 @@ class Ctl {
   int RunStatus(std::ostream& out, std::ostream& err);
   int RunSourceAdd(std::ostream& out, std::ostream& err);
   int RunSources(std::ostream& out, std::ostream& err);
+  int RunSubmit(std::ostream& out, std::ostream& err);
+  int RunList(std::ostream& out, std::ostream& err);
+  int RunDescribe(std::ostream& out, std::ostream& err);
+  int RunStop(std::ostream& out, std::ostream& err);
   // Fills drivers_/workers_ from --coordinator; 0 or an exit code.
   int Discover(std::ostream& err);
   // The serving leader among drivers_, or "" (with the reason on `err`).
@@ -55,6 +59,12 @@ class Ctl {
   bool with_blocks_ = false;
   CLI::App* source_add_cmd_ = nullptr;
   CLI::App* sources_cmd_ = nullptr;
+  // jobs
+  std::string job_file_, job_id_, stop_reason_;
+  CLI::App* submit_cmd_ = nullptr;
+  CLI::App* list_cmd_ = nullptr;
+  CLI::App* describe_cmd_ = nullptr;
+  CLI::App* stop_cmd_ = nullptr;
   std::vector<std::string> drivers_;
   std::vector<std::string> workers_;
   std::string coordinator_;

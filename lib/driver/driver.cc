@@ -7,6 +7,7 @@
 #include "lib/coord/coordinator.h"
 #include "lib/driver/data_path.h"
 #include "lib/driver/driver_service.h"
+#include "lib/driver/job_registry.h"
 #include "lib/driver/leadership.h"
 #include "lib/wal/replicated_log.h"
 #include "lib/wal/wal_service.h"
@@ -119,6 +120,8 @@ Status Driver::Start() {
   data_path_ = std::make_unique<DataPath>(options_.daemon.id, log_.get(), leadership_.get(),
                                           workers_proxy_.get(), clock_);
   data_path_view_ = data_path_.get();
+  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, log_.get(), leadership_.get(), data_path_.get(), clock_);
+  jobs_view_ = jobs_.get();
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
   return absl::OkStatus();
@@ -176,11 +179,13 @@ void Driver::Stop() {
   if (assign_thread_.joinable()) assign_thread_.join();
   leadership_view_ = nullptr;
   data_path_view_ = nullptr;
+  jobs_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
   if (server_ != nullptr) server_->Shutdown(0);
   if (drivers_) drivers_->Leave();
   if (coordinator_) coordinator_->Close();
   // The roles hold pointers into the coordinator: release them first.
+  jobs_.reset();
   data_path_.reset();  // gRPC has stopped: nothing calls it any more
   leadership_.reset();
   detector_.reset();
@@ -233,6 +238,14 @@ Result<int64_t> Driver::AppendMarker(const proto::AppendMarkerRequest& request) 
     m->set_payload(request.payload());
   }
   return log_->AppendBatch(std::move(records));
+}
+
+Status Driver::WithLeaderHint(Status status) const {
+  if (!absl::IsUnavailable(status)) return status;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!leader_ || leader_->id() == options_.daemon.id) return status;
+  return absl::UnavailableError(fmt::format("{} (the leader is {} at {})", std::string(status.message()), leader_->id(),
+                                            leader_->rpc_address()));
 }
 
 Status Driver::ReadWal(const proto::ReadWalRequest& request, proto::ReadWalResponse* response) {

@@ -57,6 +57,7 @@ namespace sluice::driver {
 
 class DataPath;
 class DriverServiceImpl;
+class JobRegistry;
 class Leadership;
 class WorkerProxy;
 
@@ -96,6 +97,10 @@ class Driver {
   [[nodiscard]] Status ReadWal(const proto::ReadWalRequest& request, proto::ReadWalResponse* response);
   // Sources, blocks and receiver assignment; null until started.
   DataPath* data_path() const { return data_path_view_.load(); }
+  // An UNAVAILABLE `status` gains where the leader is, as this driver sees it.
+  Status WithLeaderHint(Status status) const;
+  // Jobs; null until started.
+  JobRegistry* jobs() const { return jobs_view_.load(); }
 
  private:
   void HeartbeatLoop();
@@ -114,6 +119,8 @@ class Driver {
   std::atomic<Leadership*> leadership_view_{nullptr};
   std::unique_ptr<DataPath> data_path_;
   std::atomic<DataPath*> data_path_view_{nullptr};
+  std::unique_ptr<JobRegistry> jobs_;
+  std::atomic<JobRegistry*> jobs_view_{nullptr};
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
   std::unique_ptr<coord::Membership> workers_;

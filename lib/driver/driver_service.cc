@@ -1,6 +1,7 @@
 #include "lib/driver/driver_service.h"
 
 #include "lib/driver/data_path.h"
+#include "lib/driver/job_registry.h"
 
 #include "lib/driver/driver.h"
 #include "lib/rpc/rpc.h"
@@ -63,6 +64,41 @@ grpc::Status DriverServiceImpl::ReportBlocks(grpc::ServerContext*, const proto::
   DataPath* data = driver_->data_path();
   if (data == nullptr) return NotReady();
   return rpc::ToGrpc(data->ReportBlocks(*request, response));
+}
+
+grpc::Status DriverServiceImpl::SubmitJob(grpc::ServerContext*, const proto::SubmitJobRequest* request,
+                                          proto::SubmitJobResponse* response) {
+  JobRegistry* jobs = driver_->jobs();
+  if (jobs == nullptr) return NotReady();
+  Result<proto::SubmitJobResponse> got = jobs->Submit(request->spec());
+  if (!got.ok()) return rpc::ToGrpc(driver_->WithLeaderHint(got.status()));
+  *response = std::move(*got);
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::ListJobs(grpc::ServerContext*, const proto::ListJobsRequest*,
+                                         proto::ListJobsResponse* response) {
+  JobRegistry* jobs = driver_->jobs();
+  if (jobs == nullptr) return NotReady();
+  *response = jobs->List();
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::DescribeJob(grpc::ServerContext*, const proto::DescribeJobRequest* request,
+                                            proto::JobInfo* response) {
+  JobRegistry* jobs = driver_->jobs();
+  if (jobs == nullptr) return NotReady();
+  Result<proto::JobInfo> got = jobs->Describe(request->job_id());
+  if (!got.ok()) return rpc::ToGrpc(got.status());
+  *response = std::move(*got);
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::StopJob(grpc::ServerContext*, const proto::StopJobRequest* request,
+                                        proto::StopJobResponse*) {
+  JobRegistry* jobs = driver_->jobs();
+  if (jobs == nullptr) return NotReady();
+  return rpc::ToGrpc(driver_->WithLeaderHint(jobs->Stop(request->job_id(), request->reason())));
 }
 
 }  // namespace sluice::driver

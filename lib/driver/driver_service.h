@@ -29,6 +29,14 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                               proto::RegisterWorkerResponse* response) override;
   grpc::Status ReportBlocks(grpc::ServerContext* context, const proto::ReportBlocksRequest* request,
                             proto::ReportBlocksResponse* response) override;
+  grpc::Status SubmitJob(grpc::ServerContext* context, const proto::SubmitJobRequest* request,
+                         proto::SubmitJobResponse* response) override;
+  grpc::Status ListJobs(grpc::ServerContext* context, const proto::ListJobsRequest* request,
+                        proto::ListJobsResponse* response) override;
+  grpc::Status DescribeJob(grpc::ServerContext* context, const proto::DescribeJobRequest* request,
+                           proto::JobInfo* response) override;
+  grpc::Status StopJob(grpc::ServerContext* context, const proto::StopJobRequest* request,
+                       proto::StopJobResponse* response) override;
 
  private:
   Driver* const driver_;

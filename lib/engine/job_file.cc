@@ -239,7 +239,8 @@ class Reader {
     if (!n.IsMap() || n.size() != 1) {
       return Error(n, path, fmt::format("a sink is one of: {} (e.g. 'sink: {{file: {{path: /data/out}}}}')", Join(kKinds)));
     }
-    const std::string kind = n.begin()->first.Scalar();
+    // `null:` as a key is YAML's null, not a string: it names the null sink.
+    const std::string kind = n.begin()->first.IsNull() ? "null" : n.begin()->first.Scalar();
     const YAML::Node body = n.begin()->second;
     const std::string at = path + "." + kind;
     proto::SinkSpec sink;

@@ -23,6 +23,7 @@ Status WalState::Apply(const proto::WalRecord& r) {
       auto it = state_.mutable_jobs()->find(r.job_stopped().job_id());
       if (it == state_.mutable_jobs()->end()) return Refuse(r, "unknown job");
       it->second.set_stopped(true);
+      it->second.set_stop_reason(r.job_stopped().reason());
       return absl::OkStatus();
     }
     case proto::WalRecord::kBatchPlanned: {

@@ -62,6 +62,15 @@ TEST(JobFileTest, ReadsEveryPartOfAJob) {
   EXPECT_TRUE(ValidateJobSpec(*job).ok());
 }
 
+TEST(JobFileTest, TheNullSinkIsWrittenAsPlainYaml) {
+  Result<proto::JobSpec> job = ParseJobFile("name: j\nsources: [e]\nsink: {null: {}}\n", "j.yaml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_TRUE(job->sink().has_null());
+  job = ParseJobFile("name: j\nsources: [e]\nsink:\n  stdout:\n", "j.yaml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_TRUE(job->sink().has_stdout());
+}
+
 TEST(JobFileTest, JsonIsYamlToo) {
   Result<proto::JobSpec> job = ParseJobFile(
       R"({"name": "j", "sources": ["events"], "operators": [{"filter": "n > 1"}], "sink": {"null": {}}})", "j.json");

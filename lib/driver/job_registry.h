@@ -1,0 +1,54 @@
+// JobRegistry: the leader's jobs — submit, list, describe, stop.
+//
+// Module sluice::driver owns it. A job is checked whole before anything is
+// written (engine::ValidateJobSpec; its inline sources are registered, its
+// named sources must exist), so a job that fails validation is refused,
+// never half-started. Submit returns once JobSubmitted is committed in the
+// WAL, Stop once JobStopped is (DESIGN.md "Commit rule"). Job ids are job
+// names, unique for the life of the cluster's WAL. The planner (next step of
+// issue 6) reads the running jobs from the WAL's view.
+//
+// Thread-safe: calls are serialised (submits are rare and each waits for a
+// quorum commit).
+#pragma once
+
+#include <mutex>
+#include <string>
+
+#include "lib/common/clock.h"
+#include "lib/common/status.h"
+#include "proto/driver.pb.h"
+
+namespace sluice::wal {
+class ReplicatedLog;
+}
+
+namespace sluice::driver {
+
+class DataPath;
+class Leadership;
+
+class JobRegistry {
+ public:
+  // All pointers must outlive this object.
+  JobRegistry(std::string driver_id, wal::ReplicatedLog* log, Leadership* leadership, DataPath* data,
+              Clock* clock);
+
+  [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec);
+  [[nodiscard]] Status Stop(const std::string& job_id, const std::string& reason);
+  // From the committed WAL: any driver answers (a standby may lag).
+  proto::ListJobsResponse List() const;
+  [[nodiscard]] Result<proto::JobInfo> Describe(const std::string& job_id) const;
+
+ private:
+  [[nodiscard]] Status CheckLeader() const;
+
+  const std::string driver_id_;
+  wal::ReplicatedLog* const log_;
+  Leadership* const leadership_;
+  DataPath* const data_;
+  Clock* const clock_;
+  std::mutex mu_;  // one submit or stop at a time
+};
+
+}  // namespace sluice::driver
