@@ -8,6 +8,7 @@
 #include "lib/driver/data_path.h"
 #include "lib/driver/driver_service.h"
 #include "lib/driver/job_registry.h"
+#include "lib/driver/planner.h"
 #include "lib/driver/leadership.h"
 #include "lib/wal/replicated_log.h"
 #include "lib/wal/wal_service.h"
@@ -122,6 +123,7 @@ Status Driver::Start() {
   data_path_view_ = data_path_.get();
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, log_.get(), leadership_.get(), data_path_.get(), clock_);
   jobs_view_ = jobs_.get();
+  planner_ = std::make_unique<Planner>(log_.get(), leadership_.get(), clock_);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
   return absl::OkStatus();
@@ -163,6 +165,7 @@ void Driver::AssignLoop() {
     const std::string address = process_.rpc_address();
     lock.unlock();
     data_path_->Tick(workers, address);
+    planner_->Tick();
     lock.lock();
   }
 }
@@ -185,6 +188,7 @@ void Driver::Stop() {
   if (drivers_) drivers_->Leave();
   if (coordinator_) coordinator_->Close();
   // The roles hold pointers into the coordinator: release them first.
+  planner_.reset();
   jobs_.reset();
   data_path_.reset();  // gRPC has stopped: nothing calls it any more
   leadership_.reset();

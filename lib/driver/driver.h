@@ -58,6 +58,7 @@ namespace sluice::driver {
 class DataPath;
 class DriverServiceImpl;
 class JobRegistry;
+class Planner;
 class Leadership;
 class WorkerProxy;
 
@@ -121,6 +122,7 @@ class Driver {
   std::atomic<DataPath*> data_path_view_{nullptr};
   std::unique_ptr<JobRegistry> jobs_;
   std::atomic<JobRegistry*> jobs_view_{nullptr};
+  std::unique_ptr<Planner> planner_;  // used by the assignment thread only
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
   std::unique_ptr<coord::Membership> workers_;

@@ -2,8 +2,14 @@
 // file is checked, submitted, committed in the replicated WAL, survives a
 // leader kill, and stops; mistakes are refused with their file, line and
 // field, and nothing of a refused job is left behind.
+#include <map>
+#include <thread>
+
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "lib/rpc/rpc.h"
+#include "proto/driver.grpc.pb.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -123,6 +129,68 @@ TEST_F(JobsTest, ARefusedJobNamesItsMistakeAndLeavesNothingBehind) {
   CtlRun list = Ctl({"list"});
   EXPECT_EQ(list.code, 0);
   EXPECT_THAT(list.output, ::testing::Not(HasSubstr("running")));  // no job was half-started
+}
+
+// Batches are planned from the accepted blocks: consecutive, contiguous per
+// partition, committed in the WAL, and no more than max_batches_in_flight
+// while none commits (executors come next).
+TEST_F(JobsTest, BatchesArePlannedContiguouslyFromAcceptedBlocks) {
+  WaitForLeader();
+  CtlRun submit = Ctl({"submit", JobFile("gen.yaml", R"(name: planned
+batch_interval: 300ms
+max_batches_in_flight: 3
+sources:
+  - {name: gen, kind: generator, partitions: 2, rate: 2000}
+sink: {null: {}}
+)")});
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  ASSERT_TRUE(testing::WaitUntil([&] { return Ctl({"describe", "planned"}).output.find("running   300ms     3         0") != std::string::npos; },
+                                 milliseconds(20'000), milliseconds(200)))
+      << Ctl({"describe", "planned"}).output;
+  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_THAT(Ctl({"describe", "planned"}).output, HasSubstr("running   300ms     3         0"))
+      << "no more than max_batches_in_flight while none commits";
+
+  std::string leader;
+  for (int i = 0; i < cluster_->num_drivers(); ++i) {
+    Result<proto::DriverStatus> st = testing::GetDriverStatus(cluster_->driver_address(i));
+    if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) leader = cluster_->driver_address(i);
+  }
+  ASSERT_FALSE(leader.empty());
+  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+  grpc::ClientContext ctx;
+  proto::ReadWalRequest request;
+  request.set_from_seq(1);
+  request.set_max_records(10'000);
+  proto::ReadWalResponse wal;
+  ASSERT_TRUE(rpc::FromGrpc(stub->ReadWal(&ctx, request, &wal)).ok());
+  std::vector<proto::BatchPlanned> batches;
+  std::map<int, std::vector<proto::BlockInfo>> blocks;  // accepted, per partition
+  for (const proto::WalRecord& r : wal.records()) {
+    if (r.has_batch_planned() && r.batch_planned().job_id() == "planned") batches.push_back(r.batch_planned());
+    if (r.has_blocks_added()) {
+      for (const proto::BlockInfo& b : r.blocks_added().blocks()) blocks[b.range().partition()].push_back(b);
+    }
+  }
+  ASSERT_EQ(batches.size(), 3u);
+  std::map<int, int64_t> next;  // partition -> where the next batch must start
+  for (int p = 0; p < 2; ++p) {
+    ASSERT_FALSE(blocks[p].empty());
+    next[p] = blocks[p].front().range().start_offset();
+  }
+  for (size_t i = 0; i < batches.size(); ++i) {
+    EXPECT_EQ(batches[i].batch_id(), static_cast<int64_t>(i + 1));
+    if (i > 0) EXPECT_EQ(batches[i].batch_time_unix_ms() - batches[i - 1].batch_time_unix_ms(), 300);
+    for (const proto::PartitionRange& r : batches[i].ranges()) {
+      EXPECT_EQ(r.start_offset(), next[r.partition()]) << "batch " << i + 1 << " partition " << r.partition();
+      EXPECT_GT(r.end_offset(), r.start_offset());
+      // Every range ends on a block boundary that was accepted before it.
+      EXPECT_TRUE(std::any_of(blocks[r.partition()].begin(), blocks[r.partition()].end(),
+                              [&](const proto::BlockInfo& b) { return b.range().end_offset() == r.end_offset(); }));
+      next[r.partition()] = r.end_offset();
+    }
+  }
+  EXPECT_GT(next[0] + next[1], 0);
 }
 
 }  // namespace

@@ -1,0 +1,78 @@
+#include "lib/driver/planner.h"
+
+#include "lib/driver/leadership.h"
+#include "lib/wal/replicated_log.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::driver {
+namespace {
+
+// Where the next batch of `job` starts in (source, partition), or -1.
+int64_t NextStart(const proto::JobState& job, const proto::PartitionState& ps, const std::string& source) {
+  // The newest planned batch that covers the partition wins, then the
+  // committed position.
+  for (int i = job.in_flight_size() - 1; i >= 0; --i) {
+    for (const proto::PartitionRange& r : job.in_flight(i).ranges()) {
+      if (r.source() == source && r.partition() == ps.partition()) return r.end_offset();
+    }
+  }
+  for (const proto::SourceOffset& o : job.committed_offsets()) {
+    if (o.source() == source && o.partition() == ps.partition()) return o.offset();
+  }
+  if (!ps.blocks().empty()) return ps.blocks(0).range().start_offset();  // the oldest block held
+  return ps.next_offset();  // -1 while a Kafka start position is not fixed yet
+}
+
+}  // namespace
+
+proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::WalState& state,
+                              int64_t batch_id, int64_t batch_time_unix_ms) {
+  proto::BatchPlanned plan;
+  plan.set_job_id(job_id);
+  plan.set_batch_id(batch_id);
+  plan.set_batch_time_unix_ms(batch_time_unix_ms);
+  for (const std::string& source : job.spec().sources()) {
+    auto it = state.sources().find(source);
+    if (it == state.sources().end()) continue;
+    for (const proto::PartitionState& ps : it->second.partitions()) {
+      const int64_t start = NextStart(job, ps, source);
+      if (start < 0 || ps.next_offset() <= start) continue;  // nothing new: left out
+      proto::PartitionRange* r = plan.add_ranges();
+      r->set_source(source);
+      r->set_partition(ps.partition());
+      r->set_start_offset(start);
+      r->set_end_offset(ps.next_offset());  // accepted blocks are contiguous up to here
+    }
+  }
+  return plan;
+}
+
+int Planner::Tick() {
+  if (!leadership_->Serving()) return 0;
+  const proto::WalState state = log_->State();
+  const int64_t now = clock_->UnixMillis();
+  int planned = 0;
+  for (const auto& [id, job] : state.jobs()) {
+    if (job.stopped()) continue;
+    const int max_in_flight = std::max(1, job.spec().max_batches_in_flight());
+    if (job.in_flight_size() >= max_in_flight) continue;
+    const int64_t interval = std::max<int64_t>(10, job.spec().batch_interval_ms());
+    const int64_t batch_id = job.last_planned_batch() + 1;
+    const int64_t batch_time = job.submit_time_unix_ms() + batch_id * interval;
+    if (now < batch_time) continue;
+    proto::WalRecord record;
+    *record.mutable_batch_planned() = PlanBatch(id, job, state, batch_id, batch_time);
+    int64_t events = 0;
+    for (const auto& r : record.batch_planned().ranges()) events += r.end_offset() - r.start_offset();
+    Result<int64_t> seq = log_->Append(std::move(record));
+    if (!seq.ok()) {
+      spdlog::warn("planning batch {} of job {}: {}", batch_id, id, seq.status().ToString());
+      return planned;
+    }
+    spdlog::debug("job {}: batch {} planned ({} offsets)", id, batch_id, events);
+    ++planned;
+  }
+  return planned;
+}
+
+}  // namespace sluice::driver

@@ -1,0 +1,48 @@
+// Planner: forms each running job's batches from the blocks the leader has
+// accepted (DESIGN.md "Data path", step 2).
+//
+// Module sluice::driver owns it. Every batch interval of a job, batch N takes,
+// per partition of each of its sources, the exact offset range from where
+// batch N-1 ended (or the partition's oldest held block, for the first
+// batch) to the partition's next offset — so consecutive batches are
+// contiguous, never overlap and never skip, and every range is covered by
+// accepted blocks. BatchPlanned(N) is appended to the WAL and committed
+// before anything may run it; at most max_batches_in_flight are planned and
+// not yet committed. A batch with no new data is still planned (empty ranges
+// are left out): time advances. Everything it reads is the committed WAL
+// view, so a new leader goes on exactly where the old one stopped.
+//
+// Thread-compatible: the driver's assignment thread calls Tick.
+#pragma once
+
+#include "lib/common/clock.h"
+#include "lib/common/status.h"
+#include "proto/wal.pb.h"
+
+namespace sluice::wal {
+class ReplicatedLog;
+}
+
+namespace sluice::driver {
+
+class Leadership;
+
+// Batch `batch_id` of `job` as planned now (pure; exposed for tests).
+proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::WalState& state,
+                              int64_t batch_id, int64_t batch_time_unix_ms);
+
+class Planner {
+ public:
+  Planner(wal::ReplicatedLog* log, Leadership* leadership, Clock* clock)
+      : log_(log), leadership_(leadership), clock_(clock) {}
+
+  // Plans every batch that is due; returns how many were committed.
+  int Tick();
+
+ private:
+  wal::ReplicatedLog* const log_;
+  Leadership* const leadership_;
+  Clock* const clock_;
+};
+
+}  // namespace sluice::driver
