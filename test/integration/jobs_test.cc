@@ -131,6 +131,19 @@ TEST_F(JobsTest, ARefusedJobNamesItsMistakeAndLeavesNothingBehind) {
   EXPECT_THAT(list.output, ::testing::Not(HasSubstr("running")));  // no job was half-started
 }
 
+// The worked example of docs/jobs.md is a job the cluster takes.
+TEST_F(JobsTest, TheDocumentedExampleRuns) {
+  WaitForLeader();
+  CtlRun submit = Ctl({"submit", std::string(testing::kSourceDir) + "/docs/examples/clicks.yaml"});
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  EXPECT_EQ(submit.output, "clicks\n");
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return Ctl({"describe", "clicks"}).output.find("running   1000ms    1") != std::string::npos; },
+      milliseconds(20'000), milliseconds(200)))
+      << Ctl({"describe", "clicks"}).output;
+  EXPECT_THAT(Ctl({"sources"}).output, HasSubstr("click-stream"));
+}
+
 // Batches are planned from the accepted blocks: consecutive, contiguous per
 // partition, committed in the WAL, and no more than max_batches_in_flight
 // while none commits (executors come next).
