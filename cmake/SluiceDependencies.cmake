@@ -20,6 +20,7 @@ if(NOT CLI11_FOUND)
   target_include_directories(CLI11::CLI11 INTERFACE ${CLI11_INCLUDE_DIR})
 endif()
 find_package(yaml-cpp CONFIG REQUIRED)
+find_package(simdjson CONFIG REQUIRED)
 
 # librdkafka: pkg-config only.
 pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)

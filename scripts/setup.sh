@@ -10,7 +10,7 @@ PACKAGES=(
   # Libraries the code links
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libzookeeper-mt-dev librdkafka-dev librocksdb-dev libspdlog-dev
-  libcli11-dev libyaml-cpp-dev
+  libcli11-dev libyaml-cpp-dev libsimdjson-dev
   # Tests
   libgtest-dev libgmock-dev
   # Servers and tools the tests and the demo run

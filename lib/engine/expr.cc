@@ -96,7 +96,7 @@ class Literal final : public Expr {
   explicit Literal(Value v, std::string storage = "") : storage_(std::move(storage)), v_(v) {
     if (std::holds_alternative<std::string_view>(v_)) v_ = std::string_view(storage_);
   }
-  Value Eval(const FieldLookup&, std::vector<std::string>*) const override { return v_; }
+  Value Eval(const FieldLookup&, std::deque<std::string>*) const override { return v_; }
   void Fields(std::vector<std::string>*) const override {}
 
  private:
@@ -107,7 +107,7 @@ class Literal final : public Expr {
 class Field final : public Expr {
  public:
   explicit Field(std::string name) : name_(std::move(name)) {}
-  Value Eval(const FieldLookup& fields, std::vector<std::string>*) const override { return fields(name_); }
+  Value Eval(const FieldLookup& fields, std::deque<std::string>*) const override { return fields(name_); }
   void Fields(std::vector<std::string>* out) const override { out->push_back(name_); }
 
  private:
@@ -117,7 +117,7 @@ class Field final : public Expr {
 class Unary final : public Expr {
  public:
   Unary(std::string op, std::unique_ptr<Expr> a) : op_(std::move(op)), a_(std::move(a)) {}
-  Value Eval(const FieldLookup& f, std::vector<std::string>* scratch) const override {
+  Value Eval(const FieldLookup& f, std::deque<std::string>* scratch) const override {
     Value v = a_->Eval(f, scratch);
     if (op_ == "not") return !Truthy(v);
     if (auto n = Num(v)) return -*n;
@@ -134,7 +134,7 @@ class Binary final : public Expr {
  public:
   Binary(std::string op, std::unique_ptr<Expr> a, std::unique_ptr<Expr> b)
       : op_(std::move(op)), a_(std::move(a)), b_(std::move(b)) {}
-  Value Eval(const FieldLookup& f, std::vector<std::string>* scratch) const override {
+  Value Eval(const FieldLookup& f, std::deque<std::string>* scratch) const override {
     if (op_ == "and") return Truthy(a_->Eval(f, scratch)) && Truthy(b_->Eval(f, scratch));
     if (op_ == "or") return Truthy(a_->Eval(f, scratch)) || Truthy(b_->Eval(f, scratch));
     const Value x = a_->Eval(f, scratch);
@@ -184,7 +184,7 @@ class Binary final : public Expr {
 class Call final : public Expr {
  public:
   Call(std::string name, std::vector<std::unique_ptr<Expr>> args) : name_(std::move(name)), args_(std::move(args)) {}
-  Value Eval(const FieldLookup& f, std::vector<std::string>* scratch) const override {
+  Value Eval(const FieldLookup& f, std::deque<std::string>* scratch) const override {
     std::vector<Value> v;
     for (const auto& a : args_) v.push_back(a->Eval(f, scratch));
     const auto* s0 = std::get_if<std::string_view>(&v[0]);

@@ -24,6 +24,7 @@
 // An Expr is immutable after Parse: thread-safe to Eval from many threads.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -40,7 +41,8 @@ struct Null {
 };
 // Strings are views: into the event being evaluated, or the expression's
 // own literals; both outlive one Eval. Functions that make new strings
-// (lower, upper) keep them in `scratch`.
+// (lower, upper) keep them in `scratch` (a deque: views into it stay valid as
+// it grows).
 using Value = std::variant<Null, bool, double, std::string_view>;
 
 // Looks up a field of the current event ("a.b" for nested); Null if missing.
@@ -49,7 +51,7 @@ using FieldLookup = std::function<Value(std::string_view name)>;
 class Expr {
  public:
   virtual ~Expr() = default;
-  virtual Value Eval(const FieldLookup& fields, std::vector<std::string>* scratch) const = 0;
+  virtual Value Eval(const FieldLookup& fields, std::deque<std::string>* scratch) const = 0;
   // The fields it reads, for the planner and error messages.
   virtual void Fields(std::vector<std::string>* out) const = 0;
 };

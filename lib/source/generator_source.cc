@@ -21,6 +21,17 @@ void Digits(uint64_t v, int width, char* out) {
   }
 }
 
+// Writes `v` right-aligned in `width` characters, space-padded (a valid JSON
+// number: no leading zeros).
+void SpacedDigits(uint64_t v, int width, char* out) {
+  int i = width - 1;
+  do {
+    out[i--] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 && i >= 0);
+  while (i >= 0) out[i--] = ' ';
+}
+
 // Fixed layout: every variable field has a fixed width, so an event is the
 // template with digits patched in at known positions.
 constexpr char kHead[] = "{\"id\":\"";                  // then 4 digits partition
@@ -90,7 +101,9 @@ void GeneratorSource::Event(int32_t partition, int64_t offset, char* out) const 
   Digits(offset, kOffW, out + kOffAt);
   Digits(h % options_.num_keys, kKeyW, out + kKeyAt);
   Digits(ts, kTsW, out + kTsAt);
-  Digits((h >> 32) % 1'000'000, kVW, out + kVAt);
+  // A JSON number must not start with 0: the value is right-aligned after
+  // spaces (JSON whitespace), still at a fixed width.
+  SpacedDigits((h >> 32) % 1'000'000, kVW, out + kVAt);
 }
 
 std::string GeneratorSource::EventString(int32_t partition, int64_t offset) const {

@@ -14,7 +14,7 @@ using ::testing::HasSubstr;
 // Evaluates `text` against an event given as field -> value.
 Value Eval(const std::string& text, const std::map<std::string, Value>& event = {}) {
   static std::vector<std::unique_ptr<Expr>> keep;  // string results view into literals
-  static std::vector<std::string> scratch;
+  static std::deque<std::string> scratch;
   Result<std::unique_ptr<Expr>> e = ParseExpr(text);
   EXPECT_TRUE(e.ok()) << text << ": " << e.status();
   if (!e.ok()) return Null{};

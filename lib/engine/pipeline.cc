@@ -1,0 +1,308 @@
+#include "lib/engine/pipeline.h"
+
+#include <deque>
+#include <iterator>
+#include <vector>
+
+#include "lib/engine/expr.h"
+#include "simdjson.h"
+
+namespace sluice::engine {
+namespace {
+
+struct Field {
+  std::string_view name;
+  Value value;
+};
+using Event = std::vector<Field>;
+
+Value Lookup(const Event& e, std::string_view name) {
+  for (const Field& f : e) {
+    if (f.name == name) return f.value;
+  }
+  return Null{};
+}
+
+void Set(Event* e, std::string_view name, Value v) {
+  for (Field& f : *e) {
+    if (f.name == name) {
+      f.value = v;
+      return;
+    }
+  }
+  e->push_back({name, v});
+}
+
+void AppendJsonString(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          fmt::format_to(std::back_inserter(*out), "\\u{:04x}", static_cast<int>(c));
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendJson(const Event& e, std::string* out) {
+  out->push_back('{');
+  bool first = true;
+  for (const Field& f : e) {
+    if (!first) out->push_back(',');
+    first = false;
+    AppendJsonString(f.name, out);
+    out->push_back(':');
+    if (const auto* s = std::get_if<std::string_view>(&f.value)) {
+      AppendJsonString(*s, out);
+    } else if (const double* d = std::get_if<double>(&f.value)) {
+      fmt::format_to(std::back_inserter(*out), "{}", *d);
+    } else if (const bool* b = std::get_if<bool>(&f.value)) {
+      out->append(*b ? "true" : "false");
+    } else {
+      out->append("null");
+    }
+  }
+  out->append("}\n");
+}
+
+struct Op {
+  proto::OperatorSpec spec;
+  std::unique_ptr<Expr> filter;
+  std::vector<std::pair<std::string, std::unique_ptr<Expr>>> map;
+};
+
+class PipelineImpl final : public Pipeline {
+ public:
+  explicit PipelineImpl(std::vector<Op> ops) : ops_(std::move(ops)) {}
+
+  void Run(const source::Block& block, std::string* out, PipelineCounts* counts) override {
+    int64_t offset = block.lineage().start_offset;
+    Status st = block.ForEach([&](std::string_view record) {
+      ++counts->input;
+      RunRecord(record, offset++, out, counts);
+    });
+    if (!st.ok()) {
+      ++counts->dead_letters;
+      counts->last_dead_letter = std::string(st.message());
+    }
+  }
+
+ private:
+  // Fills `e` from a JSON object; false if it does not parse.
+  bool ParseJson(std::string_view record, Event* e) {
+    padded_.assign(record.data(), record.size());
+    padded_.append(simdjson::SIMDJSON_PADDING, '\0');
+    simdjson::ondemand::document doc;
+    if (parser_.iterate(padded_.data(), record.size(), padded_.size()).get(doc)) return false;
+    simdjson::ondemand::object obj;
+    if (doc.get_object().get(obj)) return false;
+    return AddObject(obj, "", e);
+  }
+
+  bool AddObject(simdjson::ondemand::object obj, std::string_view prefix, Event* e) {
+    for (auto member : obj) {
+      std::string_view key;
+      if (member.unescaped_key().get(key)) return false;
+      std::string_view name = key;
+      if (!prefix.empty()) {
+        scratch_.push_back(std::string(prefix) + "." + std::string(key));
+        name = scratch_.back();
+      } else {
+        scratch_.push_back(std::string(key));  // the parser's buffer is reused by the next key
+        name = scratch_.back();
+      }
+      simdjson::ondemand::value v;
+      if (member.value().get(v)) return false;
+      simdjson::ondemand::json_type type;
+      if (v.type().get(type)) return false;
+      switch (type) {
+        case simdjson::ondemand::json_type::string: {
+          std::string_view s;
+          if (v.get_string().get(s)) return false;
+          e->push_back({name, s});
+          break;
+        }
+        case simdjson::ondemand::json_type::number: {
+          double d;
+          if (v.get_double().get(d)) return false;
+          e->push_back({name, d});
+          break;
+        }
+        case simdjson::ondemand::json_type::boolean: {
+          bool b;
+          if (v.get_bool().get(b)) return false;
+          e->push_back({name, b});
+          break;
+        }
+        case simdjson::ondemand::json_type::object: {
+          simdjson::ondemand::object inner;
+          if (v.get_object().get(inner)) return false;
+          if (!AddObject(inner, name, e)) return false;
+          break;
+        }
+        case simdjson::ondemand::json_type::array: {
+          std::string_view raw;
+          simdjson::ondemand::array arr;
+          if (v.get_array().get(arr) || arr.raw_json().get(raw)) return false;  // kept as its JSON text
+          scratch_.push_back(std::string(raw));
+          e->push_back({name, std::string_view(scratch_.back())});
+          break;
+        }
+        default:
+          e->push_back({name, Null{}});
+      }
+    }
+    return true;
+  }
+
+  void DeadLetter(int64_t offset, const std::string& why, PipelineCounts* counts) {
+    ++counts->dead_letters;
+    counts->last_dead_letter = fmt::format("offset {}: {}", offset, why);
+  }
+
+  void RunRecord(std::string_view record, int64_t offset, std::string* out, PipelineCounts* counts) {
+    scratch_.clear();
+    events_.clear();
+    events_.emplace_back();
+    bool parsed = false;
+    for (const Op& op : ops_) {
+      next_.clear();
+      for (Event& e : events_) {
+        switch (op.spec.op_case()) {
+          case proto::OperatorSpec::kParse: {
+            const proto::ParseOp& p = op.spec.parse();
+            Event fresh;
+            if (p.format() == "json") {
+              if (!ParseJson(record, &fresh)) {
+                DeadLetter(offset, "not a JSON object", counts);
+                return;
+              }
+            } else if (p.format() == "csv") {
+              const char delim = p.delimiter().empty() ? ',' : p.delimiter()[0];
+              size_t start = 0;
+              for (int i = 0; i < p.fields_size(); ++i) {
+                const size_t end = std::min(record.find(delim, start), record.size());
+                fresh.push_back({p.fields(i), start <= record.size() ? record.substr(start, end - start)
+                                                                     : std::string_view()});
+                start = end + 1;
+              }
+            } else {
+              fresh.push_back({"line", record});
+            }
+            parsed = true;
+            next_.push_back(std::move(fresh));
+            break;
+          }
+          case proto::OperatorSpec::kFilter: {
+            auto lookup = [&](std::string_view n) { return Lookup(e, n); };
+            if (Truthy(op.filter->Eval(lookup, &scratch_))) next_.push_back(std::move(e));
+            break;
+          }
+          case proto::OperatorSpec::kMap: {
+            auto lookup = [&](std::string_view n) { return Lookup(e, n); };
+            std::vector<std::pair<std::string_view, Value>> values;
+            for (const auto& [name, expr] : op.map) values.emplace_back(name, expr->Eval(lookup, &scratch_));
+            for (auto& [name, v] : values) Set(&e, name, v);
+            next_.push_back(std::move(e));
+            break;
+          }
+          case proto::OperatorSpec::kProject: {
+            Event kept;
+            for (const std::string& f : op.spec.project().fields()) {
+              auto it = op.spec.project().rename().find(f);
+              kept.push_back({it == op.spec.project().rename().end() ? std::string_view(f)
+                                                                     : std::string_view(it->second),
+                              Lookup(e, f)});
+            }
+            next_.push_back(std::move(kept));
+            break;
+          }
+          case proto::OperatorSpec::kFlatMap: {
+            const proto::FlatMapOp& fm = op.spec.flat_map();
+            const std::string_view sep = fm.separator().empty() ? std::string_view(" ") : fm.separator();
+            const std::string_view as = fm.as().empty() ? std::string_view(fm.split()) : fm.as();
+            const Value v = Lookup(e, fm.split());
+            const auto* s = std::get_if<std::string_view>(&v);
+            if (s == nullptr) break;  // nothing to split: no event
+            size_t start = 0;
+            while (start <= s->size()) {
+              const size_t end = std::min(s->find(sep, start), s->size());
+              if (end > start) {
+                Event piece = e;
+                Set(&piece, as, s->substr(start, end - start));
+                next_.push_back(std::move(piece));
+              }
+              if (end == s->size()) break;
+              start = end + sep.size();
+            }
+            break;
+          }
+          default:
+            next_.push_back(std::move(e));
+        }
+      }
+      events_.swap(next_);
+      if (events_.empty()) return;
+    }
+    if (!parsed) {
+      // No parse operator: the record is the event, as a line.
+      for (Event& e : events_) {
+        if (e.empty()) e.push_back({"line", record});
+      }
+    }
+    for (const Event& e : events_) {
+      AppendJson(e, out);
+      ++counts->output;
+    }
+  }
+
+  const std::vector<Op> ops_;
+  simdjson::ondemand::parser parser_;
+  std::string padded_;
+  std::deque<std::string> scratch_;  // names and values made for one record
+  std::vector<Event> events_, next_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec) {
+  std::vector<Op> ops;
+  for (int i = 0; i < spec.operators_size(); ++i) {
+    Op op{spec.operators(i)};
+    const std::string at = fmt::format("line {}: operators[{}]", op.spec.line(), i);
+    switch (op.spec.op_case()) {
+      case proto::OperatorSpec::kFilter: {
+        Result<std::unique_ptr<Expr>> e = ParseExpr(op.spec.filter().expr());
+        if (!e.ok()) return Annotate(e.status(), at + ".filter.expr");
+        op.filter = std::move(*e);
+        break;
+      }
+      case proto::OperatorSpec::kMap:
+        for (const auto& [name, text] : op.spec.map().fields()) {
+          Result<std::unique_ptr<Expr>> e = ParseExpr(text);
+          if (!e.ok()) return Annotate(e.status(), at + ".map.fields." + name);
+          op.map.emplace_back(name, std::move(*e));
+        }
+        break;
+      case proto::OperatorSpec::kPlugin:
+        return absl::UnimplementedError(at + ".plugin: plugins are not supported yet");
+      case proto::OperatorSpec::OP_NOT_SET:
+        return absl::InvalidArgumentError(at + ": empty operator");
+      default:
+        break;
+    }
+    ops.push_back(std::move(op));
+  }
+  return std::unique_ptr<Pipeline>(new PipelineImpl(std::move(ops)));
+}
+
+}  // namespace sluice::engine

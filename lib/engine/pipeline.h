@@ -1,0 +1,46 @@
+// Pipeline: a job's stateless operators run over whole blocks (docs/jobs.md).
+//
+// Module sluice::engine owns it. Create() compiles the operators of a
+// JobSpec once (expressions parsed, plugins refused until their interface
+// exists); Run() walks a block's records and appends one JSON line per output
+// event to a buffer — the form the file, stdout and Kafka sinks write.
+//
+// Per record there is no protobuf message and no heap allocation in the
+// steady state: the record is copied into a reusable padded buffer for
+// simdjson's on-demand parser, fields are string views into it (or into
+// per-record scratch that is reused), and output goes straight into `out`.
+// A record that does not parse is a dead letter: counted, its offset kept for
+// the log, and the block goes on.
+//
+// A Pipeline is immutable after Create; Run is thread-compatible (one
+// Runner per thread, made by NewRunner).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "lib/common/status.h"
+#include "lib/source/block.h"
+#include "proto/job.pb.h"
+
+namespace sluice::engine {
+
+struct PipelineCounts {
+  int64_t input = 0;         // records read
+  int64_t output = 0;        // events written
+  int64_t dead_letters = 0;  // records that did not parse
+  std::string last_dead_letter;
+};
+
+class Pipeline {
+ public:
+  // INVALID_ARGUMENT naming the operator for what cannot run.
+  [[nodiscard]] static Result<std::unique_ptr<Pipeline>> Create(const proto::JobSpec& spec);
+  virtual ~Pipeline() = default;
+
+  // Runs every record of `block`; appends output lines to `out`.
+  virtual void Run(const source::Block& block, std::string* out, PipelineCounts* counts) = 0;
+};
+
+}  // namespace sluice::engine
