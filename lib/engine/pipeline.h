@@ -12,8 +12,8 @@
 // A record that does not parse is a dead letter: counted, its offset kept for
 // the log, and the block goes on.
 //
-// A Pipeline is immutable after Create; Run is thread-compatible (one
-// Runner per thread, made by NewRunner).
+// Thread-compatible: Run keeps per-record scratch, so each thread that runs
+// tasks makes its own Pipeline (Create is cheap).
 #pragma once
 
 #include <cstdint>
