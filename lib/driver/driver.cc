@@ -9,6 +9,7 @@
 #include "lib/driver/driver_service.h"
 #include "lib/driver/job_registry.h"
 #include "lib/driver/planner.h"
+#include "lib/driver/scheduler.h"
 #include "lib/driver/leadership.h"
 #include "lib/wal/replicated_log.h"
 #include "lib/wal/wal_service.h"
@@ -124,8 +125,10 @@ Status Driver::Start() {
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, log_.get(), leadership_.get(), data_path_.get(), clock_);
   jobs_view_ = jobs_.get();
   planner_ = std::make_unique<Planner>(log_.get(), leadership_.get(), clock_);
+  scheduler_ = std::make_unique<Scheduler>(log_.get(), leadership_.get(), workers_proxy_.get());
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
+  schedule_thread_ = std::thread([this] { ScheduleLoop(); });
   return absl::OkStatus();
 }
 
@@ -170,6 +173,18 @@ void Driver::AssignLoop() {
   }
 }
 
+void Driver::ScheduleLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(50));
+    if (stopping_ || !leadership_->Serving()) continue;
+    std::vector<proto::MemberInfo> workers = worker_view_;
+    lock.unlock();
+    scheduler_->Tick(workers);
+    lock.lock();
+  }
+}
+
 void Driver::Stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -179,16 +194,20 @@ void Driver::Stop() {
   }
   stop_cv_.notify_all();
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
-  if (assign_thread_.joinable()) assign_thread_.join();
   leadership_view_ = nullptr;
   data_path_view_ = nullptr;
   jobs_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
+  // Assignment rounds and tasks in flight end on their own (they stop at the
+  // next check of Serving()); the handover does not wait for them.
+  if (assign_thread_.joinable()) assign_thread_.join();
+  if (schedule_thread_.joinable()) schedule_thread_.join();
   if (server_ != nullptr) server_->Shutdown(0);
   if (drivers_) drivers_->Leave();
   if (coordinator_) coordinator_->Close();
   // The roles hold pointers into the coordinator: release them first.
   planner_.reset();
+  scheduler_.reset();
   jobs_.reset();
   data_path_.reset();  // gRPC has stopped: nothing calls it any more
   leadership_.reset();

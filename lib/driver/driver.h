@@ -59,6 +59,7 @@ class DataPath;
 class DriverServiceImpl;
 class JobRegistry;
 class Planner;
+class Scheduler;
 class Leadership;
 class WorkerProxy;
 
@@ -106,6 +107,7 @@ class Driver {
  private:
   void HeartbeatLoop();
   void AssignLoop();
+  void ScheduleLoop();
 
   DriverOptions options_;
   Clock* clock_;
@@ -123,6 +125,7 @@ class Driver {
   std::unique_ptr<JobRegistry> jobs_;
   std::atomic<JobRegistry*> jobs_view_{nullptr};
   std::unique_ptr<Planner> planner_;  // used by the assignment thread only
+  std::unique_ptr<Scheduler> scheduler_;  // used by the schedule thread only
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
   std::unique_ptr<coord::Membership> workers_;
@@ -136,6 +139,7 @@ class Driver {
   std::condition_variable stop_cv_;
   std::thread heartbeat_thread_;
   std::thread assign_thread_;
+  std::thread schedule_thread_;
   bool stopped_ = false;
 };
 

@@ -27,4 +27,18 @@ Status GrpcWorkerProxy::AssignReceivers(const std::string& address, const proto:
   return rpc::FromGrpc(StubFor(address)->AssignReceivers(&ctx, request, response));
 }
 
+Status GrpcWorkerProxy::RunTask(const std::string& address, const proto::TaskRequest& request,
+                                proto::TaskResult* response) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  return rpc::FromGrpc(StubFor(address)->RunTask(&ctx, request, response));
+}
+
+Status GrpcWorkerProxy::DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
+                                   proto::DropBlocksResponse* response) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + deadline_);
+  return rpc::FromGrpc(StubFor(address)->DropBlocks(&ctx, request, response));
+}
+
 }  // namespace sluice::driver

@@ -27,6 +27,10 @@ class WorkerProxy {
   [[nodiscard]] virtual Status AssignReceivers(const std::string& address,
                                                const proto::AssignReceiversRequest& request,
                                                proto::AssignReceiversResponse* response) = 0;
+  [[nodiscard]] virtual Status RunTask(const std::string& address, const proto::TaskRequest& request,
+                                       proto::TaskResult* response) = 0;
+  [[nodiscard]] virtual Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
+                                          proto::DropBlocksResponse* response) = 0;
 };
 
 class GrpcWorkerProxy final : public WorkerProxy {
@@ -39,6 +43,11 @@ class GrpcWorkerProxy final : public WorkerProxy {
   // loses have stopped and their last blocks are reported.
   [[nodiscard]] Status AssignReceivers(const std::string& address, const proto::AssignReceiversRequest& request,
                                        proto::AssignReceiversResponse* response) override;
+  // A task may read and write for a while: a minute.
+  [[nodiscard]] Status RunTask(const std::string& address, const proto::TaskRequest& request,
+                               proto::TaskResult* response) override;
+  [[nodiscard]] Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
+                                  proto::DropBlocksResponse* response) override;
 
  private:
   proto::WorkerService::Stub* StubFor(const std::string& address);

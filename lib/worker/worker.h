@@ -40,6 +40,7 @@ class Membership;
 namespace sluice::worker {
 
 class BlockStore;
+class Executor;
 class ReceiverSet;
 class WorkerServiceImpl;
 
@@ -77,6 +78,7 @@ class Worker {
   EpochFence fence_;
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<ReceiverSet> receivers_;
+  std::unique_ptr<Executor> executor_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<rpc::RpcServer> server_;
   std::unique_ptr<coord::Coordinator> coordinator_;

@@ -78,4 +78,22 @@ grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* /*context*/,
   return rpc::ToGrpc(st);
 }
 
+grpc::Status WorkerServiceImpl::RunTask(grpc::ServerContext* /*context*/, const proto::TaskRequest* request,
+                                        proto::TaskResult* response) {
+  if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  Result<proto::TaskResult> got = executor_->Run(*request);
+  if (!got.ok()) return rpc::ToGrpc(got.status());
+  *response = std::move(*got);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::DropBlocks(grpc::ServerContext* /*context*/, const proto::DropBlocksRequest* request,
+                                           proto::DropBlocksResponse* response) {
+  if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  int64_t dropped = 0;
+  for (const proto::SourceOffset& o : request->before()) dropped += store_->DropBefore(o.source(), o.partition(), o.offset());
+  response->set_dropped(dropped);
+  return grpc::Status::OK;
+}
+
 }  // namespace sluice::worker

@@ -9,6 +9,7 @@
 
 #include "lib/worker/block_store.h"
 #include "lib/worker/epoch_fence.h"
+#include "lib/worker/executor.h"
 #include "lib/worker/receiver_set.h"
 #include "proto/worker.grpc.pb.h"
 
@@ -22,11 +23,12 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
   // `fence`, `store` and `receivers` must outlive the service.
   // `on_heartbeat` hears every accepted heartbeat.
   WorkerServiceImpl(std::string worker_id, EpochFence* fence, BlockStore* store, ReceiverSet* receivers,
-                    StatusSource status, LeaderSink on_heartbeat)
+                    Executor* executor, StatusSource status, LeaderSink on_heartbeat)
       : worker_id_(std::move(worker_id)),
         fence_(fence),
         store_(store),
         receivers_(receivers),
+        executor_(executor),
         status_(std::move(status)),
         on_heartbeat_(std::move(on_heartbeat)) {}
 
@@ -41,12 +43,17 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
                           grpc::ServerWriter<proto::BlockChunk>* writer) override;
   grpc::Status ReplicateBlock(grpc::ServerContext* context, grpc::ServerReader<proto::BlockChunk>* reader,
                               proto::ReplicateBlockResponse* response) override;
+  grpc::Status RunTask(grpc::ServerContext* context, const proto::TaskRequest* request,
+                       proto::TaskResult* response) override;
+  grpc::Status DropBlocks(grpc::ServerContext* context, const proto::DropBlocksRequest* request,
+                          proto::DropBlocksResponse* response) override;
 
  private:
   const std::string worker_id_;
   EpochFence* const fence_;
   BlockStore* const store_;
   ReceiverSet* const receivers_;
+  Executor* const executor_;
   const StatusSource status_;
   const LeaderSink on_heartbeat_;
 };

@@ -1,0 +1,138 @@
+#include "lib/driver/scheduler.h"
+
+#include <future>
+#include <set>
+
+#include "lib/driver/leadership.h"
+#include "lib/driver/worker_proxy.h"
+#include "lib/wal/replicated_log.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::driver {
+
+int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
+  if (!leadership_->Serving() || live.empty()) return 0;
+  const int64_t epoch = leadership_->epoch();
+  const proto::WalState state = log_->State();
+  std::set<std::string> live_ids;
+  for (const proto::MemberInfo& m : live) live_ids.insert(m.id());
+  int committed = 0;
+  for (const auto& [job_id, job] : state.jobs()) {
+    if (job.stopped() || job.in_flight().empty()) continue;
+    const proto::BatchPlanned& batch = job.in_flight(0);
+    // One task per range, each on a list of workers to try in order.
+    std::vector<proto::TaskRequest> tasks;
+    std::vector<std::vector<proto::MemberInfo>> candidates;
+    for (int i = 0; i < batch.ranges_size(); ++i) {
+      const proto::PartitionRange& r = batch.ranges(i);
+      proto::TaskRequest t;
+      t.set_epoch(epoch);
+      t.set_job_id(job_id);
+      t.set_batch_id(batch.batch_id());
+      t.set_task(i);
+      *t.mutable_spec() = job.spec();
+      *t.mutable_range() = r;
+      for (const proto::MemberInfo& m : live) *t.add_holders() = m;
+      std::vector<proto::MemberInfo> order;
+      auto src = state.sources().find(r.source());
+      if (src != state.sources().end()) {
+        *t.mutable_source() = src->second.spec();
+        for (const proto::BlockInfo& b : src->second.partitions(r.partition()).blocks()) {
+          if (b.range().start_offset() >= r.start_offset() && b.range().end_offset() <= r.end_offset()) {
+            proto::BlockInfo* info = t.add_blocks();
+            *info = b;
+            info->clear_holders();
+            for (const std::string& h : b.holders()) {
+              if (live_ids.contains(h)) info->add_holders(h);
+            }
+          }
+        }
+      }
+      // Prefer the holder of the first block (its blocks are local), then the rest.
+      if (t.blocks_size() > 0 && t.blocks(0).holders_size() > 0) {
+        for (const proto::MemberInfo& m : live) {
+          if (m.id() == t.blocks(0).holders(0)) order.push_back(m);
+        }
+      }
+      for (size_t k = 0; k < live.size(); ++k) {
+        const proto::MemberInfo& m = live[(next_worker_ + k) % live.size()];
+        if (order.empty() || m.id() != order.front().id()) order.push_back(m);
+      }
+      ++next_worker_;
+      tasks.push_back(std::move(t));
+      candidates.push_back(std::move(order));
+    }
+    const int max_failures = std::max(1, job.spec().max_task_failures());
+    std::vector<std::future<Result<proto::TaskResult>>> running;
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      running.push_back(std::async(std::launch::async, [&, i]() -> Result<proto::TaskResult> {
+        Status last;
+        for (int attempt = 0; attempt < max_failures; ++attempt) {
+          if (!leadership_->Serving()) return absl::UnavailableError("no longer the leader");
+          const proto::MemberInfo& w = candidates[i][attempt % candidates[i].size()];
+          proto::TaskResult result;
+          last = workers_->RunTask(w.rpc_address(), tasks[i], &result);
+          if (last.ok()) return result;
+          spdlog::warn("job {} batch {} task {} on worker {} failed (attempt {} of {}): {}", job_id,
+                       batch.batch_id(), i, w.id(), attempt + 1, max_failures, last.ToString());
+        }
+        return last;
+      }));
+    }
+    proto::WalRecord record;
+    proto::BatchCommitted* bc = record.mutable_batch_committed();
+    bc->set_job_id(job_id);
+    bc->set_batch_id(batch.batch_id());
+    Status failed;
+    for (size_t i = 0; i < running.size(); ++i) {
+      Result<proto::TaskResult> r = running[i].get();
+      if (!r.ok()) {
+        if (failed.ok()) failed = Annotate(r.status(), fmt::format("batch {} task {}", batch.batch_id(), i));
+        continue;
+      }
+      bc->set_input_count(bc->input_count() + r->input());
+      bc->set_output_count(bc->output_count() + r->output());
+    }
+    if (!leadership_->Serving() || leadership_->epoch() != epoch) return committed;
+    if (!failed.ok()) {
+      if (absl::IsUnavailable(failed) && !leadership_->Serving()) return committed;
+      proto::WalRecord stop;
+      stop.mutable_job_stopped()->set_job_id(job_id);
+      stop.mutable_job_stopped()->set_reason("FAILED: " + failed.ToString());
+      spdlog::error("job {} failed: {}", job_id, failed.ToString());
+      if (!log_->Append(std::move(stop)).ok()) return committed;
+      continue;
+    }
+    for (const proto::PartitionRange& r : batch.ranges()) {
+      proto::SourceOffset* o = bc->add_next_offsets();
+      o->set_source(r.source());
+      o->set_partition(r.partition());
+      o->set_offset(r.end_offset());
+    }
+    const proto::BatchCommitted done = *bc;
+    if (!log_->Append(std::move(record)).ok()) return committed;
+    ++committed;
+    spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
+                 done.output_count());
+    // Blocks of sources no other running job reads may go now.
+    proto::DropBlocksRequest drop;
+    drop.set_epoch(epoch);
+    for (const proto::SourceOffset& o : done.next_offsets()) {
+      bool shared = false;
+      for (const auto& [other_id, other] : state.jobs()) {
+        if (other_id == job_id || other.stopped()) continue;
+        for (const std::string& s : other.spec().sources()) shared |= s == o.source();
+      }
+      if (!shared) *drop.add_before() = o;
+    }
+    if (!drop.before().empty()) {
+      for (const proto::MemberInfo& m : live) {
+        proto::DropBlocksResponse ignored;
+        IgnoreError(workers_->DropBlocks(m.rpc_address(), drop, &ignored), "a worker that misses a drop keeps blocks until its store evicts them");
+      }
+    }
+  }
+  return committed;
+}
+
+}  // namespace sluice::driver

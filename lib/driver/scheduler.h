@@ -1,0 +1,50 @@
+// Scheduler: runs each job's planned batches and commits them
+// (DESIGN.md "Data path", steps 2-4, and the commit rule).
+//
+// Module sluice::driver owns it. For the oldest planned batch of every
+// running job it sends one task per planned range (RunTask), preferring a
+// live worker that holds the range's first block, in parallel. A failed task
+// is tried again on another worker, up to the job's max_task_failures; then
+// the job is stopped with the error (nothing commits past it). When every
+// task of batch N has succeeded, BatchCommitted(N) is appended and committed
+// — only then are the workers told to drop the blocks N consumed (when no
+// other running job reads the source). Batches of a job commit in order.
+// A batch re-run after a failover writes the same outputs under the same
+// names: the sinks are idempotent per (job, batch, task).
+//
+// Thread-compatible: the driver's schedule thread calls Tick.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "lib/common/clock.h"
+#include "proto/common.pb.h"
+#include "proto/wal.pb.h"
+
+namespace sluice::wal {
+class ReplicatedLog;
+}
+
+namespace sluice::driver {
+
+class Leadership;
+class WorkerProxy;
+
+class Scheduler {
+ public:
+  Scheduler(wal::ReplicatedLog* log, Leadership* leadership, WorkerProxy* workers)
+      : log_(log), leadership_(leadership), workers_(workers) {}
+
+  // Runs (to its end) the oldest planned batch of each running job; returns
+  // how many batches committed.
+  int Tick(const std::vector<proto::MemberInfo>& live);
+
+ private:
+  wal::ReplicatedLog* const log_;
+  Leadership* const leadership_;
+  WorkerProxy* const workers_;
+  size_t next_worker_ = 0;  // round robin for ranges whose blocks no live worker holds
+};
+
+}  // namespace sluice::driver

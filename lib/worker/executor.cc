@@ -1,0 +1,161 @@
+#include "lib/worker/executor.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <grpcpp/grpcpp.h>
+#include <iostream>
+
+#include "lib/engine/pipeline.h"
+#include "lib/rpc/rpc.h"
+#include "lib/source/generator_source.h"
+#include "lib/source/kafka_source.h"
+#include "proto/worker.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::worker {
+namespace {
+
+Result<source::Block> Fetch(const std::string& address, const proto::PartitionRange& r) {
+  auto stub = proto::WorkerService::NewStub(rpc::NewChannel(address));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  proto::BlockRef ref;
+  ref.set_source(r.source());
+  ref.set_partition(r.partition());
+  ref.set_start_offset(r.start_offset());
+  auto reader = stub->FetchBlock(&ctx, ref);
+  proto::BlockChunk chunk;
+  proto::BlockInfo info;
+  std::string data;
+  bool first = true;
+  while (reader->Read(&chunk)) {
+    if (first) info = chunk.info();
+    first = false;
+    data += chunk.data();
+  }
+  RETURN_IF_ERROR(rpc::FromGrpc(reader->Finish()));
+  const proto::PartitionRange& got = info.range();
+  if (got.end_offset() != r.end_offset()) {
+    return absl::DataLossError(fmt::format("fetched block {}[{}] at {} ends at {}, not {}", r.source(), r.partition(),
+                                           r.start_offset(), got.end_offset(), r.end_offset()));
+  }
+  return source::Block({got.source(), got.partition(), got.start_offset(), got.end_offset()}, std::move(data),
+                       info.records());
+}
+
+Status WriteFileAtomically(const std::string& dir, const std::string& name, const std::string& data) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::string tmp = dir + "/." + name + ".tmp";
+  const std::string final_path = dir + "/" + name;
+  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(fmt::format("file sink: cannot create {}: {}", tmp, std::strerror(errno)));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n <= 0) {
+      ::close(fd);
+      return absl::UnavailableError(fmt::format("file sink: writing {}: {}", tmp, std::strerror(errno)));
+    }
+    done += n;
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) return absl::UnavailableError("file sink: fsync failed for " + tmp);
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    return absl::UnavailableError(fmt::format("file sink: renaming {}: {}", tmp, std::strerror(errno)));
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Result<source::Block> Executor::GetBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
+                                         proto::TaskResult* result) {
+  const proto::PartitionRange& r = info.range();
+  Result<source::Block> local = store_->Get({r.source(), r.partition(), r.start_offset()});
+  if (local.ok() && local->lineage().end_offset == r.end_offset()) return local;
+  for (const std::string& holder : info.holders()) {
+    for (const proto::MemberInfo& m : task.holders()) {
+      if (m.id() != holder) continue;
+      Result<source::Block> fetched = Fetch(m.rpc_address(), r);
+      if (fetched.ok()) {
+        result->set_blocks_fetched(result->blocks_fetched() + 1);
+        return fetched;
+      }
+      spdlog::warn("fetching block {}[{}] {}..{} from {}: {}", r.source(), r.partition(), r.start_offset(),
+                   r.end_offset(), holder, fetched.status().ToString());
+    }
+  }
+  // Recompute from lineage: exactly the same records, from the same offsets.
+  const proto::SourceSpec& spec = task.source();
+  source::BlockBuilder builder(r.source(), r.partition(), r.start_offset());
+  const int64_t want = r.end_offset() - r.start_offset();
+  if (spec.kind() == proto::SOURCE_KIND_GENERATOR) {
+    const proto::GeneratorSourceSpec& g = spec.generator();
+    // The same options as the receiver's: event times depend on the rate.
+    source::GeneratorSource gen({.name = spec.name(),
+                                 .seed = g.seed(),
+                                 .partitions = spec.partitions(),
+                                 .rate_per_partition = g.rate_per_partition(),
+                                 .num_keys = g.num_keys(),
+                                 .payload_size = g.payload_bytes(),
+                                 .available_from_unix_ms = g.available_from_unix_ms()},
+                                clock_);
+    gen.ReadInto(r.partition(), r.end_offset(), want, &builder);
+  } else if (spec.kind() == proto::SOURCE_KIND_KAFKA) {
+    source::KafkaSourceOptions o{.name = spec.name(),
+                                 .brokers = spec.kafka().brokers(),
+                                 .topic = spec.kafka().topic(),
+                                 .max_event_bytes = spec.max_event_bytes()};
+    for (const auto& [k, v] : spec.kafka().properties()) o.consumer_config[k] = v;
+    ASSIGN_OR_RETURN(std::unique_ptr<source::KafkaSource> kafka, source::KafkaSource::Create(o));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (builder.next_offset() < r.end_offset() && std::chrono::steady_clock::now() < deadline) {
+      RETURN_IF_ERROR(kafka->ReadInto(r.partition(), r.end_offset(), want, 500, &builder).status());
+    }
+  }
+  if (builder.next_offset() != r.end_offset()) {
+    return absl::DataLossError(fmt::format("block {}[{}] {}..{} is held by no live worker and cannot be recomputed",
+                                           r.source(), r.partition(), r.start_offset(), r.end_offset()));
+  }
+  result->set_blocks_recomputed(result->blocks_recomputed() + 1);
+  return builder.Cut();
+}
+
+Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task) {
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec()));
+  proto::TaskResult result;
+  std::string out;
+  engine::PipelineCounts counts;
+  for (const proto::BlockInfo& info : task.blocks()) {
+    ASSIGN_OR_RETURN(source::Block block, GetBlock(task, info, &result));
+    pipeline->Run(block, &out, &counts);
+  }
+  result.set_input(counts.input);
+  result.set_output(counts.output);
+  result.set_dead_letters(counts.dead_letters);
+  if (counts.dead_letters > 0) {
+    spdlog::warn("job {} batch {} task {}: {} dead letters, last: {}", task.job_id(), task.batch_id(), task.task(),
+                 counts.dead_letters, counts.last_dead_letter);
+  }
+  const proto::SinkSpec& sink = task.spec().sink();
+  if (sink.has_file()) {
+    const std::string name = fmt::format("{}-batch-{:08d}-part-{:04d}.jsonl", task.job_id(), task.batch_id(), task.task());
+    RETURN_IF_ERROR(WriteFileAtomically(sink.file().path(), name, out));
+    result.set_output_name(sink.file().path() + "/" + name);
+  } else if (sink.has_stdout()) {
+    std::cout << out << std::flush;
+  } else if (sink.has_kafka()) {
+    return absl::UnimplementedError("the kafka sink is not built yet");
+  }
+  return result;
+}
+
+}  // namespace sluice::worker
