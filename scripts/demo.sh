@@ -2,7 +2,8 @@
 # Sluice's demo: installs what is missing, builds, starts a local cluster of
 # real processes on loopback (ZooKeeper, 3 driverd, 2 workerd, the Kafka mock
 # broker), shows it with sluicectl, declares a Kafka source and a generator
-# source, and runs failover drills (kill -9 of the leader, then of a worker).
+# source, runs a job that filters the generator's events into files, and
+# runs failover drills (kill -9 of the leader, then of a worker).
 # Everything stops when the demo ends; pass --keep to leave the cluster up
 # until Ctrl-C.
 set -euo pipefail
@@ -71,6 +72,25 @@ echo "== sluicectl sources: receivers on both workers cut 200 ms blocks, reporte
 "$SLUICECTL" --coordinator "$COORDINATOR" sources
 
 echo
+echo "== a job: parse the generator's JSON events, keep the large values, project, write files"
+cat >"$DEMO_DIR/big-values.yaml" <<EOF
+name: big-values
+batch_interval: 1s
+sources: [clicks]
+operators:
+  - parse: {format: json}
+  - filter: "v > 900000"
+  - project: {fields: [id, key, v]}
+sink:
+  file: {path: $DEMO_DIR/out}
+EOF
+cat "$DEMO_DIR/big-values.yaml"
+echo "== sluicectl submit (returns once the job is committed in the replicated WAL)"
+"$SLUICECTL" --coordinator "$COORDINATOR" submit "$DEMO_DIR/big-values.yaml"
+sleep 3
+"$SLUICECTL" --coordinator "$COORDINATOR" list
+
+echo
 echo "== failover drill: kill -9 the leader; a standby takes over within the session timeout"
 LEADER_PID=$("$SLUICECTL" --coordinator "$COORDINATOR" status | awk '/LEADER/ {print $5}')
 echo "killing leader pid $LEADER_PID"
@@ -86,6 +106,14 @@ sleep 1  # one heartbeat interval, so the workers show the new epoch
 "$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 300 status 2>&1 | grep -v "^sluicectl: driver at" || true
 echo "== the new leader knows every block from the replicated WAL; receivers went on reading"
 "$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 1000 sources 2>&1 | grep -v "^sluicectl: driver at" || true
+
+echo "== the job goes on under the new leader: batches committed, one file per batch and partition"
+sleep 2
+"$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 1000 list 2>&1 | grep -v "^sluicectl: driver at" || true
+ls "$DEMO_DIR/out" | tail -n 4
+echo "first lines of the newest file, and lines written in all:"
+head -n 3 "$DEMO_DIR/out/$(ls "$DEMO_DIR/out" | tail -n 1)"
+cat "$DEMO_DIR"/out/*.jsonl | wc -l
 
 echo
 echo "== worker drill: kill -9 worker-1; its partitions move to worker-2 (its blocks are"
