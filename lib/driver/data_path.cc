@@ -368,6 +368,15 @@ Status DataPath::ReportBlocks(const proto::ReportBlocksRequest& request, proto::
   return AppendBlocks(request.epoch(), std::move(accepted));
 }
 
+void DataPath::FoldCommitted(const std::string& source, int32_t partition, int64_t offset) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Partition* p = FindLocked(source, partition);
+  if (p == nullptr) return;
+  auto end = std::find_if(p->blocks.begin(), p->blocks.end(),
+                          [&](const proto::BlockInfo& b) { return b.range().end_offset() > offset; });
+  p->blocks.erase(p->blocks.begin(), end);
+}
+
 void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::ListSourcesResponse* response) {
   const bool leads = leadership_->Serving();
   if (leads) {

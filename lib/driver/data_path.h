@@ -69,6 +69,10 @@ class DataPath {
   // workers, no holders).
   void ListSources(const proto::ListSourcesRequest& request, proto::ListSourcesResponse* response);
 
+  // Drops from the leader's record the blocks of (source, partition) that
+  // end at or before `offset` (their batch committed; WalState folds the same).
+  void FoldCommitted(const std::string& source, int32_t partition, int64_t offset);
+
   // One assignment round (see the top of the file). `live` is the workers/
   // membership; `leader_address` is this driver's advertised address.
   void Tick(const std::vector<proto::MemberInfo>& live, const std::string& leader_address);

@@ -125,7 +125,7 @@ Status Driver::Start() {
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, log_.get(), leadership_.get(), data_path_.get(), clock_);
   jobs_view_ = jobs_.get();
   planner_ = std::make_unique<Planner>(log_.get(), leadership_.get(), clock_);
-  scheduler_ = std::make_unique<Scheduler>(log_.get(), leadership_.get(), workers_proxy_.get());
+  scheduler_ = std::make_unique<Scheduler>(log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get());
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
   schedule_thread_ = std::thread([this] { ScheduleLoop(); });

@@ -3,6 +3,7 @@
 #include <future>
 #include <set>
 
+#include "lib/driver/data_path.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/wal/replicated_log.h"
@@ -114,16 +115,19 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
     ++committed;
     spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
                  done.output_count());
-    // Blocks of sources no other running job reads may go now.
+    // The blocks WalState folded away (every running reader is past them)
+    // may go from the workers and the leader's record.
+    const proto::WalState after = log_->State();
     proto::DropBlocksRequest drop;
     drop.set_epoch(epoch);
     for (const proto::SourceOffset& o : done.next_offsets()) {
-      bool shared = false;
-      for (const auto& [other_id, other] : state.jobs()) {
-        if (other_id == job_id || other.stopped()) continue;
-        for (const std::string& s : other.spec().sources()) shared |= s == o.source();
-      }
-      if (!shared) *drop.add_before() = o;
+      auto src = after.sources().find(o.source());
+      if (src == after.sources().end() || o.partition() >= src->second.partitions_size()) continue;
+      const proto::PartitionState& ps = src->second.partitions(o.partition());
+      proto::SourceOffset* before = drop.add_before();
+      *before = o;
+      before->set_offset(ps.blocks().empty() ? ps.next_offset() : ps.blocks(0).range().start_offset());
+      data_->FoldCommitted(o.source(), o.partition(), before->offset());
     }
     if (!drop.before().empty()) {
       for (const proto::MemberInfo& m : live) {

@@ -7,8 +7,8 @@
 // is tried again on another worker, up to the job's max_task_failures; then
 // the job is stopped with the error (nothing commits past it). When every
 // task of batch N has succeeded, BatchCommitted(N) is appended and committed
-// — only then are the workers told to drop the blocks N consumed (when no
-// other running job reads the source). Batches of a job commit in order.
+// — only then are the workers told to drop the blocks every running job
+// reading the source is past (what WalState folded away). Batches of a job commit in order.
 // A batch re-run after a failover writes the same outputs under the same
 // names: the sinks are idempotent per (job, batch, task).
 //
@@ -28,13 +28,14 @@ class ReplicatedLog;
 
 namespace sluice::driver {
 
+class DataPath;
 class Leadership;
 class WorkerProxy;
 
 class Scheduler {
  public:
-  Scheduler(wal::ReplicatedLog* log, Leadership* leadership, WorkerProxy* workers)
-      : log_(log), leadership_(leadership), workers_(workers) {}
+  Scheduler(wal::ReplicatedLog* log, Leadership* leadership, WorkerProxy* workers, DataPath* data)
+      : log_(log), leadership_(leadership), workers_(workers), data_(data) {}
 
   // Runs (to its end) the oldest planned batch of each running job; returns
   // how many batches committed.
@@ -44,6 +45,7 @@ class Scheduler {
   wal::ReplicatedLog* const log_;
   Leadership* const leadership_;
   WorkerProxy* const workers_;
+  DataPath* const data_;
   size_t next_worker_ = 0;  // round robin for ranges whose blocks no live worker holds
 };
 

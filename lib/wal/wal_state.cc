@@ -1,5 +1,7 @@
 #include "lib/wal/wal_state.h"
 
+#include <algorithm>
+
 namespace sluice::wal {
 namespace {
 
@@ -8,6 +10,39 @@ Status Refuse(const proto::WalRecord& r, const std::string& why) {
 }
 
 }  // namespace
+
+void WalState::FoldCommittedBlocks(const proto::BatchCommitted& bc) {
+  // A block is folded away once every running job reading its source has
+  // committed past it and planned nothing that needs it (a job that has
+  // neither planned nor committed anything holds nothing back: it starts at
+  // the oldest block still here).
+  for (const proto::SourceOffset& next : bc.next_offsets()) {
+    int64_t upto = next.offset();
+    for (const auto& [id, job] : state_.jobs()) {
+      if (job.stopped() || id == bc.job_id()) continue;
+      const auto& sources = job.spec().sources();
+      if (std::find(sources.begin(), sources.end(), next.source()) == sources.end()) continue;
+      // Its planned batches still need their ranges; then its committed position.
+      for (const proto::BatchPlanned& b : job.in_flight()) {
+        for (const proto::PartitionRange& r : b.ranges()) {
+          if (r.source() == next.source() && r.partition() == next.partition()) upto = std::min(upto, r.start_offset());
+        }
+      }
+      for (const proto::SourceOffset& o : job.committed_offsets()) {
+        if (o.source() == next.source() && o.partition() == next.partition()) upto = std::min(upto, o.offset());
+      }
+    }
+    auto it = state_.mutable_sources()->find(next.source());
+    if (it == state_.mutable_sources()->end() || next.partition() < 0 ||
+        next.partition() >= it->second.partitions_size()) {
+      continue;
+    }
+    auto* blocks = it->second.mutable_partitions(next.partition())->mutable_blocks();
+    int n = 0;
+    while (n < blocks->size() && blocks->Get(n).range().end_offset() <= upto) ++n;
+    if (n > 0) blocks->DeleteSubrange(0, n);
+  }
+}
 
 Status WalState::Apply(const proto::WalRecord& r) {
   switch (r.body_case()) {
@@ -65,6 +100,7 @@ Status WalState::Apply(const proto::WalRecord& r) {
         }
         if (!found) *job.add_committed_offsets() = next;
       }
+      FoldCommittedBlocks(bc);
       return absl::OkStatus();
     }
     case proto::WalRecord::kLeaderChange:

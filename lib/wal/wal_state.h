@@ -26,6 +26,8 @@ class WalState {
   const proto::WalState& proto() const { return state_; }
 
  private:
+  void FoldCommittedBlocks(const proto::BatchCommitted& bc);
+
   proto::WalState state_;
 };
 
