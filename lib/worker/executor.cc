@@ -16,9 +16,8 @@
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
-namespace {
 
-Result<source::Block> Fetch(const std::string& address, const proto::PartitionRange& r) {
+Result<source::Block> FetchRemoteBlock(const std::string& address, const proto::PartitionRange& r) {
   auto stub = proto::WorkerService::NewStub(rpc::NewChannel(address));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -42,9 +41,13 @@ Result<source::Block> Fetch(const std::string& address, const proto::PartitionRa
     return absl::DataLossError(fmt::format("fetched block {}[{}] at {} ends at {}, not {}", r.source(), r.partition(),
                                            r.start_offset(), got.end_offset(), r.end_offset()));
   }
-  return source::Block({got.source(), got.partition(), got.start_offset(), got.end_offset()}, std::move(data),
-                       info.records());
+  source::Block block({got.source(), got.partition(), got.start_offset(), got.end_offset()}, std::move(data),
+                      info.records());
+  RETURN_IF_ERROR(block.ForEach([](std::string_view) {}));
+  return block;
 }
+
+namespace {
 
 Status WriteFileAtomically(const std::string& dir, const std::string& name, const std::string& data) {
   std::error_code ec;
@@ -84,7 +87,7 @@ Result<source::Block> Executor::GetBlock(const proto::TaskRequest& task, const p
   for (const std::string& holder : info.holders()) {
     for (const proto::MemberInfo& m : task.holders()) {
       if (m.id() != holder) continue;
-      Result<source::Block> fetched = Fetch(m.rpc_address(), r);
+      Result<source::Block> fetched = FetchRemoteBlock(m.rpc_address(), r);
       if (fetched.ok()) {
         result->set_blocks_fetched(result->blocks_fetched() + 1);
         return fetched;

@@ -22,6 +22,10 @@
 
 namespace sluice::worker {
 
+// Streams the block of `range` from the worker at `address` (FetchBlock) and
+// checks it is that block: DATA_LOSS if the range or its records differ.
+[[nodiscard]] Result<source::Block> FetchRemoteBlock(const std::string& address, const proto::PartitionRange& range);
+
 class Executor {
  public:
   // `store` and `clock` must outlive this object.

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "lib/rpc/rpc.h"
 #include "lib/source/block.h"
+#include "lib/worker/executor.h"
 #include "proto/driver.grpc.pb.h"
 #include "proto/worker.grpc.pb.h"
 #include "test/harness/local_cluster.h"
@@ -113,29 +114,7 @@ void ExpectContiguous(const proto::SourceInfo& s, int64_t first) {
 }
 
 Result<source::Block> Fetch(const std::string& worker, const proto::PartitionRange& r) {
-  auto stub = proto::WorkerService::NewStub(rpc::NewChannel(worker));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(milliseconds(5'000)));
-  proto::BlockRef ref;
-  ref.set_source(r.source());
-  ref.set_partition(r.partition());
-  ref.set_start_offset(r.start_offset());
-  auto reader = stub->FetchBlock(&ctx, ref);
-  proto::BlockChunk chunk;
-  proto::BlockInfo info;
-  std::string data;
-  bool first = true;
-  while (reader->Read(&chunk)) {
-    if (first) info = chunk.info();
-    first = false;
-    data += chunk.data();
-  }
-  RETURN_IF_ERROR(rpc::FromGrpc(reader->Finish()));
-  const proto::PartitionRange& got = info.range();
-  source::Block block({got.source(), got.partition(), got.start_offset(), got.end_offset()}, std::move(data),
-                      info.records());
-  RETURN_IF_ERROR(block.ForEach([](std::string_view) {}));
-  return block;
+  return worker::FetchRemoteBlock(worker, r);
 }
 
 std::map<std::string, int> WorkerLoad(const proto::SourceInfo& s) {
