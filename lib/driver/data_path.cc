@@ -8,6 +8,7 @@
 #include "lib/driver/leadership.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/source/kafka_source.h"
+#include "lib/source/partition_reader.h"
 #include "lib/wal/replicated_log.h"
 #include "spdlog/spdlog.h"
 
@@ -33,15 +34,6 @@ void AddHolders(proto::BlockInfo* block, const proto::BlockInfo& from) {
       block->add_holders(h);
     }
   }
-}
-
-// Errors after which a receiver must not be restarted: the data is gone or
-// the spec is wrong. Anything else (refused by the leader, an unreachable
-// broker that gave up) restarts it at the partition's next offset.
-bool Fatal(int code) {
-  const auto c = static_cast<absl::StatusCode>(code);
-  return c == absl::StatusCode::kDataLoss || c == absl::StatusCode::kInvalidArgument ||
-         c == absl::StatusCode::kNotFound || c == absl::StatusCode::kOutOfRange;
 }
 
 }  // namespace
@@ -507,7 +499,7 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
       Partition* p = FindLocked(rs.source(), rs.partition());
       if (p == nullptr || p->worker != worker) continue;
       p->receiver = rs;
-      if (rs.stopped() && Fatal(rs.error_code()) && p->error.empty()) {
+      if (rs.stopped() && source::IsPermanentReadError(static_cast<absl::StatusCode>(rs.error_code())) && p->error.empty()) {
         p->error = fmt::format("receiver on worker {} stopped: {}", worker, rs.error());
         p->worker.clear();
         spdlog::error("source {}[{}] stopped: {}", rs.source(), rs.partition(), p->error);

@@ -18,6 +18,16 @@
 
 namespace sluice::source {
 
+// Whether a receiver stopped by `code` must not be restarted: the data is
+// gone (DATA_LOSS, OUT_OF_RANGE) or the source's spec is wrong
+// (INVALID_ARGUMENT, NOT_FOUND). Anything else — the leader refused a block,
+// a broker gave up — is cured by restarting at the leader's offset. The
+// worker (ReceiverSet) and the leader (DataPath) decide by this one rule.
+inline bool IsPermanentReadError(absl::StatusCode code) {
+  return code == absl::StatusCode::kDataLoss || code == absl::StatusCode::kInvalidArgument ||
+         code == absl::StatusCode::kNotFound || code == absl::StatusCode::kOutOfRange;
+}
+
 class PartitionReader {
  public:
   virtual ~PartitionReader() = default;

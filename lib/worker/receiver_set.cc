@@ -30,11 +30,6 @@ proto::BlockInfo InfoOf(const HeldBlock& b, const std::string& holder) {
   return info;
 }
 
-bool Fatal(absl::StatusCode c) {
-  return c == absl::StatusCode::kDataLoss || c == absl::StatusCode::kInvalidArgument ||
-         c == absl::StatusCode::kNotFound || c == absl::StatusCode::kOutOfRange;
-}
-
 std::chrono::system_clock::time_point In(std::chrono::milliseconds d) { return std::chrono::system_clock::now() + d; }
 
 }  // namespace
@@ -216,7 +211,7 @@ Result<proto::AssignReceiversResponse> ReceiverSet::Assign(const proto::AssignRe
                      d->second->spec().SerializeAsString() != r->assignment.spec().SerializeAsString();
       if (!restart) {
         proto::ReceiverState s = StateOf(key, *r);
-        restart = s.stopped() && !Fatal(static_cast<absl::StatusCode>(s.error_code()));
+        restart = s.stopped() && !source::IsPermanentReadError(static_cast<absl::StatusCode>(s.error_code()));
       }
       if (restart) stop.emplace_back(key, r);
     }

@@ -66,6 +66,22 @@ class JobsTest : public ::testing::Test {
     return -1;
   }
 
+  // The leader's whole committed WAL (the tests write far fewer than 10,000 records).
+  void ReadLeaderWal(proto::ReadWalResponse* wal) {
+    std::string leader;
+    for (int i = 0; i < cluster_->num_drivers(); ++i) {
+      Result<proto::DriverStatus> st = testing::GetDriverStatus(cluster_->driver_address(i));
+      if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) leader = cluster_->driver_address(i);
+    }
+    ASSERT_FALSE(leader.empty());
+    auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+    grpc::ClientContext ctx;
+    proto::ReadWalRequest request;
+    request.set_from_seq(1);
+    request.set_max_records(10'000);
+    ASSERT_TRUE(rpc::FromGrpc(stub->ReadWal(&ctx, request, wal)).ok());
+  }
+
   // Waits for a serving leader (sluicectl list answers).
   void WaitForLeader() {
     ASSERT_TRUE(testing::WaitUntil([&] { return Ctl({"list"}).code == 0; }, milliseconds(20'000), milliseconds(200)));
@@ -185,18 +201,8 @@ sink:
   ASSERT_EQ(Ctl({"stop", "e2e"}).code, 0);
 
   // The committed batches and their ranges, from the WAL.
-  std::string leader;
-  for (int i = 0; i < cluster_->num_drivers(); ++i) {
-    Result<proto::DriverStatus> st = testing::GetDriverStatus(cluster_->driver_address(i));
-    if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) leader = cluster_->driver_address(i);
-  }
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  proto::ReadWalRequest request;
-  request.set_from_seq(1);
-  request.set_max_records(10'000);
   proto::ReadWalResponse wal;
-  ASSERT_TRUE(rpc::FromGrpc(stub->ReadWal(&ctx, request, &wal)).ok());
+  ASSERT_NO_FATAL_FAILURE(ReadLeaderWal(&wal));
   std::map<int64_t, proto::BatchPlanned> planned;
   std::set<int64_t> committed;
   proto::SourceSpec source;
@@ -273,19 +279,8 @@ sink: {null: {}}
         return c >= 3;
       },
       milliseconds(20'000), milliseconds(200)));
-  std::string leader;
-  for (int i = 0; i < cluster_->num_drivers(); ++i) {
-    Result<proto::DriverStatus> st = testing::GetDriverStatus(cluster_->driver_address(i));
-    if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) leader = cluster_->driver_address(i);
-  }
-  ASSERT_FALSE(leader.empty());
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  proto::ReadWalRequest request;
-  request.set_from_seq(1);
-  request.set_max_records(10'000);
   proto::ReadWalResponse wal;
-  ASSERT_TRUE(rpc::FromGrpc(stub->ReadWal(&ctx, request, &wal)).ok());
+  ASSERT_NO_FATAL_FAILURE(ReadLeaderWal(&wal));
   std::vector<proto::BatchPlanned> batches;
   std::map<int, std::vector<proto::BlockInfo>> blocks;  // accepted, per partition
   for (const proto::WalRecord& r : wal.records()) {
