@@ -378,6 +378,13 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
           if (auto e = ParseExpr(expr); !e.ok()) return bad("map.fields." + name, std::string(e.status().message()));
         }
         break;
+      case proto::OperatorSpec::kPlugin:
+        if (op.plugin().path().empty() || op.plugin().path()[0] != '/') {
+          return bad("plugin.path", fmt::format("'{}' is not an absolute path (a plugin must be at the same "
+                                                "absolute path on every worker)",
+                                                op.plugin().path()));
+        }
+        break;
       case proto::OperatorSpec::OP_NOT_SET:
         return bad("", "empty operator");
       default:

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "lib/engine/expr.h"
+#include "lib/engine/plugin_api.h"
+#include "lib/engine/plugin_loader.h"
 #include "simdjson.h"
 
 namespace sluice::engine {
@@ -74,15 +76,123 @@ void AppendJson(const Event& e, std::string* out) {
   out->append("}\n");
 }
 
+// Memory for strings plugins make (Emitter::Allocate): chunks kept and
+// reused record after record, so the steady state allocates nothing.
+class Arena {
+ public:
+  char* Allocate(size_t n) {
+    n = std::max<size_t>(n, 1);
+    while (chunk_ < chunks_.size()) {
+      if (chunks_[chunk_].size - used_ >= n) {
+        char* p = chunks_[chunk_].data.get() + used_;
+        used_ += n;
+        return p;
+      }
+      ++chunk_;
+      used_ = 0;
+    }
+    const size_t size = std::max(kChunkBytes, n);
+    chunks_.push_back({std::make_unique<char[]>(size), size});
+    chunk_ = chunks_.size() - 1;
+    used_ = n;
+    return chunks_.back().data.get();
+  }
+
+  // Everything handed out is free again; past kKeptChunks the rest is freed.
+  void Reset() {
+    if (chunks_.size() > kKeptChunks) chunks_.resize(kKeptChunks);
+    chunk_ = 0;
+    used_ = 0;
+  }
+
+ private:
+  static constexpr size_t kChunkBytes = 16 * 1024;
+  static constexpr size_t kKeptChunks = 64;
+  struct Chunk {
+    std::unique_ptr<char[]> data;
+    size_t size;
+  };
+  std::vector<Chunk> chunks_;
+  size_t chunk_ = 0;  // the chunk being filled
+  size_t used_ = 0;   // bytes of it handed out
+};
+
+plugin::Value ToPlugin(const Value& v) {
+  if (const auto* s = std::get_if<std::string_view>(&v)) return plugin::Value::String(*s);
+  if (const double* d = std::get_if<double>(&v)) return plugin::Value::Number(*d);
+  if (const bool* b = std::get_if<bool>(&v)) return plugin::Value::Bool(*b);
+  return plugin::Value::Null();
+}
+
+Value FromPlugin(const plugin::Value& v) {
+  switch (v.type) {
+    case plugin::Type::kString: return v.string.view();
+    case plugin::Type::kNumber: return v.number;
+    case plugin::Type::kBool: return v.boolean;
+    default: return Null{};
+  }
+}
+
+// The Emitter a plugin's Process writes to: events go to `next`, the first
+// one into the storage of the input event (already copied for the plugin),
+// so a plugin that maps or filters allocates nothing per event.
+class PluginEmitter final : public plugin::Emitter {
+ public:
+  explicit PluginEmitter(Arena* arena) : arena_(arena) {}
+
+  void Begin(Event* recycle, std::vector<Event>* next) {
+    recycle_ = recycle;
+    next_ = next;
+  }
+
+  void Emit(const plugin::Field* fields, size_t n) override {
+    if (rejected_) return;
+    Event out;
+    if (recycle_ != nullptr) {
+      out = std::move(*recycle_);
+      out.clear();
+      recycle_ = nullptr;
+    }
+    out.reserve(n);
+    for (size_t i = 0; i < n; ++i) out.push_back({fields[i].name.view(), FromPlugin(fields[i].value)});
+    next_->push_back(std::move(out));
+  }
+
+  char* Allocate(size_t n) override { return arena_->Allocate(n); }
+
+  void Reject(plugin::Str reason) override {
+    if (rejected_) return;
+    rejected_ = true;
+    reason_.assign(reason.data, reason.size);
+  }
+
+  // Whether the record was rejected; clears the mark.
+  bool TakeRejected(std::string* reason) {
+    if (!rejected_) return false;
+    rejected_ = false;
+    *reason = std::move(reason_);
+    reason_.clear();
+    return true;
+  }
+
+ private:
+  Arena* const arena_;
+  Event* recycle_ = nullptr;
+  std::vector<Event>* next_ = nullptr;
+  bool rejected_ = false;
+  std::string reason_;
+};
+
 struct Op {
   proto::OperatorSpec spec;
   std::unique_ptr<Expr> filter;
   std::vector<std::pair<std::string, std::unique_ptr<Expr>>> map;
+  std::unique_ptr<plugin::Operator> plugin;  // this Pipeline's own instance
 };
 
 class PipelineImpl final : public Pipeline {
  public:
-  explicit PipelineImpl(std::vector<Op> ops) : ops_(std::move(ops)) {}
+  explicit PipelineImpl(std::vector<Op> ops) : ops_(std::move(ops)), emitter_(&arena_) {}
 
   void Run(const source::Block& block, std::string* out, PipelineCounts* counts) override {
     int64_t offset = block.lineage().start_offset;
@@ -171,6 +281,7 @@ class PipelineImpl final : public Pipeline {
 
   void RunRecord(std::string_view record, int64_t offset, std::string* out, PipelineCounts* counts) {
     scratch_.clear();
+    arena_.Reset();
     events_.clear();
     events_.emplace_back();
     bool parsed = false;
@@ -246,6 +357,24 @@ class PipelineImpl final : public Pipeline {
             }
             break;
           }
+          case proto::OperatorSpec::kPlugin: {
+            plugin_in_.clear();
+            for (const Field& f : e) plugin_in_.push_back({f.name, ToPlugin(f.value)});
+            emitter_.Begin(&e, &next_);
+            std::string why;
+            try {
+              op.plugin->Process(plugin::Event{plugin_in_.data(), plugin_in_.size()}, emitter_);
+            } catch (const std::exception& ex) {
+              emitter_.Reject(fmt::format("plugin {} threw: {}", op.spec.plugin().path(), ex.what()));
+            } catch (...) {
+              emitter_.Reject(fmt::format("plugin {} threw", op.spec.plugin().path()));
+            }
+            if (emitter_.TakeRejected(&why)) {
+              DeadLetter(offset, why, counts);
+              return;
+            }
+            break;
+          }
           default:
             next_.push_back(std::move(e));
         }
@@ -269,6 +398,9 @@ class PipelineImpl final : public Pipeline {
   simdjson::ondemand::parser parser_;
   std::string padded_;
   std::deque<std::string> scratch_;  // names and values made for one record
+  Arena arena_;                      // strings plugins make for one record
+  PluginEmitter emitter_;
+  std::vector<plugin::Field> plugin_in_;  // the event handed to a plugin
   std::vector<Event> events_, next_;
 };
 
@@ -278,7 +410,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec) {
   std::vector<Op> ops;
   for (int i = 0; i < spec.operators_size(); ++i) {
     Op op{spec.operators(i)};
-    const std::string at = fmt::format("line {}: operators[{}]", op.spec.line(), i);
+    const std::string at = fmt::format("{}line {}: operators[{}]", spec.file().empty() ? "" : spec.file() + ": ",
+                                       op.spec.line(), i);
     switch (op.spec.op_case()) {
       case proto::OperatorSpec::kFilter: {
         Result<std::unique_ptr<Expr>> e = ParseExpr(op.spec.filter().expr());
@@ -293,8 +426,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec) {
           op.map.emplace_back(name, std::move(*e));
         }
         break;
-      case proto::OperatorSpec::kPlugin:
-        return absl::UnimplementedError(at + ".plugin: plugins are not supported yet");
+      case proto::OperatorSpec::kPlugin: {
+        Result<std::unique_ptr<plugin::Operator>> p = CreatePluginOperator(op.spec.plugin(), spec.name(), op.spec.line());
+        if (!p.ok()) return Annotate(p.status(), at + ".plugin");
+        op.plugin = std::move(*p);
+        break;
+      }
       case proto::OperatorSpec::OP_NOT_SET:
         return absl::InvalidArgumentError(at + ": empty operator");
       default:

@@ -1,19 +1,24 @@
 // Pipeline: a job's stateless operators run over whole blocks (docs/jobs.md).
 //
 // Module sluice::engine owns it. Create() compiles the operators of a
-// JobSpec once (expressions parsed, plugins refused until their interface
-// exists); Run() walks a block's records and appends one JSON line per output
-// event to a buffer — the form the file, stdout and Kafka sinks write.
+// JobSpec once (expressions parsed, plugins loaded and given one Operator
+// instance each, lib/engine/plugin_loader.h); Run() walks a block's records
+// and appends one JSON line per output event to a buffer — the form the
+// file, stdout and Kafka sinks write.
 //
 // Per record there is no protobuf message and no heap allocation in the
 // steady state: the record is copied into a reusable padded buffer for
 // simdjson's on-demand parser, fields are string views into it (or into
 // per-record scratch that is reused), and output goes straight into `out`.
-// A record that does not parse is a dead letter: counted, its offset kept for
-// the log, and the block goes on.
+// A plugin sees the event as an array of fields (reused) and its new strings
+// go to a per-record arena (reused).
+// A record that does not parse (or that a plugin rejects, or whose plugin
+// call throws) is a dead letter: counted, its offset kept for the log, and
+// the block goes on.
 //
 // Thread-compatible: Run keeps per-record scratch, so each thread that runs
-// tasks makes its own Pipeline (Create is cheap).
+// tasks makes its own Pipeline (Create is cheap; a plugin's library is loaded
+// once per process).
 #pragma once
 
 #include <cstdint>
@@ -35,7 +40,8 @@ struct PipelineCounts {
 
 class Pipeline {
  public:
-  // INVALID_ARGUMENT naming the operator for what cannot run.
+  // INVALID_ARGUMENT naming the operator for what cannot run;
+  // FAILED_PRECONDITION for a plugin library this machine cannot load.
   [[nodiscard]] static Result<std::unique_ptr<Pipeline>> Create(const proto::JobSpec& spec);
   virtual ~Pipeline() = default;
 

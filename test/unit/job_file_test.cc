@@ -105,6 +105,10 @@ TEST(JobFileTest, EachKindOfMistakeNamesFileLineAndField) {
               HasSubstr("line 3: sources[0].kind: 'ftp' is not generator, kafka or socket"));
   EXPECT_THAT(ErrorOf("name: j\nsources:\n  - {name: s, kind: generator, partitions: many}\nsink: {null: {}}\n"),
               HasSubstr("sources[0].partitions: 'many' is not a whole number"));
+  EXPECT_THAT(ErrorOf(base + "operators:\n  - plugin: {path: libx.so}\n"),
+              HasSubstr("line 5: operators[0].plugin.path: 'libx.so' is not an absolute path"));
+  EXPECT_THAT(ErrorOf(base + "operators:\n  - plugin: {config: {a: b}}\n"),
+              HasSubstr("plugin needs the path of its shared library"));
   EXPECT_THAT(ErrorOf("name: [j\n"), HasSubstr("jobs/x.yaml: line 2: not valid YAML: end of sequence flow not found"));
   EXPECT_THAT(ErrorOf(""), HasSubstr("the job file is empty"));
   EXPECT_THAT(ErrorOf("- just\n- a list\n"), HasSubstr("job: expected a mapping"));

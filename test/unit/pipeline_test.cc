@@ -83,12 +83,5 @@ TEST(PipelineTest, GeneratorEventsThroughAFilterMatchAnIndependentCount) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), expected);
 }
 
-TEST(PipelineTest, PluginsAreRefusedUntilTheirInterfaceExists) {
-  Result<proto::JobSpec> spec =
-      ParseJobFile("name: j\nsources: [s]\nsink: {null: {}}\noperators:\n  - plugin: {path: /x.so}\n", "j.yaml");
-  ASSERT_TRUE(spec.ok());
-  EXPECT_EQ(Pipeline::Create(*spec).status().code(), absl::StatusCode::kUnimplemented);
-}
-
 }  // namespace
 }  // namespace sluice::engine
