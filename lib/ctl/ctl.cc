@@ -304,6 +304,19 @@ void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
   }
   out << "  sink:       " << j.spec().sink().ShortDebugString() << "\n";
   if (!j.stop_reason().empty()) out << "  stopped:    " << j.stop_reason() << "\n";
+  out << "  events:     " << j.total_input() << " in, " << j.total_output() << " out, " << j.total_dead_letters()
+      << " dead letters\n";
+  if (j.recent_batches().empty()) return;
+  // Spark's streaming tab: scheduling delay, processing time, total delay.
+  out << "  last batches (ms):\n";
+  out << "    " << std::left << std::setw(10) << "BATCH" << std::setw(10) << "INPUT" << std::setw(10) << "OUTPUT"
+      << std::setw(8) << "DEAD" << std::setw(12) << "SCHED_DELAY" << std::setw(12) << "PROCESSING" << std::setw(12)
+      << "TOTAL_DELAY" << "TASKS\n";
+  for (const proto::BatchSummary& b : j.recent_batches()) {
+    out << "    " << std::left << std::setw(10) << b.batch_id() << std::setw(10) << b.input_count() << std::setw(10)
+        << b.output_count() << std::setw(8) << b.dead_letters() << std::setw(12) << b.scheduling_delay_ms()
+        << std::setw(12) << b.processing_ms() << std::setw(12) << b.total_delay_ms() << b.task_attempts() << "\n";
+  }
 }
 
 void PrintJobHeader(std::ostream& out) {

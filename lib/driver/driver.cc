@@ -125,10 +125,12 @@ Status Driver::Start() {
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, log_.get(), leadership_.get(), data_path_.get(), clock_);
   jobs_view_ = jobs_.get();
   planner_ = std::make_unique<Planner>(log_.get(), leadership_.get(), clock_);
-  scheduler_ = std::make_unique<Scheduler>(log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get());
+  scheduler_ = std::make_unique<Scheduler>(log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(),
+                                           clock_);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
   schedule_thread_ = std::thread([this] { ScheduleLoop(); });
+  plan_thread_ = std::thread([this] { PlanLoop(); });
   return absl::OkStatus();
 }
 
@@ -168,6 +170,18 @@ void Driver::AssignLoop() {
     const std::string address = process_.rpc_address();
     lock.unlock();
     data_path_->Tick(workers, address);
+    lock.lock();
+  }
+}
+
+// Batches are planned at their batch time, whatever the heartbeat interval:
+// a plan made late takes in more data and delays the batch.
+void Driver::PlanLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(20));
+    if (stopping_ || !leadership_->Serving()) continue;
+    lock.unlock();
     planner_->Tick();
     lock.lock();
   }
@@ -202,6 +216,7 @@ void Driver::Stop() {
   // next check of Serving()); the handover does not wait for them.
   if (assign_thread_.joinable()) assign_thread_.join();
   if (schedule_thread_.joinable()) schedule_thread_.join();
+  if (plan_thread_.joinable()) plan_thread_.join();
   if (server_ != nullptr) server_->Shutdown(0);
   if (drivers_) drivers_->Leave();
   if (coordinator_) coordinator_->Close();

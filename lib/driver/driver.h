@@ -4,8 +4,9 @@
 // (DriverService in proto/driver.proto, WalService in proto/wal.proto), its
 // replicated WAL (lib/wal), its terms as leader (Leadership), the drivers/
 // group, its view of the workers/ group, and the leader's heartbeat to
-// workers, which carries the epoch (DESIGN.md rule 4). Later issues add the
-// planner and the scheduler.
+// workers, which carries the epoch (DESIGN.md rule 4), and the leader's
+// threads: assignment (receivers, every heartbeat), planning (batches at
+// their batch time, checked every 20 ms) and scheduling (tasks, commits).
 // cmd/driverd/main.cpp only parses flags into DriverOptions and calls
 // Start/Stop.
 //
@@ -17,7 +18,8 @@
 // will plan and schedule only while Serving.
 //
 // Thread-safety: Start and Stop are called from one thread; everything else
-// runs on gRPC's threads, the coordinator's thread and the heartbeat thread.
+// runs on gRPC's threads, the coordinator's thread and the driver's own
+// threads (heartbeat, assign, plan, schedule).
 #pragma once
 
 #include <atomic>
@@ -108,6 +110,7 @@ class Driver {
   void HeartbeatLoop();
   void AssignLoop();
   void ScheduleLoop();
+  void PlanLoop();
 
   DriverOptions options_;
   Clock* clock_;
@@ -124,7 +127,7 @@ class Driver {
   std::atomic<DataPath*> data_path_view_{nullptr};
   std::unique_ptr<JobRegistry> jobs_;
   std::atomic<JobRegistry*> jobs_view_{nullptr};
-  std::unique_ptr<Planner> planner_;  // used by the assignment thread only
+  std::unique_ptr<Planner> planner_;  // used by the plan thread only
   std::unique_ptr<Scheduler> scheduler_;  // used by the schedule thread only
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
@@ -140,6 +143,7 @@ class Driver {
   std::thread heartbeat_thread_;
   std::thread assign_thread_;
   std::thread schedule_thread_;
+  std::thread plan_thread_;
   bool stopped_ = false;
 };
 

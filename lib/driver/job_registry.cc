@@ -20,6 +20,10 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
   info.set_last_planned_batch(job.last_planned_batch());
   info.set_last_committed_batch(job.last_committed_batch());
   info.set_stop_reason(job.stop_reason());
+  *info.mutable_recent_batches() = job.recent_batches();
+  info.set_total_input(job.total_input());
+  info.set_total_output(job.total_output());
+  info.set_total_dead_letters(job.total_dead_letters());
   return info;
 }
 

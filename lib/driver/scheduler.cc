@@ -1,5 +1,6 @@
 #include "lib/driver/scheduler.h"
 
+#include <atomic>
 #include <future>
 #include <set>
 
@@ -10,6 +11,20 @@
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
+namespace {
+
+// The range's partition numbered across the job's sources, in their order.
+int32_t OutputPartition(const proto::JobSpec& spec, const proto::WalState& state, const proto::PartitionRange& r) {
+  int32_t before = 0;
+  for (const std::string& name : spec.sources()) {
+    if (name == r.source()) break;
+    auto it = state.sources().find(name);
+    if (it != state.sources().end()) before += it->second.spec().partitions();
+  }
+  return before + r.partition();
+}
+
+}  // namespace
 
 int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
   if (!leadership_->Serving() || live.empty()) return 0;
@@ -33,6 +48,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
       t.set_task(i);
       *t.mutable_spec() = job.spec();
       *t.mutable_range() = r;
+      t.set_output_partition(OutputPartition(job.spec(), state, r));
       for (const proto::MemberInfo& m : live) *t.add_holders() = m;
       std::vector<proto::MemberInfo> order;
       auto src = state.sources().find(r.source());
@@ -64,6 +80,8 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
       candidates.push_back(std::move(order));
     }
     const int max_failures = std::max(1, job.spec().max_task_failures());
+    const int64_t started = clock_->UnixMillis();
+    std::atomic<int> attempts{0};
     std::vector<std::future<Result<proto::TaskResult>>> running;
     for (size_t i = 0; i < tasks.size(); ++i) {
       running.push_back(std::async(std::launch::async, [&, i]() -> Result<proto::TaskResult> {
@@ -71,6 +89,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
         for (int attempt = 0; attempt < max_failures; ++attempt) {
           if (!leadership_->Serving()) return absl::UnavailableError("no longer the leader");
           const proto::MemberInfo& w = candidates[i][attempt % candidates[i].size()];
+          attempts.fetch_add(1);
           proto::TaskResult result;
           last = workers_->RunTask(w.rpc_address(), tasks[i], &result);
           if (last.ok()) return result;
@@ -93,7 +112,11 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
       }
       bc->set_input_count(bc->input_count() + r->input());
       bc->set_output_count(bc->output_count() + r->output());
+      bc->set_dead_letters(bc->dead_letters() + r->dead_letters());
     }
+    bc->set_started_unix_ms(started);
+    bc->set_finished_unix_ms(clock_->UnixMillis());
+    bc->set_task_attempts(attempts.load());
     if (!leadership_->Serving() || leadership_->epoch() != epoch) return committed;
     if (!failed.ok()) {
       if (absl::IsUnavailable(failed) && !leadership_->Serving()) return committed;
@@ -118,6 +141,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
     // The blocks WalState folded away (every running reader is past them)
     // may go from the workers and the leader's record.
     const proto::WalState after = log_->State();
+    CommitKafkaOffsets(job_id, after, done);
     proto::DropBlocksRequest drop;
     drop.set_epoch(epoch);
     for (const proto::SourceOffset& o : done.next_offsets()) {
@@ -137,6 +161,34 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
     }
   }
   return committed;
+}
+
+void Scheduler::CommitKafkaOffsets(const std::string& job_id, const proto::WalState& state,
+                                   const proto::BatchCommitted& done) {
+  std::map<std::string, std::map<int32_t, int64_t>> by_source;
+  for (const proto::SourceOffset& o : done.next_offsets()) {
+    auto src = state.sources().find(o.source());
+    if (src == state.sources().end() || src->second.spec().kind() != proto::SOURCE_KIND_KAFKA) continue;
+    by_source[o.source()][o.partition()] = o.offset();
+  }
+  for (auto& [name, offsets] : by_source) {
+    const proto::SourceSpec spec = state.sources().at(name).spec();
+    commits_.Post([this, job_id, spec, offsets = std::move(offsets)] {
+      std::unique_ptr<source::KafkaOffsetCommitter>& c = committers_[{job_id, spec.name()}];
+      if (!c) {
+        source::KafkaSourceOptions o{.name = spec.name(), .brokers = spec.kafka().brokers(), .topic = spec.kafka().topic()};
+        for (const auto& [k, v] : spec.kafka().properties()) o.consumer_config[k] = v;
+        Result<std::unique_ptr<source::KafkaOffsetCommitter>> created =
+            source::KafkaOffsetCommitter::Create(o, "sluice-" + job_id);
+        if (!created.ok()) {
+          spdlog::warn("job {}: {}", job_id, created.status().ToString());
+          return;
+        }
+        c = std::move(*created);
+      }
+      if (Status st = c->Commit(offsets); !st.ok()) spdlog::warn("job {}: {}", job_id, st.ToString());
+    });
+  }
 }
 
 }  // namespace sluice::driver

@@ -10,15 +10,21 @@
 // — only then are the workers told to drop the blocks every running job
 // reading the source is past (what WalState folded away). Batches of a job commit in order.
 // A batch re-run after a failover writes the same outputs under the same
-// names: the sinks are idempotent per (job, batch, task).
+// names: the sinks are idempotent per (job, batch, task). Kafka positions are
+// then committed to the job's consumer group, "sluice-<job>".
 //
 // Thread-compatible: the driver's schedule thread calls Tick.
 #pragma once
 
+#include <map>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lib/common/clock.h"
+#include "lib/common/serial_executor.h"
+#include "lib/source/kafka_source.h"
 #include "proto/common.pb.h"
 #include "proto/wal.pb.h"
 
@@ -34,8 +40,8 @@ class WorkerProxy;
 
 class Scheduler {
  public:
-  Scheduler(wal::ReplicatedLog* log, Leadership* leadership, WorkerProxy* workers, DataPath* data)
-      : log_(log), leadership_(leadership), workers_(workers), data_(data) {}
+  Scheduler(wal::ReplicatedLog* log, Leadership* leadership, WorkerProxy* workers, DataPath* data, Clock* clock)
+      : log_(log), leadership_(leadership), workers_(workers), data_(data), clock_(clock) {}
 
   // Runs (to its end) the oldest planned batch of each running job; returns
   // how many batches committed.
@@ -46,7 +52,17 @@ class Scheduler {
   Leadership* const leadership_;
   WorkerProxy* const workers_;
   DataPath* const data_;
+  Clock* const clock_;  // batch timings
   size_t next_worker_ = 0;  // round robin for ranges whose blocks no live worker holds
+
+  // After BatchCommitted, a job's Kafka positions go to its consumer group
+  // "sluice-<job>", off the schedule thread (a slow broker never holds up
+  // batches; a commit lost with a leader is made again by the next batch).
+  void CommitKafkaOffsets(const std::string& job_id, const proto::WalState& state,
+                          const proto::BatchCommitted& done);
+  // (job, source) -> its committer; used on commits_ only.
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<source::KafkaOffsetCommitter>> committers_;
+  SerialExecutor commits_;  // last: destroyed (joined) first
 };
 
 }  // namespace sluice::driver

@@ -275,7 +275,7 @@ class Reader {
 
   Result<proto::JobSpec> Job(const YAML::Node& root) const {
     RETURN_IF_ERROR(Map(root, "", {"name", "batch_interval", "sources", "operators", "sink",
-                                      "max_batches_in_flight", "max_task_failures"}));
+                                      "max_batches_in_flight", "max_task_failures", "dead_letters"}));
     proto::JobSpec job;
     job.set_file(file_);
     if (!root["name"]) return Error(root, "name", "a job needs a name");
@@ -320,6 +320,13 @@ class Reader {
     if (root["max_task_failures"]) {
       ASSIGN_OR_RETURN(int64_t v, Int(root["max_task_failures"], "max_task_failures", 1, 100));
       job.set_max_task_failures(static_cast<int32_t>(v));
+    }
+    if (root["dead_letters"]) {
+      ASSIGN_OR_RETURN(*job.mutable_dead_letters(), Str(root["dead_letters"], "dead_letters"));
+      if (job.dead_letters().empty() || job.dead_letters()[0] != '/') {
+        return Error(root["dead_letters"], "dead_letters",
+                     fmt::format("'{}' is not an absolute directory (workers write there)", job.dead_letters()));
+      }
     }
     return job;
   }

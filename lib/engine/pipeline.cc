@@ -195,15 +195,16 @@ class PipelineImpl final : public Pipeline {
   explicit PipelineImpl(std::vector<Op> ops) : ops_(std::move(ops)), emitter_(&arena_) {}
 
   void Run(const source::Block& block, std::string* out, PipelineCounts* counts) override {
+    block_ = &block;
     int64_t offset = block.lineage().start_offset;
     Status st = block.ForEach([&](std::string_view record) {
       ++counts->input;
+      record_ = record;
       RunRecord(record, offset++, out, counts);
     });
-    if (!st.ok()) {
-      ++counts->dead_letters;
-      counts->last_dead_letter = std::string(st.message());
-    }
+    record_ = {};
+    if (!st.ok()) DeadLetter(block.lineage().start_offset, std::string(st.message()), counts);
+    block_ = nullptr;
   }
 
  private:
@@ -274,9 +275,20 @@ class PipelineImpl final : public Pipeline {
     return true;
   }
 
+  const source::Block* block_ = nullptr;  // during Run
+  std::string_view record_;               // the record RunRecord is on
+
   void DeadLetter(int64_t offset, const std::string& why, PipelineCounts* counts) {
     ++counts->dead_letters;
     counts->last_dead_letter = fmt::format("offset {}: {}", offset, why);
+    std::string& o = counts->dead_letter_lines;
+    o += "{\"source\":";
+    AppendJsonString(block_->lineage().source, &o);
+    o += fmt::format(",\"partition\":{},\"offset\":{},\"error\":", block_->lineage().partition, offset);
+    AppendJsonString(why, &o);
+    o += ",\"record\":";
+    AppendJsonString(record_, &o);
+    o += "}\n";
   }
 
   void RunRecord(std::string_view record, int64_t offset, std::string* out, PipelineCounts* counts) {

@@ -36,6 +36,9 @@ struct PipelineCounts {
   int64_t output = 0;        // events written
   int64_t dead_letters = 0;  // records that did not parse
   std::string last_dead_letter;
+  // One JSON line per dead letter: {"source","partition","offset","error",
+  // "record"} (the record as a string; a block that does not decode has none).
+  std::string dead_letter_lines;
 };
 
 class Pipeline {

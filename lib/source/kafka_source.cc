@@ -165,4 +165,55 @@ Result<int64_t> KafkaSource::StartOffset(int32_t partition, const std::string& s
   return start == "latest" ? marks.second : marks.first;
 }
 
+Result<std::unique_ptr<KafkaOffsetCommitter>> KafkaOffsetCommitter::Create(const KafkaSourceOptions& source,
+                                                                          const std::string& group) {
+  std::unique_ptr<KafkaOffsetCommitter> c(new KafkaOffsetCommitter(source.topic, group));
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  std::map<std::string, std::string> settings = source.consumer_config;
+  settings["bootstrap.servers"] = source.brokers;
+  settings["group.id"] = group;
+  settings["enable.auto.commit"] = "false";
+  for (const auto& [k, v] : settings) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InvalidArgumentError(fmt::format("kafka offset commits of {}: {}: {}", source.name, k, errstr));
+    }
+  }
+  c->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (c->rk_ == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InvalidArgumentError(fmt::format("kafka offset commits of {}: {}", source.name, errstr));
+  }
+  return c;
+}
+
+KafkaOffsetCommitter::~KafkaOffsetCommitter() {
+  if (rk_ != nullptr) rd_kafka_destroy(rk_);
+}
+
+Status KafkaOffsetCommitter::Commit(const std::map<int32_t, int64_t>& offsets) {
+  if (offsets.empty()) return absl::OkStatus();
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
+  for (const auto& [partition, offset] : offsets) {
+    rd_kafka_topic_partition_list_add(list, topic_.c_str(), partition)->offset = offset;
+  }
+  rd_kafka_resp_err_t err = rd_kafka_commit(rk_, list, 0);
+  Status st;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    st = absl::UnavailableError(fmt::format("committing offsets of {} to group {}: {}", topic_, group_,
+                                            rd_kafka_err2str(err)));
+  } else {
+    for (int i = 0; i < list->cnt && st.ok(); ++i) {
+      if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        st = absl::UnavailableError(fmt::format("committing offset {} of {}[{}] to group {}: {}",
+                                                list->elems[i].offset, topic_, list->elems[i].partition, group_,
+                                                rd_kafka_err2str(list->elems[i].err)));
+      }
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  return st;
+}
+
 }  // namespace sluice::source

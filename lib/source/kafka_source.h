@@ -65,4 +65,27 @@ class KafkaSource {
   std::map<int32_t, int64_t> position_;  // partition -> next offset the consumer will deliver
 };
 
+// Commits a job's positions to a Kafka consumer group — for visibility
+// (lag monitoring, kafka-consumer-groups) and so a source declared with
+// `start: committed` and that group.id resumes there. Sluice's own record of
+// positions is its WAL; these commits follow it, after BatchCommitted.
+//
+// Thread-compatible.
+class KafkaOffsetCommitter {
+ public:
+  // `source` gives brokers, topic and settings; `group` the group.id.
+  [[nodiscard]] static Result<std::unique_ptr<KafkaOffsetCommitter>> Create(const KafkaSourceOptions& source,
+                                                                            const std::string& group);
+  ~KafkaOffsetCommitter();
+
+  // Synchronous commit of partition -> next offset to read.
+  [[nodiscard]] Status Commit(const std::map<int32_t, int64_t>& offsets);
+
+ private:
+  KafkaOffsetCommitter(std::string topic, std::string group) : topic_(std::move(topic)), group_(std::move(group)) {}
+  const std::string topic_;
+  const std::string group_;
+  rd_kafka_t* rk_ = nullptr;
+};
+
 }  // namespace sluice::source

@@ -83,9 +83,11 @@ Status WalState::Apply(const proto::WalRecord& r) {
                                      job.last_committed_batch(), job.last_planned_batch()));
       }
       job.set_last_committed_batch(bc.batch_id());
+      int64_t batch_time = 0;
       auto* in_flight = job.mutable_in_flight();
       for (int i = 0; i < in_flight->size(); ++i) {
         if (in_flight->Get(i).batch_id() == bc.batch_id()) {
+          batch_time = in_flight->Get(i).batch_time_unix_ms();
           in_flight->DeleteSubrange(i, 1);
           break;
         }
@@ -100,6 +102,27 @@ Status WalState::Apply(const proto::WalRecord& r) {
         }
         if (!found) *job.add_committed_offsets() = next;
       }
+      // Timings are the leader's clock; a batch planned by one leader and run
+      // by the next has its batch time from the plan.
+      proto::BatchSummary summary;
+      summary.set_batch_id(bc.batch_id());
+      summary.set_batch_time_unix_ms(batch_time);
+      summary.set_input_count(bc.input_count());
+      summary.set_output_count(bc.output_count());
+      summary.set_dead_letters(bc.dead_letters());
+      summary.set_task_attempts(bc.task_attempts());
+      if (bc.started_unix_ms() > 0 && summary.batch_time_unix_ms() > 0) {
+        summary.set_scheduling_delay_ms(std::max<int64_t>(0, bc.started_unix_ms() - summary.batch_time_unix_ms()));
+        summary.set_processing_ms(std::max<int64_t>(0, bc.finished_unix_ms() - bc.started_unix_ms()));
+        summary.set_total_delay_ms(std::max<int64_t>(0, bc.finished_unix_ms() - summary.batch_time_unix_ms()));
+      }
+      *job.add_recent_batches() = summary;
+      if (job.recent_batches_size() > kRecentBatches) {
+        job.mutable_recent_batches()->DeleteSubrange(0, job.recent_batches_size() - kRecentBatches);
+      }
+      job.set_total_input(job.total_input() + bc.input_count());
+      job.set_total_output(job.total_output() + bc.output_count());
+      job.set_total_dead_letters(job.total_dead_letters() + bc.dead_letters());
       FoldCommittedBlocks(bc);
       return absl::OkStatus();
     }

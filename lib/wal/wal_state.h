@@ -25,6 +25,9 @@ class WalState {
 
   const proto::WalState& proto() const { return state_; }
 
+  // How many committed batches each job keeps in JobState.recent_batches.
+  static constexpr int kRecentBatches = 20;
+
  private:
   void FoldCommittedBlocks(const proto::BatchCommitted& bc);
 

@@ -1,12 +1,6 @@
 #include "lib/worker/executor.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <filesystem>
 #include <grpcpp/grpcpp.h>
-#include <iostream>
 
 #include "lib/engine/pipeline.h"
 #include "lib/rpc/rpc.h"
@@ -47,37 +41,6 @@ Result<source::Block> FetchRemoteBlock(const std::string& address, const proto::
   return block;
 }
 
-namespace {
-
-Status WriteFileAtomically(const std::string& dir, const std::string& name, const std::string& data) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  const std::string tmp = dir + "/." + name + ".tmp";
-  const std::string final_path = dir + "/" + name;
-  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::UnavailableError(fmt::format("file sink: cannot create {}: {}", tmp, std::strerror(errno)));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      return absl::UnavailableError(fmt::format("file sink: writing {}: {}", tmp, std::strerror(errno)));
-    }
-    done += n;
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) return absl::UnavailableError("file sink: fsync failed for " + tmp);
-  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    return absl::UnavailableError(fmt::format("file sink: renaming {}: {}", tmp, std::strerror(errno)));
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 Result<source::Block> Executor::GetBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
                                          proto::TaskResult* result) {
@@ -132,6 +95,20 @@ Result<source::Block> Executor::GetBlock(const proto::TaskRequest& task, const p
   return builder.Cut();
 }
 
+Result<sink::Sink*> Executor::SinkOf(const proto::TaskRequest& task) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_ptr<sink::Sink>& s = sinks_[task.job_id()];
+  if (!s) {
+    Result<std::unique_ptr<sink::Sink>> opened = sink::OpenSink(task.spec().sink());
+    if (!opened.ok()) {
+      sinks_.erase(task.job_id());
+      return opened.status();
+    }
+    s = std::move(*opened);
+  }
+  return s.get();
+}
+
 Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task) {
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec()));
   proto::TaskResult result;
@@ -148,16 +125,29 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task) {
     spdlog::warn("job {} batch {} task {}: {} dead letters, last: {}", task.job_id(), task.batch_id(), task.task(),
                  counts.dead_letters, counts.last_dead_letter);
   }
-  const proto::SinkSpec& sink = task.spec().sink();
-  if (sink.has_file()) {
-    const std::string name = fmt::format("{}-batch-{:08d}-part-{:04d}.jsonl", task.job_id(), task.batch_id(), task.task());
-    RETURN_IF_ERROR(WriteFileAtomically(sink.file().path(), name, out));
-    result.set_output_name(sink.file().path() + "/" + name);
-  } else if (sink.has_stdout()) {
-    std::cout << out << std::flush;
-  } else if (sink.has_kafka()) {
-    return absl::UnimplementedError("the kafka sink is not built yet");
+  // Dead letters go beside the output, idempotent like the file sink.
+  std::string dead_dir = task.spec().dead_letters();
+  if (dead_dir.empty() && task.spec().sink().has_file()) dead_dir = task.spec().sink().file().path() + "/dead-letters";
+  if (!counts.dead_letter_lines.empty() && !dead_dir.empty()) {
+    const std::string name = sink::BatchFileName(task.job_id(), task.batch_id(), task.task());
+    RETURN_IF_ERROR(sink::WriteFileAtomically(dead_dir, name, counts.dead_letter_lines));
+    result.set_dead_letter_name(dead_dir + "/" + name);
   }
+  ASSIGN_OR_RETURN(sink::Sink * sink, SinkOf(task));
+  ASSIGN_OR_RETURN(sink::WriteResult written, sink->Write({.job_id = task.job_id(),
+                                                           .batch_id = task.batch_id(),
+                                                           .task = task.task(),
+                                                           .output_partition = task.output_partition(),
+                                                           .still_current = [this, epoch = task.epoch()]() -> Status {
+                                                             const int64_t newest = fence_->highest();
+                                                             if (newest <= epoch) return absl::OkStatus();
+                                                             return absl::FailedPreconditionError(fmt::format(
+                                                                 "its leader's epoch {} is older than {}", epoch,
+                                                                 newest));
+                                                           }},
+                                                          out));
+  result.set_output_name(written.name);
+  result.set_skipped(written.skipped);
   return result;
 }
 

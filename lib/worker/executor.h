@@ -5,19 +5,22 @@
 // store, else fetched from a live holder (FetchBlock), else recomputed from
 // its lineage (generator and Kafka are replayable; a socket block with no
 // live copy is DATA_LOSS naming partition and offsets). The output goes to
-// the sink under a name carrying (job, batch, task), so a re-run replaces
-// rather than appends (exactly-once with the commit rule):
-//
-//   file:   <path>/<job>-batch-<N>-part-<task>.jsonl, written to .tmp,
-//           fsynced, renamed, directory fsynced
-//   stdout: the worker's standard output; null: nothing
+// the job's sink (lib/sink), idempotent per (job, batch, output partition),
+// so a re-run replaces or skips rather than appends (exactly-once with the
+// commit rule).
 //
 // Thread-safe: tasks run on gRPC's threads, each with its own Pipeline.
 #pragma once
 
+#include <map>
+#include <memory>
+#include <mutex>
+
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
+#include "lib/sink/sink.h"
 #include "lib/worker/block_store.h"
+#include "lib/worker/epoch_fence.h"
 #include "proto/worker.pb.h"
 
 namespace sluice::worker {
@@ -28,17 +31,23 @@ namespace sluice::worker {
 
 class Executor {
  public:
-  // `store` and `clock` must outlive this object.
-  Executor(BlockStore* store, Clock* clock) : store_(store), clock_(clock) {}
+  // `store`, `fence` and `clock` must outlive this object.
+  Executor(BlockStore* store, const EpochFence* fence, Clock* clock) : store_(store), fence_(fence), clock_(clock) {}
 
   [[nodiscard]] Result<proto::TaskResult> Run(const proto::TaskRequest& task);
 
  private:
   [[nodiscard]] Result<source::Block> GetBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
                                                proto::TaskResult* result);
+  // The job's sink, opened on its first task (a job's name is used once, so
+  // its sink spec never changes).
+  [[nodiscard]] Result<sink::Sink*> SinkOf(const proto::TaskRequest& task);
 
   BlockStore* const store_;
+  const EpochFence* const fence_;  // a task whose leader is superseded does not commit
   Clock* const clock_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<sink::Sink>> sinks_;  // by job; guarded by mu_
 };
 
 }  // namespace sluice::worker

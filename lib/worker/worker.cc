@@ -69,7 +69,7 @@ Status Worker::Start() {
       ReceiverSetOptions{.block_interval = std::chrono::milliseconds(options_.block_interval_ms),
                          .max_unreported_blocks = options_.max_unreported_blocks},
       store_.get(), clock_);
-  executor_ = std::make_unique<Executor>(store_.get(), clock_);
+  executor_ = std::make_unique<Executor>(store_.get(), &fence_, clock_);
   service_ = std::make_unique<WorkerServiceImpl>(
       options_.daemon.id, &fence_, store_.get(), receivers_.get(), executor_.get(), [this] { return GetStatus(); },
       [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });

@@ -198,6 +198,10 @@ sink:
   ASSERT_EQ(submit.code, 0) << submit.output;
   ASSERT_TRUE(testing::WaitUntil([&] { return Committed("e2e") >= 4; }, milliseconds(30'000), milliseconds(300)))
       << Ctl({"describe", "e2e"}).output;
+  // describe shows each committed batch's counts and its delays.
+  const std::string described = Ctl({"describe", "e2e"}).output;
+  EXPECT_THAT(described, HasSubstr("SCHED_DELAY PROCESSING  TOTAL_DELAY TASKS")) << described;
+  EXPECT_THAT(described, ::testing::ContainsRegex("\n    [0-9]+ +[1-9][0-9]* +[0-9]+ +0 +[0-9]+ +[0-9]+ +[0-9]+ +[1-9]")) << described;
   ASSERT_EQ(Ctl({"stop", "e2e"}).code, 0);
 
   // The committed batches and their ranges, from the WAL.

@@ -1,7 +1,10 @@
 // kafka-tool: a producer and a checking consumer, as separate processes, for tests.
 //
 //   kafka-tool produce --brokers B --topic T --count N [--size 600] [--rate R] [--first 0]
-//       Sends messages "id=<n>;" padded with 'x' to --size bytes, keyed by the id,
+//                      [--json] [--malformed-every K]
+//       Sends messages "id=<n>;" padded with 'x' to --size bytes, keyed by the id
+//       (--json: {"id":<n>,"g":<n % 10>,"pad":"xx..."}; with --malformed-every K,
+//       every id divisible by K is sent as "not json <n>" instead),
 //       ids first..first+N-1, at most R per second if --rate is given; waits for
 //       every delivery report. Prints "produced=N failed=F"; exit 0 iff F == 0.
 //   kafka-tool consume --brokers B --topic T --count N [--timeout-s 60] [--ready-file F]
@@ -54,7 +57,31 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
   }
 }
 
-int Produce(const Common& c, int size, long rate, long first) {
+struct ProduceOptions {
+  int size = 600;
+  long rate = 0;
+  long first = 0;
+  bool json = false;
+  long malformed_every = 0;
+};
+
+std::string Payload(const ProduceOptions& o, long id) {
+  std::string payload;
+  if (!o.json) {
+    payload = "id=" + std::to_string(id) + ";";
+    if (static_cast<int>(payload.size()) < o.size) payload.resize(o.size, 'x');
+    return payload;
+  }
+  if (o.malformed_every > 0 && id % o.malformed_every == 0) return "not json " + std::to_string(id);
+  payload = "{\"id\":" + std::to_string(id) + ",\"g\":" + std::to_string(id % 10) + ",\"pad\":\"";
+  const int pad = o.size - static_cast<int>(payload.size()) - 2;
+  if (pad > 0) payload.append(pad, 'x');
+  payload += "\"}";
+  return payload;
+}
+
+int Produce(const Common& c, const ProduceOptions& o) {
+  const long rate = o.rate, first = o.first;
   rd_kafka_conf_t* conf = NewConf(c.brokers);
   Set(conf, "enable.idempotence", "true");
   Set(conf, "linger.ms", "5");
@@ -69,8 +96,7 @@ int Produce(const Common& c, int size, long rate, long first) {
   auto start = std::chrono::steady_clock::now();
   for (long i = 0; i < c.count; ++i) {
     long id = first + i;
-    payload = "id=" + std::to_string(id) + ";";
-    if (static_cast<int>(payload.size()) < size) payload.resize(size, 'x');
+    payload = Payload(o, id);
     std::string key = std::to_string(id);
     while (true) {
       rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -197,8 +223,7 @@ int main(int argc, char** argv) {
   CLI::App app("Test producer and checking consumer for Kafka topics", "kafka-tool");
   app.require_subcommand(1);
   Common c;
-  int size = 600;
-  long rate = 0, first = 0;
+  ProduceOptions po;
   int timeout_s = 60;
   std::string ready_file;
   for (CLI::App* sub : {app.add_subcommand("produce", "Produce numbered messages"),
@@ -208,9 +233,11 @@ int main(int argc, char** argv) {
     sub->add_option("--count", c.count, "Number of messages")->required();
   }
   CLI::App* produce = app.get_subcommand("produce");
-  produce->add_option("--size", size, "Message size in bytes")->capture_default_str();
-  produce->add_option("--rate", rate, "Messages per second (0: unpaced)");
-  produce->add_option("--first", first, "First id");
+  produce->add_option("--size", po.size, "Message size in bytes")->capture_default_str();
+  produce->add_option("--rate", po.rate, "Messages per second (0: unpaced)");
+  produce->add_option("--first", po.first, "First id");
+  produce->add_flag("--json", po.json, "JSON events {\"id\":N,\"g\":N%10,\"pad\":...}");
+  produce->add_option("--malformed-every", po.malformed_every, "With --json: every id divisible by K is not JSON");
   CLI::App* consume = app.get_subcommand("consume");
   consume->add_option("--timeout-s", timeout_s, "Give up after this long")->capture_default_str();
   consume->add_option("--ready-file", ready_file, "Created once partitions are assigned");
@@ -219,5 +246,5 @@ int main(int argc, char** argv) {
     std::cerr << "kafka-tool: error: --count must be >= 0\n";
     return sluice::kExitUsage;
   }
-  return produce->parsed() ? Produce(c, size, rate, first) : Consume(c, timeout_s, ready_file);
+  return produce->parsed() ? Produce(c, po) : Consume(c, timeout_s, ready_file);
 }

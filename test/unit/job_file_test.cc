@@ -110,6 +110,8 @@ TEST(JobFileTest, EachKindOfMistakeNamesFileLineAndField) {
   EXPECT_THAT(ErrorOf(base + "operators:\n  - plugin: {config: {a: b}}\n"),
               HasSubstr("plugin needs the path of its shared library"));
   EXPECT_THAT(ErrorOf("name: [j\n"), HasSubstr("jobs/x.yaml: line 2: not valid YAML: end of sequence flow not found"));
+  EXPECT_THAT(ErrorOf(base + "dead_letters: rejects\n"),
+              HasSubstr("line 4: dead_letters: 'rejects' is not an absolute directory"));
   EXPECT_THAT(ErrorOf(""), HasSubstr("the job file is empty"));
   EXPECT_THAT(ErrorOf("- just\n- a list\n"), HasSubstr("job: expected a mapping"));
 }

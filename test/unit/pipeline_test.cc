@@ -43,6 +43,9 @@ TEST(PipelineTest, ParseFilterMapProjectWithDeadLetters) {
   EXPECT_EQ(counts.output, 2);
   EXPECT_EQ(counts.dead_letters, 1);
   EXPECT_THAT(counts.last_dead_letter, ::testing::HasSubstr("offset 102: not a JSON object"));
+  EXPECT_EQ(counts.dead_letter_lines,
+            "{\"source\":\"s\",\"partition\":0,\"offset\":102,\"error\":\"not a JSON object\","
+            "\"record\":\"not json at all\"}\n");
 }
 
 TEST(PipelineTest, CsvRawAndFlatMap) {

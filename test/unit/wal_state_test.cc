@@ -88,5 +88,43 @@ TEST(WalStateTest, CommittedBlocksAreFoldedOnceEveryRunningReaderIsPastThem) {
   EXPECT_EQ(st.proto().sources().at("s").partitions(0).next_offset(), 30);  // the record is kept
 }
 
+TEST(WalStateTest, CommittedBatchesKeepTheirTimingsAndTotals) {
+  WalState st;
+  int64_t seq = 0;
+  auto apply = [&](proto::WalRecord r) {
+    r.set_seq(++seq);
+    ASSERT_TRUE(st.Apply(r).ok()) << r.ShortDebugString();
+  };
+  apply(Source("s"));
+  apply(Job("a", "s"));
+  for (int64_t n = 1; n <= WalState::kRecentBatches + 5; ++n) {
+    proto::WalRecord plan = Plan("a", n, n * 10, n * 10 + 10);
+    plan.mutable_batch_planned()->set_batch_time_unix_ms(n * 1000);
+    apply(plan);
+    proto::WalRecord commit = Commit("a", n, n * 10 + 10);
+    proto::BatchCommitted* c = commit.mutable_batch_committed();
+    c->set_input_count(10);
+    c->set_output_count(7);
+    c->set_dead_letters(1);
+    c->set_started_unix_ms(n * 1000 + 30);
+    c->set_finished_unix_ms(n * 1000 + 250);
+    c->set_task_attempts(2);
+    apply(commit);
+  }
+  const proto::JobState& job = st.proto().jobs().at("a");
+  ASSERT_EQ(job.recent_batches_size(), WalState::kRecentBatches);
+  const proto::BatchSummary& last = job.recent_batches(WalState::kRecentBatches - 1);
+  EXPECT_EQ(job.recent_batches(0).batch_id(), 6);  // the oldest are dropped
+  EXPECT_EQ(last.batch_id(), WalState::kRecentBatches + 5);
+  EXPECT_EQ(last.batch_time_unix_ms(), last.batch_id() * 1000);
+  EXPECT_EQ(last.scheduling_delay_ms(), 30);
+  EXPECT_EQ(last.processing_ms(), 220);
+  EXPECT_EQ(last.total_delay_ms(), 250);
+  EXPECT_EQ(last.task_attempts(), 2);
+  EXPECT_EQ(job.total_input(), 10 * (WalState::kRecentBatches + 5));
+  EXPECT_EQ(job.total_output(), 7 * (WalState::kRecentBatches + 5));
+  EXPECT_EQ(job.total_dead_letters(), WalState::kRecentBatches + 5);
+}
+
 }  // namespace
 }  // namespace sluice::wal

@@ -1,0 +1,104 @@
+#include "lib/sink/sink.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+
+#include "lib/sink/kafka_sink.h"
+
+namespace sluice::sink {
+namespace {
+
+class FileSink : public Sink {
+ public:
+  explicit FileSink(proto::FileSinkSpec spec) : spec_(std::move(spec)) {}
+
+  Result<WriteResult> Write(const WriteRequest& request, std::string_view lines) override {
+    const std::string name = BatchFileName(request.job_id, request.batch_id, request.task);
+    RETURN_IF_ERROR(WriteFileAtomically(spec_.path(), name, lines));
+    return WriteResult{.name = spec_.path() + "/" + name};
+  }
+
+ private:
+  const proto::FileSinkSpec spec_;
+};
+
+class StdoutSink : public Sink {
+ public:
+  Result<WriteResult> Write(const WriteRequest&, std::string_view lines) override {
+    std::lock_guard<std::mutex> lock(mu_);  // one task's lines stay together
+    std::cout << lines << std::flush;
+    return WriteResult{.name = "stdout"};
+  }
+
+ private:
+  std::mutex mu_;
+};
+
+class NullSink : public Sink {
+ public:
+  Result<WriteResult> Write(const WriteRequest&, std::string_view) override { return WriteResult{.name = "null"}; }
+};
+
+}  // namespace
+
+std::string BatchFileName(const std::string& job_id, int64_t batch_id, int32_t task) {
+  return fmt::format("{}-batch-{:08d}-part-{:04d}.jsonl", job_id, batch_id, task);
+}
+
+Status WriteFileAtomically(const std::string& dir, const std::string& name, std::string_view data) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::string tmp = dir + "/." + name + ".tmp";
+  const std::string final_path = dir + "/" + name;
+  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(fmt::format("file sink: cannot create {}: {}", tmp, std::strerror(errno)));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return absl::UnavailableError(fmt::format("file sink: writing {}: {}", tmp, std::strerror(err)));
+    }
+    done += n;
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return absl::UnavailableError(fmt::format("file sink: fsync of {}: {}", tmp, std::strerror(err)));
+  }
+  if (::close(fd) != 0) return absl::UnavailableError("file sink: closing " + tmp);
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    return absl::UnavailableError(fmt::format("file sink: renaming {}: {}", tmp, std::strerror(errno)));
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return absl::OkStatus();
+}
+
+Result<std::unique_ptr<Sink>> OpenSink(const proto::SinkSpec& spec) {
+  switch (spec.sink_case()) {
+    case proto::SinkSpec::kFile:
+      return std::unique_ptr<Sink>(new FileSink(spec.file()));
+    case proto::SinkSpec::kKafka:
+      return OpenKafkaSink(spec.kafka());
+    case proto::SinkSpec::kStdout:
+      return std::unique_ptr<Sink>(new StdoutSink());
+    case proto::SinkSpec::kNull:
+      return std::unique_ptr<Sink>(new NullSink());
+    case proto::SinkSpec::SINK_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("the job has no sink");
+}
+
+}  // namespace sluice::sink
