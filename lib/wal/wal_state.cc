@@ -13,9 +13,10 @@ Status Refuse(const proto::WalRecord& r, const std::string& why) {
 
 void WalState::FoldCommittedBlocks(const proto::BatchCommitted& bc) {
   // A block is folded away once every running job reading its source has
-  // committed past it and planned nothing that needs it (a job that has
-  // neither planned nor committed anything holds nothing back: it starts at
-  // the oldest block still here).
+  // committed past it and planned nothing that needs it. A job with no
+  // position in the partition yet (it has planned nothing there: no data
+  // had come when it last planned) starts at the oldest block still here, so
+  // it holds them all back.
   for (const proto::SourceOffset& next : bc.next_offsets()) {
     int64_t upto = next.offset();
     for (const auto& [id, job] : state_.jobs()) {
@@ -23,14 +24,22 @@ void WalState::FoldCommittedBlocks(const proto::BatchCommitted& bc) {
       const auto& sources = job.spec().sources();
       if (std::find(sources.begin(), sources.end(), next.source()) == sources.end()) continue;
       // Its planned batches still need their ranges; then its committed position.
+      bool has_position = false;
       for (const proto::BatchPlanned& b : job.in_flight()) {
         for (const proto::PartitionRange& r : b.ranges()) {
-          if (r.source() == next.source() && r.partition() == next.partition()) upto = std::min(upto, r.start_offset());
+          if (r.source() == next.source() && r.partition() == next.partition()) {
+            upto = std::min(upto, r.start_offset());
+            has_position = true;
+          }
         }
       }
       for (const proto::SourceOffset& o : job.committed_offsets()) {
-        if (o.source() == next.source() && o.partition() == next.partition()) upto = std::min(upto, o.offset());
+        if (o.source() == next.source() && o.partition() == next.partition()) {
+          upto = std::min(upto, o.offset());
+          has_position = true;
+        }
       }
+      if (!has_position) upto = -1;
     }
     auto it = state_.mutable_sources()->find(next.source());
     if (it == state_.mutable_sources()->end() || next.partition() < 0 ||

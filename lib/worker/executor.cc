@@ -114,7 +114,24 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task) {
   proto::TaskResult result;
   std::string out;
   engine::PipelineCounts counts;
+  // The blocks must cover the range exactly; if the leader no longer knew
+  // some of them, the whole range is recomputed from its lineage (a socket
+  // range then fails with DATA_LOSS rather than silently losing events).
+  const proto::PartitionRange& range = task.range();
+  int64_t covered = range.start_offset();
   for (const proto::BlockInfo& info : task.blocks()) {
+    covered = info.range().start_offset() == covered ? info.range().end_offset() : -1;
+  }
+  const google::protobuf::RepeatedPtrField<proto::BlockInfo>* blocks = &task.blocks();
+  google::protobuf::RepeatedPtrField<proto::BlockInfo> whole;
+  if (covered != range.end_offset()) {
+    spdlog::warn("job {} batch {} task {}: the blocks given do not cover {}[{}] {}..{}: recomputing it", task.job_id(),
+                 task.batch_id(), task.task(), range.source(), range.partition(), range.start_offset(),
+                 range.end_offset());
+    *whole.Add()->mutable_range() = range;
+    blocks = &whole;
+  }
+  for (const proto::BlockInfo& info : *blocks) {
     ASSIGN_OR_RETURN(source::Block block, GetBlock(task, info, &result));
     pipeline->Run(block, &out, &counts);
   }

@@ -16,6 +16,7 @@
 // kill can still re-read its ranges from Kafka.
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -67,41 +68,74 @@ std::string Header(const rd_kafka_message_t* m, const char* name) {
   return std::string(static_cast<const char*>(v), n);
 }
 
-// Every record of every partition of `topic`, in order per partition.
-std::vector<KafkaRecord> ReadTopic(const std::string& brokers, const std::string& topic) {
-  char errstr[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof(errstr));
-  rd_kafka_conf_set(conf, "group.id", "exactly-once-test", errstr, sizeof(errstr));
-  rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof(errstr));
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(kPartitions);
-  for (int p = 0; p < kPartitions; ++p) {
-    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-  }
-  rd_kafka_assign(rk, list);
-  rd_kafka_topic_partition_list_destroy(list);
-  std::vector<KafkaRecord> records;
-  std::set<int32_t> at_end;
-  const auto deadline = std::chrono::steady_clock::now() + seconds(120);
-  while (at_end.size() < kPartitions && std::chrono::steady_clock::now() < deadline) {
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 200);
-    if (m == nullptr) continue;
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      at_end.insert(m->partition);
-    } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      records.push_back({m->partition, std::stoll(Header(m, "sluice.batch")),
-                         IdOf({static_cast<const char*>(m->payload), m->len})});
-    } else {
-      ADD_FAILURE() << "reading " << topic << ": " << rd_kafka_message_errstr(m);
+// Reads every record of every partition of `topic` from the beginning, in
+// the background while the jobs run: the mock keeps only ~5 MiB per
+// partition, less than the whole output.
+class TopicReader {
+ public:
+  TopicReader(const std::string& brokers, const std::string& topic) {
+    char errstr[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof(errstr));
+    rd_kafka_conf_set(conf, "group.id", "exactly-once-test", errstr, sizeof(errstr));
+    rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof(errstr));
+    rd_kafka_conf_set(conf, "auto.offset.reset", "error", errstr, sizeof(errstr));
+    rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(kPartitions);
+    for (int p = 0; p < kPartitions; ++p) {
+      rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     }
-    rd_kafka_message_destroy(m);
+    rd_kafka_assign(rk_, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    thread_ = std::thread([this] { Run(); });
   }
-  EXPECT_EQ(at_end.size(), static_cast<size_t>(kPartitions)) << "did not read all of " << topic;
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
-  return records;
-}
+
+  ~TopicReader() {
+    if (thread_.joinable()) Finish();
+    rd_kafka_consumer_close(rk_);
+    rd_kafka_destroy(rk_);
+  }
+
+  // Reads to the end of every partition, stops, and returns every record.
+  std::vector<KafkaRecord> Finish() {
+    finishing_ = true;
+    thread_.join();
+    return std::move(records_);
+  }
+
+ private:
+  void Run() {
+    std::set<int32_t> at_end;
+    auto quiet_since = std::chrono::steady_clock::now();
+    const auto give_up = std::chrono::steady_clock::now() + seconds(600);
+    while (std::chrono::steady_clock::now() < give_up) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, 200);
+      if (m == nullptr) {
+        if (finishing_ && at_end.size() == kPartitions && std::chrono::steady_clock::now() - quiet_since > seconds(2)) {
+          return;
+        }
+        continue;
+      }
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        at_end.insert(m->partition);
+      } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        at_end.erase(m->partition);
+        quiet_since = std::chrono::steady_clock::now();
+        records_.push_back({m->partition, std::stoll(Header(m, "sluice.batch")),
+                            IdOf({static_cast<const char*>(m->payload), m->len})});
+      } else {
+        ADD_FAILURE() << "reading the output topic: " << rd_kafka_message_errstr(m);
+      }
+      rd_kafka_message_destroy(m);
+    }
+    ADD_FAILURE() << "did not reach the end of the output topic";
+  }
+
+  rd_kafka_t* rk_ = nullptr;
+  std::atomic<bool> finishing_{false};
+  std::vector<KafkaRecord> records_;  // owned by the thread until Finish
+  std::thread thread_;
+};
 
 // The offsets `group` has committed for `topic`, summed over partitions.
 int64_t CommittedInGroup(const std::string& brokers, const std::string& topic, const std::string& group) {
@@ -280,13 +314,14 @@ operators:
 };
 
 TEST_F(ExactlyOnceTest, AMillionEventsReachBothSinksExactlyOnce) {
+  TopicReader output(cluster_->kafka()->bootstrap(), "out");
   ASSERT_NO_FATAL_FAILURE(SubmitJobs());
   ASSERT_NO_FATAL_FAILURE(StartProducer());
   ASSERT_NO_FATAL_FAILURE(WaitForTheJobsToCatchUp());
 
   ExpectEveryPassingIdOnce(FileOutput(), "file output");
   std::map<int64_t, int> kafka;
-  std::vector<KafkaRecord> records = ReadTopic(cluster_->kafka()->bootstrap(), "out");
+  std::vector<KafkaRecord> records = output.Finish();
   for (const KafkaRecord& r : records) ++kafka[r.id];
   ExpectEveryPassingIdOnce(kafka, "kafka output");
   ExpectNoKafkaBatchTwice(records);
@@ -314,6 +349,7 @@ TEST_F(ExactlyOnceTest, AMillionEventsReachBothSinksExactlyOnce) {
 }
 
 TEST_F(ExactlyOnceTest, LeaderKilledTwiceAndAWorkerOnceStillExactlyOnce) {
+  TopicReader output(cluster_->kafka()->bootstrap(), "out");
   ASSERT_NO_FATAL_FAILURE(SubmitJobs());
   ASSERT_NO_FATAL_FAILURE(StartProducer());
   auto leader = [&]() -> int {
@@ -345,7 +381,7 @@ TEST_F(ExactlyOnceTest, LeaderKilledTwiceAndAWorkerOnceStillExactlyOnce) {
   ASSERT_NO_FATAL_FAILURE(WaitForTheJobsToCatchUp());
 
   ExpectEveryPassingIdOnce(FileOutput(), "file output");
-  ExpectNoKafkaBatchTwice(ReadTopic(cluster_->kafka()->bootstrap(), "out"));
+  ExpectNoKafkaBatchTwice(output.Finish());
 }
 
 }  // namespace

@@ -83,9 +83,20 @@ TEST(WalStateTest, CommittedBlocksAreFoldedOnceEveryRunningReaderIsPastThem) {
   apply(Plan("b", 2, 10, 30));
   apply(Commit("b", 2, 30));
   EXPECT_EQ(HeldBlocks(st), 1);  // both past 20
-  apply(Job("c", "s"));          // planned nothing yet: holds nothing back
   EXPECT_EQ(st.proto().sources().at("s").partitions(0).blocks(0).range().start_offset(), 20);
   EXPECT_EQ(st.proto().sources().at("s").partitions(0).next_offset(), 30);  // the record is kept
+  // "c" has no position in the partition yet: it will start at the oldest
+  // block still held, so nothing goes until it has one.
+  apply(Job("c", "s"));
+  apply(Blocks("s", {{30, 40}}));
+  apply(Plan("a", 2, 20, 40));
+  apply(Commit("a", 2, 40));
+  apply(Plan("b", 3, 30, 40));
+  apply(Commit("b", 3, 40));
+  EXPECT_EQ(HeldBlocks(st), 2);
+  apply(Plan("c", 1, 20, 40));
+  apply(Commit("c", 1, 40));
+  EXPECT_EQ(HeldBlocks(st), 0);
 }
 
 TEST(WalStateTest, CommittedBatchesKeepTheirTimingsAndTotals) {
