@@ -4,7 +4,7 @@
 // events, 1 s batches — against the receivers' ingest rate measured in the
 // same run on the same kind of cluster.
 //
-//   e2e_bench [--seconds 20] [--warmup 5] [--payload 600] [--partitions 2]
+//   e2e_bench [--seconds 15] [--warmup 5] [--payload 600] [--partitions 2]
 //             [--rate 500000] [--drivers 1] [--no-unlimited]
 //
 // Phases, each on a fresh cluster (a source, once declared, is read until the
@@ -295,7 +295,7 @@ void PrintJob(const char* title, const JobResult& r, double baseline, int payloa
 int main(int argc, char** argv) {
   CLI::App app("Generator -> parse -> filter -> project -> null on a local cluster vs receivers alone",
                "e2e_bench");
-  double seconds = 20, warmup = 5;
+  double seconds = 15, warmup = 5;
   int payload = 600, partitions = 2, drivers = 1;
   int64_t rate = 500'000;
   bool no_unlimited = false;
