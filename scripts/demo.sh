@@ -60,8 +60,10 @@ echo "== sluicectl --coordinator $COORDINATOR status"
 "$SLUICECTL" --coordinator "$COORDINATOR" status
 
 echo
-echo "== 10,000 events of 600 bytes into the Kafka mock's topic 'events' (8 partitions)"
-"$BIN/test/tools/kafka-tool" produce --brokers "$KAFKA" --topic events --count 10000 --size 600
+echo "== 10,000 JSON events of 600 bytes into the Kafka mock's topic 'events' (8 partitions),"
+echo "   {\"id\":N,\"g\":N%10,\"pad\":...}; every 997th is not JSON"
+"$BIN/test/tools/kafka-tool" produce --brokers "$KAFKA" --topic events --count 10000 --size 600 --json \
+  --malformed-every 997
 
 echo
 echo "== two sources: the Kafka topic, and a generator of 4 partitions x 5,000 events/s"
@@ -87,8 +89,25 @@ EOF
 cat "$DEMO_DIR/big-values.yaml"
 echo "== sluicectl submit (returns once the job is committed in the replicated WAL)"
 "$SLUICECTL" --coordinator "$COORDINATOR" submit "$DEMO_DIR/big-values.yaml"
+
+echo
+echo "== a second job reads the Kafka topic: group 7 only; malformed events become dead letters"
+cat >"$DEMO_DIR/group-7.yaml" <<EOF
+name: group-7
+sources: [events]
+operators:
+  - parse: {format: json}
+  - filter: "g == 7"
+  - project: {fields: [id, g]}
+sink:
+  file: {path: $DEMO_DIR/group-7}
+EOF
+"$SLUICECTL" --coordinator "$COORDINATOR" submit "$DEMO_DIR/group-7.yaml"
 sleep 3
 "$SLUICECTL" --coordinator "$COORDINATOR" list
+echo "output lines: $(cat "$DEMO_DIR"/group-7/*.jsonl | wc -l) (1,000 events have g == 7)," \
+  "dead letters: $(cat "$DEMO_DIR"/group-7/dead-letters/*.jsonl | wc -l), e.g.:"
+head -n 1 "$(ls "$DEMO_DIR"/group-7/dead-letters/*.jsonl | head -n 1)" | cut -c1-150
 
 echo
 echo "== failover drill: kill -9 the leader; a standby takes over within the session timeout"
@@ -114,6 +133,8 @@ ls "$DEMO_DIR/out" | tail -n 4
 echo "first lines of the newest file, and lines written in all:"
 head -n 3 "$DEMO_DIR/out/$(ls "$DEMO_DIR/out" | tail -n 1)"
 cat "$DEMO_DIR"/out/*.jsonl | wc -l
+echo "== sluicectl describe: the job's last batches, with scheduling delay, processing time, total delay"
+"$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 1000 describe big-values 2>&1 | grep -v "^sluicectl: driver at" | tail -n 8 || true
 
 echo
 echo "== worker drill: kill -9 worker-1; its partitions move to worker-2 (its blocks are"
