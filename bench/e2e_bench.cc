@@ -15,7 +15,9 @@
 //              ListSources' accepted offsets over a few seconds. The workers
 //              get --block-memory-mb 3072 --block-disk-mb 0 so nothing
 //              spills to disk in that window (no job drops these blocks).
-//   paced      the job with the generator at --rate events/s in total.
+//   paced      the job with the generator at --rate events/s in total; the
+//              workers get --block-memory-mb 2048 (a couple of seconds of
+//              blocks at 300 MB/s stay in memory while their batch runs).
 //   unlimited  the same job with the generator unpaced (rate 0): the most
 //              the cluster commits; delays grow when receivers outrun tasks.
 // Throughput is the job's total_input over the window / the window; delays
@@ -200,7 +202,8 @@ std::optional<sluice::proto::JobInfo> Describe(Bench& b, const std::string& job)
 // The job at `rate_per_partition` (0: unpaced) for `warmup` + `seconds`.
 std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partitions, int payload,
                                 int64_t rate_per_partition, double warmup, double seconds) {
-  std::unique_ptr<Bench> b = StartCluster(dir, drivers, {});
+  // A second or two of 300 MB/s stays in memory while its batch runs.
+  std::unique_ptr<Bench> b = StartCluster(dir, drivers, {"--block-memory-mb", "2048"});
   if (!b) return std::nullopt;
   const std::string file = dir + "/e2e.yaml";
   const std::string text = "name: e2e\n"

@@ -33,20 +33,21 @@ int64_t ReadBE(const char* p, int n) {
   return static_cast<int64_t>(x);
 }
 
-Result<rocksdb::DB*> OpenDb(const std::string& path, bool blob_log = false) {
+Result<rocksdb::DB*> OpenDb(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);  // RocksDB makes only the last level
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
-  if (blob_log) {
-    // The block log: values are whole blocks (megabytes). They go to blob
-    // files, written once by a synced flush per block (see Put), instead of
-    // twice (RocksDB's WAL, then the flushed table) and again by compaction.
-    db_options.enable_blob_files = true;
-    db_options.min_blob_size = 4096;
-    db_options.blob_file_size = 256 << 20;
-    db_options.enable_blob_garbage_collection = true;
-  }
+  // Values are whole blocks (megabytes). They go to blob files, written once
+  // by a flush, instead of twice (RocksDB's WAL, then the flushed table) and
+  // again by compaction; uncompressed (blocks are compressed or not by their
+  // source, and a spilled block is read back soon).
+  db_options.enable_blob_files = true;
+  db_options.min_blob_size = 4096;
+  db_options.blob_file_size = 256 << 20;
+  db_options.enable_blob_garbage_collection = true;
+  db_options.compression = rocksdb::kNoCompression;
+  db_options.blob_compression_type = rocksdb::kNoCompression;
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, path, &db);
   if (!s.ok()) {
@@ -64,7 +65,7 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const Options& options) {
   ASSIGN_OR_RETURN(rocksdb::DB * db, OpenDb(options.spill_path));
   rocksdb::DB* log = nullptr;
   if (!options.log_path.empty()) {
-    Result<rocksdb::DB*> opened = OpenDb(options.log_path, /*blob_log=*/true);
+    Result<rocksdb::DB*> opened = OpenDb(options.log_path);
     if (!opened.ok()) {
       delete db;
       return opened.status();
@@ -211,7 +212,10 @@ Status BlockStore::Put(source::Block* in, bool durable) {
   e.on_disk = true;
   entries_.emplace(key, e);
   lock.unlock();
-  rocksdb::Status s = db_->Put(rocksdb::WriteOptions(), DiskKey(key), block.data());
+  // The spill store is scratch (emptied on open): no WAL.
+  rocksdb::WriteOptions no_wal;
+  no_wal.disableWAL = true;
+  rocksdb::Status s = db_->Put(no_wal, DiskKey(key), block.data());
   if (!s.ok()) {
     lock.lock();
     entries_.erase(key);
