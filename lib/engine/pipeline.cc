@@ -76,6 +76,33 @@ void AppendJson(const Event& e, std::string* out) {
   out->append("}\n");
 }
 
+// One CSV row (RFC 4180): the event's values in field order; a string with a
+// comma, quote or line break is quoted, quotes doubled; null is empty.
+void AppendCsv(const Event& e, std::string* out) {
+  bool first = true;
+  for (const Field& f : e) {
+    if (!first) out->push_back(',');
+    first = false;
+    if (const auto* s = std::get_if<std::string_view>(&f.value)) {
+      if (s->find_first_of(",\"\r\n") == std::string_view::npos) {
+        out->append(*s);
+      } else {
+        out->push_back('"');
+        for (char c : *s) {
+          if (c == '"') out->push_back('"');
+          out->push_back(c);
+        }
+        out->push_back('"');
+      }
+    } else if (const double* d = std::get_if<double>(&f.value)) {
+      fmt::format_to(std::back_inserter(*out), "{}", *d);
+    } else if (const bool* b = std::get_if<bool>(&f.value)) {
+      out->append(*b ? "true" : "false");
+    }
+  }
+  out->push_back('\n');
+}
+
 // Memory for strings plugins make (Emitter::Allocate): chunks kept and
 // reused record after record, so the steady state allocates nothing.
 class Arena {
@@ -192,7 +219,7 @@ struct Op {
 
 class PipelineImpl final : public Pipeline {
  public:
-  explicit PipelineImpl(std::vector<Op> ops) : ops_(std::move(ops)), emitter_(&arena_) {}
+  PipelineImpl(std::vector<Op> ops, bool csv) : ops_(std::move(ops)), csv_(csv), emitter_(&arena_) {}
 
   void Run(const source::Block& block, std::string* out, PipelineCounts* counts) override {
     block_ = &block;
@@ -401,12 +428,17 @@ class PipelineImpl final : public Pipeline {
       }
     }
     for (const Event& e : events_) {
-      AppendJson(e, out);
+      if (csv_) {
+        AppendCsv(e, out);
+      } else {
+        AppendJson(e, out);
+      }
       ++counts->output;
     }
   }
 
   const std::vector<Op> ops_;
+  const bool csv_;  // the file sink's format: csv rows, else JSON lines
   simdjson::ondemand::parser parser_;
   std::string padded_;
   std::deque<std::string> scratch_;  // names and values made for one record
@@ -451,7 +483,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec) {
     }
     ops.push_back(std::move(op));
   }
-  return std::unique_ptr<Pipeline>(new PipelineImpl(std::move(ops)));
+  const bool csv = spec.sink().has_file() && spec.sink().file().format() == "csv";
+  return std::unique_ptr<Pipeline>(new PipelineImpl(std::move(ops), csv));
 }
 
 }  // namespace sluice::engine

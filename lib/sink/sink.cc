@@ -19,7 +19,8 @@ class FileSink : public Sink {
   explicit FileSink(proto::FileSinkSpec spec) : spec_(std::move(spec)) {}
 
   Result<WriteResult> Write(const WriteRequest& request, std::string_view lines) override {
-    const std::string name = BatchFileName(request.job_id, request.batch_id, request.task);
+    const std::string name =
+        BatchFileName(request.job_id, request.batch_id, request.task, spec_.format() == "csv" ? "csv" : "jsonl");
     RETURN_IF_ERROR(WriteFileAtomically(spec_.path(), name, lines));
     return WriteResult{.name = spec_.path() + "/" + name};
   }
@@ -47,8 +48,8 @@ class NullSink : public Sink {
 
 }  // namespace
 
-std::string BatchFileName(const std::string& job_id, int64_t batch_id, int32_t task) {
-  return fmt::format("{}-batch-{:08d}-part-{:04d}.jsonl", job_id, batch_id, task);
+std::string BatchFileName(const std::string& job_id, int64_t batch_id, int32_t task, std::string_view extension) {
+  return fmt::format("{}-batch-{:08d}-part-{:04d}.{}", job_id, batch_id, task, extension);
 }
 
 Status WriteFileAtomically(const std::string& dir, const std::string& name, std::string_view data) {

@@ -5,7 +5,7 @@
 // so a batch re-run after a failure replaces or skips, never appends twice
 // (DESIGN.md "Exactly-once"):
 //
-//   file:   <path>/<job>-batch-<N>-part-<task>.jsonl, written to a temporary
+//   file:   <path>/<job>-batch-<N>-part-<task>.jsonl (.csv), written to a temporary
 //           name, fsynced, renamed, the directory fsynced: a re-run replaces.
 //   kafka:  one transaction per write, transactional id
 //           "sluice-<job>-<output partition>", into that partition of the
@@ -64,6 +64,7 @@ class Sink {
 [[nodiscard]] Status WriteFileAtomically(const std::string& dir, const std::string& name, std::string_view data);
 
 // The file name of one task's output of one batch (file sink, dead letters).
-std::string BatchFileName(const std::string& job_id, int64_t batch_id, int32_t task);
+std::string BatchFileName(const std::string& job_id, int64_t batch_id, int32_t task,
+                          std::string_view extension = "jsonl");
 
 }  // namespace sluice::sink

@@ -177,6 +177,59 @@ TEST_F(JobsTest, TheDocumentedExampleRuns) {
   EXPECT_EQ(Ctl({"stop", "clicks"}).code, 0);  // it writes to /tmp/sluice-clicks: not for long
 }
 
+// A plugin is loaded by the workers from the job file's path and runs as a
+// step of the pipeline; the file sink writes CSV when asked. A job whose
+// task keeps failing (its sink directory cannot be made) is stopped as
+// FAILED with the task's error after max_task_failures attempts, and
+// nothing is committed past it.
+TEST_F(JobsTest, APluginRunsOnTheWorkersAndAFailingTaskFailsTheJob) {
+  WaitForLeader();
+  const std::string out = dir_.Sub("shout");
+  CtlRun submit = Ctl({"submit", JobFile("shout.yaml", fmt::format(R"(name: shout
+batch_interval: 300ms
+sources:
+  - {{name: ev, kind: generator, partitions: 1, rate: 500, keys: 3}}
+operators:
+  - parse: {{format: json}}
+  - plugin: {{path: {}, config: {{field: key, as: shouted}}}}
+  - project: {{fields: [key, shouted]}}
+sink:
+  file: {{path: {}, format: csv}}
+)",
+                                                                   SLUICE_UPPERCASE_PLUGIN, out))});
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  ASSERT_TRUE(testing::WaitUntil([&] { return Committed("shout") >= 3; }, milliseconds(30'000), milliseconds(300)))
+      << Ctl({"describe", "shout"}).output;
+  ASSERT_EQ(Ctl({"stop", "shout"}).code, 0);
+  int64_t rows = 0;
+  for (const auto& f : std::filesystem::directory_iterator(out)) {
+    EXPECT_TRUE(f.path().string().ends_with(".csv")) << f.path();
+    std::istringstream lines(testing::ReadFile(f.path().string()).value_or(""));
+    for (std::string line; std::getline(lines, line); ++rows) {
+      ASSERT_THAT(line, ::testing::MatchesRegex("k0000000[0-2],K0000000[0-2]")) << f.path();
+      EXPECT_EQ(line[8], line[18]);
+    }
+  }
+  EXPECT_GT(rows, 0);
+
+  // A regular file where the sink's directory should be: every attempt fails.
+  ASSERT_TRUE(testing::WriteFile(dir_.Sub("not-a-dir"), "").ok());
+  submit = Ctl({"submit", JobFile("doomed.yaml", fmt::format(R"(name: doomed
+batch_interval: 300ms
+max_task_failures: 2
+sources: [ev]
+sink:
+  file: {{path: {}/out}}
+)",
+                                                             dir_.Sub("not-a-dir")))});
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  ASSERT_TRUE(testing::WaitUntil([&] { return Ctl({"describe", "doomed"}).output.find("stopped") != std::string::npos; },
+                                 milliseconds(30'000), milliseconds(300)));
+  const std::string described = Ctl({"describe", "doomed"}).output;
+  EXPECT_THAT(described, HasSubstr("stopped:    FAILED: UNAVAILABLE: batch 1 task 0: file sink: cannot create"));
+  EXPECT_EQ(Committed("doomed"), 0) << described;
+}
+
 // End to end: generated JSON events, filtered and projected by tasks on the
 // workers, into the file sink; every committed batch's output holds exactly
 // the events of its ranges that pass the filter — checked against the

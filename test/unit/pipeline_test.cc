@@ -48,6 +48,21 @@ TEST(PipelineTest, ParseFilterMapProjectWithDeadLetters) {
             "\"record\":\"not json at all\"}\n");
 }
 
+TEST(PipelineTest, TheFileSinkWritesCsvRowsWhenAskedTo) {
+  Result<proto::JobSpec> spec = ParseJobFile(
+      "name: j\nsources: [s]\nsink: {file: {path: /tmp/x, format: csv}}\noperators:\n"
+      "  - parse: {format: json}\n  - project: {fields: [id, n, ok, none]}\n",
+      "j.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  Result<std::unique_ptr<Pipeline>> p = Pipeline::Create(*spec);
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::string out;
+  PipelineCounts counts;
+  (*p)->Run(MakeBlock({R"({"id":"a","n":1.5,"ok":true})", R"({"id":"b,\"c\"","n":2,"ok":false,"none":null})"}), &out,
+            &counts);
+  EXPECT_EQ(out, "a,1.5,true,\n\"b,\"\"c\"\"\",2,false,\n");
+}
+
 TEST(PipelineTest, CsvRawAndFlatMap) {
   auto csv = Make("  - parse: {format: csv, fields: [user, n]}\n  - filter: \"user != 'bob'\"\n");
   std::string out;
