@@ -171,23 +171,50 @@ void Scheduler::CommitKafkaOffsets(const std::string& job_id, const proto::WalSt
     if (src == state.sources().end() || src->second.spec().kind() != proto::SOURCE_KIND_KAFKA) continue;
     by_source[o.source()][o.partition()] = o.offset();
   }
-  for (auto& [name, offsets] : by_source) {
-    const proto::SourceSpec spec = state.sources().at(name).spec();
-    commits_.Post([this, job_id, spec, offsets = std::move(offsets)] {
-      std::unique_ptr<source::KafkaOffsetCommitter>& c = committers_[{job_id, spec.name()}];
-      if (!c) {
-        source::KafkaSourceOptions o{.name = spec.name(), .brokers = spec.kafka().brokers(), .topic = spec.kafka().topic()};
-        for (const auto& [k, v] : spec.kafka().properties()) o.consumer_config[k] = v;
-        Result<std::unique_ptr<source::KafkaOffsetCommitter>> created =
-            source::KafkaOffsetCommitter::Create(o, "sluice-" + job_id);
-        if (!created.ok()) {
-          spdlog::warn("job {}: {}", job_id, created.status().ToString());
-          return;
-        }
-        c = std::move(*created);
-      }
-      if (Status st = c->Commit(offsets); !st.ok()) spdlog::warn("job {}: {}", job_id, st.ToString());
-    });
+  for (const auto& [name, offsets] : by_source) {
+    QueueCommit({job_id, name}, state.sources().at(name).spec(), offsets, std::chrono::milliseconds(0));
+  }
+}
+
+void Scheduler::QueueCommit(const JobSource& key, const proto::SourceSpec& spec,
+                            const std::map<int32_t, int64_t>& offsets, std::chrono::milliseconds delay) {
+  std::lock_guard<std::mutex> lock(commit_mu_);
+  PendingCommit& p = pending_[key];
+  p.spec = spec;
+  for (const auto& [partition, offset] : offsets) {
+    int64_t& o = p.offsets[partition];
+    o = std::max(o, offset);
+  }
+  if (p.posted) return;
+  p.posted = true;
+  commits_.PostAfter(delay, [this, key] { FlushCommit(key); });
+}
+
+void Scheduler::FlushCommit(const JobSource& key) {
+  PendingCommit p;
+  {
+    std::lock_guard<std::mutex> lock(commit_mu_);
+    p = std::move(pending_[key]);
+    pending_.erase(key);
+  }
+  if (p.offsets.empty() || !leadership_->Serving()) return;
+  const std::string& job_id = key.first;
+  std::unique_ptr<source::KafkaOffsetCommitter>& c = committers_[key];
+  if (!c) {
+    source::KafkaSourceOptions o{.name = p.spec.name(), .brokers = p.spec.kafka().brokers(), .topic = p.spec.kafka().topic()};
+    for (const auto& [k, v] : p.spec.kafka().properties()) o.consumer_config[k] = v;
+    Result<std::unique_ptr<source::KafkaOffsetCommitter>> created =
+        source::KafkaOffsetCommitter::Create(o, "sluice-" + job_id);
+    if (!created.ok()) {
+      spdlog::warn("job {}: {}", job_id, created.status().ToString());  // a setting: retrying cannot help
+      committers_.erase(key);
+      return;
+    }
+    c = std::move(*created);
+  }
+  if (Status st = c->Commit(p.offsets); !st.ok()) {
+    spdlog::warn("job {}: {} (trying again in 1 s)", job_id, st.ToString());
+    QueueCommit(key, p.spec, p.offsets, std::chrono::seconds(1));
   }
 }
 

@@ -16,8 +16,10 @@
 // Thread-compatible: the driver's schedule thread calls Tick.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,11 +59,25 @@ class Scheduler {
 
   // After BatchCommitted, a job's Kafka positions go to its consumer group
   // "sluice-<job>", off the schedule thread (a slow broker never holds up
-  // batches; a commit lost with a leader is made again by the next batch).
+  // batches). Positions waiting for a commit are merged (the newest wins),
+  // a failed commit is tried again a second later while this driver serves,
+  // and a deposed leader commits nothing more.
+  using JobSource = std::pair<std::string, std::string>;
+  struct PendingCommit {
+    proto::SourceSpec spec;
+    std::map<int32_t, int64_t> offsets;  // partition -> next offset
+    bool posted = false;                 // a flush is queued on commits_
+  };
   void CommitKafkaOffsets(const std::string& job_id, const proto::WalState& state,
                           const proto::BatchCommitted& done);
+  void QueueCommit(const JobSource& key, const proto::SourceSpec& spec, const std::map<int32_t, int64_t>& offsets,
+                   std::chrono::milliseconds delay);
+  void FlushCommit(const JobSource& key);  // on commits_
+
+  std::mutex commit_mu_;
+  std::map<JobSource, PendingCommit> pending_;  // guarded by commit_mu_
   // (job, source) -> its committer; used on commits_ only.
-  std::map<std::pair<std::string, std::string>, std::unique_ptr<source::KafkaOffsetCommitter>> committers_;
+  std::map<JobSource, std::unique_ptr<source::KafkaOffsetCommitter>> committers_;
   SerialExecutor commits_;  // last: destroyed (joined) first
 };
 

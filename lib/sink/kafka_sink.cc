@@ -9,9 +9,12 @@
 namespace sluice::sink {
 namespace {
 
-constexpr int kInitTimeoutMs = 30'000;
-constexpr int kCommitTimeoutMs = 60'000;
-constexpr int kReadTimeoutMs = 15'000;
+// Together well under the leader's RunTask deadline (60 s), so a task the
+// leader has given up on has ended before it is tried elsewhere.
+constexpr int kInitTimeoutMs = 10'000;
+constexpr int kCommitTimeoutMs = 20'000;
+constexpr int kReadTimeoutMs = 10'000;
+constexpr int kTransactionTimeoutMs = 60'000;
 
 constexpr char kJobHeader[] = "sluice.job";
 constexpr char kBatchHeader[] = "sluice.batch";
@@ -62,7 +65,7 @@ Result<std::unique_ptr<KafkaPartitionWriter>> KafkaPartitionWriter::Open(const p
   std::unique_ptr<KafkaPartitionWriter> w(new KafkaPartitionWriter(spec, job_id, partition));
   ASSIGN_OR_RETURN(w->producer_, NewClient(RD_KAFKA_PRODUCER, spec,
                                            {{"transactional.id", fmt::format("sluice-{}-{}", job_id, partition)},
-                                            {"transaction.timeout.ms", std::to_string(kCommitTimeoutMs)},
+                                            {"transaction.timeout.ms", std::to_string(kTransactionTimeoutMs)},
                                             {"linger.ms", "5"}}));
   RETURN_IF_ERROR(w->FromTxnError(rd_kafka_init_transactions(w->producer_, kInitTimeoutMs), "init transactions"));
   return w;
@@ -113,6 +116,7 @@ Result<int64_t> KafkaPartitionWriter::HeldBatch() {
                                                     {{"group.id", "sluice-sink-" + job_id_},  // never joined
                                                      {"enable.auto.commit", "false"},
                                                      {"enable.partition.eof", "true"},
+                                                     {"auto.offset.reset", "error"},
                                                      {"isolation.level", "read_committed"}}));
   auto close = [&] {
     rd_kafka_consumer_close(consumer);
@@ -127,7 +131,11 @@ Result<int64_t> KafkaPartitionWriter::HeldBatch() {
                                               rd_kafka_err2str(err)));
   }
   // Read the tail, widening until a record of this job turns up (other jobs
-  // and transaction markers may sit after it).
+  // and transaction markers may sit after it). The read must reach `high`:
+  // a read_committed consumer stops at the last stable offset, before any
+  // transaction still open (another job's, or a dead task's until it times
+  // out), and what this job committed after that is not visible yet — then
+  // the answer is UNAVAILABLE (try again), never "not held".
   int64_t held = 0;
   bool found = false;
   for (int64_t window = 64; high > low && !found; window *= 16) {
@@ -136,14 +144,18 @@ Result<int64_t> KafkaPartitionWriter::HeldBatch() {
     rd_kafka_topic_partition_list_add(list, spec_.topic().c_str(), partition_)->offset = start;
     err = rd_kafka_assign(consumer, list);
     rd_kafka_topic_partition_list_destroy(list);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      close();
+      return absl::UnavailableError(
+          fmt::format("kafka sink {}[{}]: assign: {}", spec_.topic(), partition_, rd_kafka_err2str(err)));
+    }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReadTimeoutMs);
     bool eof = false;
     while (!eof && std::chrono::steady_clock::now() < deadline) {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer, 200);
       if (m == nullptr) continue;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        eof = true;
+        eof = m->offset >= high;  // else at the last stable offset: wait for the open transaction
       } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         err = m->err;
         eof = true;
@@ -158,9 +170,10 @@ Result<int64_t> KafkaPartitionWriter::HeldBatch() {
     }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR || !eof) {
       close();
-      return absl::UnavailableError(fmt::format("kafka sink {}[{}]: reading the tail from {}: {}", spec_.topic(),
-                                                partition_, start,
-                                                err != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_err2str(err) : "timed out"));
+      return absl::UnavailableError(fmt::format(
+          "kafka sink {}[{}]: reading the tail from {} to {}: {}", spec_.topic(), partition_, start, high,
+          err != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_err2str(err)
+                                            : "not reached in time (a transaction still open in the partition?)"));
     }
     if (start == low) break;
   }

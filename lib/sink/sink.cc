@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -55,28 +56,35 @@ std::string BatchFileName(const std::string& job_id, int64_t batch_id, int32_t t
 Status WriteFileAtomically(const std::string& dir, const std::string& name, std::string_view data) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  const std::string tmp = dir + "/." + name + ".tmp";
+  // A temporary name of its own: two attempts at the same batch (a zombie
+  // task, a retry elsewhere) never write into each other's file; whichever
+  // renames last leaves a whole file, the same either way.
+  static std::atomic<uint64_t> attempts{0};
+  const std::string tmp = fmt::format("{}/.{}.{}-{}.tmp", dir, name, ::getpid(), attempts.fetch_add(1));
   const std::string final_path = dir + "/" + name;
-  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
   if (fd < 0) return absl::UnavailableError(fmt::format("file sink: cannot create {}: {}", tmp, std::strerror(errno)));
+  auto fail = [&](const std::string& what) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return absl::UnavailableError(fmt::format("file sink: {} {}: {}", what, tmp, std::strerror(err)));
+  };
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::UnavailableError(fmt::format("file sink: writing {}: {}", tmp, std::strerror(err)));
-    }
+    if (n <= 0) return fail("writing");
     done += n;
   }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return absl::UnavailableError(fmt::format("file sink: fsync of {}: {}", tmp, std::strerror(err)));
+  if (::fsync(fd) != 0) return fail("fsync of");
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return absl::UnavailableError("file sink: closing " + tmp);
   }
-  if (::close(fd) != 0) return absl::UnavailableError("file sink: closing " + tmp);
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    return absl::UnavailableError(fmt::format("file sink: renaming {}: {}", tmp, std::strerror(errno)));
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return absl::UnavailableError(fmt::format("file sink: renaming {}: {}", tmp, std::strerror(err)));
   }
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {

@@ -109,7 +109,7 @@ Result<sink::Sink*> Executor::SinkOf(const proto::TaskRequest& task) {
   return s.get();
 }
 
-Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task) {
+Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::function<bool()> abandoned) {
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec()));
   proto::TaskResult result;
   std::string out;
@@ -155,7 +155,12 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task) {
                                                            .batch_id = task.batch_id(),
                                                            .task = task.task(),
                                                            .output_partition = task.output_partition(),
-                                                           .still_current = [this, epoch = task.epoch()]() -> Status {
+                                                           .still_current = [this, epoch = task.epoch(),
+                                                                             &abandoned]() -> Status {
+                                                             if (abandoned && abandoned()) {
+                                                               return absl::FailedPreconditionError(
+                                                                   "the leader gave up on this attempt");
+                                                             }
                                                              const int64_t newest = fence_->highest();
                                                              if (newest <= epoch) return absl::OkStatus();
                                                              return absl::FailedPreconditionError(fmt::format(

@@ -12,6 +12,7 @@
 // Thread-safe: tasks run on gRPC's threads, each with its own Pipeline.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,7 +35,11 @@ class Executor {
   // `store`, `fence` and `clock` must outlive this object.
   Executor(BlockStore* store, const EpochFence* fence, Clock* clock) : store_(store), fence_(fence), clock_(clock) {}
 
-  [[nodiscard]] Result<proto::TaskResult> Run(const proto::TaskRequest& task);
+  // `abandoned` (optional) says whether the leader has given up on this
+  // attempt (its RPC cancelled or past its deadline): a transactional sink
+  // then aborts rather than commits, since another attempt may be running.
+  [[nodiscard]] Result<proto::TaskResult> Run(const proto::TaskRequest& task,
+                                              std::function<bool()> abandoned = {});
 
  private:
   [[nodiscard]] Result<source::Block> GetBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,

@@ -78,10 +78,10 @@ grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* /*context*/,
   return rpc::ToGrpc(st);
 }
 
-grpc::Status WorkerServiceImpl::RunTask(grpc::ServerContext* /*context*/, const proto::TaskRequest* request,
+grpc::Status WorkerServiceImpl::RunTask(grpc::ServerContext* context, const proto::TaskRequest* request,
                                         proto::TaskResult* response) {
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
-  Result<proto::TaskResult> got = executor_->Run(*request);
+  Result<proto::TaskResult> got = executor_->Run(*request, [context] { return context->IsCancelled(); });
   if (!got.ok()) return rpc::ToGrpc(got.status());
   *response = std::move(*got);
   return grpc::Status::OK;

@@ -50,18 +50,19 @@ std::vector<Record> ReadAll(const std::string& brokers, const std::string& topic
   rd_kafka_assign(rk, list);
   rd_kafka_topic_partition_list_destroy(list);
   std::vector<Record> records;
+  bool eof = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
+  while (!eof && std::chrono::steady_clock::now() < deadline) {
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 200);
     if (m == nullptr) continue;
-    const bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+    eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       records.push_back({HeaderOf(m, "sluice.job"), std::stoll(HeaderOf(m, "sluice.batch")),
                          std::string(static_cast<const char*>(m->payload), m->len)});
     }
     rd_kafka_message_destroy(m);
-    if (eof) break;
   }
+  EXPECT_TRUE(eof) << "did not reach the end of " << topic << "[" << partition << "]";
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
   return records;
@@ -114,6 +115,7 @@ TEST_F(KafkaSinkTest, ABatchThePartitionAlreadyHoldsIsSkipped) {
                                                               std::pair<std::string, int64_t>{"j", 1},
                                                               std::pair<std::string, int64_t>{"other", 7},
                                                               std::pair<std::string, int64_t>{"j", 2}));
+  ASSERT_EQ(records.size(), 4u);
   EXPECT_EQ(records[0].value, "{\"a\":1}");
   EXPECT_EQ(records[3].value, "{\"a\":3}");
   EXPECT_TRUE(ReadAll(mock_->bootstrap(), "out", 1).empty());
