@@ -42,6 +42,7 @@ Status JobRegistry::CheckLeader() const {
 
 Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec) {
   RETURN_IF_ERROR(engine::ValidateJobSpec(spec));
+  RETURN_IF_ERROR(engine::CheckRunnable(spec));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(CheckLeader());
   const proto::WalState state = log_->State();

@@ -14,6 +14,7 @@ namespace {
 constexpr int64_t kDefaultBatchIntervalMs = 1000;
 constexpr int kDefaultMaxBatchesInFlight = 2;
 constexpr int kDefaultMaxTaskFailures = 4;
+constexpr int kDefaultReducePartitions = 4;
 
 std::string Join(const std::vector<std::string>& v) {
   std::string out;
@@ -61,8 +62,8 @@ class Reader {
     return v;
   }
 
-  // "250ms", "1s", "2m", or a number of milliseconds.
-  Result<int64_t> DurationMs(const YAML::Node& n, const std::string& path) const {
+  // "250ms", "1s", "2m", "1h", or a number of milliseconds; 10ms..max_ms.
+  Result<int64_t> DurationMs(const YAML::Node& n, const std::string& path, int64_t max_ms = 3'600'000) const {
     if (!n.IsScalar()) return Error(n, path, "expected a duration such as 500ms, 1s or 2m");
     const std::string& s = n.Scalar();
     int64_t v = 0;
@@ -72,11 +73,14 @@ class Reader {
     if (unit.empty() || unit == "ms") scale = 1;
     if (unit == "s") scale = 1000;
     if (unit == "m") scale = 60'000;
+    if (unit == "h") scale = 3'600'000;
     if (ec != std::errc() || p == s.data() || scale == 0) {
       return Error(n, path, fmt::format("'{}' is not a duration such as 500ms, 1s or 2m", s));
     }
     const int64_t ms = v * scale;
-    if (ms < 10 || ms > 3'600'000) return Error(n, path, fmt::format("{} is not between 10ms and 1h", s));
+    if (ms < 10 || ms > max_ms) {
+      return Error(n, path, fmt::format("{} is not between 10ms and {}", s, max_ms == 3'600'000 ? "1h" : "24h"));
+    }
     return ms;
   }
 
@@ -164,7 +168,8 @@ class Reader {
   }
 
   Result<proto::OperatorSpec> Operator(const YAML::Node& n, const std::string& path) const {
-    static const std::vector<std::string> kKinds = {"parse", "filter", "map", "project", "flat_map", "plugin"};
+    static const std::vector<std::string> kKinds = {"parse",   "filter", "map",       "project",    "flat_map",
+                                                    "plugin",  "key_by", "aggregate", "window",     "update_state"};
     if (!n.IsMap() || n.size() != 1) {
       return Error(n, path, fmt::format("an operator is one of: {} (e.g. '- filter: {{expr: \"x > 1\"}}')", Join(kKinds)));
     }
@@ -227,11 +232,113 @@ class Reader {
       if (!body["path"]) return Error(body, at, "plugin needs the path of its shared library");
       ASSIGN_OR_RETURN(*op.mutable_plugin()->mutable_path(), Str(body["path"], at + ".path"));
       if (body["config"]) RETURN_IF_ERROR(StrMap(body["config"], at + ".config", op.mutable_plugin()->mutable_config()));
+    } else if (kind == "key_by") {
+      // "- key_by: user", "- key_by: [user, page]" or "- key_by: {fields: [...]}"
+      std::vector<std::string> fields;
+      if (body.IsScalar()) {
+        fields.push_back(body.Scalar());
+      } else if (body.IsSequence()) {
+        ASSIGN_OR_RETURN(fields, StrList(body, at));
+      } else {
+        RETURN_IF_ERROR(Map(body, at, {"fields"}));
+        if (!body["fields"]) return Error(body, at, "key_by needs fields: [names]");
+        ASSIGN_OR_RETURN(fields, StrList(body["fields"], at + ".fields"));
+      }
+      if (fields.empty()) return Error(body, at, "key_by needs at least one field");
+      for (auto& f : fields) op.mutable_key_by()->add_fields(f);
+    } else if (kind == "aggregate") {
+      if (!body.IsSequence() || body.size() == 0) {
+        return Error(body, at, "aggregate is a list of functions, e.g. [{fn: count}, {fn: sum, field: amount}]");
+      }
+      for (size_t i = 0; i < body.size(); ++i) {
+        ASSIGN_OR_RETURN(*op.mutable_aggregate()->add_aggregations(),
+                         Aggregate(body[i], fmt::format("{}[{}]", at, i), /*running=*/false));
+      }
+    } else if (kind == "window") {
+      RETURN_IF_ERROR(
+          Map(body, at, {"type", "length", "slide", "gap", "event_time", "max_delay", "allowed_lateness"}));
+      proto::WindowOp* w = op.mutable_window();
+      if (!body["type"]) return Error(body, at, "window needs a type: tumbling, sliding or session");
+      ASSIGN_OR_RETURN(*w->mutable_type(), Str(body["type"], at + ".type"));
+      constexpr int64_t kDay = 24 * 3'600'000LL;
+      auto duration = [&](const char* key, int64_t* out) -> Status {
+        if (!body[key]) return absl::OkStatus();
+        ASSIGN_OR_RETURN(*out, DurationMs(body[key], at + "." + key, kDay));
+        return absl::OkStatus();
+      };
+      int64_t length = 0, slide = 0, gap = 0, delay = 0, lateness = 0;
+      RETURN_IF_ERROR(duration("length", &length));
+      RETURN_IF_ERROR(duration("slide", &slide));
+      RETURN_IF_ERROR(duration("gap", &gap));
+      RETURN_IF_ERROR(duration("max_delay", &delay));
+      RETURN_IF_ERROR(duration("allowed_lateness", &lateness));
+      w->set_length_ms(length);
+      w->set_slide_ms(slide);
+      w->set_gap_ms(gap);
+      w->set_max_delay_ms(delay);
+      w->set_allowed_lateness_ms(lateness);
+      if (body["event_time"]) {
+        ASSIGN_OR_RETURN(*w->mutable_event_time(), Str(body["event_time"], at + ".event_time"));
+      }
+    } else if (kind == "update_state") {
+      RETURN_IF_ERROR(Map(body, at, {"running", "plugin", "config", "timeout"}));
+      proto::UpdateStateOp* u = op.mutable_update_state();
+      if (body["running"]) {
+        if (!body["running"].IsSequence() || body["running"].size() == 0) {
+          return Error(body["running"], at + ".running", "expected a list of functions, e.g. [{fn: sum, field: amount}]");
+        }
+        for (size_t i = 0; i < body["running"].size(); ++i) {
+          ASSIGN_OR_RETURN(*u->add_running(),
+                           Aggregate(body["running"][i], fmt::format("{}.running[{}]", at, i), /*running=*/true));
+        }
+      }
+      if (body["plugin"]) {
+        ASSIGN_OR_RETURN(*u->mutable_plugin(), Str(body["plugin"], at + ".plugin"));
+      }
+      if (body["config"]) RETURN_IF_ERROR(StrMap(body["config"], at + ".config", u->mutable_config()));
+      if (body["timeout"]) {
+        ASSIGN_OR_RETURN(int64_t t, DurationMs(body["timeout"], at + ".timeout", 24 * 3'600'000LL));
+        u->set_timeout_ms(t);
+      }
     } else {
       return Error(n.begin()->first, path,
                    fmt::format("unknown operator '{}' (expected one of: {})", kind, Join(kKinds)));
     }
     return op;
+  }
+
+  // {fn: sum, field: amount, as: total}; running aggregates (update_state)
+  // are those a per-key running value can hold: count, sum, min, max, avg.
+  Result<proto::Aggregation> Aggregate(const YAML::Node& n, const std::string& path, bool running) const {
+    static const std::vector<std::string> kFns = {"count", "sum", "min", "max", "avg",
+                                                  "count_distinct", "approx_distinct", "top_k"};
+    static const std::vector<std::string> kRunning = {"count", "sum", "min", "max", "avg"};
+    RETURN_IF_ERROR(Map(n, path, {"fn", "field", "as", "k"}));
+    proto::Aggregation a;
+    if (!n["fn"]) return Error(n, path, fmt::format("needs fn: one of {}", Join(running ? kRunning : kFns)));
+    ASSIGN_OR_RETURN(*a.mutable_fn(), Str(n["fn"], path + ".fn"));
+    const auto& allowed = running ? kRunning : kFns;
+    if (std::find(allowed.begin(), allowed.end(), a.fn()) == allowed.end()) {
+      return Error(n["fn"], path + ".fn", fmt::format("'{}' is not one of {}", a.fn(), Join(allowed)));
+    }
+    if (n["field"]) {
+      ASSIGN_OR_RETURN(*a.mutable_field(), Str(n["field"], path + ".field"));
+    }
+    if (a.fn() != "count" && a.field().empty()) return Error(n, path, fmt::format("{} needs a field", a.fn()));
+    if (a.fn() == "count" && !a.field().empty()) return Error(n["field"], path + ".field", "count takes no field");
+    if (a.fn() == "top_k") {
+      if (!n["k"]) return Error(n, path, "top_k needs k");
+      ASSIGN_OR_RETURN(int64_t k, Int(n["k"], path + ".k", 1, 1000));
+      a.set_k(static_cast<int32_t>(k));
+    } else if (n["k"]) {
+      return Error(n["k"], path + ".k", "only top_k takes k");
+    }
+    if (n["as"]) {
+      ASSIGN_OR_RETURN(*a.mutable_as(), Str(n["as"], path + ".as"));
+    } else {
+      a.set_as(a.fn() == "count" ? "count" : a.fn() + "_" + a.field());
+    }
+    return a;
   }
 
   Result<proto::SinkSpec> Sink(const YAML::Node& n, const std::string& path) const {
@@ -275,7 +382,8 @@ class Reader {
 
   Result<proto::JobSpec> Job(const YAML::Node& root) const {
     RETURN_IF_ERROR(Map(root, "", {"name", "batch_interval", "sources", "operators", "sink",
-                                      "max_batches_in_flight", "max_task_failures", "dead_letters"}));
+                                      "max_batches_in_flight", "max_task_failures", "dead_letters",
+                                      "reduce_partitions"}));
     proto::JobSpec job;
     job.set_file(file_);
     if (!root["name"]) return Error(root, "name", "a job needs a name");
@@ -320,6 +428,11 @@ class Reader {
     if (root["max_task_failures"]) {
       ASSIGN_OR_RETURN(int64_t v, Int(root["max_task_failures"], "max_task_failures", 1, 100));
       job.set_max_task_failures(static_cast<int32_t>(v));
+    }
+    job.set_reduce_partitions(kDefaultReducePartitions);
+    if (root["reduce_partitions"]) {
+      ASSIGN_OR_RETURN(int64_t v, Int(root["reduce_partitions"], "reduce_partitions", 1, 1024));
+      job.set_reduce_partitions(static_cast<int32_t>(v));
     }
     if (root["dead_letters"]) {
       ASSIGN_OR_RETURN(*job.mutable_dead_letters(), Str(root["dead_letters"], "dead_letters"));
@@ -371,11 +484,15 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
                                                   spec.batch_interval_ms()));
   }
   if (spec.sources().empty()) return absl::InvalidArgumentError(fmt::format("{}: sources: none given", file));
+  bool keyed = false;         // a key_by came before
+  bool after_window = false;  // the operator before was a window
   for (int i = 0; i < spec.operators_size(); ++i) {
     const proto::OperatorSpec& op = spec.operators(i);
     auto bad = [&](const std::string& field, const std::string& why) {
-      return absl::InvalidArgumentError(fmt::format("{}: line {}: operators[{}].{}: {}", file, op.line(), i, field, why));
+      return absl::InvalidArgumentError(fmt::format("{}: line {}: operators[{}]{}{}: {}", file, op.line(), i,
+                                                    field.empty() ? "" : ".", field, why));
     };
+    if (after_window && !op.has_aggregate()) return bad("", "a window must be followed by aggregate");
     switch (op.op_case()) {
       case proto::OperatorSpec::kFilter:
         if (auto e = ParseExpr(op.filter().expr()); !e.ok()) return bad("filter.expr", std::string(e.status().message()));
@@ -392,14 +509,88 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
                                                 op.plugin().path()));
         }
         break;
+      case proto::OperatorSpec::kKeyBy:
+        keyed = true;
+        if (op.key_by().fields().empty()) return bad("key_by", "needs at least one field");
+        break;
+      case proto::OperatorSpec::kAggregate:
+      case proto::OperatorSpec::kUpdateState: {
+        const char* name = op.has_aggregate() ? "aggregate" : "update_state";
+        if (!keyed) return bad(name, "needs a key_by before it (what is it per?)");
+        if (op.has_update_state()) {
+          const proto::UpdateStateOp& u = op.update_state();
+          if (u.running().empty() == u.plugin().empty()) {
+            return bad(name, "needs either running: [functions] or plugin: <path>, not both");
+          }
+          if (!u.plugin().empty() && u.plugin()[0] != '/') {
+            return bad("update_state.plugin", fmt::format("'{}' is not an absolute path", u.plugin()));
+          }
+        }
+        after_window = false;
+        break;
+      }
+      case proto::OperatorSpec::kWindow: {
+        const proto::WindowOp& w = op.window();
+        const bool event_time = !w.event_time().empty();
+        if (w.type() == "tumbling") {
+          if (w.length_ms() <= 0) return bad("window.length", "a tumbling window needs a length");
+          if (w.slide_ms() != 0 || w.gap_ms() != 0) return bad("window", "a tumbling window takes no slide or gap");
+        } else if (w.type() == "sliding") {
+          if (w.length_ms() <= 0 || w.slide_ms() <= 0) return bad("window", "a sliding window needs length and slide");
+          if (w.slide_ms() > w.length_ms() || w.length_ms() % w.slide_ms() != 0) {
+            return bad("window.slide", fmt::format("{} ms does not divide the length, {} ms", w.slide_ms(), w.length_ms()));
+          }
+          if (w.gap_ms() != 0) return bad("window.gap", "only session windows have a gap");
+        } else if (w.type() == "session") {
+          if (w.gap_ms() <= 0) return bad("window.gap", "a session window needs a gap");
+          if (!event_time) return bad("window.event_time", "a session window needs an event_time field");
+          if (w.length_ms() != 0 || w.slide_ms() != 0) return bad("window", "a session window takes no length or slide");
+        } else {
+          return bad("window.type", fmt::format("'{}' is not tumbling, sliding or session", w.type()));
+        }
+        if (!event_time) {
+          // Over batch time (Spark's window(length, slide)): whole batches.
+          if (w.max_delay_ms() != 0 || w.allowed_lateness_ms() != 0) {
+            return bad("window", "max_delay and allowed_lateness need an event_time field");
+          }
+          for (int64_t ms : {w.length_ms(), w.slide_ms()}) {
+            if (ms % spec.batch_interval_ms() != 0) {
+              return bad("window", fmt::format("{} ms is not a multiple of the batch interval, {} ms (a window over "
+                                               "batch time is made of whole batches)",
+                                               ms, spec.batch_interval_ms()));
+            }
+          }
+        }
+        after_window = true;
+        break;
+      }
       case proto::OperatorSpec::OP_NOT_SET:
         return bad("", "empty operator");
       default:
         break;
     }
   }
+  if (after_window) {
+    return absl::InvalidArgumentError(fmt::format("{}: operators: a window must be followed by aggregate", file));
+  }
+  if (spec.reduce_partitions() < 0 || spec.reduce_partitions() > 1024) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: reduce_partitions: {} is not in 1..1024", file, spec.reduce_partitions()));
+  }
   if (spec.sink().sink_case() == proto::SinkSpec::SINK_NOT_SET) {
     return absl::InvalidArgumentError(fmt::format("{}: sink: none given", file));
+  }
+  return absl::OkStatus();
+}
+
+Status CheckRunnable(const proto::JobSpec& spec) {
+  for (const proto::OperatorSpec& op : spec.operators()) {
+    if (op.has_key_by() || op.has_aggregate() || op.has_window() || op.has_update_state()) {
+      return absl::UnimplementedError(fmt::format(
+          "{}: line {}: keyed operators (key_by, aggregate, window, update_state) are checked but cannot run yet: "
+          "the shuffle and state they need are not built (docs/state.md)",
+          spec.file().empty() ? "job" : spec.file(), op.line()));
+    }
   }
   return absl::OkStatus();
 }

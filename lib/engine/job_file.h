@@ -29,4 +29,8 @@ namespace sluice::engine {
 // INVALID_ARGUMENT naming the field: operators[i]... for an operator.
 [[nodiscard]] Status ValidateJobSpec(const proto::JobSpec& spec);
 
+// UNIMPLEMENTED for a valid job this release cannot run yet (the keyed
+// operators: docs/state.md). The leader refuses such a job at submit.
+[[nodiscard]] Status CheckRunnable(const proto::JobSpec& spec);
+
 }  // namespace sluice::engine

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "lib/engine/expr.h"
+#include "lib/engine/job_file.h"
 #include "lib/engine/plugin_api.h"
 #include "lib/engine/plugin_loader.h"
 #include "simdjson.h"
@@ -451,6 +452,7 @@ class PipelineImpl final : public Pipeline {
 }  // namespace
 
 Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec) {
+  RETURN_IF_ERROR(CheckRunnable(spec));
   std::vector<Op> ops;
   for (int i = 0; i < spec.operators_size(); ++i) {
     Op op{spec.operators(i)};

@@ -157,6 +157,13 @@ TEST_F(JobsTest, ARefusedJobNamesItsMistakeAndLeavesNothingBehind) {
   bad = Ctl({"submit", JobFile("badsource.yaml", "name: j\nsources:\n  - {name: k, kind: kafka}\nsink: {null: {}}\n")});
   EXPECT_EQ(bad.code, 2);
   EXPECT_THAT(bad.output, HasSubstr("kafka brokers are required"));
+  // A valid keyed job: refused by the leader until shuffle and state exist.
+  bad = Ctl({"submit", JobFile("keyed.yaml", "name: j\nsources: [clicks]\nsink: {null: {}}\noperators:\n"
+                                             "  - parse: {format: json}\n  - key_by: user\n"
+                                             "  - aggregate: [{fn: count}]\n")});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_THAT(bad.output, HasSubstr("keyed.yaml: line 6: keyed operators (key_by, aggregate, window, update_state) "
+                                    "are checked but cannot run yet"));
   EXPECT_EQ(Ctl({"submit", dir_.Sub("missing.yaml")}).code, 1);
   CtlRun list = Ctl({"list"});
   EXPECT_EQ(list.code, 0);

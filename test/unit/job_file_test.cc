@@ -130,3 +130,92 @@ TEST(JobFileTest, ValidationRefusesASpecFromAnywhere) {
 
 }  // namespace
 }  // namespace sluice::engine
+
+namespace sluice::engine {
+namespace {
+
+// The keyed operators of docs/state.md: read and checked today, refused at
+// submit (CheckRunnable) until the shuffle and state exist.
+TEST(KeyedJobFileTest, KeyByAggregateWindowAndUpdateStateAreRead) {
+  Result<proto::JobSpec> job = ParseJobFile(R"(name: counts
+batch_interval: 2s
+sources: [events]
+operators:
+  - parse: {format: json}
+  - key_by: [user, page]
+  - window: {type: sliding, length: 30s, slide: 10s, event_time: ts, max_delay: 2s, allowed_lateness: 5s}
+  - aggregate:
+      - {fn: count}
+      - {fn: sum, field: amount, as: total}
+      - {fn: top_k, field: page, k: 3}
+  - key_by: user
+  - update_state: {running: [{fn: avg, field: total}], timeout: 10m}
+reduce_partitions: 16
+sink: {null: {}}
+)",
+                                            "counts.yaml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->reduce_partitions(), 16);
+  EXPECT_THAT(job->operators(1).key_by().fields(), ::testing::ElementsAre("user", "page"));
+  const proto::WindowOp& w = job->operators(2).window();
+  EXPECT_EQ(w.type(), "sliding");
+  EXPECT_EQ(w.length_ms(), 30'000);
+  EXPECT_EQ(w.slide_ms(), 10'000);
+  EXPECT_EQ(w.event_time(), "ts");
+  EXPECT_EQ(w.max_delay_ms(), 2'000);
+  EXPECT_EQ(w.allowed_lateness_ms(), 5'000);
+  const proto::AggregateOp& a = job->operators(3).aggregate();
+  ASSERT_EQ(a.aggregations_size(), 3);
+  EXPECT_EQ(a.aggregations(0).as(), "count");
+  EXPECT_EQ(a.aggregations(1).as(), "total");
+  EXPECT_EQ(a.aggregations(2).as(), "top_k_page");
+  EXPECT_EQ(a.aggregations(2).k(), 3);
+  EXPECT_EQ(job->operators(5).update_state().running(0).fn(), "avg");
+  EXPECT_EQ(job->operators(5).update_state().timeout_ms(), 600'000);
+
+  Status runnable = CheckRunnable(*job);
+  EXPECT_TRUE(absl::IsUnimplemented(runnable)) << runnable;
+  EXPECT_THAT(std::string(runnable.message()), HasSubstr("counts.yaml: line 6: keyed operators"));
+}
+
+TEST(KeyedJobFileTest, EachKeyedMistakeNamesFileLineAndField) {
+  const std::string base = "name: j\nsources: [events]\nsink: {stdout: {}}\noperators:\n";
+  EXPECT_THAT(ErrorOf(base + "  - aggregate: [{fn: count}]\n"),
+              HasSubstr("line 5: operators[0].aggregate: needs a key_by before it"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - aggregate: [{fn: median, field: x}]\n"),
+              HasSubstr("line 6: operators[1].aggregate[0].fn: 'median' is not one of count, sum"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - aggregate: [{fn: sum}]\n"), HasSubstr("sum needs a field"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - aggregate: [{fn: count, field: x}]\n"),
+              HasSubstr("count takes no field"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - aggregate: [{fn: top_k, field: x}]\n"), HasSubstr("top_k needs k"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - aggregate: [{fn: top_k, field: x, k: 0}]\n"),
+              HasSubstr("k: 0 is not in 1..1000"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - window: {type: tumbling, length: 1500ms}\n  - aggregate: [{fn: count}]\n"),
+              HasSubstr("1500 ms is not a multiple of the batch interval, 1000 ms"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - window: {type: sliding, length: 10s, slide: 3s}\n"
+                             "  - aggregate: [{fn: count}]\n"),
+              HasSubstr("window.slide: 3000 ms does not divide the length, 10000 ms"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - window: {type: session, gap: 30s}\n  - aggregate: [{fn: count}]\n"),
+              HasSubstr("a session window needs an event_time field"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - window: {type: hopping, length: 2s}\n  - aggregate: [{fn: count}]\n"),
+              HasSubstr("window.type: 'hopping' is not tumbling, sliding or session"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - window: {type: tumbling, length: 2s}\n  - project: {fields: [u]}\n"),
+              HasSubstr("line 7: operators[2]: a window must be followed by aggregate"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - window: {type: tumbling, length: 2s, max_delay: 1s}\n"
+                             "  - aggregate: [{fn: count}]\n"),
+              HasSubstr("max_delay and allowed_lateness need an event_time field"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - window: {type: tumbling, length: 2s}\n"),
+              HasSubstr("operators: a window must be followed by aggregate"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - update_state: {timeout: 1m}\n"),
+              HasSubstr("needs either running: [functions] or plugin: <path>"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - update_state: {running: [{fn: top_k, field: x, k: 2}]}\n"),
+              HasSubstr("'top_k' is not one of count, sum, min, max, avg"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - update_state: {plugin: rel.so}\n"),
+              HasSubstr("update_state.plugin: 'rel.so' is not an absolute path"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: {fields: []}\n"), HasSubstr("key_by needs at least one field"));
+  EXPECT_THAT(ErrorOf("name: j\nsources: [e]\nsink: {null: {}}\nreduce_partitions: 0\n"),
+              HasSubstr("reduce_partitions: 0 is not in 1..1024"));
+}
+
+}  // namespace
+}  // namespace sluice::engine
