@@ -303,9 +303,6 @@ class PipelineImpl final : public Pipeline {
     return true;
   }
 
-  const source::Block* block_ = nullptr;  // during Run
-  std::string_view record_;               // the record RunRecord is on
-
   void DeadLetter(int64_t offset, const std::string& why, PipelineCounts* counts) {
     ++counts->dead_letters;
     counts->last_dead_letter = fmt::format("offset {}: {}", offset, why);
@@ -439,6 +436,8 @@ class PipelineImpl final : public Pipeline {
   }
 
   const std::vector<Op> ops_;
+  const source::Block* block_ = nullptr;  // during Run
+  std::string_view record_;               // the record RunRecord is on
   const bool csv_;  // the file sink's format: csv rows, else JSON lines
   simdjson::ondemand::parser parser_;
   std::string padded_;
