@@ -6,6 +6,7 @@
 
 #include "lib/engine/expr.h"
 #include "lib/engine/job_file.h"
+#include "lib/engine/json_text.h"
 #include "lib/engine/plugin_api.h"
 #include "lib/engine/plugin_loader.h"
 #include "simdjson.h"
@@ -34,26 +35,6 @@ void Set(Event* e, std::string_view name, Value v) {
     }
   }
   e->push_back({name, v});
-}
-
-void AppendJsonString(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          fmt::format_to(std::back_inserter(*out), "\\u{:04x}", static_cast<int>(c));
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
 }
 
 void AppendJson(const Event& e, std::string* out) {

@@ -1,0 +1,16 @@
+// JSON text helpers shared by the engine's writers (pipeline output, dead
+// letters, aggregate results).
+//
+// Module sluice::engine owns them. Pure functions: thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace sluice::engine {
+
+// Appends `s` as a JSON string literal: quoted, with ", \ and control
+// characters escaped (bytes >= 0x20 pass through: UTF-8 stays as is).
+void AppendJsonString(std::string_view s, std::string* out);
+
+}  // namespace sluice::engine
