@@ -12,6 +12,7 @@
 
 #include "fmt/format.h"
 #include "lib/engine/json_text.h"
+#include "lib/engine/varint.h"
 
 namespace sluice::engine {
 namespace {
@@ -30,39 +31,6 @@ uint64_t GetFixed64(const char* p) {
   return v;
 }
 
-void PutVarint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-// Reads a varint at *pos; false if truncated or too long.
-bool GetVarint(std::string_view in, size_t* pos, uint64_t* v) {
-  *v = 0;
-  for (int shift = 0; shift < 64 && *pos < in.size(); shift += 7) {
-    const auto b = static_cast<unsigned char>(in[(*pos)++]);
-    *v |= uint64_t{b & 0x7fu} << shift;
-    if (b < 0x80) return true;
-  }
-  return false;
-}
-
-// Reads a varint-length-prefixed byte string at *pos.
-bool GetLengthPrefixed(std::string_view in, size_t* pos, std::string_view* out) {
-  uint64_t len;
-  if (!GetVarint(in, pos, &len) || len > in.size() - *pos) return false;
-  *out = in.substr(*pos, len);
-  *pos += len;
-  return true;
-}
-
-void PutLengthPrefixed(std::string_view s, std::string* out) {
-  PutVarint(s.size(), out);
-  out->append(s);
-}
-
 Status Corrupt(std::string_view fn) {
   return absl::DataLossError(fmt::format("corrupt {} state", fn));
 }
@@ -71,16 +39,6 @@ double AsDouble(uint64_t bits) { return std::bit_cast<double>(bits); }
 uint64_t AsBits(double d) { return std::bit_cast<uint64_t>(d); }
 
 // ---- JSON output ----
-
-void AppendJsonNumber(double d, std::string* out) {
-  if (!std::isfinite(d)) {
-    out->append("null");
-  } else if (d == std::trunc(d) && std::fabs(d) < 9007199254740992.0) {
-    fmt::format_to(std::back_inserter(*out), "{}", static_cast<int64_t>(d));
-  } else {
-    fmt::format_to(std::back_inserter(*out), "{}", d);
-  }
-}
 
 // Value keys (aggregate.h): order-preserving number encoding.
 uint64_t OrderedBits(double d) {
@@ -91,29 +49,6 @@ uint64_t OrderedBits(double d) {
 
 double FromOrderedBits(uint64_t bits) {
   return AsDouble((bits & (uint64_t{1} << 63)) ? bits & ~(uint64_t{1} << 63) : ~bits);
-}
-
-bool AppendKeyJson(std::string_view key, std::string* out) {
-  if (key.empty()) return false;
-  std::string_view body = key.substr(1);
-  switch (key[0]) {
-    case 'b':
-      if (body.size() != 1) return false;
-      out->append(body[0] ? "true" : "false");
-      return true;
-    case 'n': {
-      if (body.size() != 8) return false;
-      uint64_t be = 0;
-      for (char c : body) be = (be << 8) | static_cast<unsigned char>(c);
-      AppendJsonNumber(FromOrderedBits(be), out);
-      return true;
-    }
-    case 's':
-      AppendJsonString(body, out);
-      return true;
-    default:
-      return false;
-  }
 }
 
 // ---- the functions ----
@@ -215,7 +150,7 @@ class MinMaxAggregator final : public Aggregator {
       out->append("null");
       return absl::OkStatus();
     }
-    if (!Valid(state) || !AppendKeyJson(state, out)) return Corrupt(fn());
+    if (!Valid(state) || !AppendValueKeyJson(state, out)) return Corrupt(fn());
     return absl::OkStatus();
   }
 
@@ -440,7 +375,7 @@ class TopKAggregator final : public Aggregator {
     for (size_t i = 0; i < k; ++i) {
       if (i > 0) out->push_back(',');
       out->append("{\"value\":");
-      if (!AppendKeyJson(entries[i].key, out)) return Corrupt(fn());
+      if (!AppendValueKeyJson(entries[i].key, out)) return Corrupt(fn());
       fmt::format_to(std::back_inserter(*out), ",\"count\":{}}}", entries[i].count);
     }
     out->push_back(']');
@@ -529,6 +464,29 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Create(const proto::Aggregation&
         fmt::format("aggregate top_k: k must be at least 1, not {}", spec.k()));
   }
   return std::make_unique<TopKAggregator>(spec.k());
+}
+
+bool AppendValueKeyJson(std::string_view key, std::string* out) {
+  if (key.empty()) return false;
+  std::string_view body = key.substr(1);
+  switch (key[0]) {
+    case 'b':
+      if (body.size() != 1 || static_cast<unsigned char>(body[0]) > 1) return false;
+      out->append(body[0] ? "true" : "false");
+      return true;
+    case 'n': {
+      if (body.size() != 8) return false;
+      uint64_t be = 0;
+      for (char c : body) be = (be << 8) | static_cast<unsigned char>(c);
+      AppendJsonNumber(FromOrderedBits(be), out);
+      return true;
+    }
+    case 's':
+      AppendJsonString(body, out);
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace sluice::engine

@@ -107,6 +107,10 @@ class Aggregator {
 // (null, NaN), leaving `key` unspecified.
 bool EncodeValueKey(const Value& value, std::string* key);
 
+// Appends the value a value key encodes as JSON (true, 2.5, "text");
+// false if `key` is not a value key.
+bool AppendValueKeyJson(std::string_view key, std::string* out);
+
 // The stable 64-bit hash that approx_distinct applies to value keys.
 uint64_t StableHash64(std::string_view bytes);
 

@@ -9,82 +9,10 @@
 
 #include "fmt/format.h"
 #include "lib/engine/json_text.h"
+#include "lib/engine/varint.h"
 
 namespace sluice::engine {
 namespace {
-
-void PutVarint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-// Reads a varint at *pos; false if truncated or longer than 10 bytes.
-bool GetVarint(std::string_view in, size_t* pos, uint64_t* v) {
-  uint64_t result = 0;
-  for (int shift = 0; shift < 64 && *pos < in.size(); shift += 7) {
-    const auto byte = static_cast<unsigned char>(in[(*pos)++]);
-    result |= uint64_t{byte & 0x7fu} << shift;
-    if ((byte & 0x80) == 0) {
-      *v = result;
-      return true;
-    }
-  }
-  return false;
-}
-
-// Reads a varint-length-prefixed byte string at *pos.
-bool GetLengthPrefixed(std::string_view in, size_t* pos, std::string_view* out) {
-  uint64_t len = 0;
-  if (!GetVarint(in, pos, &len) || len > in.size() - *pos) return false;
-  *out = in.substr(*pos, len);
-  *pos += len;
-  return true;
-}
-
-void PutLengthPrefixed(std::string_view s, std::string* out) {
-  PutVarint(s.size(), out);
-  out->append(s);
-}
-
-void AppendJsonNumber(double d, std::string* out) {
-  if (!std::isfinite(d)) {
-    out->append("null");
-  } else if (d == std::trunc(d) && std::fabs(d) < 9007199254740992.0) {
-    fmt::format_to(std::back_inserter(*out), "{}", static_cast<int64_t>(d));
-  } else {
-    fmt::format_to(std::back_inserter(*out), "{}", d);
-  }
-}
-
-// One value key (aggregate.h) as JSON; false if it is not one.
-bool AppendValueKeyJson(std::string_view key, std::string* out) {
-  if (key.empty()) return false;
-  std::string_view body = key.substr(1);
-  switch (key[0]) {
-    case 'b':
-      if (body.size() != 1 || static_cast<unsigned char>(body[0]) > 1) return false;
-      out->append(body[0] ? "true" : "false");
-      return true;
-    case 'n': {
-      if (body.size() != 8) return false;
-      uint64_t bits = 0;
-      for (char c : body) bits = (bits << 8) | static_cast<unsigned char>(c);
-      // Undo the order-preserving flip of aggregate.cc's OrderedBits.
-      constexpr uint64_t kSign = uint64_t{1} << 63;
-      bits = (bits & kSign) ? bits & ~kSign : ~bits;
-      AppendJsonNumber(std::bit_cast<double>(bits), out);
-      return true;
-    }
-    case 's':
-      AppendJsonString(body, out);
-      return true;
-    default:
-      return false;
-  }
-}
 
 Result<std::vector<std::unique_ptr<Aggregator>>> MakeAggregators(const proto::AggregateOp& op) {
   if (op.aggregations_size() == 0) {

@@ -1,5 +1,7 @@
 #include "lib/engine/json_text.h"
 
+#include <cmath>
+#include <cstdint>
 #include <iterator>
 
 #include "fmt/format.h"
@@ -24,6 +26,16 @@ void AppendJsonString(std::string_view s, std::string* out) {
     }
   }
   out->push_back('"');
+}
+
+void AppendJsonNumber(double d, std::string* out) {
+  if (!std::isfinite(d)) {
+    out->append("null");
+  } else if (d == std::trunc(d) && std::fabs(d) < 9007199254740992.0) {
+    fmt::format_to(std::back_inserter(*out), "{}", static_cast<int64_t>(d));
+  } else {
+    fmt::format_to(std::back_inserter(*out), "{}", d);
+  }
 }
 
 }  // namespace sluice::engine
