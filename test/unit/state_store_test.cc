@@ -1,0 +1,428 @@
+// Unit tests of StateStore: folding deltas by batch, stale and missing
+// deltas, Install, Drop, key encoding (prefix jobs, partitions, 0 bytes),
+// reopening, and the maintained stats.
+#include "lib/state/state_store.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sluice::state {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+Change Put(std::string key, std::string value) { return Change{std::move(key), std::move(value)}; }
+Change Erase(std::string key) { return Change{std::move(key), std::nullopt}; }
+
+class StateStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string templ = ::testing::TempDir() + "/sluice-state-XXXXXX";
+    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
+    dir_ = templ;
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto s = StateStore::Open(dir_ + "/state");
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+
+  bool Prepare(const std::string& job, int32_t p, int64_t base) {
+    Result<bool> r = store_->Prepare(job, p, base);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && *r;
+  }
+  void Delta(const std::string& job, int32_t p, int64_t batch, std::vector<Change> changes) {
+    Status s = store_->WriteDelta(job, p, batch, changes);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  std::optional<std::string> Get(const std::string& job, int32_t p, std::string_view key) {
+    auto r = store_->Get(job, p, key);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::nullopt;
+  }
+  std::optional<int64_t> Folded(const std::string& job, int32_t p) {
+    auto r = store_->FoldedBatch(job, p);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::nullopt;
+  }
+  std::vector<std::pair<std::string, std::string>> All(const std::string& job, int32_t p,
+                                                       std::string_view prefix = "") {
+    std::vector<std::pair<std::string, std::string>> out;
+    Status s = store_->Scan(job, p, prefix, [&](std::string_view k, std::string_view v) {
+      out.emplace_back(k, v);
+      return true;
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  }
+
+  std::string dir_;
+  std::unique_ptr<StateStore> store_;
+};
+
+TEST_F(StateStoreTest, PrepareMinusOneCreatesTheEmptyState) {
+  EXPECT_EQ(Folded("j", 0), std::nullopt);
+  EXPECT_TRUE(Prepare("j", 0, -1));
+  EXPECT_EQ(Folded("j", 0), -1);
+  EXPECT_TRUE(All("j", 0).empty());
+  auto parts = store_->Partitions();
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  EXPECT_THAT(*parts, ElementsAre(Pair("j", 0)));
+  // Again: nothing changes.
+  EXPECT_TRUE(Prepare("j", 0, -1));
+  EXPECT_EQ(Folded("j", 0), -1);
+}
+
+TEST_F(StateStoreTest, PrepareOnAbsentStateReturnsFalse) {
+  EXPECT_FALSE(Prepare("j", 0, 5));
+  EXPECT_EQ(Folded("j", 0), std::nullopt);
+  auto parts = store_->Partitions();
+  ASSERT_TRUE(parts.ok());
+  EXPECT_TRUE(parts->empty());
+}
+
+TEST_F(StateStoreTest, PrepareFoldsDeltasInOrderAndTombstonesErase) {
+  ASSERT_TRUE(Prepare("j", 3, -1));
+  Delta("j", 3, 0, {Put("a", "1"), Put("b", "2"), Put("c", "3")});
+  EXPECT_EQ(Get("j", 3, "a"), std::nullopt);  // not folded yet
+  ASSERT_TRUE(Prepare("j", 3, 0));
+  EXPECT_EQ(Folded("j", 3), 0);
+  EXPECT_EQ(Get("j", 3, "a"), "1");
+  EXPECT_EQ(Get("j", 3, "b"), "2");
+  Delta("j", 3, 1, {Erase("a"), Put("b", "20"), Erase("never")});
+  Delta("j", 3, 2, {Put("a", "100"), Erase("c")});
+  ASSERT_TRUE(Prepare("j", 3, 2));
+  EXPECT_EQ(Folded("j", 3), 2);
+  EXPECT_THAT(All("j", 3), ElementsAre(Pair("a", "100"), Pair("b", "20")));
+  // Folded deltas are gone.
+  EXPECT_EQ(store_->ReadDelta("j", 3, 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ReadDelta("j", 3, 2).status().code(), absl::StatusCode::kNotFound);
+  Delta("j", 3, 3, {Erase("b")});
+  ASSERT_TRUE(Prepare("j", 3, 3));
+  EXPECT_EQ(Get("j", 3, "b"), std::nullopt);
+  EXPECT_THAT(All("j", 3), ElementsAre(Pair("a", "100")));
+}
+
+TEST_F(StateStoreTest, RewrittenDeltaReplacesTheEarlierOne) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {Put("x", "first"), Put("y", "only-in-first")});
+  Delta("j", 0, 0, {Put("x", "second"), Put("z", "3")});
+  auto d = store_->ReadDelta("j", 0, 0);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_THAT(*d, ElementsAre(Put("x", "second"), Put("z", "3")));
+  ASSERT_TRUE(Prepare("j", 0, 0));
+  EXPECT_THAT(All("j", 0), ElementsAre(Pair("x", "second"), Pair("z", "3")));
+}
+
+TEST_F(StateStoreTest, PrepareRemovesStaleDeltasAboveBase) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {Put("k", "0")});
+  Delta("j", 0, 1, {Put("k", "stale"), Put("s", "stale")});  // an attempt of 1 that never committed
+  Delta("j", 0, 2, {});                                         // and an empty one of 2
+  ASSERT_TRUE(Prepare("j", 0, 0));
+  EXPECT_EQ(Get("j", 0, "k"), "0");
+  EXPECT_EQ(store_->ReadDelta("j", 0, 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ReadDelta("j", 0, 2).status().code(), absl::StatusCode::kNotFound);
+  // A later Prepare(1) does not find the stale delta: batch 1 must be re-run.
+  EXPECT_FALSE(Prepare("j", 0, 1));
+  Delta("j", 0, 1, {Put("k", "1")});
+  ASSERT_TRUE(Prepare("j", 0, 1));
+  EXPECT_THAT(All("j", 0), ElementsAre(Pair("k", "1")));
+}
+
+TEST_F(StateStoreTest, PrepareAtFoldedBatchDropsEmptyStaleDelta) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {});
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  EXPECT_EQ(store_->ReadDelta("j", 0, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Folded("j", 0), -1);
+}
+
+TEST_F(StateStoreTest, MissingDeltaInTheMiddleChangesNothing) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {Put("a", "0")});
+  Delta("j", 0, 2, {Put("a", "2")});
+  EXPECT_FALSE(Prepare("j", 0, 2));
+  EXPECT_EQ(Folded("j", 0), -1);
+  EXPECT_TRUE(All("j", 0).empty());
+  // Both deltas are still there.
+  auto d0 = store_->ReadDelta("j", 0, 0);
+  auto d2 = store_->ReadDelta("j", 0, 2);
+  ASSERT_TRUE(d0.ok()) << d0.status();
+  ASSERT_TRUE(d2.ok()) << d2.status();
+  EXPECT_THAT(*d0, ElementsAre(Put("a", "0")));
+  EXPECT_THAT(*d2, ElementsAre(Put("a", "2")));
+  Delta("j", 0, 1, {Put("b", "1")});
+  ASSERT_TRUE(Prepare("j", 0, 2));
+  EXPECT_THAT(All("j", 0), ElementsAre(Pair("a", "2"), Pair("b", "1")));
+}
+
+TEST_F(StateStoreTest, FoldedBeyondBaseReturnsFalse) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {Put("a", "0")});
+  Delta("j", 0, 1, {Put("a", "1")});
+  ASSERT_TRUE(Prepare("j", 0, 1));
+  EXPECT_FALSE(Prepare("j", 0, 0));
+  EXPECT_FALSE(Prepare("j", 0, -1));
+  EXPECT_EQ(Folded("j", 0), 1);
+  EXPECT_EQ(Get("j", 0, "a"), "1");
+  EXPECT_EQ(store_->Prepare("j", 0, -2).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StateStoreTest, WriteDeltaAtOrBelowFoldedBatchIsRefused) {
+  EXPECT_EQ(store_->WriteDelta("j", 0, 0, std::vector<Change>{Put("a", "1")}).code(),
+            absl::StatusCode::kFailedPrecondition);  // not held
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {Put("a", "1")});
+  Delta("j", 0, 1, {Put("a", "2")});
+  ASSERT_TRUE(Prepare("j", 0, 1));
+  EXPECT_EQ(store_->WriteDelta("j", 0, 1, std::vector<Change>{Put("a", "x")}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->WriteDelta("j", 0, 0, std::vector<Change>{}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Get("j", 0, "a"), "2");
+  EXPECT_TRUE(store_->WriteDelta("j", 0, 2, std::vector<Change>{}).ok());
+}
+
+TEST_F(StateStoreTest, ReadDeltaReturnsWhatWasWrittenInKeyOrder) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  EXPECT_EQ(store_->ReadDelta("j", 0, 0).status().code(), absl::StatusCode::kNotFound);
+  Delta("j", 0, 0, {Put("b", "2"), Erase("a"), Put(std::string("c\0d", 3), std::string("v\0", 2)), Put("e", "")});
+  auto d = store_->ReadDelta("j", 0, 0);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_THAT(*d, ElementsAre(Erase("a"), Put("b", "2"), Put(std::string("c\0d", 3), std::string("v\0", 2)),
+                              Put("e", "")));
+  Delta("j", 0, 1, {});
+  auto empty = store_->ReadDelta("j", 0, 1);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->empty());
+  EXPECT_EQ(store_->ReadDelta("j", 0, 2).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ReadDelta("j", 1, 0).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StateStoreTest, InstallReplacesEverything) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {Put("old", "0"), Put("shared", "0")});
+  ASSERT_TRUE(Prepare("j", 0, 0));
+  Delta("j", 0, 1, {Put("pending", "1")});
+  Delta("j", 0, 2, {Put("pending", "2")});
+  ASSERT_TRUE(store_->Install("j", 0, 7, std::vector<Change>{Put("new", "7"), Put("shared", "7")}).ok());
+  EXPECT_EQ(Folded("j", 0), 7);
+  EXPECT_THAT(All("j", 0), ElementsAre(Pair("new", "7"), Pair("shared", "7")));
+  EXPECT_EQ(store_->ReadDelta("j", 0, 1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ReadDelta("j", 0, 2).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Prepare("j", 0, 7));
+  EXPECT_FALSE(Prepare("j", 0, 8));
+  // Install on an absent partition creates it; an erased entry is refused.
+  ASSERT_TRUE(store_->Install("k", 1, 3, std::vector<Change>{Put("a", "b")}).ok());
+  EXPECT_EQ(Folded("k", 1), 3);
+  EXPECT_EQ(Get("k", 1, "a"), "b");
+  EXPECT_EQ(store_->Install("k", 2, 3, std::vector<Change>{Erase("a")}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Folded("k", 2), std::nullopt);
+}
+
+TEST_F(StateStoreTest, DropLeavesOtherPartitionsAndPrefixJobsIntact) {
+  const std::vector<std::string> jobs = {"a", "ab", "b"};
+  const std::vector<int32_t> parts = {1, 10, 256};
+  for (const auto& job : jobs) {
+    for (int32_t p : parts) {
+      ASSERT_TRUE(store_->Install(job, p, 4, std::vector<Change>{Put("k", job + "/" + std::to_string(p))}).ok());
+      Delta(job, p, 5, {Put("d", "5")});
+    }
+  }
+  ASSERT_TRUE(store_->Drop("a", 10).ok());
+  EXPECT_EQ(Folded("a", 10), std::nullopt);
+  EXPECT_EQ(Get("a", 10, "k"), std::nullopt);
+  EXPECT_EQ(store_->ReadDelta("a", 10, 5).status().code(), absl::StatusCode::kNotFound);
+  for (const auto& job : jobs) {
+    for (int32_t p : parts) {
+      if (job == "a" && p == 10) continue;
+      EXPECT_EQ(Folded(job, p), 4) << job << " " << p;
+      EXPECT_EQ(Get(job, p, "k"), job + "/" + std::to_string(p));
+      EXPECT_TRUE(store_->ReadDelta(job, p, 5).ok()) << job << " " << p;
+    }
+  }
+  ASSERT_TRUE(store_->DropJob("a").ok());
+  auto held = store_->Partitions();
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_THAT(*held, ElementsAre(Pair("ab", 1), Pair("ab", 10), Pair("ab", 256), Pair("b", 1), Pair("b", 10),
+                                 Pair("b", 256)));
+  for (int32_t p : parts) {
+    EXPECT_EQ(Get("a", p, "k"), std::nullopt);
+    EXPECT_EQ(Get("ab", p, "k"), "ab/" + std::to_string(p));
+    EXPECT_TRUE(Prepare("ab", p, 5));
+    EXPECT_EQ(Get("ab", p, "d"), "5");
+  }
+  // Dropping "ab" leaves "b"; dropping an unknown job is fine.
+  ASSERT_TRUE(store_->DropJob("ab").ok());
+  ASSERT_TRUE(store_->DropJob("nope").ok());
+  held = store_->Partitions();
+  ASSERT_TRUE(held.ok());
+  EXPECT_THAT(*held, ElementsAre(Pair("b", 1), Pair("b", 10), Pair("b", 256)));
+}
+
+TEST_F(StateStoreTest, JobNamesWithSeparatorsAndZeroBytesDoNotCollide) {
+  const std::string j1("x", 1);
+  const std::string j2(std::string("x\0", 2));
+  const std::string j3("x/1");
+  for (const auto& job : {j1, j2, j3}) ASSERT_TRUE(store_->Install(job, 1, 0, std::vector<Change>{Put("k", job)}).ok());
+  ASSERT_TRUE(store_->DropJob(j1).ok());
+  EXPECT_EQ(Get(j1, 1, "k"), std::nullopt);
+  EXPECT_EQ(Get(j2, 1, "k"), j2);
+  EXPECT_EQ(Get(j3, 1, "k"), j3);
+}
+
+TEST_F(StateStoreTest, ScanWithPrefixAndEarlyStop) {
+  ASSERT_TRUE(store_->Install("j", 0, 0,
+                              std::vector<Change>{Put("apple", "1"), Put("apricot", "2"), Put("banana", "3"),
+                                                  Put("ap", "0"), Put("a", "x")})
+                  .ok());
+  ASSERT_TRUE(store_->Install("j", 1, 0, std::vector<Change>{Put("apx", "other partition")}).ok());
+  EXPECT_THAT(All("j", 0, "ap"), ElementsAre(Pair("ap", "0"), Pair("apple", "1"), Pair("apricot", "2")));
+  EXPECT_THAT(All("j", 0, "b"), ElementsAre(Pair("banana", "3")));
+  EXPECT_TRUE(All("j", 0, "c").empty());
+  EXPECT_EQ(All("j", 0).size(), 5u);
+  std::vector<std::string> seen;
+  Status s = store_->Scan("j", 0, "", [&](std::string_view k, std::string_view) {
+    seen.emplace_back(k);
+    return seen.size() < 2;
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_THAT(seen, ElementsAre("a", "ap"));
+}
+
+TEST_F(StateStoreTest, KeysAndValuesWithZeroAndHighBytes) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  const std::string k1("\0", 1), k2("\0\0", 2), k3("a\0b", 3), k4("\xff\xff", 2), k5("\xff", 1);
+  Delta("j", 0, 0, {Put(k1, std::string("\0v1", 3)), Put(k2, "v2"), Put(k3, "v3"), Put(k4, "v4"), Put(k5, "v5")});
+  ASSERT_TRUE(Prepare("j", 0, 0));
+  EXPECT_EQ(Get("j", 0, k1), std::string("\0v1", 3));
+  EXPECT_EQ(Get("j", 0, k2), "v2");
+  EXPECT_EQ(Get("j", 0, std::string("a", 1)), std::nullopt);
+  EXPECT_THAT(All("j", 0, std::string("\0", 1)),
+              ElementsAre(Pair(k1, std::string("\0v1", 3)), Pair(k2, "v2")));
+  EXPECT_THAT(All("j", 0, "\xff"), ElementsAre(Pair(k5, "v5"), Pair(k4, "v4")));
+  Delta("j", 0, 1, {Erase(k1)});
+  ASSERT_TRUE(Prepare("j", 0, 1));
+  EXPECT_EQ(Get("j", 0, k1), std::nullopt);
+  EXPECT_EQ(Get("j", 0, k2), "v2");
+}
+
+TEST_F(StateStoreTest, ReopeningKeepsEverything) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {Put("a", "0")});
+  ASSERT_TRUE(Prepare("j", 0, 0));
+  Delta("j", 0, 1, {Put("a", "1"), Erase("b")});
+  ASSERT_TRUE(store_->Install("k", 2, 9, std::vector<Change>{Put("z", "9")}).ok());
+  Reopen();
+  EXPECT_EQ(Folded("j", 0), 0);
+  EXPECT_EQ(Get("j", 0, "a"), "0");
+  auto d = store_->ReadDelta("j", 0, 1);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_THAT(*d, ElementsAre(Put("a", "1"), Erase("b")));
+  EXPECT_EQ(Folded("k", 2), 9);
+  EXPECT_EQ(Get("k", 2, "z"), "9");
+  auto held = store_->Partitions();
+  ASSERT_TRUE(held.ok());
+  EXPECT_THAT(*held, ElementsAre(Pair("j", 0), Pair("k", 2)));
+  ASSERT_TRUE(Prepare("j", 0, 1));
+  EXPECT_EQ(Get("j", 0, "a"), "1");
+}
+
+void ExpectStats(StateStore& store, const std::string& job, int64_t partitions, int64_t keys, int64_t bytes) {
+  StateStats s = store.Stats(job);
+  EXPECT_EQ(s.partitions, partitions) << job;
+  EXPECT_EQ(s.keys, keys) << job;
+  EXPECT_EQ(s.bytes, bytes) << job;
+}
+
+TEST_F(StateStoreTest, StatsFollowFoldsInstallDropAndReopen) {
+  ExpectStats(*store_, "j", 0, 0, 0);  // loads (an empty store)
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  ExpectStats(*store_, "j", 1, 0, 0);
+  Delta("j", 0, 0, {Put("a", "111"), Put("bb", "2")});  // 4 + 3
+  ExpectStats(*store_, "j", 1, 0, 0);                   // not folded yet
+  ASSERT_TRUE(Prepare("j", 0, 0));
+  ExpectStats(*store_, "j", 1, 2, 7);
+  // Overwrite a (1+1), erase bb, erase a key never there, add c twice across batches.
+  Delta("j", 0, 1, {Put("a", "1"), Erase("bb"), Erase("zz"), Put("c", "xx")});
+  Delta("j", 0, 2, {Put("c", "yyyy")});  // c: 1 + 4
+  ASSERT_TRUE(Prepare("j", 0, 2));
+  ExpectStats(*store_, "j", 1, 2, 7);
+  Delta("j", 0, 3, {Erase("a"), Erase("c")});
+  Delta("j", 0, 4, {Put("a", "12345")});  // stale: never folded
+  ASSERT_TRUE(Prepare("j", 0, 3));
+  ExpectStats(*store_, "j", 1, 0, 0);
+  ASSERT_TRUE(store_->Install("j", 1, 3, std::vector<Change>{Put("k1", "v1"), Put("k2", "v22")}).ok());
+  ASSERT_TRUE(store_->Install("jj", 1, 3, std::vector<Change>{Put("x", "y")}).ok());
+  ExpectStats(*store_, "j", 2, 2, 9);
+  ExpectStats(*store_, "jj", 1, 1, 2);
+  // A key given twice to Install counts once (the later value).
+  ASSERT_TRUE(store_->Install("j", 1, 4, std::vector<Change>{Put("k2", "v"), Put("k1", "v1"), Put("k2", "vvv")}).ok());
+  ExpectStats(*store_, "j", 2, 2, 9);
+  EXPECT_EQ(Get("j", 1, "k2"), "vvv");
+  Delta("j", 0, 4, {Put("m", "12345")});
+  ASSERT_TRUE(Prepare("j", 0, 4));
+  ExpectStats(*store_, "j", 2, 3, 15);
+  // Reopen: recomputed by a scan, same numbers.
+  Reopen();
+  ExpectStats(*store_, "j", 2, 3, 15);
+  ExpectStats(*store_, "jj", 1, 1, 2);
+  ASSERT_TRUE(store_->Drop("j", 1).ok());
+  ExpectStats(*store_, "j", 1, 1, 6);
+  ASSERT_TRUE(store_->DropJob("j").ok());
+  ExpectStats(*store_, "j", 0, 0, 0);
+  ExpectStats(*store_, "jj", 1, 1, 2);
+}
+
+TEST_F(StateStoreTest, StatsLoadedLateSeeEarlierWrites) {
+  ASSERT_TRUE(store_->Install("j", 0, 0, std::vector<Change>{Put("a", "1"), Put("b", "22")}).ok());
+  ASSERT_TRUE(Prepare("j", 5, -1));
+  Delta("j", 5, 0, {Put("c", "333")});
+  ASSERT_TRUE(Prepare("j", 5, 0));
+  ExpectStats(*store_, "j", 2, 3, 9);
+}
+
+TEST_F(StateStoreTest, ConcurrentPartitionsKeepStatsExact) {
+  constexpr int kPartitions = 4;
+  constexpr int kBatches = 30;
+  std::vector<std::thread> threads;
+  std::atomic<bool> failed{false};
+  for (int p = 0; p < kPartitions; ++p) {
+    threads.emplace_back([&, p] {
+      if (!store_->Prepare("j", p, -1).value_or(false)) failed = true;
+      for (int n = 0; n < kBatches; ++n) {
+        // Each batch puts key n and erases key n-2: two keys remain at the end.
+        std::vector<Change> d = {Put("k" + std::to_string(n), "v")};
+        if (n >= 2) d.push_back(Erase("k" + std::to_string(n - 2)));
+        if (!store_->WriteDelta("j", p, n, d).ok()) failed = true;
+        if (!store_->Prepare("j", p, n).value_or(false)) failed = true;
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < 50; ++i) (void)store_->Stats("j");
+  });
+  for (auto& t : threads) t.join();
+  EXPECT_FALSE(failed);
+  // k28, k29: (3 + 1) bytes each.
+  ExpectStats(*store_, "j", kPartitions, 2 * kPartitions, 8 * kPartitions);
+  Reopen();
+  ExpectStats(*store_, "j", kPartitions, 2 * kPartitions, 8 * kPartitions);
+}
+
+}  // namespace
+}  // namespace sluice::state
