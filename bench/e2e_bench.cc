@@ -5,7 +5,7 @@
 // same run on the same kind of cluster.
 //
 //   e2e_bench [--seconds 15] [--warmup 5] [--payload 600] [--partitions 2]
-//             [--rate 500000] [--drivers 1] [--no-unlimited]
+//             [--rate 500000] [--drivers 1] [--no-unlimited] [--no-keyed]
 //
 // Phases, each on a fresh cluster (a source, once declared, is read until the
 // cluster ends, so phases would otherwise compete for the 2 cores):
@@ -18,6 +18,12 @@
 //   paced      the job with the generator at --rate events/s in total; the
 //              workers get --block-memory-mb 2048 (a couple of seconds of
 //              blocks at 300 MB/s stay in memory while their batch runs).
+//   keyed      (issue 7) generator (100,000 keys) -> parse -> key_by key ->
+//              10 s tumbling window over batch time -> count -> null, paced
+//              at the same rate: map tasks, a shuffle between the workers
+//              and reduce tasks folding into the RocksDB state, replicated
+//              to the other worker. Target: >= 60% of the stateless job's
+//              events/s in this run.
 //   unlimited  the same job with the generator unpaced (rate 0): the most
 //              the cluster commits; delays grow when receivers outrun tasks.
 // Throughput is the job's total_input over the window / the window; delays
@@ -187,7 +193,20 @@ struct JobResult {
   double seconds = 0;
   std::vector<int64_t> total_delay, scheduling_delay, processing;
   int64_t batches_behind = 0;  // planned but not committed at the end
+  int64_t shuffle_bytes = 0;   // of the batches measured
+  int64_t state_keys = 0;      // at the end
 };
+
+// The stateless job's operators, and the keyed one's.
+constexpr const char* kStatelessOps =
+    "  - parse: {format: json}\n"
+    "  - filter: \"v >= 100000\"\n"  // keeps ~90%
+    "  - project: {fields: [id, key, v]}\n";
+constexpr const char* kKeyedOps =
+    "  - parse: {format: json}\n"
+    "  - key_by: key\n"
+    "  - window: {type: tumbling, length: 10s}\n"
+    "  - aggregate: [{fn: count}]\n";
 
 std::optional<sluice::proto::JobInfo> Describe(Bench& b, const std::string& job) {
   grpc::ClientContext ctx;
@@ -201,7 +220,8 @@ std::optional<sluice::proto::JobInfo> Describe(Bench& b, const std::string& job)
 
 // The job at `rate_per_partition` (0: unpaced) for `warmup` + `seconds`.
 std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partitions, int payload,
-                                int64_t rate_per_partition, double warmup, double seconds) {
+                                int64_t rate_per_partition, double warmup, double seconds, const char* operators,
+                                int64_t keys) {
   // A second or two of 300 MB/s stays in memory while its batch runs.
   std::unique_ptr<Bench> b = StartCluster(dir, drivers, {"--block-memory-mb", "2048"});
   if (!b) return std::nullopt;
@@ -211,11 +231,9 @@ std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partiti
                            "sources:\n"
                            "  - {name: ev, kind: generator, partitions: " + std::to_string(partitions) +
                            ", rate: " + std::to_string(rate_per_partition) +
-                           ", keys: 1000, payload_bytes: " + std::to_string(payload) + "}\n"
-                           "operators:\n"
-                           "  - parse: {format: json}\n"
-                           "  - filter: \"v >= 100000\"\n"  // keeps ~90%
-                           "  - project: {fields: [id, key, v]}\n"
+                           ", keys: " + std::to_string(keys) + ", payload_bytes: " + std::to_string(payload) + "}\n"
+                           "reduce_partitions: 4\n"
+                           "operators:\n" + operators +
                            "sink:\n"
                            "  null:\n";
   std::string out;
@@ -266,7 +284,9 @@ std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partiti
   r.seconds = last_t;
   r.events_per_s = last_t > 0 ? static_cast<double>(last.total_input() - input0) / last_t : 0;
   r.batches_behind = last.last_planned_batch() - last.last_committed_batch();
+  r.state_keys = last.state_keys();
   for (const auto& [id, s] : batches) {
+    r.shuffle_bytes += s.shuffle_bytes();
     r.total_delay.push_back(s.total_delay_ms());
     r.scheduling_delay.push_back(s.scheduling_delay_ms());
     r.processing.push_back(s.processing_ms());
@@ -287,6 +307,11 @@ void PrintJob(const char* title, const JobResult& r, double baseline, int payloa
               Percentile(r.processing, 0.99));
   std::printf("  batches measured         %12zu   (over %.1f s; %lld planned, not committed, at the end)\n",
               r.total_delay.size(), r.seconds, static_cast<long long>(r.batches_behind));
+  if (r.shuffle_bytes > 0) {
+    std::printf("  shuffle MB/s             %12.1f   (state: %lld keys at the end)\n",
+                r.seconds > 0 ? static_cast<double>(r.shuffle_bytes) / r.seconds / 1e6 : 0.0,
+                static_cast<long long>(r.state_keys));
+  }
   if (is_target) {
     const bool met = r.events_per_s >= 500'000 && !r.total_delay.empty() && p99 < 2000;
     std::printf("  target (>= 500,000 events/s, p99 total delay < 2 x 1 s): %s\n", met ? "met" : "NOT met");
@@ -301,7 +326,7 @@ int main(int argc, char** argv) {
   double seconds = 15, warmup = 5;
   int payload = 600, partitions = 2, drivers = 1;
   int64_t rate = 500'000;
-  bool no_unlimited = false;
+  bool no_unlimited = false, no_keyed = false;
   app.add_option("--seconds", seconds, "Measurement window of each job phase")->capture_default_str();
   app.add_option("--warmup", warmup, "Seconds after the first commit before measuring")->capture_default_str();
   app.add_option("--payload", payload, "Event size in bytes (the generator's payload_bytes)")->capture_default_str();
@@ -309,6 +334,7 @@ int main(int argc, char** argv) {
   app.add_option("--rate", rate, "Paced phase: events/s in total")->capture_default_str();
   app.add_option("--drivers", drivers, "driverd processes (1 saves CPU; 3 as in production)")->capture_default_str();
   app.add_flag("--no-unlimited", no_unlimited, "Skip the unpaced phase");
+  app.add_flag("--no-keyed", no_keyed, "Skip the keyed (shuffle + state) phase");
   if (std::optional<int> code = sluice::ParseCommandLine(app, argc, argv)) return *code;
 
   sluice::source::GeneratorOptions gen_options{.partitions = 1, .payload_size = payload};
@@ -323,11 +349,17 @@ int main(int argc, char** argv) {
   std::optional<BaselineResult> base = RunBaseline(dir.Sub("baseline"), drivers, partitions, payload, 4.0);
   if (!base) return 1;
   std::optional<JobResult> paced =
-      RunJob(dir.Sub("paced"), drivers, partitions, payload, rate / partitions, warmup, seconds);
+      RunJob(dir.Sub("paced"), drivers, partitions, payload, rate / partitions, warmup, seconds, kStatelessOps, 1000);
   if (!paced) return 1;
+  std::optional<JobResult> keyed;
+  if (!no_keyed) {
+    keyed = RunJob(dir.Sub("keyed"), drivers, partitions, payload, rate / partitions, warmup, seconds, kKeyedOps,
+                   100'000);
+    if (!keyed) return 1;
+  }
   std::optional<JobResult> unlimited;
   if (!no_unlimited && !paced->failed) {
-    unlimited = RunJob(dir.Sub("unlimited"), drivers, partitions, payload, 0, warmup, seconds);
+    unlimited = RunJob(dir.Sub("unlimited"), drivers, partitions, payload, 0, warmup, seconds, kStatelessOps, 1000);
     if (!unlimited) return 1;
   }
 
@@ -350,6 +382,19 @@ int main(int argc, char** argv) {
     const std::string title = is_paced ? "job, generator paced at " + std::to_string(rate) + " events/s in total"
                                        : std::string("job, generator unpaced (rate 0: the most the cluster commits)");
     PrintJob(title.c_str(), *phase, base->events_per_s, payload, true);
+  }
+  if (keyed) {
+    if (keyed->failed) {
+      std::printf("keyed job FAILED: %s\n", keyed->stop_reason.c_str());
+      code = 1;
+    } else {
+      const std::string title = "keyed job (key_by 100,000 keys -> 10 s tumbling count), paced at " +
+                                std::to_string(rate) + " events/s in total";
+      PrintJob(title.c_str(), *keyed, base->events_per_s, payload, false);
+      const double ratio = paced->events_per_s > 0 ? keyed->events_per_s / paced->events_per_s : 0.0;
+      std::printf("ratio: keyed / stateless (paced, this run) = %.3f   target >= 0.6: %s\n", ratio,
+                  ratio >= 0.6 ? "met" : "NOT met");
+    }
   }
   if (!paced->failed) {
     std::printf("ratio: job (paced) / receivers alone = %.3f\n",

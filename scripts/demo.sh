@@ -103,6 +103,20 @@ sink:
   file: {path: $DEMO_DIR/group-7}
 EOF
 "$SLUICECTL" --coordinator "$COORDINATOR" submit "$DEMO_DIR/group-7.yaml"
+echo "== and a keyed job on the same topic: a running count of the events per group g — a shuffle"
+echo "   between the workers, the state in their RocksDB, each batch's change copied to the other worker"
+cat >"$DEMO_DIR/per-group.yaml" <<EOF
+name: per-group
+sources: [events]
+reduce_partitions: 2
+operators:
+  - parse: {format: json}
+  - key_by: g
+  - update_state: {running: [{fn: count, as: events}]}
+sink:
+  file: {path: $DEMO_DIR/per-group}
+EOF
+"$SLUICECTL" --coordinator "$COORDINATOR" submit "$DEMO_DIR/per-group.yaml"
 sleep 3
 "$SLUICECTL" --coordinator "$COORDINATOR" list
 echo "output lines: $(cat "$DEMO_DIR"/group-7/*.jsonl | wc -l) (1,000 events have g == 7)," \
@@ -143,6 +157,13 @@ WORKER_PID=$("$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 300 status 2
 kill -9 "$WORKER_PID"
 sleep 6  # the ZooKeeper session timeout (4 s), then one assignment round
 "$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 1000 sources 2>&1 | grep -v "^sluicectl: driver at" || true
+
+echo
+echo "== the keyed job after both drills: each group's running total (1,000 events, less the"
+echo "   malformed ones), and its state as sluicectl describe shows it"
+cat "$DEMO_DIR"/per-group/*.jsonl | sed -E 's/.*"key":\[([0-9]+)\],"events":([0-9]+).*/\1 \2/' |
+  sort -k1,1n -k2,2n | awk '{last[$1] = $2} END {for (g in last) printf "g=%s: %s\n", g, last[g]}' | sort -t= -k2,2n | paste -sd' '
+"$SLUICECTL" --coordinator "$COORDINATOR" --timeout-ms 1000 describe per-group 2>&1 | grep -E "^  (events|state):" || true
 
 if [ "$KEEP" = 1 ]; then
   echo

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 
 #include <grpcpp/grpcpp.h>
 
@@ -10,6 +11,7 @@
 #include "lib/common/config.h"
 #include "lib/coord/coordinator.h"
 #include "lib/engine/job_file.h"
+#include "lib/engine/keyed.h"
 #include "lib/rpc/rpc.h"
 #include "lib/rpc/status_client.h"
 #include "proto/driver.grpc.pb.h"
@@ -305,17 +307,26 @@ void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
   out << "  sink:       " << j.spec().sink().ShortDebugString() << "\n";
   if (!j.stop_reason().empty()) out << "  stopped:    " << j.stop_reason() << "\n";
   out << "  events:     " << j.total_input() << " in, " << j.total_output() << " out, " << j.total_dead_letters()
-      << " dead letters\n";
+      << " dead letters";
+  if (j.total_late_events() > 0) out << " (" << j.total_late_events() << " late)";
+  out << "\n";
+  if (engine::IsKeyed(j.spec())) {
+    out << "  state:      " << j.state_keys() << " keys, " << j.state_bytes() << " bytes in "
+        << std::max(1, j.spec().reduce_partitions()) << " reduce partitions";
+    if (j.watermark_unix_ms() != std::numeric_limits<int64_t>::min()) out << "; watermark " << j.watermark_unix_ms() << " ms";
+    out << "\n";
+  }
   if (j.recent_batches().empty()) return;
   // Spark's streaming tab: scheduling delay, processing time, total delay.
   out << "  last batches (ms):\n";
   out << "    " << std::left << std::setw(10) << "BATCH" << std::setw(10) << "INPUT" << std::setw(10) << "OUTPUT"
       << std::setw(8) << "DEAD" << std::setw(12) << "SCHED_DELAY" << std::setw(12) << "PROCESSING" << std::setw(12)
-      << "TOTAL_DELAY" << "TASKS\n";
+      << "TOTAL_DELAY" << std::setw(7) << "TASKS" << "SHUFFLE_BYTES\n";
   for (const proto::BatchSummary& b : j.recent_batches()) {
     out << "    " << std::left << std::setw(10) << b.batch_id() << std::setw(10) << b.input_count() << std::setw(10)
         << b.output_count() << std::setw(8) << b.dead_letters() << std::setw(12) << b.scheduling_delay_ms()
-        << std::setw(12) << b.processing_ms() << std::setw(12) << b.total_delay_ms() << b.task_attempts() << "\n";
+        << std::setw(12) << b.processing_ms() << std::setw(12) << b.total_delay_ms() << std::setw(7)
+        << b.task_attempts() << b.shuffle_bytes() << "\n";
   }
 }
 

@@ -5,6 +5,7 @@
 #include "lib/driver/data_path.h"
 #include "lib/driver/leadership.h"
 #include "lib/engine/job_file.h"
+#include "lib/engine/keyed.h"
 #include "lib/wal/replicated_log.h"
 #include "spdlog/spdlog.h"
 
@@ -24,6 +25,10 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
   info.set_total_input(job.total_input());
   info.set_total_output(job.total_output());
   info.set_total_dead_letters(job.total_dead_letters());
+  info.set_state_keys(job.state_keys());
+  info.set_state_bytes(job.state_bytes());
+  info.set_total_late_events(job.total_late_events());
+  info.set_watermark_unix_ms(engine::Watermark(job.spec(), job.max_event_time_unix_ms()));
   return info;
 }
 

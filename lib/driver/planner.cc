@@ -1,6 +1,7 @@
 #include "lib/driver/planner.h"
 
 #include "lib/driver/leadership.h"
+#include "lib/engine/keyed.h"
 #include "lib/wal/replicated_log.h"
 #include "spdlog/spdlog.h"
 
@@ -31,6 +32,8 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
   plan.set_job_id(job_id);
   plan.set_batch_id(batch_id);
   plan.set_batch_time_unix_ms(batch_time_unix_ms);
+  // Fixed here, so every attempt at the batch closes the same windows.
+  plan.set_watermark_unix_ms(engine::Watermark(job.spec(), job.max_event_time_unix_ms()));
   for (const std::string& source : job.spec().sources()) {
     auto it = state.sources().find(source);
     if (it == state.sources().end()) continue;

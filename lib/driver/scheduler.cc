@@ -7,6 +7,7 @@
 #include "lib/driver/data_path.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/worker_proxy.h"
+#include "lib/engine/keyed.h"
 #include "lib/wal/replicated_log.h"
 #include "spdlog/spdlog.h"
 
@@ -79,33 +80,22 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
       tasks.push_back(std::move(t));
       candidates.push_back(std::move(order));
     }
+    if (engine::IsKeyed(job.spec())) {
+      if (RunKeyedBatch(job_id, job, batch, live, epoch, std::move(tasks), std::move(candidates))) ++committed;
+      continue;
+    }
     const int max_failures = std::max(1, job.spec().max_task_failures());
     const int64_t started = clock_->UnixMillis();
     std::atomic<int> attempts{0};
-    std::vector<std::future<Result<proto::TaskResult>>> running;
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      running.push_back(std::async(std::launch::async, [&, i]() -> Result<proto::TaskResult> {
-        Status last;
-        for (int attempt = 0; attempt < max_failures; ++attempt) {
-          if (!leadership_->Serving()) return absl::UnavailableError("no longer the leader");
-          const proto::MemberInfo& w = candidates[i][attempt % candidates[i].size()];
-          attempts.fetch_add(1);
-          proto::TaskResult result;
-          last = workers_->RunTask(w.rpc_address(), tasks[i], &result);
-          if (last.ok()) return result;
-          spdlog::warn("job {} batch {} task {} on worker {} failed (attempt {} of {}): {}", job_id,
-                       batch.batch_id(), i, w.id(), attempt + 1, max_failures, last.ToString());
-        }
-        return last;
-      }));
-    }
+    std::vector<Result<proto::TaskResult>> results = RunTasks(job_id, batch.batch_id(), tasks, candidates,
+                                                              max_failures, &attempts);
     proto::WalRecord record;
     proto::BatchCommitted* bc = record.mutable_batch_committed();
     bc->set_job_id(job_id);
     bc->set_batch_id(batch.batch_id());
     Status failed;
-    for (size_t i = 0; i < running.size(); ++i) {
-      Result<proto::TaskResult> r = running[i].get();
+    for (size_t i = 0; i < results.size(); ++i) {
+      const Result<proto::TaskResult>& r = results[i];
       if (!r.ok()) {
         if (failed.ok()) failed = Annotate(r.status(), fmt::format("batch {} task {}", batch.batch_id(), i));
         continue;
@@ -127,40 +117,241 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
       if (!log_->Append(std::move(stop)).ok()) return committed;
       continue;
     }
-    for (const proto::PartitionRange& r : batch.ranges()) {
-      proto::SourceOffset* o = bc->add_next_offsets();
-      o->set_source(r.source());
-      o->set_partition(r.partition());
-      o->set_offset(r.end_offset());
-    }
-    const proto::BatchCommitted done = *bc;
-    if (!log_->Append(std::move(record)).ok()) return committed;
-    ++committed;
-    spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
-                 done.output_count());
-    // The blocks WalState folded away (every running reader is past them)
-    // may go from the workers and the leader's record.
-    const proto::WalState after = log_->State();
-    CommitKafkaOffsets(job_id, after, done);
-    proto::DropBlocksRequest drop;
-    drop.set_epoch(epoch);
-    for (const proto::SourceOffset& o : done.next_offsets()) {
-      auto src = after.sources().find(o.source());
-      if (src == after.sources().end() || o.partition() >= src->second.partitions_size()) continue;
-      const proto::PartitionState& ps = src->second.partitions(o.partition());
-      proto::SourceOffset* before = drop.add_before();
-      *before = o;
-      before->set_offset(ps.blocks().empty() ? ps.next_offset() : ps.blocks(0).range().start_offset());
-      data_->FoldCommitted(o.source(), o.partition(), before->offset());
-    }
-    if (!drop.before().empty()) {
-      for (const proto::MemberInfo& m : live) {
-        proto::DropBlocksResponse ignored;
-        IgnoreError(workers_->DropBlocks(m.rpc_address(), drop, &ignored), "a worker that misses a drop keeps blocks until its store evicts them");
-      }
-    }
+    if (Commit(job_id, batch, std::move(record), live, epoch)) ++committed;
   }
   return committed;
+}
+
+std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& job_id, int64_t batch_id,
+                                                          const std::vector<proto::TaskRequest>& tasks,
+                                                          const std::vector<std::vector<proto::MemberInfo>>& candidates,
+                                                          int max_failures, std::atomic<int>* attempts) {
+  std::vector<std::future<Result<proto::TaskResult>>> running;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    running.push_back(std::async(std::launch::async, [&, i]() -> Result<proto::TaskResult> {
+      Status last;
+      for (int attempt = 0; attempt < max_failures; ++attempt) {
+        if (!leadership_->Serving()) return absl::UnavailableError("no longer the leader");
+        const proto::MemberInfo& w = candidates[i][attempt % candidates[i].size()];
+        attempts->fetch_add(1);
+        proto::TaskResult result;
+        last = workers_->RunTask(w.rpc_address(), tasks[i], &result);
+        if (last.ok()) return result;
+        spdlog::warn("job {} batch {} {} task {} on worker {} failed (attempt {} of {}): {}", job_id, batch_id,
+                     tasks[i].stage() == proto::TASK_STAGE_REDUCE ? "reduce" : "map", tasks[i].task(), w.id(),
+                     attempt + 1, max_failures, last.ToString());
+      }
+      return last;
+    }));
+  }
+  std::vector<Result<proto::TaskResult>> results;
+  for (auto& f : running) results.push_back(f.get());
+  return results;
+}
+
+bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& batch, proto::WalRecord record,
+                       const std::vector<proto::MemberInfo>& live, int64_t epoch) {
+  proto::BatchCommitted* bc = record.mutable_batch_committed();
+  for (const proto::PartitionRange& r : batch.ranges()) {
+    proto::SourceOffset* o = bc->add_next_offsets();
+    o->set_source(r.source());
+    o->set_partition(r.partition());
+    o->set_offset(r.end_offset());
+  }
+  const proto::BatchCommitted done = *bc;
+  if (!log_->Append(std::move(record)).ok()) return false;
+  spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
+               done.output_count());
+  // The blocks WalState folded away (every running reader is past them)
+  // may go from the workers and the leader's record.
+  const proto::WalState after = log_->State();
+  CommitKafkaOffsets(job_id, after, done);
+  proto::DropBlocksRequest drop;
+  drop.set_epoch(epoch);
+  for (const proto::SourceOffset& o : done.next_offsets()) {
+    auto src = after.sources().find(o.source());
+    if (src == after.sources().end() || o.partition() >= src->second.partitions_size()) continue;
+    const proto::PartitionState& ps = src->second.partitions(o.partition());
+    proto::SourceOffset* before = drop.add_before();
+    *before = o;
+    before->set_offset(ps.blocks().empty() ? ps.next_offset() : ps.blocks(0).range().start_offset());
+    data_->FoldCommitted(o.source(), o.partition(), before->offset());
+  }
+  if (!drop.before().empty()) {
+    for (const proto::MemberInfo& m : live) {
+      proto::DropBlocksResponse ignored;
+      IgnoreError(workers_->DropBlocks(m.rpc_address(), drop, &ignored), "a worker that misses a drop keeps blocks until its store evicts them");
+    }
+  }
+  return true;
+}
+
+namespace {
+
+// Errors a batch of a keyed job is tried again after, however often: a
+// worker died or restarted (its shuffle output or state must be found
+// again) or the membership has not caught up yet.
+bool Transient(const Status& st) {
+  return absl::IsUnavailable(st) || absl::IsAborted(st) || absl::IsDeadlineExceeded(st) || absl::IsCancelled(st);
+}
+
+}  // namespace
+
+bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
+                              const std::vector<proto::MemberInfo>& live, int64_t epoch,
+                              std::vector<proto::TaskRequest> maps,
+                              std::vector<std::vector<proto::MemberInfo>> candidates) {
+  Retry& retry = retries_[job_id];
+  if (retry.batch != batch.batch_id()) retry = Retry{.batch = batch.batch_id()};
+  if (clock_->UnixMillis() < retry.not_before_unix_ms) return false;
+  Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
+  if (!stage.ok() || !*stage) return false;  // refused at submit
+  const bool stateful = (*stage)->stateful();
+  const int32_t partitions = (*stage)->reduce_partitions;
+  // Placement (docs/state.md): a partition stays where its state is — the
+  // live holders of the newest committed batch, owner first; a partition
+  // without one goes to the live worker with the fewest partitions.
+  std::map<std::string, const proto::MemberInfo*> by_id;
+  for (const proto::MemberInfo& m : live) by_id[m.id()] = &m;
+  std::map<int32_t, std::vector<const proto::MemberInfo*>> holders;  // live ones
+  std::map<int32_t, int> recorded;
+  for (const proto::ReduceHolders& h : job.reduce_holders()) {
+    recorded[h.partition()] = h.workers_size();
+    for (const std::string& w : h.workers()) {
+      if (by_id.contains(w)) holders[h.partition()].push_back(by_id[w]);
+    }
+  }
+  std::map<std::string, int> load;
+  for (const proto::MemberInfo& m : live) load[m.id()] = 0;
+  auto least_loaded = [&](const std::string& except) -> const proto::MemberInfo* {
+    const proto::MemberInfo* best = nullptr;
+    for (const proto::MemberInfo& m : live) {
+      if (m.id() == except) continue;
+      if (best == nullptr || load[m.id()] < load[best->id()]) best = &m;
+    }
+    return best;
+  };
+  std::vector<const proto::MemberInfo*> owner(partitions), replica(partitions, nullptr);
+  for (int32_t p = 0; p < partitions; ++p) {
+    const std::vector<const proto::MemberInfo*>& h = holders[p];
+    if (stateful && recorded[p] > 0 && h.empty()) {
+      if (!retry.waiting) {
+        spdlog::warn("job {}: no live worker holds the state of reduce partition {}; batch {} waits for one",
+                     job_id, p, batch.batch_id());
+      }
+      retry.waiting = true;
+      retry.not_before_unix_ms = clock_->UnixMillis() + 500;
+      return false;
+    }
+    owner[p] = h.empty() ? least_loaded("") : h[0];
+    ++load[owner[p]->id()];
+  }
+  if (stateful) {
+    for (int32_t p = 0; p < partitions; ++p) {
+      for (const proto::MemberInfo* m : holders[p]) {
+        if (m->id() != owner[p]->id()) {
+          replica[p] = m;
+          break;
+        }
+      }
+      if (replica[p] == nullptr) replica[p] = least_loaded(owner[p]->id());
+      if (replica[p] != nullptr) ++load[replica[p]->id()];
+    }
+  }
+  retry.waiting = false;
+
+  const int64_t started = clock_->UnixMillis();
+  std::atomic<int> attempts{0};
+  const int max_failures = std::max(1, job.spec().max_task_failures());
+  for (proto::TaskRequest& t : maps) {
+    t.set_stage(proto::TASK_STAGE_MAP);
+    t.set_batch_time_unix_ms(batch.batch_time_unix_ms());
+    t.set_watermark_unix_ms(batch.watermark_unix_ms());
+    for (const proto::MemberInfo* o : owner) *t.add_reduce_workers() = *o;
+  }
+  std::vector<Result<proto::TaskResult>> map_results = RunTasks(job_id, batch.batch_id(), maps, candidates,
+                                                                max_failures, &attempts);
+  std::vector<Result<proto::TaskResult>> reduce_results;
+  if (std::all_of(map_results.begin(), map_results.end(), [](const auto& r) { return r.ok(); }) &&
+      (stateful || !maps.empty())) {
+    std::vector<proto::TaskRequest> reduces;
+    std::vector<std::vector<proto::MemberInfo>> where;
+    for (int32_t p = 0; p < partitions; ++p) {
+      proto::TaskRequest t;
+      t.set_epoch(epoch);
+      t.set_job_id(job_id);
+      t.set_batch_id(batch.batch_id());
+      t.set_task(p);
+      t.set_output_partition(p);
+      *t.mutable_spec() = job.spec();
+      t.set_stage(proto::TASK_STAGE_REDUCE);
+      t.set_map_tasks(static_cast<int32_t>(maps.size()));
+      t.set_reduce_partition(p);
+      t.set_batch_time_unix_ms(batch.batch_time_unix_ms());
+      t.set_watermark_unix_ms(batch.watermark_unix_ms());
+      if (stateful) {
+        for (const proto::MemberInfo* m : holders[p]) *t.add_state_holders() = *m;
+        if (replica[p] != nullptr) *t.mutable_replica() = *replica[p];
+      }
+      reduces.push_back(std::move(t));
+      where.push_back({*owner[p]});  // its shuffle input and state are there: one attempt
+    }
+    reduce_results = RunTasks(job_id, batch.batch_id(), reduces, where, 1, &attempts);
+  }
+  if (!leadership_->Serving() || leadership_->epoch() != epoch) return false;
+  Status failed;
+  for (const auto* results : {&map_results, &reduce_results}) {
+    for (const Result<proto::TaskResult>& r : *results) {
+      if (!r.ok() && failed.ok()) failed = r.status();
+    }
+  }
+  if (!failed.ok()) {
+    // Try the batch again from its map tasks (on the placement of the
+    // moment); errors that a re-run cannot mend stop the job after
+    // max_task_failures attempts.
+    if (!Transient(failed)) ++retry.failures;
+    retry.not_before_unix_ms = clock_->UnixMillis() + 500;
+    spdlog::warn("job {} batch {}: {} (attempt of the batch failed; {} of {} non-transient failures)", job_id,
+                 batch.batch_id(), failed.ToString(), retry.failures, max_failures);
+    if (retry.failures >= max_failures) {
+      proto::WalRecord stop;
+      stop.mutable_job_stopped()->set_job_id(job_id);
+      stop.mutable_job_stopped()->set_reason(
+          "FAILED: " + Annotate(failed, fmt::format("batch {}", batch.batch_id())).ToString());
+      spdlog::error("job {} failed: {}", job_id, failed.ToString());
+      IgnoreError(log_->Append(std::move(stop)).status(), "a new leader finds the job running and tries again");
+    }
+    return false;
+  }
+  proto::WalRecord record;
+  proto::BatchCommitted* bc = record.mutable_batch_committed();
+  bc->set_job_id(job_id);
+  bc->set_batch_id(batch.batch_id());
+  for (const Result<proto::TaskResult>& r : map_results) {
+    bc->set_input_count(bc->input_count() + r->input());
+    bc->set_dead_letters(bc->dead_letters() + r->dead_letters());
+    bc->set_late_events(bc->late_events() + r->late_events());
+    bc->set_shuffle_bytes(bc->shuffle_bytes() + r->shuffle_bytes());
+    bc->set_max_event_time_unix_ms(std::max(bc->max_event_time_unix_ms(), r->max_event_time_unix_ms()));
+  }
+  for (size_t p = 0; p < reduce_results.size(); ++p) {
+    const proto::TaskResult& r = *reduce_results[p];
+    bc->set_output_count(bc->output_count() + r.output());
+    bc->set_state_keys(bc->state_keys() + r.state_keys());
+    bc->set_state_bytes(bc->state_bytes() + r.state_bytes());
+    proto::ReduceHolders* h = bc->add_reduce_holders();
+    h->set_partition(static_cast<int32_t>(p));
+    if (stateful) {
+      *h->mutable_workers() = r.state_holders();
+    } else {
+      h->add_workers(owner[p]->id());  // where it ran: the next batch goes there too
+    }
+  }
+  bc->set_started_unix_ms(started);
+  bc->set_finished_unix_ms(clock_->UnixMillis());
+  bc->set_task_attempts(attempts.load());
+  retries_.erase(job_id);
+  return Commit(job_id, batch, std::move(record), live, epoch);
 }
 
 void Scheduler::CommitKafkaOffsets(const std::string& job_id, const proto::WalState& state,

@@ -16,6 +16,7 @@
 // Thread-compatible: the driver's schedule thread calls Tick.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -29,6 +30,7 @@
 #include "lib/source/kafka_source.h"
 #include "proto/common.pb.h"
 #include "proto/wal.pb.h"
+#include "proto/worker.pb.h"
 
 namespace sluice::wal {
 class ReplicatedLog;
@@ -56,6 +58,32 @@ class Scheduler {
   DataPath* const data_;
   Clock* const clock_;  // batch timings
   size_t next_worker_ = 0;  // round robin for ranges whose blocks no live worker holds
+
+  // Runs each task on its candidates in turn, up to max_failures attempts,
+  // all tasks in parallel.
+  std::vector<Result<proto::TaskResult>> RunTasks(const std::string& job_id, int64_t batch_id,
+                                                  const std::vector<proto::TaskRequest>& tasks,
+                                                  const std::vector<std::vector<proto::MemberInfo>>& candidates,
+                                                  int max_failures, std::atomic<int>* attempts);
+  // Appends BatchCommitted, then commits Kafka positions and drops the
+  // blocks no running job needs. False if the append failed.
+  bool Commit(const std::string& job_id, const proto::BatchPlanned& batch, proto::WalRecord record,
+              const std::vector<proto::MemberInfo>& live, int64_t epoch);
+  // A keyed job's batch (docs/state.md): places the reduce partitions, runs
+  // the map tasks (`maps`, one per range), then one reduce task per
+  // partition on its owner; commits if all succeeded. A failed attempt is
+  // tried again on a later Tick, from the map tasks.
+  bool RunKeyedBatch(const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
+                     const std::vector<proto::MemberInfo>& live, int64_t epoch, std::vector<proto::TaskRequest> maps,
+                     std::vector<std::vector<proto::MemberInfo>> candidates);
+
+  struct Retry {
+    int64_t batch = 0;
+    int failures = 0;                 // attempts that failed with a non-transient error
+    int64_t not_before_unix_ms = 0;   // the next attempt
+    bool waiting = false;             // for a holder of some partition's state
+  };
+  std::map<std::string, Retry> retries_;  // by job; used on the schedule thread only
 
   // After BatchCommitted, a job's Kafka positions go to its consumer group
   // "sluice-<job>", off the schedule thread (a slow broker never holds up

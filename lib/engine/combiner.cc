@@ -64,12 +64,23 @@ uint32_t PartitionOf(std::string_view key, uint32_t reduce_partitions) {
 // ---- Combiner ----
 
 Result<std::unique_ptr<Combiner>> Combiner::Create(const proto::AggregateOp& op,
-                                                   uint32_t reduce_partitions) {
+                                                   uint32_t reduce_partitions, int partition_key_parts) {
   if (reduce_partitions < 1) {
     return absl::InvalidArgumentError("reduce_partitions must be at least 1");
   }
   ASSIGN_OR_RETURN(std::vector<std::unique_ptr<Aggregator>> aggs, MakeAggregators(op));
-  return std::unique_ptr<Combiner>(new Combiner(std::move(aggs), reduce_partitions));
+  return std::unique_ptr<Combiner>(new Combiner(std::move(aggs), reduce_partitions, partition_key_parts));
+}
+
+uint32_t Combiner::Partition(std::string_view key) const {
+  if (partition_key_parts_ > 0) {
+    size_t pos = 0;
+    std::string_view part;
+    for (int i = 0; i < partition_key_parts_ && GetLengthPrefixed(key, &pos, &part); ++i) {
+    }
+    key = key.substr(0, pos);
+  }
+  return PartitionOf(key, reduce_partitions_);
 }
 
 Status Combiner::Add(std::string_view key, std::span<const Value> values) {
@@ -161,12 +172,17 @@ Status ShuffleReader::MergeRows(std::string_view buffer) {
   return absl::OkStatus();
 }
 
-Status ShuffleReader::AppendResults(std::string* out) const {
+std::vector<const StateMap::value_type*> ShuffleReader::Sorted() const {
   std::vector<const StateMap::value_type*> sorted;
   sorted.reserve(states_.size());
   for (const StateMap::value_type& entry : states_) sorted.push_back(&entry);
   std::sort(sorted.begin(), sorted.end(),
             [](const auto* a, const auto* b) { return a->first < b->first; });
+  return sorted;
+}
+
+Status ShuffleReader::AppendResults(std::string* out) const {
+  const std::vector<const StateMap::value_type*> sorted = Sorted();
   for (const StateMap::value_type* entry : sorted) {
     out->append("{\"key\":");
     RETURN_IF_ERROR(AppendKeyJson(entry->first, out));

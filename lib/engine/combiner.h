@@ -83,8 +83,12 @@ class Combiner {
  public:
   // INVALID_ARGUMENT for reduce_partitions < 1, no aggregations, or an
   // aggregation Aggregator::Create refuses.
+  // `partition_key_parts` > 0: only the key's first that many parts
+  // (AppendKeyPart) choose its partition (session windows: the user's key,
+  // not the event time after it); 0: the whole key.
   [[nodiscard]] static Result<std::unique_ptr<Combiner>> Create(const proto::AggregateOp& op,
-                                                                uint32_t reduce_partitions);
+                                                                uint32_t reduce_partitions,
+                                                                int partition_key_parts = 0);
 
   // Adds one row: `values` holds one value per aggregation, in order (Null
   // for a missing field; ignored by count's Add). INVALID_ARGUMENT for the
@@ -93,7 +97,7 @@ class Combiner {
   // (drop it: the map task fails).
   [[nodiscard]] Status Add(std::string_view key, std::span<const Value> values);
 
-  uint32_t Partition(std::string_view key) const { return PartitionOf(key, reduce_partitions_); }
+  uint32_t Partition(std::string_view key) const;
 
   // One buffer per reduce partition (size R; empty for a partition without
   // keys) in the row format above; the combiner is empty afterwards.
@@ -103,11 +107,12 @@ class Combiner {
   uint32_t reduce_partitions() const { return reduce_partitions_; }
 
  private:
-  Combiner(std::vector<std::unique_ptr<Aggregator>> aggs, uint32_t reduce_partitions)
-      : aggs_(std::move(aggs)), reduce_partitions_(reduce_partitions) {}
+  Combiner(std::vector<std::unique_ptr<Aggregator>> aggs, uint32_t reduce_partitions, int partition_key_parts)
+      : aggs_(std::move(aggs)), reduce_partitions_(reduce_partitions), partition_key_parts_(partition_key_parts) {}
 
   std::vector<std::unique_ptr<Aggregator>> aggs_;
   uint32_t reduce_partitions_;
+  int partition_key_parts_;
   StateMap states_;  // key -> one state per aggregation
 };
 
@@ -136,7 +141,13 @@ class ShuffleReader {
   // The merged states of `key` (one per aggregation), or nullptr.
   const std::vector<std::string>* Find(std::string_view key) const;
 
+  // Every merged key with its states, in key order.
+  std::vector<const StateMap::value_type*> Sorted() const;
+
   size_t num_keys() const { return states_.size(); }
+  // The aggregations' Aggregators and output field names, in order.
+  const std::vector<std::unique_ptr<Aggregator>>& aggregators() const { return aggs_; }
+  const std::vector<std::string>& names() const { return names_; }
 
  private:
   ShuffleReader(std::vector<std::unique_ptr<Aggregator>> aggs, std::vector<std::string> names)

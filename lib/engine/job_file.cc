@@ -6,6 +6,7 @@
 
 #include "lib/common/fs.h"
 #include "lib/engine/expr.h"
+#include "lib/engine/keyed.h"
 #include "yaml-cpp/yaml.h"
 
 namespace sluice::engine {
@@ -14,7 +15,6 @@ namespace {
 constexpr int64_t kDefaultBatchIntervalMs = 1000;
 constexpr int kDefaultMaxBatchesInFlight = 2;
 constexpr int kDefaultMaxTaskFailures = 4;
-constexpr int kDefaultReducePartitions = 4;
 
 std::string Join(const std::vector<std::string>& v) {
   std::string out;
@@ -583,16 +583,6 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   return absl::OkStatus();
 }
 
-Status CheckRunnable(const proto::JobSpec& spec) {
-  for (const proto::OperatorSpec& op : spec.operators()) {
-    if (op.has_key_by() || op.has_aggregate() || op.has_window() || op.has_update_state()) {
-      return absl::UnimplementedError(fmt::format(
-          "{}: line {}: keyed operators (key_by, aggregate, window, update_state) are checked but cannot run yet: "
-          "the shuffle and state they need are not built (docs/state.md)",
-          spec.file().empty() ? "job" : spec.file(), op.line()));
-    }
-  }
-  return absl::OkStatus();
-}
+Status CheckRunnable(const proto::JobSpec& spec) { return KeyedStageOf(spec).status(); }
 
 }  // namespace sluice::engine

@@ -29,8 +29,9 @@ namespace sluice::engine {
 // INVALID_ARGUMENT naming the field: operators[i]... for an operator.
 [[nodiscard]] Status ValidateJobSpec(const proto::JobSpec& spec);
 
-// UNIMPLEMENTED for a valid job this release cannot run yet (the keyed
-// operators: docs/state.md). The leader refuses such a job at submit.
+// INVALID_ARGUMENT for a valid job whose shape this release cannot run (a
+// keyed stage that is not the job's last operators, update_state with a
+// plugin: keyed.h KeyedStageOf). The leader refuses such a job at submit.
 [[nodiscard]] Status CheckRunnable(const proto::JobSpec& spec);
 
 }  // namespace sluice::engine

@@ -201,7 +201,16 @@ struct Op {
 
 class PipelineImpl final : public Pipeline {
  public:
-  PipelineImpl(std::vector<Op> ops, bool csv) : ops_(std::move(ops)), csv_(csv), emitter_(&arena_) {}
+  PipelineImpl(std::vector<Op> ops, bool csv, std::unique_ptr<KeyedMapper> mapper)
+      : ops_(std::move(ops)), csv_(csv), mapper_(std::move(mapper)), emitter_(&arena_) {}
+
+  Result<std::vector<std::string>> FinishShuffle(PipelineCounts* counts) override {
+    if (!mapper_) return absl::FailedPreconditionError("the job has no key_by: nothing to shuffle");
+    RETURN_IF_ERROR(keyed_error_);
+    counts->late_events += mapper_->late_events();
+    counts->max_event_time_unix_ms = std::max(counts->max_event_time_unix_ms, mapper_->max_event_time());
+    return mapper_->Finish();
+  }
 
   void Run(const source::Block& block, std::string* out, PipelineCounts* counts) override {
     block_ = &block;
@@ -407,6 +416,18 @@ class PipelineImpl final : public Pipeline {
       }
     }
     for (const Event& e : events_) {
+      if (mapper_) {
+        if (!keyed_error_.ok()) return;
+        Status st = mapper_->Add([&](std::string_view n) { return Lookup(e, n); });
+        if (absl::IsInvalidArgument(st) || absl::IsOutOfRange(st)) {
+          DeadLetter(offset, std::string(st.message()), counts);
+        } else if (!st.ok()) {
+          keyed_error_ = st;  // the task fails (FinishShuffle)
+        } else {
+          ++counts->output;
+        }
+        continue;
+      }
       if (csv_) {
         AppendCsv(e, out);
       } else {
@@ -420,6 +441,8 @@ class PipelineImpl final : public Pipeline {
   const source::Block* block_ = nullptr;  // during Run
   std::string_view record_;               // the record RunRecord is on
   const bool csv_;  // the file sink's format: csv rows, else JSON lines
+  std::unique_ptr<KeyedMapper> mapper_;  // keyed jobs: events go here, not to `out`
+  Status keyed_error_;                   // the first error that fails the task
   simdjson::ondemand::parser parser_;
   std::string padded_;
   std::deque<std::string> scratch_;  // names and values made for one record
@@ -431,10 +454,16 @@ class PipelineImpl final : public Pipeline {
 
 }  // namespace
 
-Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec) {
+Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec, const BatchContext& batch) {
   RETURN_IF_ERROR(CheckRunnable(spec));
+  ASSIGN_OR_RETURN(std::optional<KeyedStage> keyed, KeyedStageOf(spec));
+  std::unique_ptr<KeyedMapper> mapper;
+  if (keyed) {
+    ASSIGN_OR_RETURN(mapper, KeyedMapper::Create(*keyed, batch));
+  }
+  const int stateless = keyed ? keyed->first_op : spec.operators_size();
   std::vector<Op> ops;
-  for (int i = 0; i < spec.operators_size(); ++i) {
+  for (int i = 0; i < stateless; ++i) {
     Op op{spec.operators(i)};
     const std::string at = fmt::format("{}line {}: operators[{}]", spec.file().empty() ? "" : spec.file() + ": ",
                                        op.spec.line(), i);
@@ -466,7 +495,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec) {
     ops.push_back(std::move(op));
   }
   const bool csv = spec.sink().has_file() && spec.sink().file().format() == "csv";
-  return std::unique_ptr<Pipeline>(new PipelineImpl(std::move(ops), csv));
+  return std::unique_ptr<Pipeline>(new PipelineImpl(std::move(ops), csv, std::move(mapper)));
 }
 
 }  // namespace sluice::engine

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "lib/common/status.h"
+#include "lib/engine/keyed.h"
 #include "lib/source/block.h"
 #include "proto/job.pb.h"
 
@@ -39,17 +40,30 @@ struct PipelineCounts {
   // One JSON line per dead letter: {"source","partition","offset","error",
   // "record"} (the record as a string; a block that does not decode has none).
   std::string dead_letter_lines;
+  // Keyed jobs (FinishShuffle): events behind the watermark (also dead
+  // letters), and the newest event time read (0: none).
+  int64_t late_events = 0;
+  int64_t max_event_time_unix_ms = 0;
 };
 
 class Pipeline {
  public:
   // INVALID_ARGUMENT naming the operator for what cannot run;
   // FAILED_PRECONDITION for a plugin library this machine cannot load.
-  [[nodiscard]] static Result<std::unique_ptr<Pipeline>> Create(const proto::JobSpec& spec);
+  // `batch` matters to keyed jobs (their windows and watermark).
+  [[nodiscard]] static Result<std::unique_ptr<Pipeline>> Create(const proto::JobSpec& spec,
+                                                                const BatchContext& batch = {});
   virtual ~Pipeline() = default;
 
-  // Runs every record of `block`; appends output lines to `out`.
+  // Runs every record of `block`; appends output lines to `out` (a keyed
+  // job's events go to its KeyedMapper instead, and `out` stays empty).
   virtual void Run(const source::Block& block, std::string* out, PipelineCounts* counts) = 0;
+
+  // Keyed jobs, after the last Run: one row buffer per reduce partition
+  // (keyed.h), and the late events and newest event time in `counts`. An
+  // aggregation's limit (RESOURCE_EXHAUSTED) fails here; FAILED_PRECONDITION
+  // for a job without key_by.
+  [[nodiscard]] virtual Result<std::vector<std::string>> FinishShuffle(PipelineCounts* counts) = 0;
 };
 
 }  // namespace sluice::engine

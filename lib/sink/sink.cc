@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -15,9 +16,27 @@
 namespace sluice::sink {
 namespace {
 
+// Temporary files of a write that never finished (its worker was killed)
+// are hidden (".<name>.<pid>-<n>.tmp", which readers skip) and removed by
+// the next sink opened on the directory once they are older than any
+// attempt can take (a task's deadline is a minute).
+constexpr auto kStaleTemporary = std::chrono::minutes(5);
+
+void RemoveStaleTemporaries(const std::string& dir) {
+  std::error_code ec;
+  const auto now = std::filesystem::file_time_type::clock::now();
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] != '.' || !name.ends_with(".tmp")) continue;
+    std::error_code age_error;
+    const auto written = std::filesystem::last_write_time(e.path(), age_error);
+    if (!age_error && now - written > kStaleTemporary) std::filesystem::remove(e.path(), age_error);
+  }
+}
+
 class FileSink : public Sink {
  public:
-  explicit FileSink(proto::FileSinkSpec spec) : spec_(std::move(spec)) {}
+  explicit FileSink(proto::FileSinkSpec spec) : spec_(std::move(spec)) { RemoveStaleTemporaries(spec_.path()); }
 
   Result<WriteResult> Write(const WriteRequest& request, std::string_view lines) override {
     const std::string name =

@@ -446,4 +446,16 @@ StateStats StateStore::Stats(const std::string& job) {
   return SumLocked(job);
 }
 
+StateStats StateStore::PartitionStats(const std::string& job, int32_t p) {
+  (void)Stats(job);  // loads the numbers on first use
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  StateStats out;
+  auto it = stats_.find(PartId{job, p});
+  if (it == stats_.end()) return out;
+  out.partitions = 1;
+  out.keys = it->second.keys;
+  out.bytes = it->second.bytes;
+  return out;
+}
+
 }  // namespace sluice::state

@@ -135,6 +135,8 @@ class StateStore {
   // maintained by Prepare / Install / Drop / DropJob. If that scan fails, the
   // error is logged and zeros returned; the next call scans again.
   StateStats Stats(const std::string& job);
+  // The same for one partition (partitions = 1 if held).
+  StateStats PartitionStats(const std::string& job, int32_t p);
 
  private:
   struct PartStats {

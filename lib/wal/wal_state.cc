@@ -120,6 +120,8 @@ Status WalState::Apply(const proto::WalRecord& r) {
       summary.set_output_count(bc.output_count());
       summary.set_dead_letters(bc.dead_letters());
       summary.set_task_attempts(bc.task_attempts());
+      summary.set_shuffle_bytes(bc.shuffle_bytes());
+      summary.set_late_events(bc.late_events());
       if (bc.started_unix_ms() > 0 && summary.batch_time_unix_ms() > 0) {
         summary.set_scheduling_delay_ms(std::max<int64_t>(0, bc.started_unix_ms() - summary.batch_time_unix_ms()));
         summary.set_processing_ms(std::max<int64_t>(0, bc.finished_unix_ms() - bc.started_unix_ms()));
@@ -132,6 +134,14 @@ Status WalState::Apply(const proto::WalRecord& r) {
       job.set_total_input(job.total_input() + bc.input_count());
       job.set_total_output(job.total_output() + bc.output_count());
       job.set_total_dead_letters(job.total_dead_letters() + bc.dead_letters());
+      job.set_total_late_events(job.total_late_events() + bc.late_events());
+      if (!bc.reduce_holders().empty()) {
+        // Keyed jobs: every batch's reduce tasks name where the state is now.
+        *job.mutable_reduce_holders() = bc.reduce_holders();
+        job.set_state_keys(bc.state_keys());
+        job.set_state_bytes(bc.state_bytes());
+      }
+      job.set_max_event_time_unix_ms(std::max(job.max_event_time_unix_ms(), bc.max_event_time_unix_ms()));
       FoldCommittedBlocks(bc);
       return absl::OkStatus();
     }

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "lib/engine/keyed.h"
 #include "lib/engine/pipeline.h"
 #include "lib/rpc/rpc.h"
 #include "lib/source/generator_source.h"
@@ -109,8 +110,35 @@ Result<sink::Sink*> Executor::SinkOf(const proto::TaskRequest& task) {
   return s.get();
 }
 
+namespace {
+
+// A reduce partition's state as the Reducer sees it: the store's s/ values,
+// which EnsureBase made the state as of the previous batch.
+class StoreAccess final : public engine::StateAccess {
+ public:
+  StoreAccess(state::StateStore* store, const std::string& job, int32_t partition)
+      : store_(store), job_(job), partition_(partition) {}
+  Result<std::optional<std::string>> Get(std::string_view key) override { return store_->Get(job_, partition_, key); }
+  Status Scan(const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    return store_->Scan(job_, partition_, "", fn);
+  }
+
+ private:
+  state::StateStore* const store_;
+  const std::string& job_;
+  const int32_t partition_;
+};
+
+constexpr size_t kShuffleChunkBytes = 1 << 20;
+
+}  // namespace
+
 Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::function<bool()> abandoned) {
-  ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec()));
+  if (task.stage() == proto::TASK_STAGE_REDUCE) return RunReduce(task, abandoned);
+  const engine::BatchContext batch{.batch_id = task.batch_id(),
+                                   .batch_time_unix_ms = task.batch_time_unix_ms(),
+                                   .watermark_unix_ms = task.watermark_unix_ms()};
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec(), batch));
   proto::TaskResult result;
   std::string out;
   engine::PipelineCounts counts;
@@ -135,41 +163,160 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::fun
     ASSIGN_OR_RETURN(source::Block block, GetBlock(task, info, &result));
     pipeline->Run(block, &out, &counts);
   }
+  const bool keyed = engine::IsKeyed(task.spec());
+  std::vector<std::string> buffers;
+  if (keyed) {
+    ASSIGN_OR_RETURN(buffers, pipeline->FinishShuffle(&counts));
+  }
   result.set_input(counts.input);
   result.set_output(counts.output);
   result.set_dead_letters(counts.dead_letters);
+  result.set_late_events(counts.late_events);
+  result.set_max_event_time_unix_ms(counts.max_event_time_unix_ms);
   if (counts.dead_letters > 0) {
     spdlog::warn("job {} batch {} task {}: {} dead letters, last: {}", task.job_id(), task.batch_id(), task.task(),
                  counts.dead_letters, counts.last_dead_letter);
   }
+  RETURN_IF_ERROR(WriteDeadLetters(task, counts.dead_letter_lines, &result));
+  if (keyed) {
+    RETURN_IF_ERROR(PushShuffle(task, std::move(buffers), &result));
+    return result;
+  }
+  RETURN_IF_ERROR(WriteOutput(task, task.task(), task.output_partition(), out, abandoned, &result));
+  return result;
+}
+
+Status Executor::WriteDeadLetters(const proto::TaskRequest& task, const std::string& lines, proto::TaskResult* result) {
   // Dead letters go beside the output, idempotent like the file sink.
   std::string dead_dir = task.spec().dead_letters();
   if (dead_dir.empty() && task.spec().sink().has_file()) dead_dir = task.spec().sink().file().path() + "/dead-letters";
-  if (!counts.dead_letter_lines.empty() && !dead_dir.empty()) {
-    const std::string name = sink::BatchFileName(task.job_id(), task.batch_id(), task.task());
-    RETURN_IF_ERROR(sink::WriteFileAtomically(dead_dir, name, counts.dead_letter_lines));
-    result.set_dead_letter_name(dead_dir + "/" + name);
-  }
+  if (lines.empty() || dead_dir.empty()) return absl::OkStatus();
+  const std::string name = sink::BatchFileName(task.job_id(), task.batch_id(), task.task());
+  RETURN_IF_ERROR(sink::WriteFileAtomically(dead_dir, name, lines));
+  result->set_dead_letter_name(dead_dir + "/" + name);
+  return absl::OkStatus();
+}
+
+Status Executor::WriteOutput(const proto::TaskRequest& task, int32_t index, int32_t output_partition,
+                             const std::string& out, const std::function<bool()>& abandoned,
+                             proto::TaskResult* result) {
   ASSIGN_OR_RETURN(sink::Sink * sink, SinkOf(task));
-  ASSIGN_OR_RETURN(sink::WriteResult written, sink->Write({.job_id = task.job_id(),
-                                                           .batch_id = task.batch_id(),
-                                                           .task = task.task(),
-                                                           .output_partition = task.output_partition(),
-                                                           .still_current = [this, epoch = task.epoch(),
-                                                                             &abandoned]() -> Status {
-                                                             if (abandoned && abandoned()) {
-                                                               return absl::FailedPreconditionError(
-                                                                   "the leader gave up on this attempt");
-                                                             }
-                                                             const int64_t newest = fence_->highest();
-                                                             if (newest <= epoch) return absl::OkStatus();
-                                                             return absl::FailedPreconditionError(fmt::format(
-                                                                 "its leader's epoch {} is older than {}", epoch,
-                                                                 newest));
-                                                           }},
-                                                          out));
-  result.set_output_name(written.name);
-  result.set_skipped(written.skipped);
+  ASSIGN_OR_RETURN(sink::WriteResult written,
+                   sink->Write({.job_id = task.job_id(),
+                                .batch_id = task.batch_id(),
+                                .task = index,
+                                .output_partition = output_partition,
+                                .still_current = [this, epoch = task.epoch(), &abandoned]() -> Status {
+                                  if (abandoned && abandoned()) {
+                                    return absl::FailedPreconditionError("the leader gave up on this attempt");
+                                  }
+                                  const int64_t newest = fence_->highest();
+                                  if (newest <= epoch) return absl::OkStatus();
+                                  return absl::FailedPreconditionError(
+                                      fmt::format("its leader's epoch {} is older than {}", epoch, newest));
+                                }},
+                               out));
+  result->set_output_name(written.name);
+  result->set_skipped(written.skipped);
+  return absl::OkStatus();
+}
+
+Status Executor::PushShuffle(const proto::TaskRequest& task, std::vector<std::string> buffers,
+                             proto::TaskResult* result) {
+  if (static_cast<int>(buffers.size()) != task.reduce_workers_size()) {
+    return absl::InvalidArgumentError(fmt::format("{} reduce partitions but {} reduce workers named", buffers.size(),
+                                                  task.reduce_workers_size()));
+  }
+  int64_t bytes = 0;
+  for (const std::string& b : buffers) bytes += static_cast<int64_t>(b.size());
+  result->set_shuffle_bytes(bytes);
+  // Partitions grouped by their worker: one stream per worker.
+  std::map<std::string, std::vector<int32_t>> by_worker;
+  std::map<std::string, std::string> address;
+  for (int32_t p = 0; p < task.reduce_workers_size(); ++p) {
+    by_worker[task.reduce_workers(p).id()].push_back(p);
+    address[task.reduce_workers(p).id()] = task.reduce_workers(p).rpc_address();
+  }
+  for (const auto& [worker, partitions] : by_worker) {
+    if (worker == self_id_) {
+      for (int32_t p : partitions) shuffle_->Put(task.job_id(), task.batch_id(), task.task(), p, std::move(buffers[p]));
+      continue;
+    }
+    auto stub = proto::WorkerService::NewStub(rpc::NewChannel(address[worker]));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    proto::PushShuffleResponse response;
+    auto writer = stub->PushShuffle(&ctx, &response);
+    bool sent = true;
+    for (int32_t p : partitions) {
+      const std::string& rows = buffers[p];
+      size_t pos = 0;
+      do {
+        proto::ShuffleChunk chunk;
+        chunk.set_epoch(task.epoch());
+        chunk.set_job_id(task.job_id());
+        chunk.set_batch_id(task.batch_id());
+        chunk.set_map_task(task.task());
+        chunk.set_partition(p);
+        const size_t n = std::min(kShuffleChunkBytes, rows.size() - pos);
+        chunk.set_rows(rows.substr(pos, n));
+        pos += n;
+        sent = writer->Write(chunk);
+      } while (sent && pos < rows.size());
+      if (!sent) break;
+    }
+    if (sent) writer->WritesDone();
+    RETURN_IF_ERROR_PREPEND(rpc::FromGrpc(writer->Finish()),
+                            fmt::format("pushing the shuffle output of job {} batch {} map task {} to worker {}",
+                                        task.job_id(), task.batch_id(), task.task(), worker));
+  }
+  return absl::OkStatus();
+}
+
+Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, const std::function<bool()>& abandoned) {
+  ASSIGN_OR_RETURN(std::optional<engine::KeyedStage> stage, engine::KeyedStageOf(task.spec()));
+  if (!stage) return absl::InvalidArgumentError(fmt::format("job {} has no key_by: it has no reduce tasks", task.job_id()));
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::Reducer> reducer, engine::Reducer::Create(*stage));
+  const std::string& job = task.job_id();
+  const int32_t p = task.reduce_partition();
+  proto::TaskResult result;
+  shuffle_->DropThrough(job, task.batch_id() - 1);  // earlier batches committed
+  for (int32_t m = 0; m < task.map_tasks(); ++m) {
+    std::optional<std::string> rows = shuffle_->Get(job, task.batch_id(), m, p);
+    if (!rows) {
+      return absl::AbortedError(fmt::format("job {} batch {}: the output of map task {} for reduce partition {} is "
+                                            "not on worker {}",
+                                            job, task.batch_id(), m, p, self_id_));
+    }
+    RETURN_IF_ERROR_PREPEND(reducer->Merge(*rows), fmt::format("map task {}", m));
+    result.set_shuffle_bytes(result.shuffle_bytes() + static_cast<int64_t>(rows->size()));
+  }
+  const engine::BatchContext batch{.batch_id = task.batch_id(),
+                                   .batch_time_unix_ms = task.batch_time_unix_ms(),
+                                   .watermark_unix_ms = task.watermark_unix_ms()};
+  engine::ReduceOutput out;
+  if (stage->stateful()) {
+    std::lock_guard<std::mutex> lock(state_->LockOf(job, p));
+    const int64_t base = task.batch_id() - 1;
+    RETURN_IF_ERROR(state_->EnsureBase(task.epoch(), job, p, base, task.state_holders()));
+    StoreAccess access(state_->store(), job, p);
+    ASSIGN_OR_RETURN(out, reducer->Finish(batch, &access));
+    RETURN_IF_ERROR(state_->store()->WriteDelta(job, p, task.batch_id(), out.changes));
+    result.add_state_holders(self_id_);
+    if (!task.replica().id().empty() && task.replica().id() != self_id_) {
+      bool replica_is_holder = false;
+      for (const proto::MemberInfo& h : task.state_holders()) replica_is_holder |= h.id() == task.replica().id();
+      RETURN_IF_ERROR(state_->Replicate(task.epoch(), job, p, base, task.batch_id(), replica_is_holder, task.replica()));
+      result.add_state_holders(task.replica().id());
+    }
+    const state::StateStats stats = state_->store()->PartitionStats(job, p);
+    result.set_state_keys(stats.keys);
+    result.set_state_bytes(stats.bytes);
+  } else {
+    ASSIGN_OR_RETURN(out, reducer->Finish(batch, nullptr));
+  }
+  result.set_output(out.output);
+  RETURN_IF_ERROR(WriteOutput(task, p, p, out.lines, abandoned, &result));
   return result;
 }
 

@@ -22,6 +22,8 @@
 #include "lib/sink/sink.h"
 #include "lib/worker/block_store.h"
 #include "lib/worker/epoch_fence.h"
+#include "lib/worker/reduce_state.h"
+#include "lib/worker/shuffle_store.h"
 #include "proto/worker.pb.h"
 
 namespace sluice::worker {
@@ -32,8 +34,20 @@ namespace sluice::worker {
 
 class Executor {
  public:
-  // `store`, `fence` and `clock` must outlive this object.
-  Executor(BlockStore* store, const EpochFence* fence, Clock* clock) : store_(store), fence_(fence), clock_(clock) {}
+  // Keyed jobs (docs/state.md): a map task (TASK_STAGE_MAP of a job with
+  // key_by) runs the operators up to key_by, combines per key and pushes one
+  // buffer per reduce partition to the partition's worker (PushShuffle; to
+  // `shuffle` directly when that is this worker). A reduce task merges the
+  // buffers of every map task of its batch from `shuffle` (ABORTED if one is
+  // missing: the leader re-runs the batch's map tasks), folds them into the
+  // partition's state (`state`, made current first, and copied to the
+  // replica after), and writes what the batch emits to the sink as task =
+  // output partition = the reduce partition.
+  //
+  // All pointers must outlive this object.
+  Executor(std::string self_id, BlockStore* store, ShuffleStore* shuffle, ReduceState* state,
+           const EpochFence* fence, Clock* clock)
+      : self_id_(std::move(self_id)), store_(store), shuffle_(shuffle), state_(state), fence_(fence), clock_(clock) {}
 
   // `abandoned` (optional) says whether the leader has given up on this
   // attempt (its RPC cancelled or past its deadline): a transactional sink
@@ -42,13 +56,26 @@ class Executor {
                                               std::function<bool()> abandoned = {});
 
  private:
+  [[nodiscard]] Result<proto::TaskResult> RunReduce(const proto::TaskRequest& task,
+                                                    const std::function<bool()>& abandoned);
+  [[nodiscard]] Status PushShuffle(const proto::TaskRequest& task, std::vector<std::string> buffers,
+                                   proto::TaskResult* result);
+  [[nodiscard]] Status WriteDeadLetters(const proto::TaskRequest& task, const std::string& lines,
+                                        proto::TaskResult* result);
+  // Writes `out` to the job's sink as (batch, task, output partition).
+  [[nodiscard]] Status WriteOutput(const proto::TaskRequest& task, int32_t index, int32_t output_partition,
+                                   const std::string& out, const std::function<bool()>& abandoned,
+                                   proto::TaskResult* result);
   [[nodiscard]] Result<source::Block> GetBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
                                                proto::TaskResult* result);
   // The job's sink, opened on its first task (a job's name is used once, so
   // its sink spec never changes).
   [[nodiscard]] Result<sink::Sink*> SinkOf(const proto::TaskRequest& task);
 
+  const std::string self_id_;
   BlockStore* const store_;
+  ShuffleStore* const shuffle_;
+  ReduceState* const state_;
   const EpochFence* const fence_;  // a task whose leader is superseded does not commit
   Clock* const clock_;
   std::mutex mu_;

@@ -2,6 +2,8 @@
 
 #include "lib/worker/block_store.h"
 #include "lib/worker/executor.h"
+#include "lib/worker/reduce_state.h"
+#include "lib/worker/shuffle_store.h"
 #include "lib/worker/receiver_set.h"
 
 #include "CLI/CLI.hpp"
@@ -69,9 +71,12 @@ Status Worker::Start() {
       ReceiverSetOptions{.block_interval = std::chrono::milliseconds(options_.block_interval_ms),
                          .max_unreported_blocks = options_.max_unreported_blocks},
       store_.get(), clock_);
-  executor_ = std::make_unique<Executor>(store_.get(), &fence_, clock_);
+  ASSIGN_OR_RETURN(state_, ReduceState::Open(options_.daemon.data_dir + "/state", options_.daemon.id));
+  shuffle_ = std::make_unique<ShuffleStore>();
+  executor_ = std::make_unique<Executor>(options_.daemon.id, store_.get(), shuffle_.get(), state_.get(), &fence_, clock_);
   service_ = std::make_unique<WorkerServiceImpl>(
-      options_.daemon.id, &fence_, store_.get(), receivers_.get(), executor_.get(), [this] { return GetStatus(); },
+      options_.daemon.id, &fence_, store_.get(), shuffle_.get(), state_.get(), receivers_.get(), executor_.get(),
+      [this] { return GetStatus(); },
       [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}));
   {

@@ -41,6 +41,8 @@ namespace sluice::worker {
 
 class BlockStore;
 class Executor;
+class ReduceState;
+class ShuffleStore;
 class ReceiverSet;
 class WorkerServiceImpl;
 
@@ -78,6 +80,8 @@ class Worker {
   EpochFence fence_;
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<ReceiverSet> receivers_;
+  std::unique_ptr<ShuffleStore> shuffle_;
+  std::unique_ptr<ReduceState> state_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<rpc::RpcServer> server_;

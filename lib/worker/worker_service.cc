@@ -1,6 +1,7 @@
 #include "lib/worker/worker_service.h"
 
 #include <algorithm>
+#include <map>
 
 #include "lib/rpc/rpc.h"
 
@@ -94,6 +95,53 @@ grpc::Status WorkerServiceImpl::DropBlocks(grpc::ServerContext* /*context*/, con
   for (const proto::SourceOffset& o : request->before()) dropped += store_->DropBefore(o.source(), o.partition(), o.offset());
   response->set_dropped(dropped);
   return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* /*context*/,
+                                            grpc::ServerReader<proto::ShuffleChunk>* reader,
+                                            proto::PushShuffleResponse* response) {
+  // Kept only once the whole stream is here: a map task that died halfway
+  // leaves nothing (the reduce task then asks for a re-run).
+  proto::ShuffleChunk chunk, first;
+  std::map<int32_t, std::string> rows;
+  int64_t bytes = 0;
+  bool any = false;
+  while (reader->Read(&chunk)) {
+    if (!any) {
+      first = chunk;
+      first.clear_rows();
+      any = true;
+      if (Status st = fence_->Accept(chunk.epoch()); !st.ok()) return rpc::ToGrpc(st);
+    } else if (chunk.job_id() != first.job_id() || chunk.batch_id() != first.batch_id() ||
+               chunk.map_task() != first.map_task()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "one shuffle stream carries one map task's output");
+    }
+    bytes += static_cast<int64_t>(chunk.rows().size());
+    rows[chunk.partition()] += chunk.rows();
+  }
+  for (auto& [partition, data] : rows) {
+    shuffle_->Put(first.job_id(), first.batch_id(), first.map_task(), partition, std::move(data));
+  }
+  response->set_bytes(bytes);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* /*context*/,
+                                               grpc::ServerReader<proto::StateChunk>* reader,
+                                               proto::ReplicateStateResponse* /*response*/) {
+  std::vector<proto::StateChunk> chunks;
+  proto::StateChunk chunk;
+  while (reader->Read(&chunk)) chunks.push_back(std::move(chunk));
+  if (chunks.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an empty state stream");
+  if (Status st = fence_->Accept(chunks.front().epoch()); !st.ok()) return rpc::ToGrpc(st);
+  return rpc::ToGrpc(state_->Apply(chunks));
+}
+
+grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* /*context*/, const proto::FetchStateRequest* request,
+                                           grpc::ServerWriter<proto::StateChunk>* writer) {
+  if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  return rpc::ToGrpc(state_->Snapshot(request->job_id(), request->partition(), request->base_batch(),
+                                      [&](const proto::StateChunk& c) { return writer->Write(c); }));
 }
 
 }  // namespace sluice::worker

@@ -22,11 +22,14 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
 
   // `fence`, `store` and `receivers` must outlive the service.
   // `on_heartbeat` hears every accepted heartbeat.
-  WorkerServiceImpl(std::string worker_id, EpochFence* fence, BlockStore* store, ReceiverSet* receivers,
-                    Executor* executor, StatusSource status, LeaderSink on_heartbeat)
+  WorkerServiceImpl(std::string worker_id, EpochFence* fence, BlockStore* store, ShuffleStore* shuffle,
+                    ReduceState* state, ReceiverSet* receivers, Executor* executor, StatusSource status,
+                    LeaderSink on_heartbeat)
       : worker_id_(std::move(worker_id)),
         fence_(fence),
         store_(store),
+        shuffle_(shuffle),
+        state_(state),
         receivers_(receivers),
         executor_(executor),
         status_(std::move(status)),
@@ -47,11 +50,19 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
                        proto::TaskResult* response) override;
   grpc::Status DropBlocks(grpc::ServerContext* context, const proto::DropBlocksRequest* request,
                           proto::DropBlocksResponse* response) override;
+  grpc::Status PushShuffle(grpc::ServerContext* context, grpc::ServerReader<proto::ShuffleChunk>* reader,
+                           proto::PushShuffleResponse* response) override;
+  grpc::Status ReplicateState(grpc::ServerContext* context, grpc::ServerReader<proto::StateChunk>* reader,
+                              proto::ReplicateStateResponse* response) override;
+  grpc::Status FetchState(grpc::ServerContext* context, const proto::FetchStateRequest* request,
+                          grpc::ServerWriter<proto::StateChunk>* writer) override;
 
  private:
   const std::string worker_id_;
   EpochFence* const fence_;
   BlockStore* const store_;
+  ShuffleStore* const shuffle_;
+  ReduceState* const state_;
   ReceiverSet* const receivers_;
   Executor* const executor_;
   const StatusSource status_;

@@ -1,10 +1,11 @@
 // kafka-tool: a producer and a checking consumer, as separate processes, for tests.
 //
 //   kafka-tool produce --brokers B --topic T --count N [--size 600] [--rate R] [--first 0]
-//                      [--json] [--malformed-every K]
+//                      [--json] [--malformed-every K] [--lines FILE]
 //       Sends messages "id=<n>;" padded with 'x' to --size bytes, keyed by the id
 //       (--json: {"id":<n>,"g":<n % 10>,"pad":"xx..."}; with --malformed-every K,
-//       every id divisible by K is sent as "not json <n>" instead),
+//       every id divisible by K is sent as "not json <n>" instead; --lines:
+//       message n is line n mod L of FILE, e.g. text for word count),
 //       ids first..first+N-1, at most R per second if --rate is given; waits for
 //       every delivery report. Prints "produced=N failed=F"; exit 0 iff F == 0.
 //   kafka-tool consume --brokers B --topic T --count N [--timeout-s 60] [--ready-file F]
@@ -18,6 +19,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -63,10 +65,13 @@ struct ProduceOptions {
   long first = 0;
   bool json = false;
   long malformed_every = 0;
+  std::string lines_file;
+  std::vector<std::string> lines;  // read from lines_file
 };
 
 std::string Payload(const ProduceOptions& o, long id) {
   std::string payload;
+  if (!o.lines.empty()) return o.lines[static_cast<size_t>(id) % o.lines.size()];
   if (!o.json) {
     payload = "id=" + std::to_string(id) + ";";
     if (static_cast<int>(payload.size()) < o.size) payload.resize(o.size, 'x');
@@ -238,6 +243,7 @@ int main(int argc, char** argv) {
   produce->add_option("--first", po.first, "First id");
   produce->add_flag("--json", po.json, "JSON events {\"id\":N,\"g\":N%10,\"pad\":...}");
   produce->add_option("--malformed-every", po.malformed_every, "With --json: every id divisible by K is not JSON");
+  produce->add_option("--lines", po.lines_file, "Message n is line n (mod the line count) of this file");
   CLI::App* consume = app.get_subcommand("consume");
   consume->add_option("--timeout-s", timeout_s, "Give up after this long")->capture_default_str();
   consume->add_option("--ready-file", ready_file, "Created once partitions are assigned");
@@ -245,6 +251,14 @@ int main(int argc, char** argv) {
   if (c.count < 0) {
     std::cerr << "kafka-tool: error: --count must be >= 0\n";
     return sluice::kExitUsage;
+  }
+  if (!po.lines_file.empty()) {
+    std::ifstream in(po.lines_file);
+    for (std::string line; std::getline(in, line);) po.lines.push_back(line);
+    if (po.lines.empty()) {
+      std::cerr << "kafka-tool: error: --lines " << po.lines_file << ": no lines (missing or empty)\n";
+      return sluice::kExitUsage;
+    }
   }
   return produce->parsed() ? Produce(c, po) : Consume(c, timeout_s, ready_file);
 }

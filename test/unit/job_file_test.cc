@@ -134,8 +134,8 @@ TEST(JobFileTest, ValidationRefusesASpecFromAnywhere) {
 namespace sluice::engine {
 namespace {
 
-// The keyed operators of docs/state.md: read and checked today, refused at
-// submit (CheckRunnable) until the shuffle and state exist.
+// The keyed operators of docs/state.md: read and checked; a second keyed
+// stage after the first is a shape that cannot run (CheckRunnable).
 TEST(KeyedJobFileTest, KeyByAggregateWindowAndUpdateStateAreRead) {
   Result<proto::JobSpec> job = ParseJobFile(R"(name: counts
 batch_interval: 2s
@@ -174,8 +174,10 @@ sink: {null: {}}
   EXPECT_EQ(job->operators(5).update_state().timeout_ms(), 600'000);
 
   Status runnable = CheckRunnable(*job);
-  EXPECT_TRUE(absl::IsUnimplemented(runnable)) << runnable;
-  EXPECT_THAT(std::string(runnable.message()), HasSubstr("counts.yaml: line 6: keyed operators"));
+  EXPECT_TRUE(absl::IsInvalidArgument(runnable)) << runnable;
+  EXPECT_THAT(std::string(runnable.message()),
+              HasSubstr("counts.yaml: line 12: operators[4]: the keyed stage (key_by ... aggregate/update_state) "
+                        "must be the job's last operators"));
 }
 
 TEST(KeyedJobFileTest, EachKeyedMistakeNamesFileLineAndField) {

@@ -1,0 +1,430 @@
+#include "lib/engine/keyed.h"
+
+#include <bit>
+#include <cstring>
+#include <map>
+
+#include "lib/engine/json_text.h"
+#include "lib/engine/varint.h"
+#include "lib/engine/window.h"
+
+namespace sluice::engine {
+namespace {
+
+// The number a key part holds (AppendKeyPart of a number); false otherwise.
+bool NumberOfPart(std::string_view part, double* out) {
+  if (part.size() != 9 || part[0] != 'n') return false;
+  uint64_t bits = 0;
+  for (int i = 1; i < 9; ++i) bits = (bits << 8) | static_cast<uint8_t>(part[i]);
+  bits = (bits >> 63) != 0 ? bits ^ (uint64_t{1} << 63) : ~bits;
+  *out = std::bit_cast<double>(bits);
+  return true;
+}
+
+// The first part of `key` as a number (window starts); DATA_LOSS otherwise.
+Result<int64_t> FirstNumber(std::string_view key, std::string_view* rest) {
+  size_t pos = 0;
+  std::string_view part;
+  double d = 0;
+  if (!GetLengthPrefixed(key, &pos, &part) || !NumberOfPart(part, &d)) {
+    return absl::DataLossError("a window's state key does not start with its window");
+  }
+  *rest = key.substr(pos);
+  return static_cast<int64_t>(d);
+}
+
+// Splits a session row key into the user's key and the event time (its last part).
+Status SplitLastNumber(std::string_view key, std::string_view* user, int64_t* t) {
+  size_t pos = 0, last = 0;
+  std::string_view part;
+  while (pos < key.size()) {
+    last = pos;
+    if (!GetLengthPrefixed(key, &pos, &part)) return absl::DataLossError("a session row key is malformed");
+  }
+  double d = 0;
+  if (!NumberOfPart(part, &d)) return absl::DataLossError("a session row key does not end with its event time");
+  *user = key.substr(0, last);
+  *t = static_cast<int64_t>(d);
+  return absl::OkStatus();
+}
+
+void AppendNumberPart(int64_t v, std::string* key) { AppendKeyPart(Value(static_cast<double>(v)), key); }
+
+void PutFixed64(int64_t v, std::string* out) {
+  char b[8];
+  std::memcpy(b, &v, 8);  // little-endian machines only (x86-64, arm64)
+  out->append(b, 8);
+}
+
+}  // namespace
+
+std::string EncodeStates(const std::vector<std::string>& states) {
+  std::string out;
+  for (const std::string& s : states) PutLengthPrefixed(s, &out);
+  return out;
+}
+
+Status DecodeStates(std::string_view value, size_t n, std::vector<std::string>* states) {
+  states->assign(n, std::string());
+  size_t pos = 0;
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view s;
+    if (!GetLengthPrefixed(value, &pos, &s)) return absl::DataLossError("a state value is truncated");
+    (*states)[i].assign(s);
+  }
+  if (pos != value.size()) return absl::DataLossError("a state value has trailing bytes");
+  return absl::OkStatus();
+}
+
+Result<std::optional<KeyedStage>> KeyedStageOf(const proto::JobSpec& spec) {
+  const std::string file = spec.file().empty() ? "job" : spec.file();
+  int first = -1;
+  for (int i = 0; i < spec.operators_size(); ++i) {
+    const proto::OperatorSpec& op = spec.operators(i);
+    if (op.has_key_by() || op.has_window() || op.has_aggregate() || op.has_update_state()) {
+      first = i;
+      break;
+    }
+  }
+  if (first < 0) return std::optional<KeyedStage>();
+  auto bad = [&](int i, const std::string& why) {
+    return absl::InvalidArgumentError(fmt::format("{}: line {}: operators[{}]: {}", file,
+                                                  spec.operators(i).line(), i, why));
+  };
+  KeyedStage stage;
+  stage.first_op = first;
+  stage.batch_interval_ms = spec.batch_interval_ms();
+  stage.reduce_partitions = ReducePartitions(spec);
+  int i = first;
+  if (!spec.operators(i).has_key_by()) return bad(i, "a keyed operator needs a key_by before it");
+  stage.key_fields.assign(spec.operators(i).key_by().fields().begin(), spec.operators(i).key_by().fields().end());
+  ++i;
+  bool windowed = false;
+  if (i < spec.operators_size() && spec.operators(i).has_window()) {
+    stage.window = spec.operators(i).window();
+    windowed = true;
+    ++i;
+  }
+  if (i >= spec.operators_size()) return bad(i - 1, "key_by must be followed by aggregate or update_state");
+  const proto::OperatorSpec& last = spec.operators(i);
+  if (last.has_aggregate()) {
+    stage.aggregate = last.aggregate();
+    if (!windowed) {
+      stage.mode = KeyedStage::Mode::kPerBatch;
+    } else if (stage.window.event_time().empty()) {
+      stage.mode = KeyedStage::Mode::kBatchWindow;
+    } else {
+      stage.mode = stage.window.type() == "session" ? KeyedStage::Mode::kSession : KeyedStage::Mode::kEventWindow;
+    }
+  } else if (last.has_update_state()) {
+    if (windowed) return bad(i, "update_state keeps its own state per key: it takes no window");
+    if (!last.update_state().plugin().empty()) {
+      return bad(i, "update_state with a plugin cannot run yet (running aggregates can): see docs/state.md");
+    }
+    stage.mode = KeyedStage::Mode::kRunning;
+    *stage.aggregate.mutable_aggregations() = last.update_state().running();
+    stage.timeout_ms = last.update_state().timeout_ms();
+  } else {
+    return bad(i, "after key_by (and window) comes aggregate or update_state");
+  }
+  if (i + 1 != spec.operators_size()) {
+    return bad(i + 1, "the keyed stage (key_by ... aggregate/update_state) must be the job's last operators");
+  }
+  if (spec.sink().has_file() && spec.sink().file().format() == "csv") {
+    return absl::InvalidArgumentError(fmt::format("{}: sink: a keyed job writes JSON lines, not csv", file));
+  }
+  return std::optional<KeyedStage>(std::move(stage));
+}
+
+bool IsKeyed(const proto::JobSpec& spec) {
+  for (const proto::OperatorSpec& op : spec.operators()) {
+    if (op.has_key_by()) return true;
+  }
+  return false;
+}
+
+int32_t ReducePartitions(const proto::JobSpec& spec) {
+  return spec.reduce_partitions() > 0 ? spec.reduce_partitions() : kDefaultReducePartitions;
+}
+
+int64_t Watermark(const proto::JobSpec& spec, int64_t max_event_time_ms) {
+  if (max_event_time_ms == 0) return kNoWatermark;
+  for (const proto::OperatorSpec& op : spec.operators()) {
+    if (op.has_window() && !op.window().event_time().empty()) return max_event_time_ms - op.window().max_delay_ms();
+  }
+  return kNoWatermark;
+}
+
+// ---- KeyedMapper ----
+
+Result<std::unique_ptr<KeyedMapper>> KeyedMapper::Create(const KeyedStage& stage, const BatchContext& ctx) {
+  const int parts = stage.mode == KeyedStage::Mode::kSession ? static_cast<int>(stage.key_fields.size()) : 0;
+  ASSIGN_OR_RETURN(std::unique_ptr<Combiner> combiner,
+                   Combiner::Create(stage.aggregate, static_cast<uint32_t>(stage.reduce_partitions), parts));
+  return std::unique_ptr<KeyedMapper>(new KeyedMapper(stage, ctx, std::move(combiner)));
+}
+
+Status KeyedMapper::Add(const std::function<Value(std::string_view)>& lookup) {
+  user_key_.clear();
+  for (const std::string& f : stage_.key_fields) AppendKeyPart(lookup(f), &user_key_);
+  values_.clear();
+  for (const proto::Aggregation& a : stage_.aggregate.aggregations()) {
+    values_.push_back(a.field().empty() ? Value(Null{}) : lookup(a.field()));
+  }
+  const proto::WindowOp& w = stage_.window;
+  switch (stage_.mode) {
+    case KeyedStage::Mode::kPerBatch:
+    case KeyedStage::Mode::kRunning:
+      return combiner_->Add(user_key_, values_);
+    case KeyedStage::Mode::kBatchWindow: {
+      const int64_t slot = ctx_.batch_id - 1;
+      const int64_t length = w.length_ms() / stage_.batch_interval_ms;
+      const int64_t slide = (w.slide_ms() > 0 ? w.slide_ms() : w.length_ms()) / stage_.batch_interval_ms;
+      WindowStarts(slot, length, slide, &starts_);
+      for (int64_t s : starts_) {
+        row_key_.clear();
+        AppendNumberPart(s, &row_key_);
+        row_key_ += user_key_;
+        RETURN_IF_ERROR(combiner_->Add(row_key_, values_));
+      }
+      return absl::OkStatus();
+    }
+    case KeyedStage::Mode::kEventWindow:
+    case KeyedStage::Mode::kSession: {
+      Result<int64_t> t = ParseEventTime(lookup(w.event_time()));
+      if (!t.ok()) return absl::InvalidArgumentError(fmt::format("{}: {}", w.event_time(), std::string(t.status().message())));
+      max_event_time_ = std::max(max_event_time_, *t);
+      const bool have_watermark = ctx_.watermark_unix_ms != kNoWatermark;
+      if (stage_.mode == KeyedStage::Mode::kSession) {
+        if (have_watermark && *t + w.gap_ms() + w.allowed_lateness_ms() <= ctx_.watermark_unix_ms) {
+          ++late_;
+          return absl::OutOfRangeError(fmt::format("late: event time {} + gap {} ms + allowed lateness {} ms is "
+                                                   "behind the watermark {}",
+                                                   *t, w.gap_ms(), w.allowed_lateness_ms(), ctx_.watermark_unix_ms));
+        }
+        row_key_ = user_key_;
+        AppendNumberPart(*t, &row_key_);
+        return combiner_->Add(row_key_, values_);
+      }
+      const int64_t slide = w.slide_ms() > 0 ? w.slide_ms() : w.length_ms();
+      WindowStarts(*t, w.length_ms(), slide, &starts_);
+      bool added = false;
+      for (int64_t s : starts_) {
+        if (have_watermark && s + w.length_ms() + w.allowed_lateness_ms() <= ctx_.watermark_unix_ms) continue;
+        row_key_.clear();
+        AppendNumberPart(s, &row_key_);
+        row_key_ += user_key_;
+        RETURN_IF_ERROR(combiner_->Add(row_key_, values_));
+        added = true;
+      }
+      if (!added) {
+        ++late_;
+        return absl::OutOfRangeError(fmt::format("late: event time {} is in no window still open at the watermark {} "
+                                                 "(allowed lateness {} ms)",
+                                                 *t, ctx_.watermark_unix_ms, w.allowed_lateness_ms()));
+      }
+      return absl::OkStatus();
+    }
+  }
+  return absl::InternalError("unknown keyed mode");
+}
+
+// ---- Reducer ----
+
+Result<std::unique_ptr<Reducer>> Reducer::Create(const KeyedStage& stage) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ShuffleReader> reader, ShuffleReader::Create(stage.aggregate));
+  return std::unique_ptr<Reducer>(new Reducer(stage, std::move(reader)));
+}
+
+Reducer::Reducer(const KeyedStage& stage, std::unique_ptr<ShuffleReader> reader)
+    : stage_(stage), reader_(std::move(reader)) {
+  for (const auto& a : reader_->aggregators()) aggs_.push_back(a.get());
+}
+
+Status Reducer::AppendAggregates(const std::vector<std::string>& states, std::string* out) const {
+  for (size_t i = 0; i < aggs_.size(); ++i) {
+    out->push_back(',');
+    AppendJsonString(reader_->names()[i], out);
+    out->push_back(':');
+    RETURN_IF_ERROR(aggs_[i]->AppendResult(states[i], out));
+  }
+  return absl::OkStatus();
+}
+
+Result<ReduceOutput> Reducer::Finish(const BatchContext& ctx, StateAccess* state) {
+  switch (stage_.mode) {
+    case KeyedStage::Mode::kPerBatch: {
+      ReduceOutput out;
+      RETURN_IF_ERROR(reader_->AppendResults(&out.lines));
+      out.output = static_cast<int64_t>(reader_->num_keys());
+      return out;
+    }
+    case KeyedStage::Mode::kBatchWindow:
+    case KeyedStage::Mode::kEventWindow:
+      return FinishWindows(ctx, state);
+    case KeyedStage::Mode::kSession:
+      return FinishSessions(ctx, state);
+    case KeyedStage::Mode::kRunning:
+      return FinishRunning(ctx, state);
+  }
+  return absl::InternalError("unknown keyed mode");
+}
+
+Result<ReduceOutput> Reducer::FinishWindows(const BatchContext& ctx, StateAccess* state) {
+  const proto::WindowOp& w = stage_.window;
+  const bool batch_time = stage_.mode == KeyedStage::Mode::kBatchWindow;
+  const int64_t interval = stage_.batch_interval_ms;
+  const int64_t length_slots = batch_time ? w.length_ms() / interval : 0;
+  // Batch-time windows count in batch slots from the job's start.
+  const int64_t job_start = ctx.batch_time_unix_ms - ctx.batch_id * interval;
+  auto closed = [&](int64_t start) {
+    if (batch_time) return start + length_slots <= ctx.batch_id;  // its last slot is this batch's, or earlier
+    return ctx.watermark_unix_ms != kNoWatermark &&
+           start + w.length_ms() + w.allowed_lateness_ms() <= ctx.watermark_unix_ms;
+  };
+  const size_t n = aggs_.size();
+  std::map<std::string, std::string> updated;  // row key -> new value
+  std::vector<std::string> states;
+  for (const auto* row : reader_->Sorted()) {
+    ASSIGN_OR_RETURN(std::optional<std::string> old, state->Get(row->first));
+    RETURN_IF_ERROR(DecodeStates(old.value_or(EncodeStates(std::vector<std::string>(n))), n, &states));
+    for (size_t i = 0; i < n; ++i) RETURN_IF_ERROR(aggs_[i]->Merge(row->second[i], &states[i]));
+    updated[row->first] = EncodeStates(states);
+  }
+  // Closed windows are a prefix of the state (keys start with the window).
+  std::map<std::string, std::string> emit;
+  Status scan_error;
+  RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
+    std::string_view rest;
+    Result<int64_t> start = FirstNumber(key, &rest);
+    if (!start.ok()) {
+      scan_error = start.status();
+      return false;
+    }
+    if (!closed(*start)) return false;
+    emit.emplace(std::string(key), std::string(value));
+    return true;
+  }));
+  RETURN_IF_ERROR(scan_error);
+  ReduceOutput out;
+  for (auto& [key, value] : updated) {
+    std::string_view rest;
+    ASSIGN_OR_RETURN(int64_t start, FirstNumber(key, &rest));
+    if (closed(start)) {
+      emit[key] = value;
+    } else {
+      out.changes.push_back({key, value});
+    }
+  }
+  for (const auto& [key, value] : emit) {
+    std::string_view user;
+    ASSIGN_OR_RETURN(int64_t start, FirstNumber(key, &user));
+    RETURN_IF_ERROR(DecodeStates(value, n, &states));
+    const int64_t start_ms = batch_time ? job_start + start * interval : start;
+    out.lines += "{\"key\":";
+    RETURN_IF_ERROR(AppendKeyJson(user, &out.lines));
+    out.lines += fmt::format(",\"window_start\":{},\"window_end\":{}", start_ms, start_ms + w.length_ms());
+    RETURN_IF_ERROR(AppendAggregates(states, &out.lines));
+    out.lines += "}\n";
+    ++out.output;
+    out.changes.push_back({key, std::nullopt});
+  }
+  return out;
+}
+
+Result<ReduceOutput> Reducer::FinishSessions(const BatchContext& ctx, StateAccess* state) {
+  const proto::WindowOp& w = stage_.window;
+  SessionMerger merger(aggs_, w.gap_ms());
+  std::map<std::string, std::string> sets;  // user key -> its session set after this batch's rows
+  for (const auto* row : reader_->Sorted()) {
+    std::string_view user;
+    int64_t t = 0;
+    RETURN_IF_ERROR(SplitLastNumber(row->first, &user, &t));
+    auto [it, fresh] = sets.try_emplace(std::string(user));
+    if (fresh) {
+      ASSIGN_OR_RETURN(std::optional<std::string> old, state->Get(user));
+      it->second = old.value_or("");
+    }
+    RETURN_IF_ERROR(merger.Merge(&it->second, merger.Single(t, row->second)));
+  }
+  // Sessions close as the watermark passes; any key may have one.
+  std::map<std::string, std::string> all = sets;
+  RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
+    all.try_emplace(std::string(key), std::string(value));
+    return true;
+  }));
+  ReduceOutput out;
+  const int64_t at = ctx.watermark_unix_ms == kNoWatermark ? kNoWatermark
+                                                          : ctx.watermark_unix_ms - w.allowed_lateness_ms();
+  for (auto& [key, set] : all) {
+    std::vector<Session> closed;
+    if (at != kNoWatermark) RETURN_IF_ERROR(merger.TakeClosed(&set, at, &closed));
+    for (const Session& s : closed) {
+      out.lines += "{\"key\":";
+      RETURN_IF_ERROR(AppendKeyJson(key, &out.lines));
+      out.lines += fmt::format(",\"session_start\":{},\"session_end\":{}", s.start, s.last + w.gap_ms());
+      RETURN_IF_ERROR(AppendAggregates(s.states, &out.lines));
+      out.lines += "}\n";
+      ++out.output;
+    }
+    if (closed.empty() && !sets.contains(key)) continue;  // unchanged
+    if (set.empty()) {
+      out.changes.push_back({key, std::nullopt});
+    } else {
+      out.changes.push_back({key, set});
+    }
+  }
+  return out;
+}
+
+Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess* state) {
+  const size_t n = aggs_.size();
+  ReduceOutput out;
+  std::vector<std::string> states;
+  auto decode = [&](std::string_view value, int64_t* last) -> Status {
+    if (value.size() < 8) return absl::DataLossError("a running state is truncated");
+    std::memcpy(last, value.data(), 8);
+    return DecodeStates(value.substr(8), n, &states);
+  };
+  for (const auto* row : reader_->Sorted()) {
+    ASSIGN_OR_RETURN(std::optional<std::string> old, state->Get(row->first));
+    int64_t last = 0;
+    if (old) {
+      RETURN_IF_ERROR(decode(*old, &last));
+    } else {
+      states.assign(n, std::string());
+    }
+    for (size_t i = 0; i < n; ++i) RETURN_IF_ERROR(aggs_[i]->Merge(row->second[i], &states[i]));
+    std::string value;
+    PutFixed64(ctx.batch_time_unix_ms, &value);
+    value += EncodeStates(states);
+    out.lines += "{\"key\":";
+    RETURN_IF_ERROR(AppendKeyJson(row->first, &out.lines));
+    RETURN_IF_ERROR(AppendAggregates(states, &out.lines));
+    out.lines += "}\n";
+    ++out.output;
+    out.changes.push_back({row->first, std::move(value)});
+  }
+  if (stage_.timeout_ms > 0) {
+    Status error;
+    RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
+      if (reader_->Find(key) != nullptr) return true;  // updated by this batch
+      int64_t last = 0;
+      error = decode(value, &last);
+      if (!error.ok()) return false;
+      if (last + stage_.timeout_ms > ctx.batch_time_unix_ms) return true;
+      out.lines += "{\"key\":";
+      error = AppendKeyJson(key, &out.lines);
+      if (error.ok()) error = AppendAggregates(states, &out.lines);
+      if (!error.ok()) return false;
+      out.lines += ",\"timed_out\":true}\n";
+      ++out.output;
+      out.changes.push_back({std::string(key), std::nullopt});
+      return true;
+    }));
+    RETURN_IF_ERROR(error);
+  }
+  return out;
+}
+
+}  // namespace sluice::engine

@@ -1,0 +1,197 @@
+#include "lib/worker/reduce_state.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "lib/rpc/rpc.h"
+#include "proto/worker.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::worker {
+namespace {
+
+constexpr size_t kChunkBytes = 1 << 20;
+
+// Cuts `changes` into chunks of about kChunkBytes; at least one chunk, the
+// last one marked.
+bool WriteChunks(const proto::StateChunk& header, std::span<const state::Change> changes,
+                 const std::function<bool(const proto::StateChunk&)>& write) {
+  proto::StateChunk chunk = header;
+  size_t bytes = 0;
+  for (const state::Change& c : changes) {
+    proto::StateEntry* e = chunk.add_entries();
+    e->set_key(c.key);
+    if (c.value) {
+      e->set_value(*c.value);
+    } else {
+      e->set_erased(true);
+    }
+    bytes += c.key.size() + (c.value ? c.value->size() : 0) + 8;
+    if (bytes >= kChunkBytes) {
+      if (!write(chunk)) return false;
+      chunk = header;
+      bytes = 0;
+    }
+  }
+  chunk.set_last(true);
+  return write(chunk);
+}
+
+std::vector<state::Change> ChangesOf(const std::vector<proto::StateChunk>& chunks, bool snapshot) {
+  std::vector<state::Change> out;
+  for (const proto::StateChunk& c : chunks) {
+    if (c.snapshot() != snapshot) continue;
+    for (const proto::StateEntry& e : c.entries()) {
+      out.push_back({e.key(), e.erased() ? std::nullopt : std::optional<std::string>(e.value())});
+    }
+  }
+  return out;
+}
+
+Result<std::vector<state::Change>> ScanAll(state::StateStore* store, const std::string& job, int32_t p) {
+  std::vector<state::Change> all;
+  RETURN_IF_ERROR(store->Scan(job, p, "", [&](std::string_view k, std::string_view v) {
+    all.push_back({std::string(k), std::string(v)});
+    return true;
+  }));
+  return all;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ReduceState>> ReduceState::Open(const std::string& dir, std::string self_id) {
+  ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore> store, state::StateStore::Open(dir));
+  return std::unique_ptr<ReduceState>(new ReduceState(std::move(store), std::move(self_id)));
+}
+
+std::mutex& ReduceState::LockOf(const std::string& job, int32_t partition) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_ptr<std::mutex>& m = locks_[{job, partition}];
+  if (!m) m = std::make_unique<std::mutex>();
+  return *m;
+}
+
+Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
+                               const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders) {
+  bool holder = false;
+  for (const proto::MemberInfo& h : holders) holder = holder || h.id() == self_;
+  if (holder) {
+    ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
+    if (here) return absl::OkStatus();
+    spdlog::warn("job {} reduce partition {}: named a holder of batch {} but the state here is not complete", job,
+                 partition, base);
+  }
+  if (holders.empty()) {
+    // No batch has committed state yet: the partition starts empty.
+    return store_->Install(job, partition, base, {});
+  }
+  Status last = absl::UnavailableError("no holder of the state to fetch it from");
+  for (const proto::MemberInfo& h : holders) {
+    if (h.id() == self_) continue;
+    auto stub = proto::WorkerService::NewStub(rpc::NewChannel(h.rpc_address()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    proto::FetchStateRequest request;
+    request.set_epoch(epoch);
+    request.set_job_id(job);
+    request.set_partition(partition);
+    request.set_base_batch(base);
+    auto reader = stub->FetchState(&ctx, request);
+    std::vector<proto::StateChunk> chunks;
+    proto::StateChunk chunk;
+    bool complete = false;
+    while (reader->Read(&chunk)) {
+      complete = chunk.last();
+      chunks.push_back(std::move(chunk));
+    }
+    last = rpc::FromGrpc(reader->Finish());
+    if (last.ok() && !complete) last = absl::UnavailableError("the state stream ended early");
+    if (!last.ok()) {
+      spdlog::warn("job {} reduce partition {}: fetching the state as of batch {} from {}: {}", job, partition, base,
+                   h.id(), last.ToString());
+      continue;
+    }
+    const std::vector<state::Change> entries = ChangesOf(chunks, /*snapshot=*/true);
+    RETURN_IF_ERROR(store_->Install(job, partition, base, entries));
+    spdlog::info("job {} reduce partition {}: state as of batch {} fetched from {} ({} keys)", job, partition, base,
+                 h.id(), entries.size());
+    return absl::OkStatus();
+  }
+  return Annotate(last, fmt::format("job {} reduce partition {}: the state as of batch {}", job, partition, base));
+}
+
+Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base, int64_t batch,
+                              bool replica_is_holder, const proto::MemberInfo& replica) {
+  ASSIGN_OR_RETURN(std::vector<state::Change> delta, store_->ReadDelta(job, partition, batch));
+  proto::StateChunk header;
+  header.set_epoch(epoch);
+  header.set_job_id(job);
+  header.set_partition(partition);
+  header.set_base_batch(base);
+  header.set_batch(batch);
+  for (bool with_snapshot : {!replica_is_holder, true}) {
+    auto stub = proto::WorkerService::NewStub(rpc::NewChannel(replica.rpc_address()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    proto::ReplicateStateResponse response;
+    auto writer = stub->ReplicateState(&ctx, &response);
+    bool sent = true;
+    if (with_snapshot) {
+      ASSIGN_OR_RETURN(std::vector<state::Change> all, ScanAll(store_.get(), job, partition));
+      spdlog::info("job {} reduce partition {}: copying the state as of batch {} ({} keys) to worker {}", job,
+                   partition, base, all.size(), replica.id());
+      proto::StateChunk snap = header;
+      snap.set_snapshot(true);
+      sent = WriteChunks(snap, all, [&](const proto::StateChunk& c) { return writer->Write(c); });
+    }
+    if (sent) sent = WriteChunks(header, delta, [&](const proto::StateChunk& c) { return writer->Write(c); });
+    if (sent) writer->WritesDone();
+    Status st = rpc::FromGrpc(writer->Finish());
+    if (st.ok()) return st;
+    if (with_snapshot || !absl::IsFailedPrecondition(st)) {
+      return Annotate(st, fmt::format("copying job {} reduce partition {} batch {} to worker {}", job, partition,
+                                      batch, replica.id()));
+    }
+    // The replica lacks the base: send it the whole state first.
+    spdlog::info("job {} reduce partition {}: worker {} lacks the state as of batch {}: sending it whole", job,
+                 partition, replica.id(), base);
+  }
+  return absl::InternalError("unreachable");
+}
+
+Status ReduceState::Snapshot(const std::string& job, int32_t partition, int64_t base,
+                             const std::function<bool(const proto::StateChunk&)>& write) {
+  std::lock_guard<std::mutex> lock(LockOf(job, partition));
+  ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
+  if (!here) {
+    return absl::FailedPreconditionError(
+        fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
+  }
+  ASSIGN_OR_RETURN(std::vector<state::Change> all, ScanAll(store_.get(), job, partition));
+  proto::StateChunk header;
+  header.set_job_id(job);
+  header.set_partition(partition);
+  header.set_base_batch(base);
+  header.set_snapshot(true);
+  if (!WriteChunks(header, all, write)) return absl::CancelledError("the reader went away");
+  return absl::OkStatus();
+}
+
+Status ReduceState::Apply(const std::vector<proto::StateChunk>& chunks) {
+  if (chunks.empty() || !chunks.back().last()) return absl::InvalidArgumentError("an incomplete state stream");
+  const proto::StateChunk& first = chunks.front();
+  const std::string& job = first.job_id();
+  const int32_t partition = first.partition();
+  const int64_t base = first.base_batch();
+  std::lock_guard<std::mutex> lock(LockOf(job, partition));
+  bool has_snapshot = false;
+  for (const proto::StateChunk& c : chunks) has_snapshot = has_snapshot || c.snapshot();
+  if (has_snapshot) RETURN_IF_ERROR(store_->Install(job, partition, base, ChangesOf(chunks, true)));
+  ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
+  if (!here) {
+    return absl::FailedPreconditionError(
+        fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
+  }
+  return store_->WriteDelta(job, partition, first.batch(), ChangesOf(chunks, false));
+}
+
+}  // namespace sluice::worker

@@ -1,0 +1,81 @@
+// ReduceState: a worker's copies of reduce partitions' state, and how they
+// move between workers (docs/state.md "State: versioned by batch" and
+// "Durable beyond the worker").
+//
+// Module sluice::worker owns it, over one lib/state StateStore at
+// <data-dir>/state. The leader's record of a partition is the list of workers
+// holding its state as of the newest committed batch C (ReduceHolders in the
+// WAL); a reduce task of batch N = C+1 names them. Then:
+//
+//   owner, before reducing:  Prepare(C) here if this worker is a holder (folds
+//                            its deltas up to C, drops later ones); else, or
+//                            if that fails, FetchState from a live holder and
+//                            Install it. The first batch starts empty.
+//   owner, after reducing:   WriteDelta(N), then ReplicateState to the
+//                            replica: the delta on top of C, preceded by a
+//                            snapshot as of C when the replica is not a
+//                            holder or says it lacks C. Both copies exist
+//                            before the task reports success.
+//   replica:                 Install the snapshot if one came, Prepare(C),
+//                            WriteDelta(N).
+//
+// Every copy folds N only when a later batch's task (or replication) names
+// N as committed, so an attempt that never committed is never folded.
+//
+// Thread-safe: calls for one (job, partition) are serialised by its lock.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lib/common/status.h"
+#include "lib/state/state_store.h"
+#include "proto/worker.pb.h"
+
+namespace sluice::worker {
+
+class ReduceState {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<ReduceState>> Open(const std::string& dir, std::string self_id);
+
+  state::StateStore* store() { return store_.get(); }
+  const std::string& self_id() const { return self_; }
+
+  // The lock every operation on (job, partition) holds.
+  std::mutex& LockOf(const std::string& job, int32_t partition);
+
+  // Makes this worker's copy the state as of `base` (see above). `holders`:
+  // the live workers holding it (from the task). UNAVAILABLE if no holder
+  // could give it.
+  [[nodiscard]] Status EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
+                                  const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders);
+
+  // Copies the delta of `batch` (on top of `base`) to `replica`, with a
+  // snapshot first when it needs one.
+  [[nodiscard]] Status Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
+                                 int64_t batch, bool replica_is_holder, const proto::MemberInfo& replica);
+
+  // Server side of FetchState: the state as of base, in chunks.
+  [[nodiscard]] Status Snapshot(const std::string& job, int32_t partition, int64_t base,
+                                const std::function<bool(const proto::StateChunk&)>& write);
+
+  // Server side of ReplicateState: applies what arrived (all chunks of one
+  // stream). FAILED_PRECONDITION when a delta came without a snapshot and
+  // this worker lacks its base.
+  [[nodiscard]] Status Apply(const std::vector<proto::StateChunk>& chunks);
+
+ private:
+  ReduceState(std::unique_ptr<state::StateStore> store, std::string self)
+      : store_(std::move(store)), self_(std::move(self)) {}
+
+  std::unique_ptr<state::StateStore> store_;
+  const std::string self_;
+  std::mutex mu_;
+  std::map<std::pair<std::string, int32_t>, std::unique_ptr<std::mutex>> locks_;  // guarded by mu_
+};
+
+}  // namespace sluice::worker
