@@ -57,7 +57,10 @@ int Planner::Tick() {
   int planned = 0;
   for (const auto& [id, job] : state.jobs()) {
     if (job.stopped()) continue;
-    const int max_in_flight = std::max(1, job.spec().max_batches_in_flight());
+    // Event-time jobs: batch N is planned once N-1 committed, so its
+    // watermark is always that of every batch before it, whatever the timing.
+    const bool event_time = engine::HasEventTime(job.spec());
+    const int max_in_flight = event_time ? 1 : std::max(1, job.spec().max_batches_in_flight());
     if (job.in_flight_size() >= max_in_flight) continue;
     const int64_t interval = std::max<int64_t>(10, job.spec().batch_interval_ms());
     const int64_t batch_id = job.last_planned_batch() + 1;

@@ -35,6 +35,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
   for (const proto::MemberInfo& m : live) live_ids.insert(m.id());
   int committed = 0;
   for (const auto& [job_id, job] : state.jobs()) {
+    if (job.stopped()) retries_.erase(job_id);
     if (job.stopped() || job.in_flight().empty()) continue;
     const proto::BatchPlanned& batch = job.in_flight(0);
     // One task per range, each on a list of workers to try in order.
@@ -191,6 +192,11 @@ namespace {
 // Errors a batch of a keyed job is tried again after, however often: a
 // worker died or restarted (its shuffle output or state must be found
 // again) or the membership has not caught up yet.
+// Attempts of one batch that fail with transient errors before the job
+// stops: ~a minute of a worker being unreachable while its membership
+// says it lives.
+constexpr int kMaxTransientAttempts = 100;
+
 bool Transient(const Status& st) {
   return absl::IsUnavailable(st) || absl::IsAborted(st) || absl::IsDeadlineExceeded(st) || absl::IsCancelled(st);
 }
@@ -205,7 +211,15 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
   if (retry.batch != batch.batch_id()) retry = Retry{.batch = batch.batch_id()};
   if (clock_->UnixMillis() < retry.not_before_unix_ms) return false;
   Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
-  if (!stage.ok() || !*stage) return false;  // refused at submit
+  if (!stage.ok() || !*stage) {
+    // Refused at submit; a spec from an older release that this one cannot run.
+    proto::WalRecord stop;
+    stop.mutable_job_stopped()->set_job_id(job_id);
+    stop.mutable_job_stopped()->set_reason("FAILED: " + (stage.ok() ? std::string("no keyed stage")
+                                                                     : stage.status().ToString()));
+    IgnoreError(log_->Append(std::move(stop)).status(), "a new leader finds the job running and tries again");
+    return false;
+  }
   const bool stateful = (*stage)->stateful();
   const int32_t partitions = (*stage)->reduce_partitions;
   // Placement (docs/state.md): a partition stays where its state is — the
@@ -309,11 +323,16 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     // Try the batch again from its map tasks (on the placement of the
     // moment); errors that a re-run cannot mend stop the job after
     // max_task_failures attempts.
-    if (!Transient(failed)) ++retry.failures;
+    if (Transient(failed)) {
+      ++retry.transient;
+    } else {
+      ++retry.failures;
+    }
     retry.not_before_unix_ms = clock_->UnixMillis() + 500;
-    spdlog::warn("job {} batch {}: {} (attempt of the batch failed; {} of {} non-transient failures)", job_id,
-                 batch.batch_id(), failed.ToString(), retry.failures, max_failures);
-    if (retry.failures >= max_failures) {
+    spdlog::warn("job {} batch {}: {} (attempt of the batch failed; {} of {} failures, {} of {} transient ones)",
+                 job_id, batch.batch_id(), failed.ToString(), retry.failures, max_failures, retry.transient,
+                 kMaxTransientAttempts);
+    if (retry.failures >= max_failures || retry.transient >= kMaxTransientAttempts) {
       proto::WalRecord stop;
       stop.mutable_job_stopped()->set_job_id(job_id);
       stop.mutable_job_stopped()->set_reason(

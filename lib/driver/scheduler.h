@@ -80,6 +80,7 @@ class Scheduler {
   struct Retry {
     int64_t batch = 0;
     int failures = 0;                 // attempts that failed with a non-transient error
+    int transient = 0;                // and with a transient one
     int64_t not_before_unix_ms = 0;   // the next attempt
     bool waiting = false;             // for a holder of some partition's state
   };

@@ -147,6 +147,13 @@ int32_t ReducePartitions(const proto::JobSpec& spec) {
   return spec.reduce_partitions() > 0 ? spec.reduce_partitions() : kDefaultReducePartitions;
 }
 
+bool HasEventTime(const proto::JobSpec& spec) {
+  for (const proto::OperatorSpec& op : spec.operators()) {
+    if (op.has_window() && !op.window().event_time().empty()) return true;
+  }
+  return false;
+}
+
 int64_t Watermark(const proto::JobSpec& spec, int64_t max_event_time_ms) {
   if (max_event_time_ms == 0) return kNoWatermark;
   for (const proto::OperatorSpec& op : spec.operators()) {

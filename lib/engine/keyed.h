@@ -91,6 +91,8 @@ struct KeyedStage {
 [[nodiscard]] Result<std::optional<KeyedStage>> KeyedStageOf(const proto::JobSpec& spec);
 
 bool IsKeyed(const proto::JobSpec& spec);
+// A window over an event-time field (it has a watermark).
+bool HasEventTime(const proto::JobSpec& spec);
 int32_t ReducePartitions(const proto::JobSpec& spec);
 
 // The watermark of an event-time job whose committed batches saw event times

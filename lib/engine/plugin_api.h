@@ -203,6 +203,60 @@ struct Config {
   }
 };
 
+// ---- Stateful operators: `update_state: {plugin: path}` ----
+//
+// A library used by `update_state` exports, instead of (or besides)
+// sluice_plugin_v1_create:
+//
+//   sluice::plugin::StateUpdater* sluice_plugin_v1_create_state_updater(
+//       const sluice::plugin::Config* config, char* error, size_t error_len);
+//
+// (an addition to version 1: a library without it is still a version-1
+// operator plugin). The worker calls it once per reduce task. Per batch and
+// key, the reduce task calls Update once, in key order:
+//   - for a key with events in the batch: `events` are all of them, in the
+//     order the sources hold them (map task by map task, each in offset
+//     order), `state` is the key's state as of the previous batch (empty
+//     size for none), timed_out false;
+//   - for a key whose state was not updated for the job's `timeout` (in
+//     batch time): no events, its last state, timed_out true; the state is
+//     dropped after the call whatever it does.
+// Update emits output events (each becomes a JSON line with the key first,
+// {"key":[...],<fields>}) and sets the key's new state with out.SetState
+// (the bytes are copied; an encoding of the plugin's own choosing) or drops
+// it with out.ClearState(); no call keeps the state as it was. The state is
+// stored by Sluice, versioned by batch and copied to a second worker, so a
+// re-run of a batch calls Update with the same arguments: Update must be a
+// function of them (no clock, no randomness, no memory between calls) for
+// exactly-once output. out.Reject(reason) fails the batch's reduce task
+// (after max_task_failures attempts the job stops FAILED with the reason).
+// Lifetimes as for Operator: `key`, `events`, `state` and their strings are
+// valid during the call; emitted strings as for Process.
+
+// A key: the values of the job's key_by fields, in order.
+struct Key {
+  const Value* parts = nullptr;
+  size_t size = 0;
+  const Value* begin() const { return parts; }
+  const Value* end() const { return parts + size; }
+};
+
+class StateEmitter : public Emitter {
+ public:
+  virtual void SetState(Str state) = 0;
+  virtual void ClearState() = 0;
+
+ protected:
+  ~StateEmitter() = default;
+};
+
+class StateUpdater {
+ public:
+  virtual ~StateUpdater() = default;
+  virtual void Update(const Key& key, const Event* events, size_t n, Str state, bool timed_out,
+                      StateEmitter& out) = 0;
+};
+
 // Writes `message` NUL-terminated into create()'s error buffer, cut to fit.
 inline void WriteError(char* error, size_t error_len, std::string_view message) {
   if (error == nullptr || error_len == 0) return;
@@ -213,12 +267,15 @@ inline void WriteError(char* error, size_t error_len, std::string_view message) 
 
 }  // namespace sluice::plugin
 
-// The entry points; a plugin defines both (declared here so that a wrong
-// signature does not compile).
+// The entry points (declared here so that a wrong signature does not
+// compile): the version, and an operator's or a state updater's create (or
+// both).
 extern "C" {
 SLUICE_PLUGIN_EXPORT int sluice_plugin_api_version(void);
 SLUICE_PLUGIN_EXPORT sluice::plugin::Operator* sluice_plugin_v1_create(const sluice::plugin::Config* config,
                                                                        char* error, size_t error_len);
+SLUICE_PLUGIN_EXPORT sluice::plugin::StateUpdater* sluice_plugin_v1_create_state_updater(
+    const sluice::plugin::Config* config, char* error, size_t error_len);
 }
 
 // Defines sluice_plugin_api_version() as the version this header describes.

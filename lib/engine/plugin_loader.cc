@@ -17,9 +17,12 @@ namespace {
 
 using VersionFn = int (*)();
 using CreateFn = plugin::Operator* (*)(const plugin::Config*, char*, size_t);
+using CreateStateFn = plugin::StateUpdater* (*)(const plugin::Config*, char*, size_t);
 
+// A library's entry points; a plugin has at least one of the two creates.
 struct Library {
   CreateFn create = nullptr;
+  CreateStateFn create_state = nullptr;
 };
 
 // Loaded libraries by path, for the life of the process (never dlclose()d).
@@ -80,8 +83,13 @@ class LibraryCache {
           "release's plugin_api.h",
           path, version, plugin::kSluicePluginApiVersion));
     }
-    ASSIGN_OR_RETURN(void* create_sym, symbol("sluice_plugin_v1_create"));
-    return Library{reinterpret_cast<CreateFn>(create_sym)};
+    Library lib;
+    lib.create = reinterpret_cast<CreateFn>(::dlsym(handle, "sluice_plugin_v1_create"));
+    lib.create_state = reinterpret_cast<CreateStateFn>(::dlsym(handle, "sluice_plugin_v1_create_state_updater"));
+    if (lib.create == nullptr && lib.create_state == nullptr) {
+      return symbol("sluice_plugin_v1_create").status();  // names the usual one
+    }
+    return lib;
   }
 
   std::mutex mu_;
@@ -90,9 +98,11 @@ class LibraryCache {
 
 }  // namespace
 
-Result<std::unique_ptr<plugin::Operator>> CreatePluginOperator(const proto::PluginOp& op, std::string_view job,
-                                                              int line) {
-  ASSIGN_OR_RETURN(Library lib, LibraryCache::Get().Load(op.path()));
+namespace {
+
+// Calls a create entry point with the op's config; its errors named.
+template <typename T, typename Fn>
+Result<std::unique_ptr<T>> Create(Fn create, const proto::PluginOp& op, std::string_view job, int line) {
   std::vector<plugin::ConfigEntry> entries;
   entries.reserve(op.config().size());
   for (const auto& [k, v] : op.config()) entries.push_back({std::string_view(k), std::string_view(v)});
@@ -106,9 +116,9 @@ Result<std::unique_ptr<plugin::Operator>> CreatePluginOperator(const proto::Plug
   config.line = line;
 
   char error[1024] = {};
-  plugin::Operator* created = nullptr;
+  T* created = nullptr;
   try {
-    created = lib.create(&config, error, sizeof(error));
+    created = create(&config, error, sizeof(error));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(fmt::format("{}: create threw: {}", op.path(), e.what()));
   } catch (...) {
@@ -119,7 +129,33 @@ Result<std::unique_ptr<plugin::Operator>> CreatePluginOperator(const proto::Plug
     return absl::InvalidArgumentError(
         fmt::format("{}: {}", op.path(), error[0] != '\0' ? error : "the plugin refused its config (no reason given)"));
   }
-  return std::unique_ptr<plugin::Operator>(created);
+  return std::unique_ptr<T>(created);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<plugin::Operator>> CreatePluginOperator(const proto::PluginOp& op, std::string_view job,
+                                                              int line) {
+  ASSIGN_OR_RETURN(Library lib, LibraryCache::Get().Load(op.path()));
+  if (lib.create == nullptr) {
+    return absl::FailedPreconditionError(fmt::format(
+        "{}: not an operator plugin: it does not export sluice_plugin_v1_create() (a state updater belongs in "
+        "update_state)",
+        op.path()));
+  }
+  return Create<plugin::Operator>(lib.create, op, job, line);
+}
+
+Result<std::unique_ptr<plugin::StateUpdater>> CreatePluginStateUpdater(const proto::PluginOp& op,
+                                                                      std::string_view job, int line) {
+  ASSIGN_OR_RETURN(Library lib, LibraryCache::Get().Load(op.path()));
+  if (lib.create_state == nullptr) {
+    return absl::FailedPreconditionError(fmt::format(
+        "{}: not a state updater: it does not export sluice_plugin_v1_create_state_updater() (see "
+        "lib/engine/plugin_api.h)",
+        op.path()));
+  }
+  return Create<plugin::StateUpdater>(lib.create_state, op, job, line);
 }
 
 }  // namespace sluice::engine

@@ -32,4 +32,9 @@ namespace sluice::engine {
 [[nodiscard]] Result<std::unique_ptr<plugin::Operator>> CreatePluginOperator(const proto::PluginOp& op,
                                                                             std::string_view job, int line);
 
+// The same for `update_state: {plugin: ...}` (op.path, op.config): one
+// StateUpdater (sluice_plugin_v1_create_state_updater).
+[[nodiscard]] Result<std::unique_ptr<plugin::StateUpdater>> CreatePluginStateUpdater(const proto::PluginOp& op,
+                                                                                    std::string_view job, int line);
+
 }  // namespace sluice::engine

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
@@ -154,6 +155,35 @@ Result<std::optional<int64_t>> StateStore::FoldedBatch(const std::string& job, i
   return std::optional<int64_t>(c);
 }
 
+Result<std::optional<std::vector<Change>>> StateStore::ReadAsOf(const std::string& job, int32_t p, int64_t base) {
+  using Out = std::optional<std::vector<Change>>;
+  ASSIGN_OR_RETURN(std::optional<int64_t> folded, FoldedBatch(job, p));
+  if (!folded.has_value() || *folded > base) return Out();
+  for (int64_t n = *folded + 1; n <= base; ++n) {
+    ASSIGN_OR_RETURN(bool complete, HasMarker(job, p, n));
+    if (!complete) return Out();
+  }
+  std::map<std::string, std::string> state;
+  RETURN_IF_ERROR(Scan(job, p, "", [&](std::string_view k, std::string_view v) {
+    state.emplace(std::string(k), std::string(v));
+    return true;
+  }));
+  for (int64_t n = *folded + 1; n <= base; ++n) {
+    ASSIGN_OR_RETURN(std::vector<Change> delta, ReadDelta(job, p, n));
+    for (Change& c : delta) {
+      if (c.value.has_value()) {
+        state[c.key] = std::move(*c.value);
+      } else {
+        state.erase(c.key);
+      }
+    }
+  }
+  std::vector<Change> out;
+  out.reserve(state.size());
+  for (auto& [k, v] : state) out.push_back({k, std::move(v)});
+  return Out(std::move(out));
+}
+
 Result<bool> StateStore::HasMarker(const std::string& job, int32_t p, int64_t batch) {
   std::string v;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), BatchPrefix(kMarker, job, p, batch), &v);
@@ -187,17 +217,26 @@ Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base
   // together).
   std::map<std::string, std::optional<std::string>> changes;
   const std::string delta_prefix = PartPrefix(kDelta, job, p);
-  bool any_delta = false;  // entries or a marker (of an empty delta) to remove
+  // Every delta and marker entry is removed one by one, not with a range
+  // deletion: RocksDB 7 re-reads the memtable's range tombstones on every
+  // Get, so one DeleteRange per batch made each batch's reads slower than
+  // the last (measured: processing 1 s -> 5 s over 7 batches).
+  std::vector<std::string> remove;
   {
+    // Everything up to c was removed by the fold that made c: start after
+    // it, not among that fold's deletions.
     PrefixIter e(db_, PartPrefix(kMarker, job, p));
+    e.it->Seek(BatchPrefix(kMarker, job, p, c + 1));
+    for (; e.it->Valid(); e.it->Next()) remove.push_back(e.it->key().ToString());
     RETURN_IF_ERROR(FromRocks(e.it->status(), fmt::format("reading the markers of {}[{}]", job, p)));
-    any_delta = e.it->Valid();
     PrefixIter d(db_, delta_prefix);
-    any_delta = any_delta || d.it->Valid();
-    if (base > c) d.it->Seek(BatchPrefix(kDelta, job, p, c + 1));
+    const std::string first = BatchPrefix(kDelta, job, p, c + 1);
     const std::string end = BatchPrefix(kDelta, job, p, base + 1);
-    for (; base > c && d.it->Valid() && d.it->key().compare(end) < 0; d.it->Next()) {
+    d.it->Seek(first);
+    for (; d.it->Valid(); d.it->Next()) {
       const rocksdb::Slice k = d.it->key();
+      remove.push_back(k.ToString());
+      if (k.compare(first) < 0 || k.compare(end) >= 0) continue;  // not c+1..base: a stale attempt
       const rocksdb::Slice v = d.it->value();
       std::string key(k.data() + delta_prefix.size() + 8, k.size() - delta_prefix.size() - 8);
       if (v.size() == 1 && v[0] == kTombstone) {
@@ -210,7 +249,7 @@ Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base
     }
     RETURN_IF_ERROR(FromRocks(d.it->status(), fmt::format("reading the deltas of {}[{}]", job, p)));
   }
-  if (!any_delta && base == c) return true;  // nothing to fold or remove
+  if (remove.empty() && base == c) return true;  // nothing to fold or remove
 
   rocksdb::WriteBatch batch;
   int64_t dkeys = 0;
@@ -233,8 +272,7 @@ Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base
       batch.Delete(skey).PermitUncheckedError();
     }
   }
-  DeletePrefix(&batch, delta_prefix);
-  DeletePrefix(&batch, PartPrefix(kMarker, job, p));
+  for (const std::string& k : remove) batch.Delete(k).PermitUncheckedError();
   batch.Put(PartPrefix(kMeta, job, p), EncodeBatch(base)).PermitUncheckedError();
   RETURN_IF_ERROR(Commit(
       &batch,
@@ -281,7 +319,13 @@ Status StateStore::WriteDelta(const std::string& job, int32_t p, int64_t n, std:
   }
   const std::string prefix = BatchPrefix(kDelta, job, p, n);
   rocksdb::WriteBatch batch;
-  DeletePrefix(&batch, prefix);  // an earlier attempt of batch n
+  {
+    // An earlier attempt of batch n, removed key by key (see Prepare: no
+    // range deletions on the per-batch path).
+    PrefixIter old(db_, prefix);
+    for (; old.it->Valid(); old.it->Next()) batch.Delete(old.it->key()).PermitUncheckedError();
+    RETURN_IF_ERROR(FromRocks(old.it->status(), fmt::format("reading the delta of {}[{}] batch {}", job, p, n)));
+  }
   std::string k;
   std::string v;
   for (const Change& c : changes) {

@@ -120,6 +120,12 @@ class StateStore {
   // deltas. One WriteBatch. Of two entries with one key the later wins.
   [[nodiscard]] Status Install(const std::string& job, int32_t p, int64_t base, std::span<const Change> entries);
 
+  // The whole state as of `base` (every entry with its value, key order),
+  // read without changing anything: s/ with the deltas C+1..base applied.
+  // nullopt when Prepare(base) would return false. For copies to another
+  // worker: unlike Prepare it leaves later deltas alone.
+  [[nodiscard]] Result<std::optional<std::vector<Change>>> ReadAsOf(const std::string& job, int32_t p, int64_t base);
+
   // The folded batch C of (job, p), or nullopt if not held.
   [[nodiscard]] Result<std::optional<int64_t>> FoldedBatch(const std::string& job, int32_t p);
 

@@ -131,6 +131,10 @@ class StoreAccess final : public engine::StateAccess {
 
 constexpr size_t kShuffleChunkBytes = 1 << 20;
 
+int64_t MillisBetween(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
+}
+
 }  // namespace
 
 Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::function<bool()> abandoned) {
@@ -138,6 +142,7 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::fun
   const engine::BatchContext batch{.batch_id = task.batch_id(),
                                    .batch_time_unix_ms = task.batch_time_unix_ms(),
                                    .watermark_unix_ms = task.watermark_unix_ms()};
+  const auto started = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec(), batch));
   proto::TaskResult result;
   std::string out;
@@ -179,11 +184,22 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::fun
   }
   RETURN_IF_ERROR(WriteDeadLetters(task, counts.dead_letter_lines, &result));
   if (keyed) {
+    const auto pushing = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(PushShuffle(task, std::move(buffers), &result));
+    spdlog::debug("job {} batch {} map task {}: {} records in {} ms, pushed {} bytes in {} ms", task.job_id(),
+                  task.batch_id(), task.task(), counts.input, MillisBetween(started, pushing),
+                  result.shuffle_bytes(), MillisBetween(pushing, std::chrono::steady_clock::now()));
     return result;
   }
   RETURN_IF_ERROR(WriteOutput(task, task.task(), task.output_partition(), out, abandoned, &result));
   return result;
+}
+
+Status Executor::StillCurrent(const proto::TaskRequest& task, const std::function<bool()>& abandoned) const {
+  if (abandoned && abandoned()) return absl::FailedPreconditionError("the leader gave up on this attempt");
+  const int64_t newest = fence_->highest();
+  if (newest <= task.epoch()) return absl::OkStatus();
+  return absl::FailedPreconditionError(fmt::format("its leader's epoch {} is older than {}", task.epoch(), newest));
 }
 
 Status Executor::WriteDeadLetters(const proto::TaskRequest& task, const std::string& lines, proto::TaskResult* result) {
@@ -206,15 +222,7 @@ Status Executor::WriteOutput(const proto::TaskRequest& task, int32_t index, int3
                                 .batch_id = task.batch_id(),
                                 .task = index,
                                 .output_partition = output_partition,
-                                .still_current = [this, epoch = task.epoch(), &abandoned]() -> Status {
-                                  if (abandoned && abandoned()) {
-                                    return absl::FailedPreconditionError("the leader gave up on this attempt");
-                                  }
-                                  const int64_t newest = fence_->highest();
-                                  if (newest <= epoch) return absl::OkStatus();
-                                  return absl::FailedPreconditionError(
-                                      fmt::format("its leader's epoch {} is older than {}", epoch, newest));
-                                }},
+                                .still_current = [this, &task, &abandoned] { return StillCurrent(task, abandoned); }},
                                out));
   result->set_output_name(written.name);
   result->set_skipped(written.skipped);
@@ -280,6 +288,7 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
   const std::string& job = task.job_id();
   const int32_t p = task.reduce_partition();
   proto::TaskResult result;
+  const auto started = std::chrono::steady_clock::now();
   shuffle_->DropThrough(job, task.batch_id() - 1);  // earlier batches committed
   for (int32_t m = 0; m < task.map_tasks(); ++m) {
     std::optional<std::string> rows = shuffle_->Get(job, task.batch_id(), m, p);
@@ -295,20 +304,28 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
                                    .batch_time_unix_ms = task.batch_time_unix_ms(),
                                    .watermark_unix_ms = task.watermark_unix_ms()};
   engine::ReduceOutput out;
+  const auto merged = std::chrono::steady_clock::now();
+  auto based = merged, reduced = merged, written = merged, copied = merged;
   if (stage->stateful()) {
     std::lock_guard<std::mutex> lock(state_->LockOf(job, p));
     const int64_t base = task.batch_id() - 1;
     RETURN_IF_ERROR(state_->EnsureBase(task.epoch(), job, p, base, task.state_holders()));
+    based = std::chrono::steady_clock::now();
     StoreAccess access(state_->store(), job, p);
     ASSIGN_OR_RETURN(out, reducer->Finish(batch, &access));
+    reduced = std::chrono::steady_clock::now();
+    RETURN_IF_ERROR(StillCurrent(task, abandoned));  // a superseded attempt writes no state
     RETURN_IF_ERROR(state_->store()->WriteDelta(job, p, task.batch_id(), out.changes));
+    written = std::chrono::steady_clock::now();
     result.add_state_holders(self_id_);
     if (!task.replica().id().empty() && task.replica().id() != self_id_) {
+      RETURN_IF_ERROR(StillCurrent(task, abandoned));
       bool replica_is_holder = false;
       for (const proto::MemberInfo& h : task.state_holders()) replica_is_holder |= h.id() == task.replica().id();
       RETURN_IF_ERROR(state_->Replicate(task.epoch(), job, p, base, task.batch_id(), replica_is_holder, task.replica()));
       result.add_state_holders(task.replica().id());
     }
+    copied = std::chrono::steady_clock::now();
     const state::StateStats stats = state_->store()->PartitionStats(job, p);
     result.set_state_keys(stats.keys);
     result.set_state_bytes(stats.bytes);
@@ -317,6 +334,12 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
   }
   result.set_output(out.output);
   RETURN_IF_ERROR(WriteOutput(task, p, p, out.lines, abandoned, &result));
+  spdlog::debug("job {} batch {} reduce partition {}: merged {} bytes in {} ms, state as of {} in {} ms, "
+                "reduced in {} ms ({} changes), delta written in {} ms, copied in {} ms, {} lines out in {} ms",
+                job, task.batch_id(), p, result.shuffle_bytes(), MillisBetween(started, merged), task.batch_id() - 1,
+                MillisBetween(merged, based), MillisBetween(based, reduced), out.changes.size(),
+                MillisBetween(reduced, written), MillisBetween(written, copied), out.output,
+                MillisBetween(copied, std::chrono::steady_clock::now()));
   return result;
 }
 

@@ -60,6 +60,9 @@ class Executor {
                                                     const std::function<bool()>& abandoned);
   [[nodiscard]] Status PushShuffle(const proto::TaskRequest& task, std::vector<std::string> buffers,
                                    proto::TaskResult* result);
+  // OK unless the leader has given up on this attempt or a newer leader
+  // exists: then the attempt must not write (state, sink).
+  [[nodiscard]] Status StillCurrent(const proto::TaskRequest& task, const std::function<bool()>& abandoned) const;
   [[nodiscard]] Status WriteDeadLetters(const proto::TaskRequest& task, const std::string& lines,
                                         proto::TaskResult* result);
   // Writes `out` to the job's sink as (batch, task, output partition).

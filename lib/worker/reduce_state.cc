@@ -11,9 +11,10 @@ namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
 
-// Cuts `changes` into chunks of about kChunkBytes; at least one chunk, the
-// last one marked.
-bool WriteChunks(const proto::StateChunk& header, std::span<const state::Change> changes,
+// Cuts `changes` into chunks of about kChunkBytes; at least one chunk. The
+// last one is marked `last` if `ends_stream` (a snapshot followed by a delta
+// is not the end: only the delta's last chunk is).
+bool WriteChunks(const proto::StateChunk& header, std::span<const state::Change> changes, bool ends_stream,
                  const std::function<bool(const proto::StateChunk&)>& write) {
   proto::StateChunk chunk = header;
   size_t bytes = 0;
@@ -32,8 +33,18 @@ bool WriteChunks(const proto::StateChunk& header, std::span<const state::Change>
       bytes = 0;
     }
   }
-  chunk.set_last(true);
+  chunk.set_last(ends_stream);
   return write(chunk);
+}
+
+// A worker's own calls to other workers end well inside the leader's
+// RunTask deadline (60 s), so a reduce task never outlives its attempt.
+constexpr auto kPeerDeadline = std::chrono::seconds(15);
+
+Status Stale(const std::string& self, const std::string& job, int32_t partition, int64_t base, int64_t folded) {
+  return absl::AbortedError(fmt::format(
+      "worker {}: job {} reduce partition {} is already folded to batch {}: an attempt on top of batch {} is stale",
+      self, job, partition, folded, base));
 }
 
 std::vector<state::Change> ChangesOf(const std::vector<proto::StateChunk>& chunks, bool snapshot) {
@@ -72,6 +83,10 @@ std::mutex& ReduceState::LockOf(const std::string& job, int32_t partition) {
 
 Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
                                const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders) {
+  // A copy already past `base` means a later batch committed: this attempt
+  // is stale and must not roll the copy back.
+  ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
+  if (folded.has_value() && *folded > base) return Stale(self_, job, partition, base, *folded);
   bool holder = false;
   for (const proto::MemberInfo& h : holders) holder = holder || h.id() == self_;
   if (holder) {
@@ -89,7 +104,7 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     if (h.id() == self_) continue;
     auto stub = proto::WorkerService::NewStub(rpc::NewChannel(h.rpc_address()));
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    ctx.set_deadline(std::chrono::system_clock::now() + kPeerDeadline);
     proto::FetchStateRequest request;
     request.set_epoch(epoch);
     request.set_job_id(job);
@@ -131,7 +146,7 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
   for (bool with_snapshot : {!replica_is_holder, true}) {
     auto stub = proto::WorkerService::NewStub(rpc::NewChannel(replica.rpc_address()));
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    ctx.set_deadline(std::chrono::system_clock::now() + kPeerDeadline);
     proto::ReplicateStateResponse response;
     auto writer = stub->ReplicateState(&ctx, &response);
     bool sent = true;
@@ -141,13 +156,15 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
                    partition, base, all.size(), replica.id());
       proto::StateChunk snap = header;
       snap.set_snapshot(true);
-      sent = WriteChunks(snap, all, [&](const proto::StateChunk& c) { return writer->Write(c); });
+      sent = WriteChunks(snap, all, /*ends_stream=*/false, [&](const proto::StateChunk& c) { return writer->Write(c); });
     }
-    if (sent) sent = WriteChunks(header, delta, [&](const proto::StateChunk& c) { return writer->Write(c); });
+    if (sent) {
+      sent = WriteChunks(header, delta, /*ends_stream=*/true, [&](const proto::StateChunk& c) { return writer->Write(c); });
+    }
     if (sent) writer->WritesDone();
     Status st = rpc::FromGrpc(writer->Finish());
     if (st.ok()) return st;
-    if (with_snapshot || !absl::IsFailedPrecondition(st)) {
+    if (with_snapshot || !absl::IsNotFound(st)) {
       return Annotate(st, fmt::format("copying job {} reduce partition {} batch {} to worker {}", job, partition,
                                       batch, replica.id()));
     }
@@ -161,18 +178,18 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
 Status ReduceState::Snapshot(const std::string& job, int32_t partition, int64_t base,
                              const std::function<bool(const proto::StateChunk&)>& write) {
   std::lock_guard<std::mutex> lock(LockOf(job, partition));
-  ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
-  if (!here) {
-    return absl::FailedPreconditionError(
+  // Read-only: this worker may be running (or about to fold) a later batch.
+  ASSIGN_OR_RETURN(std::optional<std::vector<state::Change>> all, store_->ReadAsOf(job, partition, base));
+  if (!all.has_value()) {
+    return absl::NotFoundError(
         fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
   }
-  ASSIGN_OR_RETURN(std::vector<state::Change> all, ScanAll(store_.get(), job, partition));
   proto::StateChunk header;
   header.set_job_id(job);
   header.set_partition(partition);
   header.set_base_batch(base);
   header.set_snapshot(true);
-  if (!WriteChunks(header, all, write)) return absl::CancelledError("the reader went away");
+  if (!WriteChunks(header, *all, /*ends_stream=*/true, write)) return absl::CancelledError("the reader went away");
   return absl::OkStatus();
 }
 
@@ -183,12 +200,17 @@ Status ReduceState::Apply(const std::vector<proto::StateChunk>& chunks) {
   const int32_t partition = first.partition();
   const int64_t base = first.base_batch();
   std::lock_guard<std::mutex> lock(LockOf(job, partition));
+  // Never roll a copy back: a copy past `base` means a later batch
+  // committed, and this stream comes from a stale attempt.
+  ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
+  if (folded.has_value() && *folded > base) return Stale(self_, job, partition, base, *folded);
   bool has_snapshot = false;
   for (const proto::StateChunk& c : chunks) has_snapshot = has_snapshot || c.snapshot();
   if (has_snapshot) RETURN_IF_ERROR(store_->Install(job, partition, base, ChangesOf(chunks, true)));
   ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
   if (!here) {
-    return absl::FailedPreconditionError(
+    // The sender then sends the whole state (Replicate).
+    return absl::NotFoundError(
         fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
   }
   return store_->WriteDelta(job, partition, first.batch(), ChangesOf(chunks, false));

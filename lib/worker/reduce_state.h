@@ -50,7 +50,8 @@ class ReduceState {
 
   // Makes this worker's copy the state as of `base` (see above). `holders`:
   // the live workers holding it (from the task). UNAVAILABLE if no holder
-  // could give it.
+  // could give it; ABORTED if this copy is already past `base` (the task is
+  // a stale attempt of a batch that committed).
   [[nodiscard]] Status EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
                                   const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders);
 
@@ -64,8 +65,9 @@ class ReduceState {
                                 const std::function<bool(const proto::StateChunk&)>& write);
 
   // Server side of ReplicateState: applies what arrived (all chunks of one
-  // stream). FAILED_PRECONDITION when a delta came without a snapshot and
-  // this worker lacks its base.
+  // stream). NOT_FOUND when a delta came without a snapshot and this worker
+  // lacks its base (the sender then sends the whole state); ABORTED when this
+  // copy is already past the base (a stale attempt: never rolled back).
   [[nodiscard]] Status Apply(const std::vector<proto::StateChunk>& chunks);
 
  private:

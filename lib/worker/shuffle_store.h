@@ -6,10 +6,13 @@
 // bytes: the combiner's output does not depend on the order of its input).
 // In memory only: a reduce worker that dies loses them and the leader re-runs
 // the batch's map tasks, whose input blocks are held until the batch commits.
+// Outputs no reduce task here will use (a stopped job, a partition that moved,
+// a late push of an old attempt) go after kMaxAge.
 //
 // Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -27,10 +30,19 @@ class ShuffleStore {
   void DropThrough(const std::string& job, int64_t batch);
   int64_t bytes() const;
 
+  static constexpr std::chrono::minutes kMaxAge{10};
+
  private:
   using Key = std::tuple<std::string, int64_t, int32_t, int32_t>;
+  struct Rows {
+    std::string data;
+    std::chrono::steady_clock::time_point put;
+  };
+  void DropOldLocked(std::chrono::steady_clock::time_point now);
+
   mutable std::mutex mu_;
-  std::map<Key, std::string> rows_;  // guarded by mu_
+  std::map<Key, Rows> rows_;  // guarded by mu_
+  std::chrono::steady_clock::time_point last_sweep_;  // guarded by mu_
   int64_t bytes_ = 0;                // guarded by mu_
 };
 

@@ -97,7 +97,7 @@ grpc::Status WorkerServiceImpl::DropBlocks(grpc::ServerContext* /*context*/, con
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* /*context*/,
+grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* context,
                                             grpc::ServerReader<proto::ShuffleChunk>* reader,
                                             proto::PushShuffleResponse* response) {
   // Kept only once the whole stream is here: a map task that died halfway
@@ -119,6 +119,8 @@ grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* /*context*/,
     bytes += static_cast<int64_t>(chunk.rows().size());
     rows[chunk.partition()] += chunk.rows();
   }
+  // Read() ends the same way for WritesDone and for a broken stream.
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the shuffle stream broke off");
   for (auto& [partition, data] : rows) {
     shuffle_->Put(first.job_id(), first.batch_id(), first.map_task(), partition, std::move(data));
   }
@@ -126,14 +128,19 @@ grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* /*context*/,
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* /*context*/,
+grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* context,
                                                grpc::ServerReader<proto::StateChunk>* reader,
                                                proto::ReplicateStateResponse* /*response*/) {
   std::vector<proto::StateChunk> chunks;
   proto::StateChunk chunk;
-  while (reader->Read(&chunk)) chunks.push_back(std::move(chunk));
+  while (reader->Read(&chunk)) {
+    if (chunks.empty()) {
+      if (Status st = fence_->Accept(chunk.epoch()); !st.ok()) return rpc::ToGrpc(st);
+    }
+    chunks.push_back(std::move(chunk));
+  }
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the state stream broke off");
   if (chunks.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an empty state stream");
-  if (Status st = fence_->Accept(chunks.front().epoch()); !st.ok()) return rpc::ToGrpc(st);
   return rpc::ToGrpc(state_->Apply(chunks));
 }
 

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   app.add_option("--workers", options.workers, "workerd processes")->capture_default_str();
   app.add_option("--kafka-topic", topics, "Start the Kafka mock with topic NAME:PARTITIONS");
   app.add_option("--ready-file", ready_file, "Where to write the cluster's addresses when up");
+  app.add_option("--log-level", options.log_level, "Every daemon's log level")->capture_default_str();
+  app.add_option("--worker-flag", options.worker_flags, "Added to every workerd command line (repeatable)");
   if (std::optional<int> code = sluice::ParseCommandLine(app, argc, argv)) return *code;
   if (options.dir.empty()) {
     std::cerr << "sluice-local-cluster: error: --dir is required\n";

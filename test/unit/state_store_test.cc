@@ -424,5 +424,28 @@ TEST_F(StateStoreTest, ConcurrentPartitionsKeepStatsExact) {
   ExpectStats(*store_, "j", kPartitions, 2 * kPartitions, 8 * kPartitions);
 }
 
+
+TEST_F(StateStoreTest, ReadAsOfAppliesDeltasWithoutChangingAnything) {
+  ASSERT_TRUE(Prepare("j", 0, -1));
+  Delta("j", 0, 0, {Put("a", "1"), Put("b", "2")});
+  Delta("j", 0, 1, {Put("a", "3"), Erase("b"), Put("c", "4")});
+  Delta("j", 0, 2, {Put("d", "5")});  // not committed yet
+  auto as_of_1 = store_->ReadAsOf("j", 0, 1);
+  ASSERT_TRUE(as_of_1.ok()) << as_of_1.status();
+  ASSERT_TRUE(as_of_1->has_value());
+  EXPECT_THAT(**as_of_1, ElementsAre(Put("a", "3"), Put("c", "4")));
+  // Nothing folded or removed: the later delta is still there to fold.
+  EXPECT_EQ(Folded("j", 0), -1);
+  ASSERT_TRUE(Prepare("j", 0, 2));
+  EXPECT_EQ(Get("j", 0, "d"), "5");
+  // Not here as of a batch whose delta is missing, or before the folded one.
+  auto missing = store_->ReadAsOf("j", 0, 3);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+  auto behind = store_->ReadAsOf("j", 0, 1);
+  ASSERT_TRUE(behind.ok());
+  EXPECT_FALSE(behind->has_value());
+}
+
 }  // namespace
 }  // namespace sluice::state
