@@ -81,6 +81,32 @@ class CountAggregator final : public Aggregator {
   }
 };
 
+// _events: the encoded events, each length-prefixed, in Add/Merge order.
+class EventListAggregator final : public Aggregator {
+ public:
+  EventListAggregator() : Aggregator(std::string(kEventListFn)) {}
+  Status Add(const Value& value, std::string* state) const override {
+    const auto* s = std::get_if<std::string_view>(&value);
+    if (s == nullptr) return absl::InvalidArgumentError("_events: an event arrives as its encoding");
+    PutLengthPrefixed(*s, state);
+    return absl::OkStatus();
+  }
+  Status Merge(std::string_view other, std::string* state) const override {
+    state->append(other);
+    return absl::OkStatus();
+  }
+  Status AppendResult(std::string_view state, std::string* out) const override {
+    size_t pos = 0, n = 0;
+    std::string_view e;
+    while (pos < state.size()) {
+      if (!GetLengthPrefixed(state, &pos, &e)) return Corrupt(fn());
+      ++n;
+    }
+    fmt::format_to(std::back_inserter(*out), "{}", n);
+    return absl::OkStatus();
+  }
+};
+
 // sum (with_count false): [double]; avg (with_count true): [double][int64].
 class SumAggregator final : public Aggregator {
  public:
@@ -441,6 +467,7 @@ uint64_t StableHash64(std::string_view bytes) {
 
 Result<std::unique_ptr<Aggregator>> Aggregator::Create(const proto::Aggregation& spec) {
   const std::string& fn = spec.fn();
+  if (fn == kEventListFn) return std::make_unique<EventListAggregator>();
   static constexpr std::string_view kKnown[] = {"count", "sum", "avg", "min", "max",
       "count_distinct", "approx_distinct", "top_k"};
   if (std::find(std::begin(kKnown), std::end(kKnown), fn) == std::end(kKnown)) {

@@ -65,6 +65,12 @@
 
 namespace sluice::engine {
 
+// Internal (not in the job language): the state is the events themselves,
+// each varint length + an encoded event (keyed.h EncodeEvent), in the order
+// added and merged — what update_state with a plugin ships from the map
+// tasks to the reduce task. Its result is the number of events.
+inline constexpr std::string_view kEventListFn = "_events";
+
 // Beyond these, Add/Merge return RESOURCE_EXHAUSTED rather than grow the state
 // without bound (the job fails with that error, docs/state.md).
 inline constexpr size_t kMaxDistinctValues = 100'000;

@@ -2,9 +2,11 @@
 
 #include <bit>
 #include <cstring>
+#include <deque>
 #include <map>
 
 #include "lib/engine/json_text.h"
+#include "lib/engine/plugin_loader.h"
 #include "lib/engine/varint.h"
 #include "lib/engine/window.h"
 
@@ -56,7 +58,136 @@ void PutFixed64(int64_t v, std::string* out) {
   out->append(b, 8);
 }
 
+// A plugin value as JSON.
+void AppendPluginValueJson(const plugin::Value& v, std::string* out) {
+  switch (v.type) {
+    case plugin::Type::kString:
+      AppendJsonString(v.string.view(), out);
+      return;
+    case plugin::Type::kNumber:
+      AppendJsonNumber(v.number, out);
+      return;
+    case plugin::Type::kBool:
+      out->append(v.boolean ? "true" : "false");
+      return;
+    default:
+      out->append("null");
+  }
+}
+
+// The parts of a key built by AppendKeyPart, as plugin values (strings view
+// into `key`).
+Status DecodeKeyParts(std::string_view key, std::vector<plugin::Value>* parts) {
+  parts->clear();
+  size_t pos = 0;
+  std::string_view part;
+  while (pos < key.size()) {
+    if (!GetLengthPrefixed(key, &pos, &part)) return absl::DataLossError("a key is malformed");
+    double d = 0;
+    if (part.empty()) {
+      parts->push_back(plugin::Value::Null());
+    } else if (part[0] == 'b' && part.size() == 2) {
+      parts->push_back(plugin::Value::Bool(part[1] != 0));
+    } else if (NumberOfPart(part, &d)) {
+      parts->push_back(plugin::Value::Number(d));
+    } else if (part[0] == 's') {
+      parts->push_back(plugin::Value::String(part.substr(1)));
+    } else {
+      return absl::DataLossError("a key part is malformed");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Decodes one event of EncodeEvent into `fields` (views into `in`).
+Status DecodeEvent(std::string_view in, std::vector<plugin::Field>* fields) {
+  fields->clear();
+  size_t pos = 0;
+  uint64_t n = 0;
+  if (!GetVarint(in, &pos, &n)) return absl::DataLossError("an event is malformed");
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view name;
+    if (!GetLengthPrefixed(in, &pos, &name) || pos >= in.size()) return absl::DataLossError("an event is malformed");
+    const char type = in[pos++];
+    plugin::Field f{name, plugin::Value::Null()};
+    if (type == 'b') {
+      if (pos + 1 > in.size()) return absl::DataLossError("an event is malformed");
+      f.value = plugin::Value::Bool(in[pos++] != 0);
+    } else if (type == 'n') {
+      if (pos + 8 > in.size()) return absl::DataLossError("an event is malformed");
+      double d = 0;
+      std::memcpy(&d, in.data() + pos, 8);
+      pos += 8;
+      f.value = plugin::Value::Number(d);
+    } else if (type == 's') {
+      std::string_view str;
+      if (!GetLengthPrefixed(in, &pos, &str)) return absl::DataLossError("an event is malformed");
+      f.value = plugin::Value::String(str);
+    } else if (type != 'z') {
+      return absl::DataLossError("an event has a field of unknown type");
+    }
+    fields->push_back(f);
+  }
+  if (pos != in.size()) return absl::DataLossError("an event has trailing bytes");
+  return absl::OkStatus();
+}
+
+// What a plugin's Update emits, collected for one call.
+class CollectingStateEmitter final : public plugin::StateEmitter {
+ public:
+  void Emit(const plugin::Field* fields, size_t n) override { events_.emplace_back(fields, fields + n); }
+  char* Allocate(size_t n) override {
+    arena_.emplace_back(n, '\0');
+    return arena_.back().data();
+  }
+  void Reject(plugin::Str reason) override { rejected_ = std::string(reason.view()); }
+  void SetState(plugin::Str state) override {
+    state_ = std::string(state.view());
+    change_ = kSet;
+  }
+  void ClearState() override { change_ = kClear; }
+
+  void Reset() {
+    events_.clear();
+    arena_.clear();
+    rejected_.reset();
+    change_ = kKeep;
+  }
+  enum Change { kKeep, kSet, kClear };
+  const std::vector<std::vector<plugin::Field>>& events() const { return events_; }
+  const std::optional<std::string>& rejected() const { return rejected_; }
+  Change change() const { return change_; }
+  const std::string& state() const { return state_; }
+
+ private:
+  std::vector<std::vector<plugin::Field>> events_;
+  std::deque<std::string> arena_;  // stable addresses
+  std::optional<std::string> rejected_;
+  std::string state_;
+  Change change_ = kKeep;
+};
+
 }  // namespace
+
+void AppendEventHeader(size_t fields, std::string* out) { PutVarint(fields, out); }
+
+void AppendEventField(std::string_view name, const Value& value, std::string* out) {
+  PutLengthPrefixed(name, out);
+  if (const auto* s = std::get_if<std::string_view>(&value)) {
+    out->push_back('s');
+    PutLengthPrefixed(*s, out);
+  } else if (const double* d = std::get_if<double>(&value)) {
+    out->push_back('n');
+    char b[8];
+    std::memcpy(b, d, 8);
+    out->append(b, 8);
+  } else if (const bool* b = std::get_if<bool>(&value)) {
+    out->push_back('b');
+    out->push_back(*b ? 1 : 0);
+  } else {
+    out->push_back('z');
+  }
+}
 
 std::string EncodeStates(const std::vector<std::string>& states) {
   std::string out;
@@ -92,6 +223,7 @@ Result<std::optional<KeyedStage>> KeyedStageOf(const proto::JobSpec& spec) {
                                                   spec.operators(i).line(), i, why));
   };
   KeyedStage stage;
+  stage.job = spec.name();
   stage.first_op = first;
   stage.batch_interval_ms = spec.batch_interval_ms();
   stage.reduce_partitions = ReducePartitions(spec);
@@ -118,12 +250,18 @@ Result<std::optional<KeyedStage>> KeyedStageOf(const proto::JobSpec& spec) {
     }
   } else if (last.has_update_state()) {
     if (windowed) return bad(i, "update_state keeps its own state per key: it takes no window");
-    if (!last.update_state().plugin().empty()) {
-      return bad(i, "update_state with a plugin cannot run yet (running aggregates can): see docs/state.md");
+    const proto::UpdateStateOp& u = last.update_state();
+    stage.timeout_ms = u.timeout_ms();
+    if (!u.plugin().empty()) {
+      stage.mode = KeyedStage::Mode::kPlugin;
+      stage.plugin.set_path(u.plugin());
+      *stage.plugin.mutable_config() = u.config();
+      stage.plugin_line = last.line();
+      stage.aggregate.add_aggregations()->set_fn(std::string(kEventListFn));
+    } else {
+      stage.mode = KeyedStage::Mode::kRunning;
+      *stage.aggregate.mutable_aggregations() = u.running();
     }
-    stage.mode = KeyedStage::Mode::kRunning;
-    *stage.aggregate.mutable_aggregations() = last.update_state().running();
-    stage.timeout_ms = last.update_state().timeout_ms();
   } else {
     return bad(i, "after key_by (and window) comes aggregate or update_state");
   }
@@ -171,10 +309,14 @@ Result<std::unique_ptr<KeyedMapper>> KeyedMapper::Create(const KeyedStage& stage
   return std::unique_ptr<KeyedMapper>(new KeyedMapper(stage, ctx, std::move(combiner)));
 }
 
-Status KeyedMapper::Add(const std::function<Value(std::string_view)>& lookup) {
+Status KeyedMapper::Add(const std::function<Value(std::string_view)>& lookup, std::string_view encoded_event) {
   user_key_.clear();
   for (const std::string& f : stage_.key_fields) AppendKeyPart(lookup(f), &user_key_);
   values_.clear();
+  if (stage_.mode == KeyedStage::Mode::kPlugin) {
+    values_.push_back(Value(encoded_event));
+    return combiner_->Add(user_key_, values_);
+  }
   for (const proto::Aggregation& a : stage_.aggregate.aggregations()) {
     values_.push_back(a.field().empty() ? Value(Null{}) : lookup(a.field()));
   }
@@ -182,6 +324,7 @@ Status KeyedMapper::Add(const std::function<Value(std::string_view)>& lookup) {
   switch (stage_.mode) {
     case KeyedStage::Mode::kPerBatch:
     case KeyedStage::Mode::kRunning:
+    case KeyedStage::Mode::kPlugin:
       return combiner_->Add(user_key_, values_);
     case KeyedStage::Mode::kBatchWindow: {
       const int64_t slot = ctx_.batch_id - 1;
@@ -240,7 +383,11 @@ Status KeyedMapper::Add(const std::function<Value(std::string_view)>& lookup) {
 
 Result<std::unique_ptr<Reducer>> Reducer::Create(const KeyedStage& stage) {
   ASSIGN_OR_RETURN(std::unique_ptr<ShuffleReader> reader, ShuffleReader::Create(stage.aggregate));
-  return std::unique_ptr<Reducer>(new Reducer(stage, std::move(reader)));
+  std::unique_ptr<Reducer> reducer(new Reducer(stage, std::move(reader)));
+  if (stage.mode == KeyedStage::Mode::kPlugin) {
+    ASSIGN_OR_RETURN(reducer->updater_, CreatePluginStateUpdater(stage.plugin, stage.job, stage.plugin_line));
+  }
+  return reducer;
 }
 
 Reducer::Reducer(const KeyedStage& stage, std::unique_ptr<ShuffleReader> reader)
@@ -273,6 +420,8 @@ Result<ReduceOutput> Reducer::Finish(const BatchContext& ctx, StateAccess* state
       return FinishSessions(ctx, state);
     case KeyedStage::Mode::kRunning:
       return FinishRunning(ctx, state);
+    case KeyedStage::Mode::kPlugin:
+      return FinishPlugin(ctx, state);
   }
   return absl::InternalError("unknown keyed mode");
 }
@@ -430,6 +579,98 @@ Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess
       return true;
     }));
     RETURN_IF_ERROR(error);
+  }
+  return out;
+}
+
+Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess* state) {
+  ReduceOutput out;
+  CollectingStateEmitter emitter;
+  std::vector<plugin::Value> parts;
+  std::vector<std::vector<plugin::Field>> fields;
+  std::vector<plugin::Event> events;
+  const std::string& path = stage_.plugin.path();
+  // One call of Update; its output rendered and its state change recorded.
+  auto call = [&](std::string_view key, std::string_view old_state, bool timed_out) -> Status {
+    RETURN_IF_ERROR(DecodeKeyParts(key, &parts));
+    emitter.Reset();
+    try {
+      updater_->Update(plugin::Key{parts.data(), parts.size()}, events.data(), events.size(), old_state, timed_out,
+                       emitter);
+    } catch (const std::exception& e) {
+      return absl::InvalidArgumentError(fmt::format("update_state plugin {} threw: {}", path, e.what()));
+    } catch (...) {
+      return absl::InvalidArgumentError(fmt::format("update_state plugin {} threw", path));
+    }
+    if (emitter.rejected()) {
+      std::string k;
+      IgnoreError(AppendKeyJson(key, &k), "the key is only for the message");
+      return absl::InvalidArgumentError(
+          fmt::format("update_state plugin {} rejected key {}: {}", path, k, *emitter.rejected()));
+    }
+    for (const std::vector<plugin::Field>& e : emitter.events()) {
+      out.lines += "{\"key\":";
+      RETURN_IF_ERROR(AppendKeyJson(key, &out.lines));
+      for (const plugin::Field& f : e) {
+        out.lines.push_back(',');
+        AppendJsonString(f.name.view(), &out.lines);
+        out.lines.push_back(':');
+        AppendPluginValueJson(f.value, &out.lines);
+      }
+      out.lines += "}\n";
+      ++out.output;
+    }
+    return absl::OkStatus();
+  };
+  auto stamped = [&](std::string_view bytes) {
+    std::string v;
+    PutFixed64(ctx.batch_time_unix_ms, &v);
+    v.append(bytes);
+    return v;
+  };
+  for (const auto* row : reader_->Sorted()) {
+    // The key's events, in the order the map tasks read them.
+    const std::string& list = row->second[0];
+    fields.clear();
+    size_t pos = 0;
+    std::string_view one;
+    while (pos < list.size()) {
+      if (!GetLengthPrefixed(list, &pos, &one)) return absl::DataLossError("the shuffled events are malformed");
+      fields.emplace_back();
+      RETURN_IF_ERROR(DecodeEvent(one, &fields.back()));
+    }
+    events.clear();
+    for (const auto& f : fields) events.push_back(plugin::Event{f.data(), f.size()});
+    ASSIGN_OR_RETURN(std::optional<std::string> old, state->Get(row->first));
+    if (old && old->size() < 8) return absl::DataLossError("a plugin state is truncated");
+    const std::string_view old_bytes = old ? std::string_view(*old).substr(8) : std::string_view();
+    RETURN_IF_ERROR(call(row->first, old_bytes, false));
+    switch (emitter.change()) {
+      case CollectingStateEmitter::kSet:
+        out.changes.push_back({row->first, stamped(emitter.state())});
+        break;
+      case CollectingStateEmitter::kClear:
+        if (old) out.changes.push_back({row->first, std::nullopt});
+        break;
+      case CollectingStateEmitter::kKeep:
+        if (old) out.changes.push_back({row->first, stamped(old_bytes)});  // its timeout starts again
+        break;
+    }
+  }
+  if (stage_.timeout_ms > 0) {
+    events.clear();
+    std::vector<std::pair<std::string, std::string>> expired;
+    RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
+      if (reader_->Find(key) != nullptr || value.size() < 8) return true;
+      int64_t last = 0;
+      std::memcpy(&last, value.data(), 8);
+      if (last + stage_.timeout_ms <= ctx.batch_time_unix_ms) expired.emplace_back(key, value.substr(8));
+      return true;
+    }));
+    for (const auto& [key, bytes] : expired) {
+      RETURN_IF_ERROR(call(key, bytes, true));
+      out.changes.push_back({key, std::nullopt});
+    }
   }
   return out;
 }

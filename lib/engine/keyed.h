@@ -37,6 +37,12 @@
 //                 key a batch updates is emitted with its new totals; a key
 //                 idle for `timeout` (batch time) is emitted with
 //                 "timed_out":true and removed.
+//   kPlugin       update_state with a plugin (plugin_api.h StateUpdater): the
+//                 map side ships the events themselves (the internal _events
+//                 aggregation of aggregate.h: each event encoded, EncodeEvent
+//                 below); state per user key = fixed int64 batch time of its
+//                 last update, then the plugin's bytes. Update is called per
+//                 key with the batch's events, and per timed-out key.
 //
 // Output lines (JSON objects): {"key":[...], <window fields>, "<as>":<result>...}
 // with "window_start"/"window_end" (ms) for windows, "session_start"/
@@ -62,6 +68,7 @@
 #include "lib/engine/aggregate.h"
 #include "lib/engine/combiner.h"
 #include "lib/engine/expr.h"
+#include "lib/engine/plugin_api.h"
 #include "lib/state/state_store.h"
 #include "proto/job.pb.h"
 
@@ -71,13 +78,16 @@ inline constexpr int64_t kNoWatermark = std::numeric_limits<int64_t>::min();
 inline constexpr int32_t kDefaultReducePartitions = 4;
 
 struct KeyedStage {
-  enum class Mode { kPerBatch, kBatchWindow, kEventWindow, kSession, kRunning };
+  enum class Mode { kPerBatch, kBatchWindow, kEventWindow, kSession, kRunning, kPlugin };
   Mode mode = Mode::kPerBatch;
   int first_op = 0;  // index of key_by among the job's operators
   std::vector<std::string> key_fields;
   proto::WindowOp window;        // kBatchWindow, kEventWindow, kSession
   proto::AggregateOp aggregate;  // aggregate, or update_state's running functions
-  int64_t timeout_ms = 0;        // kRunning
+  int64_t timeout_ms = 0;        // kRunning, kPlugin
+  proto::PluginOp plugin;        // kPlugin: path and config
+  int plugin_line = 0;           // kPlugin: its line in the job file
+  std::string job;               // the job's name, for messages
   int64_t batch_interval_ms = 0;
   int32_t reduce_partitions = kDefaultReducePartitions;
 
@@ -112,11 +122,16 @@ class KeyedMapper {
  public:
   [[nodiscard]] static Result<std::unique_ptr<KeyedMapper>> Create(const KeyedStage& stage, const BatchContext& ctx);
 
+  // kPlugin ships whole events: Add's `encoded_event` must be the event
+  // (EncodeEvent), else it is not needed.
+  bool wants_events() const { return stage_.mode == KeyedStage::Mode::kPlugin; }
+
   // Adds one event (its fields through `lookup`). INVALID_ARGUMENT: the event
   // has no usable event time; OUT_OF_RANGE: it is late — both make it a dead
   // letter, the message saying why. Other errors (RESOURCE_EXHAUSTED at an
   // aggregation's limit) fail the task.
-  [[nodiscard]] Status Add(const std::function<Value(std::string_view)>& lookup);
+  [[nodiscard]] Status Add(const std::function<Value(std::string_view)>& lookup,
+                           std::string_view encoded_event = {});
 
   // One buffer per reduce partition (combiner.h row format).
   std::vector<std::string> Finish() { return combiner_->Finish(); }
@@ -172,11 +187,20 @@ class Reducer {
   Result<ReduceOutput> FinishWindows(const BatchContext& ctx, StateAccess* state);
   Result<ReduceOutput> FinishSessions(const BatchContext& ctx, StateAccess* state);
   Result<ReduceOutput> FinishRunning(const BatchContext& ctx, StateAccess* state);
+  Result<ReduceOutput> FinishPlugin(const BatchContext& ctx, StateAccess* state);
 
   const KeyedStage stage_;
   std::unique_ptr<ShuffleReader> reader_;
   std::vector<const Aggregator*> aggs_;
+  std::unique_ptr<plugin::StateUpdater> updater_;  // kPlugin
 };
+
+// An event as it travels to a plugin's Update: varint(field count), then per
+// field varint(length) name, a type byte and the value: 'z' (null), 'b' + 1
+// byte, 'n' + 8 bytes (IEEE double, little-endian), 's' + varint(length)
+// bytes.
+void AppendEventHeader(size_t fields, std::string* out);
+void AppendEventField(std::string_view name, const Value& value, std::string* out);
 
 // State values: the aggregation states, each varint-length-prefixed.
 std::string EncodeStates(const std::vector<std::string>& states);

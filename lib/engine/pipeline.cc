@@ -418,7 +418,12 @@ class PipelineImpl final : public Pipeline {
     for (const Event& e : events_) {
       if (mapper_) {
         if (!keyed_error_.ok()) return;
-        Status st = mapper_->Add([&](std::string_view n) { return Lookup(e, n); });
+        if (mapper_->wants_events()) {
+          encoded_.clear();
+          AppendEventHeader(e.size(), &encoded_);
+          for (const Field& f : e) AppendEventField(f.name, f.value, &encoded_);
+        }
+        Status st = mapper_->Add([&](std::string_view n) { return Lookup(e, n); }, encoded_);
         if (absl::IsInvalidArgument(st) || absl::IsOutOfRange(st)) {
           DeadLetter(offset, std::string(st.message()), counts);
         } else if (!st.ok()) {
@@ -443,6 +448,7 @@ class PipelineImpl final : public Pipeline {
   const bool csv_;  // the file sink's format: csv rows, else JSON lines
   std::unique_ptr<KeyedMapper> mapper_;  // keyed jobs: events go here, not to `out`
   Status keyed_error_;                   // the first error that fails the task
+  std::string encoded_;                  // the event, for an update_state plugin
   simdjson::ondemand::parser parser_;
   std::string padded_;
   std::deque<std::string> scratch_;  // names and values made for one record

@@ -160,9 +160,10 @@ TEST_F(JobsTest, ARefusedJobNamesItsMistakeAndLeavesNothingBehind) {
   // A valid job of a shape this release cannot run: refused by the leader.
   bad = Ctl({"submit", JobFile("keyed.yaml", "name: j\nsources: [clicks]\nsink: {null: {}}\noperators:\n"
                                              "  - parse: {format: json}\n  - key_by: user\n"
-                                             "  - update_state: {plugin: /opt/sessionize.so}\n")});
+                                             "  - aggregate: [{fn: count}]\n  - filter: \"count > 1\"\n")});
   EXPECT_EQ(bad.code, 2);
-  EXPECT_THAT(bad.output, HasSubstr("keyed.yaml: line 7: operators[2]: update_state with a plugin cannot run yet"));
+  EXPECT_THAT(bad.output, HasSubstr("keyed.yaml: line 8: operators[3]: the keyed stage (key_by ... "
+                                    "aggregate/update_state) must be the job's last operators"));
   EXPECT_EQ(Ctl({"submit", dir_.Sub("missing.yaml")}).code, 1);
   CtlRun list = Ctl({"list"});
   EXPECT_EQ(list.code, 0);

@@ -73,10 +73,17 @@ BatchRun RunBatch(const proto::JobSpec& spec, const BatchContext& ctx, const std
     auto mapper = KeyedMapper::Create(**stage, ctx);
     EXPECT_TRUE(mapper.ok());
     for (const Event& e : events) {
-      Status st = (*mapper)->Add([&](std::string_view name) {
-        auto it = e.find(std::string(name));
-        return it == e.end() ? Value(Null{}) : it->second;
-      });
+      std::string encoded;
+      if ((*mapper)->wants_events()) {
+        AppendEventHeader(e.size(), &encoded);
+        for (const auto& [name, value] : e) AppendEventField(name, value, &encoded);
+      }
+      Status st = (*mapper)->Add(
+          [&](std::string_view name) {
+            auto it = e.find(std::string(name));
+            return it == e.end() ? Value(Null{}) : it->second;
+          },
+          encoded);
       if (!st.ok()) run.dead.push_back(std::string(st.message()));
     }
     run.late += (*mapper)->late_events();
@@ -122,9 +129,11 @@ TEST(KeyedStageTest, ShapesAndRefusals) {
   proto::JobSpec after = Job("  - key_by: k\n  - aggregate: [{fn: count}]\n");
   after.add_operators()->mutable_filter()->set_expr("true");
   EXPECT_THAT(std::string(KeyedStageOf(after).status().message()), HasSubstr("must be the job's last operators"));
-  proto::JobSpec plugin = Job("  - key_by: k\n  - update_state: {plugin: /opt/p.so}\n");
-  EXPECT_THAT(std::string(KeyedStageOf(plugin).status().message()), HasSubstr("plugin cannot run yet"));
-  EXPECT_THAT(std::string(CheckRunnable(plugin).message()), HasSubstr("j.yaml: line"));
+  EXPECT_EQ(mode("  - key_by: k\n  - update_state: {plugin: /opt/p.so, config: {a: b}, timeout: 1m}\n"),
+            KeyedStage::Mode::kPlugin);
+  proto::JobSpec windowed = Job("  - key_by: k\n  - window: {type: tumbling, length: 2s}\n  - aggregate: [{fn: count}]\n");
+  *windowed.mutable_operators(2)->mutable_update_state()->add_running() = proto::Aggregation();
+  EXPECT_THAT(std::string(CheckRunnable(windowed).message()), HasSubstr("j.yaml: line"));
 }
 
 TEST(KeyedStageTest, PerBatchWordCountOverTwoMapTasks) {
@@ -215,6 +224,28 @@ TEST(KeyedStageTest, SessionsMergeAcrossBatchesAndCloseAtTheWatermark) {
                                     R"({"key":["a"],"session_start":13000,"session_end":14000,"count":1})"));
   EXPECT_EQ(b3.late, 1);
   for (const MapState& s : state) EXPECT_TRUE(s.values.empty());
+}
+
+
+Event Amount(const std::string& w, double v) { return {{"word", Value(std::string_view(w))}, {"v", Value(v)}}; }
+
+TEST(KeyedStageTest, APluginKeepsItsOwnStatePerKey) {
+  const proto::JobSpec spec = Job(std::string("  - key_by: word\n  - update_state: {plugin: ") +
+                                  SLUICE_COUNT_STATE_PLUGIN + ", config: {field: v}, timeout: 2s}\n");
+  std::vector<MapState> state;
+  BatchRun b1 = RunBatch(spec, {.batch_id = 1, .batch_time_unix_ms = 1000},
+                         {{Amount("a", 1), Amount("b", 5)}, {Amount("a", 2)}}, &state);
+  EXPECT_THAT(b1.lines, ElementsAre(R"({"key":["a"],"events":2,"batch_events":2,"sum":3})",
+                                    R"({"key":["b"],"events":1,"batch_events":1,"sum":5})"));
+  BatchRun b2 = RunBatch(spec, {.batch_id = 2, .batch_time_unix_ms = 2000}, {{Amount("a", 10)}}, &state);
+  EXPECT_THAT(b2.lines, ElementsAre(R"({"key":["a"],"events":3,"batch_events":1,"sum":13})"));
+  // b was last updated at 1000: with a 2 s timeout it expires at 3000.
+  BatchRun b3 = RunBatch(spec, {.batch_id = 3, .batch_time_unix_ms = 3000}, {}, &state);
+  EXPECT_THAT(b3.lines, ElementsAre(R"({"key":["b"],"events":1,"sum":5,"expired":true})"));
+  BatchRun b4 = RunBatch(spec, {.batch_id = 4, .batch_time_unix_ms = 4000}, {{Amount("b", 1)}}, &state);
+  EXPECT_THAT(b4.lines, ElementsAre(R"({"key":["a"],"events":3,"sum":13,"expired":true})",
+                                    R"({"key":["b"],"events":1,"batch_events":1,"sum":1})"))
+      << "an expired key starts again from nothing";
 }
 
 }  // namespace
