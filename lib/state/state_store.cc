@@ -1,6 +1,7 @@
 #include "lib/state/state_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <map>
 
@@ -13,11 +14,14 @@ namespace sluice::state {
 namespace {
 
 constexpr char kMeta = 'm';
-constexpr char kState = 's';
+constexpr char kSnapshot = 'n';
 constexpr char kDelta = 'd';
-constexpr char kMarker = 'e';
 constexpr char kValueTag = 'v';
 constexpr char kTombstone = 't';
+constexpr char kMetaVersion = 2;      // first byte of an m/ value (the old layout's was 8 bytes, no version)
+constexpr char kBlobVersion = 1;      // first byte of a delta or a snapshot chunk
+constexpr size_t kChunkBytes = 2 << 20;  // a snapshot chunk ends at the first entry past this
+constexpr size_t kSnapshotEveryDeltas = 10;  // K: a snapshot once this many folded deltas are kept
 
 Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -53,14 +57,15 @@ std::string PartPrefix(char tag, std::string_view job, int32_t p) {
   AppendI32(&k, p);
   return k;
 }
-std::string BatchPrefix(char tag, std::string_view job, int32_t p, int64_t n) {
-  std::string k = PartPrefix(tag, job, p);
+std::string DeltaKey(std::string_view job, int32_t p, int64_t n) {
+  std::string k = PartPrefix(kDelta, job, p);
   AppendI64(&k, n);
   return k;
 }
-std::string StateKey(std::string_view job, int32_t p, std::string_view key) {
-  std::string k = PartPrefix(kState, job, p);
-  k.append(key);
+std::string ChunkKey(std::string_view job, int32_t p, int64_t s, uint32_t chunk) {
+  std::string k = PartPrefix(kSnapshot, job, p);
+  AppendI64(&k, s);
+  AppendU32(&k, chunk);
   return k;
 }
 
@@ -88,15 +93,148 @@ bool DecodePart(const rocksdb::Slice& k, std::string* job, int32_t* p, rocksdb::
   return true;
 }
 
-std::string EncodeBatch(int64_t n) {
-  std::string v;
-  AppendI64(&v, n);
+// --- Values: varint-length-prefixed entries ---
+
+void AppendVarint(std::string* out, uint64_t x) {
+  while (x >= 0x80) {
+    out->push_back(static_cast<char>((x & 0x7f) | 0x80));
+    x >>= 7;
+  }
+  out->push_back(static_cast<char>(x));
+}
+void AppendBytes(std::string* out, std::string_view b) {
+  AppendVarint(out, b.size());
+  out->append(b);
+}
+
+// Reads a value written with the Append* functions above.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool Varint(uint64_t* x) {
+    *x = 0;
+    for (int shift = 0; shift < 64 && !in_.empty(); shift += 7) {
+      const auto b = static_cast<unsigned char>(in_.front());
+      in_.remove_prefix(1);
+      *x |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return true;
+    }
+    return false;
+  }
+  bool Bytes(std::string_view* b) {
+    uint64_t n = 0;
+    if (!Varint(&n) || n > in_.size()) return false;
+    *b = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return true;
+  }
+  bool Byte(char* c) {
+    if (in_.empty()) return false;
+    *c = in_.front();
+    in_.remove_prefix(1);
+    return true;
+  }
+  bool done() const { return in_.empty(); }
+
+ private:
+  std::string_view in_;
+};
+
+// A delta: kBlobVersion, the count, then per change (key order) 'v' key
+// value or 't' key. Calls fn(key, value or nullptr) per change; false if
+// malformed.
+template <typename Fn>
+bool DecodeDelta(std::string_view blob, Fn&& fn) {
+  Reader r(blob);
+  char version = 0;
+  uint64_t count = 0;
+  if (!r.Byte(&version) || version != kBlobVersion || !r.Varint(&count)) return false;
+  for (uint64_t i = 0; i < count; ++i) {
+    char tag = 0;
+    std::string_view key, value;
+    if (!r.Byte(&tag) || !r.Bytes(&key)) return false;
+    if (tag == kValueTag) {
+      if (!r.Bytes(&value)) return false;
+      fn(key, &value);
+    } else if (tag == kTombstone) {
+      fn(key, static_cast<const std::string_view*>(nullptr));
+    } else {
+      return false;
+    }
+  }
+  return r.done();
+}
+
+// `changes` in key order, the later of two changes to one key winning.
+std::string EncodeDelta(std::span<const Change> changes) {
+  std::vector<const Change*> order;
+  order.reserve(changes.size());
+  bool sorted = true;
+  for (size_t i = 0; i < changes.size(); ++i) {
+    if (i > 0 && !(changes[i - 1].key < changes[i].key)) sorted = false;
+    order.push_back(&changes[i]);
+  }
+  if (!sorted) {
+    std::stable_sort(order.begin(), order.end(), [](const Change* a, const Change* b) { return a->key < b->key; });
+    std::vector<const Change*> last;  // of each run of one key, the last given
+    last.reserve(order.size());
+    for (size_t i = 0; i < order.size(); ++i) {
+      if (i + 1 < order.size() && order[i + 1]->key == order[i]->key) continue;
+      last.push_back(order[i]);
+    }
+    order = std::move(last);
+  }
+  size_t size = 16;
+  for (const Change* c : order) size += c->key.size() + (c->value.has_value() ? c->value->size() : 0) + 12;
+  std::string out;
+  out.reserve(size);
+  out.push_back(kBlobVersion);
+  AppendVarint(&out, order.size());
+  for (const Change* c : order) {
+    out.push_back(c->value.has_value() ? kValueTag : kTombstone);
+    AppendBytes(&out, c->key);
+    if (c->value.has_value()) AppendBytes(&out, *c->value);
+  }
+  return out;
+}
+
+// The m/ value.
+struct Meta {
+  int64_t folded = -1;    // C
+  int64_t snapshot = -1;  // S
+  uint32_t chunks = 0;    // of snapshot S
+  int64_t keys = 0;       // of the state as of C
+  int64_t bytes = 0;
+};
+
+std::string EncodeMeta(const Meta& m) {
+  std::string v(1, kMetaVersion);
+  AppendI64(&v, m.folded);
+  AppendI64(&v, m.snapshot);
+  AppendU32(&v, m.chunks);
+  AppendI64(&v, m.keys);
+  AppendI64(&v, m.bytes);
   return v;
 }
 
-Result<int64_t> DecodeBatch(const std::string& v, std::string_view job, int32_t p) {
-  if (v.size() != 8) return absl::DataLossError(fmt::format("state store: malformed m/ of {}[{}]", job, p));
-  return ReadI64(v.data());
+Result<Meta> DecodeMeta(const rocksdb::Slice& v, std::string_view job, int32_t p, std::string_view dir) {
+  if (v.size() == 8) {
+    return absl::DataLossError(fmt::format(
+        "state store {}: {}[{}] was written by an older layout (one RocksDB key per state key); remove the "
+        "directory (the state is fetched from a replica or recomputed)",
+        dir, job, p));
+  }
+  if (v.size() != 37 || v[0] != kMetaVersion) {
+    return absl::DataLossError(fmt::format("state store {}: malformed m/ of {}[{}]", dir, job, p));
+  }
+  const char* d = v.data() + 1;
+  Meta m;
+  m.folded = ReadI64(d);
+  m.snapshot = ReadI64(d + 8);
+  m.chunks = static_cast<uint32_t>(ReadU(d + 16, 4));
+  m.keys = ReadI64(d + 20);
+  m.bytes = ReadI64(d + 28);
+  return m;
 }
 
 // An iterator over the keys that start with `prefix`, positioned at the first.
@@ -105,8 +243,7 @@ struct PrefixIter {
   std::string upper;
   rocksdb::Slice upper_slice;
   std::unique_ptr<rocksdb::Iterator> it;
-  PrefixIter(rocksdb::DB* db, const std::string& prefix)
-      : upper(Successor(prefix)), upper_slice(upper) {
+  PrefixIter(rocksdb::DB* db, const std::string& prefix) : upper(Successor(prefix)), upper_slice(upper) {
     rocksdb::ReadOptions ro;
     ro.iterate_upper_bound = &upper_slice;
     it.reset(db->NewIterator(ro));
@@ -114,7 +251,79 @@ struct PrefixIter {
   }
 };
 
+using StateMap = std::map<std::string, std::string, std::less<>>;
+
+// Applies one change to `state`, keeping *keys and *bytes.
+void Apply(StateMap* state, std::string_view key, const std::string_view* value, int64_t* keys, int64_t* bytes) {
+  auto it = state->lower_bound(key);
+  const bool found = it != state->end() && it->first == key;
+  if (value != nullptr) {
+    if (found) {
+      *bytes += static_cast<int64_t>(value->size()) - static_cast<int64_t>(it->second.size());
+      it->second.assign(*value);
+    } else {
+      state->emplace_hint(it, std::string(key), std::string(*value));
+      ++*keys;
+      *bytes += static_cast<int64_t>(key.size() + value->size());
+    }
+  } else if (found) {
+    --*keys;
+    *bytes -= static_cast<int64_t>(it->first.size() + it->second.size());
+    state->erase(it);
+  }
+}
+
+// Writes the snapshot of `state` as of `s` into `batch`; returns its chunk
+// count and adds its bytes to *size.
+uint32_t PutSnapshot(rocksdb::WriteBatch* batch, std::string_view job, int32_t p, int64_t s, const StateMap& state,
+                     int64_t* size) {
+  uint32_t chunks = 0;
+  std::string chunk;
+  std::string body;
+  uint64_t count = 0;
+  auto flush = [&] {
+    chunk.assign(1, kBlobVersion);
+    AppendVarint(&chunk, count);
+    chunk.append(body);
+    batch->Put(ChunkKey(job, p, s, chunks++), chunk).PermitUncheckedError();
+    *size += static_cast<int64_t>(chunk.size());
+    body.clear();
+    count = 0;
+  };
+  body.reserve(kChunkBytes + 4096);
+  for (const auto& [k, v] : state) {
+    AppendBytes(&body, k);
+    AppendBytes(&body, v);
+    ++count;
+    if (body.size() >= kChunkBytes) flush();
+  }
+  if (count > 0) flush();
+  return chunks;
+}
+
 }  // namespace
+
+// One (job, p) held. The stats counters are read by any thread; everything
+// else belongs to the caller of this (job, p).
+struct StateStore::Part {
+  std::atomic<int64_t> keys{0};   // of `state` (of the meta while not loaded)
+  std::atomic<int64_t> bytes{0};  // key + value bytes of `state`
+  Meta meta;                      // as in m/
+  bool loaded = false;            // the fields below are valid
+  StateMap state;                 // as of meta.folded
+  std::map<int64_t, int64_t> folded_deltas;  // S < N <= C, kept in d/: N -> blob bytes
+  std::map<int64_t, std::string> pending;    // N > C: the blob in d/
+  int64_t snapshot_bytes = 0;                // of the chunks of snapshot S
+
+  void Unload() {
+    loaded = false;
+    state.clear();
+    folded_deltas.clear();
+    pending.clear();
+    keys = meta.keys;
+    bytes = meta.bytes;
+  }
+};
 
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir) {
   std::error_code ec;
@@ -128,7 +337,26 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir) {
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
   if (!s.ok()) return FromRocks(s, fmt::format("cannot open {}", dir));
-  return std::unique_ptr<StateStore>(new StateStore(dir, db));
+  std::unique_ptr<rocksdb::DB> owned(db);
+  PartTable parts;
+  {
+    PrefixIter m(db, std::string(1, kMeta));
+    for (; m.it->Valid(); m.it->Next()) {
+      std::string job;
+      int32_t p = 0;
+      rocksdb::Slice rest;
+      if (!DecodePart(m.it->key(), &job, &p, &rest) || !rest.empty()) {
+        return absl::DataLossError(fmt::format("state store: malformed m/ key in {}", dir));
+      }
+      ASSIGN_OR_RETURN(Meta meta, DecodeMeta(m.it->value(), job, p, dir));
+      auto part = std::make_shared<Part>();
+      part->meta = meta;
+      part->Unload();
+      parts.emplace(PartId{std::move(job), p}, std::move(part));
+    }
+    RETURN_IF_ERROR(FromRocks(m.it->status(), fmt::format("listing the partitions in {}", dir)));
+  }
+  return std::unique_ptr<StateStore>(new StateStore(dir, owned.release(), std::move(parts)));
 }
 
 StateStore::~StateStore() {
@@ -136,369 +364,362 @@ StateStore::~StateStore() {
   delete db_;
 }
 
-Status StateStore::Commit(rocksdb::WriteBatch* batch, const std::function<void(StatsMap&)>& update,
-                          std::string_view what) {
-  std::shared_lock<std::shared_mutex> gate(write_gate_);
+Status StateStore::Write(rocksdb::WriteBatch* batch, std::string_view what) {
   // RocksDB's WAL, not synced: survives kill -9 (see the header).
-  RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), batch), fmt::format("{} in {}", what, dir_)));
-  std::lock_guard<std::mutex> lock(stats_mu_);
-  if (stats_loaded_) update(stats_);
-  return absl::OkStatus();
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), batch), fmt::format("{} in {}", what, dir_));
 }
 
-Result<std::optional<int64_t>> StateStore::FoldedBatch(const std::string& job, int32_t p) {
-  std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), PartPrefix(kMeta, job, p), &v);
-  if (s.IsNotFound()) return std::optional<int64_t>();
-  RETURN_IF_ERROR(FromRocks(s, fmt::format("reading m/ of {}[{}]", job, p)));
-  ASSIGN_OR_RETURN(int64_t c, DecodeBatch(v, job, p));
-  return std::optional<int64_t>(c);
+std::shared_ptr<StateStore::Part> StateStore::Find(const std::string& job, int32_t p) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = parts_.find(PartId{job, p});
+  return it == parts_.end() ? nullptr : it->second;
 }
 
-Result<std::optional<std::vector<Change>>> StateStore::ReadAsOf(const std::string& job, int32_t p, int64_t base) {
-  using Out = std::optional<std::vector<Change>>;
-  ASSIGN_OR_RETURN(std::optional<int64_t> folded, FoldedBatch(job, p));
-  if (!folded.has_value() || *folded > base) return Out();
-  for (int64_t n = *folded + 1; n <= base; ++n) {
-    ASSIGN_OR_RETURN(bool complete, HasMarker(job, p, n));
-    if (!complete) return Out();
-  }
-  std::map<std::string, std::string> state;
-  RETURN_IF_ERROR(Scan(job, p, "", [&](std::string_view k, std::string_view v) {
-    state.emplace(std::string(k), std::string(v));
-    return true;
-  }));
-  for (int64_t n = *folded + 1; n <= base; ++n) {
-    ASSIGN_OR_RETURN(std::vector<Change> delta, ReadDelta(job, p, n));
-    for (Change& c : delta) {
-      if (c.value.has_value()) {
-        state[c.key] = std::move(*c.value);
-      } else {
-        state.erase(c.key);
-      }
+void StateStore::Put(const PartId& id, std::shared_ptr<Part> part) {
+  std::lock_guard<std::mutex> lock(mu_);
+  parts_[id] = std::move(part);
+}
+
+Result<std::shared_ptr<StateStore::Part>> StateStore::Loaded(const std::string& job, int32_t p) {
+  std::shared_ptr<Part> part = Find(job, p);
+  if (part != nullptr && !part->loaded) RETURN_IF_ERROR(Load(job, p, part.get()));
+  return part;
+}
+
+Status StateStore::Load(const std::string& job, int32_t p, Part* part) {
+  const Meta& meta = part->meta;
+  const auto malformed = [&](std::string_view what) {
+    return absl::DataLossError(fmt::format("state store {}: {} of {}[{}] is malformed", dir_, what, job, p));
+  };
+  part->Unload();
+  int64_t keys = 0;
+  int64_t bytes = 0;
+  int64_t snapshot_bytes = 0;
+  StateMap state;
+  std::string chunk;
+  for (uint32_t i = 0; i < meta.chunks; ++i) {
+    RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), ChunkKey(job, p, meta.snapshot, i), &chunk),
+                              fmt::format("reading snapshot {} chunk {} of {}[{}]", meta.snapshot, i, job, p)));
+    snapshot_bytes += static_cast<int64_t>(chunk.size());
+    Reader r(chunk);
+    char version = 0;
+    uint64_t count = 0;
+    if (!r.Byte(&version) || version != kBlobVersion || !r.Varint(&count)) return malformed("a snapshot chunk");
+    for (uint64_t e = 0; e < count; ++e) {
+      std::string_view k, v;
+      if (!r.Bytes(&k) || !r.Bytes(&v)) return malformed("a snapshot chunk");
+      state.emplace_hint(state.end(), std::string(k), std::string(v));  // in key order
+      ++keys;
+      bytes += static_cast<int64_t>(k.size() + v.size());
     }
+    if (!r.done()) return malformed("a snapshot chunk");
   }
-  std::vector<Change> out;
-  out.reserve(state.size());
-  for (auto& [k, v] : state) out.push_back({k, std::move(v)});
-  return Out(std::move(out));
-}
-
-Result<bool> StateStore::HasMarker(const std::string& job, int32_t p, int64_t batch) {
-  std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), BatchPrefix(kMarker, job, p, batch), &v);
-  if (s.IsNotFound()) return false;
-  RETURN_IF_ERROR(FromRocks(s, fmt::format("reading the marker of {}[{}] batch {}", job, p, batch)));
-  return true;
-}
-
-Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base) {
-  if (base < -1) return absl::InvalidArgumentError(fmt::format("state store: Prepare at batch {}", base));
-  const PartId id{job, p};
-  ASSIGN_OR_RETURN(std::optional<int64_t> folded, FoldedBatch(job, p));
-  if (!folded.has_value()) {
-    if (base != -1) return false;
-    rocksdb::WriteBatch batch;
-    for (char tag : {kState, kDelta, kMarker}) DeletePrefix(&batch, PartPrefix(tag, job, p));
-    batch.Put(PartPrefix(kMeta, job, p), EncodeBatch(-1)).PermitUncheckedError();
-    RETURN_IF_ERROR(Commit(&batch, [&](StatsMap& m) { m[id] = PartStats{}; },
-                           fmt::format("creating {}[{}]", job, p)));
-    return true;
-  }
-  const int64_t c = *folded;
-  if (c > base) return false;
-  for (int64_t n = c + 1; n <= base; ++n) {
-    ASSIGN_OR_RETURN(bool complete, HasMarker(job, p, n));
-    if (!complete) return false;
-  }
-
-  // The changes of deltas c+1..base, the later batch winning per key. Every
-  // marker is there, so every delta is whole (entries and marker are written
-  // together).
-  std::map<std::string, std::optional<std::string>> changes;
-  const std::string delta_prefix = PartPrefix(kDelta, job, p);
-  // Every delta and marker entry is removed one by one, not with a range
-  // deletion: RocksDB 7 re-reads the memtable's range tombstones on every
-  // Get, so one DeleteRange per batch made each batch's reads slower than
-  // the last (measured: processing 1 s -> 5 s over 7 batches).
-  std::vector<std::string> remove;
+  std::map<int64_t, int64_t> folded_deltas;
+  std::map<int64_t, std::string> pending;
   {
-    // Everything up to c was removed by the fold that made c: start after
-    // it, not among that fold's deletions.
-    PrefixIter e(db_, PartPrefix(kMarker, job, p));
-    e.it->Seek(BatchPrefix(kMarker, job, p, c + 1));
-    for (; e.it->Valid(); e.it->Next()) remove.push_back(e.it->key().ToString());
-    RETURN_IF_ERROR(FromRocks(e.it->status(), fmt::format("reading the markers of {}[{}]", job, p)));
-    PrefixIter d(db_, delta_prefix);
-    const std::string first = BatchPrefix(kDelta, job, p, c + 1);
-    const std::string end = BatchPrefix(kDelta, job, p, base + 1);
-    d.it->Seek(first);
-    for (; d.it->Valid(); d.it->Next()) {
+    const std::string prefix = PartPrefix(kDelta, job, p);
+    PrefixIter d(db_, prefix);
+    for (; d.it->Valid(); d.it->Next()) {  // in batch order
       const rocksdb::Slice k = d.it->key();
-      remove.push_back(k.ToString());
-      if (k.compare(first) < 0 || k.compare(end) >= 0) continue;  // not c+1..base: a stale attempt
-      const rocksdb::Slice v = d.it->value();
-      std::string key(k.data() + delta_prefix.size() + 8, k.size() - delta_prefix.size() - 8);
-      if (v.size() == 1 && v[0] == kTombstone) {
-        changes[std::move(key)] = std::nullopt;
-      } else if (v.size() >= 1 && v[0] == kValueTag) {
-        changes[std::move(key)] = std::string(v.data() + 1, v.size() - 1);
+      if (k.size() != prefix.size() + 8) return malformed("a delta key");
+      const int64_t n = ReadI64(k.data() + prefix.size());
+      const std::string_view blob(d.it->value().data(), d.it->value().size());
+      if (n <= meta.snapshot) continue;  // never left behind (see Prepare); harmless
+      if (n <= meta.folded) {
+        if (n != meta.snapshot + 1 + static_cast<int64_t>(folded_deltas.size())) {
+          return absl::DataLossError(
+              fmt::format("state store {}: the delta of batch {} of {}[{}] is missing", dir_, n - 1, job, p));
+        }
+        if (!DecodeDelta(blob, [&](std::string_view key, const std::string_view* value) {
+              Apply(&state, key, value, &keys, &bytes);
+            })) {
+          return malformed("a delta");
+        }
+        folded_deltas.emplace(n, static_cast<int64_t>(blob.size()));
       } else {
-        return absl::DataLossError(fmt::format("state store: malformed delta entry of {}[{}]", job, p));
+        pending.emplace(n, std::string(blob));
       }
     }
     RETURN_IF_ERROR(FromRocks(d.it->status(), fmt::format("reading the deltas of {}[{}]", job, p)));
   }
-  if (remove.empty() && base == c) return true;  // nothing to fold or remove
+  if (meta.snapshot + static_cast<int64_t>(folded_deltas.size()) != meta.folded) {
+    return absl::DataLossError(fmt::format("state store {}: deltas {}..{} of {}[{}] are incomplete", dir_,
+                                           meta.snapshot + 1, meta.folded, job, p));
+  }
+  if (keys != meta.keys || bytes != meta.bytes) {
+    spdlog::warn("state store {}: {}[{}] loaded with {} keys, {} bytes; its meta said {}, {}", dir_, job, p, keys,
+                 bytes, meta.keys, meta.bytes);
+  }
+  part->state = std::move(state);
+  part->folded_deltas = std::move(folded_deltas);
+  part->pending = std::move(pending);
+  part->snapshot_bytes = snapshot_bytes;
+  part->keys = keys;
+  part->bytes = bytes;
+  part->loaded = true;
+  return absl::OkStatus();
+}
 
-  rocksdb::WriteBatch batch;
-  int64_t dkeys = 0;
-  int64_t dbytes = 0;
-  for (const auto& [key, value] : changes) {
-    const std::string skey = StateKey(job, p, key);
-    std::string old;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), skey, &old);
-    if (s.ok()) {
-      --dkeys;
-      dbytes -= static_cast<int64_t>(key.size() + old.size());
-    } else if (!s.IsNotFound()) {
-      return FromRocks(s, fmt::format("reading s/ of {}[{}]", job, p));
-    }
-    if (value.has_value()) {
-      ++dkeys;
-      dbytes += static_cast<int64_t>(key.size() + value->size());
-      batch.Put(skey, *value).PermitUncheckedError();
-    } else if (s.ok()) {
-      batch.Delete(skey).PermitUncheckedError();
+Result<std::optional<int64_t>> StateStore::FoldedBatch(const std::string& job, int32_t p) {
+  std::shared_ptr<Part> part = Find(job, p);
+  if (part == nullptr) return std::optional<int64_t>();
+  return std::optional<int64_t>(part->meta.folded);
+}
+
+Result<std::optional<std::vector<Change>>> StateStore::ReadAsOf(const std::string& job, int32_t p, int64_t base) {
+  using Out = std::optional<std::vector<Change>>;
+  ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
+  if (part == nullptr || part->meta.folded > base) return Out();
+  // The changes of deltas C+1..base, the later batch winning per key.
+  std::map<std::string_view, std::optional<std::string_view>> changes;
+  for (int64_t n = part->meta.folded + 1; n <= base; ++n) {
+    auto it = part->pending.find(n);
+    if (it == part->pending.end()) return Out();
+    if (!DecodeDelta(it->second, [&](std::string_view key, const std::string_view* value) {
+          changes[key] = value != nullptr ? std::optional<std::string_view>(*value) : std::nullopt;
+        })) {
+      return absl::DataLossError(
+          fmt::format("state store {}: the delta of batch {} of {}[{}] is malformed", dir_, n, job, p));
     }
   }
-  for (const std::string& k : remove) batch.Delete(k).PermitUncheckedError();
-  batch.Put(PartPrefix(kMeta, job, p), EncodeBatch(base)).PermitUncheckedError();
-  RETURN_IF_ERROR(Commit(
-      &batch,
-      [&](StatsMap& m) {
-        PartStats& st = m[id];
-        st.keys += dkeys;
-        st.bytes += dbytes;
-      },
-      fmt::format("folding {}[{}] to batch {}", job, p, base)));
+  std::vector<Change> out;
+  out.reserve(part->state.size() + changes.size());
+  auto s = part->state.begin();
+  auto c = changes.begin();
+  while (s != part->state.end() || c != changes.end()) {
+    if (c == changes.end() || (s != part->state.end() && std::string_view(s->first) < c->first)) {
+      out.push_back(Change{s->first, s->second});
+      ++s;
+      continue;
+    }
+    if (c->second.has_value()) out.push_back(Change{std::string(c->first), std::string(*c->second)});
+    if (s != part->state.end() && std::string_view(s->first) == c->first) ++s;
+    ++c;
+  }
+  return Out(std::move(out));
+}
+
+Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base) {
+  if (base < -1) return absl::InvalidArgumentError(fmt::format("state store: Prepare at batch {}", base));
+  ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
+  if (part == nullptr) {
+    if (base != -1) return false;
+    // Nothing of an absent (job, p) is in RocksDB: every call that writes
+    // d/ or n/ needs m/, and Drop removes them with m/.
+    auto created = std::make_shared<Part>();
+    created->loaded = true;
+    rocksdb::WriteBatch batch;
+    batch.Put(PartPrefix(kMeta, job, p), EncodeMeta(created->meta)).PermitUncheckedError();
+    RETURN_IF_ERROR(Write(&batch, fmt::format("creating {}[{}]", job, p)));
+    Put(PartId{job, p}, std::move(created));
+    return true;
+  }
+  const int64_t c = part->meta.folded;
+  if (c > base) return false;
+  for (int64_t n = c + 1; n <= base; ++n) {
+    if (part->pending.find(n) == part->pending.end()) return false;
+  }
+  if (base == c && part->pending.empty()) return true;  // nothing to fold or remove
+
+  // Fold in memory; undone by a reload if the write fails.
+  int64_t keys = part->keys;
+  int64_t bytes = part->bytes;
+  std::map<int64_t, int64_t> folded_deltas = part->folded_deltas;
+  int64_t kept_bytes = 0;
+  for (const auto& [n, size] : folded_deltas) kept_bytes += size;
+  rocksdb::WriteBatch batch;
+  for (const auto& [n, blob] : part->pending) {
+    if (n > base) {  // an attempt that never committed
+      batch.Delete(DeltaKey(job, p, n)).PermitUncheckedError();
+      continue;
+    }
+    if (!DecodeDelta(blob, [&](std::string_view key, const std::string_view* value) {
+          Apply(&part->state, key, value, &keys, &bytes);
+        })) {
+      part->Unload();
+      return absl::DataLossError(fmt::format("state store {}: the delta of batch {} of {}[{}] is malformed", dir_,
+                                             n, job, p));
+    }
+    folded_deltas.emplace(n, static_cast<int64_t>(blob.size()));
+    kept_bytes += static_cast<int64_t>(blob.size());
+  }
+  Meta meta = part->meta;
+  meta.folded = base;
+  meta.keys = keys;
+  meta.bytes = bytes;
+  int64_t snapshot_bytes = part->snapshot_bytes;
+  const bool snapshot = base > meta.snapshot && (folded_deltas.size() >= kSnapshotEveryDeltas ||
+                                                 kept_bytes > part->snapshot_bytes);
+  if (snapshot) {
+    // The state as of base, whole; the old snapshot and the deltas it
+    // covers (S < N <= base) are no longer needed by the new m/.
+    for (uint32_t i = 0; i < meta.chunks; ++i) {
+      batch.Delete(ChunkKey(job, p, meta.snapshot, i)).PermitUncheckedError();
+    }
+    for (const auto& [n, size] : folded_deltas) batch.Delete(DeltaKey(job, p, n)).PermitUncheckedError();
+    folded_deltas.clear();
+    snapshot_bytes = 0;
+    meta.snapshot = base;
+    meta.chunks = PutSnapshot(&batch, job, p, base, part->state, &snapshot_bytes);
+  }
+  batch.Put(PartPrefix(kMeta, job, p), EncodeMeta(meta)).PermitUncheckedError();
+  Status written = Write(&batch, fmt::format("folding {}[{}] to batch {}", job, p, base));
+  if (!written.ok()) {
+    part->Unload();  // the map holds the fold; RocksDB does not
+    return written;
+  }
+  part->meta = meta;
+  part->folded_deltas = std::move(folded_deltas);
+  part->pending.clear();
+  part->snapshot_bytes = snapshot_bytes;
+  part->keys = keys;
+  part->bytes = bytes;
   return true;
 }
 
 Result<std::optional<std::string>> StateStore::Get(const std::string& job, int32_t p, std::string_view key) {
-  std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), StateKey(job, p, key), &v);
-  if (s.IsNotFound()) return std::optional<std::string>();
-  RETURN_IF_ERROR(FromRocks(s, fmt::format("reading s/ of {}[{}]", job, p)));
-  return std::optional<std::string>(std::move(v));
+  ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
+  if (part == nullptr) return std::optional<std::string>();
+  auto it = part->state.find(key);
+  if (it == part->state.end()) return std::optional<std::string>();
+  return std::optional<std::string>(it->second);
 }
 
 Status StateStore::Scan(const std::string& job, int32_t p, std::string_view prefix,
                         const std::function<bool(std::string_view key, std::string_view value)>& fn) {
-  const std::string part = PartPrefix(kState, job, p);
-  PrefixIter s(db_, StateKey(job, p, prefix));
-  for (; s.it->Valid(); s.it->Next()) {
-    const rocksdb::Slice k = s.it->key();
-    const rocksdb::Slice v = s.it->value();
-    if (!fn(std::string_view(k.data() + part.size(), k.size() - part.size()), std::string_view(v.data(), v.size()))) {
-      return absl::OkStatus();
-    }
+  ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
+  if (part == nullptr) return absl::OkStatus();
+  for (auto it = part->state.lower_bound(prefix); it != part->state.end(); ++it) {
+    if (std::string_view(it->first).substr(0, prefix.size()) != prefix) break;
+    if (!fn(it->first, it->second)) break;
   }
-  return FromRocks(s.it->status(), fmt::format("scanning s/ of {}[{}]", job, p));
+  return absl::OkStatus();
 }
 
 Status StateStore::WriteDelta(const std::string& job, int32_t p, int64_t n, std::span<const Change> changes) {
-  ASSIGN_OR_RETURN(std::optional<int64_t> folded, FoldedBatch(job, p));
-  if (!folded.has_value()) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
+  if (part == nullptr) {
     return absl::FailedPreconditionError(
         fmt::format("state store: no state for {}[{}] to write the delta of batch {} on", job, p, n));
   }
-  if (n <= *folded) {
-    return absl::FailedPreconditionError(
-        fmt::format("state store: delta of batch {} for {}[{}], which is folded to batch {}", n, job, p, *folded));
+  if (n <= part->meta.folded) {
+    return absl::FailedPreconditionError(fmt::format(
+        "state store: delta of batch {} for {}[{}], which is folded to batch {}", n, job, p, part->meta.folded));
   }
-  const std::string prefix = BatchPrefix(kDelta, job, p, n);
+  std::string blob = EncodeDelta(changes);
   rocksdb::WriteBatch batch;
-  {
-    // An earlier attempt of batch n, removed key by key (see Prepare: no
-    // range deletions on the per-batch path).
-    PrefixIter old(db_, prefix);
-    for (; old.it->Valid(); old.it->Next()) batch.Delete(old.it->key()).PermitUncheckedError();
-    RETURN_IF_ERROR(FromRocks(old.it->status(), fmt::format("reading the delta of {}[{}] batch {}", job, p, n)));
-  }
-  std::string k;
-  std::string v;
-  for (const Change& c : changes) {
-    k.assign(prefix).append(c.key);
-    if (c.value.has_value()) {
-      v.assign(1, kValueTag).append(*c.value);
-    } else {
-      v.assign(1, kTombstone);
-    }
-    batch.Put(k, v).PermitUncheckedError();
-  }
-  batch.Put(BatchPrefix(kMarker, job, p, n), "").PermitUncheckedError();
-  return Commit(&batch, [](StatsMap&) {}, fmt::format("writing the delta of {}[{}] batch {}", job, p, n));
+  batch.Put(DeltaKey(job, p, n), blob).PermitUncheckedError();  // replaces an earlier attempt's
+  RETURN_IF_ERROR(Write(&batch, fmt::format("writing the delta of {}[{}] batch {}", job, p, n)));
+  part->pending[n] = std::move(blob);
+  return absl::OkStatus();
 }
 
 Result<std::vector<Change>> StateStore::ReadDelta(const std::string& job, int32_t p, int64_t n) {
-  ASSIGN_OR_RETURN(bool complete, HasMarker(job, p, n));
-  if (!complete) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
+  const std::string* blob = nullptr;
+  if (part != nullptr) {
+    auto it = part->pending.find(n);
+    if (it != part->pending.end()) blob = &it->second;
+  }
+  if (blob == nullptr) {
     return absl::NotFoundError(fmt::format("state store: no complete delta of {}[{}] batch {}", job, p, n));
   }
-  const std::string prefix = BatchPrefix(kDelta, job, p, n);
   std::vector<Change> out;
-  PrefixIter d(db_, prefix);
-  for (; d.it->Valid(); d.it->Next()) {
-    const rocksdb::Slice k = d.it->key();
-    const rocksdb::Slice v = d.it->value();
-    Change c{.key = std::string(k.data() + prefix.size(), k.size() - prefix.size())};
-    if (v.size() >= 1 && v[0] == kValueTag) {
-      c.value = std::string(v.data() + 1, v.size() - 1);
-    } else if (!(v.size() == 1 && v[0] == kTombstone)) {
-      return absl::DataLossError(fmt::format("state store: malformed delta entry of {}[{}]", job, p));
-    }
-    out.push_back(std::move(c));
+  if (!DecodeDelta(*blob, [&](std::string_view key, const std::string_view* value) {
+        Change c{.key = std::string(key)};
+        if (value != nullptr) c.value = std::string(*value);
+        out.push_back(std::move(c));
+      })) {
+    return absl::DataLossError(
+        fmt::format("state store {}: the delta of batch {} of {}[{}] is malformed", dir_, n, job, p));
   }
-  RETURN_IF_ERROR(FromRocks(d.it->status(), fmt::format("reading the delta of {}[{}] batch {}", job, p, n)));
   return out;
 }
 
 Status StateStore::Install(const std::string& job, int32_t p, int64_t base, std::span<const Change> entries) {
   if (base < -1) return absl::InvalidArgumentError(fmt::format("state store: Install at batch {}", base));
-  rocksdb::WriteBatch batch;
-  for (char tag : {kState, kDelta, kMarker}) DeletePrefix(&batch, PartPrefix(tag, job, p));
-  bool sorted = true;
-  PartStats st;
-  std::string k;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const Change& e = entries[i];
+  auto part = std::make_shared<Part>();
+  int64_t keys = 0;
+  int64_t bytes = 0;
+  for (const Change& e : entries) {
     if (!e.value.has_value()) {
-      return absl::InvalidArgumentError(
-          fmt::format("state store: Install of {}[{}] with an erased key", job, p));
+      return absl::InvalidArgumentError(fmt::format("state store: Install of {}[{}] with an erased key", job, p));
     }
-    if (i > 0 && !(entries[i - 1].key < e.key)) sorted = false;
-    ++st.keys;
-    st.bytes += static_cast<int64_t>(e.key.size() + e.value->size());
-    k.assign(PartPrefix(kState, job, p)).append(e.key);
-    batch.Put(k, *e.value).PermitUncheckedError();
+    const std::string_view v = *e.value;
+    Apply(&part->state, e.key, &v, &keys, &bytes);  // of a key given twice the later wins
   }
-  if (!sorted) {  // a key given twice: the later Put wins, count it once
-    std::map<std::string_view, const std::string*> last;
-    for (const Change& e : entries) last[e.key] = &*e.value;
-    st = PartStats{};
-    for (const auto& [key, value] : last) {
-      ++st.keys;
-      st.bytes += static_cast<int64_t>(key.size() + value->size());
+  rocksdb::WriteBatch batch;
+  std::shared_ptr<Part> old = Find(job, p);
+  if (old != nullptr && old->loaded) {  // every key it has in RocksDB is known
+    for (uint32_t i = 0; i < old->meta.chunks; ++i) {
+      batch.Delete(ChunkKey(job, p, old->meta.snapshot, i)).PermitUncheckedError();
     }
+    for (const auto& [n, size] : old->folded_deltas) batch.Delete(DeltaKey(job, p, n)).PermitUncheckedError();
+    for (const auto& [n, blob] : old->pending) batch.Delete(DeltaKey(job, p, n)).PermitUncheckedError();
+  } else if (old != nullptr) {  // rare (an Install before any other call since Open)
+    for (char tag : {kSnapshot, kDelta}) DeletePrefix(&batch, PartPrefix(tag, job, p));
   }
-  batch.Put(PartPrefix(kMeta, job, p), EncodeBatch(base)).PermitUncheckedError();
-  return Commit(&batch, [&](StatsMap& m) { m[PartId{job, p}] = st; },
-                fmt::format("installing {}[{}] at batch {}", job, p, base));
+  Meta& meta = part->meta;
+  meta.folded = base;
+  meta.snapshot = base;
+  meta.keys = keys;
+  meta.bytes = bytes;
+  meta.chunks = PutSnapshot(&batch, job, p, base, part->state, &part->snapshot_bytes);
+  batch.Put(PartPrefix(kMeta, job, p), EncodeMeta(meta)).PermitUncheckedError();
+  RETURN_IF_ERROR(Write(&batch, fmt::format("installing {}[{}] at batch {}", job, p, base)));
+  part->keys = keys;
+  part->bytes = bytes;
+  part->loaded = true;
+  Put(PartId{job, p}, std::move(part));
+  return absl::OkStatus();
 }
 
 Status StateStore::Drop(const std::string& job, int32_t p) {
   rocksdb::WriteBatch batch;
-  for (char tag : {kMeta, kState, kDelta, kMarker}) DeletePrefix(&batch, PartPrefix(tag, job, p));
-  return Commit(&batch, [&](StatsMap& m) { m.erase(PartId{job, p}); }, fmt::format("dropping {}[{}]", job, p));
+  for (char tag : {kMeta, kSnapshot, kDelta}) DeletePrefix(&batch, PartPrefix(tag, job, p));
+  RETURN_IF_ERROR(Write(&batch, fmt::format("dropping {}[{}]", job, p)));
+  std::lock_guard<std::mutex> lock(mu_);
+  parts_.erase(PartId{job, p});
+  return absl::OkStatus();
 }
 
 Status StateStore::DropJob(const std::string& job) {
   rocksdb::WriteBatch batch;
-  for (char tag : {kMeta, kState, kDelta, kMarker}) DeletePrefix(&batch, JobPrefix(tag, job));
-  return Commit(
-      &batch,
-      [&](StatsMap& m) {
-        auto it = m.lower_bound(PartId{job, INT32_MIN});
-        while (it != m.end() && it->first.first == job) it = m.erase(it);
-      },
-      fmt::format("dropping job {}", job));
+  for (char tag : {kMeta, kSnapshot, kDelta}) DeletePrefix(&batch, JobPrefix(tag, job));
+  RETURN_IF_ERROR(Write(&batch, fmt::format("dropping job {}", job)));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = parts_.lower_bound(PartId{job, INT32_MIN});
+  while (it != parts_.end() && it->first.first == job) it = parts_.erase(it);
+  return absl::OkStatus();
 }
 
 Result<std::vector<std::pair<std::string, int32_t>>> StateStore::Partitions() {
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::pair<std::string, int32_t>> out;
-  PrefixIter m(db_, std::string(1, kMeta));
-  for (; m.it->Valid(); m.it->Next()) {
-    std::string job;
-    int32_t p = 0;
-    rocksdb::Slice rest;
-    if (!DecodePart(m.it->key(), &job, &p, &rest) || !rest.empty()) {
-      return absl::DataLossError(fmt::format("state store: malformed m/ key in {}", dir_));
-    }
-    out.emplace_back(std::move(job), p);
-  }
-  RETURN_IF_ERROR(FromRocks(m.it->status(), "listing partitions"));
-  std::sort(out.begin(), out.end());  // stored by job length first
-  return out;
-}
-
-Result<StateStore::StatsMap> StateStore::ScanStats() {
-  StatsMap out;
-  ASSIGN_OR_RETURN(auto parts, Partitions());
-  for (auto& id : parts) out.emplace(std::move(id), PartStats{});
-  PrefixIter s(db_, std::string(1, kState));
-  std::string job;
-  int32_t p = 0;
-  PartStats* current = nullptr;
-  std::string current_prefix;  // of the partition `current` counts
-  for (; s.it->Valid(); s.it->Next()) {
-    const rocksdb::Slice k = s.it->key();
-    if (current == nullptr || !k.starts_with(current_prefix)) {
-      rocksdb::Slice rest;
-      if (!DecodePart(k, &job, &p, &rest)) {
-        return absl::DataLossError(fmt::format("state store: malformed s/ key in {}", dir_));
-      }
-      // (No call writes s/ without m/; such entries would still be counted.)
-      current = &out[PartId{job, p}];
-      current_prefix = PartPrefix(kState, job, p);
-    }
-    ++current->keys;
-    current->bytes += static_cast<int64_t>(k.size() - current_prefix.size() + s.it->value().size());
-  }
-  RETURN_IF_ERROR(FromRocks(s.it->status(), "scanning s/ for stats"));
-  return out;
-}
-
-StateStats StateStore::SumLocked(const std::string& job) const {
-  StateStats out;
-  for (auto it = stats_.lower_bound(PartId{job, INT32_MIN}); it != stats_.end() && it->first.first == job; ++it) {
-    ++out.partitions;
-    out.keys += it->second.keys;
-    out.bytes += it->second.bytes;
-  }
+  out.reserve(parts_.size());
+  for (const auto& [id, part] : parts_) out.push_back(id);
   return out;
 }
 
 StateStats StateStore::Stats(const std::string& job) {
-  {
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    if (stats_loaded_) return SumLocked(job);
+  std::lock_guard<std::mutex> lock(mu_);
+  StateStats out;
+  for (auto it = parts_.lower_bound(PartId{job, INT32_MIN}); it != parts_.end() && it->first.first == job; ++it) {
+    ++out.partitions;
+    out.keys += it->second->keys;
+    out.bytes += it->second->bytes;
   }
-  std::unique_lock<std::shared_mutex> gate(write_gate_);  // no write between the scan and its numbers
-  {
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    if (stats_loaded_) return SumLocked(job);
-  }
-  Result<StatsMap> scanned = ScanStats();
-  if (!scanned.ok()) {
-    spdlog::error("state store {}: cannot compute stats: {}", dir_, scanned.status().ToString());
-    return StateStats{};
-  }
-  std::lock_guard<std::mutex> lock(stats_mu_);
-  stats_ = std::move(*scanned);
-  stats_loaded_ = true;
-  return SumLocked(job);
+  return out;
 }
 
 StateStats StateStore::PartitionStats(const std::string& job, int32_t p) {
-  (void)Stats(job);  // loads the numbers on first use
-  std::lock_guard<std::mutex> lock(stats_mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   StateStats out;
-  auto it = stats_.find(PartId{job, p});
-  if (it == stats_.end()) return out;
+  auto it = parts_.find(PartId{job, p});
+  if (it == parts_.end()) return out;
   out.partitions = 1;
-  out.keys = it->second.keys;
-  out.bytes = it->second.bytes;
+  out.keys = it->second->keys;
+  out.bytes = it->second->bytes;
   return out;
 }
 

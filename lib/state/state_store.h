@@ -5,20 +5,36 @@
 // replica of a partition's state, kept folded on the same commit message).
 // Design: docs/state.md, "State: versioned by batch".
 //
-// Layout, per (job, reduce partition p):
-//   m/<job>/<p>             -> C, the batch the s/ values are as of (-1: before
-//                              any batch, the empty state). Present iff this
-//                              store holds state for (job, p).
-//   s/<job>/<p>/<key>       -> the value of <key> as of batch C
-//   d/<job>/<p>/<N>/<key>   -> the change batch N (N > C) made: a value or a
-//                              tombstone
-//   e/<job>/<p>/<N>         -> marker: the delta of batch N is complete
-//                              (written in the same WriteBatch as its entries)
-// Encoding: a tag byte ('m', 's', 'd', 'e'), the job as a 4-byte big-endian
-// length and its bytes, p as 4 bytes and N as 8 bytes big-endian with the sign
-// bit flipped (byte order = numeric order), then the key's raw bytes. No job,
-// partition or batch prefix is a prefix of another's; keys and values are
-// arbitrary bytes. A d/ value is 'v' + value, or "t" for a tombstone.
+// Representation (as Spark's HDFSBackedStateStore): each (job, p) this
+// store holds is kept IN MEMORY as an ordered map of its state as of the
+// folded batch C, loaded lazily from RocksDB on the first call that needs it
+// after Open. RocksDB holds, per (job, reduce partition p):
+//   m/<job>/<p>              -> meta: C; S, the batch of the newest snapshot
+//                               (S <= C), and its chunk count; the keys and
+//                               key+value bytes of the state as of C. Present
+//                               iff this store holds state for (job, p).
+//   n/<job>/<p>/<S>/<chunk#> -> the state as of S, whole, serialized into
+//                               chunks of ~2 MiB (none when it is empty)
+//   d/<job>/<p>/<N>          -> the delta of batch N, ONE value: the batch's
+//                               changes (key, value or tombstone), length-
+//                               prefixed, in key order. Its presence is the
+//                               "complete" marker. For S < N <= C a folded
+//                               delta kept until the next snapshot; for N > C
+//                               a delta written and not folded yet.
+// Encoding of the keys: a tag byte ('m', 'n', 'd'), the job as a 4-byte
+// big-endian length and its bytes, p as 4 bytes and N (or S) as 8 bytes
+// big-endian with the sign bit flipped (byte order = numeric order), then
+// the chunk number as 4 bytes. No job, partition or batch prefix is a prefix
+// of another's; state keys and values are arbitrary bytes (they live inside
+// the values). On load: the chunks of snapshot S, then the deltas S+1..C
+// applied in order; the deltas > C are kept (in memory too) for Prepare.
+//
+// Prepare folds in memory; what it writes is small: the m/ value, deletions
+// of the stale deltas > base, and every K = 10 folded batches (or once the
+// deltas kept since S outweigh the snapshot) a new snapshot as of C with
+// the deletion of the old snapshot's chunks and of the deltas it covers.
+// No call reads RocksDB per state key; Get, Scan, ReadAsOf, ReadDelta and
+// the stats are served from memory.
 //
 // A partition's life (the caller serialises the calls for one (job, p)):
 //
@@ -28,16 +44,34 @@
 //   HELD(C) --Prepare(B), deltas C+1..B complete--> HELD(B)  (folds them, drops
 //                                                             every delta > B)
 //   HELD(C) --Prepare(B), B < C or a delta missing--> HELD(C), returns false
-//   HELD(C) --Install(B)--> HELD(B)    (s/ replaced, no deltas)
+//   HELD(C) --Install(B)--> HELD(B)    (a snapshot as of B, no deltas)
 //   any     --Drop / DropJob--> ABSENT
 //
-// Every call that changes a partition is one WriteBatch, so a crash leaves it
-// either as it was or as the call made it. Writes go through RocksDB's WAL
-// without an fsync per write: they survive the process being killed (kill -9),
-// not the loss of the machine or its power — the replica covers that.
+// Crash consistency: every call that changes a partition is ONE WriteBatch,
+// and RocksDB applies a WriteBatch whole or not at all. The m/ value names
+// the snapshot (S, chunk count) and C; the batch that changes m/ also writes
+// what the new m/ needs (the new snapshot's chunks) and deletes only what it
+// no longer needs (an older snapshot, deltas <= the new S, deltas > the new
+// C). So after a crash between any two calls, m/, the snapshot it names and
+// the deltas S+1..C are exactly those of the last call that completed, and
+// the load (snapshot S + deltas S+1..C) rebuilds exactly that state; the
+// deltas > C are exactly those written since. The in-memory map is changed
+// only by the call that writes it; if the write fails, the partition is
+// marked unloaded and the next call reloads it from RocksDB. Writes go
+// through RocksDB's WAL without an fsync per write: they survive the process
+// being killed (kill -9), not the loss of the machine or its power — the
+// replica covers that.
 //
-// Thread-safe. Calls for different (job, p) may run concurrently; the caller
-// serialises the calls for one (job, p).
+// Memory cost (a limit, as with Spark's HDFS state store): the WHOLE state of
+// every partition held is in RAM once used: key + value bytes plus the map's
+// overhead (~100 bytes per key with libstdc++'s std::map and std::string),
+// plus the blobs of the deltas not yet folded (usually one batch's). A worker
+// holding more state than fits in memory fails; there is no spilling.
+//
+// Thread-safe. Calls for different (job, p) may run concurrently (a mutex
+// guards the partition table; a partition's data is touched only by the one
+// caller of that (job, p), who serialises its calls). Stats and
+// PartitionStats may be called from any thread at any time.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +80,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -71,8 +104,8 @@ struct Change {
 
 struct StateStats {
   int64_t partitions = 0;  // (job, p) held
-  int64_t keys = 0;        // in s/ (as of each partition's folded batch)
-  int64_t bytes = 0;       // key + value bytes in s/
+  int64_t keys = 0;        // in the state as of each partition's folded batch
+  int64_t bytes = 0;       // key + value bytes of that state
 };
 
 class StateStore {
@@ -84,44 +117,46 @@ class StateStore {
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
 
-  // Makes (job, p)'s s/ be the state as of batch `base` (the newest committed
-  // batch; -1 = none yet) and returns true, or returns false, changing
-  // nothing, if this store cannot: it holds no state for (job, p) (unless
-  // base == -1: then it creates the empty state, m = -1, and returns true),
-  // its folded batch C is > base, or some delta C+1..base has no complete
-  // marker. On true: deltas C+1..base were folded into s/ in batch order
-  // (tombstones erase), their d/ and e/ entries removed, every delta > base
-  // (left by attempts of batches that never committed) removed, and m = base,
-  // all in one WriteBatch. INVALID_ARGUMENT if base < -1.
+  // Makes (job, p)'s state be the state as of batch `base` (the newest
+  // committed batch; -1 = none yet) and returns true, or returns false,
+  // changing nothing, if this store cannot: it holds no state for (job, p)
+  // (unless base == -1: then it creates the empty state, m = -1, and returns
+  // true), its folded batch C is > base, or some delta C+1..base was not
+  // written. On true: deltas C+1..base were folded into the state in batch
+  // order (tombstones erase), every delta > base (left by attempts of batches
+  // that never committed) removed, and m = base, all in one WriteBatch (with
+  // a snapshot now and then: see above). INVALID_ARGUMENT if base < -1.
   [[nodiscard]] Result<bool> Prepare(const std::string& job, int32_t p, int64_t base);
 
-  // The value of `key` in s/ (call after Prepare), or nullopt.
+  // The value of `key` in the state as of C (call after Prepare), or nullopt.
   [[nodiscard]] Result<std::optional<std::string>> Get(const std::string& job, int32_t p, std::string_view key);
 
-  // Calls fn(key, value) for each s/ entry of (job, p) whose key starts with
-  // `prefix`, in key order; stops early when fn returns false.
+  // Calls fn(key, value) for each entry of (job, p)'s state whose key starts
+  // with `prefix`, in key order; stops early when fn returns false. fn may
+  // read (job, p) but must not change it (the entries live in the map).
   [[nodiscard]] Status Scan(const std::string& job, int32_t p, std::string_view prefix,
                             const std::function<bool(std::string_view key, std::string_view value)>& fn);
 
   // Writes the complete delta of batch `batch`, replacing any earlier delta of
-  // that batch, with its marker, in one WriteBatch. An empty `changes` is a
-  // valid (empty) delta; of two changes to one key the later wins.
+  // that batch: one Put of one value. An empty `changes` is a valid (empty)
+  // delta; of two changes to one key the later wins.
   // FAILED_PRECONDITION if batch <= the folded batch, or if this store holds
   // no state for (job, p) (Prepare(-1) or Install first: a delta of an absent
   // partition could never be folded).
   [[nodiscard]] Status WriteDelta(const std::string& job, int32_t p, int64_t batch, std::span<const Change> changes);
 
-  // The delta of `batch` as written (key order); NOT_FOUND if it has no
-  // complete marker (never written, folded, or removed by Prepare).
+  // The delta of `batch` as written (key order, one change per key);
+  // NOT_FOUND if it was never written, is folded, or was removed by Prepare.
   [[nodiscard]] Result<std::vector<Change>> ReadDelta(const std::string& job, int32_t p, int64_t batch);
 
   // Replaces everything of (job, p) by `entries` (all with values;
-  // INVALID_ARGUMENT otherwise) as the state as of `base`: m = base, no
-  // deltas. One WriteBatch. Of two entries with one key the later wins.
+  // INVALID_ARGUMENT otherwise) as the state as of `base`: m = base, a
+  // snapshot as of base, no deltas. One WriteBatch. Of two entries with one
+  // key the later wins.
   [[nodiscard]] Status Install(const std::string& job, int32_t p, int64_t base, std::span<const Change> entries);
 
   // The whole state as of `base` (every entry with its value, key order),
-  // read without changing anything: s/ with the deltas C+1..base applied.
+  // read without changing anything: the state with deltas C+1..base applied.
   // nullopt when Prepare(base) would return false. For copies to another
   // worker: unlike Prepare it leaves later deltas alone.
   [[nodiscard]] Result<std::optional<std::vector<Change>>> ReadAsOf(const std::string& job, int32_t p, int64_t base);
@@ -129,47 +164,43 @@ class StateStore {
   // The folded batch C of (job, p), or nullopt if not held.
   [[nodiscard]] Result<std::optional<int64_t>> FoldedBatch(const std::string& job, int32_t p);
 
-  // Removes all of (job, p) / all of a job (DeleteRange).
+  // Removes all of (job, p) / all of a job, from memory and RocksDB
+  // (DeleteRange: rare calls, and nothing reads RocksDB per batch).
   [[nodiscard]] Status Drop(const std::string& job, int32_t p);
   [[nodiscard]] Status DropJob(const std::string& job);
 
   // The (job, p) this store holds state for (an m/ entry), in (job, p) order.
+  // Never fails since the layout moved to memory; kept a Result for callers.
   [[nodiscard]] Result<std::vector<std::pair<std::string, int32_t>>> Partitions();
 
-  // Keys and bytes of s/ for `job` (all its partitions). Kept in memory per
-  // (job, p): computed by one scan of the store on the first call, then
-  // maintained by Prepare / Install / Drop / DropJob. If that scan fails, the
-  // error is logged and zeros returned; the next call scans again.
+  // Keys and key+value bytes of the state of `job` (all its partitions) as
+  // of each one's folded batch: exact, from memory (from m/ for a partition
+  // not loaded yet). Any thread, any time.
   StateStats Stats(const std::string& job);
   // The same for one partition (partitions = 1 if held).
   StateStats PartitionStats(const std::string& job, int32_t p);
 
  private:
-  struct PartStats {
-    int64_t keys = 0;
-    int64_t bytes = 0;
-  };
+  struct Part;  // one (job, p): lib/state/state_store.cc
   using PartId = std::pair<std::string, int32_t>;
-  using StatsMap = std::map<PartId, PartStats>;
+  using PartTable = std::map<PartId, std::shared_ptr<Part>>;
 
-  StateStore(std::string dir, rocksdb::DB* db) : dir_(std::move(dir)), db_(db) {}
+  StateStore(std::string dir, rocksdb::DB* db, PartTable parts)
+      : dir_(std::move(dir)), db_(db), parts_(std::move(parts)) {}
 
-  // Writes `batch`; then, if the stats are loaded, applies `update` to them.
-  [[nodiscard]] Status Commit(rocksdb::WriteBatch* batch, const std::function<void(StatsMap&)>& update,
-                              std::string_view what);
-  [[nodiscard]] Result<StatsMap> ScanStats();
-  [[nodiscard]] Result<bool> HasMarker(const std::string& job, int32_t p, int64_t batch);
-  StateStats SumLocked(const std::string& job) const;
+  // The held partition, or nullptr; Loaded also loads its state.
+  std::shared_ptr<Part> Find(const std::string& job, int32_t p);
+  [[nodiscard]] Result<std::shared_ptr<Part>> Loaded(const std::string& job, int32_t p);
+  [[nodiscard]] Status Load(const std::string& job, int32_t p, Part* part);
+  [[nodiscard]] Status Write(rocksdb::WriteBatch* batch, std::string_view what);
+  void Put(const PartId& id, std::shared_ptr<Part> part);  // into the table
 
   const std::string dir_;
   rocksdb::DB* const db_;
-  // Writers (Commit) hold it shared across their write and their stats
-  // update; the first Stats() holds it exclusively while it scans, so no
-  // write lands between the scan and the maintained numbers.
-  std::shared_mutex write_gate_;
-  mutable std::mutex stats_mu_;
-  bool stats_loaded_ = false;  // guarded by stats_mu_
-  StatsMap stats_;             // guarded by stats_mu_
+  // Guards the table only; a Part's data belongs to the caller of its
+  // (job, p), except its stats counters (atomics, read by Stats).
+  mutable std::mutex mu_;
+  PartTable parts_;  // guarded by mu_
 };
 
 }  // namespace sluice::state
