@@ -2,7 +2,11 @@
 
 #include <filesystem>
 
+#include <grpcpp/grpcpp.h>
+
+#include "lib/rpc/rpc.h"
 #include "lib/rpc/status_client.h"
+#include "proto/driver.grpc.pb.h"
 #include "test/harness/paths.h"
 #include "test/harness/util.h"
 
@@ -16,6 +20,37 @@ Result<proto::DriverStatus> GetDriverStatus(const std::string& address,
 Result<proto::WorkerStatus> GetWorkerStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
   return rpc::GetWorkerStatus(address, deadline);
+}
+
+int LocalCluster::LeaderIndex() {
+  for (int i = 0; i < num_drivers(); ++i) {
+    if (driver(i) == nullptr) continue;
+    Result<proto::DriverStatus> st = GetDriverStatus(driver_address(i));
+    if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) return i;
+  }
+  return -1;
+}
+
+std::optional<proto::JobInfo> LocalCluster::DescribeJob(const std::string& job) {
+  for (int i = 0; i < num_drivers(); ++i) {
+    if (driver(i) == nullptr) continue;
+    auto stub = proto::DriverService::NewStub(rpc::NewChannel(driver_address(i)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    proto::DescribeJobRequest request;
+    request.set_job_id(job);
+    proto::JobInfo info;
+    if (stub->DescribeJob(&ctx, request, &info).ok()) return info;
+  }
+  return std::nullopt;
+}
+
+int LocalCluster::Sluicectl(const std::vector<std::string>& args, const std::string& log_path,
+                            std::chrono::seconds timeout) {
+  std::vector<std::string> argv = {kSluicectlPath, "--coordinator", coordinator()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Result<int> code = RunCommand(argv, log_path, timeout);
+  return code.ok() ? *code : -1;
 }
 
 bool DaemonServing(const std::string& address, bool is_driver) {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,16 @@ class LocalCluster {
   // SIGKILL.
   void KillDriver(int i);
   void KillWorker(int i);
+
+  // The driver that says it leads, or -1.
+  int LeaderIndex();
+  // The job as the first driver that answers describes it (a standby
+  // forwards nothing: only the serving leader answers); nullopt if none does.
+  std::optional<proto::JobInfo> DescribeJob(const std::string& job);
+  // sluicectl --coordinator <this cluster> `args`; its output goes to
+  // `log_path`. The exit code, or -1 if it did not finish in time.
+  int Sluicectl(const std::vector<std::string>& args, const std::string& log_path,
+                std::chrono::seconds timeout = std::chrono::seconds(30));
 
  private:
   struct Daemon {

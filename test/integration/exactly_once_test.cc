@@ -168,26 +168,11 @@ class ExactlyOnceTest : public ::testing::Test {
   }
 
   int Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {testing::kSluicectlPath, "--coordinator", cluster_->coordinator()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    Result<int> code = testing::RunCommand(argv, dir_.Sub("ctl" + std::to_string(runs_++) + ".log"), seconds(30));
-    return code.ok() ? *code : -1;
+    return cluster_->Sluicectl(args, dir_.Sub("ctl" + std::to_string(runs_++) + ".log"));
   }
 
   // The job as the serving leader describes it; nullopt while there is none.
-  std::optional<proto::JobInfo> Describe(const std::string& job) {
-    for (int i = 0; i < cluster_->num_drivers(); ++i) {
-      if (cluster_->driver(i) == nullptr) continue;
-      auto stub = proto::DriverService::NewStub(rpc::NewChannel(cluster_->driver_address(i)));
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + seconds(2));
-      proto::DescribeJobRequest request;
-      request.set_job_id(job);
-      proto::JobInfo info;
-      if (stub->DescribeJob(&ctx, request, &info).ok()) return info;
-    }
-    return std::nullopt;
-  }
+  std::optional<proto::JobInfo> Describe(const std::string& job) { return cluster_->DescribeJob(job); }
 
   // Submits the two jobs over one Kafka source.
   void SubmitJobs() {
@@ -352,14 +337,7 @@ TEST_F(ExactlyOnceTest, LeaderKilledTwiceAndAWorkerOnceStillExactlyOnce) {
   TopicReader output(cluster_->kafka()->bootstrap(), "out");
   ASSERT_NO_FATAL_FAILURE(SubmitJobs());
   ASSERT_NO_FATAL_FAILURE(StartProducer());
-  auto leader = [&]() -> int {
-    for (int i = 0; i < cluster_->num_drivers(); ++i) {
-      if (cluster_->driver(i) == nullptr) continue;
-      Result<proto::DriverStatus> st = testing::GetDriverStatus(cluster_->driver_address(i));
-      if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) return i;
-    }
-    return -1;
-  };
+  auto leader = [&] { return cluster_->LeaderIndex(); };
   // Kill the leader while batches are being planned and run; bring it back
   // as a standby once another leads (the WAL needs two of three drivers).
   auto kill_leader = [&] {

@@ -108,35 +108,13 @@ class KeyedTest : public ::testing::Test {
   }
 
   int Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {testing::kSluicectlPath, "--coordinator", cluster_->coordinator()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    Result<int> code = testing::RunCommand(argv, dir_.Sub("ctl" + std::to_string(runs_++) + ".log"), seconds(30));
-    return code.ok() ? *code : -1;
+    return cluster_->Sluicectl(args, dir_.Sub("ctl" + std::to_string(runs_++) + ".log"));
   }
   std::string LastCtlLog() { return testing::ReadFile(dir_.Sub("ctl" + std::to_string(runs_ - 1) + ".log")).value_or(""); }
 
-  std::optional<proto::JobInfo> Describe(const std::string& job) {
-    for (int i = 0; i < cluster_->num_drivers(); ++i) {
-      if (cluster_->driver(i) == nullptr) continue;
-      auto stub = proto::DriverService::NewStub(rpc::NewChannel(cluster_->driver_address(i)));
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + seconds(2));
-      proto::DescribeJobRequest request;
-      request.set_job_id(job);
-      proto::JobInfo info;
-      if (stub->DescribeJob(&ctx, request, &info).ok()) return info;
-    }
-    return std::nullopt;
-  }
+  std::optional<proto::JobInfo> Describe(const std::string& job) { return cluster_->DescribeJob(job); }
 
-  int Leader() {
-    for (int i = 0; i < cluster_->num_drivers(); ++i) {
-      if (cluster_->driver(i) == nullptr) continue;
-      Result<proto::DriverStatus> st = testing::GetDriverStatus(cluster_->driver_address(i));
-      if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) return i;
-    }
-    return -1;
-  }
+  int Leader() { return cluster_->LeaderIndex(); }
 
   void Submit(const std::string& name, const std::string& body) {
     const std::string path = dir_.Sub(name + ".yaml");
