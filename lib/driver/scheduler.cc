@@ -178,7 +178,10 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
     before->set_offset(ps.blocks().empty() ? ps.next_offset() : ps.blocks(0).range().start_offset());
     data_->FoldCommitted(o.source(), o.partition(), before->offset());
   }
-  if (!drop.before().empty()) {
+  for (const auto& [id, job] : after.jobs()) {
+    if (job.stopped() && engine::IsKeyed(job.spec())) drop.add_stopped_jobs(id);
+  }
+  if (!drop.before().empty() || !drop.stopped_jobs().empty()) {
     for (const proto::MemberInfo& m : live) {
       proto::DropBlocksResponse ignored;
       IgnoreError(workers_->DropBlocks(m.rpc_address(), drop, &ignored), "a worker that misses a drop keeps blocks until its store evicts them");

@@ -250,7 +250,7 @@ class KafkaSink : public Sink {
           slot->writer.reset();
           return absl::FailedPreconditionError(fmt::format(
               "kafka sink: topic {} has {} partitions; output partition {} needs at least {} (one per partition the "
-              "job reads)",
+              "job reads, or per reduce partition for a keyed job)",
               spec_.topic(), partitions, request.output_partition, request.output_partition + 1));
         }
       }

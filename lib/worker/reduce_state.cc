@@ -175,6 +175,16 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
   return absl::InternalError("unreachable");
 }
 
+Status ReduceState::DropJob(const std::string& job) {
+  ASSIGN_OR_RETURN(auto held, store_->Partitions());
+  int partitions = 0;
+  for (const auto& [j, p] : held) partitions += j == job;
+  if (partitions == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(store_->DropJob(job));  // its locks stay: a task may still hold one
+  spdlog::info("job {} stopped: dropped its state ({} reduce partitions)", job, partitions);
+  return absl::OkStatus();
+}
+
 Status ReduceState::Snapshot(const std::string& job, int32_t partition, int64_t base,
                              const std::function<bool(const proto::StateChunk&)>& write) {
   std::lock_guard<std::mutex> lock(LockOf(job, partition));

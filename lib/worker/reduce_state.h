@@ -60,6 +60,9 @@ class ReduceState {
   [[nodiscard]] Status Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
                                  int64_t batch, bool replica_is_holder, const proto::MemberInfo& replica);
 
+  // Drops the state of a stopped job, if this worker holds any (logged).
+  [[nodiscard]] Status DropJob(const std::string& job);
+
   // Server side of FetchState: the state as of base, in chunks.
   [[nodiscard]] Status Snapshot(const std::string& job, int32_t partition, int64_t base,
                                 const std::function<bool(const proto::StateChunk&)>& write);

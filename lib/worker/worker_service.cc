@@ -1,6 +1,7 @@
 #include "lib/worker/worker_service.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 
 #include "lib/rpc/rpc.h"
@@ -93,6 +94,10 @@ grpc::Status WorkerServiceImpl::DropBlocks(grpc::ServerContext* /*context*/, con
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
   int64_t dropped = 0;
   for (const proto::SourceOffset& o : request->before()) dropped += store_->DropBefore(o.source(), o.partition(), o.offset());
+  for (const std::string& job : request->stopped_jobs()) {
+    shuffle_->DropThrough(job, std::numeric_limits<int64_t>::max());
+    if (Status st = state_->DropJob(job); !st.ok()) return rpc::ToGrpc(st);
+  }
   response->set_dropped(dropped);
   return grpc::Status::OK;
 }

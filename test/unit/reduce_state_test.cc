@@ -96,5 +96,15 @@ TEST_F(ReduceStateTest, ASnapshotIsReadOnly) {
   EXPECT_TRUE(absl::IsNotFound(missing)) << missing;
 }
 
+TEST_F(ReduceStateTest, AStoppedJobsStateIsDropped) {
+  ASSERT_TRUE(state_->Apply({Chunk(0, 1, true, false, {{"a", "0"}}), Chunk(0, 1, false, true, {{"a", "1"}})}).ok());
+  ASSERT_EQ(state_->store()->Partitions().value().size(), 1u);
+  ASSERT_TRUE(state_->DropJob("other").ok());
+  EXPECT_EQ(state_->store()->Partitions().value().size(), 1u);
+  ASSERT_TRUE(state_->DropJob("j").ok());
+  EXPECT_TRUE(state_->store()->Partitions().value().empty());
+  EXPECT_EQ(state_->store()->Stats("j").keys, 0);
+}
+
 }  // namespace
 }  // namespace sluice::worker
