@@ -178,10 +178,14 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
 Status ReduceState::DropJob(const std::string& job) {
   ASSIGN_OR_RETURN(auto held, store_->Partitions());
   int partitions = 0;
-  for (const auto& [j, p] : held) partitions += j == job;
-  if (partitions == 0) return absl::OkStatus();
-  RETURN_IF_ERROR(store_->DropJob(job));  // its locks stay: a task may still hold one
-  spdlog::info("job {} stopped: dropped its state ({} reduce partitions)", job, partitions);
+  for (const auto& [j, p] : held) {
+    if (j != job) continue;
+    // Under the partition's lock: an abandoned task of the job may still run.
+    std::lock_guard<std::mutex> lock(LockOf(j, p));
+    RETURN_IF_ERROR(store_->Drop(j, p));
+    ++partitions;
+  }
+  if (partitions > 0) spdlog::info("job {} stopped: dropped its state ({} reduce partitions)", job, partitions);
   return absl::OkStatus();
 }
 
