@@ -19,18 +19,6 @@ namespace {
 
 // ---- byte helpers ----
 
-void PutFixed64(uint64_t v, std::string* out) {
-  char buf[8];
-  for (int i = 0; i < 8; ++i) buf[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  out->append(buf, 8);
-}
-
-uint64_t GetFixed64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
-  return v;
-}
-
 Status Corrupt(std::string_view fn) {
   return absl::DataLossError(fmt::format("corrupt {} state", fn));
 }
@@ -493,27 +481,40 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Create(const proto::Aggregation&
   return std::make_unique<TopKAggregator>(spec.k());
 }
 
-bool AppendValueKeyJson(std::string_view key, std::string* out) {
+bool DecodeValueKey(std::string_view key, Value* out) {
   if (key.empty()) return false;
   std::string_view body = key.substr(1);
   switch (key[0]) {
     case 'b':
       if (body.size() != 1 || static_cast<unsigned char>(body[0]) > 1) return false;
-      out->append(body[0] ? "true" : "false");
+      *out = body[0] != 0;
       return true;
     case 'n': {
       if (body.size() != 8) return false;
       uint64_t be = 0;
       for (char c : body) be = (be << 8) | static_cast<unsigned char>(c);
-      AppendJsonNumber(FromOrderedBits(be), out);
+      *out = FromOrderedBits(be);
       return true;
     }
     case 's':
-      AppendJsonString(body, out);
+      *out = body;
       return true;
     default:
       return false;
   }
+}
+
+bool AppendValueKeyJson(std::string_view key, std::string* out) {
+  Value v;
+  if (!DecodeValueKey(key, &v)) return false;
+  if (const auto* s = std::get_if<std::string_view>(&v)) {
+    AppendJsonString(*s, out);
+  } else if (const double* d = std::get_if<double>(&v)) {
+    AppendJsonNumber(*d, out);
+  } else {
+    out->append(std::get<bool>(v) ? "true" : "false");
+  }
+  return true;
 }
 
 }  // namespace sluice::engine

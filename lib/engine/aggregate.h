@@ -113,6 +113,10 @@ class Aggregator {
 // (null, NaN), leaving `key` unspecified.
 bool EncodeValueKey(const Value& value, std::string* key);
 
+// The value a value key encodes (a string views into `key`); false if `key`
+// is not a value key.
+bool DecodeValueKey(std::string_view key, Value* out);
+
 // Appends the value a value key encodes as JSON (true, 2.5, "text");
 // false if `key` is not a value key.
 bool AppendValueKeyJson(std::string_view key, std::string* out);

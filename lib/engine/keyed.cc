@@ -1,7 +1,6 @@
 #include "lib/engine/keyed.h"
 
 #include <bit>
-#include <cstring>
 #include <deque>
 #include <map>
 
@@ -15,11 +14,9 @@ namespace {
 
 // The number a key part holds (AppendKeyPart of a number); false otherwise.
 bool NumberOfPart(std::string_view part, double* out) {
-  if (part.size() != 9 || part[0] != 'n') return false;
-  uint64_t bits = 0;
-  for (int i = 1; i < 9; ++i) bits = (bits << 8) | static_cast<uint8_t>(part[i]);
-  bits = (bits >> 63) != 0 ? bits ^ (uint64_t{1} << 63) : ~bits;
-  *out = std::bit_cast<double>(bits);
+  Value v;
+  if (!DecodeValueKey(part, &v) || !std::holds_alternative<double>(v)) return false;
+  *out = std::get<double>(v);
   return true;
 }
 
@@ -52,12 +49,6 @@ Status SplitLastNumber(std::string_view key, std::string_view* user, int64_t* t)
 
 void AppendNumberPart(int64_t v, std::string* key) { AppendKeyPart(Value(static_cast<double>(v)), key); }
 
-void PutFixed64(int64_t v, std::string* out) {
-  char b[8];
-  std::memcpy(b, &v, 8);  // little-endian machines only (x86-64, arm64)
-  out->append(b, 8);
-}
-
 // A plugin value as JSON.
 void AppendPluginValueJson(const plugin::Value& v, std::string* out) {
   switch (v.type) {
@@ -75,6 +66,15 @@ void AppendPluginValueJson(const plugin::Value& v, std::string* out) {
   }
 }
 
+// A value key (or the empty string for null) as a plugin value; strings
+// view into `key`.
+bool PluginValueOf(std::string_view key, plugin::Value* out) {
+  Value v = Null{};
+  if (!key.empty() && !DecodeValueKey(key, &v)) return false;
+  *out = ToPlugin(v);
+  return true;
+}
+
 // The parts of a key built by AppendKeyPart, as plugin values (strings view
 // into `key`).
 Status DecodeKeyParts(std::string_view key, std::vector<plugin::Value>* parts) {
@@ -82,50 +82,30 @@ Status DecodeKeyParts(std::string_view key, std::vector<plugin::Value>* parts) {
   size_t pos = 0;
   std::string_view part;
   while (pos < key.size()) {
-    if (!GetLengthPrefixed(key, &pos, &part)) return absl::DataLossError("a key is malformed");
-    double d = 0;
-    if (part.empty()) {
-      parts->push_back(plugin::Value::Null());
-    } else if (part[0] == 'b' && part.size() == 2) {
-      parts->push_back(plugin::Value::Bool(part[1] != 0));
-    } else if (NumberOfPart(part, &d)) {
-      parts->push_back(plugin::Value::Number(d));
-    } else if (part[0] == 's') {
-      parts->push_back(plugin::Value::String(part.substr(1)));
-    } else {
-      return absl::DataLossError("a key part is malformed");
+    plugin::Value v;
+    if (!GetLengthPrefixed(key, &pos, &part) || !PluginValueOf(part, &v)) {
+      return absl::DataLossError("a key is malformed");
     }
+    parts->push_back(v);
   }
   return absl::OkStatus();
 }
 
-// Decodes one event of EncodeEvent into `fields` (views into `in`).
+// Decodes one event of AppendEventHeader/AppendEventField into `fields`
+// (views into `in`).
 Status DecodeEvent(std::string_view in, std::vector<plugin::Field>* fields) {
   fields->clear();
   size_t pos = 0;
   uint64_t n = 0;
   if (!GetVarint(in, &pos, &n)) return absl::DataLossError("an event is malformed");
   for (uint64_t i = 0; i < n; ++i) {
-    std::string_view name;
-    if (!GetLengthPrefixed(in, &pos, &name) || pos >= in.size()) return absl::DataLossError("an event is malformed");
-    const char type = in[pos++];
-    plugin::Field f{name, plugin::Value::Null()};
-    if (type == 'b') {
-      if (pos + 1 > in.size()) return absl::DataLossError("an event is malformed");
-      f.value = plugin::Value::Bool(in[pos++] != 0);
-    } else if (type == 'n') {
-      if (pos + 8 > in.size()) return absl::DataLossError("an event is malformed");
-      double d = 0;
-      std::memcpy(&d, in.data() + pos, 8);
-      pos += 8;
-      f.value = plugin::Value::Number(d);
-    } else if (type == 's') {
-      std::string_view str;
-      if (!GetLengthPrefixed(in, &pos, &str)) return absl::DataLossError("an event is malformed");
-      f.value = plugin::Value::String(str);
-    } else if (type != 'z') {
-      return absl::DataLossError("an event has a field of unknown type");
+    std::string_view name, value;
+    plugin::Field f;
+    if (!GetLengthPrefixed(in, &pos, &name) || !GetLengthPrefixed(in, &pos, &value) ||
+        !PluginValueOf(value, &f.value)) {
+      return absl::DataLossError("an event is malformed");
     }
+    f.name = name;
     fields->push_back(f);
   }
   if (pos != in.size()) return absl::DataLossError("an event has trailing bytes");
@@ -172,21 +152,9 @@ class CollectingStateEmitter final : public plugin::StateEmitter {
 void AppendEventHeader(size_t fields, std::string* out) { PutVarint(fields, out); }
 
 void AppendEventField(std::string_view name, const Value& value, std::string* out) {
+  thread_local std::string key;
   PutLengthPrefixed(name, out);
-  if (const auto* s = std::get_if<std::string_view>(&value)) {
-    out->push_back('s');
-    PutLengthPrefixed(*s, out);
-  } else if (const double* d = std::get_if<double>(&value)) {
-    out->push_back('n');
-    char b[8];
-    std::memcpy(b, d, 8);
-    out->append(b, 8);
-  } else if (const bool* b = std::get_if<bool>(&value)) {
-    out->push_back('b');
-    out->push_back(*b ? 1 : 0);
-  } else {
-    out->push_back('z');
-  }
+  PutLengthPrefixed(EncodeValueKey(value, &key) ? std::string_view(key) : std::string_view(), out);
 }
 
 std::string EncodeStates(const std::vector<std::string>& states) {
@@ -539,7 +507,7 @@ Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess
   std::vector<std::string> states;
   auto decode = [&](std::string_view value, int64_t* last) -> Status {
     if (value.size() < 8) return absl::DataLossError("a running state is truncated");
-    std::memcpy(last, value.data(), 8);
+    *last = static_cast<int64_t>(GetFixed64(value.data()));
     return DecodeStates(value.substr(8), n, &states);
   };
   for (const auto* row : reader_->Sorted()) {
@@ -552,7 +520,7 @@ Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess
     }
     for (size_t i = 0; i < n; ++i) RETURN_IF_ERROR(aggs_[i]->Merge(row->second[i], &states[i]));
     std::string value;
-    PutFixed64(ctx.batch_time_unix_ms, &value);
+    PutFixed64(static_cast<uint64_t>(ctx.batch_time_unix_ms), &value);
     value += EncodeStates(states);
     out.lines += "{\"key\":";
     RETURN_IF_ERROR(AppendKeyJson(row->first, &out.lines));
@@ -624,7 +592,7 @@ Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess*
   };
   auto stamped = [&](std::string_view bytes) {
     std::string v;
-    PutFixed64(ctx.batch_time_unix_ms, &v);
+    PutFixed64(static_cast<uint64_t>(ctx.batch_time_unix_ms), &v);
     v.append(bytes);
     return v;
   };
@@ -663,7 +631,7 @@ Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess*
     RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
       if (reader_->Find(key) != nullptr || value.size() < 8) return true;
       int64_t last = 0;
-      std::memcpy(&last, value.data(), 8);
+      last = static_cast<int64_t>(GetFixed64(value.data()));
       if (last + stage_.timeout_ms <= ctx.batch_time_unix_ms) expired.emplace_back(key, value.substr(8));
       return true;
     }));

@@ -196,9 +196,8 @@ class Reducer {
 };
 
 // An event as it travels to a plugin's Update: varint(field count), then per
-// field varint(length) name, a type byte and the value: 'z' (null), 'b' + 1
-// byte, 'n' + 8 bytes (IEEE double, little-endian), 's' + varint(length)
-// bytes.
+// field varint(length) name and varint(length) value key (aggregate.h; empty
+// for null, a missing value and NaN).
 void AppendEventHeader(size_t fields, std::string* out);
 void AppendEventField(std::string_view name, const Value& value, std::string* out);
 

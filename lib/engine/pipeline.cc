@@ -126,22 +126,6 @@ class Arena {
   size_t used_ = 0;   // bytes of it handed out
 };
 
-plugin::Value ToPlugin(const Value& v) {
-  if (const auto* s = std::get_if<std::string_view>(&v)) return plugin::Value::String(*s);
-  if (const double* d = std::get_if<double>(&v)) return plugin::Value::Number(*d);
-  if (const bool* b = std::get_if<bool>(&v)) return plugin::Value::Bool(*b);
-  return plugin::Value::Null();
-}
-
-Value FromPlugin(const plugin::Value& v) {
-  switch (v.type) {
-    case plugin::Type::kString: return v.string.view();
-    case plugin::Type::kNumber: return v.number;
-    case plugin::Type::kBool: return v.boolean;
-    default: return Null{};
-  }
-}
-
 // The Emitter a plugin's Process writes to: events go to `next`, the first
 // one into the storage of the input event (already copied for the plugin),
 // so a plugin that maps or filters allocates nothing per event.
@@ -461,7 +445,7 @@ class PipelineImpl final : public Pipeline {
 }  // namespace
 
 Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec, const BatchContext& batch) {
-  RETURN_IF_ERROR(CheckRunnable(spec));
+  // KeyedStageOf is CheckRunnable: a shape this release cannot run is refused here.
   ASSIGN_OR_RETURN(std::optional<KeyedStage> keyed, KeyedStageOf(spec));
   std::unique_ptr<KeyedMapper> mapper;
   if (keyed) {

@@ -22,10 +22,33 @@
 #include <string_view>
 
 #include "lib/common/status.h"
+#include "lib/engine/expr.h"
 #include "lib/engine/plugin_api.h"
 #include "proto/job.pb.h"
 
 namespace sluice::engine {
+
+// An engine value as a plugin sees it, and back (strings are views, copied
+// by neither).
+inline plugin::Value ToPlugin(const Value& v) {
+  if (const auto* s = std::get_if<std::string_view>(&v)) return plugin::Value::String(*s);
+  if (const double* d = std::get_if<double>(&v)) return plugin::Value::Number(*d);
+  if (const bool* b = std::get_if<bool>(&v)) return plugin::Value::Bool(*b);
+  return plugin::Value::Null();
+}
+
+inline Value FromPlugin(const plugin::Value& v) {
+  switch (v.type) {
+    case plugin::Type::kString:
+      return v.string.view();
+    case plugin::Type::kNumber:
+      return v.number;
+    case plugin::Type::kBool:
+      return v.boolean;
+    default:
+      return Null{};
+  }
+}
 
 // Loads `op.path` (once per process) and creates one Operator from
 // `op.config`. `job` and `line` are handed to the plugin for its messages.

@@ -1,5 +1,6 @@
-// Unsigned LEB128 varints and length-prefixed byte strings: the framing of
-// aggregate states (aggregate.h) and shuffle rows (combiner.h).
+// Unsigned LEB128 varints, length-prefixed byte strings and fixed 64-bit
+// little-endian integers: the framing of aggregate states (aggregate.h),
+// shuffle rows (combiner.h) and keyed state values (keyed.h).
 //
 // Module sluice::engine owns them (internal to the engine). Pure inline
 // functions: thread-safe.
@@ -46,6 +47,19 @@ inline bool GetLengthPrefixed(std::string_view in, size_t* pos, std::string_view
 inline void PutLengthPrefixed(std::string_view s, std::string* out) {
   PutVarint(s.size(), out);
   out->append(s);
+}
+
+// 8 bytes, little-endian, on any machine.
+inline void PutFixed64(uint64_t v, std::string* out) {
+  char buf[8];
+  for (int i = 0; i < 8; ++i) buf[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out->append(buf, 8);
+}
+
+inline uint64_t GetFixed64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
 }
 
 }  // namespace sluice::engine
