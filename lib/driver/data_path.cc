@@ -9,7 +9,7 @@
 #include "lib/driver/worker_proxy.h"
 #include "lib/source/kafka_source.h"
 #include "lib/source/partition_reader.h"
-#include "lib/wal/replicated_log.h"
+#include "lib/driver/driver_log.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -102,7 +102,7 @@ Status NormalizeSourceSpec(proto::SourceSpec* spec) {
   return absl::OkStatus();
 }
 
-DataPath::DataPath(std::string driver_id, wal::ReplicatedLog* log, Leadership* leadership,
+DataPath::DataPath(std::string driver_id, DriverLog* log, Leadership* leadership,
                    WorkerProxy* workers, Clock* clock)
     : driver_id_(std::move(driver_id)), log_(log), leadership_(leadership), workers_(workers), clock_(clock) {}
 
@@ -124,7 +124,8 @@ void DataPath::EnsureTermLocked(int64_t epoch) {
   if (term_ == epoch) return;
   // A serving leader has committed every earlier record (LeaderChange is
   // committed after them), so the committed view is complete.
-  const proto::WalState state = log_->State();
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
   sources_.clear();
   registered_.clear();
   for (const auto& [name, s] : state.sources()) {
@@ -187,7 +188,7 @@ Result<proto::SourceSpec> DataPath::RegisterSource(proto::SourceSpec spec) {
       return absl::AlreadyExistsError(fmt::format("source {} exists with another spec", spec.name()));
     }
   }
-  proto::WalRecord record;
+  proto::DriverRecord record;
   *record.mutable_source_registered()->mutable_spec() = spec;
   Result<int64_t> seq = log_->Append(std::move(record));
   std::lock_guard<std::mutex> lock(mu_);
@@ -207,7 +208,7 @@ Result<proto::SourceSpec> DataPath::RegisterSource(proto::SourceSpec spec) {
 
 Status DataPath::AppendBlocks(int64_t epoch, std::vector<proto::BlockInfo> blocks) {
   if (blocks.empty()) return absl::OkStatus();
-  proto::WalRecord record;
+  proto::DriverRecord record;
   for (proto::BlockInfo& b : blocks) *record.mutable_blocks_added()->add_blocks() = b;
   Result<int64_t> seq = log_->Append(std::move(record));
   std::lock_guard<std::mutex> lock(mu_);
@@ -409,7 +410,8 @@ void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::List
     }
     return;
   }
-  const proto::WalState state = log_->State();
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
   for (const auto& [name, s] : state.sources()) {
     if (!request.source().empty() && request.source() != name) continue;
     proto::SourceInfo* info = response->add_sources();

@@ -41,12 +41,9 @@
 #include "proto/driver.pb.h"
 #include "proto/worker.pb.h"
 
-namespace sluice::wal {
-class ReplicatedLog;
-}
-
 namespace sluice::driver {
 
+class DriverLog;
 class Leadership;
 class WorkerProxy;
 
@@ -57,7 +54,7 @@ class WorkerProxy;
 class DataPath {
  public:
   // All pointers must outlive this object.
-  DataPath(std::string driver_id, wal::ReplicatedLog* log, Leadership* leadership, WorkerProxy* workers,
+  DataPath(std::string driver_id, DriverLog* log, Leadership* leadership, WorkerProxy* workers,
            Clock* clock);
 
   [[nodiscard]] Result<proto::SourceSpec> RegisterSource(proto::SourceSpec spec);
@@ -70,7 +67,7 @@ class DataPath {
   void ListSources(const proto::ListSourcesRequest& request, proto::ListSourcesResponse* response);
 
   // Drops from the leader's record the blocks of (source, partition) that
-  // end at or before `offset` (their batch committed; WalState folds the same).
+  // end at or before `offset` (their batch committed; ClusterState folds the same).
   void FoldCommitted(const std::string& source, int32_t partition, int64_t offset);
 
   // One assignment round (see the top of the file). `live` is the workers/
@@ -102,7 +99,7 @@ class DataPath {
   std::set<std::string> LiveLocked() const;
 
   const std::string driver_id_;
-  wal::ReplicatedLog* const log_;
+  DriverLog* const log_;
   Leadership* const leadership_;
   WorkerProxy* const workers_;
   Clock* const clock_;

@@ -5,7 +5,9 @@
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
 #include "lib/coord/coordinator.h"
+#include "lib/driver/cluster_state.h"
 #include "lib/driver/data_path.h"
+#include "lib/driver/driver_log.h"
 #include "lib/driver/driver_service.h"
 #include "lib/driver/job_registry.h"
 #include "lib/driver/planner.h"
@@ -61,13 +63,15 @@ Status Driver::Start() {
   RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir, "data-dir"));
   ASSIGN_OR_RETURN(std::unique_ptr<wal::WalStore> store,
                    wal::WalStore::Open({.path = options_.daemon.data_dir + "/wal"}));
+  state_ = std::make_unique<ClusterState>();
   log_ = std::make_unique<wal::ReplicatedLog>(
-      std::move(store),
+      std::move(store), state_.get(),
       wal::ReplicatedLogOptions{.id = options_.daemon.id,
                                 .group_size = options_.wal_group_size,
                                 .compact_every = options_.wal_compact_every},
       wal::GrpcWalPeerFactory(std::chrono::milliseconds(1000)));
   RETURN_IF_ERROR_PREPEND(log_->Init(), "opening the WAL");
+  driver_log_ = std::make_unique<DriverLog>(log_.get(), state_.get());
   wal_service_ = std::make_unique<wal::WalServiceImpl>(log_.get());
   service_ = std::make_unique<DriverServiceImpl>(this);
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address,
@@ -119,13 +123,13 @@ Status Driver::Start() {
   leadership_ = std::make_unique<Leadership>(coordinator_.get(), candidate, log_.get());
   RETURN_IF_ERROR(leadership_->Start());
   leadership_view_ = leadership_.get();
-  data_path_ = std::make_unique<DataPath>(options_.daemon.id, log_.get(), leadership_.get(),
+  data_path_ = std::make_unique<DataPath>(options_.daemon.id, driver_log_.get(), leadership_.get(),
                                           workers_proxy_.get(), clock_);
   data_path_view_ = data_path_.get();
-  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, log_.get(), leadership_.get(), data_path_.get(), clock_);
+  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(), clock_);
   jobs_view_ = jobs_.get();
-  planner_ = std::make_unique<Planner>(log_.get(), leadership_.get(), clock_);
-  scheduler_ = std::make_unique<Scheduler>(log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(),
+  planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), clock_);
+  scheduler_ = std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(),
                                            clock_);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
@@ -268,14 +272,14 @@ Result<int64_t> Driver::AppendMarker(const proto::AppendMarkerRequest& request) 
   }
   const int count = std::max(1, request.count());
   if (count > 10'000) return absl::InvalidArgumentError("count: at most 10000 markers per call");
-  std::vector<proto::WalRecord> records(count);
+  std::vector<proto::DriverRecord> records(count);
   for (int i = 0; i < count; ++i) {
     proto::Marker* m = records[i].mutable_marker();
     m->set_client_id(request.client_id());
     m->set_client_seq(request.client_seq() + i);
     m->set_payload(request.payload());
   }
-  return log_->AppendBatch(std::move(records));
+  return driver_log_->AppendBatch(records);
 }
 
 Status Driver::WithLeaderHint(Status status) const {
@@ -290,11 +294,23 @@ Status Driver::ReadWal(const proto::ReadWalRequest& request, proto::ReadWalRespo
   const int max = request.max_records() > 0 ? std::min(request.max_records(), 10'000) : 1000;
   int64_t from = std::max<int64_t>(1, request.from_seq());
   if (std::optional<proto::WalSnapshot> snap = log_->Snapshot(); snap && from <= snap->last_seq()) {
-    *response->mutable_snapshot() = *snap;
+    if (!response->mutable_snapshot()->ParseFromString(snap->state())) {
+      return absl::DataLossError(fmt::format("the WAL snapshot at {} is unreadable", snap->last_seq()));
+    }
+    response->set_snapshot_seq(snap->last_seq());
     from = snap->last_seq() + 1;
   }
   ASSIGN_OR_RETURN(std::vector<proto::WalRecord> records, log_->ReadCommitted(from, max));
-  for (proto::WalRecord& r : records) *response->add_records() = std::move(r);
+  for (const proto::WalRecord& r : records) {
+    proto::DriverLogEntry* entry = response->add_records();
+    entry->set_seq(r.seq());
+    entry->set_epoch(r.epoch());
+    if (r.has_leader_change()) {
+      *entry->mutable_leader_change() = r.leader_change();
+    } else if (!entry->mutable_record()->ParseFromString(r.payload())) {
+      return absl::DataLossError(fmt::format("WAL record {} is unreadable", r.seq()));
+    }
+  }
   response->set_commit_seq(log_->Stats().commit_seq);
   return absl::OkStatus();
 }

@@ -57,7 +57,9 @@ class WalServiceImpl;
 
 namespace sluice::driver {
 
+class ClusterState;
 class DataPath;
+class DriverLog;
 class DriverServiceImpl;
 class JobRegistry;
 class Planner;
@@ -114,7 +116,9 @@ class Driver {
 
   DriverOptions options_;
   Clock* clock_;
+  std::unique_ptr<ClusterState> state_;  // the log's state machine
   std::unique_ptr<wal::ReplicatedLog> log_;
+  std::unique_ptr<DriverLog> driver_log_;
   std::unique_ptr<wal::WalServiceImpl> wal_service_;
   std::unique_ptr<DriverServiceImpl> service_;
   std::unique_ptr<rpc::RpcServer> server_;

@@ -6,7 +6,7 @@
 #include "lib/driver/leadership.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
-#include "lib/wal/replicated_log.h"
+#include "lib/driver/driver_log.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -34,7 +34,7 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
 
 }  // namespace
 
-JobRegistry::JobRegistry(std::string driver_id, wal::ReplicatedLog* log, Leadership* leadership, DataPath* data,
+JobRegistry::JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
                          Clock* clock)
     : driver_id_(std::move(driver_id)), log_(log), leadership_(leadership), data_(data), clock_(clock) {}
 
@@ -50,7 +50,8 @@ Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec) {
   RETURN_IF_ERROR(engine::CheckRunnable(spec));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(CheckLeader());
-  const proto::WalState state = log_->State();
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
   if (auto it = state.jobs().find(spec.name()); it != state.jobs().end()) {
     return absl::AlreadyExistsError(fmt::format("job {} exists ({}); a job name is used once", spec.name(),
                                                 it->second.stopped() ? "stopped" : "running"));
@@ -64,7 +65,8 @@ Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec) {
                                                        s.name()));
     }
   }
-  const proto::WalState after = log_->State();
+  const std::shared_ptr<const proto::ClusterState> after_view = log_->View();
+  const proto::ClusterState& after = *after_view;
   for (const std::string& name : spec.sources()) {
     if (!after.sources().contains(name)) {
       return absl::InvalidArgumentError(fmt::format(
@@ -72,7 +74,7 @@ Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec) {
           spec.file().empty() ? "job" : spec.file(), name));
     }
   }
-  proto::WalRecord record;
+  proto::DriverRecord record;
   proto::JobSubmitted* js = record.mutable_job_submitted();
   js->set_job_id(spec.name());
   js->set_submit_time_unix_ms(clock_->UnixMillis());
@@ -88,11 +90,12 @@ Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec) {
 Status JobRegistry::Stop(const std::string& job_id, const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(CheckLeader());
-  const proto::WalState state = log_->State();
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
   auto it = state.jobs().find(job_id);
   if (it == state.jobs().end()) return absl::NotFoundError(fmt::format("no job {}", job_id));
   if (it->second.stopped()) return absl::OkStatus();  // already: a retry
-  proto::WalRecord record;
+  proto::DriverRecord record;
   record.mutable_job_stopped()->set_job_id(job_id);
   record.mutable_job_stopped()->set_reason(reason.empty() ? "stopped by the user" : reason);
   ASSIGN_OR_RETURN(int64_t seq, log_->Append(std::move(record)));
@@ -102,7 +105,8 @@ Status JobRegistry::Stop(const std::string& job_id, const std::string& reason) {
 
 proto::ListJobsResponse JobRegistry::List() const {
   proto::ListJobsResponse response;
-  const proto::WalState state = log_->State();
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
   std::map<std::string, const proto::JobState*> sorted;
   for (const auto& [id, job] : state.jobs()) sorted[id] = &job;
   for (const auto& [id, job] : sorted) *response.add_jobs() = InfoOf(id, *job);
@@ -110,7 +114,8 @@ proto::ListJobsResponse JobRegistry::List() const {
 }
 
 Result<proto::JobInfo> JobRegistry::Describe(const std::string& job_id) const {
-  const proto::WalState state = log_->State();
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
   auto it = state.jobs().find(job_id);
   if (it == state.jobs().end()) return absl::NotFoundError(fmt::format("no job {}", job_id));
   return InfoOf(job_id, it->second);

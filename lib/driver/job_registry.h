@@ -19,19 +19,16 @@
 #include "lib/common/status.h"
 #include "proto/driver.pb.h"
 
-namespace sluice::wal {
-class ReplicatedLog;
-}
-
 namespace sluice::driver {
 
 class DataPath;
+class DriverLog;
 class Leadership;
 
 class JobRegistry {
  public:
   // All pointers must outlive this object.
-  JobRegistry(std::string driver_id, wal::ReplicatedLog* log, Leadership* leadership, DataPath* data,
+  JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
               Clock* clock);
 
   [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec);
@@ -44,7 +41,7 @@ class JobRegistry {
   [[nodiscard]] Status CheckLeader() const;
 
   const std::string driver_id_;
-  wal::ReplicatedLog* const log_;
+  DriverLog* const log_;
   Leadership* const leadership_;
   DataPath* const data_;
   Clock* const clock_;

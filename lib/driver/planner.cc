@@ -2,7 +2,7 @@
 
 #include "lib/driver/leadership.h"
 #include "lib/engine/keyed.h"
-#include "lib/wal/replicated_log.h"
+#include "lib/driver/driver_log.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -26,7 +26,7 @@ int64_t NextStart(const proto::JobState& job, const proto::PartitionState& ps, c
 
 }  // namespace
 
-proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::WalState& state,
+proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::ClusterState& state,
                               int64_t batch_id, int64_t batch_time_unix_ms) {
   proto::BatchPlanned plan;
   plan.set_job_id(job_id);
@@ -52,7 +52,8 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
 
 int Planner::Tick() {
   if (!leadership_->Serving()) return 0;
-  const proto::WalState state = log_->State();
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
   const int64_t now = clock_->UnixMillis();
   int planned = 0;
   for (const auto& [id, job] : state.jobs()) {
@@ -66,7 +67,7 @@ int Planner::Tick() {
     const int64_t batch_id = job.last_planned_batch() + 1;
     const int64_t batch_time = job.submit_time_unix_ms() + batch_id * interval;
     if (now < batch_time) continue;
-    proto::WalRecord record;
+    proto::DriverRecord record;
     *record.mutable_batch_planned() = PlanBatch(id, job, state, batch_id, batch_time);
     int64_t events = 0;
     for (const auto& r : record.batch_planned().ranges()) events += r.end_offset() - r.start_offset();

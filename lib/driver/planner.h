@@ -17,30 +17,27 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
-#include "proto/wal.pb.h"
-
-namespace sluice::wal {
-class ReplicatedLog;
-}
+#include "proto/driver_log.pb.h"
 
 namespace sluice::driver {
 
+class DriverLog;
 class Leadership;
 
 // Batch `batch_id` of `job` as planned now (pure; exposed for tests).
-proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::WalState& state,
+proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::ClusterState& state,
                               int64_t batch_id, int64_t batch_time_unix_ms);
 
 class Planner {
  public:
-  Planner(wal::ReplicatedLog* log, Leadership* leadership, Clock* clock)
+  Planner(DriverLog* log, Leadership* leadership, Clock* clock)
       : log_(log), leadership_(leadership), clock_(clock) {}
 
   // Plans every batch that is due; returns how many were committed.
   int Tick();
 
  private:
-  wal::ReplicatedLog* const log_;
+  DriverLog* const log_;
   Leadership* const leadership_;
   Clock* const clock_;
 };

@@ -8,14 +8,14 @@
 #include "lib/driver/leadership.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/engine/keyed.h"
-#include "lib/wal/replicated_log.h"
+#include "lib/driver/driver_log.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
 namespace {
 
 // The range's partition numbered across the job's sources, in their order.
-int32_t OutputPartition(const proto::JobSpec& spec, const proto::WalState& state, const proto::PartitionRange& r) {
+int32_t OutputPartition(const proto::JobSpec& spec, const proto::ClusterState& state, const proto::PartitionRange& r) {
   int32_t before = 0;
   for (const std::string& name : spec.sources()) {
     if (name == r.source()) break;
@@ -30,7 +30,8 @@ int32_t OutputPartition(const proto::JobSpec& spec, const proto::WalState& state
 int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
   if (!leadership_->Serving() || live.empty()) return 0;
   const int64_t epoch = leadership_->epoch();
-  const proto::WalState state = log_->State();
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
   std::set<std::string> live_ids;
   for (const proto::MemberInfo& m : live) live_ids.insert(m.id());
   int committed = 0;
@@ -90,7 +91,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
     std::atomic<int> attempts{0};
     std::vector<Result<proto::TaskResult>> results = RunTasks(job_id, batch.batch_id(), tasks, candidates,
                                                               max_failures, &attempts);
-    proto::WalRecord record;
+    proto::DriverRecord record;
     proto::BatchCommitted* bc = record.mutable_batch_committed();
     bc->set_job_id(job_id);
     bc->set_batch_id(batch.batch_id());
@@ -111,7 +112,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
     if (!leadership_->Serving() || leadership_->epoch() != epoch) return committed;
     if (!failed.ok()) {
       if (absl::IsUnavailable(failed) && !leadership_->Serving()) return committed;
-      proto::WalRecord stop;
+      proto::DriverRecord stop;
       stop.mutable_job_stopped()->set_job_id(job_id);
       stop.mutable_job_stopped()->set_reason("FAILED: " + failed.ToString());
       spdlog::error("job {} failed: {}", job_id, failed.ToString());
@@ -150,7 +151,7 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
   return results;
 }
 
-bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& batch, proto::WalRecord record,
+bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& batch, proto::DriverRecord record,
                        const std::vector<proto::MemberInfo>& live, int64_t epoch) {
   proto::BatchCommitted* bc = record.mutable_batch_committed();
   for (const proto::PartitionRange& r : batch.ranges()) {
@@ -163,9 +164,10 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
   if (!log_->Append(std::move(record)).ok()) return false;
   spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
                done.output_count());
-  // The blocks WalState folded away (every running reader is past them)
+  // The blocks ClusterState folded away (every running reader is past them)
   // may go from the workers and the leader's record.
-  const proto::WalState after = log_->State();
+  const std::shared_ptr<const proto::ClusterState> after_view = log_->View();
+  const proto::ClusterState& after = *after_view;
   CommitKafkaOffsets(job_id, after, done);
   proto::DropBlocksRequest drop;
   drop.set_epoch(epoch);
@@ -216,7 +218,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
   Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
   if (!stage.ok() || !*stage) {
     // Refused at submit; a spec from an older release that this one cannot run.
-    proto::WalRecord stop;
+    proto::DriverRecord stop;
     stop.mutable_job_stopped()->set_job_id(job_id);
     stop.mutable_job_stopped()->set_reason("FAILED: " + (stage.ok() ? std::string("no keyed stage")
                                                                      : stage.status().ToString()));
@@ -336,7 +338,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
                  job_id, batch.batch_id(), failed.ToString(), retry.failures, max_failures, retry.transient,
                  kMaxTransientAttempts);
     if (retry.failures >= max_failures || retry.transient >= kMaxTransientAttempts) {
-      proto::WalRecord stop;
+      proto::DriverRecord stop;
       stop.mutable_job_stopped()->set_job_id(job_id);
       stop.mutable_job_stopped()->set_reason(
           "FAILED: " + Annotate(failed, fmt::format("batch {}", batch.batch_id())).ToString());
@@ -345,7 +347,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     }
     return false;
   }
-  proto::WalRecord record;
+  proto::DriverRecord record;
   proto::BatchCommitted* bc = record.mutable_batch_committed();
   bc->set_job_id(job_id);
   bc->set_batch_id(batch.batch_id());
@@ -376,7 +378,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
   return Commit(job_id, batch, std::move(record), live, epoch);
 }
 
-void Scheduler::CommitKafkaOffsets(const std::string& job_id, const proto::WalState& state,
+void Scheduler::CommitKafkaOffsets(const std::string& job_id, const proto::ClusterState& state,
                                    const proto::BatchCommitted& done) {
   std::map<std::string, std::map<int32_t, int64_t>> by_source;
   for (const proto::SourceOffset& o : done.next_offsets()) {

@@ -8,7 +8,7 @@
 // the job is stopped with the error (nothing commits past it). When every
 // task of batch N has succeeded, BatchCommitted(N) is appended and committed
 // — only then are the workers told to drop the blocks every running job
-// reading the source is past (what WalState folded away). Batches of a job commit in order.
+// reading the source is past (what ClusterState folded away). Batches of a job commit in order.
 // A batch re-run after a failover writes the same outputs under the same
 // names: the sinks are idempotent per (job, batch, task). Kafka positions are
 // then committed to the job's consumer group, "sluice-<job>".
@@ -29,22 +29,19 @@
 #include "lib/common/serial_executor.h"
 #include "lib/source/kafka_source.h"
 #include "proto/common.pb.h"
-#include "proto/wal.pb.h"
+#include "proto/driver_log.pb.h"
 #include "proto/worker.pb.h"
-
-namespace sluice::wal {
-class ReplicatedLog;
-}
 
 namespace sluice::driver {
 
 class DataPath;
+class DriverLog;
 class Leadership;
 class WorkerProxy;
 
 class Scheduler {
  public:
-  Scheduler(wal::ReplicatedLog* log, Leadership* leadership, WorkerProxy* workers, DataPath* data, Clock* clock)
+  Scheduler(DriverLog* log, Leadership* leadership, WorkerProxy* workers, DataPath* data, Clock* clock)
       : log_(log), leadership_(leadership), workers_(workers), data_(data), clock_(clock) {}
 
   // Runs (to its end) the oldest planned batch of each running job; returns
@@ -52,7 +49,7 @@ class Scheduler {
   int Tick(const std::vector<proto::MemberInfo>& live);
 
  private:
-  wal::ReplicatedLog* const log_;
+  DriverLog* const log_;
   Leadership* const leadership_;
   WorkerProxy* const workers_;
   DataPath* const data_;
@@ -67,7 +64,7 @@ class Scheduler {
                                                   int max_failures, std::atomic<int>* attempts);
   // Appends BatchCommitted, then commits Kafka positions and drops the
   // blocks no running job needs. False if the append failed.
-  bool Commit(const std::string& job_id, const proto::BatchPlanned& batch, proto::WalRecord record,
+  bool Commit(const std::string& job_id, const proto::BatchPlanned& batch, proto::DriverRecord record,
               const std::vector<proto::MemberInfo>& live, int64_t epoch);
   // A keyed job's batch (docs/state.md): places the reduce partitions, runs
   // the map tasks (`maps`, one per range), then one reduce task per
@@ -97,7 +94,7 @@ class Scheduler {
     std::map<int32_t, int64_t> offsets;  // partition -> next offset
     bool posted = false;                 // a flush is queued on commits_
   };
-  void CommitKafkaOffsets(const std::string& job_id, const proto::WalState& state,
+  void CommitKafkaOffsets(const std::string& job_id, const proto::ClusterState& state,
                           const proto::BatchCommitted& done);
   void QueueCommit(const JobSource& key, const proto::SourceSpec& spec, const std::map<int32_t, int64_t>& offsets,
                    std::chrono::milliseconds delay);

@@ -142,7 +142,7 @@ Status ReplicatedLog::AdoptFrom(WalPeer* peer, int64_t epoch, int64_t best_last_
     if (resp.has_snapshot() && resp.snapshot().last_seq() >= from) {
       RETURN_IF_ERROR(store_->InstallSnapshot(resp.snapshot()));
       std::lock_guard<std::mutex> lock(mu_);
-      state_ = WalState(resp.snapshot().state());
+      RETURN_IF_ERROR_PREPEND(RestoreLocked(resp.snapshot()), "restoring the snapshot adopted");
       applied_seq_ = commit_seq_ = resp.snapshot().last_seq();
       from = resp.snapshot().last_seq() + 1;
     }

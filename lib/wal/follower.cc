@@ -138,7 +138,7 @@ Status ReplicatedLog::HandleInstallSnapshot(const proto::WalInstallSnapshotReque
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    state_ = WalState(snap.state());
+    RETURN_IF_ERROR_PREPEND(RestoreLocked(snap), "restoring the leader's snapshot");
     applied_seq_ = commit_seq_ = snap.last_seq();
     RETURN_IF_ERROR(store_->SetCommitSeq(commit_seq_));
   }

@@ -9,22 +9,26 @@
 
 namespace sluice::wal {
 
-ReplicatedLog::ReplicatedLog(std::unique_ptr<WalStore> store, ReplicatedLogOptions options,
-                             WalPeerFactory peers)
-    : store_(std::move(store)), options_(std::move(options)), peer_factory_(std::move(peers)) {}
+ReplicatedLog::ReplicatedLog(std::unique_ptr<WalStore> store, StateMachine* state,
+                             ReplicatedLogOptions options, WalPeerFactory peers)
+    : store_(std::move(store)), options_(std::move(options)), peer_factory_(std::move(peers)), state_(state) {}
 
 ReplicatedLog::~ReplicatedLog() { StepDown(); }
 
 Status ReplicatedLog::Init() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (auto snap = store_->snapshot()) state_ = WalState(snap->state());
+  RETURN_IF_ERROR_PREPEND(RestoreLocked(store_->snapshot()), "restoring the WAL snapshot");
   applied_seq_ = store_->snapshot_seq();
   commit_seq_ = std::max(store_->snapshot_seq(), std::min(store_->commit_seq(), store_->last_seq()));
-  RETURN_IF_ERROR_PREPEND(ApplyUpToLocked(commit_seq_), "rebuilding the WAL view");
+  RETURN_IF_ERROR_PREPEND(ApplyUpToLocked(commit_seq_), "rebuilding the state from the WAL");
   spdlog::info("wal: {} records ({}..{}), committed up to {}, fence {}",
                store_->last_seq() - store_->snapshot_seq(), store_->first_seq(), store_->last_seq(),
                commit_seq_, store_->fence());
   return absl::OkStatus();
+}
+
+Status ReplicatedLog::RestoreLocked(const std::optional<proto::WalSnapshot>& snapshot) {
+  return state_->Restore(snapshot ? std::string_view(snapshot->state()) : std::string_view());
 }
 
 void ReplicatedLog::SetOnFenced(std::function<void(int64_t)> on_fenced) {
@@ -57,7 +61,7 @@ Status ReplicatedLog::ApplyUpToLocked(int64_t seq) {
       return absl::DataLossError(fmt::format("committed WAL record {} is missing", applied_seq_ + 1));
     }
     for (const proto::WalRecord& r : records) {
-      Status st = state_.Apply(r);
+      Status st = state_->Apply(r);
       if (!st.ok()) spdlog::error("wal: {}", st.ToString());  // never on a log we wrote
       applied_seq_ = r.seq();
     }
@@ -67,7 +71,8 @@ Status ReplicatedLog::ApplyUpToLocked(int64_t seq) {
     snap.set_last_seq(applied_seq_);
     ASSIGN_OR_RETURN(int64_t epoch, store_->EpochAt(applied_seq_));
     snap.set_last_epoch(epoch);
-    *snap.mutable_state() = state_.proto();
+    snap.set_format(proto::WAL_FORMAT_V1);
+    snap.set_state(state_->Snapshot());
     RETURN_IF_ERROR_PREPEND(store_->SaveSnapshot(snap), "compacting the WAL");
     spdlog::info("wal: snapshot at {}; records up to it deleted", applied_seq_);
   }
@@ -91,14 +96,16 @@ void ReplicatedLog::AdvanceCommitLocked() {
   commit_cv_.notify_all();
 }
 
-Result<int64_t> ReplicatedLog::Append(proto::WalRecord record) {
-  std::vector<proto::WalRecord> one;
-  one.push_back(std::move(record));
+Result<int64_t> ReplicatedLog::Append(std::string payload) {
+  std::vector<std::string> one;
+  one.push_back(std::move(payload));
   return AppendBatch(std::move(one));
 }
 
-Result<int64_t> ReplicatedLog::AppendBatch(std::vector<proto::WalRecord> records) {
-  if (records.empty()) return absl::InvalidArgumentError("nothing to append");
+Result<int64_t> ReplicatedLog::AppendBatch(std::vector<std::string> payloads) {
+  if (payloads.empty()) return absl::InvalidArgumentError("nothing to append");
+  std::vector<proto::WalRecord> records(payloads.size());
+  for (size_t i = 0; i < payloads.size(); ++i) records[i].set_payload(std::move(payloads[i]));
   std::unique_lock<std::mutex> lock(mu_);
   if (!serving_) {
     return absl::UnavailableError(fmt::format("driver {} is not the serving leader", options_.id));
@@ -118,6 +125,7 @@ Result<int64_t> ReplicatedLog::AppendLocked(std::unique_lock<std::mutex>& lock,
   for (proto::WalRecord& record : records) {
     record.set_seq(++assigned_seq_);
     record.set_epoch(epoch);
+    record.set_format(proto::WAL_FORMAT_V1);
     pending_.push_back(std::move(record));
   }
   const int64_t seq = assigned_seq_;
@@ -207,11 +215,6 @@ void ReplicatedLog::StepDown() {
   for (auto& f : followers) {
     if (f->thread.joinable()) f->thread.join();
   }
-}
-
-proto::WalState ReplicatedLog::State() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return state_.proto();
 }
 
 WalStats ReplicatedLog::Stats() const {

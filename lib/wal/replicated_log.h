@@ -1,7 +1,10 @@
-// ReplicatedLog: the driver WAL replicated from the leader to the standbys,
-// with quorum commit (DESIGN.md "Driver WAL", leadership rules 2-4).
+// ReplicatedLog: a log of opaque records replicated from the leader to the
+// standbys, with quorum commit and epoch fencing (docs/wal.md).
 //
-// Module sluice::wal owns it. Every driver has one. As a standby it answers
+// Module sluice::wal owns it. It knows nothing of what the records mean: it
+// hands each committed record to the StateMachine it is given, which also
+// provides and restores the snapshots the log compacts into. Every driver has
+// one, over the driver's ClusterState. As a standby it answers
 // the leader's Append/Fetch/InstallSnapshot (the Handle* methods, called by
 // WalServiceImpl). As the leader of epoch E it:
 //
@@ -17,8 +20,8 @@
 //      leader included) and the newest committed record is of epoch E (so an
 //      older leader's record is never counted committed on its own: Raft's
 //      rule). Append returns only then.
-//   3. applies committed records to the WalState view, and every
-//      compact_every records folds them into a snapshot and deletes them; a
+//   3. applies committed records to the state machine, and every
+//      compact_every records folds them into its snapshot and deletes them; a
 //      standby too far behind gets the snapshot, then the records after it.
 //
 //   FOLLOWER --BecomeLeader(E)--> RECOVERING --LeaderChange committed--> SERVING
@@ -46,7 +49,7 @@
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
 #include "lib/wal/wal_peer.h"
-#include "lib/wal/wal_state.h"
+#include "lib/wal/state_machine.h"
 #include "lib/wal/wal_store.h"
 #include "proto/common.pb.h"
 #include "proto/wal.pb.h"
@@ -71,11 +74,12 @@ struct WalStats {
 
 class ReplicatedLog {
  public:
-  ReplicatedLog(std::unique_ptr<WalStore> store, ReplicatedLogOptions options,
+  // `state` (not owned) must outlive the log; only the log writes it.
+  ReplicatedLog(std::unique_ptr<WalStore> store, StateMachine* state, ReplicatedLogOptions options,
                 WalPeerFactory peers);
   ~ReplicatedLog();
 
-  // Rebuilds the view from the snapshot and the records known committed.
+  // Rebuilds the state from the snapshot and the records known committed.
   [[nodiscard]] Status Init();
 
   // Called with the new epoch when this driver learns of a higher one while
@@ -97,13 +101,14 @@ class ReplicatedLog {
   // appends with UNAVAILABLE. Records written but not committed stay in the
   // local log; the next leader decides their fate.
   void StepDown();
-  // Appends `record` (seq and epoch are assigned) and waits until committed.
-  // UNAVAILABLE if this driver is not serving or the term ends first (the
-  // record may then still be committed by a later leader).
-  [[nodiscard]] Result<int64_t> Append(proto::WalRecord record);
-  // Appends all `records` in order; waits until the last is committed and
-  // returns its seq. (One wait, one wake-up, for many records.)
-  [[nodiscard]] Result<int64_t> AppendBatch(std::vector<proto::WalRecord> records);
+  // Appends a record carrying `payload` (seq and epoch are assigned) and
+  // waits until it is committed and applied. UNAVAILABLE if this driver is
+  // not serving or the term ends first (the record may then still be
+  // committed by a later leader).
+  [[nodiscard]] Result<int64_t> Append(std::string payload);
+  // Appends one record per payload, in order; waits until the last is
+  // committed and returns its seq. (One wait, one wake-up, for many records.)
+  [[nodiscard]] Result<int64_t> AppendBatch(std::vector<std::string> payloads);
 
   // --- follower (WalService) ---
   [[nodiscard]] Status HandleAppend(const proto::WalAppendRequest& request,
@@ -114,7 +119,6 @@ class ReplicatedLog {
                                              proto::WalInstallSnapshotResponse* response);
 
   // --- reads ---
-  proto::WalState State() const;
   WalStats Stats() const;
   // Committed records from `from` (OUT_OF_RANGE if folded: read the snapshot).
   [[nodiscard]] Result<std::vector<proto::WalRecord>> ReadCommitted(int64_t from, int max) const;
@@ -154,6 +158,10 @@ class ReplicatedLog {
   // Ends the current term's activity (waiters give up). Requires mu_.
   void AbortLocked();
 
+  // Restores the state machine from `snapshot` (or the empty state).
+  // Requires mu_.
+  [[nodiscard]] Status RestoreLocked(const std::optional<proto::WalSnapshot>& snapshot);
+
   const std::unique_ptr<WalStore> store_;
   const ReplicatedLogOptions options_;
   const WalPeerFactory peer_factory_;
@@ -162,7 +170,7 @@ class ReplicatedLog {
   std::condition_variable commit_cv_;  // appenders wait for commit_seq_
   std::condition_variable writer_cv_;  // the writer waits for pending records
   std::condition_variable work_cv_;    // replicators wait for durable records
-  WalState state_;                     // guarded by mu_; committed records only
+  StateMachine* const state_;          // written under mu_; committed records only
   int64_t applied_seq_ = 0;            // guarded by mu_
   int64_t commit_seq_ = 0;             // guarded by mu_
   int64_t term_epoch_ = 0;             // guarded by mu_; 0: not leading

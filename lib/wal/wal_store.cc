@@ -60,6 +60,11 @@ Status WalStore::Load() {
     if (!snap.ParseFromString(value)) {
       return absl::DataLossError(fmt::format("WAL at {}: the snapshot is unreadable", options_.path));
     }
+    if (snap.format() != proto::WAL_FORMAT_V1) {
+      return absl::FailedPreconditionError(fmt::format(
+          "WAL at {}: the snapshot has format {}; this build reads format {} only", options_.path,
+          static_cast<int>(snap.format()), static_cast<int>(proto::WAL_FORMAT_V1)));
+    }
     snapshot_seq_ = snap.last_seq();
     last_seq_ = snap.last_seq();
     last_epoch_ = snap.last_epoch();
@@ -91,6 +96,11 @@ Status WalStore::Load() {
         record.seq() != seq) {
       return absl::DataLossError(
           fmt::format("WAL at {}: record {} is unreadable", options_.path, seq));
+    }
+    if (record.format() != proto::WAL_FORMAT_V1) {
+      return absl::FailedPreconditionError(fmt::format(
+          "WAL at {}: record {} has format {}; this build reads format {} only", options_.path, seq,
+          static_cast<int>(record.format()), static_cast<int>(proto::WAL_FORMAT_V1)));
     }
     last_seq_ = seq;
     last_epoch_ = record.epoch();

@@ -1,6 +1,6 @@
-// WalStore: the driver WAL on disk — a RocksDB database of WalRecords keyed by
-// sequence number, the snapshot that folds away a prefix, and two metadata
-// values (the epoch fence, the last known commit point).
+// WalStore: the replicated log on disk — a RocksDB database of WalRecords
+// keyed by sequence number, the snapshot that folds away a prefix, and two
+// metadata values (the epoch fence, the last known commit point).
 //
 // Module sluice::wal owns it; only ReplicatedLog uses it. Keys:
 //   "R" + 8-byte big-endian seq -> WalRecord   (seq first_seq()..last_seq(), no gaps)
@@ -11,7 +11,8 @@
 // Every write that adds or removes records is one synced WriteBatch
 // (Options::sync; RocksDB groups concurrent synced writers). Open() reads the
 // whole log and refuses, naming the sequence number, a record that does not
-// parse, carries another seq than its key, or leaves a gap.
+// parse, carries another seq than its key, leaves a gap, or has a format
+// (WalFormat) this build does not read.
 //
 // Thread-safe: writes are serialised by a mutex; reads go to RocksDB directly.
 #pragma once

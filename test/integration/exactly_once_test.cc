@@ -377,11 +377,12 @@ TEST_F(ExactlyOnceTest, LeaderKilledTwiceAndAWorkerOnceStillExactlyOnce) {
     ASSERT_TRUE(rpc::FromGrpc(stub->ReadWal(&ctx, request, &wal)).ok());
     ASSERT_FALSE(wal.has_snapshot()) << "the WAL was compacted: read it from a snapshot";
     if (wal.records().empty()) break;
-    for (const proto::WalRecord& r : wal.records()) {
-      if (r.has_batch_planned()) planned_epoch[{r.batch_planned().job_id(), r.batch_planned().batch_id()}] = r.epoch();
+    for (const proto::DriverLogEntry& e : wal.records()) {
+      const proto::DriverRecord& r = e.record();
+      if (r.has_batch_planned()) planned_epoch[{r.batch_planned().job_id(), r.batch_planned().batch_id()}] = e.epoch();
       if (r.has_batch_committed()) {
         auto it = planned_epoch.find({r.batch_committed().job_id(), r.batch_committed().batch_id()});
-        if (it != planned_epoch.end() && it->second < r.epoch()) ++rerun;
+        if (it != planned_epoch.end() && it->second < e.epoch()) ++rerun;
       }
     }
     from = wal.records(wal.records_size() - 1).seq() + 1;

@@ -307,7 +307,8 @@ sink:
   std::map<int64_t, proto::BatchPlanned> planned;
   std::set<int64_t> committed;
   proto::SourceSpec source;
-  for (const proto::WalRecord& r : wal.records()) {
+  for (const proto::DriverLogEntry& e : wal.records()) {
+    const proto::DriverRecord& r = e.record();
     if (r.has_batch_planned() && r.batch_planned().job_id() == "e2e") planned[r.batch_planned().batch_id()] = r.batch_planned();
     if (r.has_batch_committed() && r.batch_committed().job_id() == "e2e") committed.insert(r.batch_committed().batch_id());
     if (r.has_source_registered() && r.source_registered().spec().name() == "ev") source = r.source_registered().spec();
@@ -384,7 +385,8 @@ sink: {null: {}}
   ASSERT_NO_FATAL_FAILURE(ReadLeaderWal(&wal));
   std::vector<proto::BatchPlanned> batches;
   std::map<int, std::vector<proto::BlockInfo>> blocks;  // accepted, per partition
-  for (const proto::WalRecord& r : wal.records()) {
+  for (const proto::DriverLogEntry& e : wal.records()) {
+    const proto::DriverRecord& r = e.record();
     if (r.has_batch_planned() && r.batch_planned().job_id() == "planned") batches.push_back(r.batch_planned());
     if (r.has_blocks_added()) {
       for (const proto::BlockInfo& b : r.blocks_added().blocks()) blocks[b.range().partition()].push_back(b);

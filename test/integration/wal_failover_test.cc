@@ -53,9 +53,9 @@ Status AppendMarker(const std::string& address, int64_t client_seq) {
 }
 
 // Every committed record of the driver at `address`, in order.
-Result<std::vector<proto::WalRecord>> ReadAll(const std::string& address) {
+Result<std::vector<proto::DriverLogEntry>> ReadAll(const std::string& address) {
   auto stub = proto::DriverService::NewStub(rpc::NewChannel(address));
-  std::vector<proto::WalRecord> out;
+  std::vector<proto::DriverLogEntry> out;
   int64_t from = 1;
   while (true) {
     grpc::ClientContext ctx;
@@ -72,10 +72,10 @@ Result<std::vector<proto::WalRecord>> ReadAll(const std::string& address) {
   }
 }
 
-std::vector<int64_t> MarkerSeqs(const std::vector<proto::WalRecord>& records) {
+std::vector<int64_t> MarkerSeqs(const std::vector<proto::DriverLogEntry>& records) {
   std::vector<int64_t> out;
   for (const auto& r : records) {
-    if (r.has_marker()) out.push_back(r.marker().client_seq());
+    if (r.record().has_marker()) out.push_back(r.record().marker().client_seq());
   }
   return out;
 }

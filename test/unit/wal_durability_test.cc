@@ -32,7 +32,8 @@ CrashResult AppendThenCrash(bool sync, int records) {
       proto::WalRecord r;
       r.set_seq(seq);
       r.set_epoch(1);
-      r.mutable_marker()->set_payload(std::string(200, 'x'));
+      r.set_format(proto::WAL_FORMAT_V1);
+      r.set_payload(std::string(200, 'x'));
       if ((*store)->Append({r}).ok()) result.acknowledged = seq;
     }
     fs->Deactivate();  // the machine dies here; the DB object goes with it

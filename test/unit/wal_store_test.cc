@@ -1,12 +1,11 @@
 // Unit tests of lib/wal's storage (WalStore, on a real RocksDB in a temp
-// directory) and its view (WalState).
+// directory): records are opaque payloads with a seq, an epoch and a format.
 #include "lib/wal/wal_store.h"
 
 #include <filesystem>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "lib/wal/wal_state.h"
 #include "rocksdb/db.h"
 
 namespace sluice::wal {
@@ -31,7 +30,8 @@ proto::WalRecord Marker(int64_t seq, int64_t epoch) {
   proto::WalRecord r;
   r.set_seq(seq);
   r.set_epoch(epoch);
-  r.mutable_marker()->set_client_seq(seq);
+  r.set_format(proto::WAL_FORMAT_V1);
+  r.set_payload("record " + std::to_string(seq));
   return r;
 }
 
@@ -91,7 +91,8 @@ TEST(WalStore, SnapshotFoldsAndDeletesRecords) {
     proto::WalSnapshot snap;
     snap.set_last_seq(60);
     snap.set_last_epoch(3);
-    snap.mutable_state()->set_markers(60);
+    snap.set_format(proto::WAL_FORMAT_V1);
+    snap.set_state("state as of 60");
     ASSERT_TRUE((*store)->SaveSnapshot(snap).ok());
     EXPECT_EQ((*store)->first_seq(), 61);
     EXPECT_EQ((*store)->Read(30, 10).status().code(), absl::StatusCode::kOutOfRange);
@@ -100,7 +101,7 @@ TEST(WalStore, SnapshotFoldsAndDeletesRecords) {
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->snapshot_seq(), 60);
   EXPECT_EQ((*store)->last_seq(), 100);
-  EXPECT_EQ((*store)->snapshot()->state().markers(), 60);
+  EXPECT_EQ((*store)->snapshot()->state(), "state as of 60");
   EXPECT_EQ(*(*store)->EpochAt(60), 3);
   // The deleted records are really gone from RocksDB.
   store->reset();
@@ -120,6 +121,7 @@ TEST(WalStore, InstallSnapshotReplacesTheLog) {
   proto::WalSnapshot snap;
   snap.set_last_seq(500);
   snap.set_last_epoch(4);
+  snap.set_format(proto::WAL_FORMAT_V1);
   ASSERT_TRUE((*store)->InstallSnapshot(snap).ok());
   EXPECT_EQ((*store)->last_seq(), 500);
   EXPECT_EQ((*store)->last_epoch(), 4);
@@ -171,43 +173,20 @@ TEST(WalStore, RecordUnderTheWrongKeyIsAnError) {
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("record 3 is unreadable"));
 }
 
-TEST(WalState, FoldsJobsBatchesAndOffsets) {
-  WalState state;
-  proto::WalRecord r;
-  r.set_seq(1);
-  r.mutable_job_submitted()->set_job_id("j");
-  r.mutable_job_submitted()->mutable_spec()->set_name("wordcount");
-  ASSERT_TRUE(state.Apply(r).ok());
-  EXPECT_FALSE(state.Apply(r).ok());  // twice
-  proto::WalRecord plan;
-  plan.set_seq(2);
-  plan.mutable_batch_planned()->set_job_id("j");
-  plan.mutable_batch_planned()->set_batch_id(1);
-  ASSERT_TRUE(state.Apply(plan).ok());
-  plan.mutable_batch_planned()->set_batch_id(3);
-  EXPECT_THAT(std::string(state.Apply(plan).message()), HasSubstr("batch 3 planned after 1"));
-  proto::WalRecord commit;
-  commit.set_seq(3);
-  commit.mutable_batch_committed()->set_job_id("j");
-  commit.mutable_batch_committed()->set_batch_id(1);
-  auto* off = commit.mutable_batch_committed()->add_next_offsets();
-  off->set_source("events");
-  off->set_partition(2);
-  off->set_offset(500);
-  ASSERT_TRUE(state.Apply(commit).ok());
-  const proto::JobState& job = state.proto().jobs().at("j");
-  EXPECT_EQ(job.last_planned_batch(), 1);
-  EXPECT_EQ(job.last_committed_batch(), 1);
-  EXPECT_EQ(job.in_flight_size(), 0);
-  ASSERT_EQ(job.committed_offsets_size(), 1);
-  EXPECT_EQ(job.committed_offsets(0).offset(), 500);
-  commit.mutable_batch_committed()->set_batch_id(2);
-  EXPECT_FALSE(state.Apply(commit).ok());  // never planned
-  proto::WalRecord stop;
-  stop.set_seq(4);
-  stop.mutable_job_stopped()->set_job_id("j");
-  ASSERT_TRUE(state.Apply(stop).ok());
-  EXPECT_TRUE(state.proto().jobs().at("j").stopped());
+TEST(WalStore, RecordOfAnUnknownFormatIsRefusedNamingIt) {
+  TempPath dir;
+  {
+    auto store = WalStore::Open({.path = dir.db()});
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Append(Markers(1, 5, 1)).ok());
+  }
+  proto::WalRecord newer = Marker(6, 1);
+  newer.set_format(static_cast<proto::WalFormat>(2));
+  Poke(dir.db(), 6, newer.SerializeAsString());
+  auto store = WalStore::Open({.path = dir.db()});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("record 6 has format 2"));
 }
 
 }  // namespace

@@ -1,17 +1,20 @@
-#include "lib/wal/wal_state.h"
+#include "lib/driver/cluster_state.h"
 
 #include <algorithm>
 
-namespace sluice::wal {
+#include "spdlog/spdlog.h"
+
+namespace sluice::driver {
 namespace {
 
-Status Refuse(const proto::WalRecord& r, const std::string& why) {
-  return absl::FailedPreconditionError(fmt::format("WAL record {}: {}", r.seq(), why));
+Status Refuse(int64_t seq, const std::string& why) {
+  return absl::FailedPreconditionError(fmt::format("WAL record {}: {}", seq, why));
 }
 
-}  // namespace
-
-void WalState::FoldCommittedBlocks(const proto::BatchCommitted& bc) {
+// The block-retention rule, in this one place: a block is folded away once
+// every running job reading its source has committed past it and planned
+// nothing that needs it.
+void FoldCommittedBlocks(proto::ClusterState& state, const proto::BatchCommitted& bc) {
   // A block is folded away once every running job reading its source has
   // committed past it and planned nothing that needs it. A job with no
   // position in the partition yet (it has planned nothing there: no data
@@ -19,7 +22,7 @@ void WalState::FoldCommittedBlocks(const proto::BatchCommitted& bc) {
   // it holds them all back.
   for (const proto::SourceOffset& next : bc.next_offsets()) {
     int64_t upto = next.offset();
-    for (const auto& [id, job] : state_.jobs()) {
+    for (const auto& [id, job] : state.jobs()) {
       if (job.stopped() || id == bc.job_id()) continue;
       const auto& sources = job.spec().sources();
       if (std::find(sources.begin(), sources.end(), next.source()) == sources.end()) continue;
@@ -41,8 +44,8 @@ void WalState::FoldCommittedBlocks(const proto::BatchCommitted& bc) {
       }
       if (!has_position) upto = -1;
     }
-    auto it = state_.mutable_sources()->find(next.source());
-    if (it == state_.mutable_sources()->end() || next.partition() < 0 ||
+    auto it = state.mutable_sources()->find(next.source());
+    if (it == state.mutable_sources()->end() || next.partition() < 0 ||
         next.partition() >= it->second.partitions_size()) {
       continue;
     }
@@ -53,42 +56,115 @@ void WalState::FoldCommittedBlocks(const proto::BatchCommitted& bc) {
   }
 }
 
-Status WalState::Apply(const proto::WalRecord& r) {
+}  // namespace
+
+ClusterState::ClusterState() : state_(std::make_shared<proto::ClusterState>()) {}
+
+std::shared_ptr<const proto::ClusterState> ClusterState::View() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_;
+}
+
+proto::ClusterState* ClusterState::MutableLocked() {
+  // Only View() hands out references, under mu_: a count of one means no
+  // reader holds this state, and none can take it while we change it.
+  if (state_.use_count() > 1) state_ = std::make_shared<proto::ClusterState>(*state_);
+  return state_.get();
+}
+
+Status ClusterState::Apply(const proto::WalRecord& record) {
+  switch (record.body_case()) {
+    case proto::WalRecord::kLeaderChange: {
+      std::lock_guard<std::mutex> lock(mu_);
+      proto::ClusterState& state = *MutableLocked();
+      state.set_last_leader_epoch(record.leader_change().epoch());
+      state.set_last_leader_id(record.leader_change().leader_id());
+      return absl::OkStatus();
+    }
+    case proto::WalRecord::kPayload: {
+      proto::DriverRecord driver_record;
+      if (!driver_record.ParseFromString(record.payload())) return Refuse(record.seq(), "unreadable payload");
+      return ApplyRecord(driver_record, record.seq());
+    }
+    case proto::WalRecord::BODY_NOT_SET:
+      break;
+  }
+  return Refuse(record.seq(), "empty record");
+}
+
+std::string ClusterState::Snapshot() const {
+  proto::ClusterSnapshot snapshot;
+  snapshot.set_format(proto::CLUSTER_STATE_FORMAT_V1);
+  *snapshot.mutable_state() = *View();
+  return snapshot.SerializeAsString();
+}
+
+Status ClusterState::Restore(std::string_view bytes) {
+  auto state = std::make_shared<proto::ClusterState>();
+  if (!bytes.empty()) {
+    proto::ClusterSnapshot snapshot;
+    if (!snapshot.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      return absl::DataLossError("the driver's snapshot is unreadable");
+    }
+    if (snapshot.format() != proto::CLUSTER_STATE_FORMAT_V1) {
+      return absl::FailedPreconditionError(
+          fmt::format("the driver's snapshot has format {}; this build reads format {} only",
+                      static_cast<int>(snapshot.format()), static_cast<int>(proto::CLUSTER_STATE_FORMAT_V1)));
+    }
+    *state = std::move(*snapshot.mutable_state());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  state_ = std::move(state);
+  return absl::OkStatus();
+}
+
+Result<int64_t> RetainedFrom(const proto::ClusterState& state, const std::string& source, int32_t partition) {
+  auto src = state.sources().find(source);
+  if (src == state.sources().end() || partition < 0 || partition >= src->second.partitions_size()) {
+    return absl::NotFoundError(fmt::format("no partition {} of source {}", partition, source));
+  }
+  const proto::PartitionState& ps = src->second.partitions(partition);
+  return ps.blocks().empty() ? ps.next_offset() : ps.blocks(0).range().start_offset();
+}
+
+Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  proto::ClusterState& state = *MutableLocked();
   switch (r.body_case()) {
-    case proto::WalRecord::kJobSubmitted: {
+    case proto::DriverRecord::kJobSubmitted: {
       const auto& js = r.job_submitted();
-      if (state_.jobs().contains(js.job_id())) return Refuse(r, "job " + js.job_id() + " exists");
-      proto::JobState& job = (*state_.mutable_jobs())[js.job_id()];
+      if (state.jobs().contains(js.job_id())) return Refuse(seq, "job " + js.job_id() + " exists");
+      proto::JobState& job = (*state.mutable_jobs())[js.job_id()];
       *job.mutable_spec() = js.spec();
       job.set_submit_time_unix_ms(js.submit_time_unix_ms());
       return absl::OkStatus();
     }
-    case proto::WalRecord::kJobStopped: {
-      auto it = state_.mutable_jobs()->find(r.job_stopped().job_id());
-      if (it == state_.mutable_jobs()->end()) return Refuse(r, "unknown job");
+    case proto::DriverRecord::kJobStopped: {
+      auto it = state.mutable_jobs()->find(r.job_stopped().job_id());
+      if (it == state.mutable_jobs()->end()) return Refuse(seq, "unknown job");
       it->second.set_stopped(true);
       it->second.set_stop_reason(r.job_stopped().reason());
       return absl::OkStatus();
     }
-    case proto::WalRecord::kBatchPlanned: {
+    case proto::DriverRecord::kBatchPlanned: {
       const auto& bp = r.batch_planned();
-      auto it = state_.mutable_jobs()->find(bp.job_id());
-      if (it == state_.mutable_jobs()->end()) return Refuse(r, "batch of unknown job " + bp.job_id());
+      auto it = state.mutable_jobs()->find(bp.job_id());
+      if (it == state.mutable_jobs()->end()) return Refuse(seq, "batch of unknown job " + bp.job_id());
       if (bp.batch_id() != it->second.last_planned_batch() + 1) {
-        return Refuse(r, fmt::format("batch {} planned after {}", bp.batch_id(),
+        return Refuse(seq, fmt::format("batch {} planned after {}", bp.batch_id(),
                                      it->second.last_planned_batch()));
       }
       it->second.set_last_planned_batch(bp.batch_id());
       *it->second.add_in_flight() = bp;
       return absl::OkStatus();
     }
-    case proto::WalRecord::kBatchCommitted: {
+    case proto::DriverRecord::kBatchCommitted: {
       const auto& bc = r.batch_committed();
-      auto it = state_.mutable_jobs()->find(bc.job_id());
-      if (it == state_.mutable_jobs()->end()) return Refuse(r, "commit of unknown job " + bc.job_id());
+      auto it = state.mutable_jobs()->find(bc.job_id());
+      if (it == state.mutable_jobs()->end()) return Refuse(seq, "commit of unknown job " + bc.job_id());
       proto::JobState& job = it->second;
       if (bc.batch_id() != job.last_committed_batch() + 1 || bc.batch_id() > job.last_planned_batch()) {
-        return Refuse(r, fmt::format("batch {} committed after {} (planned up to {})", bc.batch_id(),
+        return Refuse(seq, fmt::format("batch {} committed after {} (planned up to {})", bc.batch_id(),
                                      job.last_committed_batch(), job.last_planned_batch()));
       }
       job.set_last_committed_batch(bc.batch_id());
@@ -142,20 +218,16 @@ Status WalState::Apply(const proto::WalRecord& r) {
         job.set_state_bytes(bc.state_bytes());
       }
       job.set_max_event_time_unix_ms(std::max(job.max_event_time_unix_ms(), bc.max_event_time_unix_ms()));
-      FoldCommittedBlocks(bc);
+      FoldCommittedBlocks(state, bc);
       return absl::OkStatus();
     }
-    case proto::WalRecord::kLeaderChange:
-      state_.set_last_leader_epoch(r.leader_change().epoch());
-      state_.set_last_leader_id(r.leader_change().leader_id());
+    case proto::DriverRecord::kMarker:
+      state.set_markers(state.markers() + 1);
       return absl::OkStatus();
-    case proto::WalRecord::kMarker:
-      state_.set_markers(state_.markers() + 1);
-      return absl::OkStatus();
-    case proto::WalRecord::kSourceRegistered: {
+    case proto::DriverRecord::kSourceRegistered: {
       const proto::SourceSpec& spec = r.source_registered().spec();
-      if (state_.sources().contains(spec.name())) return Refuse(r, "source " + spec.name() + " exists");
-      proto::SourceState& source = (*state_.mutable_sources())[spec.name()];
+      if (state.sources().contains(spec.name())) return Refuse(seq, "source " + spec.name() + " exists");
+      proto::SourceState& source = (*state.mutable_sources())[spec.name()];
       *source.mutable_spec() = spec;
       // Kafka starts where its start position says, fixed by the first block;
       // the generator and sockets count from 0.
@@ -167,18 +239,18 @@ Status WalState::Apply(const proto::WalRecord& r) {
       }
       return absl::OkStatus();
     }
-    case proto::WalRecord::kBlocksAdded: {
+    case proto::DriverRecord::kBlocksAdded: {
       for (const proto::BlockInfo& b : r.blocks_added().blocks()) {
         const proto::PartitionRange& range = b.range();
-        auto it = state_.mutable_sources()->find(range.source());
-        if (it == state_.mutable_sources()->end()) return Refuse(r, "block of unknown source " + range.source());
+        auto it = state.mutable_sources()->find(range.source());
+        if (it == state.mutable_sources()->end()) return Refuse(seq, "block of unknown source " + range.source());
         if (range.partition() < 0 || range.partition() >= it->second.partitions_size()) {
-          return Refuse(r, fmt::format("block of {}: no partition {}", range.source(), range.partition()));
+          return Refuse(seq, fmt::format("block of {}: no partition {}", range.source(), range.partition()));
         }
         proto::PartitionState* ps = it->second.mutable_partitions(range.partition());
         if ((ps->next_offset() >= 0 && range.start_offset() != ps->next_offset()) ||
             range.end_offset() <= range.start_offset()) {
-          return Refuse(r, fmt::format("block {}[{}] {}..{} does not follow offset {}", range.source(),
+          return Refuse(seq, fmt::format("block {}[{}] {}..{} does not follow offset {}", range.source(),
                                        range.partition(), range.start_offset(), range.end_offset(),
                                        ps->next_offset()));
         }
@@ -187,10 +259,10 @@ Status WalState::Apply(const proto::WalRecord& r) {
       }
       return absl::OkStatus();
     }
-    case proto::WalRecord::BODY_NOT_SET:
-      return Refuse(r, "empty record");
+    case proto::DriverRecord::BODY_NOT_SET:
+      return Refuse(seq, "empty record");
   }
-  return Refuse(r, "unknown record type");
+  return Refuse(seq, "unknown record type");
 }
 
-}  // namespace sluice::wal
+}  // namespace sluice::driver

@@ -1,0 +1,67 @@
+// ClusterState: the driver's state machine over the replicated log — jobs,
+// their planned and committed batches, committed source offsets, sources and
+// the blocks accepted for each partition, the last leader.
+//
+// Module sluice::driver owns it. It is a pure function of the log: Apply()
+// folds one committed record in (a DriverRecord payload, or the log's
+// LeaderChange), and a snapshot carries it whole, so a restart rebuilds
+// exactly the same state from snapshot + records. It is also where the rule
+// lives that says which accepted blocks may go (FoldCommittedBlocks): once
+// every running job reading a source is past them.
+//
+// Readers (planner, scheduler, registry, data path, status) take View(): an
+// immutable state as of the last applied record, shared, not copied. Apply
+// changes the state in place when no reader holds it, and copies it first
+// when one does (copy on write), so a view never changes under its reader.
+//
+// Thread-safe: the log calls Apply/Snapshot/Restore one at a time; View()
+// from any thread.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "lib/common/status.h"
+#include "lib/wal/state_machine.h"
+#include "proto/driver_log.pb.h"
+
+namespace sluice::driver {
+
+class ClusterState final : public wal::StateMachine {
+ public:
+  ClusterState();
+
+  // wal::StateMachine.
+  [[nodiscard]] Status Apply(const proto::WalRecord& record) override;
+  std::string Snapshot() const override;
+  [[nodiscard]] Status Restore(std::string_view snapshot) override;
+
+  // Folds in one driver record, as Apply does with a payload; `seq` names
+  // the record in errors. A record that contradicts the state (a batch for
+  // an unknown job, batches out of order) is a FAILED_PRECONDITION.
+  [[nodiscard]] Status ApplyRecord(const proto::DriverRecord& record, int64_t seq);
+
+  // The state as of the last applied record. Never changes; cheap to take.
+  std::shared_ptr<const proto::ClusterState> View() const;
+
+  // How many committed batches each job keeps in JobState.recent_batches.
+  static constexpr int kRecentBatches = 20;
+
+ private:
+  // The state to change: copied first if a reader holds the current one.
+  // Requires mu_.
+  proto::ClusterState* MutableLocked();
+
+  mutable std::mutex mu_;
+  std::shared_ptr<proto::ClusterState> state_;  // guarded by mu_; never null
+};
+
+// Where a partition's retained blocks start after the folding rule ran: the
+// first block still held, or the partition's next offset when none is.
+// NOT_FOUND for an unknown source or partition.
+[[nodiscard]] Result<int64_t> RetainedFrom(const proto::ClusterState& state, const std::string& source,
+                                           int32_t partition);
+
+}  // namespace sluice::driver
