@@ -28,12 +28,26 @@ bool SameRange(const proto::PartitionRange& a, const proto::PartitionRange& b) {
   return a.start_offset() == b.start_offset() && a.end_offset() == b.end_offset();
 }
 
-void AddHolders(proto::BlockInfo* block, const proto::BlockInfo& from) {
+void AddHolders(std::vector<std::string>* holders, const proto::BlockInfo& from) {
   for (const std::string& h : from.holders()) {
-    if (std::find(block->holders().begin(), block->holders().end(), h) == block->holders().end()) {
-      block->add_holders(h);
-    }
+    if (std::find(holders->begin(), holders->end(), h) == holders->end()) holders->push_back(h);
   }
+}
+
+// The accepted block of `ps` with exactly the range `r`, or null.
+const proto::BlockInfo* FindBlock(const proto::PartitionState* ps, const proto::PartitionRange& r) {
+  if (ps == nullptr) return nullptr;
+  for (const proto::BlockInfo& b : ps->blocks()) {
+    if (SameRange(b.range(), r)) return &b;
+  }
+  return nullptr;
+}
+
+const proto::PartitionState* FindPartitionState(const proto::ClusterState& state, const std::string& source,
+                                                int32_t partition) {
+  auto it = state.sources().find(source);
+  if (it == state.sources().end() || partition < 0 || partition >= it->second.partitions_size()) return nullptr;
+  return &it->second.partitions(partition);
 }
 
 }  // namespace
@@ -124,17 +138,19 @@ void DataPath::EnsureTermLocked(int64_t epoch) {
   if (term_ == epoch) return;
   // A serving leader has committed every earlier record (LeaderChange is
   // committed after them), so the committed view is complete.
-  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
-  const proto::ClusterState& state = *state_view;
+  const std::shared_ptr<const proto::ClusterState> view = log_->View();
   sources_.clear();
   registered_.clear();
-  for (const auto& [name, s] : state.sources()) {
+  for (const auto& [name, s] : view->sources()) {
     Source& source = sources_[name];
     source.spec = s.spec();
     source.partitions.resize(s.partitions_size());
     for (int i = 0; i < s.partitions_size(); ++i) {
-      source.partitions[i].next_offset = s.partitions(i).next_offset();
-      source.partitions[i].blocks.assign(s.partitions(i).blocks().begin(), s.partitions(i).blocks().end());
+      // Who reported each block; workers confirm what they still hold when
+      // they register with this term.
+      for (const proto::BlockInfo& b : s.partitions(i).blocks()) {
+        source.partitions[i].holders[b.range().start_offset()].assign(b.holders().begin(), b.holders().end());
+      }
     }
   }
   term_ = epoch;
@@ -200,7 +216,6 @@ Result<proto::SourceSpec> DataPath::RegisterSource(proto::SourceSpec spec) {
     Source& source = sources_[spec.name()];
     source.spec = spec;
     source.partitions.resize(spec.partitions());
-    for (Partition& p : source.partitions) p.next_offset = spec.kind() == proto::SOURCE_KIND_KAFKA ? -1 : 0;
   }
   spdlog::info("source {} registered: {} partitions", spec.name(), spec.partitions());
   return spec;
@@ -219,10 +234,9 @@ Status DataPath::AppendBlocks(int64_t epoch, std::vector<proto::BlockInfo> block
     return seq.status();
   }
   if (term_ != epoch) return absl::OkStatus();
-  for (proto::BlockInfo& b : blocks) {
+  for (const proto::BlockInfo& b : blocks) {
     Partition* p = FindLocked(b.range().source(), b.range().partition());
-    p->next_offset = b.range().end_offset();
-    p->blocks.push_back(std::move(b));
+    AddHolders(&p->holders[b.range().start_offset()], b);
   }
   return absl::OkStatus();
 }
@@ -245,25 +259,24 @@ Status DataPath::RegisterWorker(const proto::RegisterWorkerRequest& request,
     // and lost what it held in memory.
     for (auto& [name, source] : sources_) {
       for (Partition& p : source.partitions) {
-        for (proto::BlockInfo& b : p.blocks) {
-          auto* holders = b.mutable_holders();
-          holders->erase(std::remove(holders->begin(), holders->end(), id), holders->end());
+        for (auto& [start, holders] : p.holders) {
+          holders.erase(std::remove(holders.begin(), holders.end(), id), holders.end());
         }
       }
     }
+    const std::shared_ptr<const proto::ClusterState> view = log_->View();
     std::map<std::pair<std::string, int32_t>, int64_t> next;
     for (proto::BlockInfo& h : holdings) {
       const proto::PartitionRange& r = h.range();
       Partition* p = FindLocked(r.source(), r.partition());
+      const proto::PartitionState* ps = FindPartitionState(*view, r.source(), r.partition());
       h.clear_holders();
       h.add_holders(id);
       bool keep = false;
-      if (p != nullptr && r.end_offset() > r.start_offset()) {
-        auto known = std::find_if(p->blocks.begin(), p->blocks.end(),
-                                  [&](const proto::BlockInfo& b) { return SameRange(b.range(), r); });
-        auto [it, fresh] = next.try_emplace({r.source(), r.partition()}, p->next_offset);
-        if (known != p->blocks.end()) {
-          AddHolders(&*known, h);
+      if (p != nullptr && ps != nullptr && r.end_offset() > r.start_offset()) {
+        auto [it, fresh] = next.try_emplace({r.source(), r.partition()}, ps->next_offset());
+        if (FindBlock(ps, r) != nullptr) {
+          AddHolders(&p->holders[r.start_offset()], h);
           keep = true;
         } else if (it->second >= 0 && r.start_offset() >= it->second) {
           // Ahead of what is accepted: reported to the old leader and lost
@@ -320,18 +333,18 @@ Status DataPath::ReportBlocks(const proto::ReportBlocksRequest& request, proto::
                                             request.epoch()));
     }
     std::set<std::string> live = LiveLocked();
+    const std::shared_ptr<const proto::ClusterState> view = log_->View();
     std::map<std::pair<std::string, int32_t>, int64_t> next;
     for (const proto::BlockInfo& b : request.blocks()) {
       const proto::PartitionRange& r = b.range();
       Partition* p = FindLocked(r.source(), r.partition());
+      const proto::PartitionState* ps = FindPartitionState(*view, r.source(), r.partition());
       proto::BlockVerdict verdict = proto::BLOCK_VERDICT_REJECTED;
       std::string reason;
-      if (p == nullptr) {
+      if (p == nullptr || ps == nullptr) {
         reason = fmt::format("no source partition {}[{}]", r.source(), r.partition());
-      } else if (auto known = std::find_if(p->blocks.begin(), p->blocks.end(),
-                                           [&](const proto::BlockInfo& x) { return SameRange(x.range(), r); });
-                 known != p->blocks.end()) {
-        AddHolders(&*known, b);
+      } else if (FindBlock(ps, r) != nullptr) {
+        AddHolders(&p->holders[r.start_offset()], b);
         verdict = proto::BLOCK_VERDICT_DUPLICATE;
       } else if (std::any_of(accepted.begin(), accepted.end(), [&](const proto::BlockInfo& x) {
                    return x.range().source() == r.source() && x.range().partition() == r.partition() &&
@@ -341,7 +354,7 @@ Status DataPath::ReportBlocks(const proto::ReportBlocksRequest& request, proto::
       } else if (!p->worker.empty() && p->worker != request.worker_id() && live.contains(p->worker)) {
         reason = fmt::format("{}[{}] is assigned to worker {}", r.source(), r.partition(), p->worker);
       } else {
-        auto [it, fresh] = next.try_emplace({r.source(), r.partition()}, p->next_offset);
+        auto [it, fresh] = next.try_emplace({r.source(), r.partition()}, ps->next_offset());
         if (r.end_offset() > r.start_offset() && (it->second < 0 || it->second == r.start_offset())) {
           it->second = r.end_offset();
           accepted.push_back(b);
@@ -361,13 +374,36 @@ Status DataPath::ReportBlocks(const proto::ReportBlocksRequest& request, proto::
   return AppendBlocks(request.epoch(), std::move(accepted));
 }
 
-void DataPath::FoldCommitted(const std::string& source, int32_t partition, int64_t offset) {
+std::vector<std::string> DataPath::LiveHolders(const proto::PartitionRange& block) const {
   std::lock_guard<std::mutex> lock(mu_);
-  Partition* p = FindLocked(source, partition);
-  if (p == nullptr) return;
-  auto end = std::find_if(p->blocks.begin(), p->blocks.end(),
-                          [&](const proto::BlockInfo& b) { return b.range().end_offset() > offset; });
-  p->blocks.erase(p->blocks.begin(), end);
+  std::vector<std::string> out;
+  if (term_ == 0 || term_ != leadership_->epoch()) return out;  // not this term's knowledge
+  auto src = sources_.find(block.source());
+  if (src == sources_.end() || block.partition() < 0 ||
+      block.partition() >= static_cast<int32_t>(src->second.partitions.size())) {
+    return out;
+  }
+  const Partition& p = src->second.partitions[block.partition()];
+  auto it = p.holders.find(block.start_offset());
+  if (it == p.holders.end()) return out;
+  std::set<std::string> live = LiveLocked();
+  for (const std::string& h : it->second) {
+    if (live.contains(h)) out.push_back(h);
+  }
+  return out;
+}
+
+void DataPath::PruneLocked(const proto::ClusterState& view) {
+  // The blocks the log folded away (ClusterState's retention rule) are
+  // nobody's any more.
+  for (auto& [name, source] : sources_) {
+    for (size_t i = 0; i < source.partitions.size(); ++i) {
+      Result<int64_t> from = RetainedFrom(view, name, static_cast<int32_t>(i));
+      if (!from.ok() || *from < 0) continue;
+      auto& holders = source.partitions[i].holders;
+      holders.erase(holders.begin(), holders.lower_bound(*from));
+    }
+  }
 }
 
 void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::ListSourcesResponse* response) {
@@ -377,6 +413,8 @@ void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::List
     // (recomputed from lineage if the source is replayable).
     std::lock_guard<std::mutex> lock(mu_);
     EnsureTermLocked(leadership_->epoch());
+    const std::shared_ptr<const proto::ClusterState> view = log_->View();
+    PruneLocked(*view);
     std::set<std::string> live = LiveLocked();
     for (const auto& [name, s] : sources_) {
       if (!request.source().empty() && request.source() != name) continue;
@@ -384,22 +422,26 @@ void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::List
       *info->mutable_spec() = s.spec;
       for (size_t i = 0; i < s.partitions.size(); ++i) {
         const Partition& p = s.partitions[i];
+        const proto::PartitionState* ps = FindPartitionState(*view, name, static_cast<int32_t>(i));
+        if (ps == nullptr) continue;
         proto::PartitionInfo* pi = info->add_partitions();
         pi->set_partition(static_cast<int32_t>(i));
-        pi->set_next_offset(p.next_offset);
+        pi->set_next_offset(ps->next_offset());
         if (live.contains(p.worker)) {
           pi->set_worker(p.worker);
           *pi->mutable_receiver() = p.receiver;
         }
         pi->set_error(p.error);
-        pi->set_blocks(static_cast<int64_t>(p.blocks.size()));
+        pi->set_blocks(ps->blocks_size());
         int64_t records = 0, lost = 0;
-        for (const proto::BlockInfo& b : p.blocks) {
+        for (const proto::BlockInfo& b : ps->blocks()) {
           records += b.records();
           proto::BlockInfo shown = b;
           shown.clear_holders();
-          for (const std::string& h : b.holders()) {
-            if (live.contains(h)) shown.add_holders(h);
+          if (auto h = p.holders.find(b.range().start_offset()); h != p.holders.end()) {
+            for (const std::string& w : h->second) {
+              if (live.contains(w)) shown.add_holders(w);
+            }
           }
           if (shown.holders().empty()) ++lost;
           if (request.with_blocks()) *pi->add_block_list() = std::move(shown);
@@ -442,6 +484,8 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
   {
     std::lock_guard<std::mutex> lock(mu_);
     EnsureTermLocked(epoch);
+    const std::shared_ptr<const proto::ClusterState> view = log_->View();
+    PruneLocked(*view);
     live_ = live_members;
     for (const proto::MemberInfo& m : live_members) {
       auto reg = registered_.find(m.id());
@@ -463,7 +507,6 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
         proto::ReceiverAssignment& a = assignment[id];
         *a.mutable_spec() = s.spec;
         a.set_partition(id.partition);
-        a.set_start_offset(p.next_offset);
       }
     }
     // Grace at the start of a term: wait (a few rounds) for every live worker
@@ -541,8 +584,11 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (term_ != epoch) return;
+    const std::shared_ptr<const proto::ClusterState> view = log_->View();
     for (auto& [id, a] : assignment) {
-      if (Partition* p = FindLocked(id.source, id.partition)) a.set_start_offset(p->next_offset);
+      if (const proto::PartitionState* ps = FindPartitionState(*view, id.source, id.partition)) {
+        a.set_start_offset(ps->next_offset());
+      }
     }
   }
   for (const auto& [wid, member] : workers) {
@@ -558,7 +604,8 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
       for (const PartitionId& id : set) {
         Partition* p = FindLocked(id.source, id.partition);
         if (p != nullptr && p->worker != wid) {
-          spdlog::info("{}[{}] -> worker {} from offset {}", id.source, id.partition, wid, p->next_offset);
+          spdlog::info("{}[{}] -> worker {} from offset {}", id.source, id.partition, wid,
+                       assignment[id].start_offset());
           p->worker = wid;
         }
       }

@@ -66,18 +66,21 @@ class DataPath {
   // workers, no holders).
   void ListSources(const proto::ListSourcesRequest& request, proto::ListSourcesResponse* response);
 
-  // Drops from the leader's record the blocks of (source, partition) that
-  // end at or before `offset` (their batch committed; ClusterState folds the same).
-  void FoldCommitted(const std::string& source, int32_t partition, int64_t offset);
+  // The live workers known to hold the accepted block that starts `block`
+  // (reported it, or confirmed it when registering with this term); empty
+  // when none does or this driver does not lead.
+  std::vector<std::string> LiveHolders(const proto::PartitionRange& block) const;
 
   // One assignment round (see the top of the file). `live` is the workers/
   // membership; `leader_address` is this driver's advertised address.
   void Tick(const std::vector<proto::MemberInfo>& live, const std::string& leader_address);
 
  private:
+  // The accepted blocks and the next offset of each partition are the
+  // log's (ClusterState); this is what only the leader of a term knows.
   struct Partition {
-    int64_t next_offset = -1;
-    std::vector<proto::BlockInfo> blocks;  // holders: every worker known to hold a copy
+    // Start offset of an accepted block -> every worker known to hold a copy.
+    std::map<int64_t, std::vector<std::string>> holders;
     std::string worker;                    // whose receiver reads it; "" for none
     proto::ReceiverState receiver;         // as that worker last reported it
     std::string error;                     // a fatal receiver error: not assigned again
@@ -96,6 +99,8 @@ class DataPath {
   // then records them (unless a new term began meanwhile).
   [[nodiscard]] Status AppendBlocks(int64_t epoch, std::vector<proto::BlockInfo> blocks);
   Partition* FindLocked(const std::string& source, int32_t partition);
+  // Forgets the holders of blocks `view` no longer keeps. Requires mu_.
+  void PruneLocked(const proto::ClusterState& view);
   std::set<std::string> LiveLocked() const;
 
   const std::string driver_id_;

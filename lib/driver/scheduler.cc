@@ -32,8 +32,6 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
   const int64_t epoch = leadership_->epoch();
   const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
   const proto::ClusterState& state = *state_view;
-  std::set<std::string> live_ids;
-  for (const proto::MemberInfo& m : live) live_ids.insert(m.id());
   int committed = 0;
   for (const auto& [job_id, job] : state.jobs()) {
     if (job.stopped()) retries_.erase(job_id);
@@ -62,9 +60,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
             proto::BlockInfo* info = t.add_blocks();
             *info = b;
             info->clear_holders();
-            for (const std::string& h : b.holders()) {
-              if (live_ids.contains(h)) info->add_holders(h);
-            }
+            for (std::string& h : data_->LiveHolders(b.range())) info->add_holders(std::move(h));
           }
         }
       }
@@ -164,21 +160,19 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
   if (!log_->Append(std::move(record)).ok()) return false;
   spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
                done.output_count());
-  // The blocks ClusterState folded away (every running reader is past them)
-  // may go from the workers and the leader's record.
+  // The blocks ClusterState folded away (every running reader is past
+  // them) may go from the workers.
   const std::shared_ptr<const proto::ClusterState> after_view = log_->View();
   const proto::ClusterState& after = *after_view;
   CommitKafkaOffsets(job_id, after, done);
   proto::DropBlocksRequest drop;
   drop.set_epoch(epoch);
   for (const proto::SourceOffset& o : done.next_offsets()) {
-    auto src = after.sources().find(o.source());
-    if (src == after.sources().end() || o.partition() >= src->second.partitions_size()) continue;
-    const proto::PartitionState& ps = src->second.partitions(o.partition());
+    Result<int64_t> retained = RetainedFrom(after, o.source(), o.partition());
+    if (!retained.ok()) continue;
     proto::SourceOffset* before = drop.add_before();
     *before = o;
-    before->set_offset(ps.blocks().empty() ? ps.next_offset() : ps.blocks(0).range().start_offset());
-    data_->FoldCommitted(o.source(), o.partition(), before->offset());
+    before->set_offset(*retained);
   }
   for (const auto& [id, job] : after.jobs()) {
     if (job.stopped() && engine::IsKeyed(job.spec())) drop.add_stopped_jobs(id);
@@ -208,36 +202,22 @@ bool Transient(const Status& st) {
 
 }  // namespace
 
-bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
-                              const std::vector<proto::MemberInfo>& live, int64_t epoch,
-                              std::vector<proto::TaskRequest> maps,
-                              std::vector<std::vector<proto::MemberInfo>> candidates) {
-  Retry& retry = retries_[job_id];
-  if (retry.batch != batch.batch_id()) retry = Retry{.batch = batch.batch_id()};
-  if (clock_->UnixMillis() < retry.not_before_unix_ms) return false;
-  Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
-  if (!stage.ok() || !*stage) {
-    // Refused at submit; a spec from an older release that this one cannot run.
-    proto::DriverRecord stop;
-    stop.mutable_job_stopped()->set_job_id(job_id);
-    stop.mutable_job_stopped()->set_reason("FAILED: " + (stage.ok() ? std::string("no keyed stage")
-                                                                     : stage.status().ToString()));
-    IgnoreError(log_->Append(std::move(stop)).status(), "a new leader finds the job running and tries again");
-    return false;
-  }
-  const bool stateful = (*stage)->stateful();
-  const int32_t partitions = (*stage)->reduce_partitions;
-  // Placement (docs/state.md): a partition stays where its state is — the
-  // live holders of the newest committed batch, owner first; a partition
-  // without one goes to the live worker with the fewest partitions.
+std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
+    const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
+    const std::vector<proto::MemberInfo>& live, int32_t partitions, bool stateful, Retry& retry) {
+  // A partition stays where its state is — the live holders of the newest
+  // committed batch, owner first; a partition without one goes to the live
+  // worker with the fewest partitions (docs/state.md "Placement").
   std::map<std::string, const proto::MemberInfo*> by_id;
   for (const proto::MemberInfo& m : live) by_id[m.id()] = &m;
-  std::map<int32_t, std::vector<const proto::MemberInfo*>> holders;  // live ones
-  std::map<int32_t, int> recorded;
+  ReducePlacement placement;
+  placement.holders.resize(partitions);
+  std::vector<int> recorded(partitions, 0);
   for (const proto::ReduceHolders& h : job.reduce_holders()) {
+    if (h.partition() < 0 || h.partition() >= partitions) continue;
     recorded[h.partition()] = h.workers_size();
     for (const std::string& w : h.workers()) {
-      if (by_id.contains(w)) holders[h.partition()].push_back(by_id[w]);
+      if (by_id.contains(w)) placement.holders[h.partition()].push_back(by_id[w]);
     }
   }
   std::map<std::string, int> load;
@@ -250,9 +230,10 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     }
     return best;
   };
-  std::vector<const proto::MemberInfo*> owner(partitions), replica(partitions, nullptr);
+  placement.owner.resize(partitions);
+  placement.replica.assign(partitions, nullptr);
   for (int32_t p = 0; p < partitions; ++p) {
-    const std::vector<const proto::MemberInfo*>& h = holders[p];
+    const std::vector<const proto::MemberInfo*>& h = placement.holders[p];
     if (stateful && recorded[p] > 0 && h.empty()) {
       if (!retry.waiting) {
         spdlog::warn("job {}: no live worker holds the state of reduce partition {}; batch {} waits for one",
@@ -260,25 +241,101 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
       }
       retry.waiting = true;
       retry.not_before_unix_ms = clock_->UnixMillis() + 500;
-      return false;
+      return std::nullopt;
     }
-    owner[p] = h.empty() ? least_loaded("") : h[0];
-    ++load[owner[p]->id()];
+    placement.owner[p] = h.empty() ? least_loaded("") : h[0];
+    ++load[placement.owner[p]->id()];
   }
   if (stateful) {
     for (int32_t p = 0; p < partitions; ++p) {
-      for (const proto::MemberInfo* m : holders[p]) {
-        if (m->id() != owner[p]->id()) {
-          replica[p] = m;
+      for (const proto::MemberInfo* m : placement.holders[p]) {
+        if (m->id() != placement.owner[p]->id()) {
+          placement.replica[p] = m;
           break;
         }
       }
-      if (replica[p] == nullptr) replica[p] = least_loaded(owner[p]->id());
-      if (replica[p] != nullptr) ++load[replica[p]->id()];
+      if (placement.replica[p] == nullptr) placement.replica[p] = least_loaded(placement.owner[p]->id());
+      if (placement.replica[p] != nullptr) ++load[placement.replica[p]->id()];
     }
   }
   retry.waiting = false;
+  return placement;
+}
 
+std::vector<proto::TaskRequest> Scheduler::ReduceTasks(const std::string& job_id, const proto::JobState& job,
+                                                       const proto::BatchPlanned& batch, int64_t epoch,
+                                                       int32_t map_tasks, bool stateful,
+                                                       const ReducePlacement& placement) {
+  std::vector<proto::TaskRequest> reduces;
+  for (int32_t p = 0; p < static_cast<int32_t>(placement.owner.size()); ++p) {
+    proto::TaskRequest t;
+    t.set_epoch(epoch);
+    t.set_job_id(job_id);
+    t.set_batch_id(batch.batch_id());
+    t.set_task(p);
+    t.set_output_partition(p);
+    *t.mutable_spec() = job.spec();
+    t.set_stage(proto::TASK_STAGE_REDUCE);
+    t.set_map_tasks(map_tasks);
+    t.set_reduce_partition(p);
+    t.set_batch_time_unix_ms(batch.batch_time_unix_ms());
+    t.set_watermark_unix_ms(batch.watermark_unix_ms());
+    if (stateful) {
+      for (const proto::MemberInfo* m : placement.holders[p]) *t.add_state_holders() = *m;
+      if (placement.replica[p] != nullptr) *t.mutable_replica() = *placement.replica[p];
+    }
+    reduces.push_back(std::move(t));
+  }
+  return reduces;
+}
+
+void Scheduler::FailKeyedAttempt(const std::string& job_id, const proto::BatchPlanned& batch, const Status& failed,
+                                 int max_failures, Retry& retry) {
+  // The batch is tried again from its map tasks (on the placement of the
+  // moment); errors that a re-run cannot mend stop the job after
+  // max_task_failures attempts, transient ones after kMaxTransientAttempts.
+  if (Transient(failed)) {
+    ++retry.transient;
+  } else {
+    ++retry.failures;
+  }
+  retry.not_before_unix_ms = clock_->UnixMillis() + 500;
+  spdlog::warn("job {} batch {}: {} (attempt of the batch failed; {} of {} failures, {} of {} transient ones)",
+               job_id, batch.batch_id(), failed.ToString(), retry.failures, max_failures, retry.transient,
+               kMaxTransientAttempts);
+  if (retry.failures >= max_failures || retry.transient >= kMaxTransientAttempts) {
+    spdlog::error("job {} failed: {}", job_id, failed.ToString());
+    StopJob(job_id, "FAILED: " + Annotate(failed, fmt::format("batch {}", batch.batch_id())).ToString());
+  }
+}
+
+void Scheduler::StopJob(const std::string& job_id, const std::string& reason) {
+  proto::DriverRecord stop;
+  stop.mutable_job_stopped()->set_job_id(job_id);
+  stop.mutable_job_stopped()->set_reason(reason);
+  IgnoreError(log_->Append(stop).status(), "a new leader finds the job running and tries again");
+}
+
+bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
+                              const std::vector<proto::MemberInfo>& live, int64_t epoch,
+                              std::vector<proto::TaskRequest> maps,
+                              std::vector<std::vector<proto::MemberInfo>> candidates) {
+  Retry& retry = retries_[job_id];
+  if (retry.batch != batch.batch_id()) retry = Retry{.batch = batch.batch_id()};
+  if (clock_->UnixMillis() < retry.not_before_unix_ms) return false;
+  Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
+  if (!stage.ok() || !*stage) {
+    // Refused at submit; a spec from an older release that this one cannot run.
+    StopJob(job_id, "FAILED: " + (stage.ok() ? std::string("no keyed stage") : stage.status().ToString()));
+    return false;
+  }
+  const bool stateful = (*stage)->stateful();
+  // 1. Placement of the reduce partitions.
+  std::optional<ReducePlacement> placement =
+      PlaceReducePartitions(job_id, job, batch, live, (*stage)->reduce_partitions, stateful, retry);
+  if (!placement) return false;
+
+  // 2. Map tasks: one per range, pushing their shuffle output to the owners.
   const int64_t started = clock_->UnixMillis();
   std::atomic<int> attempts{0};
   const int max_failures = std::max(1, job.spec().max_task_failures());
@@ -286,35 +343,20 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     t.set_stage(proto::TASK_STAGE_MAP);
     t.set_batch_time_unix_ms(batch.batch_time_unix_ms());
     t.set_watermark_unix_ms(batch.watermark_unix_ms());
-    for (const proto::MemberInfo* o : owner) *t.add_reduce_workers() = *o;
+    for (const proto::MemberInfo* o : placement->owner) *t.add_reduce_workers() = *o;
   }
   std::vector<Result<proto::TaskResult>> map_results = RunTasks(job_id, batch.batch_id(), maps, candidates,
                                                                 max_failures, &attempts);
+
+  // 3. Reduce tasks: one per partition, on its owner only (its shuffle
+  // input and state are there).
   std::vector<Result<proto::TaskResult>> reduce_results;
   if (std::all_of(map_results.begin(), map_results.end(), [](const auto& r) { return r.ok(); }) &&
       (stateful || !maps.empty())) {
-    std::vector<proto::TaskRequest> reduces;
+    std::vector<proto::TaskRequest> reduces =
+        ReduceTasks(job_id, job, batch, epoch, static_cast<int32_t>(maps.size()), stateful, *placement);
     std::vector<std::vector<proto::MemberInfo>> where;
-    for (int32_t p = 0; p < partitions; ++p) {
-      proto::TaskRequest t;
-      t.set_epoch(epoch);
-      t.set_job_id(job_id);
-      t.set_batch_id(batch.batch_id());
-      t.set_task(p);
-      t.set_output_partition(p);
-      *t.mutable_spec() = job.spec();
-      t.set_stage(proto::TASK_STAGE_REDUCE);
-      t.set_map_tasks(static_cast<int32_t>(maps.size()));
-      t.set_reduce_partition(p);
-      t.set_batch_time_unix_ms(batch.batch_time_unix_ms());
-      t.set_watermark_unix_ms(batch.watermark_unix_ms());
-      if (stateful) {
-        for (const proto::MemberInfo* m : holders[p]) *t.add_state_holders() = *m;
-        if (replica[p] != nullptr) *t.mutable_replica() = *replica[p];
-      }
-      reduces.push_back(std::move(t));
-      where.push_back({*owner[p]});  // its shuffle input and state are there: one attempt
-    }
+    for (const proto::MemberInfo* owner : placement->owner) where.push_back({*owner});
     reduce_results = RunTasks(job_id, batch.batch_id(), reduces, where, 1, &attempts);
   }
   if (!leadership_->Serving() || leadership_->epoch() != epoch) return false;
@@ -325,28 +367,11 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     }
   }
   if (!failed.ok()) {
-    // Try the batch again from its map tasks (on the placement of the
-    // moment); errors that a re-run cannot mend stop the job after
-    // max_task_failures attempts.
-    if (Transient(failed)) {
-      ++retry.transient;
-    } else {
-      ++retry.failures;
-    }
-    retry.not_before_unix_ms = clock_->UnixMillis() + 500;
-    spdlog::warn("job {} batch {}: {} (attempt of the batch failed; {} of {} failures, {} of {} transient ones)",
-                 job_id, batch.batch_id(), failed.ToString(), retry.failures, max_failures, retry.transient,
-                 kMaxTransientAttempts);
-    if (retry.failures >= max_failures || retry.transient >= kMaxTransientAttempts) {
-      proto::DriverRecord stop;
-      stop.mutable_job_stopped()->set_job_id(job_id);
-      stop.mutable_job_stopped()->set_reason(
-          "FAILED: " + Annotate(failed, fmt::format("batch {}", batch.batch_id())).ToString());
-      spdlog::error("job {} failed: {}", job_id, failed.ToString());
-      IgnoreError(log_->Append(std::move(stop)).status(), "a new leader finds the job running and tries again");
-    }
+    FailKeyedAttempt(job_id, batch, failed, max_failures, retry);
     return false;
   }
+
+  // 4. Commit, naming where each partition's state now is.
   proto::DriverRecord record;
   proto::BatchCommitted* bc = record.mutable_batch_committed();
   bc->set_job_id(job_id);
@@ -368,7 +393,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     if (stateful) {
       *h->mutable_workers() = r.state_holders();
     } else {
-      h->add_workers(owner[p]->id());  // where it ran: the next batch goes there too
+      h->add_workers(placement->owner[p]->id());  // where it ran: the next batch goes there too
     }
   }
   bc->set_started_unix_ms(started);

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -82,6 +83,31 @@ class Scheduler {
     bool waiting = false;             // for a holder of some partition's state
   };
   std::map<std::string, Retry> retries_;  // by job; used on the schedule thread only
+
+  // Where a keyed batch's reduce partitions run, by partition: the owner,
+  // the worker that gets a copy of the state (null for stateless stages or
+  // a one-worker cluster), and the live workers holding the state now.
+  struct ReducePlacement {
+    std::vector<const proto::MemberInfo*> owner;
+    std::vector<const proto::MemberInfo*> replica;
+    std::vector<std::vector<const proto::MemberInfo*>> holders;
+  };
+  // Places every reduce partition of a keyed batch on the `live` workers
+  // (pointers into it); nullopt while some partition's state has no live
+  // holder (the batch waits; `retry` says until when).
+  std::optional<ReducePlacement> PlaceReducePartitions(const std::string& job_id, const proto::JobState& job,
+                                                       const proto::BatchPlanned& batch,
+                                                       const std::vector<proto::MemberInfo>& live,
+                                                       int32_t partitions, bool stateful, Retry& retry);
+  // One reduce task per partition of `placement`.
+  std::vector<proto::TaskRequest> ReduceTasks(const std::string& job_id, const proto::JobState& job,
+                                              const proto::BatchPlanned& batch, int64_t epoch, int32_t map_tasks,
+                                              bool stateful, const ReducePlacement& placement);
+  // Counts a failed attempt of a keyed batch; stops the job when too many failed.
+  void FailKeyedAttempt(const std::string& job_id, const proto::BatchPlanned& batch, const Status& failed,
+                        int max_failures, Retry& retry);
+  // Appends JobStopped(reason); a failed append is left to the next leader.
+  void StopJob(const std::string& job_id, const std::string& reason);
 
   // After BatchCommitted, a job's Kafka positions go to its consumer group
   // "sluice-<job>", off the schedule thread (a slow broker never holds up
