@@ -473,92 +473,89 @@ void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::List
   }
 }
 
-void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const std::string& leader_address) {
-  if (!leadership_->Serving()) return;
-  const int64_t epoch = leadership_->epoch();
-
-  // Plan under the lock: who should read what.
-  std::map<std::string, proto::MemberInfo> workers;  // registered and live
-  std::map<PartitionId, std::string> current, desired;
-  std::map<PartitionId, proto::ReceiverAssignment> assignment;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    EnsureTermLocked(epoch);
-    const std::shared_ptr<const proto::ClusterState> view = log_->View();
-    PruneLocked(*view);
-    live_ = live_members;
-    for (const proto::MemberInfo& m : live_members) {
-      auto reg = registered_.find(m.id());
-      if (reg != registered_.end() && reg->second == epoch) workers[m.id()] = m;
-    }
-    std::vector<PartitionId> partitions;
-    std::map<PartitionId, std::string> pinned;  // socket partitions stay while their worker lives
-    for (auto& [name, s] : sources_) {
-      for (size_t i = 0; i < s.partitions.size(); ++i) {
-        Partition& p = s.partitions[i];
-        const PartitionId id{name, static_cast<int32_t>(i)};
-        if (!p.worker.empty() && !workers.contains(p.worker)) p.worker.clear();  // dead or not registered
-        if (!p.error.empty()) continue;
-        partitions.push_back(id);
-        if (!p.worker.empty()) {
-          current[id] = p.worker;
-          if (s.spec.kind() == proto::SOURCE_KIND_SOCKET) pinned[id] = p.worker;
-        }
-        proto::ReceiverAssignment& a = assignment[id];
-        *a.mutable_spec() = s.spec;
-        a.set_partition(id.partition);
-      }
-    }
-    // Grace at the start of a term: wait (a few rounds) for every live worker
-    // to register, so running receivers stay where they are instead of being
-    // granted to another worker before their owner has told us.
-    if (term_rounds_++ < kGraceRounds && workers.size() < live_members.size()) return;
-    std::vector<std::string> ids;
-    for (const auto& [id, m] : workers) ids.push_back(id);
-    desired = AssignPartitions(partitions, ids, current);
-    for (const auto& [id, w] : pinned) desired[id] = w;
+std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::MemberInfo>& live_members,
+                                                  int64_t epoch) {
+  Round round;
+  round.epoch = epoch;
+  std::lock_guard<std::mutex> lock(mu_);
+  EnsureTermLocked(epoch);
+  const std::shared_ptr<const proto::ClusterState> view = log_->View();
+  PruneLocked(*view);
+  live_ = live_members;
+  for (const proto::MemberInfo& m : live_members) {
+    auto reg = registered_.find(m.id());
+    if (reg != registered_.end() && reg->second == epoch) round.workers[m.id()] = m;
   }
-  if (workers.empty()) return;
-
-  proto::AssignReceiversRequest base;
-  base.set_epoch(epoch);
-  base.set_leader_id(driver_id_);
-  base.set_leader_address(leader_address);
-  for (const auto& [id, m] : workers) *base.add_replica_targets() = m;
-
-  auto send = [&](const proto::MemberInfo& w, const std::vector<PartitionId>& set,
-                  proto::AssignReceiversResponse* response) {
-    if (!leadership_->Serving() || leadership_->epoch() != epoch) {
-      return absl::UnavailableError("no longer the serving leader");  // and Stop is not held up
-    }
-    proto::AssignReceiversRequest request = base;
-    for (const PartitionId& id : set) *request.add_receivers() = assignment[id];
-    Status st = workers_->AssignReceivers(w.rpc_address(), request, response);
-    if (!st.ok()) spdlog::warn("assigning receivers to worker {}: {}", w.id(), st.ToString());
-    return st;
-  };
-  auto record = [&](const std::string& worker, const proto::AssignReceiversResponse& response) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (term_ != epoch) return;
-    for (const proto::ReceiverState& rs : response.receivers()) {
-      Partition* p = FindLocked(rs.source(), rs.partition());
-      if (p == nullptr || p->worker != worker) continue;
-      p->receiver = rs;
-      if (rs.stopped() && source::IsPermanentReadError(static_cast<absl::StatusCode>(rs.error_code())) && p->error.empty()) {
-        p->error = fmt::format("receiver on worker {} stopped: {}", worker, rs.error());
-        p->worker.clear();
-        spdlog::error("source {}[{}] stopped: {}", rs.source(), rs.partition(), p->error);
+  std::vector<PartitionId> partitions;
+  std::map<PartitionId, std::string> pinned;  // socket partitions stay while their worker lives
+  for (auto& [name, s] : sources_) {
+    for (size_t i = 0; i < s.partitions.size(); ++i) {
+      Partition& p = s.partitions[i];
+      const PartitionId id{name, static_cast<int32_t>(i)};
+      if (!p.worker.empty() && !round.workers.contains(p.worker)) p.worker.clear();  // dead or not registered
+      if (!p.error.empty()) continue;
+      partitions.push_back(id);
+      if (!p.worker.empty()) {
+        round.current[id] = p.worker;
+        if (s.spec.kind() == proto::SOURCE_KIND_SOCKET) pinned[id] = p.worker;
       }
+      proto::ReceiverAssignment& a = round.assignment[id];
+      *a.mutable_spec() = s.spec;
+      a.set_partition(id.partition);
     }
-  };
+  }
+  // Grace at the start of a term: wait (a few rounds) for every live worker
+  // to register, so running receivers stay where they are instead of being
+  // granted to another worker before their owner has told us.
+  if (term_rounds_++ < kGraceRounds && round.workers.size() < live_members.size()) return std::nullopt;
+  std::vector<std::string> ids;
+  for (const auto& [id, m] : round.workers) ids.push_back(id);
+  round.desired = AssignPartitions(partitions, ids, round.current);
+  for (const auto& [id, w] : pinned) round.desired[id] = w;
+  return round;
+}
 
-  // 1. Revocations first, so no partition has two receivers at once.
-  for (const auto& [wid, member] : workers) {
+Status DataPath::SendAssignment(const Round& round, const proto::MemberInfo& worker,
+                                const std::vector<PartitionId>& set, const std::string& leader_address,
+                                proto::AssignReceiversResponse* response) {
+  if (!leadership_->Serving() || leadership_->epoch() != round.epoch) {
+    return absl::UnavailableError("no longer the serving leader");  // and Stop is not held up
+  }
+  proto::AssignReceiversRequest request;
+  request.set_epoch(round.epoch);
+  request.set_leader_id(driver_id_);
+  request.set_leader_address(leader_address);
+  for (const auto& [id, m] : round.workers) *request.add_replica_targets() = m;
+  for (const PartitionId& id : set) *request.add_receivers() = round.assignment.at(id);
+  Status st = workers_->AssignReceivers(worker.rpc_address(), request, response);
+  if (!st.ok()) spdlog::warn("assigning receivers to worker {}: {}", worker.id(), st.ToString());
+  return st;
+}
+
+void DataPath::RecordReceivers(int64_t epoch, const std::string& worker,
+                               const proto::AssignReceiversResponse& response) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (term_ != epoch) return;
+  for (const proto::ReceiverState& rs : response.receivers()) {
+    Partition* p = FindLocked(rs.source(), rs.partition());
+    if (p == nullptr || p->worker != worker) continue;
+    p->receiver = rs;
+    if (rs.stopped() && source::IsPermanentReadError(static_cast<absl::StatusCode>(rs.error_code())) &&
+        p->error.empty()) {
+      p->error = fmt::format("receiver on worker {} stopped: {}", worker, rs.error());
+      p->worker.clear();
+      spdlog::error("source {}[{}] stopped: {}", rs.source(), rs.partition(), p->error);
+    }
+  }
+}
+
+void DataPath::Revoke(Round& round, const std::string& leader_address) {
+  for (const auto& [wid, member] : round.workers) {
     std::vector<PartitionId> keep;
     bool loses = false;
-    for (const auto& [id, owner] : current) {
+    for (const auto& [id, owner] : round.current) {
       if (owner != wid) continue;
-      if (desired[id] == wid) {
+      if (round.desired[id] == wid) {
         keep.push_back(id);
       } else {
         loses = true;
@@ -566,52 +563,63 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
     }
     if (!loses) continue;
     proto::AssignReceiversResponse response;
-    if (send(member, keep, &response).ok()) {
+    if (SendAssignment(round, member, keep, leader_address, &response).ok()) {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& [id, owner] : current) {
-        if (owner == wid && desired[id] != wid) {
+      for (const auto& [id, owner] : round.current) {
+        if (owner == wid && round.desired[id] != wid) {
           if (Partition* p = FindLocked(id.source, id.partition); p != nullptr && p->worker == wid) p->worker.clear();
         }
       }
     } else {
-      for (auto& [id, owner] : current) {
-        if (owner == wid) desired[id] = wid;  // not granted elsewhere this round
+      for (auto& [id, owner] : round.current) {
+        if (owner == wid) round.desired[id] = wid;  // not granted elsewhere this round
       }
     }
   }
-  // 2. Grants: every worker gets its whole set, new receivers at the
-  // partition's next offset (read after the revocations' last reports).
+}
+
+void DataPath::Grant(Round& round, const std::string& leader_address) {
   {
+    // New receivers start at the partition's next offset, read after the
+    // revocations' last reports were accepted.
     std::lock_guard<std::mutex> lock(mu_);
-    if (term_ != epoch) return;
+    if (term_ != round.epoch) return;
     const std::shared_ptr<const proto::ClusterState> view = log_->View();
-    for (auto& [id, a] : assignment) {
+    for (auto& [id, a] : round.assignment) {
       if (const proto::PartitionState* ps = FindPartitionState(*view, id.source, id.partition)) {
         a.set_start_offset(ps->next_offset());
       }
     }
   }
-  for (const auto& [wid, member] : workers) {
+  for (const auto& [wid, member] : round.workers) {
     std::vector<PartitionId> set;
-    for (const auto& [id, owner] : desired) {
+    for (const auto& [id, owner] : round.desired) {
       if (owner == wid) set.push_back(id);
     }
     proto::AssignReceiversResponse response;
-    if (!send(member, set, &response).ok()) continue;
+    if (!SendAssignment(round, member, set, leader_address, &response).ok()) continue;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (term_ != epoch) return;
+      if (term_ != round.epoch) return;
       for (const PartitionId& id : set) {
         Partition* p = FindLocked(id.source, id.partition);
         if (p != nullptr && p->worker != wid) {
           spdlog::info("{}[{}] -> worker {} from offset {}", id.source, id.partition, wid,
-                       assignment[id].start_offset());
+                       round.assignment[id].start_offset());
           p->worker = wid;
         }
       }
     }
-    record(wid, response);
+    RecordReceivers(round.epoch, wid, response);
   }
+}
+
+void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const std::string& leader_address) {
+  if (!leadership_->Serving()) return;
+  std::optional<Round> round = PlanRound(live_members, leadership_->epoch());
+  if (!round || round->workers.empty()) return;
+  Revoke(*round, leader_address);  // first, so no partition has two receivers at once
+  Grant(*round, leader_address);
 }
 
 }  // namespace sluice::driver

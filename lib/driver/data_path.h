@@ -32,12 +32,14 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
+#include "lib/driver/assignment.h"
 #include "proto/driver.pb.h"
 #include "proto/worker.pb.h"
 
@@ -89,6 +91,27 @@ class DataPath {
     proto::SourceSpec spec;
     std::vector<Partition> partitions;
   };
+
+  // One assignment round: who reads what now (`current`), who should
+  // (`desired`), and each partition's assignment as sent.
+  struct Round {
+    int64_t epoch = 0;
+    std::map<std::string, proto::MemberInfo> workers;  // registered with this term and live
+    std::map<PartitionId, std::string> current, desired;
+    std::map<PartitionId, proto::ReceiverAssignment> assignment;
+  };
+  // Plans a round under mu_; nullopt during the grace rounds of a new term.
+  std::optional<Round> PlanRound(const std::vector<proto::MemberInfo>& live_members, int64_t epoch);
+  // Revocations: a worker losing partitions is sent its reduced set.
+  void Revoke(Round& round, const std::string& leader_address);
+  // Grants: every worker is sent its whole set.
+  void Grant(Round& round, const std::string& leader_address);
+  [[nodiscard]] Status SendAssignment(const Round& round, const proto::MemberInfo& worker,
+                                      const std::vector<PartitionId>& set, const std::string& leader_address,
+                                      proto::AssignReceiversResponse* response);
+  // What a worker answered about its receivers: a permanent read error
+  // stops the partition (it is not assigned again).
+  void RecordReceivers(int64_t epoch, const std::string& worker, const proto::AssignReceiversResponse& response);
 
   // OK if `epoch` is this leader's serving epoch; FAILED_PRECONDITION if
   // older; UNAVAILABLE if this driver does not serve.
