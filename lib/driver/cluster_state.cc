@@ -56,6 +56,94 @@ void FoldCommittedBlocks(proto::ClusterState& state, const proto::BatchCommitted
   }
 }
 
+// BatchCommitted(N): the job's position, its batch summary and totals, the
+// keyed job's state holders; then the blocks no running reader needs go.
+Status ApplyBatchCommitted(proto::ClusterState& state, const proto::BatchCommitted& bc, int64_t seq) {
+  auto it = state.mutable_jobs()->find(bc.job_id());
+  if (it == state.mutable_jobs()->end()) return Refuse(seq, "commit of unknown job " + bc.job_id());
+  proto::JobState& job = it->second;
+  if (bc.batch_id() != job.last_committed_batch() + 1 || bc.batch_id() > job.last_planned_batch()) {
+    return Refuse(seq, fmt::format("batch {} committed after {} (planned up to {})", bc.batch_id(),
+                                 job.last_committed_batch(), job.last_planned_batch()));
+  }
+  job.set_last_committed_batch(bc.batch_id());
+  int64_t batch_time = 0;
+  auto* in_flight = job.mutable_in_flight();
+  for (int i = 0; i < in_flight->size(); ++i) {
+    if (in_flight->Get(i).batch_id() == bc.batch_id()) {
+      batch_time = in_flight->Get(i).batch_time_unix_ms();
+      in_flight->DeleteSubrange(i, 1);
+      break;
+    }
+  }
+  for (const proto::SourceOffset& next : bc.next_offsets()) {
+    bool found = false;
+    for (proto::SourceOffset& o : *job.mutable_committed_offsets()) {
+      if (o.source() == next.source() && o.partition() == next.partition()) {
+        o.set_offset(next.offset());
+        found = true;
+      }
+    }
+    if (!found) *job.add_committed_offsets() = next;
+  }
+  // Timings are the leader's clock; a batch planned by one leader and run
+  // by the next has its batch time from the plan.
+  proto::BatchSummary summary;
+  summary.set_batch_id(bc.batch_id());
+  summary.set_batch_time_unix_ms(batch_time);
+  summary.set_input_count(bc.input_count());
+  summary.set_output_count(bc.output_count());
+  summary.set_dead_letters(bc.dead_letters());
+  summary.set_task_attempts(bc.task_attempts());
+  summary.set_shuffle_bytes(bc.shuffle_bytes());
+  summary.set_late_events(bc.late_events());
+  if (bc.started_unix_ms() > 0 && summary.batch_time_unix_ms() > 0) {
+    summary.set_scheduling_delay_ms(std::max<int64_t>(0, bc.started_unix_ms() - summary.batch_time_unix_ms()));
+    summary.set_processing_ms(std::max<int64_t>(0, bc.finished_unix_ms() - bc.started_unix_ms()));
+    summary.set_total_delay_ms(std::max<int64_t>(0, bc.finished_unix_ms() - summary.batch_time_unix_ms()));
+  }
+  *job.add_recent_batches() = summary;
+  if (job.recent_batches_size() > ClusterState::kRecentBatches) {
+    job.mutable_recent_batches()->DeleteSubrange(0, job.recent_batches_size() - ClusterState::kRecentBatches);
+  }
+  job.set_total_input(job.total_input() + bc.input_count());
+  job.set_total_output(job.total_output() + bc.output_count());
+  job.set_total_dead_letters(job.total_dead_letters() + bc.dead_letters());
+  job.set_total_late_events(job.total_late_events() + bc.late_events());
+  if (!bc.reduce_holders().empty()) {
+    // Keyed jobs: every batch's reduce tasks name where the state is now.
+    *job.mutable_reduce_holders() = bc.reduce_holders();
+    job.set_state_keys(bc.state_keys());
+    job.set_state_bytes(bc.state_bytes());
+  }
+  job.set_max_event_time_unix_ms(std::max(job.max_event_time_unix_ms(), bc.max_event_time_unix_ms()));
+  FoldCommittedBlocks(state, bc);
+  return absl::OkStatus();
+}
+
+// BlocksAdded: each block must start where its partition's last one ended
+// (any start for a Kafka partition's first block).
+Status ApplyBlocksAdded(proto::ClusterState& state, const proto::BlocksAdded& added, int64_t seq) {
+  for (const proto::BlockInfo& b : added.blocks()) {
+    const proto::PartitionRange& range = b.range();
+    auto it = state.mutable_sources()->find(range.source());
+    if (it == state.mutable_sources()->end()) return Refuse(seq, "block of unknown source " + range.source());
+    if (range.partition() < 0 || range.partition() >= it->second.partitions_size()) {
+      return Refuse(seq, fmt::format("block of {}: no partition {}", range.source(), range.partition()));
+    }
+    proto::PartitionState* ps = it->second.mutable_partitions(range.partition());
+    if ((ps->next_offset() >= 0 && range.start_offset() != ps->next_offset()) ||
+        range.end_offset() <= range.start_offset()) {
+      return Refuse(seq, fmt::format("block {}[{}] {}..{} does not follow offset {}", range.source(),
+                                   range.partition(), range.start_offset(), range.end_offset(),
+                                   ps->next_offset()));
+    }
+    ps->set_next_offset(range.end_offset());
+    *ps->add_blocks() = b;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 ClusterState::ClusterState() : state_(std::make_shared<proto::ClusterState>()) {}
@@ -158,69 +246,8 @@ Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
       *it->second.add_in_flight() = bp;
       return absl::OkStatus();
     }
-    case proto::DriverRecord::kBatchCommitted: {
-      const auto& bc = r.batch_committed();
-      auto it = state.mutable_jobs()->find(bc.job_id());
-      if (it == state.mutable_jobs()->end()) return Refuse(seq, "commit of unknown job " + bc.job_id());
-      proto::JobState& job = it->second;
-      if (bc.batch_id() != job.last_committed_batch() + 1 || bc.batch_id() > job.last_planned_batch()) {
-        return Refuse(seq, fmt::format("batch {} committed after {} (planned up to {})", bc.batch_id(),
-                                     job.last_committed_batch(), job.last_planned_batch()));
-      }
-      job.set_last_committed_batch(bc.batch_id());
-      int64_t batch_time = 0;
-      auto* in_flight = job.mutable_in_flight();
-      for (int i = 0; i < in_flight->size(); ++i) {
-        if (in_flight->Get(i).batch_id() == bc.batch_id()) {
-          batch_time = in_flight->Get(i).batch_time_unix_ms();
-          in_flight->DeleteSubrange(i, 1);
-          break;
-        }
-      }
-      for (const proto::SourceOffset& next : bc.next_offsets()) {
-        bool found = false;
-        for (proto::SourceOffset& o : *job.mutable_committed_offsets()) {
-          if (o.source() == next.source() && o.partition() == next.partition()) {
-            o.set_offset(next.offset());
-            found = true;
-          }
-        }
-        if (!found) *job.add_committed_offsets() = next;
-      }
-      // Timings are the leader's clock; a batch planned by one leader and run
-      // by the next has its batch time from the plan.
-      proto::BatchSummary summary;
-      summary.set_batch_id(bc.batch_id());
-      summary.set_batch_time_unix_ms(batch_time);
-      summary.set_input_count(bc.input_count());
-      summary.set_output_count(bc.output_count());
-      summary.set_dead_letters(bc.dead_letters());
-      summary.set_task_attempts(bc.task_attempts());
-      summary.set_shuffle_bytes(bc.shuffle_bytes());
-      summary.set_late_events(bc.late_events());
-      if (bc.started_unix_ms() > 0 && summary.batch_time_unix_ms() > 0) {
-        summary.set_scheduling_delay_ms(std::max<int64_t>(0, bc.started_unix_ms() - summary.batch_time_unix_ms()));
-        summary.set_processing_ms(std::max<int64_t>(0, bc.finished_unix_ms() - bc.started_unix_ms()));
-        summary.set_total_delay_ms(std::max<int64_t>(0, bc.finished_unix_ms() - summary.batch_time_unix_ms()));
-      }
-      *job.add_recent_batches() = summary;
-      if (job.recent_batches_size() > kRecentBatches) {
-        job.mutable_recent_batches()->DeleteSubrange(0, job.recent_batches_size() - kRecentBatches);
-      }
-      job.set_total_input(job.total_input() + bc.input_count());
-      job.set_total_output(job.total_output() + bc.output_count());
-      job.set_total_dead_letters(job.total_dead_letters() + bc.dead_letters());
-      job.set_total_late_events(job.total_late_events() + bc.late_events());
-      if (!bc.reduce_holders().empty()) {
-        // Keyed jobs: every batch's reduce tasks name where the state is now.
-        *job.mutable_reduce_holders() = bc.reduce_holders();
-        job.set_state_keys(bc.state_keys());
-        job.set_state_bytes(bc.state_bytes());
-      }
-      job.set_max_event_time_unix_ms(std::max(job.max_event_time_unix_ms(), bc.max_event_time_unix_ms()));
-      FoldCommittedBlocks(state, bc);
-      return absl::OkStatus();
-    }
+    case proto::DriverRecord::kBatchCommitted:
+      return ApplyBatchCommitted(state, r.batch_committed(), seq);
     case proto::DriverRecord::kMarker:
       state.set_markers(state.markers() + 1);
       return absl::OkStatus();
@@ -239,26 +266,8 @@ Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
       }
       return absl::OkStatus();
     }
-    case proto::DriverRecord::kBlocksAdded: {
-      for (const proto::BlockInfo& b : r.blocks_added().blocks()) {
-        const proto::PartitionRange& range = b.range();
-        auto it = state.mutable_sources()->find(range.source());
-        if (it == state.mutable_sources()->end()) return Refuse(seq, "block of unknown source " + range.source());
-        if (range.partition() < 0 || range.partition() >= it->second.partitions_size()) {
-          return Refuse(seq, fmt::format("block of {}: no partition {}", range.source(), range.partition()));
-        }
-        proto::PartitionState* ps = it->second.mutable_partitions(range.partition());
-        if ((ps->next_offset() >= 0 && range.start_offset() != ps->next_offset()) ||
-            range.end_offset() <= range.start_offset()) {
-          return Refuse(seq, fmt::format("block {}[{}] {}..{} does not follow offset {}", range.source(),
-                                       range.partition(), range.start_offset(), range.end_offset(),
-                                       ps->next_offset()));
-        }
-        ps->set_next_offset(range.end_offset());
-        *ps->add_blocks() = b;
-      }
-      return absl::OkStatus();
-    }
+    case proto::DriverRecord::kBlocksAdded:
+      return ApplyBlocksAdded(state, r.blocks_added(), seq);
     case proto::DriverRecord::BODY_NOT_SET:
       return Refuse(seq, "empty record");
   }
