@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "lib/source/source_connector.h"
+
 namespace sluice::wal {
 namespace {
 
@@ -159,7 +161,7 @@ Status WalState::Apply(const proto::WalRecord& r) {
       *source.mutable_spec() = spec;
       // Kafka starts where its start position says, fixed by the first block;
       // the generator and sockets count from 0.
-      const int64_t first = spec.kind() == proto::SOURCE_KIND_KAFKA ? -1 : 0;
+      const int64_t first = sluice::source::InitialNextOffset(spec);
       for (int32_t p = 0; p < spec.partitions(); ++p) {
         proto::PartitionState* ps = source.add_partitions();
         ps->set_partition(p);
