@@ -291,7 +291,9 @@ class SocketFixture final : public SourceFixture {
     return spec;
   }
   // Offsets count lines from where the reader starts.
-  std::string Record(int32_t partition, int64_t offset) override { return fmt::format("line {} of {}", offset, partition); }
+  std::string Record(int32_t partition, int64_t offset) override {
+    return fmt::format("line {} of {}", offset, partition);
+  }
   Gap MakeGap() override {
     // Nothing read can be asked for again: every range is a gap.
     auto c = SourceConnector::Create(Spec(), &clock_);
@@ -300,7 +302,8 @@ class SocketFixture final : public SourceFixture {
   }
   std::vector<BadSpec> BadSpecs() override {
     return {{[](proto::SourceSpec* s) { s->mutable_socket()->clear_addresses(); }, "socket.addresses"},
-            {[](proto::SourceSpec* s) { s->mutable_socket()->set_addresses(1, "no-port-here"); }, "socket.addresses[1]"},
+            {[](proto::SourceSpec* s) { s->mutable_socket()->set_addresses(1, "no-port-here"); },
+             "socket.addresses[1]"},
             {[](proto::SourceSpec* s) { s->mutable_socket()->set_framing("xml"); }, "socket.framing"},
             {[](proto::SourceSpec* s) { s->set_partitions(3); }, "partitions"}};
   }
