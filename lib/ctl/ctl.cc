@@ -14,6 +14,7 @@
 #include "lib/engine/keyed.h"
 #include "lib/rpc/rpc.h"
 #include "lib/rpc/status_client.h"
+#include "lib/source/source_connector.h"
 #include "proto/driver.grpc.pb.h"
 
 namespace sluice::ctl {
@@ -53,7 +54,7 @@ void Ctl::Register(CLI::App& app) {
   a->add_option("name", source_name_, "The source's name")->required();
   a->add_option("--kind", source_kind_, "generator | kafka | socket")
       ->required()
-      ->check(CLI::IsMember({"generator", "kafka", "socket"}));
+      ->check(CLI::IsMember(source::SourceKindNames()));
   a->add_option("--partitions", partitions_, "Partitions (kafka: default the topic's)");
   a->add_option("--replication", replication_, "Copies of each block before it is reported (1 or 2)");
   a->add_option("--max-event-bytes", max_event_bytes_, "Larger events go to the dead letters (default 1 MiB)");
@@ -205,34 +206,34 @@ std::string Ctl::FindLeader(std::ostream& err) {
 int Ctl::RunSourceAdd(std::ostream& out, std::ostream& err) {
   proto::SourceSpec spec;
   spec.set_name(source_name_);
-  spec.set_kind(source_kind_ == "generator" ? proto::SOURCE_KIND_GENERATOR
-                : source_kind_ == "kafka"   ? proto::SOURCE_KIND_KAFKA
-                                            : proto::SOURCE_KIND_SOCKET);
+  Result<proto::SourceKind> kind = source::SourceKindFromName(source_kind_);
+  if (!kind.ok()) {
+    err << "sluicectl: error: --kind: " << kind.status().message() << "\n";
+    return kExitUsage;
+  }
+  spec.set_kind(*kind);
   spec.set_partitions(partitions_);
   spec.set_replication(replication_);
   spec.set_max_event_bytes(max_event_bytes_);
   spec.set_max_rate_per_partition(max_rate_);
-  if (spec.kind() == proto::SOURCE_KIND_GENERATOR) {
-    spec.mutable_generator()->set_rate_per_partition(rate_);
-    spec.mutable_generator()->set_num_keys(keys_);
-    spec.mutable_generator()->set_payload_bytes(payload_bytes_);
-    spec.mutable_generator()->set_seed(seed_);
-  } else if (spec.kind() == proto::SOURCE_KIND_KAFKA) {
-    spec.mutable_kafka()->set_brokers(kafka_brokers_);
-    spec.mutable_kafka()->set_topic(kafka_topic_);
-    spec.mutable_kafka()->set_start(kafka_start_);
-    for (const std::string& p : properties_) {
-      const size_t eq = p.find('=');
-      if (eq == std::string::npos || eq == 0) {
-        err << "sluicectl: error: --property " << p << ": expected KEY=VALUE\n";
-        return kExitUsage;
-      }
-      (*spec.mutable_kafka()->mutable_properties())[p.substr(0, eq)] = p.substr(eq + 1);
+  // Each kind's settings, those given (the leader checks them against the kind).
+  if (rate_ != 0) spec.mutable_generator()->set_rate_per_partition(rate_);
+  if (keys_ != 0) spec.mutable_generator()->set_num_keys(keys_);
+  if (payload_bytes_ != 0) spec.mutable_generator()->set_payload_bytes(payload_bytes_);
+  if (seed_ != 0) spec.mutable_generator()->set_seed(seed_);
+  if (!kafka_brokers_.empty()) spec.mutable_kafka()->set_brokers(kafka_brokers_);
+  if (!kafka_topic_.empty()) spec.mutable_kafka()->set_topic(kafka_topic_);
+  if (!kafka_start_.empty()) spec.mutable_kafka()->set_start(kafka_start_);
+  for (const std::string& p : properties_) {
+    const size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      err << "sluicectl: error: --property " << p << ": expected KEY=VALUE\n";
+      return kExitUsage;
     }
-  } else {
-    for (const std::string& a : addresses_) spec.mutable_socket()->add_addresses(a);
-    spec.mutable_socket()->set_framing(framing_);
+    (*spec.mutable_kafka()->mutable_properties())[p.substr(0, eq)] = p.substr(eq + 1);
   }
+  for (const std::string& a : addresses_) spec.mutable_socket()->add_addresses(a);
+  if (!framing_.empty()) spec.mutable_socket()->set_framing(framing_);
   const std::string leader = FindLeader(err);
   if (leader.empty()) return 1;
   auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));

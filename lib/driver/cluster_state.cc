@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "lib/source/source_connector.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -258,7 +259,7 @@ Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
       *source.mutable_spec() = spec;
       // Kafka starts where its start position says, fixed by the first block;
       // the generator and sockets count from 0.
-      const int64_t first = spec.kind() == proto::SOURCE_KIND_KAFKA ? -1 : 0;
+      const int64_t first = source::InitialNextOffset(spec);
       for (int32_t p = 0; p < spec.partitions(); ++p) {
         proto::PartitionState* ps = source.add_partitions();
         ps->set_partition(p);

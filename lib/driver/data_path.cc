@@ -2,27 +2,20 @@
 
 #include <algorithm>
 
-#include "lib/common/config.h"
-#include "lib/common/fs.h"
 #include "lib/driver/assignment.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/worker_proxy.h"
-#include "lib/source/kafka_source.h"
 #include "lib/source/partition_reader.h"
 #include "lib/driver/driver_log.h"
+#include "lib/source/source_connector.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
 namespace {
 
-constexpr int64_t kDefaultMaxEventBytes = 1 << 20;
 // Assignment rounds at the start of a term that wait for every live worker
 // to register (about three heartbeat intervals).
 constexpr int kGraceRounds = 6;
-
-Status Invalid(const proto::SourceSpec& spec, const std::string& why) {
-  return absl::InvalidArgumentError(fmt::format("source {}: {}", spec.name(), why));
-}
 
 bool SameRange(const proto::PartitionRange& a, const proto::PartitionRange& b) {
   return a.start_offset() == b.start_offset() && a.end_offset() == b.end_offset();
@@ -51,70 +44,6 @@ const proto::PartitionState* FindPartitionState(const proto::ClusterState& state
 }
 
 }  // namespace
-
-Status NormalizeSourceSpec(proto::SourceSpec* spec) {
-  RETURN_IF_ERROR(ValidateId(spec->name(), "source name"));
-  if (spec->max_event_bytes() == 0) spec->set_max_event_bytes(kDefaultMaxEventBytes);
-  if (spec->max_event_bytes() < 1 || spec->max_event_bytes() > (64 << 20)) {
-    return Invalid(*spec, fmt::format("max_event_bytes {} is not in 1..{}", spec->max_event_bytes(), 64 << 20));
-  }
-  if (spec->max_rate_per_partition() < 0) return Invalid(*spec, "max_rate_per_partition must not be negative");
-  switch (spec->kind()) {
-    case proto::SOURCE_KIND_GENERATOR: {
-      proto::GeneratorSourceSpec* g = spec->mutable_generator();
-      if (spec->partitions() == 0) spec->set_partitions(1);
-      if (g->seed() == 0) g->set_seed(1);
-      if (g->num_keys() == 0) g->set_num_keys(100'000);
-      if (g->payload_bytes() == 0) g->set_payload_bytes(600);
-      if (g->payload_bytes() < 96 || g->payload_bytes() > spec->max_event_bytes()) {
-        return Invalid(*spec, fmt::format("payload_bytes {} is not in 96..max_event_bytes ({})",
-                                          g->payload_bytes(), spec->max_event_bytes()));
-      }
-      if (g->rate_per_partition() < 0) return Invalid(*spec, "rate_per_partition must not be negative");
-      if (g->num_keys() < 1) return Invalid(*spec, "num_keys must be at least 1");
-      break;
-    }
-    case proto::SOURCE_KIND_KAFKA: {
-      proto::KafkaSourceSpec* k = spec->mutable_kafka();
-      if (k->brokers().empty()) return Invalid(*spec, "kafka brokers are required");
-      if (k->topic().empty()) return Invalid(*spec, "kafka topic is required");
-      if (k->start().empty()) k->set_start("earliest");
-      if (k->start() != "earliest" && k->start() != "latest" && k->start() != "committed") {
-        return Invalid(*spec, fmt::format("kafka start '{}' is not earliest, latest or committed", k->start()));
-      }
-      if (k->start() == "committed" && !k->properties().contains("group.id")) {
-        return Invalid(*spec, "kafka start 'committed' needs the group.id property");
-      }
-      break;
-    }
-    case proto::SOURCE_KIND_SOCKET: {
-      proto::SocketSourceSpec* s = spec->mutable_socket();
-      if (s->addresses().empty()) return Invalid(*spec, "socket addresses are required (host:port per partition)");
-      for (const std::string& a : s->addresses()) RETURN_IF_ERROR(ParseHostPort(a, "socket address").status());
-      if (spec->partitions() != 0 && spec->partitions() != s->addresses_size()) {
-        return Invalid(*spec, fmt::format("{} partitions but {} socket addresses", spec->partitions(),
-                                          s->addresses_size()));
-      }
-      spec->set_partitions(s->addresses_size());
-      if (s->framing().empty()) s->set_framing("lines");
-      if (s->framing() != "lines" && s->framing() != "frames") {
-        return Invalid(*spec, fmt::format("socket framing '{}' is not lines or frames", s->framing()));
-      }
-      if (spec->replication() == 0) spec->set_replication(2);
-      break;
-    }
-    default:
-      return Invalid(*spec, "kind must be generator, kafka or socket");
-  }
-  if (spec->replication() == 0) spec->set_replication(1);
-  if (spec->replication() < 1 || spec->replication() > 2) {
-    return Invalid(*spec, fmt::format("replication {} is not 1 or 2", spec->replication()));
-  }
-  if (spec->kind() != proto::SOURCE_KIND_KAFKA && (spec->partitions() < 1 || spec->partitions() > 4096)) {
-    return Invalid(*spec, fmt::format("partitions {} is not in 1..4096", spec->partitions()));
-  }
-  return absl::OkStatus();
-}
 
 DataPath::DataPath(std::string driver_id, DriverLog* log, Leadership* leadership,
                    WorkerProxy* workers, Clock* clock)
@@ -173,18 +102,15 @@ std::set<std::string> DataPath::LiveLocked() const {
 }
 
 Result<proto::SourceSpec> DataPath::RegisterSource(proto::SourceSpec spec) {
-  RETURN_IF_ERROR(NormalizeSourceSpec(&spec));
-  if (spec.kind() == proto::SOURCE_KIND_KAFKA && spec.partitions() == 0) {
-    // The topic's partition count, asked of the brokers.
-    source::KafkaSourceOptions o{.name = spec.name(), .brokers = spec.kafka().brokers(), .topic = spec.kafka().topic()};
-    for (const auto& [k, v] : spec.kafka().properties()) o.consumer_config[k] = v;
-    ASSIGN_OR_RETURN(std::unique_ptr<source::KafkaSource> kafka, source::KafkaSource::Create(o));
-    ASSIGN_OR_RETURN(int32_t n, kafka->Partitions(5'000));
+  RETURN_IF_ERROR(source::NormalizeSourceSpec(&spec));
+  if (spec.partitions() == 0) {
+    // The source's own partition count (a Kafka topic's), asked of it.
+    ASSIGN_OR_RETURN(std::unique_ptr<source::SourceConnector> connector,
+                     source::SourceConnector::Create(spec, clock_));
+    ASSIGN_OR_RETURN(int32_t n, connector->Partitions());
     spec.set_partitions(n);
   }
-  if (spec.kind() == proto::SOURCE_KIND_GENERATOR && spec.generator().available_from_unix_ms() == 0) {
-    spec.mutable_generator()->set_available_from_unix_ms(clock_->UnixMillis());
-  }
+  source::StampSourceSpec(&spec, clock_->UnixMillis());
   std::lock_guard<std::mutex> append(append_mu_);
   if (!leadership_->Serving()) {
     return absl::UnavailableError(fmt::format("driver {} is not the serving leader", driver_id_));
@@ -195,12 +121,7 @@ Result<proto::SourceSpec> DataPath::RegisterSource(proto::SourceSpec spec) {
     EnsureTermLocked(epoch);
     auto it = sources_.find(spec.name());
     if (it != sources_.end()) {
-      proto::SourceSpec existing = it->second.spec;
-      proto::SourceSpec compare = spec;
-      if (spec.kind() == proto::SOURCE_KIND_GENERATOR) {
-        compare.mutable_generator()->set_available_from_unix_ms(existing.generator().available_from_unix_ms());
-      }
-      if (existing.SerializeAsString() == compare.SerializeAsString()) return existing;  // a retry
+      if (source::SameSourceSpec(it->second.spec, spec)) return it->second.spec;  // a retry
       return absl::AlreadyExistsError(fmt::format("source {} exists with another spec", spec.name()));
     }
   }
@@ -487,7 +408,7 @@ std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::Memb
     if (reg != registered_.end() && reg->second == epoch) round.workers[m.id()] = m;
   }
   std::vector<PartitionId> partitions;
-  std::map<PartitionId, std::string> pinned;  // socket partitions stay while their worker lives
+  std::map<PartitionId, std::string> pinned;  // partitions of sources not replayable stay while their worker lives
   for (auto& [name, s] : sources_) {
     for (size_t i = 0; i < s.partitions.size(); ++i) {
       Partition& p = s.partitions[i];
@@ -497,7 +418,7 @@ std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::Memb
       partitions.push_back(id);
       if (!p.worker.empty()) {
         round.current[id] = p.worker;
-        if (s.spec.kind() == proto::SOURCE_KIND_SOCKET) pinned[id] = p.worker;
+        if (!source::IsReplayable(s.spec)) pinned[id] = p.worker;
       }
       proto::ReceiverAssignment& a = round.assignment[id];
       *a.mutable_spec() = s.spec;

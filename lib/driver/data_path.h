@@ -49,10 +49,6 @@ class DriverLog;
 class Leadership;
 class WorkerProxy;
 
-// Fills defaults into a source spec and checks it: INVALID_ARGUMENT naming
-// the field.
-[[nodiscard]] Status NormalizeSourceSpec(proto::SourceSpec* spec);
-
 class DataPath {
  public:
   // All pointers must outlive this object.

@@ -408,7 +408,7 @@ void Scheduler::CommitKafkaOffsets(const std::string& job_id, const proto::Clust
   std::map<std::string, std::map<int32_t, int64_t>> by_source;
   for (const proto::SourceOffset& o : done.next_offsets()) {
     auto src = state.sources().find(o.source());
-    if (src == state.sources().end() || src->second.spec().kind() != proto::SOURCE_KIND_KAFKA) continue;
+    if (src == state.sources().end() || !source::CommitsPositions(src->second.spec())) continue;
     by_source[o.source()][o.partition()] = o.offset();
   }
   for (const auto& [name, offsets] : by_source) {
@@ -439,12 +439,9 @@ void Scheduler::FlushCommit(const JobSource& key) {
   }
   if (p.offsets.empty() || !leadership_->Serving()) return;
   const std::string& job_id = key.first;
-  std::unique_ptr<source::KafkaOffsetCommitter>& c = committers_[key];
+  std::unique_ptr<source::SourceConnector>& c = committers_[key];
   if (!c) {
-    source::KafkaSourceOptions o{.name = p.spec.name(), .brokers = p.spec.kafka().brokers(), .topic = p.spec.kafka().topic()};
-    for (const auto& [k, v] : p.spec.kafka().properties()) o.consumer_config[k] = v;
-    Result<std::unique_ptr<source::KafkaOffsetCommitter>> created =
-        source::KafkaOffsetCommitter::Create(o, "sluice-" + job_id);
+    Result<std::unique_ptr<source::SourceConnector>> created = source::SourceConnector::Create(p.spec, clock_);
     if (!created.ok()) {
       spdlog::warn("job {}: {}", job_id, created.status().ToString());  // a setting: retrying cannot help
       committers_.erase(key);
@@ -452,7 +449,10 @@ void Scheduler::FlushCommit(const JobSource& key) {
     }
     c = std::move(*created);
   }
-  if (Status st = c->Commit(p.offsets); !st.ok()) {
+  if (Status st = c->CommitPositions("sluice-" + job_id, p.offsets); absl::IsInvalidArgument(st)) {
+    spdlog::warn("job {}: {}", job_id, st.ToString());  // a setting: retrying cannot help
+    committers_.erase(key);
+  } else if (!st.ok()) {
     spdlog::warn("job {}: {} (trying again in 1 s)", job_id, st.ToString());
     QueueCommit(key, p.spec, p.offsets, std::chrono::seconds(1));
   }

@@ -28,7 +28,7 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/serial_executor.h"
-#include "lib/source/kafka_source.h"
+#include "lib/source/source_connector.h"
 #include "proto/common.pb.h"
 #include "proto/driver_log.pb.h"
 #include "proto/worker.pb.h"
@@ -128,8 +128,8 @@ class Scheduler {
 
   std::mutex commit_mu_;
   std::map<JobSource, PendingCommit> pending_;  // guarded by commit_mu_
-  // (job, source) -> its committer; used on commits_ only.
-  std::map<JobSource, std::unique_ptr<source::KafkaOffsetCommitter>> committers_;
+  // (job, source) -> the connector its positions are committed through; used on commits_ only.
+  std::map<JobSource, std::unique_ptr<source::SourceConnector>> committers_;
   SerialExecutor commits_;  // last: destroyed (joined) first
 };
 

@@ -7,6 +7,7 @@
 #include "lib/common/fs.h"
 #include "lib/engine/expr.h"
 #include "lib/engine/keyed.h"
+#include "lib/source/source_connector.h"
 #include "yaml-cpp/yaml.h"
 
 namespace sluice::engine {
@@ -120,15 +121,9 @@ class Reader {
     ASSIGN_OR_RETURN(*s.mutable_name(), Str(n["name"], path + ".name"));
     if (!n["kind"]) return Error(n, path, "a source needs a kind: generator, kafka or socket");
     ASSIGN_OR_RETURN(std::string kind, Str(n["kind"], path + ".kind"));
-    if (kind == "generator") {
-      s.set_kind(proto::SOURCE_KIND_GENERATOR);
-    } else if (kind == "kafka") {
-      s.set_kind(proto::SOURCE_KIND_KAFKA);
-    } else if (kind == "socket") {
-      s.set_kind(proto::SOURCE_KIND_SOCKET);
-    } else {
-      return Error(n["kind"], path + ".kind", fmt::format("'{}' is not generator, kafka or socket", kind));
-    }
+    Result<proto::SourceKind> k = source::SourceKindFromName(kind);
+    if (!k.ok()) return Error(n["kind"], path + ".kind", std::string(k.status().message()));
+    s.set_kind(*k);
     auto opt_int = [&](const char* key, int64_t min, int64_t max, auto set) -> Status {
       if (n[key]) {
         ASSIGN_OR_RETURN(int64_t v, Int(n[key], path + "." + key, min, max));

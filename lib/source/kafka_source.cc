@@ -76,6 +76,11 @@ Result<std::pair<int64_t, int64_t>> KafkaSource::Watermarks(int32_t partition, i
   return std::pair(low, high);
 }
 
+void KafkaSource::StopFetching() {
+  for (const auto& [p, offset] : position_) rd_kafka_consume_stop(rkt_, p);
+  position_.clear();
+}
+
 Status KafkaSource::StartAt(int32_t partition, int64_t offset) {
   auto it = position_.find(partition);
   if (it != position_.end()) {

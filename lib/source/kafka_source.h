@@ -55,6 +55,10 @@ class KafkaSource {
   [[nodiscard]] Result<int64_t> ReadInto(int32_t partition, int64_t end_offset, int64_t max_records,
                                          int timeout_ms, BlockBuilder* builder);
 
+  // Stops fetching every partition and drops what was fetched ahead, so an
+  // idle consumer holds no data; the next ReadInto starts afresh.
+  void StopFetching();
+
  private:
   explicit KafkaSource(KafkaSourceOptions options) : options_(std::move(options)) {}
   [[nodiscard]] Status StartAt(int32_t partition, int64_t offset);

@@ -2,11 +2,13 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstring>
+#include <optional>
+#include <vector>
+
 #include "lib/engine/keyed.h"
 #include "lib/engine/pipeline.h"
 #include "lib/rpc/rpc.h"
-#include "lib/source/generator_source.h"
-#include "lib/source/kafka_source.h"
 #include "proto/worker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -43,57 +45,84 @@ Result<source::Block> FetchRemoteBlock(const std::string& address, const proto::
 }
 
 
-Result<source::Block> Executor::GetBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
-                                         proto::TaskResult* result) {
+namespace {
+
+// How long a range read again from its source may wait for it.
+constexpr auto kRecomputeTimeout = std::chrono::seconds(30);
+// Lost blocks are read again in reads of at most this many bytes (as
+// reported), so a long run of them does not become one huge block.
+constexpr int64_t kMaxRecomputeBytes = 64 << 20;
+
+// Cuts `range`, read again in one piece, into the blocks it was reported as
+// (by their record counts), so the operators see the same blocks as from a
+// holder; the range as one block if the counts do not add up.
+std::vector<source::Block> SplitAsReported(source::Block range, const std::vector<const proto::BlockInfo*>& blocks) {
+  if (blocks.size() <= 1) return {std::move(range)};
+  const std::string& data = range.data();
+  std::vector<source::Block> out;
+  size_t pos = 0;
+  for (const proto::BlockInfo* info : blocks) {
+    const size_t from = pos;
+    for (int64_t i = 0; i < info->records(); ++i) {
+      uint32_t len;
+      if (data.size() - pos < 4) return {std::move(range)};
+      std::memcpy(&len, data.data() + pos, 4);
+      if (data.size() - pos - 4 < len) return {std::move(range)};
+      pos += 4 + len;
+    }
+    const proto::PartitionRange& r = info->range();
+    out.emplace_back(source::BlockLineage{r.source(), r.partition(), r.start_offset(), r.end_offset()},
+                     data.substr(from, pos - from), info->records());
+  }
+  if (pos != data.size()) return {std::move(range)};
+  return out;
+}
+
+}  // namespace
+
+std::optional<source::Block> Executor::HeldBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
+                                                 proto::TaskResult* result) {
   const proto::PartitionRange& r = info.range();
   Result<source::Block> local = store_->Get({r.source(), r.partition(), r.start_offset()});
-  if (local.ok() && local->lineage().end_offset == r.end_offset()) return local;
+  if (local.ok() && local->lineage().end_offset == r.end_offset()) return std::move(*local);
   for (const std::string& holder : info.holders()) {
     for (const proto::MemberInfo& m : task.holders()) {
       if (m.id() != holder) continue;
       Result<source::Block> fetched = FetchRemoteBlock(m.rpc_address(), r);
       if (fetched.ok()) {
         result->set_blocks_fetched(result->blocks_fetched() + 1);
-        return fetched;
+        return std::move(*fetched);
       }
       spdlog::warn("fetching block {}[{}] {}..{} from {}: {}", r.source(), r.partition(), r.start_offset(),
                    r.end_offset(), holder, fetched.status().ToString());
     }
   }
-  // Recompute from lineage: exactly the same records, from the same offsets.
-  const proto::SourceSpec& spec = task.source();
-  source::BlockBuilder builder(r.source(), r.partition(), r.start_offset());
-  const int64_t want = r.end_offset() - r.start_offset();
-  if (spec.kind() == proto::SOURCE_KIND_GENERATOR) {
-    const proto::GeneratorSourceSpec& g = spec.generator();
-    // The same options as the receiver's: event times depend on the rate.
-    source::GeneratorSource gen({.name = spec.name(),
-                                 .seed = g.seed(),
-                                 .partitions = spec.partitions(),
-                                 .rate_per_partition = g.rate_per_partition(),
-                                 .num_keys = g.num_keys(),
-                                 .payload_size = g.payload_bytes(),
-                                 .available_from_unix_ms = g.available_from_unix_ms()},
-                                clock_);
-    gen.ReadInto(r.partition(), r.end_offset(), want, &builder);
-  } else if (spec.kind() == proto::SOURCE_KIND_KAFKA) {
-    source::KafkaSourceOptions o{.name = spec.name(),
-                                 .brokers = spec.kafka().brokers(),
-                                 .topic = spec.kafka().topic(),
-                                 .max_event_bytes = spec.max_event_bytes()};
-    for (const auto& [k, v] : spec.kafka().properties()) o.consumer_config[k] = v;
-    ASSIGN_OR_RETURN(std::unique_ptr<source::KafkaSource> kafka, source::KafkaSource::Create(o));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (builder.next_offset() < r.end_offset() && std::chrono::steady_clock::now() < deadline) {
-      RETURN_IF_ERROR(kafka->ReadInto(r.partition(), r.end_offset(), want, 500, &builder).status());
-    }
+  return std::nullopt;
+}
+
+Result<std::vector<source::Block>> Executor::Recompute(const proto::TaskRequest& task,
+                                                       const std::vector<const proto::BlockInfo*>& lost,
+                                                       proto::TaskResult* result) {
+  // From lineage: exactly the same records, from the same offsets, the whole
+  // contiguous run in one read.
+  const proto::PartitionRange& first = lost.front()->range();
+  const int64_t end = lost.back()->range().end_offset();
+  Result<source::Block> again = [&]() -> Result<source::Block> {
+    ASSIGN_OR_RETURN(std::shared_ptr<source::SourceConnector> connector, connectors_.Get(task.source()));
+    return connector->ReadRange(first.partition(), first.start_offset(), end, kRecomputeTimeout);
+  }();
+  if (!again.ok()) {
+    return Annotate(again.status(), fmt::format("{} block(s) {}[{}] {}..{} held by no live worker cannot be recomputed",
+                                                lost.size(), first.source(), first.partition(), first.start_offset(),
+                                                end));
   }
-  if (builder.next_offset() != r.end_offset()) {
-    return absl::DataLossError(fmt::format("block {}[{}] {}..{} is held by no live worker and cannot be recomputed",
-                                           r.source(), r.partition(), r.start_offset(), r.end_offset()));
+  result->set_blocks_recomputed(result->blocks_recomputed() + static_cast<int64_t>(lost.size()));
+  std::vector<source::Block> blocks = SplitAsReported(std::move(*again), lost);
+  if (blocks.size() != lost.size()) {
+    spdlog::warn("{}[{}] {}..{} read again does not split into the {} blocks reported; used as one", first.source(),
+                 first.partition(), first.start_offset(), end, lost.size());
   }
-  result->set_blocks_recomputed(result->blocks_recomputed() + 1);
-  return builder.Cut();
+  return blocks;
 }
 
 Result<sink::Sink*> Executor::SinkOf(const proto::TaskRequest& task) {
@@ -164,10 +193,33 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::fun
     *whole.Add()->mutable_range() = range;
     blocks = &whole;
   }
+  // Blocks held here or by a live holder are used as they are; each run of
+  // contiguous blocks held nowhere is read again from the source at once.
+  std::vector<const proto::BlockInfo*> lost;
+  int64_t lost_bytes = 0;
+  auto recompute_lost = [&]() -> Status {
+    if (lost.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(std::vector<source::Block> again, Recompute(task, lost, &result));
+    for (const source::Block& block : again) pipeline->Run(block, &out, &counts);
+    lost.clear();
+    lost_bytes = 0;
+    return absl::OkStatus();
+  };
   for (const proto::BlockInfo& info : *blocks) {
-    ASSIGN_OR_RETURN(source::Block block, GetBlock(task, info, &result));
-    pipeline->Run(block, &out, &counts);
+    std::optional<source::Block> held = HeldBlock(task, info, &result);
+    if (held) {
+      RETURN_IF_ERROR(recompute_lost());
+      pipeline->Run(*held, &out, &counts);
+      continue;
+    }
+    if (!lost.empty() && (lost.back()->range().end_offset() != info.range().start_offset() ||
+                          lost_bytes + info.bytes() > kMaxRecomputeBytes)) {
+      RETURN_IF_ERROR(recompute_lost());
+    }
+    lost.push_back(&info);
+    lost_bytes += info.bytes();
   }
+  RETURN_IF_ERROR(recompute_lost());
   const bool keyed = engine::IsKeyed(task.spec());
   std::vector<std::string> buffers;
   if (keyed) {

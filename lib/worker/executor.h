@@ -3,8 +3,10 @@
 // Module sluice::worker owns it. A task is the job's operators over the
 // blocks of one partition range. Each block is taken from this worker's
 // store, else fetched from a live holder (FetchBlock), else recomputed from
-// its lineage (generator and Kafka are replayable; a socket block with no
-// live copy is DATA_LOSS naming partition and offsets). The output goes to
+// its lineage — each contiguous run of such blocks in one read through the
+// source's connector, kept between tasks (generator and Kafka are
+// replayable; a socket block with no live copy is DATA_LOSS naming partition
+// and offsets). The output goes to
 // the job's sink (lib/sink), idempotent per (job, batch, output partition),
 // so a re-run replaces or skips rather than appends (exactly-once with the
 // commit rule).
@@ -16,10 +18,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
 #include "lib/sink/sink.h"
+#include "lib/source/connector_cache.h"
 #include "lib/worker/block_store.h"
 #include "lib/worker/epoch_fence.h"
 #include "lib/worker/reduce_state.h"
@@ -69,8 +74,15 @@ class Executor {
   [[nodiscard]] Status WriteOutput(const proto::TaskRequest& task, int32_t index, int32_t output_partition,
                                    const std::string& out, const std::function<bool()>& abandoned,
                                    proto::TaskResult* result);
-  [[nodiscard]] Result<source::Block> GetBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
-                                               proto::TaskResult* result);
+  // The block from this worker's store or from a live holder; none if no
+  // one has it.
+  std::optional<source::Block> HeldBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
+                                         proto::TaskResult* result);
+  // Reads the contiguous blocks `lost` again from the task's source, in one
+  // read (SourceConnector::ReadRange). DATA_LOSS if the source cannot.
+  [[nodiscard]] Result<std::vector<source::Block>> Recompute(const proto::TaskRequest& task,
+                                                             const std::vector<const proto::BlockInfo*>& lost,
+                                                             proto::TaskResult* result);
   // The job's sink, opened on its first task (a job's name is used once, so
   // its sink spec never changes).
   [[nodiscard]] Result<sink::Sink*> SinkOf(const proto::TaskRequest& task);
@@ -83,6 +95,8 @@ class Executor {
   Clock* const clock_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<sink::Sink>> sinks_;  // by job; guarded by mu_
+  // Sources that lost blocks are read again through; their consumers are kept.
+  source::ConnectorCache connectors_{clock_};
 };
 
 }  // namespace sluice::worker

@@ -6,10 +6,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "lib/rpc/rpc.h"
-#include "lib/source/generator_source.h"
-#include "lib/source/kafka_source.h"
 #include "lib/source/partition_reader.h"
-#include "lib/source/socket_source.h"
+#include "lib/source/source_connector.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
@@ -113,53 +111,10 @@ Result<std::unique_ptr<ReceiverSet::Running>> ReceiverSet::Create(const proto::R
   const int32_t p = a.partition();
   auto r = std::make_unique<Running>();
   r->assignment = a;
-  std::unique_ptr<source::PartitionReader> reader;
-  int64_t start = a.start_offset();
-  switch (spec.kind()) {
-    case proto::SOURCE_KIND_GENERATOR: {
-      const proto::GeneratorSourceSpec& g = spec.generator();
-      source::GeneratorOptions o{.name = spec.name(),
-                                 .seed = g.seed(),
-                                 .partitions = spec.partitions(),
-                                 .rate_per_partition = g.rate_per_partition(),
-                                 .num_keys = g.num_keys(),
-                                 .payload_size = g.payload_bytes(),
-                                 .available_from_unix_ms = g.available_from_unix_ms()};
-      RETURN_IF_ERROR(o.Validate());
-      r->generator = std::make_unique<source::GeneratorSource>(o, clock_);
-      reader = source::NewGeneratorReader(r->generator.get(), p);
-      if (start < 0) start = 0;
-      break;
-    }
-    case proto::SOURCE_KIND_KAFKA: {
-      source::KafkaSourceOptions o{.name = spec.name(),
-                                   .brokers = spec.kafka().brokers(),
-                                   .topic = spec.kafka().topic(),
-                                   .max_event_bytes = spec.max_event_bytes()};
-      for (const auto& [k, v] : spec.kafka().properties()) o.consumer_config[k] = v;
-      ASSIGN_OR_RETURN(r->kafka, source::KafkaSource::Create(std::move(o)));
-      if (start < 0) {
-        ASSIGN_OR_RETURN(start, r->kafka->StartOffset(p, spec.kafka().start()));
-      }
-      reader = source::NewKafkaReader(r->kafka.get(), p);
-      break;
-    }
-    case proto::SOURCE_KIND_SOCKET: {
-      if (p < 0 || p >= spec.socket().addresses_size()) {
-        return absl::InvalidArgumentError(fmt::format("source {}: no socket address for partition {}", spec.name(), p));
-      }
-      source::SocketReaderOptions o{.address = spec.socket().addresses(p),
-                                    .framing = spec.socket().framing() == "frames"
-                                                   ? source::SocketReaderOptions::Framing::kFrames
-                                                   : source::SocketReaderOptions::Framing::kLines,
-                                    .max_event_bytes = spec.max_event_bytes()};
-      ASSIGN_OR_RETURN(reader, source::NewSocketReader(std::move(o)));
-      if (start < 0) start = 0;
-      break;
-    }
-    default:
-      return absl::InvalidArgumentError(fmt::format("source {}: unknown kind", spec.name()));
-  }
+  ASSIGN_OR_RETURN(r->connector, source::SourceConnector::Create(spec, clock_));
+  ASSIGN_OR_RETURN(source::OpenedReader opened, r->connector->OpenReader(p, a.start_offset()));
+  std::unique_ptr<source::PartitionReader> reader = std::move(opened.reader);
+  const int64_t start = opened.offset;
   r->assignment.set_start_offset(start);
   {
     std::lock_guard<std::mutex> lock(mu_);

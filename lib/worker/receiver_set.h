@@ -38,8 +38,7 @@
 #include "proto/worker.grpc.pb.h"
 
 namespace sluice::source {
-class GeneratorSource;
-class KafkaSource;
+class SourceConnector;
 }  // namespace sluice::source
 
 namespace sluice::worker {
@@ -80,8 +79,7 @@ class ReceiverSet {
   struct Running {
     uint64_t generation = 0;
     proto::ReceiverAssignment assignment;
-    std::unique_ptr<source::GeneratorSource> generator;
-    std::unique_ptr<source::KafkaSource> kafka;
+    std::unique_ptr<source::SourceConnector> connector;  // outlives the receiver's reader
     std::unique_ptr<Receiver> receiver;  // null if it could not be made
     Status failed;                       // why it could not be made
     std::atomic<bool> refused{false};    // the leader refused one of its blocks

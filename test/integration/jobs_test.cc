@@ -156,7 +156,7 @@ TEST_F(JobsTest, ARefusedJobNamesItsMistakeAndLeavesNothingBehind) {
   EXPECT_THAT(bad.output, HasSubstr("nosource.yaml: sources: no source named 'nope'"));
   bad = Ctl({"submit", JobFile("badsource.yaml", "name: j\nsources:\n  - {name: k, kind: kafka}\nsink: {null: {}}\n")});
   EXPECT_EQ(bad.code, 2);
-  EXPECT_THAT(bad.output, HasSubstr("kafka brokers are required"));
+  EXPECT_THAT(bad.output, HasSubstr("source 'k': kafka.brokers: must not be empty"));
   // A valid job of a shape this release cannot run: refused by the leader.
   bad = Ctl({"submit", JobFile("keyed.yaml", "name: j\nsources: [clicks]\nsink: {null: {}}\noperators:\n"
                                              "  - parse: {format: json}\n  - key_by: user\n"
