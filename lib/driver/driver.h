@@ -41,6 +41,7 @@ class App;
 }
 
 namespace sluice::rpc {
+class ChannelCache;
 class RpcServer;
 }
 
@@ -114,6 +115,7 @@ class Driver {
 
   DriverOptions options_;
   Clock* clock_;
+  std::unique_ptr<rpc::ChannelCache> channels_;  // to the other drivers and the workers
   std::unique_ptr<wal::ReplicatedLog> log_;
   std::unique_ptr<wal::WalServiceImpl> wal_service_;
   std::unique_ptr<DriverServiceImpl> service_;
