@@ -50,18 +50,6 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& /*o
   return grpc::InsecureServerCredentials();
 }
 
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, const RpcOptions& options) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(options.max_message_bytes);
-  args.SetMaxSendMessageSize(options.max_message_bytes);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_time_ms);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  return grpc::CreateCustomChannel(target, ChannelCredentials(options), args);
-}
-
 Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());

@@ -18,7 +18,6 @@
 #include "lib/common/status.h"
 
 namespace grpc {
-class Channel;
 class ChannelCredentials;
 class Server;
 class ServerCredentials;
@@ -65,9 +64,6 @@ class RpcServer {
 // server, from `options`. Plain text today; TLS is plugged in here.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const RpcOptions& options);
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& options);
-
-// A channel to `target` ("host:port"), made anew. Prefer a ChannelCache.
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, const RpcOptions& options = {});
 
 Status FromGrpc(const grpc::Status& status);
 grpc::Status ToGrpc(const Status& status);
