@@ -32,6 +32,9 @@ namespace sluice::rpc {
 struct RpcOptions {
   int max_message_bytes = 64 << 20;
   int keepalive_time_ms = 10'000;
+  // Channels share no connection (nor its reconnect backoff) with channels
+  // made elsewhere in the process: for a probe of a peer that may be down.
+  bool own_connections = false;
 };
 
 class RpcServer {

@@ -15,14 +15,19 @@ rpc::ChannelCache& Channels() {
   return *channels;
 }
 
+// GetStatus is how tests probe daemons that may not listen yet, or just died
+// or restarted: each probe gets a connection of its own, so it never waits out
+// the reconnect backoff a cached channel keeps from earlier refused attempts.
 Result<proto::DriverStatus> GetDriverStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
-  return rpc::DriverClient(Channels(), address).GetStatus(deadline);
+  rpc::ChannelCache probe({.own_connections = true});
+  return rpc::DriverClient(probe, address).GetStatus(deadline);
 }
 
 Result<proto::WorkerStatus> GetWorkerStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
-  return rpc::WorkerClient(Channels(), address).GetStatus(deadline);
+  rpc::ChannelCache probe({.own_connections = true});
+  return rpc::WorkerClient(probe, address).GetStatus(deadline);
 }
 
 int LocalCluster::LeaderIndex() {

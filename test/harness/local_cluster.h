@@ -118,7 +118,8 @@ bool DaemonServing(const std::string& address, bool is_driver);
 // rpc::DriverClient / rpc::WorkerClient.
 rpc::ChannelCache& Channels();
 
-// GetStatus of the driver / worker at `address`, with a deadline.
+// GetStatus of the driver / worker at `address`, with a deadline: a probe on
+// a channel of its own (not Channels()).
 [[nodiscard]] Result<proto::DriverStatus> GetDriverStatus(
     const std::string& address, std::chrono::milliseconds deadline = std::chrono::milliseconds(500));
 [[nodiscard]] Result<proto::WorkerStatus> GetWorkerStatus(

@@ -112,6 +112,35 @@ TEST(ChannelCache, OneChannelPerAddressReused) {
   EXPECT_EQ(channels.size(), 2u);
 }
 
+// A cached channel polled while nothing listens (a daemon starting, or
+// restarting on its old port) reaches the server soon after it is up.
+TEST(ChannelCache, ReachesAPeerThatComesUpLater) {
+  FakeWorker fake;
+  std::string address;
+  {
+    auto first = Serve(&fake);
+    ASSERT_NE(first, nullptr);
+    address = first->address();
+  }
+  ChannelCache channels;
+  WorkerClient worker(channels, address);
+  const auto until = std::chrono::steady_clock::now() + milliseconds(3000);
+  while (std::chrono::steady_clock::now() < until) {
+    EXPECT_FALSE(worker.GetStatus(milliseconds(500)).ok());
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  auto again = RpcServer::Start(address, {&fake});
+  ASSERT_TRUE(again.ok()) << again.status();
+  const auto up = std::chrono::steady_clock::now();
+  Status st;
+  while (!(st = worker.GetStatus(milliseconds(500)).status()).ok() &&
+         std::chrono::steady_clock::now() - up < milliseconds(15'000)) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_LT(std::chrono::steady_clock::now() - up, milliseconds(2500));
+}
+
 TEST(WorkerClient, AnswersErrorsAndDeadlines) {
   FakeWorker fake;
   auto server = Serve(&fake);
