@@ -44,12 +44,10 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "grpcpp/grpcpp.h"
 #include "lib/common/clock.h"
 #include "lib/common/config.h"
-#include "lib/rpc/rpc.h"
+#include "lib/rpc/driver_client.h"
 #include "lib/source/generator_source.h"
-#include "proto/driver.grpc.pb.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -71,10 +69,10 @@ double Percentile(std::vector<int64_t> v, double p) {
   return static_cast<double>(v[i]);
 }
 
-// A fresh cluster under `dir` with its leader's DriverService stub.
+// A fresh cluster under `dir` with a client of its leader.
 struct Bench {
   std::unique_ptr<LocalCluster> cluster;
-  std::unique_ptr<sluice::proto::DriverService::Stub> leader;
+  std::unique_ptr<sluice::rpc::DriverClient> leader;
   std::string dir;
   int ctl_runs = 0;
 
@@ -114,19 +112,18 @@ std::unique_ptr<Bench> StartCluster(const std::string& dir, int drivers, std::ve
     std::fprintf(stderr, "e2e_bench: no leader within 30 s (logs under %s)\n", dir.c_str());
     return nullptr;
   }
-  bench->leader = sluice::proto::DriverService::NewStub(sluice::rpc::NewChannel(leader));
+  bench->leader = std::make_unique<sluice::rpc::DriverClient>(sluice::testing::Channels(), leader);
   return bench;
 }
 
 // Accepted offsets of every partition of `source` summed; -1 while any
 // partition has no worker or start yet. `paused` set if a receiver paused.
 int64_t AcceptedOffsets(Bench& b, const std::string& source, bool* paused) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   sluice::proto::ListSourcesRequest request;
   request.set_source(source);
-  sluice::proto::ListSourcesResponse response;
-  if (!b.leader->ListSources(&ctx, request, &response).ok() || response.sources_size() != 1) return -1;
+  sluice::Result<sluice::proto::ListSourcesResponse> listed = b.leader->ListSources(request, std::chrono::seconds(2));
+  if (!listed.ok() || listed->sources_size() != 1) return -1;
+  const sluice::proto::ListSourcesResponse& response = *listed;
   int64_t sum = 0;
   for (const auto& p : response.sources(0).partitions()) {
     if (p.next_offset() < 0 || p.worker().empty()) return -1;
@@ -209,13 +206,11 @@ constexpr const char* kKeyedOps =
     "  - aggregate: [{fn: count}]\n";
 
 std::optional<sluice::proto::JobInfo> Describe(Bench& b, const std::string& job) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   sluice::proto::DescribeJobRequest request;
   request.set_job_id(job);
-  sluice::proto::JobInfo info;
-  if (!b.leader->DescribeJob(&ctx, request, &info).ok()) return std::nullopt;
-  return info;
+  sluice::Result<sluice::proto::JobInfo> info = b.leader->DescribeJob(request, std::chrono::seconds(2));
+  if (!info.ok()) return std::nullopt;
+  return *std::move(info);
 }
 
 // The job at `rate_per_partition` (0: unpaced) for `warmup` + `seconds`.

@@ -21,10 +21,8 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "grpcpp/grpcpp.h"
 #include "lib/common/config.h"
-#include "lib/rpc/rpc.h"
-#include "proto/driver.grpc.pb.h"
+#include "lib/rpc/driver_client.h"
 #include "rocksdb/db.h"
 #include "spdlog/spdlog.h"
 #include "test/harness/local_cluster.h"
@@ -82,7 +80,6 @@ struct Phase {
 // `clients` threads, each appending `batch` records per call and waiting for
 // their commit, for `seconds` after a 2 s warm-up.
 Phase Measure(const std::string& address, int clients, int batch, double seconds) {
-  auto channel = sluice::rpc::NewChannel(address);
   const std::string payload(200, 'p');
   std::atomic<bool> measuring{false}, stop{false};
   std::vector<std::vector<double>> latencies(clients);
@@ -90,18 +87,16 @@ Phase Measure(const std::string& address, int clients, int batch, double seconds
   std::vector<std::thread> threads;
   for (int t = 0; t < clients; ++t) {
     threads.emplace_back([&, t] {
-      auto stub = sluice::proto::DriverService::NewStub(channel);
+      // One client per thread, all on the address's one channel.
+      sluice::rpc::DriverClient driver(sluice::testing::Channels(), address);
       for (int64_t i = 0; !stop; ++i) {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
         sluice::proto::AppendMarkerRequest req;
         req.set_client_id("bench-" + std::to_string(batch) + "-" + std::to_string(t));
         req.set_client_seq(i * batch);
         req.set_payload(payload);
         req.set_count(batch);
-        sluice::proto::AppendMarkerResponse resp;
         auto start = Clock::now();
-        grpc::Status st = stub->AppendMarker(&ctx, req, &resp);
+        sluice::Status st = driver.AppendMarker(req, std::chrono::seconds(5)).status();
         double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
         if (!measuring) continue;
         if (st.ok()) {

@@ -5,17 +5,14 @@
 #include <iostream>
 #include <limits>
 
-#include <grpcpp/grpcpp.h>
-
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
 #include "lib/coord/coordinator.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
-#include "lib/rpc/rpc.h"
-#include "lib/rpc/status_client.h"
+#include "lib/rpc/driver_client.h"
+#include "lib/rpc/worker_client.h"
 #include "lib/source/source_connector.h"
-#include "proto/driver.grpc.pb.h"
 
 namespace sluice::ctl {
 namespace {
@@ -155,7 +152,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       << "ADDRESS" << std::setw(9) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
       << "UP" << "DETAIL\n";
   for (const std::string& addr : drivers_) {
-    Result<proto::DriverStatus> got = rpc::GetDriverStatus(addr, deadline);
+    Result<proto::DriverStatus> got = rpc::DriverClient(channels_, addr).GetStatus(deadline);
     if (!got.ok()) {
       err << "sluicectl: driver at " << addr << ": " << got.status().ToString() << "\n";
       ++failures;
@@ -173,7 +170,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
     PrintRow(out, "driver", status.process(), detail, now_ms);
   }
   for (const std::string& addr : workers_) {
-    Result<proto::WorkerStatus> got = rpc::GetWorkerStatus(addr, deadline);
+    Result<proto::WorkerStatus> got = rpc::WorkerClient(channels_, addr).GetStatus(deadline);
     if (!got.ok()) {
       err << "sluicectl: worker at " << addr << ": " << got.status().ToString() << "\n";
       ++failures;
@@ -189,18 +186,21 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
   return failures == 0 ? 0 : 1;
 }
 
-std::string Ctl::FindLeader(std::ostream& err) {
-  if (Discover(err) != 0) return "";
+template <typename Response, typename Call>
+int Ctl::CallLeader(std::ostream& err, Call&& call, Response* response, bool invalid_is_usage) {
+  if (Discover(err) != 0) return 1;
   if (drivers_.empty()) {
     err << "sluicectl: error: needs --coordinator or --driver\n";
-    return "";
+    return 1;
   }
-  for (const std::string& addr : drivers_) {
-    Result<proto::DriverStatus> got = rpc::GetDriverStatus(addr, std::chrono::milliseconds(timeout_ms_));
-    if (got.ok() && got->role() == proto::DRIVER_ROLE_LEADER && got->wal().serving()) return addr;
+  Result<Response> answer = rpc::CallLeader(channels_, drivers_, std::chrono::milliseconds(timeout_ms_),
+                                            std::forward<Call>(call));
+  if (!answer.ok()) {
+    err << "sluicectl: " << answer.status().message() << "\n";
+    return invalid_is_usage && absl::IsInvalidArgument(answer.status()) ? kExitUsage : 1;
   }
-  err << "sluicectl: no serving leader among " << drivers_.size() << " driver(s)\n";
-  return "";
+  *response = std::move(*answer);
+  return 0;
 }
 
 int Ctl::RunSourceAdd(std::ostream& out, std::ostream& err) {
@@ -234,37 +234,24 @@ int Ctl::RunSourceAdd(std::ostream& out, std::ostream& err) {
   }
   for (const std::string& a : addresses_) spec.mutable_socket()->add_addresses(a);
   if (!framing_.empty()) spec.mutable_socket()->set_framing(framing_);
-  const std::string leader = FindLeader(err);
-  if (leader.empty()) return 1;
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(std::max(timeout_ms_, 10'000)));
   proto::RegisterSourceRequest request;
   *request.mutable_spec() = spec;
   proto::RegisterSourceResponse response;
-  Status st = rpc::FromGrpc(stub->RegisterSource(&ctx, request, &response));
-  if (!st.ok()) {
-    err << "sluicectl: " << st.message() << "\n";
-    return absl::IsInvalidArgument(st) ? kExitUsage : 1;
-  }
+  const std::chrono::milliseconds deadline(std::max(timeout_ms_, 10'000));
+  auto call = [&](rpc::DriverClient& d) { return d.RegisterSource(request, deadline); };
+  if (int rc = CallLeader(err, call, &response, /*invalid_is_usage=*/true)) return rc;
   out << "source " << response.spec().name() << " registered: " << response.spec().partitions()
       << " partitions, replication " << response.spec().replication() << "\n";
   return 0;
 }
 
 int Ctl::RunSources(std::ostream& out, std::ostream& err) {
-  const std::string leader = FindLeader(err);
-  if (leader.empty()) return 1;
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms_));
   proto::ListSourcesRequest request;
   request.set_with_blocks(with_blocks_);
   proto::ListSourcesResponse response;
-  if (Status st = rpc::FromGrpc(stub->ListSources(&ctx, request, &response)); !st.ok()) {
-    err << "sluicectl: " << st.message() << "\n";
-    return 1;
-  }
+  const std::chrono::milliseconds deadline(timeout_ms_);
+  auto call = [&](rpc::DriverClient& d) { return d.ListSources(request, deadline); };
+  if (int rc = CallLeader(err, call, &response)) return rc;
   out << std::left << std::setw(16) << "SOURCE" << std::setw(6) << "PART" << std::setw(14) << "NEXT"
       << std::setw(10) << "BLOCKS" << std::setw(12) << "RECORDS" << std::setw(8) << "LOST" << std::setw(14)
       << "WORKER" << "STATE\n";
@@ -345,71 +332,46 @@ int Ctl::RunSubmit(std::ostream& out, std::ostream& err) {
     err << "sluicectl: " << spec.status().message() << "\n";
     return absl::IsNotFound(spec.status()) ? 1 : kExitUsage;
   }
-  const std::string leader = FindLeader(err);
-  if (leader.empty()) return 1;
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(std::max(timeout_ms_, 15'000)));
   proto::SubmitJobRequest request;
   *request.mutable_spec() = *spec;
   proto::SubmitJobResponse response;
-  Status st = rpc::FromGrpc(stub->SubmitJob(&ctx, request, &response));
-  if (!st.ok()) {
-    err << "sluicectl: " << st.message() << "\n";
-    return absl::IsInvalidArgument(st) ? kExitUsage : 1;
-  }
+  const std::chrono::milliseconds deadline(std::max(timeout_ms_, 15'000));
+  auto call = [&](rpc::DriverClient& d) { return d.SubmitJob(request, deadline); };
+  if (int rc = CallLeader(err, call, &response, /*invalid_is_usage=*/true)) return rc;
   out << response.job_id() << "\n";
   return 0;
 }
 
 int Ctl::RunList(std::ostream& out, std::ostream& err) {
-  const std::string leader = FindLeader(err);
-  if (leader.empty()) return 1;
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms_));
   proto::ListJobsResponse response;
-  if (Status st = rpc::FromGrpc(stub->ListJobs(&ctx, proto::ListJobsRequest(), &response)); !st.ok()) {
-    err << "sluicectl: " << st.message() << "\n";
-    return 1;
-  }
+  const std::chrono::milliseconds deadline(timeout_ms_);
+  auto call = [&](rpc::DriverClient& d) { return d.ListJobs(proto::ListJobsRequest(), deadline); };
+  if (int rc = CallLeader(err, call, &response)) return rc;
   PrintJobHeader(out);
   for (const proto::JobInfo& j : response.jobs()) PrintJob(out, j, false);
   return 0;
 }
 
 int Ctl::RunDescribe(std::ostream& out, std::ostream& err) {
-  const std::string leader = FindLeader(err);
-  if (leader.empty()) return 1;
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms_));
   proto::DescribeJobRequest request;
   request.set_job_id(job_id_);
   proto::JobInfo response;
-  if (Status st = rpc::FromGrpc(stub->DescribeJob(&ctx, request, &response)); !st.ok()) {
-    err << "sluicectl: " << st.message() << "\n";
-    return 1;
-  }
+  const std::chrono::milliseconds deadline(timeout_ms_);
+  auto call = [&](rpc::DriverClient& d) { return d.DescribeJob(request, deadline); };
+  if (int rc = CallLeader(err, call, &response)) return rc;
   PrintJobHeader(out);
   PrintJob(out, response, true);
   return 0;
 }
 
 int Ctl::RunStop(std::ostream& out, std::ostream& err) {
-  const std::string leader = FindLeader(err);
-  if (leader.empty()) return 1;
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(std::max(timeout_ms_, 15'000)));
   proto::StopJobRequest request;
   request.set_job_id(job_id_);
   request.set_reason(stop_reason_);
   proto::StopJobResponse response;
-  if (Status st = rpc::FromGrpc(stub->StopJob(&ctx, request, &response)); !st.ok()) {
-    err << "sluicectl: " << st.message() << "\n";
-    return 1;
-  }
+  const std::chrono::milliseconds deadline(std::max(timeout_ms_, 15'000));
+  auto call = [&](rpc::DriverClient& d) { return d.StopJob(request, deadline); };
+  if (int rc = CallLeader(err, call, &response)) return rc;
   out << "job " << job_id_ << " stopped\n";
   return 0;
 }

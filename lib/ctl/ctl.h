@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "lib/common/clock.h"
+#include "lib/rpc/channel_cache.h"
 
 namespace CLI {
 class App;
@@ -46,10 +47,15 @@ class Ctl {
   int RunStop(std::ostream& out, std::ostream& err);
   // Fills drivers_/workers_ from --coordinator; 0 or an exit code.
   int Discover(std::ostream& err);
-  // The serving leader among drivers_, or "" (with the reason on `err`).
-  std::string FindLeader(std::ostream& err);
+  // Every subcommand's call to the leader: finds the serving leader among
+  // drivers_, makes `call(rpc::DriverClient&)` on it and keeps its answer in
+  // `*response`. 0, or the exit code with the error on `err` (2 for an
+  // INVALID_ARGUMENT answer if `invalid_is_usage`, else 1).
+  template <typename Response, typename Call>
+  int CallLeader(std::ostream& err, Call&& call, Response* response, bool invalid_is_usage = false);
 
   Clock* clock_;
+  rpc::ChannelCache channels_;
   // source add
   std::string source_name_, source_kind_, kafka_brokers_, kafka_topic_, kafka_start_, framing_;
   int partitions_ = 0, replication_ = 0, payload_bytes_ = 0;

@@ -16,6 +16,7 @@
 #include "lib/wal/replicated_log.h"
 #include "lib/wal/wal_service.h"
 #include "lib/driver/worker_proxy.h"
+#include "lib/rpc/channel_cache.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
 #include "spdlog/spdlog.h"
@@ -63,13 +64,14 @@ Status Driver::Start() {
   RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir, "data-dir"));
   ASSIGN_OR_RETURN(std::unique_ptr<wal::WalStore> store,
                    wal::WalStore::Open({.path = options_.daemon.data_dir + "/wal"}));
+  channels_ = std::make_unique<rpc::ChannelCache>();
   state_ = std::make_unique<ClusterState>();
   log_ = std::make_unique<wal::ReplicatedLog>(
       std::move(store), state_.get(),
       wal::ReplicatedLogOptions{.id = options_.daemon.id,
                                 .group_size = options_.wal_group_size,
                                 .compact_every = options_.wal_compact_every},
-      wal::GrpcWalPeerFactory(std::chrono::milliseconds(1000)));
+      wal::GrpcWalPeerFactory(channels_.get(), std::chrono::milliseconds(1000)));
   RETURN_IF_ERROR_PREPEND(log_->Init(), "opening the WAL");
   driver_log_ = std::make_unique<DriverLog>(log_.get(), state_.get());
   wal_service_ = std::make_unique<wal::WalServiceImpl>(log_.get());
@@ -85,7 +87,7 @@ Status Driver::Start() {
 
   ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_));
   workers_proxy_ = std::make_unique<GrpcWorkerProxy>(
-      std::chrono::milliseconds(std::max(100, options_.heartbeat_interval_ms)));
+      channels_.get(), std::chrono::milliseconds(std::max(100, options_.heartbeat_interval_ms)));
 
   detector_ = coordinator_->NewDetector();
   detector_->Watch([this](const std::optional<proto::LeaderInfo>& leader) {

@@ -41,6 +41,7 @@ class App;
 }
 
 namespace sluice::rpc {
+class ChannelCache;
 class RpcServer;
 }
 
@@ -116,6 +117,7 @@ class Driver {
 
   DriverOptions options_;
   Clock* clock_;
+  std::unique_ptr<rpc::ChannelCache> channels_;  // to the other drivers and the workers
   std::unique_ptr<ClusterState> state_;  // the log's state machine
   std::unique_ptr<wal::ReplicatedLog> log_;
   std::unique_ptr<DriverLog> driver_log_;

@@ -1,13 +1,14 @@
 // gRPC servers and channels of Sluice, created in this one place.
 //
 // Module sluice::rpc owns it. Every daemon's server is an RpcServer and every
-// outbound connection a channel from NewChannel(), both configured by
-// RpcOptions, so that transport security, keepalives and interceptors are a
-// matter of configuration here and nowhere else. It also maps grpc::Status to
-// and from sluice::Status (the codes are the same canonical codes).
+// outbound connection a channel of a ChannelCache (channel_cache.h), both
+// configured by RpcOptions, so that transport security, keepalives and
+// interceptors are a matter of configuration here and nowhere else. It also
+// maps grpc::Status to and from sluice::Status (the codes are the same
+// canonical codes).
 //
 // Thread-safety: RpcServer is thread-compatible (Start/Shutdown from one
-// thread); channels are thread-safe (gRPC's).
+// thread); the rest is thread-safe.
 #pragma once
 
 #include <memory>
@@ -17,8 +18,9 @@
 #include "lib/common/status.h"
 
 namespace grpc {
-class Channel;
+class ChannelCredentials;
 class Server;
+class ServerCredentials;
 class Service;
 class Status;
 }  // namespace grpc
@@ -30,6 +32,9 @@ namespace sluice::rpc {
 struct RpcOptions {
   int max_message_bytes = 64 << 20;
   int keepalive_time_ms = 10'000;
+  // Channels share no connection (nor its reconnect backoff) with channels
+  // made elsewhere in the process: for a probe of a peer that may be down.
+  bool own_connections = false;
 };
 
 class RpcServer {
@@ -58,9 +63,10 @@ class RpcServer {
   bool shut_down_ = false;
 };
 
-// A channel to `target` ("host:port"). Connection is lazy; calls fail with
-// UNAVAILABLE while the peer cannot be reached.
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, const RpcOptions& options = {});
+// The credentials hook: the transport security of every channel and every
+// server, from `options`. Plain text today; TLS is plugged in here.
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const RpcOptions& options);
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& options);
 
 Status FromGrpc(const grpc::Status& status);
 grpc::Status ToGrpc(const Status& status);

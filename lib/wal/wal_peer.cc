@@ -1,44 +1,36 @@
 #include "lib/wal/wal_peer.h"
 
-#include "grpcpp/grpcpp.h"
-#include "lib/rpc/rpc.h"
-#include "proto/wal.grpc.pb.h"
+#include "lib/rpc/wal_peer_client.h"
 
 namespace sluice::wal {
 namespace {
 
 class GrpcWalPeer final : public WalPeer {
  public:
-  GrpcWalPeer(const std::string& address, std::chrono::milliseconds deadline)
-      : stub_(proto::WalService::NewStub(rpc::NewChannel(address))), deadline_(deadline) {}
+  GrpcWalPeer(rpc::WalPeerClient client, std::chrono::milliseconds deadline)
+      : client_(std::move(client)), deadline_(deadline) {}
 
   Status Append(const proto::WalAppendRequest& request, proto::WalAppendResponse* response) override {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + deadline_);
-    return rpc::FromGrpc(stub_->Append(&ctx, request, response));
+    return rpc::MoveInto(client_.Append(request, deadline_), response);
   }
   Status Fetch(const proto::WalFetchRequest& request, proto::WalFetchResponse* response) override {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + deadline_);
-    return rpc::FromGrpc(stub_->Fetch(&ctx, request, response));
+    return rpc::MoveInto(client_.Fetch(request, deadline_), response);
   }
   Status InstallSnapshot(const proto::WalInstallSnapshotRequest& request,
                          proto::WalInstallSnapshotResponse* response) override {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + deadline_ * 4);
-    return rpc::FromGrpc(stub_->InstallSnapshot(&ctx, request, response));
+    return rpc::MoveInto(client_.InstallSnapshot(request, deadline_ * 4), response);
   }
 
  private:
-  std::unique_ptr<proto::WalService::Stub> stub_;
+  rpc::WalPeerClient client_;
   const std::chrono::milliseconds deadline_;
 };
 
 }  // namespace
 
-WalPeerFactory GrpcWalPeerFactory(std::chrono::milliseconds deadline) {
-  return [deadline](const std::string& address) -> std::unique_ptr<WalPeer> {
-    return std::make_unique<GrpcWalPeer>(address, deadline);
+WalPeerFactory GrpcWalPeerFactory(rpc::ChannelCache* channels, std::chrono::milliseconds deadline) {
+  return [channels, deadline](const std::string& address) -> std::unique_ptr<WalPeer> {
+    return std::make_unique<GrpcWalPeer>(rpc::WalPeerClient(*channels, address), deadline);
   };
 }
 

@@ -1,8 +1,9 @@
 // WalPeer: every call a driver makes to another driver's WAL goes through
 // here (the leader replicating, a new leader catching up).
 //
-// Module sluice::wal owns it. The real implementation is a thin gRPC wrapper;
-// tests put fakes or fault-injecting decorators in its place. Thread-safe.
+// Module sluice::wal owns it. The real implementation is a thin adapter over
+// rpc::WalPeerClient; tests put fakes or fault-injecting decorators in its
+// place. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,10 @@
 
 #include "lib/common/status.h"
 #include "proto/wal.pb.h"
+
+namespace sluice::rpc {
+class ChannelCache;
+}  // namespace sluice::rpc
 
 namespace sluice::wal {
 
@@ -28,7 +33,8 @@ class WalPeer {
 
 using WalPeerFactory = std::function<std::unique_ptr<WalPeer>(const std::string& address)>;
 
-// gRPC peers, each call with `deadline`.
-WalPeerFactory GrpcWalPeerFactory(std::chrono::milliseconds deadline);
+// gRPC peers over `channels` (which must outlive the factory), each call
+// with `deadline`, an InstallSnapshot with four times that.
+WalPeerFactory GrpcWalPeerFactory(rpc::ChannelCache* channels, std::chrono::milliseconds deadline);
 
 }  // namespace sluice::wal

@@ -1,38 +1,31 @@
 #include "lib/worker/executor.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <cstring>
 #include <optional>
 #include <vector>
 
 #include "lib/engine/keyed.h"
 #include "lib/engine/pipeline.h"
-#include "lib/rpc/rpc.h"
-#include "proto/worker.grpc.pb.h"
+#include "lib/rpc/worker_client.h"
+#include "lib/source/generator_source.h"
+#include "lib/source/kafka_source.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
 
-Result<source::Block> FetchRemoteBlock(const std::string& address, const proto::PartitionRange& r) {
-  auto stub = proto::WorkerService::NewStub(rpc::NewChannel(address));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+Result<source::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& r) {
   proto::BlockRef ref;
   ref.set_source(r.source());
   ref.set_partition(r.partition());
   ref.set_start_offset(r.start_offset());
-  auto reader = stub->FetchBlock(&ctx, ref);
-  proto::BlockChunk chunk;
   proto::BlockInfo info;
   std::string data;
   bool first = true;
-  while (reader->Read(&chunk)) {
+  RETURN_IF_ERROR(holder.FetchBlock(ref, [&](proto::BlockChunk&& chunk) {
     if (first) info = chunk.info();
     first = false;
     data += chunk.data();
-  }
-  RETURN_IF_ERROR(rpc::FromGrpc(reader->Finish()));
+  }));
   const proto::PartitionRange& got = info.range();
   if (got.end_offset() != r.end_offset()) {
     return absl::DataLossError(fmt::format("fetched block {}[{}] at {} ends at {}, not {}", r.source(), r.partition(),
@@ -88,7 +81,8 @@ std::optional<source::Block> Executor::HeldBlock(const proto::TaskRequest& task,
   for (const std::string& holder : info.holders()) {
     for (const proto::MemberInfo& m : task.holders()) {
       if (m.id() != holder) continue;
-      Result<source::Block> fetched = FetchRemoteBlock(m.rpc_address(), r);
+      rpc::WorkerClient client(*channels_, m.rpc_address());
+      Result<source::Block> fetched = FetchRemoteBlock(client, r);
       if (fetched.ok()) {
         result->set_blocks_fetched(result->blocks_fetched() + 1);
         return std::move(*fetched);
@@ -302,31 +296,28 @@ Status Executor::PushShuffle(const proto::TaskRequest& task, std::vector<std::st
       for (int32_t p : partitions) shuffle_->Put(task.job_id(), task.batch_id(), task.task(), p, std::move(buffers[p]));
       continue;
     }
-    auto stub = proto::WorkerService::NewStub(rpc::NewChannel(address[worker]));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    proto::PushShuffleResponse response;
-    auto writer = stub->PushShuffle(&ctx, &response);
-    bool sent = true;
-    for (int32_t p : partitions) {
-      const std::string& rows = buffers[p];
-      size_t pos = 0;
-      do {
-        proto::ShuffleChunk chunk;
-        chunk.set_epoch(task.epoch());
-        chunk.set_job_id(task.job_id());
-        chunk.set_batch_id(task.batch_id());
-        chunk.set_map_task(task.task());
-        chunk.set_partition(p);
-        const size_t n = std::min(kShuffleChunkBytes, rows.size() - pos);
-        chunk.set_rows(rows.substr(pos, n));
-        pos += n;
-        sent = writer->Write(chunk);
-      } while (sent && pos < rows.size());
-      if (!sent) break;
-    }
-    if (sent) writer->WritesDone();
-    RETURN_IF_ERROR_PREPEND(rpc::FromGrpc(writer->Finish()),
+    auto produce = [&](const rpc::ChunkWriter<proto::ShuffleChunk>& write) {
+      bool sent = true;
+      for (int32_t p : partitions) {
+        const std::string& rows = buffers[p];
+        size_t pos = 0;
+        do {
+          proto::ShuffleChunk chunk;
+          chunk.set_epoch(task.epoch());
+          chunk.set_job_id(task.job_id());
+          chunk.set_batch_id(task.batch_id());
+          chunk.set_map_task(task.task());
+          chunk.set_partition(p);
+          const size_t n = std::min(kShuffleChunkBytes, rows.size() - pos);
+          chunk.set_rows(rows.substr(pos, n));
+          pos += n;
+          sent = write(chunk);
+        } while (sent && pos < rows.size());
+        if (!sent) break;
+      }
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR_PREPEND(rpc::WorkerClient(*channels_, address[worker]).PushShuffle(produce).status(),
                             fmt::format("pushing the shuffle output of job {} batch {} map task {} to worker {}",
                                         task.job_id(), task.batch_id(), task.task(), worker));
   }

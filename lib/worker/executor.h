@@ -31,11 +31,16 @@
 #include "lib/worker/shuffle_store.h"
 #include "proto/worker.pb.h"
 
+namespace sluice::rpc {
+class ChannelCache;
+class WorkerClient;
+}  // namespace sluice::rpc
+
 namespace sluice::worker {
 
-// Streams the block of `range` from the worker at `address` (FetchBlock) and
+// Streams the block of `range` from the worker `holder` (FetchBlock) and
 // checks it is that block: DATA_LOSS if the range or its records differ.
-[[nodiscard]] Result<source::Block> FetchRemoteBlock(const std::string& address, const proto::PartitionRange& range);
+[[nodiscard]] Result<source::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& range);
 
 class Executor {
  public:
@@ -49,10 +54,16 @@ class Executor {
   // replica after), and writes what the batch emits to the sink as task =
   // output partition = the reduce partition.
   //
-  // All pointers must outlive this object.
+  // All pointers must outlive this object; `channels` reach the other workers.
   Executor(std::string self_id, BlockStore* store, ShuffleStore* shuffle, ReduceState* state,
-           const EpochFence* fence, Clock* clock)
-      : self_id_(std::move(self_id)), store_(store), shuffle_(shuffle), state_(state), fence_(fence), clock_(clock) {}
+           const EpochFence* fence, rpc::ChannelCache* channels, Clock* clock)
+      : self_id_(std::move(self_id)),
+        store_(store),
+        shuffle_(shuffle),
+        state_(state),
+        fence_(fence),
+        channels_(channels),
+        clock_(clock) {}
 
   // `abandoned` (optional) says whether the leader has given up on this
   // attempt (its RPC cancelled or past its deadline): a transactional sink
@@ -92,6 +103,7 @@ class Executor {
   ShuffleStore* const shuffle_;
   ReduceState* const state_;
   const EpochFence* const fence_;  // a task whose leader is superseded does not commit
+  rpc::ChannelCache* const channels_;
   Clock* const clock_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<sink::Sink>> sinks_;  // by job; guarded by mu_

@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <functional>
 
-#include <grpcpp/grpcpp.h>
-
-#include "lib/rpc/rpc.h"
+#include "lib/rpc/driver_client.h"
+#include "lib/rpc/worker_client.h"
+#include "lib/source/generator_source.h"
+#include "lib/source/kafka_source.h"
 #include "lib/source/partition_reader.h"
 #include "lib/source/source_connector.h"
 #include "spdlog/spdlog.h"
@@ -28,12 +29,10 @@ proto::BlockInfo InfoOf(const HeldBlock& b, const std::string& holder) {
   return info;
 }
 
-std::chrono::system_clock::time_point In(std::chrono::milliseconds d) { return std::chrono::system_clock::now() + d; }
-
 }  // namespace
 
-ReceiverSet::ReceiverSet(ReceiverSetOptions options, BlockStore* store, Clock* clock)
-    : options_(std::move(options)), store_(store), clock_(clock) {}
+ReceiverSet::ReceiverSet(ReceiverSetOptions options, BlockStore* store, rpc::ChannelCache* channels, Clock* clock)
+    : options_(std::move(options)), store_(store), channels_(channels), clock_(clock) {}
 
 ReceiverSet::~ReceiverSet() { Stop(); }
 
@@ -253,32 +252,17 @@ Result<std::string> ReceiverSet::Replicate(const HeldBlock& b) {
   Status last;
   for (size_t i = 0; i < targets.size(); ++i) {
     const proto::MemberInfo& t = targets[(first + i) % targets.size()];
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(std::chrono::seconds(10)));
-    proto::ReplicateBlockResponse response;
-    auto writer = WorkerStub(t.rpc_address())->ReplicateBlock(&ctx, &response);
-    WriteBlockChunks(info, block.data(), [&](const proto::BlockChunk& c) { return writer->Write(c); });
-    writer->WritesDone();
-    last = rpc::FromGrpc(writer->Finish());
+    last = rpc::WorkerClient(*channels_, t.rpc_address())
+               .ReplicateBlock([&](const rpc::ChunkWriter<proto::BlockChunk>& write) {
+                 WriteBlockChunks(info, block.data(), write);
+                 return absl::OkStatus();
+               })
+               .status();
     if (last.ok()) return t.id();
     spdlog::warn("replicating block {}[{}] {}..{} to worker {}: {}", b.lineage.source, b.lineage.partition,
                  b.lineage.start_offset, b.lineage.end_offset, t.id(), last.ToString());
   }
   return absl::UnavailableError(fmt::format("no worker took a replica: {}", std::string(last.message())));
-}
-
-proto::DriverService::Stub* ReceiverSet::DriverStub(const std::string& address) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto& stub = driver_stubs_[address];
-  if (!stub) stub = proto::DriverService::NewStub(rpc::NewChannel(address));
-  return stub.get();
-}
-
-proto::WorkerService::Stub* ReceiverSet::WorkerStub(const std::string& address) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto& stub = worker_stubs_[address];
-  if (!stub) stub = proto::WorkerService::NewStub(rpc::NewChannel(address));
-  return stub.get();
 }
 
 Status ReceiverSet::Register(int64_t epoch, const std::string& address) {
@@ -288,10 +272,8 @@ Status ReceiverSet::Register(int64_t epoch, const std::string& address) {
   request.set_slots(options_.self.slots());
   for (const HeldBlock& h : store_->Holdings()) *request.add_holdings() = InfoOf(h, options_.self.id());
   for (proto::ReceiverState& s : States()) *request.add_receivers() = std::move(s);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(std::chrono::seconds(10)));
-  proto::RegisterWorkerResponse response;
-  RETURN_IF_ERROR(rpc::FromGrpc(DriverStub(address)->RegisterWorker(&ctx, request, &response)));
+  ASSIGN_OR_RETURN(proto::RegisterWorkerResponse response,
+                   rpc::DriverClient(*channels_, address).RegisterWorker(request));
   for (const proto::BlockRef& d : response.drop()) {
     spdlog::warn("the leader does not know block {}[{}] at {}: dropped", d.source(), d.partition(), d.start_offset());
     store_->Drop({d.source(), d.partition(), d.start_offset()});
@@ -330,10 +312,8 @@ void ReceiverSet::ReporterLoop() {
     const size_t n = std::min<size_t>(queue_.size(), kMaxReportBlocks);
     for (size_t i = 0; i < n; ++i) *request.add_blocks() = queue_[i].info;
     lock.unlock();
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(std::chrono::seconds(5)));
     proto::ReportBlocksResponse response;
-    Status st = rpc::FromGrpc(DriverStub(address)->ReportBlocks(&ctx, request, &response));
+    Status st = rpc::MoveInto(rpc::DriverClient(*channels_, address).ReportBlocks(request), &response);
     lock.lock();
     if (!st.ok()) {
       if (absl::IsAborted(st)) registered_epoch_ = 0;  // the leader wants a registration first

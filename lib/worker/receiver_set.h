@@ -34,8 +34,12 @@
 #include "lib/common/status.h"
 #include "lib/worker/block_store.h"
 #include "lib/worker/receiver.h"
-#include "proto/driver.grpc.pb.h"
-#include "proto/worker.grpc.pb.h"
+#include "proto/driver.pb.h"
+#include "proto/worker.pb.h"
+
+namespace sluice::rpc {
+class ChannelCache;
+}  // namespace sluice::rpc
 
 namespace sluice::source {
 class SourceConnector;
@@ -52,8 +56,9 @@ struct ReceiverSetOptions {
 
 class ReceiverSet {
  public:
-  // `store` and `clock` must outlive this object.
-  ReceiverSet(ReceiverSetOptions options, BlockStore* store, Clock* clock);
+  // `store`, `channels` (to the leader and the other workers) and `clock`
+  // must outlive this object.
+  ReceiverSet(ReceiverSetOptions options, BlockStore* store, rpc::ChannelCache* channels, Clock* clock);
   ~ReceiverSet();
 
   // Who this worker is (id, advertised address, slots); before Start.
@@ -97,11 +102,10 @@ class ReceiverSet {
   void ReporterLoop();
   [[nodiscard]] Status Register(int64_t epoch, const std::string& address);
   static proto::ReceiverState StateOf(const Key& key, const Running& r);
-  proto::DriverService::Stub* DriverStub(const std::string& address);
-  proto::WorkerService::Stub* WorkerStub(const std::string& address);
 
   ReceiverSetOptions options_;  // self is set before Start, then constant
   BlockStore* const store_;
+  rpc::ChannelCache* const channels_;
   Clock* const clock_;
 
   std::mutex assign_mu_;  // one Assign at a time
@@ -116,8 +120,6 @@ class ReceiverSet {
   int64_t registered_epoch_ = 0;                     // guarded by mu_
   std::vector<proto::MemberInfo> replica_targets_;   // guarded by mu_
   bool stopping_ = false;                            // guarded by mu_
-  std::map<std::string, std::unique_ptr<proto::DriverService::Stub>> driver_stubs_;  // guarded by mu_
-  std::map<std::string, std::unique_ptr<proto::WorkerService::Stub>> worker_stubs_;  // guarded by mu_
   std::thread reporter_;
 };
 

@@ -1,9 +1,6 @@
 #include "lib/worker/reduce_state.h"
 
-#include <grpcpp/grpcpp.h>
-
-#include "lib/rpc/rpc.h"
-#include "proto/worker.grpc.pb.h"
+#include "lib/rpc/worker_client.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
@@ -37,10 +34,6 @@ bool WriteChunks(const proto::StateChunk& header, std::span<const state::Change>
   return write(chunk);
 }
 
-// A worker's own calls to other workers end well inside the leader's
-// RunTask deadline (60 s), so a reduce task never outlives its attempt.
-constexpr auto kPeerDeadline = std::chrono::seconds(15);
-
 Status Stale(const std::string& self, const std::string& job, int32_t partition, int64_t base, int64_t folded) {
   return absl::AbortedError(fmt::format(
       "worker {}: job {} reduce partition {} is already folded to batch {}: an attempt on top of batch {} is stale",
@@ -69,9 +62,10 @@ Result<std::vector<state::Change>> ScanAll(state::StateStore* store, const std::
 
 }  // namespace
 
-Result<std::unique_ptr<ReduceState>> ReduceState::Open(const std::string& dir, std::string self_id) {
+Result<std::unique_ptr<ReduceState>> ReduceState::Open(const std::string& dir, std::string self_id,
+                                                       rpc::ChannelCache* channels) {
   ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore> store, state::StateStore::Open(dir));
-  return std::unique_ptr<ReduceState>(new ReduceState(std::move(store), std::move(self_id)));
+  return std::unique_ptr<ReduceState>(new ReduceState(std::move(store), std::move(self_id), channels));
 }
 
 std::mutex& ReduceState::LockOf(const std::string& job, int32_t partition) {
@@ -102,23 +96,17 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
   Status last = absl::UnavailableError("no holder of the state to fetch it from");
   for (const proto::MemberInfo& h : holders) {
     if (h.id() == self_) continue;
-    auto stub = proto::WorkerService::NewStub(rpc::NewChannel(h.rpc_address()));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + kPeerDeadline);
     proto::FetchStateRequest request;
     request.set_epoch(epoch);
     request.set_job_id(job);
     request.set_partition(partition);
     request.set_base_batch(base);
-    auto reader = stub->FetchState(&ctx, request);
     std::vector<proto::StateChunk> chunks;
-    proto::StateChunk chunk;
     bool complete = false;
-    while (reader->Read(&chunk)) {
+    last = rpc::WorkerClient(*channels_, h.rpc_address()).FetchState(request, [&](proto::StateChunk&& chunk) {
       complete = chunk.last();
       chunks.push_back(std::move(chunk));
-    }
-    last = rpc::FromGrpc(reader->Finish());
+    });
     if (last.ok() && !complete) last = absl::UnavailableError("the state stream ended early");
     if (!last.ok()) {
       spdlog::warn("job {} reduce partition {}: fetching the state as of batch {} from {}: {}", job, partition, base,
@@ -144,25 +132,20 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
   header.set_base_batch(base);
   header.set_batch(batch);
   for (bool with_snapshot : {!replica_is_holder, true}) {
-    auto stub = proto::WorkerService::NewStub(rpc::NewChannel(replica.rpc_address()));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + kPeerDeadline);
-    proto::ReplicateStateResponse response;
-    auto writer = stub->ReplicateState(&ctx, &response);
-    bool sent = true;
-    if (with_snapshot) {
-      ASSIGN_OR_RETURN(std::vector<state::Change> all, ScanAll(store_.get(), job, partition));
-      spdlog::info("job {} reduce partition {}: copying the state as of batch {} ({} keys) to worker {}", job,
-                   partition, base, all.size(), replica.id());
-      proto::StateChunk snap = header;
-      snap.set_snapshot(true);
-      sent = WriteChunks(snap, all, /*ends_stream=*/false, [&](const proto::StateChunk& c) { return writer->Write(c); });
-    }
-    if (sent) {
-      sent = WriteChunks(header, delta, /*ends_stream=*/true, [&](const proto::StateChunk& c) { return writer->Write(c); });
-    }
-    if (sent) writer->WritesDone();
-    Status st = rpc::FromGrpc(writer->Finish());
+    auto produce = [&](const rpc::ChunkWriter<proto::StateChunk>& write) -> Status {
+      bool sent = true;
+      if (with_snapshot) {
+        ASSIGN_OR_RETURN(std::vector<state::Change> all, ScanAll(store_.get(), job, partition));
+        spdlog::info("job {} reduce partition {}: copying the state as of batch {} ({} keys) to worker {}", job,
+                     partition, base, all.size(), replica.id());
+        proto::StateChunk snap = header;
+        snap.set_snapshot(true);
+        sent = WriteChunks(snap, all, /*ends_stream=*/false, write);
+      }
+      if (sent) WriteChunks(header, delta, /*ends_stream=*/true, write);
+      return absl::OkStatus();
+    };
+    Status st = rpc::WorkerClient(*channels_, replica.rpc_address()).ReplicateState(produce).status();
     if (st.ok()) return st;
     if (with_snapshot || !absl::IsNotFound(st)) {
       return Annotate(st, fmt::format("copying job {} reduce partition {} batch {} to worker {}", job, partition,

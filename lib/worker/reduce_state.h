@@ -36,11 +36,17 @@
 #include "lib/state/state_store.h"
 #include "proto/worker.pb.h"
 
+namespace sluice::rpc {
+class ChannelCache;
+}  // namespace sluice::rpc
+
 namespace sluice::worker {
 
 class ReduceState {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<ReduceState>> Open(const std::string& dir, std::string self_id);
+  // `channels` (to the other workers) must outlive the object.
+  [[nodiscard]] static Result<std::unique_ptr<ReduceState>> Open(const std::string& dir, std::string self_id,
+                                                                 rpc::ChannelCache* channels);
 
   state::StateStore* store() { return store_.get(); }
   const std::string& self_id() const { return self_; }
@@ -74,11 +80,12 @@ class ReduceState {
   [[nodiscard]] Status Apply(const std::vector<proto::StateChunk>& chunks);
 
  private:
-  ReduceState(std::unique_ptr<state::StateStore> store, std::string self)
-      : store_(std::move(store)), self_(std::move(self)) {}
+  ReduceState(std::unique_ptr<state::StateStore> store, std::string self, rpc::ChannelCache* channels)
+      : store_(std::move(store)), self_(std::move(self)), channels_(channels) {}
 
   std::unique_ptr<state::StateStore> store_;
   const std::string self_;
+  rpc::ChannelCache* const channels_;
   std::mutex mu_;
   std::map<std::pair<std::string, int32_t>, std::unique_ptr<std::mutex>> locks_;  // guarded by mu_
 };

@@ -11,6 +11,7 @@
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
 #include "lib/coord/coordinator.h"
+#include "lib/rpc/channel_cache.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
 #include "lib/worker/worker_service.h"
@@ -67,13 +68,15 @@ Status Worker::Start() {
                                              .disk_budget_bytes = static_cast<size_t>(options_.block_disk_mb) << 20,
                                              .spill_path = options_.daemon.data_dir + "/blocks/spill",
                                              .log_path = options_.daemon.data_dir + "/blocks/log"}));
+  channels_ = std::make_unique<rpc::ChannelCache>();
   receivers_ = std::make_unique<ReceiverSet>(
       ReceiverSetOptions{.block_interval = std::chrono::milliseconds(options_.block_interval_ms),
                          .max_unreported_blocks = options_.max_unreported_blocks},
-      store_.get(), clock_);
-  ASSIGN_OR_RETURN(state_, ReduceState::Open(options_.daemon.data_dir + "/state", options_.daemon.id));
+      store_.get(), channels_.get(), clock_);
+  ASSIGN_OR_RETURN(state_, ReduceState::Open(options_.daemon.data_dir + "/state", options_.daemon.id, channels_.get()));
   shuffle_ = std::make_unique<ShuffleStore>();
-  executor_ = std::make_unique<Executor>(options_.daemon.id, store_.get(), shuffle_.get(), state_.get(), &fence_, clock_);
+  executor_ = std::make_unique<Executor>(options_.daemon.id, store_.get(), shuffle_.get(), state_.get(), &fence_,
+                                         channels_.get(), clock_);
   service_ = std::make_unique<WorkerServiceImpl>(
       options_.daemon.id, &fence_, store_.get(), shuffle_.get(), state_.get(), receivers_.get(), executor_.get(),
       [this] { return GetStatus(); },

@@ -28,6 +28,7 @@ class App;
 }
 
 namespace sluice::rpc {
+class ChannelCache;
 class RpcServer;
 }
 
@@ -78,6 +79,7 @@ class Worker {
   WorkerOptions options_;
   Clock* clock_;
   EpochFence fence_;
+  std::unique_ptr<rpc::ChannelCache> channels_;  // to the leader and the other workers
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<ReceiverSet> receivers_;
   std::unique_ptr<ShuffleStore> shuffle_;

@@ -2,24 +2,32 @@
 
 #include <filesystem>
 
-#include <grpcpp/grpcpp.h>
-
-#include "lib/rpc/rpc.h"
-#include "lib/rpc/status_client.h"
-#include "proto/driver.grpc.pb.h"
+#include "lib/rpc/channel_cache.h"
+#include "lib/rpc/driver_client.h"
+#include "lib/rpc/worker_client.h"
 #include "test/harness/paths.h"
 #include "test/harness/util.h"
 
 namespace sluice::testing {
 
+rpc::ChannelCache& Channels() {
+  static rpc::ChannelCache* const channels = new rpc::ChannelCache();  // never destroyed: used until exit
+  return *channels;
+}
+
+// GetStatus is how tests probe daemons that may not listen yet, or just died
+// or restarted: each probe gets a connection of its own, so it never waits out
+// the reconnect backoff a cached channel keeps from earlier refused attempts.
 Result<proto::DriverStatus> GetDriverStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
-  return rpc::GetDriverStatus(address, deadline);
+  rpc::ChannelCache probe({.own_connections = true});
+  return rpc::DriverClient(probe, address).GetStatus(deadline);
 }
 
 Result<proto::WorkerStatus> GetWorkerStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
-  return rpc::GetWorkerStatus(address, deadline);
+  rpc::ChannelCache probe({.own_connections = true});
+  return rpc::WorkerClient(probe, address).GetStatus(deadline);
 }
 
 int LocalCluster::LeaderIndex() {
@@ -34,13 +42,11 @@ int LocalCluster::LeaderIndex() {
 std::optional<proto::JobInfo> LocalCluster::DescribeJob(const std::string& job) {
   for (int i = 0; i < num_drivers(); ++i) {
     if (driver(i) == nullptr) continue;
-    auto stub = proto::DriverService::NewStub(rpc::NewChannel(driver_address(i)));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     proto::DescribeJobRequest request;
     request.set_job_id(job);
-    proto::JobInfo info;
-    if (stub->DescribeJob(&ctx, request, &info).ok()) return info;
+    Result<proto::JobInfo> info =
+        rpc::DriverClient(Channels(), driver_address(i)).DescribeJob(request, std::chrono::seconds(2));
+    if (info.ok()) return *std::move(info);
   }
   return std::nullopt;
 }

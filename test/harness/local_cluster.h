@@ -27,6 +27,10 @@
 #include "proto/driver.pb.h"
 #include "proto/worker.pb.h"
 
+namespace sluice::rpc {
+class ChannelCache;
+}  // namespace sluice::rpc
+
 namespace sluice::testing {
 
 struct LocalClusterOptions {
@@ -110,7 +114,12 @@ class LocalCluster {
 // True if a daemon at `address` answers GetStatus (driver or worker).
 bool DaemonServing(const std::string& address, bool is_driver);
 
-// GetStatus of the driver / worker at `address`, with a deadline.
+// The test process's channels, for the helpers here and the tests' own
+// rpc::DriverClient / rpc::WorkerClient.
+rpc::ChannelCache& Channels();
+
+// GetStatus of the driver / worker at `address`, with a deadline: a probe on
+// a channel of its own (not Channels()).
 [[nodiscard]] Result<proto::DriverStatus> GetDriverStatus(
     const std::string& address, std::chrono::milliseconds deadline = std::chrono::milliseconds(500));
 [[nodiscard]] Result<proto::WorkerStatus> GetWorkerStatus(

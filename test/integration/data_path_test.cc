@@ -15,13 +15,11 @@
 #include <thread>
 
 #include "gmock/gmock.h"
-#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "lib/rpc/rpc.h"
+#include "lib/rpc/driver_client.h"
+#include "lib/rpc/worker_client.h"
 #include "lib/source/block.h"
 #include "lib/worker/executor.h"
-#include "proto/driver.grpc.pb.h"
-#include "proto/worker.grpc.pb.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -33,8 +31,6 @@ namespace {
 using std::chrono::milliseconds;
 using testing::LocalCluster;
 using testing::TempDir;
-
-std::chrono::system_clock::time_point In(milliseconds d) { return std::chrono::system_clock::now() + d; }
 
 // The serving leader's address, or "".
 std::string Leader(LocalCluster& c) {
@@ -53,25 +49,19 @@ std::string WaitForLeader(LocalCluster& c) {
 }
 
 Result<proto::SourceSpec> Register(const std::string& leader, const proto::SourceSpec& spec) {
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(milliseconds(15'000)));
   proto::RegisterSourceRequest request;
   *request.mutable_spec() = spec;
-  proto::RegisterSourceResponse response;
-  RETURN_IF_ERROR(rpc::FromGrpc(stub->RegisterSource(&ctx, request, &response)));
+  ASSIGN_OR_RETURN(proto::RegisterSourceResponse response,
+                   rpc::DriverClient(testing::Channels(), leader).RegisterSource(request, milliseconds(15'000)));
   return response.spec();
 }
 
 Result<proto::SourceInfo> List(const std::string& leader, const std::string& source) {
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(milliseconds(3'000)));
   proto::ListSourcesRequest request;
   request.set_source(source);
   request.set_with_blocks(true);
-  proto::ListSourcesResponse response;
-  RETURN_IF_ERROR(rpc::FromGrpc(stub->ListSources(&ctx, request, &response)));
+  ASSIGN_OR_RETURN(proto::ListSourcesResponse response,
+                   rpc::DriverClient(testing::Channels(), leader).ListSources(request, milliseconds(3'000)));
   if (response.sources_size() != 1) return absl::NotFoundError("no source " + source);
   return response.sources(0);
 }
@@ -114,7 +104,8 @@ void ExpectContiguous(const proto::SourceInfo& s, int64_t first) {
 }
 
 Result<source::Block> Fetch(const std::string& worker, const proto::PartitionRange& r) {
-  return worker::FetchRemoteBlock(worker, r);
+  rpc::WorkerClient client(testing::Channels(), worker);
+  return worker::FetchRemoteBlock(client, r);
 }
 
 std::map<std::string, int> WorkerLoad(const proto::SourceInfo& s) {
@@ -418,7 +409,7 @@ TEST(DataPathTest, TheLeaderRefusesBlocksThatWouldSkipOrRepeatOffsets) {
   Result<proto::DriverStatus> ds = testing::GetDriverStatus(leader);
   ASSERT_TRUE(ds.ok());
   const int64_t epoch = ds->epoch();
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
+  rpc::DriverClient driver(testing::Channels(), leader);
   auto block = [](int64_t start, int64_t end) {
     proto::BlockInfo b;
     b.mutable_range()->set_source("gen");
@@ -430,24 +421,20 @@ TEST(DataPathTest, TheLeaderRefusesBlocksThatWouldSkipOrRepeatOffsets) {
     return b;
   };
   auto report = [&](int64_t e, std::vector<proto::BlockInfo> blocks, proto::ReportBlocksResponse* response) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(In(milliseconds(5'000)));
     proto::ReportBlocksRequest request;
     request.set_epoch(e);
     request.set_worker_id("fake");
     for (auto& b : blocks) *request.add_blocks() = b;
-    return rpc::FromGrpc(stub->ReportBlocks(&ctx, request, response));
+    return rpc::MoveInto(driver.ReportBlocks(request, milliseconds(5'000)), response);
   };
   proto::ReportBlocksResponse response;
   EXPECT_EQ(report(epoch, {block(0, 10)}, &response).code(), absl::StatusCode::kAborted)
       << "reports come after registration";
   {
-    grpc::ClientContext ctx;
     proto::RegisterWorkerRequest request;
     request.set_epoch(epoch);
     request.mutable_worker()->set_id("fake");
-    proto::RegisterWorkerResponse r;
-    ASSERT_TRUE(rpc::FromGrpc(stub->RegisterWorker(&ctx, request, &r)).ok());
+    ASSERT_TRUE(driver.RegisterWorker(request).ok());
   }
   response.Clear();
   ASSERT_TRUE(report(epoch, {block(0, 10), block(10, 25), block(30, 40), block(10, 25)}, &response).ok());

@@ -24,10 +24,8 @@
 #include <thread>
 
 #include "gmock/gmock.h"
-#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "lib/rpc/rpc.h"
-#include "proto/driver.grpc.pb.h"
+#include "lib/rpc/driver_client.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -367,14 +365,14 @@ TEST_F(ExactlyOnceTest, LeaderKilledTwiceAndAWorkerOnceStillExactlyOnce) {
   int64_t rerun = 0;
   const int l = leader();
   ASSERT_GE(l, 0);
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(cluster_->driver_address(l)));
+  rpc::DriverClient driver(testing::Channels(), cluster_->driver_address(l));
   for (int64_t from = 1;;) {
-    grpc::ClientContext ctx;
     proto::ReadWalRequest request;
     request.set_from_seq(from);
     request.set_max_records(5'000);
-    proto::ReadWalResponse wal;
-    ASSERT_TRUE(rpc::FromGrpc(stub->ReadWal(&ctx, request, &wal)).ok());
+    Result<proto::ReadWalResponse> read = driver.ReadWal(request);
+    ASSERT_TRUE(read.ok()) << read.status();
+    const proto::ReadWalResponse& wal = *read;
     ASSERT_FALSE(wal.has_snapshot()) << "the WAL was compacted: read it from a snapshot";
     if (wal.records().empty()) break;
     for (const proto::DriverLogEntry& e : wal.records()) {

@@ -6,10 +6,8 @@
 #include <signal.h>
 
 #include "gmock/gmock.h"
-#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "lib/rpc/rpc.h"
-#include "proto/worker.grpc.pb.h"
+#include "lib/rpc/worker_client.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/util.h"
 
@@ -192,15 +190,12 @@ TEST(Failover, PausedLeaderIsFencedAndStepsDown) {
   sampler.ExpectClaimsConsistent();
 
   // Anything still stamped with the old epoch is refused by the worker.
-  auto stub = proto::WorkerService::NewStub(rpc::NewChannel(c->worker_address(0)));
-  grpc::ClientContext ctx;
   proto::LeaderHeartbeatRequest stale;
   stale.set_epoch(old_epoch);
   stale.set_leader_id(c->driver_id(old));
-  proto::LeaderHeartbeatResponse response;
-  grpc::Status st = stub->LeaderHeartbeat(&ctx, stale, &response);
-  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << st.error_message();
-  EXPECT_THAT(st.error_message(), ::testing::HasSubstr("stale leader epoch"));
+  Status st = rpc::WorkerClient(Channels(), c->worker_address(0)).LeaderHeartbeat(stale).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("stale leader epoch"));
 }
 
 std::vector<std::string> WorkerIds(const proto::DriverStatus& s) {

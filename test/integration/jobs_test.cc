@@ -9,11 +9,9 @@
 #include <thread>
 
 #include "gmock/gmock.h"
-#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "lib/rpc/rpc.h"
+#include "lib/rpc/driver_client.h"
 #include "lib/source/generator_source.h"
-#include "proto/driver.grpc.pb.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -74,12 +72,12 @@ class JobsTest : public ::testing::Test {
       if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) leader = cluster_->driver_address(i);
     }
     ASSERT_FALSE(leader.empty());
-    auto stub = proto::DriverService::NewStub(rpc::NewChannel(leader));
-    grpc::ClientContext ctx;
     proto::ReadWalRequest request;
     request.set_from_seq(1);
     request.set_max_records(10'000);
-    ASSERT_TRUE(rpc::FromGrpc(stub->ReadWal(&ctx, request, wal)).ok());
+    Result<proto::ReadWalResponse> read = rpc::DriverClient(testing::Channels(), leader).ReadWal(request);
+    ASSERT_TRUE(read.ok()) << read.status();
+    *wal = *std::move(read);
   }
 
   // Waits for a serving leader (sluicectl list answers).

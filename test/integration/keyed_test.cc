@@ -24,10 +24,7 @@
 #include <tuple>
 
 #include "gmock/gmock.h"
-#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "lib/rpc/rpc.h"
-#include "proto/driver.grpc.pb.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"

@@ -10,10 +10,8 @@
 #include <iostream>
 #include <thread>
 
-#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "lib/rpc/rpc.h"
-#include "proto/driver.grpc.pb.h"
+#include "lib/rpc/driver_client.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/util.h"
 
@@ -41,30 +39,23 @@ int WaitServingLeader(LocalCluster& c, milliseconds timeout, int not_this = -1) 
 }
 
 Status AppendMarker(const std::string& address, int64_t client_seq) {
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(address));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(2000));
   proto::AppendMarkerRequest req;
   req.set_client_id("wal-failover-test");
   req.set_client_seq(client_seq);
   req.set_payload(std::string(200, 'p'));
-  proto::AppendMarkerResponse resp;
-  return rpc::FromGrpc(stub->AppendMarker(&ctx, req, &resp));
+  return rpc::DriverClient(Channels(), address).AppendMarker(req, milliseconds(2000)).status();
 }
 
 // Every committed record of the driver at `address`, in order.
 Result<std::vector<proto::DriverLogEntry>> ReadAll(const std::string& address) {
-  auto stub = proto::DriverService::NewStub(rpc::NewChannel(address));
+  rpc::DriverClient driver(Channels(), address);
   std::vector<proto::DriverLogEntry> out;
   int64_t from = 1;
   while (true) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(5000));
     proto::ReadWalRequest req;
     req.set_from_seq(from);
     req.set_max_records(5000);
-    proto::ReadWalResponse resp;
-    RETURN_IF_ERROR(rpc::FromGrpc(stub->ReadWal(&ctx, req, &resp)));
+    ASSIGN_OR_RETURN(proto::ReadWalResponse resp, driver.ReadWal(req, milliseconds(5000)));
     if (resp.has_snapshot()) return absl::FailedPreconditionError("log was compacted");
     if (resp.records().empty()) return out;
     for (const auto& r : resp.records()) out.push_back(r);

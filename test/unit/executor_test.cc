@@ -98,7 +98,7 @@ TEST_F(ExecutorTest, BlocksHeldNowhereAreRecomputedARunAtATimeWithTheSameOutput)
     source::Block b = Block(i);
     ASSERT_TRUE(all->Put(&b).ok());
   }
-  Executor held("w1", all.get(), &shuffle_, /*state=*/nullptr, &fence_, &clock_);
+  Executor held("w1", all.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
   auto a = held.Run(Task("held"));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->input(), kBlocks * kPerBlock);
@@ -111,7 +111,7 @@ TEST_F(ExecutorTest, BlocksHeldNowhereAreRecomputedARunAtATimeWithTheSameOutput)
     source::Block b = Block(i);
     ASSERT_TRUE(some->Put(&b).ok());
   }
-  Executor lost("w2", some.get(), &shuffle_, /*state=*/nullptr, &fence_, &clock_);
+  Executor lost("w2", some.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
   auto b = lost.Run(Task("lost"));
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->input(), kBlocks * kPerBlock);
@@ -129,7 +129,7 @@ TEST_F(ExecutorTest, BlocksHeldNowhereAreRecomputedARunAtATimeWithTheSameOutput)
   auto c = lost.Run(again);  // `lost` keeps its connector; store `some` still holds 2 and 3
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->blocks_recomputed(), 4);
-  Executor empty("w3", none.get(), &shuffle_, /*state=*/nullptr, &fence_, &clock_);
+  Executor empty("w3", none.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
   auto d = empty.Run(Task("none"));
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->blocks_recomputed(), kBlocks);
@@ -144,7 +144,7 @@ TEST_F(ExecutorTest, ABlockOfASourceNotReplayableHeldNowhereIsDataLoss) {
   socket.mutable_socket()->add_addresses("127.0.0.1:2");
   ASSERT_TRUE(source::NormalizeSourceSpec(&socket).ok());
   auto none = Store("none");
-  Executor executor("w", none.get(), &shuffle_, /*state=*/nullptr, &fence_, &clock_);
+  Executor executor("w", none.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
   proto::TaskRequest t = Task("out");
   *t.mutable_source() = socket;
   auto r = executor.Run(t);

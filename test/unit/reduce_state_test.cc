@@ -35,7 +35,7 @@ class ReduceStateTest : public ::testing::Test {
     std::string templ = ::testing::TempDir() + "/sluice-reduce-state-XXXXXX";
     ASSERT_NE(::mkdtemp(templ.data()), nullptr);
     dir_ = templ;
-    auto s = ReduceState::Open(dir_ + "/state", "worker-2");
+    auto s = ReduceState::Open(dir_ + "/state", "worker-2", /*channels=*/nullptr);  // receiving side only
     ASSERT_TRUE(s.ok()) << s.status();
     state_ = std::move(*s);
   }

@@ -1,0 +1,51 @@
+// What every RPC client of Sluice shares: the retry policy of unary calls and
+// the shape of streamed calls (a producer writing chunks, a consumer reading
+// them).
+//
+// Module sluice::rpc owns it. Deadlines are per call, with each method's
+// default next to its client (worker_client.h, driver_client.h,
+// wal_peer_client.h). Thread-safe (plain values).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <utility>
+
+#include "lib/common/status.h"
+
+namespace sluice::rpc {
+
+// Retries of a unary call that failed with UNAVAILABLE, all within the call's
+// one deadline, with exponential backoff. Every client defaults to none:
+// their callers own the retry loops (the worker's reporter, the scheduler,
+// the WAL's replication), and a streamed call is never retried.
+struct RetryPolicy {
+  int max_attempts = 1;  // 1: no retry
+  std::chrono::milliseconds initial_backoff{100};
+  std::chrono::milliseconds max_backoff{1000};
+};
+
+// Writes one chunk of a client stream; false once the stream is broken (stop
+// writing: the call's status says why).
+template <typename Chunk>
+using ChunkWriter = std::function<bool(const Chunk&)>;
+
+// Writes a client stream's chunks. A non-OK status cancels the call and is
+// what the call returns.
+template <typename Chunk>
+using ChunkProducer = std::function<Status(const ChunkWriter<Chunk>&)>;
+
+// Takes each chunk of a server stream, in order.
+template <typename Chunk>
+using ChunkConsumer = std::function<void(Chunk&&)>;
+
+// For adapters to interfaces whose methods fill a `Response*`: the call's
+// status, its answer moved into `*response`.
+template <typename Response>
+Status MoveInto(Result<Response> result, Response* response) {
+  if (!result.ok()) return result.status();
+  *response = std::move(*result);
+  return absl::OkStatus();
+}
+
+}  // namespace sluice::rpc

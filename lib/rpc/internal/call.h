@@ -1,0 +1,78 @@
+// How Sluice's clients make a call: the context with its deadline, the retry
+// policy and the status mapping, once for unary calls and once for each kind
+// of stream. Only lib/rpc's client .cc files include it.
+//
+// Module sluice::rpc owns it (internal). Thread-safe.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "grpcpp/grpcpp.h"
+#include "lib/rpc/call.h"
+#include "lib/rpc/rpc.h"
+
+namespace sluice::rpc::internal {
+
+inline std::chrono::system_clock::time_point DeadlineIn(std::chrono::milliseconds d) {
+  return std::chrono::system_clock::now() + d;
+}
+
+// `invoke(ClientContext*, Response*)` is one stub call returning grpc::Status.
+template <typename Response, typename Invoke>
+Result<Response> Unary(const RetryPolicy& retry, std::chrono::milliseconds deadline, Invoke&& invoke) {
+  const auto end = DeadlineIn(deadline);
+  std::chrono::milliseconds backoff = retry.initial_backoff;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(end);
+    Response response;
+    Status st = FromGrpc(invoke(&ctx, &response));
+    if (st.ok()) return response;
+    if (!absl::IsUnavailable(st) || attempt >= retry.max_attempts ||
+        std::chrono::system_clock::now() + backoff >= end) {
+      return st;
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, retry.max_backoff);
+  }
+}
+
+// A client stream: `open(ClientContext*, Response*)` starts it (a
+// ClientWriter), `produce` writes it.
+template <typename Response, typename Chunk, typename Open>
+Result<Response> WriteStream(std::chrono::milliseconds deadline, Open&& open, const ChunkProducer<Chunk>& produce) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(DeadlineIn(deadline));
+  Response response;
+  std::unique_ptr<grpc::ClientWriter<Chunk>> writer = open(&ctx, &response);
+  bool sent = true;
+  Status produced = produce([&](const Chunk& chunk) { return sent = sent && writer->Write(chunk); });
+  if (!produced.ok()) {
+    ctx.TryCancel();
+    writer->Finish();  // CANCELLED: the producer's status is the answer
+    return produced;
+  }
+  if (sent) writer->WritesDone();
+  RETURN_IF_ERROR(FromGrpc(writer->Finish()));
+  return response;
+}
+
+// A server stream: `open(ClientContext*)` starts it (a ClientReader); every
+// chunk goes to `consume`.
+template <typename Chunk, typename Open>
+Status ReadStream(std::chrono::milliseconds deadline, Open&& open, const ChunkConsumer<Chunk>& consume) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(DeadlineIn(deadline));
+  std::unique_ptr<grpc::ClientReader<Chunk>> reader = open(&ctx);
+  Chunk chunk;
+  while (reader->Read(&chunk)) {
+    consume(std::move(chunk));
+    chunk.Clear();
+  }
+  return FromGrpc(reader->Finish());
+}
+
+}  // namespace sluice::rpc::internal
