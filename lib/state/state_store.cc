@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
 #include <map>
 
+#include "lib/storage/rocksdb_open.h"
 #include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
@@ -325,19 +325,16 @@ struct StateStore::Part {
   }
 };
 
-Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);  // RocksDB makes only the last level
+Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, rocksdb::Env* env) {
   rocksdb::Options options;
   options.create_if_missing = true;
   const std::vector<rocksdb::CompressionType> supported = rocksdb::GetSupportedCompressions();
   options.compression = std::find(supported.begin(), supported.end(), rocksdb::kLZ4Compression) != supported.end()
                             ? rocksdb::kLZ4Compression
                             : rocksdb::kNoCompression;
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
-  if (!s.ok()) return FromRocks(s, fmt::format("cannot open {}", dir));
-  std::unique_ptr<rocksdb::DB> owned(db);
+  Result<std::unique_ptr<rocksdb::DB>> owned = storage::OpenRocksDb(dir, options, env);
+  if (!owned.ok()) return Annotate(owned.status(), "state store");
+  rocksdb::DB* db = owned->get();
   PartTable parts;
   {
     PrefixIter m(db, std::string(1, kMeta));
@@ -356,7 +353,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir) {
     }
     RETURN_IF_ERROR(FromRocks(m.it->status(), fmt::format("listing the partitions in {}", dir)));
   }
-  return std::unique_ptr<StateStore>(new StateStore(dir, owned.release(), std::move(parts)));
+  return std::unique_ptr<StateStore>(new StateStore(dir, owned->release(), std::move(parts)));
 }
 
 StateStore::~StateStore() {

@@ -53,14 +53,15 @@
 // what the new m/ needs (the new snapshot's chunks) and deletes only what it
 // no longer needs (an older snapshot, deltas <= the new S, deltas > the new
 // C). So after a crash between any two calls, m/, the snapshot it names and
-// the deltas S+1..C are exactly those of the last call that completed, and
-// the load (snapshot S + deltas S+1..C) rebuilds exactly that state; the
-// deltas > C are exactly those written since. The in-memory map is changed
+// the deltas S+1..C are exactly those of one call that completed, and the
+// load (snapshot S + deltas S+1..C) rebuilds exactly that state; the deltas
+// > C are exactly those written before it. The in-memory map is changed
 // only by the call that writes it; if the write fails, the partition is
 // marked unloaded and the next call reloads it from RocksDB. Writes go
 // through RocksDB's WAL without an fsync per write: they survive the process
-// being killed (kill -9), not the loss of the machine or its power — the
-// replica covers that.
+// being killed (kill -9: that call is the last one), not the loss of the
+// machine or its power (an earlier one, never half of one) — the replica
+// covers that. test/unit/state_store_crash_test.cc checks both.
 //
 // Memory cost (a limit, as with Spark's HDFS state store): the WHOLE state of
 // every partition held is in RAM once used: key + value bytes plus the map's
@@ -90,6 +91,7 @@
 
 namespace rocksdb {
 class DB;
+class Env;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -110,9 +112,10 @@ struct StateStats {
 
 class StateStore {
  public:
-  // Opens (creating) the RocksDB at `dir`. INTERNAL (DATA_LOSS if corrupt)
-  // errors naming the path.
-  [[nodiscard]] static Result<std::unique_ptr<StateStore>> Open(const std::string& dir);
+  // Opens (creating) the RocksDB at `dir` through `env` (nullptr: the real
+  // file system; tests pass one that loses unsynced data). INTERNAL
+  // (DATA_LOSS if corrupt) errors naming the path.
+  [[nodiscard]] static Result<std::unique_ptr<StateStore>> Open(const std::string& dir, rocksdb::Env* env = nullptr);
   ~StateStore();
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;

@@ -1,5 +1,6 @@
 #include "lib/wal/wal_store.h"
 
+#include "lib/storage/rocksdb_open.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 
@@ -38,11 +39,9 @@ Result<std::unique_ptr<WalStore>> WalStore::Open(const Options& options) {
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.paranoid_checks = true;
-  if (options.env != nullptr) db_options.env = options.env;
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, &db);
-  if (!s.ok()) return FromRocks(s, fmt::format("opening WAL at {}", options.path));
-  std::unique_ptr<WalStore> store(new WalStore(options, db));
+  Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(options.path, db_options, options.env);
+  if (!db.ok()) return Annotate(db.status(), "opening the WAL");
+  std::unique_ptr<WalStore> store(new WalStore(options, db->release()));
   RETURN_IF_ERROR(store->Load());
   return store;
 }

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "lib/storage/rocksdb_open.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 
@@ -33,9 +34,7 @@ int64_t ReadBE(const char* p, int n) {
   return static_cast<int64_t>(x);
 }
 
-Result<rocksdb::DB*> OpenDb(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);  // RocksDB makes only the last level
+Result<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& path, rocksdb::Env* env) {
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   // Values are whole blocks (megabytes). They go to blob files, written once
@@ -48,11 +47,8 @@ Result<rocksdb::DB*> OpenDb(const std::string& path) {
   db_options.enable_blob_garbage_collection = true;
   db_options.compression = rocksdb::kNoCompression;
   db_options.blob_compression_type = rocksdb::kNoCompression;
-  rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, &db);
-  if (!s.ok()) {
-    return absl::FailedPreconditionError(fmt::format("block store: cannot open {}: {}", path, s.ToString()));
-  }
+  Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(path, db_options, env);
+  if (!db.ok()) return Annotate(db.status(), "block store");
   return db;
 }
 
@@ -62,18 +58,14 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const Options& options) {
   if (options.spill_path.empty()) return absl::InvalidArgumentError("block store: spill_path is required");
   std::error_code ec;
   std::filesystem::remove_all(options.spill_path, ec);  // scratch: see the header
-  ASSIGN_OR_RETURN(rocksdb::DB * db, OpenDb(options.spill_path));
-  rocksdb::DB* log = nullptr;
+  ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::DB> db, OpenDb(options.spill_path, options.env));
+  std::unique_ptr<rocksdb::DB> log;
   if (!options.log_path.empty()) {
-    Result<rocksdb::DB*> opened = OpenDb(options.log_path);
-    if (!opened.ok()) {
-      delete db;
-      return opened.status();
-    }
-    log = *opened;
+    ASSIGN_OR_RETURN(log, OpenDb(options.log_path, options.env));
   }
-  std::unique_ptr<BlockStore> store(new BlockStore(options, db, log));
-  if (log != nullptr) RETURN_IF_ERROR_PREPEND(store->LoadLog(), "reading the block log");
+  const bool has_log = log != nullptr;
+  std::unique_ptr<BlockStore> store(new BlockStore(options, db.release(), log.release()));
+  if (has_log) RETURN_IF_ERROR_PREPEND(store->LoadLog(), "reading the block log");
   return store;
 }
 

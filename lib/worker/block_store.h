@@ -9,8 +9,11 @@
 // batch is committed). The spill database is scratch: it is emptied on open,
 // since a worker's blocks are recomputed from lineage or served by a replica
 // after a restart. Blocks of non-replayable sources are put `durable`: they
-// also go to the block log (the receiver WAL), a second RocksDB written with
-// synced writes and kept across restarts; its blocks are held again on open.
+// also go to the block log (the receiver WAL), a second RocksDB kept across
+// restarts, each by a synced flush before Put returns; its blocks are held
+// again on open. Drops from the log are not synced: a power failure can
+// bring a dropped block back, whole. Both databases are opened through
+// Options::env (tests: test/unit/block_store_crash_test.cc).
 //
 // Thread-safe.
 #pragma once
@@ -28,6 +31,7 @@
 
 namespace rocksdb {
 class DB;
+class Env;
 }
 
 namespace sluice::worker {
@@ -62,6 +66,7 @@ class BlockStore {
     size_t disk_budget_bytes = 4ull << 30;
     std::string spill_path;  // RocksDB directory for spilled blocks (scratch)
     std::string log_path;    // RocksDB directory of the block log; "" for none
+    rocksdb::Env* env = nullptr;  // of both databases; nullptr: the real file system
   };
 
   [[nodiscard]] static Result<std::unique_ptr<BlockStore>> Open(const Options& options);

@@ -1,5 +1,6 @@
 #include "test/harness/fault_injection_fs.h"
 
+#include <algorithm>
 #include <filesystem>
 
 namespace sluice::testing {
@@ -14,7 +15,7 @@ class TrackingFile final : public rocksdb::FSWritableFileOwnerWrapper {
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
-    if (!fs_->active()) return rocksdb::IOStatus::OK();  // lost with the machine
+    if (!fs_->BeforeAppend()) return rocksdb::IOStatus::OK();  // lost with the machine
     rocksdb::IOStatus s = target()->Append(data, options, dbg);
     if (s.ok()) fs_->OnAppend(name_, data.size());
     return s;
@@ -22,19 +23,19 @@ class TrackingFile final : public rocksdb::FSWritableFileOwnerWrapper {
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            const rocksdb::DataVerificationInfo& info,
                            rocksdb::IODebugContext* dbg) override {
-    if (!fs_->active()) return rocksdb::IOStatus::OK();
+    if (!fs_->BeforeAppend()) return rocksdb::IOStatus::OK();
     rocksdb::IOStatus s = target()->Append(data, options, info, dbg);
     if (s.ok()) fs_->OnAppend(name_, data.size());
     return s;
   }
   rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-    if (!fs_->active()) return rocksdb::IOStatus::OK();
+    if (!fs_->BeforeSync()) return rocksdb::IOStatus::OK();
     rocksdb::IOStatus s = target()->Sync(options, dbg);
     if (s.ok()) fs_->OnSync(name_);
     return s;
   }
   rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-    if (!fs_->active()) return rocksdb::IOStatus::OK();
+    if (!fs_->BeforeSync()) return rocksdb::IOStatus::OK();
     rocksdb::IOStatus s = target()->Fsync(options, dbg);
     if (s.ok()) fs_->OnSync(name_);
     return s;
@@ -118,6 +119,26 @@ void FaultInjectionFS::OnAppend(const std::string& fname, uint64_t bytes) {
   files_[fname].size += bytes;
 }
 
+bool FaultInjectionFS::BeforeAppend() {
+  if (!active_) return false;
+  const int64_t n = ++appends_;
+  if (deactivate_at_append_ > 0 && n >= deactivate_at_append_) {
+    active_ = false;  // the machine dies before this write
+    return false;
+  }
+  return true;
+}
+
+bool FaultInjectionFS::BeforeSync() {
+  if (!active_) return false;
+  const int64_t n = ++syncs_;
+  if (deactivate_at_sync_ > 0 && n >= deactivate_at_sync_) {
+    active_ = false;  // the machine dies before this sync
+    return false;
+  }
+  return true;
+}
+
 void FaultInjectionFS::OnSync(const std::string& fname) {
   std::lock_guard<std::mutex> lock(mu_);
   FileState& f = files_[fname];
@@ -125,15 +146,21 @@ void FaultInjectionFS::OnSync(const std::string& fname) {
 }
 
 uint64_t FaultInjectionFS::DropUnsyncedData() {
+  return DropUnsyncedData([](uint64_t synced, uint64_t) { return synced; });
+}
+
+uint64_t FaultInjectionFS::DropUnsyncedData(const std::function<uint64_t(uint64_t synced, uint64_t size)>& keep) {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t lost = 0;
   for (auto& [name, f] : files_) {
     std::error_code ec;
     uint64_t size = std::filesystem::file_size(name, ec);
     if (ec || size <= f.synced) continue;
-    std::filesystem::resize_file(name, f.synced, ec);
-    if (!ec) lost += size - f.synced;
-    f.size = f.synced;
+    const uint64_t kept = std::clamp(keep(f.synced, size), f.synced, size);
+    std::filesystem::resize_file(name, kept, ec);
+    if (!ec) lost += size - kept;
+    f.size = kept;
+    f.synced = kept;
   }
   return lost;
 }

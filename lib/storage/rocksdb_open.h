@@ -1,0 +1,27 @@
+// OpenRocksDb: how every Sluice store opens its RocksDB database, through an
+// Env the caller chooses (tests pass one over a fault-injection file system).
+//
+// Module sluice::storage owns it; the WAL (sluice::wal), the state store
+// (sluice::state) and the block store (sluice::worker) use it. Stateless:
+// thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "lib/common/status.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+
+namespace sluice::storage {
+
+// Opens the RocksDB database at `path` with `options` (the caller's: create
+// if missing, compression, blob files, ...), through `env` — nullptr for
+// rocksdb::Env::Default(), the real file system; `options.env` is
+// overwritten. The directories above `path` are created through the same
+// Env (RocksDB makes only the last level). DATA_LOSS if RocksDB reports
+// corruption, INTERNAL otherwise; the message names the path.
+[[nodiscard]] Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksdb::Options options,
+                                                               rocksdb::Env* env = nullptr);
+
+}  // namespace sluice::storage
