@@ -74,13 +74,13 @@ int main(int argc, char** argv) {
 
   // Ingest: the generator writes each event into a block, blocks are cut.
   int64_t events = 0, blocks = 0;
-  sluice::source::BlockBuilder builder(options.name, 0, 0);
+  sluice::format::BlockBuilder builder(options.name, 0, 0);
   builder.Reserve(buffer.size());
   t0 = Clock::now();
   end = t0 + std::chrono::duration<double>(seconds);
   while (Clock::now() < end) {
     events += gen.ReadInto(0, INT64_MAX, block_events, &builder);
-    sluice::source::Block block = builder.Cut();
+    sluice::format::Block block = builder.Cut();
     builder.Reserve(block.bytes());
     ++blocks;
   }

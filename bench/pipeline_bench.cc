@@ -28,7 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 // Input events/s of `operators` over `blocks` for `seconds`; 0 if they do
 // not build.
-double EventsPerSecond(const std::string& operators, const std::vector<sluice::source::Block>& blocks,
+double EventsPerSecond(const std::string& operators, const std::vector<sluice::format::Block>& blocks,
                        double seconds) {
   sluice::Result<sluice::proto::JobSpec> spec = sluice::engine::ParseJobFile(
       "name: bench\nsources: [gen]\nsink: {null: {}}\noperators:\n" + operators, "bench");
@@ -71,12 +71,12 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   int64_t made = 0;
-  sluice::source::BlockBuilder builder("gen", 0, 0);
+  sluice::format::BlockBuilder builder("gen", 0, 0);
   auto t0 = Clock::now();
   auto end = t0 + std::chrono::duration<double>(seconds);
   while (Clock::now() < end) {
     made += gen.ReadInto(0, INT64_MAX, kBlock, &builder);
-    sluice::source::Block block = builder.Cut();
+    sluice::format::Block block = builder.Cut();
     builder.Reserve(block.bytes());
   }
   const double make_rate = made / std::chrono::duration<double>(Clock::now() - t0).count();
@@ -93,9 +93,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pipeline_bench: cannot build the pipeline\n");
     return 1;
   }
-  std::vector<sluice::source::Block> blocks;
+  std::vector<sluice::format::Block> blocks;
   for (int i = 0; i < 8; ++i) {
-    sluice::source::BlockBuilder b("gen", 0, i * kBlock);
+    sluice::format::BlockBuilder b("gen", 0, i * kBlock);
     gen.ReadInto(0, INT64_MAX, kBlock, &b);
     blocks.push_back(b.Cut());
   }

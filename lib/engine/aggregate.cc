@@ -12,7 +12,7 @@
 
 #include "fmt/format.h"
 #include "lib/engine/json_text.h"
-#include "lib/engine/varint.h"
+#include "lib/format/varint.h"
 
 namespace sluice::engine {
 namespace {
@@ -50,11 +50,11 @@ class CountAggregator final : public Aggregator {
   Status Merge(std::string_view other, std::string* state) const override {
     if (other.empty()) return absl::OkStatus();
     if (other.size() != 8) return Corrupt(fn());
-    return Put(state, static_cast<int64_t>(GetFixed64(other.data())));
+    return Put(state, static_cast<int64_t>(format::GetFixed64(other.data())));
   }
   Status AppendResult(std::string_view state, std::string* out) const override {
     if (!state.empty() && state.size() != 8) return Corrupt(fn());
-    const int64_t n = state.empty() ? 0 : static_cast<int64_t>(GetFixed64(state.data()));
+    const int64_t n = state.empty() ? 0 : static_cast<int64_t>(format::GetFixed64(state.data()));
     fmt::format_to(std::back_inserter(*out), "{}", n);
     return absl::OkStatus();
   }
@@ -62,9 +62,9 @@ class CountAggregator final : public Aggregator {
  private:
   Status Put(std::string* state, int64_t delta) const {
     if (!state->empty() && state->size() != 8) return Corrupt(fn());
-    const int64_t n = state->empty() ? 0 : static_cast<int64_t>(GetFixed64(state->data()));
+    const int64_t n = state->empty() ? 0 : static_cast<int64_t>(format::GetFixed64(state->data()));
     state->clear();
-    PutFixed64(static_cast<uint64_t>(n + delta), state);
+    format::PutFixed64(static_cast<uint64_t>(n + delta), state);
     return absl::OkStatus();
   }
 };
@@ -76,7 +76,7 @@ class EventListAggregator final : public Aggregator {
   Status Add(const Value& value, std::string* state) const override {
     const auto* s = std::get_if<std::string_view>(&value);
     if (s == nullptr) return absl::InvalidArgumentError("_events: an event arrives as its encoding");
-    PutLengthPrefixed(*s, state);
+    format::PutLengthPrefixed(*s, state);
     return absl::OkStatus();
   }
   Status Merge(std::string_view other, std::string* state) const override {
@@ -87,7 +87,7 @@ class EventListAggregator final : public Aggregator {
     size_t pos = 0, n = 0;
     std::string_view e;
     while (pos < state.size()) {
-      if (!GetLengthPrefixed(state, &pos, &e)) return Corrupt(fn());
+      if (!format::GetLengthPrefixed(state, &pos, &e)) return Corrupt(fn());
       ++n;
     }
     fmt::format_to(std::back_inserter(*out), "{}", n);
@@ -107,8 +107,8 @@ class SumAggregator final : public Aggregator {
   Status Merge(std::string_view other, std::string* state) const override {
     if (other.empty()) return absl::OkStatus();
     if (other.size() != Size()) return Corrupt(fn());
-    return Combine(AsDouble(GetFixed64(other.data())),
-                   avg_ ? static_cast<int64_t>(GetFixed64(other.data() + 8)) : 0, state);
+    return Combine(AsDouble(format::GetFixed64(other.data())),
+                   avg_ ? static_cast<int64_t>(format::GetFixed64(other.data() + 8)) : 0, state);
   }
   Status AppendResult(std::string_view state, std::string* out) const override {
     if (state.empty()) {
@@ -116,12 +116,12 @@ class SumAggregator final : public Aggregator {
       return absl::OkStatus();
     }
     if (state.size() != Size()) return Corrupt(fn());
-    const double sum = AsDouble(GetFixed64(state.data()));
+    const double sum = AsDouble(format::GetFixed64(state.data()));
     if (!avg_) {
       AppendJsonNumber(sum, out);
       return absl::OkStatus();
     }
-    const auto n = static_cast<int64_t>(GetFixed64(state.data() + 8));
+    const auto n = static_cast<int64_t>(format::GetFixed64(state.data() + 8));
     if (n <= 0) return Corrupt(fn());
     AppendJsonNumber(sum / static_cast<double>(n), out);
     return absl::OkStatus();
@@ -132,12 +132,12 @@ class SumAggregator final : public Aggregator {
   Status Combine(double sum, int64_t n, std::string* state) const {
     if (!state->empty()) {
       if (state->size() != Size()) return Corrupt(fn());
-      sum += AsDouble(GetFixed64(state->data()));
-      if (avg_) n += static_cast<int64_t>(GetFixed64(state->data() + 8));
+      sum += AsDouble(format::GetFixed64(state->data()));
+      if (avg_) n += static_cast<int64_t>(format::GetFixed64(state->data() + 8));
     }
     state->clear();
-    PutFixed64(AsBits(sum), state);
-    if (avg_) PutFixed64(static_cast<uint64_t>(n), state);
+    format::PutFixed64(AsBits(sum), state);
+    if (avg_) format::PutFixed64(static_cast<uint64_t>(n), state);
     return absl::OkStatus();
   }
   bool avg_;
@@ -186,14 +186,14 @@ class CountDistinctAggregator final : public Aggregator {
     while (pos < state->size()) {
       const size_t at = pos;
       std::string_view k;
-      if (!GetLengthPrefixed(*state, &pos, &k)) return Corrupt(fn());
+      if (!format::GetLengthPrefixed(*state, &pos, &k)) return Corrupt(fn());
       if (k == key) return absl::OkStatus();
       if (insert_at == std::string::npos && key < k) insert_at = at;
       ++n;
     }
     if (n >= kMaxDistinctValues) return LimitError();
     std::string entry;
-    PutLengthPrefixed(key, &entry);
+    format::PutLengthPrefixed(key, &entry);
     state->insert(insert_at == std::string::npos ? state->size() : insert_at, entry);
     return absl::OkStatus();
   }
@@ -205,10 +205,10 @@ class CountDistinctAggregator final : public Aggregator {
     bool has_a = Next(*state, &a, &ka), has_b = Next(other, &b, &kb);
     while (has_a || has_b) {
       if (has_b && (!has_a || kb < ka)) {
-        PutLengthPrefixed(kb, &merged);
+        format::PutLengthPrefixed(kb, &merged);
         has_b = Next(other, &b, &kb);
       } else {
-        PutLengthPrefixed(ka, &merged);
+        format::PutLengthPrefixed(ka, &merged);
         if (has_b && kb == ka) has_b = Next(other, &b, &kb);
         has_a = Next(*state, &a, &ka);
       }
@@ -232,7 +232,7 @@ class CountDistinctAggregator final : public Aggregator {
   // stays before it, which the callers check).
   static bool Next(std::string_view s, size_t* pos, std::string_view* k) {
     size_t p = *pos;
-    if (p >= s.size() || !GetLengthPrefixed(s, &p, k)) return false;
+    if (p >= s.size() || !format::GetLengthPrefixed(s, &p, k)) return false;
     *pos = p;
     return true;
   }
@@ -336,12 +336,12 @@ class TopKAggregator final : public Aggregator {
       const size_t at = pos;
       std::string_view k;
       uint64_t count;
-      if (!GetLengthPrefixed(*state, &pos, &k)) return Corrupt(fn());
+      if (!format::GetLengthPrefixed(*state, &pos, &k)) return Corrupt(fn());
       const size_t count_at = pos;
-      if (!GetVarint(*state, &pos, &count)) return Corrupt(fn());
+      if (!format::GetVarint(*state, &pos, &count)) return Corrupt(fn());
       if (k == key) {
         std::string c;
-        PutVarint(count + 1, &c);
+        format::PutVarint(count + 1, &c);
         state->replace(count_at, pos - count_at, c);
         return absl::OkStatus();
       }
@@ -350,8 +350,8 @@ class TopKAggregator final : public Aggregator {
     }
     if (n >= kMaxTopKValues) return LimitError();
     std::string entry;
-    PutLengthPrefixed(key, &entry);
-    PutVarint(1, &entry);
+    format::PutLengthPrefixed(key, &entry);
+    format::PutVarint(1, &entry);
     state->insert(insert_at == std::string::npos ? state->size() : insert_at, entry);
     return absl::OkStatus();
   }
@@ -372,8 +372,8 @@ class TopKAggregator final : public Aggregator {
         ++i, ++j;
       }
       if (++n > kMaxTopKValues) return LimitError();
-      PutLengthPrefixed(e.key, &merged);
-      PutVarint(e.count, &merged);
+      format::PutLengthPrefixed(e.key, &merged);
+      format::PutVarint(e.count, &merged);
     }
     *state = std::move(merged);
     return absl::OkStatus();
@@ -405,7 +405,7 @@ class TopKAggregator final : public Aggregator {
     size_t pos = 0;
     while (pos < s.size()) {
       Entry e;
-      if (!GetLengthPrefixed(s, &pos, &e.key) || !GetVarint(s, &pos, &e.count)) return false;
+      if (!format::GetLengthPrefixed(s, &pos, &e.key) || !format::GetVarint(s, &pos, &e.count)) return false;
       out->push_back(e);
     }
     return true;

@@ -9,7 +9,7 @@
 
 #include "fmt/format.h"
 #include "lib/engine/json_text.h"
-#include "lib/engine/varint.h"
+#include "lib/format/varint.h"
 
 namespace sluice::engine {
 namespace {
@@ -33,7 +33,7 @@ Result<std::vector<std::unique_ptr<Aggregator>>> MakeAggregators(const proto::Ag
 void AppendKeyPart(const Value& value, std::string* key) {
   std::string vk;
   if (!EncodeValueKey(value, &vk)) vk.clear();
-  PutLengthPrefixed(vk, key);
+  format::PutLengthPrefixed(vk, key);
 }
 
 Status AppendKeyJson(std::string_view key, std::string* out) {
@@ -42,7 +42,7 @@ Status AppendKeyJson(std::string_view key, std::string* out) {
   bool first = true;
   while (pos < key.size()) {
     std::string_view part;
-    if (!GetLengthPrefixed(key, &pos, &part)) {
+    if (!format::GetLengthPrefixed(key, &pos, &part)) {
       return absl::DataLossError(fmt::format("malformed key: bad part at byte {}", pos));
     }
     if (!first) out->push_back(',');
@@ -76,7 +76,7 @@ uint32_t Combiner::Partition(std::string_view key) const {
   if (partition_key_parts_ > 0) {
     size_t pos = 0;
     std::string_view part;
-    for (int i = 0; i < partition_key_parts_ && GetLengthPrefixed(key, &pos, &part); ++i) {
+    for (int i = 0; i < partition_key_parts_ && format::GetLengthPrefixed(key, &pos, &part); ++i) {
     }
     key = key.substr(0, pos);
   }
@@ -110,8 +110,8 @@ std::vector<std::string> Combiner::Finish() {
               [](const auto* a, const auto* b) { return a->first < b->first; });
     std::string& out = buffers[p];
     for (const StateMap::value_type* entry : rows[p]) {
-      PutLengthPrefixed(entry->first, &out);
-      for (const std::string& state : entry->second) PutLengthPrefixed(state, &out);
+      format::PutLengthPrefixed(entry->first, &out);
+      for (const std::string& state : entry->second) format::PutLengthPrefixed(state, &out);
     }
   }
   states_.clear();
@@ -143,7 +143,7 @@ Status ShuffleReader::MergeRows(std::string_view buffer) {
     const size_t row_start = pos;
     for (size_t f = 0; f <= n; ++f) {
       std::string_view field;
-      if (!GetLengthPrefixed(buffer, &pos, &field)) {
+      if (!format::GetLengthPrefixed(buffer, &pos, &field)) {
         return absl::DataLossError(fmt::format(
             "shuffle buffer truncated or malformed: row {} (at byte {}), {} at byte {} of {}",
             row, row_start, f == 0 ? std::string("key") : fmt::format("state {}", f), pos,

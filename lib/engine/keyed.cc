@@ -6,7 +6,7 @@
 
 #include "lib/engine/json_text.h"
 #include "lib/engine/plugin_loader.h"
-#include "lib/engine/varint.h"
+#include "lib/format/varint.h"
 #include "lib/engine/window.h"
 
 namespace sluice::engine {
@@ -25,7 +25,7 @@ Result<int64_t> FirstNumber(std::string_view key, std::string_view* rest) {
   size_t pos = 0;
   std::string_view part;
   double d = 0;
-  if (!GetLengthPrefixed(key, &pos, &part) || !NumberOfPart(part, &d)) {
+  if (!format::GetLengthPrefixed(key, &pos, &part) || !NumberOfPart(part, &d)) {
     return absl::DataLossError("a window's state key does not start with its window");
   }
   *rest = key.substr(pos);
@@ -38,7 +38,7 @@ Status SplitLastNumber(std::string_view key, std::string_view* user, int64_t* t)
   std::string_view part;
   while (pos < key.size()) {
     last = pos;
-    if (!GetLengthPrefixed(key, &pos, &part)) return absl::DataLossError("a session row key is malformed");
+    if (!format::GetLengthPrefixed(key, &pos, &part)) return absl::DataLossError("a session row key is malformed");
   }
   double d = 0;
   if (!NumberOfPart(part, &d)) return absl::DataLossError("a session row key does not end with its event time");
@@ -83,7 +83,7 @@ Status DecodeKeyParts(std::string_view key, std::vector<plugin::Value>* parts) {
   std::string_view part;
   while (pos < key.size()) {
     plugin::Value v;
-    if (!GetLengthPrefixed(key, &pos, &part) || !PluginValueOf(part, &v)) {
+    if (!format::GetLengthPrefixed(key, &pos, &part) || !PluginValueOf(part, &v)) {
       return absl::DataLossError("a key is malformed");
     }
     parts->push_back(v);
@@ -97,11 +97,11 @@ Status DecodeEvent(std::string_view in, std::vector<plugin::Field>* fields) {
   fields->clear();
   size_t pos = 0;
   uint64_t n = 0;
-  if (!GetVarint(in, &pos, &n)) return absl::DataLossError("an event is malformed");
+  if (!format::GetVarint(in, &pos, &n)) return absl::DataLossError("an event is malformed");
   for (uint64_t i = 0; i < n; ++i) {
     std::string_view name, value;
     plugin::Field f;
-    if (!GetLengthPrefixed(in, &pos, &name) || !GetLengthPrefixed(in, &pos, &value) ||
+    if (!format::GetLengthPrefixed(in, &pos, &name) || !format::GetLengthPrefixed(in, &pos, &value) ||
         !PluginValueOf(value, &f.value)) {
       return absl::DataLossError("an event is malformed");
     }
@@ -149,17 +149,17 @@ class CollectingStateEmitter final : public plugin::StateEmitter {
 
 }  // namespace
 
-void AppendEventHeader(size_t fields, std::string* out) { PutVarint(fields, out); }
+void AppendEventHeader(size_t fields, std::string* out) { format::PutVarint(fields, out); }
 
 void AppendEventField(std::string_view name, const Value& value, std::string* out) {
   thread_local std::string key;
-  PutLengthPrefixed(name, out);
-  PutLengthPrefixed(EncodeValueKey(value, &key) ? std::string_view(key) : std::string_view(), out);
+  format::PutLengthPrefixed(name, out);
+  format::PutLengthPrefixed(EncodeValueKey(value, &key) ? std::string_view(key) : std::string_view(), out);
 }
 
 std::string EncodeStates(const std::vector<std::string>& states) {
   std::string out;
-  for (const std::string& s : states) PutLengthPrefixed(s, &out);
+  for (const std::string& s : states) format::PutLengthPrefixed(s, &out);
   return out;
 }
 
@@ -168,7 +168,7 @@ Status DecodeStates(std::string_view value, size_t n, std::vector<std::string>* 
   size_t pos = 0;
   for (size_t i = 0; i < n; ++i) {
     std::string_view s;
-    if (!GetLengthPrefixed(value, &pos, &s)) return absl::DataLossError("a state value is truncated");
+    if (!format::GetLengthPrefixed(value, &pos, &s)) return absl::DataLossError("a state value is truncated");
     (*states)[i].assign(s);
   }
   if (pos != value.size()) return absl::DataLossError("a state value has trailing bytes");
@@ -507,7 +507,7 @@ Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess
   std::vector<std::string> states;
   auto decode = [&](std::string_view value, int64_t* last) -> Status {
     if (value.size() < 8) return absl::DataLossError("a running state is truncated");
-    *last = static_cast<int64_t>(GetFixed64(value.data()));
+    *last = static_cast<int64_t>(format::GetFixed64(value.data()));
     return DecodeStates(value.substr(8), n, &states);
   };
   for (const auto* row : reader_->Sorted()) {
@@ -520,7 +520,7 @@ Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess
     }
     for (size_t i = 0; i < n; ++i) RETURN_IF_ERROR(aggs_[i]->Merge(row->second[i], &states[i]));
     std::string value;
-    PutFixed64(static_cast<uint64_t>(ctx.batch_time_unix_ms), &value);
+    format::PutFixed64(static_cast<uint64_t>(ctx.batch_time_unix_ms), &value);
     value += EncodeStates(states);
     out.lines += "{\"key\":";
     RETURN_IF_ERROR(AppendKeyJson(row->first, &out.lines));
@@ -592,7 +592,7 @@ Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess*
   };
   auto stamped = [&](std::string_view bytes) {
     std::string v;
-    PutFixed64(static_cast<uint64_t>(ctx.batch_time_unix_ms), &v);
+    format::PutFixed64(static_cast<uint64_t>(ctx.batch_time_unix_ms), &v);
     v.append(bytes);
     return v;
   };
@@ -603,7 +603,7 @@ Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess*
     size_t pos = 0;
     std::string_view one;
     while (pos < list.size()) {
-      if (!GetLengthPrefixed(list, &pos, &one)) return absl::DataLossError("the shuffled events are malformed");
+      if (!format::GetLengthPrefixed(list, &pos, &one)) return absl::DataLossError("the shuffled events are malformed");
       fields.emplace_back();
       RETURN_IF_ERROR(DecodeEvent(one, &fields.back()));
     }
@@ -631,7 +631,7 @@ Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess*
     RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
       if (reader_->Find(key) != nullptr || value.size() < 8) return true;
       int64_t last = 0;
-      last = static_cast<int64_t>(GetFixed64(value.data()));
+      last = static_cast<int64_t>(format::GetFixed64(value.data()));
       if (last + stage_.timeout_ms <= ctx.batch_time_unix_ms) expired.emplace_back(key, value.substr(8));
       return true;
     }));

@@ -196,7 +196,7 @@ class PipelineImpl final : public Pipeline {
     return mapper_->Finish();
   }
 
-  void Run(const source::Block& block, std::string* out, PipelineCounts* counts) override {
+  void Run(const format::Block& block, std::string* out, PipelineCounts* counts) override {
     block_ = &block;
     int64_t offset = block.lineage().start_offset;
     Status st = block.ForEach([&](std::string_view record) {
@@ -427,7 +427,7 @@ class PipelineImpl final : public Pipeline {
   }
 
   const std::vector<Op> ops_;
-  const source::Block* block_ = nullptr;  // during Run
+  const format::Block* block_ = nullptr;  // during Run
   std::string_view record_;               // the record RunRecord is on
   const bool csv_;  // the file sink's format: csv rows, else JSON lines
   std::unique_ptr<KeyedMapper> mapper_;  // keyed jobs: events go here, not to `out`

@@ -27,7 +27,7 @@
 
 #include "lib/common/status.h"
 #include "lib/engine/keyed.h"
-#include "lib/source/block.h"
+#include "lib/format/block.h"
 #include "proto/job.pb.h"
 
 namespace sluice::engine {
@@ -57,7 +57,7 @@ class Pipeline {
 
   // Runs every record of `block`; appends output lines to `out` (a keyed
   // job's events go to its KeyedMapper instead, and `out` stays empty).
-  virtual void Run(const source::Block& block, std::string* out, PipelineCounts* counts) = 0;
+  virtual void Run(const format::Block& block, std::string* out, PipelineCounts* counts) = 0;
 
   // Keyed jobs, after the last Run: one row buffer per reduce partition
   // (keyed.h), and the late events and newest event time in `counts`. An

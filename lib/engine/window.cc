@@ -7,7 +7,7 @@
 
 #include "fmt/format.h"
 #include "lib/engine/json_text.h"
-#include "lib/engine/varint.h"
+#include "lib/format/varint.h"
 
 namespace sluice::engine {
 namespace {
@@ -211,10 +211,10 @@ bool SessionMerger::ClosedAt(int64_t last, int64_t watermark) const {
 
 std::string SessionMerger::Single(int64_t t, std::span<const std::string> states) const {
   std::string out;
-  PutVarint(1, &out);
-  PutVarint(ZigZag(t), &out);
-  PutVarint(0, &out);
-  for (const std::string& state : states) PutLengthPrefixed(state, &out);
+  format::PutVarint(1, &out);
+  format::PutVarint(ZigZag(t), &out);
+  format::PutVarint(0, &out);
+  for (const std::string& state : states) format::PutLengthPrefixed(state, &out);
   return out;
 }
 
@@ -223,7 +223,7 @@ Status SessionMerger::Parse(std::string_view set, std::vector<RawSession>* out) 
   if (set.empty()) return absl::OkStatus();
   size_t pos = 0;
   uint64_t n = 0;
-  if (!GetVarint(set, &pos, &n)) return CorruptSet("bad session count", pos);
+  if (!format::GetVarint(set, &pos, &n)) return CorruptSet("bad session count", pos);
   // Each session takes at least 2 + A bytes.
   if (n == 0 || n > (set.size() - pos) / (2 + aggs_.size())) {
     return CorruptSet(fmt::format("session count {} does not fit", n), 0);
@@ -232,7 +232,7 @@ Status SessionMerger::Parse(std::string_view set, std::vector<RawSession>* out) 
   for (uint64_t i = 0; i < n; ++i) {
     const size_t at = pos;
     uint64_t zz = 0, span = 0;
-    if (!GetVarint(set, &pos, &zz) || !GetVarint(set, &pos, &span)) {
+    if (!format::GetVarint(set, &pos, &zz) || !format::GetVarint(set, &pos, &span)) {
       return CorruptSet(fmt::format("session {}: bad start or length", i + 1), at);
     }
     const int64_t start = UnZigZag(zz);
@@ -245,7 +245,7 @@ Status SessionMerger::Parse(std::string_view set, std::vector<RawSession>* out) 
     const size_t body_begin = pos;
     for (size_t k = 0; k < aggs_.size(); ++k) {
       std::string_view state;
-      if (!GetLengthPrefixed(set, &pos, &state)) {
+      if (!format::GetLengthPrefixed(set, &pos, &state)) {
         return CorruptSet(fmt::format("session {}: bad state {}", i + 1, k + 1), pos);
       }
     }
@@ -263,7 +263,7 @@ void SessionMerger::SplitBody(std::string_view body, std::vector<std::string_vie
   for (size_t k = 0; k < aggs_.size(); ++k) {
     std::string_view state;
     // Parse validated the body.
-    if (!GetLengthPrefixed(body, &pos, &state)) state = {};
+    if (!format::GetLengthPrefixed(body, &pos, &state)) state = {};
     states->push_back(state);
   }
 }
@@ -290,12 +290,12 @@ Status SessionMerger::Merge(std::string* into, std::string_view other) const {
   std::string body;  // the encoded sessions, without the count
   uint64_t count = 0;
   auto emit = [&](const Current& cur) {
-    PutVarint(ZigZag(cur.start), &body);
-    PutVarint(static_cast<uint64_t>(cur.last) - static_cast<uint64_t>(cur.start), &body);
+    format::PutVarint(ZigZag(cur.start), &body);
+    format::PutVarint(static_cast<uint64_t>(cur.last) - static_cast<uint64_t>(cur.start), &body);
     if (!cur.decoded) {
       body.append(cur.raw);
     } else {
-      for (const std::string& state : cur.states) PutLengthPrefixed(state, &body);
+      for (const std::string& state : cur.states) format::PutLengthPrefixed(state, &body);
     }
     ++count;
   };
@@ -332,7 +332,7 @@ Status SessionMerger::Merge(std::string* into, std::string_view other) const {
 
   std::string merged;
   merged.reserve(body.size() + 2);
-  PutVarint(count, &merged);
+  format::PutVarint(count, &merged);
   merged.append(body);
   *into = std::move(merged);
   return absl::OkStatus();
@@ -370,10 +370,10 @@ Status SessionMerger::TakeClosed(std::string* set, int64_t watermark,
   }
   std::string rest;
   if (n_closed < raw.size()) {
-    PutVarint(raw.size() - n_closed, &rest);
+    format::PutVarint(raw.size() - n_closed, &rest);
     for (size_t i = n_closed; i < raw.size(); ++i) {
-      PutVarint(ZigZag(raw[i].start), &rest);
-      PutVarint(static_cast<uint64_t>(raw[i].last) - static_cast<uint64_t>(raw[i].start), &rest);
+      format::PutVarint(ZigZag(raw[i].start), &rest);
+      format::PutVarint(static_cast<uint64_t>(raw[i].last) - static_cast<uint64_t>(raw[i].start), &rest);
       rest.append(raw[i].body);
     }
   }

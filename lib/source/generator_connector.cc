@@ -37,10 +37,10 @@ class GeneratorConnector final : public SourceConnector {
     return OpenedReader{NewGeneratorReader(&generator_, partition), std::max<int64_t>(offset, 0)};
   }
 
-  Result<Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
+  Result<format::Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
                           std::chrono::milliseconds /*timeout*/) override {
     RETURN_IF_ERROR(CheckPartition(partition));
-    BlockBuilder builder(spec().name(), partition, start_offset);
+    format::BlockBuilder builder(spec().name(), partition, start_offset);
     const int64_t n = std::max<int64_t>(0, end_offset - start_offset);
     builder.Reserve(static_cast<size_t>(std::min<int64_t>(n, 1 << 20)) * (generator_.options().payload_size + 4));
     generator_.ReadInto(partition, end_offset, n, &builder);

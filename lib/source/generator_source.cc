@@ -123,7 +123,7 @@ int64_t GeneratorSource::Available(int32_t /*partition*/) const {
 }
 
 int64_t GeneratorSource::ReadInto(int32_t partition, int64_t end_offset, int64_t max_records,
-                                  BlockBuilder* builder) const {
+                                  format::BlockBuilder* builder) const {
   const int64_t from = builder->next_offset();
   const int64_t to = std::min({end_offset, Available(partition), from + max_records});
   for (int64_t o = from; o < to; ++o) {

@@ -19,7 +19,7 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
-#include "lib/source/block.h"
+#include "lib/format/block.h"
 
 namespace sluice::source {
 
@@ -54,7 +54,7 @@ class GeneratorSource {
   // Appends events [builder.next_offset(), min(end_offset, Available)) to the
   // builder, at most max_records. Returns how many were added.
   int64_t ReadInto(int32_t partition, int64_t end_offset, int64_t max_records,
-                   BlockBuilder* builder) const;
+                   format::BlockBuilder* builder) const;
 
  private:
   const GeneratorOptions options_;

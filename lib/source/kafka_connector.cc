@@ -41,7 +41,7 @@ class KafkaPartitionReader final : public PartitionReader {
  public:
   KafkaPartitionReader(std::unique_ptr<KafkaSource> consumer, int32_t partition)
       : consumer_(std::move(consumer)), reader_(NewKafkaReader(consumer_.get(), partition)) {}
-  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, BlockBuilder* builder) override {
+  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, format::BlockBuilder* builder) override {
     return reader_->ReadInto(max_records, timeout_ms, builder);
   }
   bool replayable() const override { return true; }
@@ -77,11 +77,11 @@ class KafkaConnector final : public SourceConnector {
     return OpenedReader{std::make_unique<KafkaPartitionReader>(std::move(consumer), partition), offset};
   }
 
-  Result<Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
+  Result<format::Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
                           std::chrono::milliseconds timeout) override {
     RETURN_IF_ERROR(CheckPartition(partition));
     ASSIGN_OR_RETURN(std::unique_ptr<KafkaSource> consumer, Borrow());
-    BlockBuilder builder(spec().name(), partition, start_offset);
+    format::BlockBuilder builder(spec().name(), partition, start_offset);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     Status st = absl::OkStatus();
     while (st.ok() && builder.next_offset() < end_offset) {

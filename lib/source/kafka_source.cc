@@ -98,7 +98,7 @@ Status KafkaSource::StartAt(int32_t partition, int64_t offset) {
 }
 
 Result<int64_t> KafkaSource::ReadInto(int32_t partition, int64_t end_offset, int64_t max_records,
-                                      int timeout_ms, BlockBuilder* builder) {
+                                      int timeout_ms, format::BlockBuilder* builder) {
   const int64_t from = builder->next_offset();
   const int64_t want = std::min(end_offset - from, max_records);
   if (want <= 0) return int64_t{0};

@@ -17,7 +17,7 @@
 #include <utility>
 
 #include "lib/common/status.h"
-#include "lib/source/block.h"
+#include "lib/format/block.h"
 
 typedef struct rd_kafka_s rd_kafka_t;
 typedef struct rd_kafka_topic_s rd_kafka_topic_t;
@@ -53,7 +53,7 @@ class KafkaSource {
   // `end_offset` (exclusive), at most `max_records`, waiting at most
   // `timeout_ms` for data. Returns how many were added (0: nothing yet).
   [[nodiscard]] Result<int64_t> ReadInto(int32_t partition, int64_t end_offset, int64_t max_records,
-                                         int timeout_ms, BlockBuilder* builder);
+                                         int timeout_ms, format::BlockBuilder* builder);
 
   // Stops fetching every partition and drops what was fetched ahead, so an
   // idle consumer holds no data; the next ReadInto starts afresh.

@@ -8,7 +8,7 @@ namespace {
 class GeneratorReader final : public PartitionReader {
  public:
   GeneratorReader(const GeneratorSource* g, int32_t p) : g_(g), p_(p) {}
-  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, BlockBuilder* builder) override {
+  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, format::BlockBuilder* builder) override {
     int64_t n = g_->ReadInto(p_, INT64_MAX, max_records, builder);
     if (n == 0 && timeout_ms > 0) {
       // Paced and caught up: wait a little for the next events.
@@ -27,7 +27,7 @@ class GeneratorReader final : public PartitionReader {
 class KafkaReader final : public PartitionReader {
  public:
   KafkaReader(KafkaSource* k, int32_t p) : k_(k), p_(p) {}
-  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, BlockBuilder* builder) override {
+  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, format::BlockBuilder* builder) override {
     return k_->ReadInto(p_, INT64_MAX, max_records, timeout_ms, builder);
   }
   bool replayable() const override { return true; }

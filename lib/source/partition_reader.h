@@ -12,7 +12,7 @@
 #include <memory>
 
 #include "lib/common/status.h"
-#include "lib/source/block.h"
+#include "lib/format/block.h"
 #include "lib/source/generator_source.h"
 #include "lib/source/kafka_source.h"
 
@@ -34,7 +34,7 @@ class PartitionReader {
   // Appends records from builder->next_offset() on, at most `max_records`,
   // waiting at most `timeout_ms` for data. Returns how many were added.
   [[nodiscard]] virtual Result<int64_t> ReadInto(int64_t max_records, int timeout_ms,
-                                                 BlockBuilder* builder) = 0;
+                                                 format::BlockBuilder* builder) = 0;
   virtual bool replayable() const = 0;
 };
 

@@ -34,10 +34,10 @@ class SocketConnector final : public SourceConnector {
     return OpenedReader{std::move(reader), std::max<int64_t>(offset, 0)};
   }
 
-  Result<Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
+  Result<format::Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
                           std::chrono::milliseconds /*timeout*/) override {
     RETURN_IF_ERROR(CheckPartition(partition));
-    if (end_offset <= start_offset) return Block({spec().name(), partition, start_offset, start_offset}, "", 0);
+    if (end_offset <= start_offset) return format::Block({spec().name(), partition, start_offset, start_offset}, "", 0);
     return absl::DataLossError(fmt::format(
         "source '{}': partition {} offsets {}..{}: a socket source is not replayable; the range cannot be read again",
         spec().name(), partition, start_offset, end_offset));

@@ -22,7 +22,7 @@ class SocketReader final : public PartitionReader {
   SocketReader(SocketReaderOptions options, HostPort hp) : options_(std::move(options)), hp_(std::move(hp)) {}
   ~SocketReader() override { Close(); }
 
-  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, BlockBuilder* builder) override {
+  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, format::BlockBuilder* builder) override {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     int64_t added = Parse(max_records, builder);
     while (added == 0 && std::chrono::steady_clock::now() < deadline) {
@@ -112,7 +112,7 @@ class SocketReader final : public PartitionReader {
   }
 
   // Moves complete records from buf_ into the builder.
-  int64_t Parse(int64_t max_records, BlockBuilder* builder) {
+  int64_t Parse(int64_t max_records, format::BlockBuilder* builder) {
     const int64_t max = options_.max_event_bytes;
     int64_t added = 0;
     size_t pos = 0;

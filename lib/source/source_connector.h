@@ -22,7 +22,7 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
-#include "lib/source/block.h"
+#include "lib/format/block.h"
 #include "lib/source/partition_reader.h"
 #include "proto/job.pb.h"
 
@@ -88,7 +88,7 @@ class SourceConnector {
   // source cannot give every offset of it (not replayable, deleted by
   // retention, a gap, nothing there within `timeout`); UNAVAILABLE if the
   // source cannot be reached.
-  [[nodiscard]] virtual Result<Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
+  [[nodiscard]] virtual Result<format::Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
                                                 std::chrono::milliseconds timeout) = 0;
 
   // Records `next_offsets` (partition -> next offset to read) as `group`'s

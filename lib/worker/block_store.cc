@@ -20,7 +20,7 @@ std::string DiskKey(const BlockKey& k) {
 
 // Block log values: end offset and record count (8 bytes each, big-endian),
 // then the block's data.
-std::string LogHeader(const source::Block& b) {
+std::string LogHeader(const format::Block& b) {
   std::string v;
   for (int64_t x : {b.lineage().end_offset, b.records()}) {
     for (int i = 7; i >= 0; --i) v.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
@@ -110,9 +110,9 @@ bool BlockStore::HasRoom(size_t bytes) const {
          stats_.disk_bytes + bytes <= options_.disk_budget_bytes;
 }
 
-Status BlockStore::Put(source::Block* in, bool durable) {
-  source::Block& block = *in;
-  const source::BlockLineage l = block.lineage();
+Status BlockStore::Put(format::Block* in, bool durable) {
+  format::Block& block = *in;
+  const format::BlockLineage l = block.lineage();
   BlockKey key{l.source, l.partition, l.start_offset};
   const size_t bytes = block.bytes();
   std::unique_lock<std::mutex> lock(mu_);
@@ -181,7 +181,7 @@ Status BlockStore::Put(source::Block* in, bool durable) {
       e.on_disk = true;
       stats_.disk_bytes += bytes;
       ++stats_.blocks_on_disk;
-      block = source::Block();
+      block = format::Block();
     }
     entries_.emplace(key, std::move(e));
     return absl::OkStatus();
@@ -215,11 +215,11 @@ Status BlockStore::Put(source::Block* in, bool durable) {
     --stats_.blocks_on_disk;
     return absl::UnavailableError(fmt::format("block store: spilling failed: {}", s.ToString()));
   }
-  block = source::Block();  // moved in: the caller's copy is released
+  block = format::Block();  // moved in: the caller's copy is released
   return absl::OkStatus();
 }
 
-Result<source::Block> BlockStore::Get(const BlockKey& key) const {
+Result<format::Block> BlockStore::Get(const BlockKey& key) const {
   Entry e;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -238,7 +238,7 @@ Result<source::Block> BlockStore::Get(const BlockKey& key) const {
     return absl::DataLossError(fmt::format("block {}[{}] at {}: spilled copy unreadable: {}", key.source,
                                            key.partition, key.start_offset, s.ToString()));
   }
-  source::Block block(e.lineage, std::move(data), e.records);
+  format::Block block(e.lineage, std::move(data), e.records);
   return block;
 }
 

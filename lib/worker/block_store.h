@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "lib/common/status.h"
-#include "lib/source/block.h"
+#include "lib/format/block.h"
 
 namespace rocksdb {
 class DB;
@@ -45,7 +45,7 @@ struct BlockKey {
 
 // A held block, as reported to the leader.
 struct HeldBlock {
-  source::BlockLineage lineage;
+  format::BlockLineage lineage;
   int64_t records = 0;
   size_t bytes = 0;
   bool durable = false;  // in the block log
@@ -81,9 +81,9 @@ class BlockStore {
   // receivers start only where the accepted blocks of a partition end.
   // `durable`: the block is also written to the block log, synced, before
   // Put returns (FAILED_PRECONDITION if the store has no log).
-  [[nodiscard]] Status Put(source::Block* block, bool durable = false);
+  [[nodiscard]] Status Put(format::Block* block, bool durable = false);
   // NOT_FOUND if the block is not held (dropped, or never here).
-  [[nodiscard]] Result<source::Block> Get(const BlockKey& key) const;
+  [[nodiscard]] Result<format::Block> Get(const BlockKey& key) const;
   // Whether a block of `bytes` would be taken now.
   bool HasRoom(size_t bytes) const;
   // Drops the blocks of (source, partition) that end at or before `offset`.
@@ -97,12 +97,12 @@ class BlockStore {
 
  private:
   struct Entry {
-    source::BlockLineage lineage;
+    format::BlockLineage lineage;
     int64_t records = 0;
     size_t bytes = 0;
     bool on_disk = false;  // served from disk: the spill, or the log if in_log
     bool in_log = false;
-    source::Block block;  // when in memory
+    format::Block block;  // when in memory
   };
   BlockStore(Options options, rocksdb::DB* db, rocksdb::DB* log)
       : options_(std::move(options)), db_(db), log_(log) {}

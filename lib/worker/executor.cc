@@ -13,7 +13,7 @@
 
 namespace sluice::worker {
 
-Result<source::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& r) {
+Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& r) {
   proto::BlockRef ref;
   ref.set_source(r.source());
   ref.set_partition(r.partition());
@@ -31,7 +31,7 @@ Result<source::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::P
     return absl::DataLossError(fmt::format("fetched block {}[{}] at {} ends at {}, not {}", r.source(), r.partition(),
                                            r.start_offset(), got.end_offset(), r.end_offset()));
   }
-  source::Block block({got.source(), got.partition(), got.start_offset(), got.end_offset()}, std::move(data),
+  format::Block block({got.source(), got.partition(), got.start_offset(), got.end_offset()}, std::move(data),
                       info.records());
   RETURN_IF_ERROR(block.ForEach([](std::string_view) {}));
   return block;
@@ -49,10 +49,10 @@ constexpr int64_t kMaxRecomputeBytes = 64 << 20;
 // Cuts `range`, read again in one piece, into the blocks it was reported as
 // (by their record counts), so the operators see the same blocks as from a
 // holder; the range as one block if the counts do not add up.
-std::vector<source::Block> SplitAsReported(source::Block range, const std::vector<const proto::BlockInfo*>& blocks) {
+std::vector<format::Block> SplitAsReported(format::Block range, const std::vector<const proto::BlockInfo*>& blocks) {
   if (blocks.size() <= 1) return {std::move(range)};
   const std::string& data = range.data();
-  std::vector<source::Block> out;
+  std::vector<format::Block> out;
   size_t pos = 0;
   for (const proto::BlockInfo* info : blocks) {
     const size_t from = pos;
@@ -64,7 +64,7 @@ std::vector<source::Block> SplitAsReported(source::Block range, const std::vecto
       pos += 4 + len;
     }
     const proto::PartitionRange& r = info->range();
-    out.emplace_back(source::BlockLineage{r.source(), r.partition(), r.start_offset(), r.end_offset()},
+    out.emplace_back(format::BlockLineage{r.source(), r.partition(), r.start_offset(), r.end_offset()},
                      data.substr(from, pos - from), info->records());
   }
   if (pos != data.size()) return {std::move(range)};
@@ -73,16 +73,16 @@ std::vector<source::Block> SplitAsReported(source::Block range, const std::vecto
 
 }  // namespace
 
-std::optional<source::Block> Executor::HeldBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
+std::optional<format::Block> Executor::HeldBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
                                                  proto::TaskResult* result) {
   const proto::PartitionRange& r = info.range();
-  Result<source::Block> local = store_->Get({r.source(), r.partition(), r.start_offset()});
+  Result<format::Block> local = store_->Get({r.source(), r.partition(), r.start_offset()});
   if (local.ok() && local->lineage().end_offset == r.end_offset()) return std::move(*local);
   for (const std::string& holder : info.holders()) {
     for (const proto::MemberInfo& m : task.holders()) {
       if (m.id() != holder) continue;
       rpc::WorkerClient client(*channels_, m.rpc_address());
-      Result<source::Block> fetched = FetchRemoteBlock(client, r);
+      Result<format::Block> fetched = FetchRemoteBlock(client, r);
       if (fetched.ok()) {
         result->set_blocks_fetched(result->blocks_fetched() + 1);
         return std::move(*fetched);
@@ -94,14 +94,14 @@ std::optional<source::Block> Executor::HeldBlock(const proto::TaskRequest& task,
   return std::nullopt;
 }
 
-Result<std::vector<source::Block>> Executor::Recompute(const proto::TaskRequest& task,
+Result<std::vector<format::Block>> Executor::Recompute(const proto::TaskRequest& task,
                                                        const std::vector<const proto::BlockInfo*>& lost,
                                                        proto::TaskResult* result) {
   // From lineage: exactly the same records, from the same offsets, the whole
   // contiguous run in one read.
   const proto::PartitionRange& first = lost.front()->range();
   const int64_t end = lost.back()->range().end_offset();
-  Result<source::Block> again = [&]() -> Result<source::Block> {
+  Result<format::Block> again = [&]() -> Result<format::Block> {
     ASSIGN_OR_RETURN(std::shared_ptr<source::SourceConnector> connector, connectors_.Get(task.source()));
     return connector->ReadRange(first.partition(), first.start_offset(), end, kRecomputeTimeout);
   }();
@@ -111,7 +111,7 @@ Result<std::vector<source::Block>> Executor::Recompute(const proto::TaskRequest&
                                                 end));
   }
   result->set_blocks_recomputed(result->blocks_recomputed() + static_cast<int64_t>(lost.size()));
-  std::vector<source::Block> blocks = SplitAsReported(std::move(*again), lost);
+  std::vector<format::Block> blocks = SplitAsReported(std::move(*again), lost);
   if (blocks.size() != lost.size()) {
     spdlog::warn("{}[{}] {}..{} read again does not split into the {} blocks reported; used as one", first.source(),
                  first.partition(), first.start_offset(), end, lost.size());
@@ -193,14 +193,14 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::fun
   int64_t lost_bytes = 0;
   auto recompute_lost = [&]() -> Status {
     if (lost.empty()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(std::vector<source::Block> again, Recompute(task, lost, &result));
-    for (const source::Block& block : again) pipeline->Run(block, &out, &counts);
+    ASSIGN_OR_RETURN(std::vector<format::Block> again, Recompute(task, lost, &result));
+    for (const format::Block& block : again) pipeline->Run(block, &out, &counts);
     lost.clear();
     lost_bytes = 0;
     return absl::OkStatus();
   };
   for (const proto::BlockInfo& info : *blocks) {
-    std::optional<source::Block> held = HeldBlock(task, info, &result);
+    std::optional<format::Block> held = HeldBlock(task, info, &result);
     if (held) {
       RETURN_IF_ERROR(recompute_lost());
       pipeline->Run(*held, &out, &counts);

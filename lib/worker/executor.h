@@ -40,7 +40,7 @@ namespace sluice::worker {
 
 // Streams the block of `range` from the worker `holder` (FetchBlock) and
 // checks it is that block: DATA_LOSS if the range or its records differ.
-[[nodiscard]] Result<source::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& range);
+[[nodiscard]] Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& range);
 
 class Executor {
  public:
@@ -87,11 +87,11 @@ class Executor {
                                    proto::TaskResult* result);
   // The block from this worker's store or from a live holder; none if no
   // one has it.
-  std::optional<source::Block> HeldBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
+  std::optional<format::Block> HeldBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
                                          proto::TaskResult* result);
   // Reads the contiguous blocks `lost` again from the task's source, in one
   // read (SourceConnector::ReadRange). DATA_LOSS if the source cannot.
-  [[nodiscard]] Result<std::vector<source::Block>> Recompute(const proto::TaskRequest& task,
+  [[nodiscard]] Result<std::vector<format::Block>> Recompute(const proto::TaskRequest& task,
                                                              const std::vector<const proto::BlockInfo*>& lost,
                                                              proto::TaskResult* result);
   // The job's sink, opened on its first task (a job's name is used once, so

@@ -49,7 +49,7 @@ void Receiver::Run() {
 }
 
 Status Receiver::RunLoop() {
-  source::BlockBuilder builder(options_.source, options_.partition, options_.start_offset);
+  format::BlockBuilder builder(options_.source, options_.partition, options_.start_offset);
   const auto started = clock_->Now();
   int64_t read_total = 0;
   std::chrono::milliseconds backoff(50);
@@ -85,7 +85,7 @@ Status Receiver::RunLoop() {
       if (builder.dead_letters() != dead_before) NoteDeadLetters(builder, dead_before);
     }
     if (builder.empty()) continue;
-    source::Block block = builder.Cut();
+    format::Block block = builder.Cut();
     builder.Reserve(block.bytes());  // the next block is likely as large
     if (!options_.durable) {
       RETURN_IF_ERROR(Hand(std::move(block)));
@@ -102,7 +102,7 @@ Status Receiver::RunLoop() {
 
 // CUT, then PAUSED while the store has no room or the reporter says wait:
 // the block is held, and reading stops at the next cut.
-Status Receiver::Hand(source::Block block) {
+Status Receiver::Hand(format::Block block) {
   const HeldBlock held{block.lineage(), block.records(), block.bytes(), options_.durable};
   bool paused = false;
   auto pause = [&] {
@@ -153,7 +153,7 @@ Status Receiver::Hand(source::Block block) {
   return absl::OkStatus();
 }
 
-void Receiver::NoteDeadLetters(const source::BlockBuilder& builder, int64_t before) {
+void Receiver::NoteDeadLetters(const format::BlockBuilder& builder, int64_t before) {
   const int64_t now = builder.dead_letters();
   // Every dead letter is counted; the log shows the first ten and then one in
   // a thousand, so a flood of bad input cannot flood the log.

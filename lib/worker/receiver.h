@@ -90,8 +90,8 @@ class Receiver {
  private:
   void Run();
   [[nodiscard]] Status RunLoop();
-  [[nodiscard]] Status Hand(source::Block block);
-  void NoteDeadLetters(const source::BlockBuilder& builder, int64_t before);
+  [[nodiscard]] Status Hand(format::Block block);
+  void NoteDeadLetters(const format::BlockBuilder& builder, int64_t before);
 
   const ReceiverOptions options_;
   std::unique_ptr<source::PartitionReader> reader_;

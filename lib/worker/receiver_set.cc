@@ -247,7 +247,7 @@ Result<std::string> ReceiverSet::Replicate(const HeldBlock& b) {
   if (targets.empty()) return absl::UnavailableError("no other live worker to hold a replica");
   // Spread partitions over the targets; try them all in turn.
   const size_t first = std::hash<std::string>()(b.lineage.source) + b.lineage.partition;
-  ASSIGN_OR_RETURN(source::Block block, store_->Get({b.lineage.source, b.lineage.partition, b.lineage.start_offset}));
+  ASSIGN_OR_RETURN(format::Block block, store_->Get({b.lineage.source, b.lineage.partition, b.lineage.start_offset}));
   const proto::BlockInfo info = InfoOf(b, options_.self.id());
   Status last;
   for (size_t i = 0; i < targets.size(); ++i) {

@@ -36,7 +36,7 @@ grpc::Status WorkerServiceImpl::AssignReceivers(grpc::ServerContext* /*context*/
 
 grpc::Status WorkerServiceImpl::FetchBlock(grpc::ServerContext* /*context*/, const proto::BlockRef* request,
                                            grpc::ServerWriter<proto::BlockChunk>* writer) {
-  Result<source::Block> block = store_->Get({request->source(), request->partition(), request->start_offset()});
+  Result<format::Block> block = store_->Get({request->source(), request->partition(), request->start_offset()});
   if (!block.ok()) return rpc::ToGrpc(block.status());
   proto::BlockInfo info;
   proto::PartitionRange* r = info.mutable_range();
@@ -73,7 +73,7 @@ grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* /*context*/,
                         fmt::format("replica of {} bytes announced as {}", data.size(), info.bytes()));
   }
   const proto::PartitionRange& r = info.range();
-  source::Block block({r.source(), r.partition(), r.start_offset(), r.end_offset()}, std::move(data), info.records());
+  format::Block block({r.source(), r.partition(), r.start_offset(), r.end_offset()}, std::move(data), info.records());
   if (Status ok = block.ForEach([](std::string_view) {}); !ok.ok()) return rpc::ToGrpc(ok);
   Status st = store_->Put(&block, /*durable=*/true);
   if (absl::IsAlreadyExists(st)) return grpc::Status::OK;  // a retry

@@ -18,7 +18,7 @@
 #include "gtest/gtest.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/worker_client.h"
-#include "lib/source/block.h"
+#include "lib/format/block.h"
 #include "lib/worker/executor.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
@@ -103,7 +103,7 @@ void ExpectContiguous(const proto::SourceInfo& s, int64_t first) {
   }
 }
 
-Result<source::Block> Fetch(const std::string& worker, const proto::PartitionRange& r) {
+Result<format::Block> Fetch(const std::string& worker, const proto::PartitionRange& r) {
   rpc::WorkerClient client(testing::Channels(), worker);
   return worker::FetchRemoteBlock(client, r);
 }
@@ -189,7 +189,7 @@ TEST(DataPathTest, KafkaPartitionsFollowTheWorkersWithEveryEventInExactlyOneBloc
       }
       const int w = b.holders(0) == "worker-2" ? 1 : 2;
       ASSERT_THAT(b.holders(0), ::testing::AnyOf("worker-2", "worker-3"));
-      Result<source::Block> block = Fetch(c.worker_address(w), b.range());
+      Result<format::Block> block = Fetch(c.worker_address(w), b.range());
       ASSERT_TRUE(block.ok()) << block.status();
       EXPECT_EQ(block->records(), b.records());
       ASSERT_TRUE(block
@@ -300,7 +300,7 @@ TEST(DataPathTest, SocketBlocksOutliveTheirReceiverThroughTheReplica) {
   const int other = 1 - receiving;
   std::vector<std::string> lines;
   for (const proto::BlockInfo& b : p.block_list()) {
-    Result<source::Block> block = Fetch(c.worker_address(other), b.range());
+    Result<format::Block> block = Fetch(c.worker_address(other), b.range());
     ASSERT_TRUE(block.ok()) << block.status();
     ASSERT_TRUE(block->ForEach([&](std::string_view r) { lines.emplace_back(r); }).ok());
   }

@@ -44,12 +44,12 @@ TEST(KafkaSource, ReadsExactRangesIntoContiguousBlocks) {
     auto marks = (*source)->Watermarks(p);
     ASSERT_TRUE(marks.ok()) << marks.status();
     EXPECT_EQ(marks->first, 0);
-    BlockBuilder builder("events", p, 0);
+    format::BlockBuilder builder("events", p, 0);
     while (builder.next_offset() < marks->second) {
       auto n = (*source)->ReadInto(p, marks->second, 700, 2000, &builder);
       ASSERT_TRUE(n.ok()) << n.status();
       if (builder.records() >= 700 || builder.next_offset() == marks->second) {
-        Block block = builder.Cut();
+        format::Block block = builder.Cut();
         EXPECT_LE(block.records(), 700);
         ASSERT_TRUE(block.ForEach([&](std::string_view r) {
                              ids.insert(std::string(r.substr(0, r.find(';'))));
@@ -63,7 +63,7 @@ TEST(KafkaSource, ReadsExactRangesIntoContiguousBlocks) {
 
   // Lineage: [100, 250) of partition 2, read again, is byte-identical.
   auto read_range = [&](int64_t from, int64_t to) {
-    BlockBuilder b("events", 2, from);
+    format::BlockBuilder b("events", 2, from);
     while (b.next_offset() < to) {
       auto n = (*source)->ReadInto(2, to, 1000, 2000, &b);
       EXPECT_TRUE(n.ok()) << n.status();
@@ -71,8 +71,8 @@ TEST(KafkaSource, ReadsExactRangesIntoContiguousBlocks) {
     }
     return b.Cut();
   };
-  Block first = read_range(100, 250);
-  Block again = read_range(100, 250);
+  format::Block first = read_range(100, 250);
+  format::Block again = read_range(100, 250);
   EXPECT_EQ(first.records(), 150);
   EXPECT_EQ(first.data(), again.data());
   EXPECT_EQ(again.lineage().end_offset, 250);
@@ -88,7 +88,7 @@ TEST(KafkaSource, OffsetsLostToRetentionAreAnErrorNamingThem) {
   auto marks = (*source)->Watermarks(0);
   ASSERT_TRUE(marks.ok()) << marks.status();
   ASSERT_GT(marks->first, 0) << "the mock kept everything; the test needs retention to bite";
-  BlockBuilder builder("small", 0, 0);
+  format::BlockBuilder builder("small", 0, 0);
   Result<int64_t> n = int64_t{0};
   for (int i = 0; i < 10 && n.ok() && *n == 0; ++i) n = (*source)->ReadInto(0, marks->second, 100, 2000, &builder);
   ASSERT_FALSE(n.ok());

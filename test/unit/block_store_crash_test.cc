@@ -19,8 +19,8 @@
 namespace sluice::worker {
 namespace {
 
-source::Block MakeBlock(int32_t p, int64_t start, int records, int size) {
-  source::BlockBuilder b("sock", p, start);
+format::Block MakeBlock(int32_t p, int64_t start, int records, int size) {
+  format::BlockBuilder b("sock", p, start);
   for (int i = 0; i < records; ++i) b.Add(std::string(size, static_cast<char>('a' + (start + i) % 26)));
   return b.Cut();
 }
@@ -77,11 +77,11 @@ TEST_F(BlockStoreCrashTest, EveryDurablePutThatReturnedSurvivesLosingUnsyncedDat
     ASSERT_NE(store, nullptr);
     for (int i = 0; i < 6; ++i) {
       // Small blocks stay in the table, big ones (>= 4 KiB) go to blob files.
-      source::Block b = i % 2 == 0 ? MakeBlock(0, i * 100, 100, 3) : MakeBlock(0, i * 100, 100, 3000);
+      format::Block b = i % 2 == 0 ? MakeBlock(0, i * 100, 100, 3) : MakeBlock(0, i * 100, 100, 3000);
       put[{0, i * 100}] = Hash(b.data());
       ASSERT_TRUE(store->Put(&b, /*durable=*/true).ok()) << i;
     }
-    source::Block scratch = MakeBlock(1, 0, 10, 100);  // not durable: memory, gone with the process
+    format::Block scratch = MakeBlock(1, 0, 10, 100);  // not durable: memory, gone with the process
     ASSERT_TRUE(store->Put(&scratch).ok());
     fs_->Deactivate();
   }
@@ -93,14 +93,14 @@ TEST_F(BlockStoreCrashTest, EveryDurablePutThatReturnedSurvivesLosingUnsyncedDat
 }
 
 TEST_F(BlockStoreCrashTest, APutCutOffAtAnyOfItsSyncsLeavesItsBlockWholeOrAbsent) {
-  const source::Block first = MakeBlock(0, 0, 100, 3000);
-  const source::Block second = MakeBlock(0, 100, 100, 3000);
+  const format::Block first = MakeBlock(0, 0, 100, 3000);
+  const format::Block second = MakeBlock(0, 100, 100, 3000);
   // How many syncs one durable Put makes (blob file, table, manifest, ...).
   int64_t syncs_per_put = 0;
   {
     auto store = Open(/*faulty=*/true);
     ASSERT_NE(store, nullptr);
-    source::Block a = first, b = second;
+    format::Block a = first, b = second;
     ASSERT_TRUE(store->Put(&a, true).ok());
     const int64_t before = fs_->syncs();
     ASSERT_TRUE(store->Put(&b, true).ok());
@@ -117,7 +117,7 @@ TEST_F(BlockStoreCrashTest, APutCutOffAtAnyOfItsSyncsLeavesItsBlockWholeOrAbsent
       {
         auto store = Open(/*faulty=*/true);
         ASSERT_NE(store, nullptr);
-        source::Block a = first, b = second;
+        format::Block a = first, b = second;
         ASSERT_TRUE(store->Put(&a, true).ok());
         fs_->DeactivateAtSync(n);  // n > syncs_per_put: the Put returns first
         Status put = store->Put(&b, true);
@@ -160,7 +160,7 @@ TEST_F(BlockStoreCrashTest, DropsSurviveAProcessCrashAndAPowerFailureBringsBackO
       auto store = Open(/*faulty=*/true);
       ASSERT_NE(store, nullptr);
       for (int i = 0; i < 5; ++i) {
-        source::Block b = MakeBlock(0, i * 100, 100, i % 2 == 0 ? 3 : 3000);
+        format::Block b = MakeBlock(0, i * 100, 100, i % 2 == 0 ? 3 : 3000);
         put[{0, i * 100}] = Hash(b.data());
         ASSERT_TRUE(store->Put(&b, true).ok()) << i;
       }

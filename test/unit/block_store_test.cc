@@ -10,13 +10,13 @@
 namespace sluice::worker {
 namespace {
 
-source::Block MakeBlock(const std::string& src, int32_t p, int64_t start, int records, int size) {
-  source::BlockBuilder b(src, p, start);
+format::Block MakeBlock(const std::string& src, int32_t p, int64_t start, int records, int size) {
+  format::BlockBuilder b(src, p, start);
   for (int i = 0; i < records; ++i) b.Add(std::string(size, static_cast<char>('a' + (start + i) % 26)));
   return b.Cut();
 }
 
-Status Put(BlockStore& store, source::Block block) { return store.Put(&block); }
+Status Put(BlockStore& store, format::Block block) { return store.Put(&block); }
 
 class BlockStoreTest : public ::testing::Test {
  protected:
@@ -43,7 +43,7 @@ TEST_F(BlockStoreTest, KeepsInMemoryThenSpillsThenRefuses) {
   EXPECT_EQ(st.blocks_on_disk, 2u);
   EXPECT_LE(st.memory_bytes, 2100u);
   EXPECT_FALSE(store->HasRoom(1040));
-  source::Block refused = MakeBlock("s", 0, 40, 10, 100);
+  format::Block refused = MakeBlock("s", 0, 40, 10, 100);
   Status full = store->Put(&refused);
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);  // the receiver must pause
   EXPECT_EQ(refused.records(), 10);  // and still holds its block
@@ -76,10 +76,10 @@ TEST_F(BlockStoreTest, DropBeforeFreesCommittedBlocksOfOnePartition) {
 TEST_F(BlockStoreTest, DurableBlocksSurviveAReopenAndLeaveTheLogWhenDropped) {
   {
     auto store = Open(/*memory=*/2100, /*disk=*/1 << 20);
-    source::Block a = MakeBlock("sock", 0, 0, 10, 100);
-    source::Block b = MakeBlock("sock", 0, 10, 10, 100);
-    source::Block c = MakeBlock("sock", 0, 20, 10, 100);
-    source::Block plain = MakeBlock("gen", 0, 0, 10, 100);
+    format::Block a = MakeBlock("sock", 0, 0, 10, 100);
+    format::Block b = MakeBlock("sock", 0, 10, 10, 100);
+    format::Block c = MakeBlock("sock", 0, 20, 10, 100);
+    format::Block plain = MakeBlock("gen", 0, 0, 10, 100);
     ASSERT_TRUE(store->Put(&a, /*durable=*/true).ok());
     ASSERT_TRUE(store->Put(&b, /*durable=*/true).ok());
     ASSERT_TRUE(store->Put(&c, /*durable=*/true).ok());  // over the memory budget: only in the log
@@ -96,7 +96,7 @@ TEST_F(BlockStoreTest, DurableBlocksSurviveAReopenAndLeaveTheLogWhenDropped) {
   EXPECT_EQ(held[0].lineage.end_offset, 20);
   EXPECT_EQ(held[0].records, 10);
   EXPECT_TRUE(held[0].durable);
-  Result<source::Block> b = store->Get({"sock", 0, 10});
+  Result<format::Block> b = store->Get({"sock", 0, 10});
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->data(), MakeBlock("sock", 0, 10, 10, 100).data());
   int n = 0;
@@ -110,16 +110,16 @@ TEST_F(BlockStoreTest, DurableBlocksSurviveAReopenAndLeaveTheLogWhenDropped) {
 
 TEST_F(BlockStoreTest, ADifferentBlockAtTheSameStartReplacesALeftover) {
   auto store = Open(/*memory=*/2100, /*disk=*/1 << 20);
-  source::Block first = MakeBlock("sock", 0, 0, 10, 100);
+  format::Block first = MakeBlock("sock", 0, 0, 10, 100);
   ASSERT_TRUE(store->Put(&first, /*durable=*/true).ok());
   // The same block again (a retried replica) is a duplicate.
-  source::Block again = MakeBlock("sock", 0, 0, 10, 100);
+  format::Block again = MakeBlock("sock", 0, 0, 10, 100);
   EXPECT_EQ(store->Put(&again, true).code(), absl::StatusCode::kAlreadyExists);
   // A new receiver starting at the same offset cuts a different block: it
   // replaces the leftover, in memory and in the block log.
-  source::Block other = MakeBlock("sock", 0, 0, 7, 50);
+  format::Block other = MakeBlock("sock", 0, 0, 7, 50);
   ASSERT_TRUE(store->Put(&other, true).ok());
-  Result<source::Block> got = store->Get({"sock", 0, 0});
+  Result<format::Block> got = store->Get({"sock", 0, 0});
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->lineage().end_offset, 7);
   EXPECT_EQ(store->Stats().blocks_in_log, 1u);
@@ -131,14 +131,14 @@ TEST_F(BlockStoreTest, ADifferentBlockAtTheSameStartReplacesALeftover) {
 }
 
 TEST(BlockBuilderTest, DeadLettersKeepTheRangeContiguousWithoutARecord) {
-  source::BlockBuilder b("s", 0, 100);
+  format::BlockBuilder b("s", 0, 100);
   b.Add("one");
   b.AddDeadLetter("event of 2000000 bytes is over the 1048576-byte limit");
   b.Add("three");
   EXPECT_EQ(b.records(), 2);
   EXPECT_EQ(b.dead_letters(), 1);
   EXPECT_THAT(b.last_dead_letter(), ::testing::HasSubstr("offset 101"));
-  source::Block block = b.Cut();
+  format::Block block = b.Cut();
   EXPECT_EQ(block.lineage().start_offset, 100);
   EXPECT_EQ(block.lineage().end_offset, 103);
   std::vector<std::string> seen;

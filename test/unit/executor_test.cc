@@ -43,11 +43,11 @@ class ExecutorTest : public ::testing::Test {
     return std::move(*s);
   }
   // Block i of partition 1, as its receiver cut it.
-  source::Block Block(int i) {
+  format::Block Block(int i) {
     source::GeneratorSource g({.name = "gen", .seed = source_.generator().seed(), .partitions = 2,
                                .num_keys = source_.generator().num_keys(), .payload_size = 150},
                               &clock_);
-    source::BlockBuilder b("gen", 1, i * kPerBlock);
+    format::BlockBuilder b("gen", 1, i * kPerBlock);
     g.ReadInto(1, (i + 1) * kPerBlock, kPerBlock, &b);
     return b.Cut();
   }
@@ -95,7 +95,7 @@ TEST_F(ExecutorTest, BlocksHeldNowhereAreRecomputedARunAtATimeWithTheSameOutput)
   // Every block held here.
   auto all = Store("all");
   for (int i = 0; i < kBlocks; ++i) {
-    source::Block b = Block(i);
+    format::Block b = Block(i);
     ASSERT_TRUE(all->Put(&b).ok());
   }
   Executor held("w1", all.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
@@ -108,7 +108,7 @@ TEST_F(ExecutorTest, BlocksHeldNowhereAreRecomputedARunAtATimeWithTheSameOutput)
   // in one read and cut back into the blocks reported.
   auto some = Store("some");
   for (int i : {2, 3}) {
-    source::Block b = Block(i);
+    format::Block b = Block(i);
     ASSERT_TRUE(some->Put(&b).ok());
   }
   Executor lost("w2", some.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);

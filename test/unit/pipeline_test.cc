@@ -9,8 +9,8 @@
 namespace sluice::engine {
 namespace {
 
-source::Block MakeBlock(const std::vector<std::string>& records) {
-  source::BlockBuilder b("s", 0, 100);
+format::Block MakeBlock(const std::vector<std::string>& records) {
+  format::BlockBuilder b("s", 0, 100);
   for (const auto& r : records) b.Add(r);
   return b.Cut();
 }
@@ -29,7 +29,7 @@ TEST(PipelineTest, ParseFilterMapProjectWithDeadLetters) {
   - map: {fields: {double: amount * 2}}
   - project: {fields: [id, double, user.name], rename: {user.name: who}}
 )");
-  source::Block block = MakeBlock({R"({"id":"a","country":"NL","amount":12.5})",
+  format::Block block = MakeBlock({R"({"id":"a","country":"NL","amount":12.5})",
                                    R"({"id":"b","country":"DE","amount":50})",
                                    "not json at all",
                                    R"({"id":"c\"q","country":"NL","amount":3,"user":{"name":"Ada"}})"});
@@ -82,9 +82,9 @@ TEST(PipelineTest, CsvRawAndFlatMap) {
 TEST(PipelineTest, GeneratorEventsThroughAFilterMatchAnIndependentCount) {
   source::GeneratorOptions o{.partitions = 1, .num_keys = 10, .payload_size = 200};
   source::GeneratorSource gen(o, Clock::Real());
-  source::BlockBuilder b("gen", 0, 0);
+  format::BlockBuilder b("gen", 0, 0);
   gen.ReadInto(0, 10'000, 10'000, &b);
-  source::Block block = b.Cut();
+  format::Block block = b.Cut();
   int64_t expected = 0;
   for (int64_t i = 0; i < 10'000; ++i) {
     const std::string e = gen.EventString(0, i);

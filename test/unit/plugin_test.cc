@@ -26,8 +26,8 @@ constexpr const char* kTestPlugin = SLUICE_TEST_PLUGIN;
 constexpr const char* kVersion999 = SLUICE_VERSION_999_PLUGIN;
 constexpr const char* kNotAPlugin = SLUICE_NOT_A_PLUGIN;
 
-source::Block MakeBlock(const std::vector<std::string>& records) {
-  source::BlockBuilder b("s", 0, 100);
+format::Block MakeBlock(const std::vector<std::string>& records) {
+  format::BlockBuilder b("s", 0, 100);
   for (const auto& r : records) b.Add(r);
   return b.Cut();
 }

@@ -33,7 +33,7 @@ class ReceiverTest : public ::testing::Test {
   }
   std::string dir_;
   std::mutex mu_;
-  std::vector<source::BlockLineage> reported_;  // guarded by mu_
+  std::vector<format::BlockLineage> reported_;  // guarded by mu_
   Receiver::Reporter Reporter() {
     return [this](const HeldBlock& b) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -41,13 +41,13 @@ class ReceiverTest : public ::testing::Test {
       return absl::OkStatus();
     };
   }
-  std::vector<source::BlockLineage> Reported() {
+  std::vector<format::BlockLineage> Reported() {
     std::lock_guard<std::mutex> lock(mu_);
     return reported_;
   }
 };
 
-void ExpectContiguous(const std::vector<source::BlockLineage>& blocks, int64_t from) {
+void ExpectContiguous(const std::vector<format::BlockLineage>& blocks, int64_t from) {
   int64_t next = from;
   for (const auto& b : blocks) {
     EXPECT_EQ(b.start_offset, next) << "gap or overlap";
@@ -131,7 +131,7 @@ class TrackingReader final : public source::PartitionReader {
  public:
   TrackingReader(std::unique_ptr<source::PartitionReader> inner, std::atomic<int64_t>* read_to)
       : inner_(std::move(inner)), read_to_(read_to) {}
-  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, source::BlockBuilder* builder) override {
+  Result<int64_t> ReadInto(int64_t max_records, int timeout_ms, format::BlockBuilder* builder) override {
     Result<int64_t> n = inner_->ReadInto(max_records, timeout_ms, builder);
     read_to_->store(builder->next_offset());
     return n;
@@ -160,7 +160,7 @@ class ScriptedReporter {
     std::lock_guard<std::mutex> lock(mu_);
     answer_ = std::move(st);
   }
-  std::vector<source::BlockLineage> Calls() {
+  std::vector<format::BlockLineage> Calls() {
     std::lock_guard<std::mutex> lock(mu_);
     return calls_;
   }
@@ -168,8 +168,8 @@ class ScriptedReporter {
     std::lock_guard<std::mutex> lock(mu_);
     return accepted_;
   }
-  std::vector<source::BlockLineage> AcceptedLineages() {
-    std::vector<source::BlockLineage> out;
+  std::vector<format::BlockLineage> AcceptedLineages() {
+    std::vector<format::BlockLineage> out;
     for (const HeldBlock& b : Accepted()) out.push_back(b.lineage);
     return out;
   }
@@ -177,7 +177,7 @@ class ScriptedReporter {
  private:
   std::mutex mu_;
   Status answer_;                          // guarded by mu_
-  std::vector<source::BlockLineage> calls_;  // guarded by mu_
+  std::vector<format::BlockLineage> calls_;  // guarded by mu_
   std::vector<HeldBlock> accepted_;          // guarded by mu_
 };
 

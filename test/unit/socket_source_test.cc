@@ -119,7 +119,7 @@ class SocketSourceTest : public ::testing::Test {
     EXPECT_LE(*n, 1);
     EXPECT_EQ(builder_.next_offset() - before, *n) << "every event takes exactly one offset";
     if (*n == 0) return 0;
-    Block b = builder_.Cut();
+    format::Block b = builder_.Cut();
     Event e{b.lineage().start_offset, b.records() == 0, ""};
     EXPECT_TRUE(b.ForEach([&](std::string_view rec) { e.data = std::string(rec); }).ok());
     events_.push_back(std::move(e));
@@ -147,7 +147,7 @@ class SocketSourceTest : public ::testing::Test {
 
   Listener listener_;
   std::unique_ptr<PartitionReader> reader_;
-  BlockBuilder builder_{"sock", 0, kStart};
+  format::BlockBuilder builder_{"sock", 0, kStart};
   int conn_ = -1;
   std::vector<Event> events_;
 };
@@ -184,7 +184,7 @@ TEST_F(SocketSourceTest, ReadIntoAddsAtMostMaxRecordsAndWaitsAtMostTheTimeout) {
     if (*n > 0) counts.push_back(*n);
   }
   EXPECT_EQ(counts, (std::vector<int64_t>{2, 2, 1}));
-  Block b = builder_.Cut();
+  format::Block b = builder_.Cut();
   EXPECT_EQ(b.lineage().start_offset, 100);
   EXPECT_EQ(b.lineage().end_offset, 105);
   std::vector<std::string> seen;

@@ -332,13 +332,13 @@ class ConnectorConformance : public ::testing::TestWithParam<Kind> {
 
   // Reads kRecords records of `partition` from kStart with a reader of the
   // connector, cutting a block every kPerBlock records.
-  std::vector<Block> ReadBlocks(int32_t partition) {
-    std::vector<Block> blocks;
+  std::vector<format::Block> ReadBlocks(int32_t partition) {
+    std::vector<format::Block> blocks;
     auto opened = connector_->OpenReader(partition, kStart);
     EXPECT_TRUE(opened.ok()) << opened.status();
     if (!opened.ok()) return blocks;
     EXPECT_EQ(opened->offset, kStart);
-    BlockBuilder builder(spec_.name(), partition, opened->offset);
+    format::BlockBuilder builder(spec_.name(), partition, opened->offset);
     int64_t read = 0;
     const auto deadline = SteadyClock::now() + std::chrono::seconds(30);
     while (read < kRecords && SteadyClock::now() < deadline) {
@@ -365,9 +365,9 @@ TEST_P(ConnectorConformance, ReadsFromAnOffset) {
   ASSERT_TRUE(partitions.ok()) << partitions.status();
   EXPECT_EQ(*partitions, kPartitions);
 
-  std::vector<Block> blocks = ReadBlocks(1);
+  std::vector<format::Block> blocks = ReadBlocks(1);
   int64_t offset = kStart;
-  for (const Block& b : blocks) {
+  for (const format::Block& b : blocks) {
     EXPECT_EQ(b.lineage().source, spec_.name());
     EXPECT_EQ(b.lineage().partition, 1);
     EXPECT_EQ(b.lineage().start_offset, offset);
@@ -390,7 +390,7 @@ TEST_P(ConnectorConformance, ReadsFromAnOffset) {
 }
 
 TEST_P(ConnectorConformance, ARangeReadAgainIsByteIdenticalToTheBlocksRead) {
-  std::vector<Block> blocks = ReadBlocks(1);
+  std::vector<format::Block> blocks = ReadBlocks(1);
   ASSERT_GE(blocks.size(), 5u);
   auto concat = [&](size_t from, size_t to) {
     std::string data;
@@ -444,7 +444,7 @@ TEST_P(ConnectorConformance, AGapIsDataLoss) {
   if (!gap.reader_fails) return;
   auto opened = gap.connector->OpenReader(0, gap.start);
   ASSERT_TRUE(opened.ok()) << opened.status();
-  BlockBuilder builder(name, 0, gap.start);
+  format::BlockBuilder builder(name, 0, gap.start);
   Result<int64_t> n = int64_t{0};
   for (int i = 0; i < 20 && n.ok() && *n == 0; ++i) n = opened->reader->ReadInto(100, 500, &builder);
   ASSERT_FALSE(n.ok()) << "the reader skipped the gap";

@@ -3,7 +3,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "lib/source/block.h"
+#include "lib/format/block.h"
 #include "lib/source/generator_source.h"
 
 namespace sluice::source {
@@ -12,11 +12,11 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(Block, RoundTripsRecordsAndLineage) {
-  BlockBuilder b("events", 3, 100);
+  format::BlockBuilder b("events", 3, 100);
   b.Add("alpha");
   b.Add("");
   b.Add(std::string(1000, 'z'));
-  Block block = b.Cut();
+  format::Block block = b.Cut();
   EXPECT_EQ(block.lineage().source, "events");
   EXPECT_EQ(block.lineage().partition, 3);
   EXPECT_EQ(block.lineage().start_offset, 100);
@@ -27,20 +27,20 @@ TEST(Block, RoundTripsRecordsAndLineage) {
   EXPECT_EQ(seen, (std::vector<std::string>{"alpha", "", std::string(1000, 'z')}));
   // The builder continues at the next offset with an empty block.
   b.Add("next");
-  Block second = b.Cut();
+  format::Block second = b.Cut();
   EXPECT_EQ(second.lineage().start_offset, 103);
   EXPECT_EQ(second.lineage().end_offset, 104);
 }
 
 TEST(Block, MalformedBufferIsDataLoss) {
-  BlockBuilder b("s", 0, 0);
+  format::BlockBuilder b("s", 0, 0);
   b.Add("hello");
-  Block good = b.Cut();
-  Block truncated(good.lineage(), good.data().substr(0, good.bytes() - 2), 1);
+  format::Block good = b.Cut();
+  format::Block truncated(good.lineage(), good.data().substr(0, good.bytes() - 2), 1);
   Status st = truncated.ForEach([](std::string_view) {});
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(st.message()), HasSubstr("block s[0] 0..1"));
-  Block miscounted(good.lineage(), good.data(), 2);
+  format::Block miscounted(good.lineage(), good.data(), 2);
   EXPECT_FALSE(miscounted.ForEach([](std::string_view) {}).ok());
 }
 
@@ -74,11 +74,11 @@ TEST(Generator, RateMakesOffsetsAvailableAsTimePasses) {
   EXPECT_EQ(g.Available(0), 0);
   clock.Advance(std::chrono::milliseconds(250));
   EXPECT_EQ(g.Available(0), 250);
-  BlockBuilder builder("generator", 0, 0);
+  format::BlockBuilder builder("generator", 0, 0);
   EXPECT_EQ(g.ReadInto(0, INT64_MAX, 100, &builder), 100);  // capped by max_records
   EXPECT_EQ(g.ReadInto(0, INT64_MAX, 1000, &builder), 150);  // capped by time
   EXPECT_EQ(g.ReadInto(0, INT64_MAX, 1000, &builder), 0);
-  Block block = builder.Cut();
+  format::Block block = builder.Cut();
   EXPECT_EQ(block.records(), 250);
   EXPECT_EQ(block.lineage().end_offset, 250);
   // Event time follows the rate: offset 500 is 0.5 s after the start.
@@ -88,10 +88,10 @@ TEST(Generator, RateMakesOffsetsAvailableAsTimePasses) {
 TEST(Generator, ABlockIsRebuiltExactlyFromItsLineage) {
   FakeClock clock;
   GeneratorSource g({.seed = 3, .partitions = 2, .payload_size = 300}, &clock);
-  BlockBuilder first("generator", 1, 5000);
+  format::BlockBuilder first("generator", 1, 5000);
   g.ReadInto(1, 6000, 10'000, &first);
-  Block original = first.Cut();
-  BlockBuilder again("generator", 1, original.lineage().start_offset);
+  format::Block original = first.Cut();
+  format::BlockBuilder again("generator", 1, original.lineage().start_offset);
   g.ReadInto(1, original.lineage().end_offset, 10'000, &again);
   EXPECT_EQ(again.Cut().data(), original.data());
 }

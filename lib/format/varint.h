@@ -1,9 +1,8 @@
 // Unsigned LEB128 varints, length-prefixed byte strings and fixed 64-bit
 // little-endian integers: the framing of aggregate states (aggregate.h),
-// shuffle rows (combiner.h) and keyed state values (keyed.h).
+// shuffle rows (engine/combiner.h) and keyed state values (engine/keyed.h).
 //
-// Module sluice::engine owns them (internal to the engine). Pure inline
-// functions: thread-safe.
+// Module sluice::format owns them. Pure inline functions: thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace sluice::engine {
+namespace sluice::format {
 
 inline void PutVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
@@ -62,4 +61,4 @@ inline uint64_t GetFixed64(const char* p) {
   return v;
 }
 
-}  // namespace sluice::engine
+}  // namespace sluice::format

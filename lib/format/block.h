@@ -1,11 +1,12 @@
 // Blocks: what a receiver cuts a source partition's stream into.
 //
-// Module sluice::source owns the format. A block is a contiguous range of one
+// Module sluice::format owns the format; sources write blocks, the block
+// store keeps them, tasks read them. A block is a contiguous range of one
 // source partition, [start_offset, end_offset), with its records in one
 // compact buffer: each record is a 4-byte little-endian length and its bytes,
 // back to back (no message or allocation per record). The offset range is the
 // block's lineage: a replayable source can always produce the same block again
-// (DESIGN.md "Data path", step 1).
+// (docs/design.md "Data path", step 1).
 //
 // Block is a value type (thread-compatible); BlockBuilder is single-threaded.
 #pragma once
@@ -17,7 +18,7 @@
 
 #include "lib/common/status.h"
 
-namespace sluice::source {
+namespace sluice::format {
 
 struct BlockLineage {
   std::string source;
@@ -133,4 +134,4 @@ class BlockBuilder {
   std::string last_dead_letter_;
 };
 
-}  // namespace sluice::source
+}  // namespace sluice::format
