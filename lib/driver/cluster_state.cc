@@ -1,6 +1,7 @@
 #include "lib/driver/cluster_state.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "lib/source/source_connector.h"
 #include "spdlog/spdlog.h"
@@ -157,7 +158,12 @@ std::shared_ptr<const proto::ClusterState> ClusterState::View() const {
 proto::ClusterState* ClusterState::MutableLocked() {
   // Only View() hands out references, under mu_: a count of one means no
   // reader holds this state, and none can take it while we change it.
-  if (state_.use_count() > 1) state_ = std::make_shared<proto::ClusterState>(*state_);
+  if (state_.use_count() > 1) {
+    state_ = std::make_shared<proto::ClusterState>(*state_);
+  } else {
+    // The last reader's release happens before our writes.
+    std::atomic_thread_fence(std::memory_order_acquire);
+  }
   return state_.get();
 }
 

@@ -295,20 +295,29 @@ Status DataPath::ReportBlocks(const proto::ReportBlocksRequest& request, proto::
   return AppendBlocks(request.epoch(), std::move(accepted));
 }
 
-std::vector<std::string> DataPath::LiveHolders(const proto::PartitionRange& block) const {
-  std::lock_guard<std::mutex> lock(mu_);
+std::vector<std::string> DataPath::LiveHolders(const proto::BlockInfo& block,
+                                               const std::set<std::string>& live) const {
+  // This term's knowledge when it has any; else (a new term before its
+  // first round, a block accepted a moment ago) the reporter the log names.
+  const google::protobuf::RepeatedPtrField<std::string>* known = &block.holders();
+  std::vector<std::string> from_index;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto src = sources_.find(block.range().source());
+    if (term_ != 0 && term_ == leadership_->epoch() && src != sources_.end() && block.range().partition() >= 0 &&
+        block.range().partition() < static_cast<int32_t>(src->second.partitions.size())) {
+      const Partition& p = src->second.partitions[block.range().partition()];
+      if (auto it = p.holders.find(block.range().start_offset()); it != p.holders.end()) from_index = it->second;
+    }
+  }
   std::vector<std::string> out;
-  if (term_ == 0 || term_ != leadership_->epoch()) return out;  // not this term's knowledge
-  auto src = sources_.find(block.source());
-  if (src == sources_.end() || block.partition() < 0 ||
-      block.partition() >= static_cast<int32_t>(src->second.partitions.size())) {
+  if (!from_index.empty()) {
+    for (const std::string& h : from_index) {
+      if (live.contains(h)) out.push_back(h);
+    }
     return out;
   }
-  const Partition& p = src->second.partitions[block.partition()];
-  auto it = p.holders.find(block.start_offset());
-  if (it == p.holders.end()) return out;
-  std::set<std::string> live = LiveLocked();
-  for (const std::string& h : it->second) {
+  for (const std::string& h : *known) {
     if (live.contains(h)) out.push_back(h);
   }
   return out;
@@ -423,6 +432,11 @@ std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::Memb
       proto::ReceiverAssignment& a = round.assignment[id];
       *a.mutable_spec() = s.spec;
       a.set_partition(id.partition);
+      // Revocations send the kept partitions with this offset (a receiver
+      // restarted there starts at it); Grant refreshes it after them.
+      if (const proto::PartitionState* ps = FindPartitionState(*view, name, static_cast<int32_t>(i))) {
+        a.set_start_offset(ps->next_offset());
+      }
     }
   }
   // Grace at the start of a term: wait (a few rounds) for every live worker

@@ -64,10 +64,10 @@ class DataPath {
   // workers, no holders).
   void ListSources(const proto::ListSourcesRequest& request, proto::ListSourcesResponse* response);
 
-  // The live workers known to hold the accepted block that starts `block`
-  // (reported it, or confirmed it when registering with this term); empty
-  // when none does or this driver does not lead.
-  std::vector<std::string> LiveHolders(const proto::PartitionRange& block) const;
+  // The workers among `live` known to hold the accepted `block` (as the
+  // log has it): those that reported it or confirmed it when registering
+  // with this term; before this term knows of the block, its reporter.
+  std::vector<std::string> LiveHolders(const proto::BlockInfo& block, const std::set<std::string>& live) const;
 
   // One assignment round (see the top of the file). `live` is the workers/
   // membership; `leader_address` is this driver's advertised address.

@@ -32,6 +32,8 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
   const int64_t epoch = leadership_->epoch();
   const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
   const proto::ClusterState& state = *state_view;
+  std::set<std::string> live_ids;
+  for (const proto::MemberInfo& m : live) live_ids.insert(m.id());
   int committed = 0;
   for (const auto& [job_id, job] : state.jobs()) {
     if (job.stopped()) retries_.erase(job_id);
@@ -60,7 +62,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
             proto::BlockInfo* info = t.add_blocks();
             *info = b;
             info->clear_holders();
-            for (std::string& h : data_->LiveHolders(b.range())) info->add_holders(std::move(h));
+            for (std::string& h : data_->LiveHolders(b, live_ids)) info->add_holders(std::move(h));
           }
         }
       }

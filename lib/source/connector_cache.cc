@@ -2,10 +2,21 @@
 
 #include <vector>
 
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
 namespace sluice::source {
 
 Result<std::shared_ptr<SourceConnector>> ConnectorCache::Get(const proto::SourceSpec& spec) {
-  const std::string key = spec.SerializeAsString();
+  // Deterministic: map fields (Kafka properties) in key order, so one spec
+  // always finds its connector.
+  std::string key;
+  {
+    google::protobuf::io::StringOutputStream stream(&key);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&coded);
+  }
   std::vector<std::shared_ptr<SourceConnector>> dropped;  // released after the lock
   absl::MutexLock lock(&mu_);
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {

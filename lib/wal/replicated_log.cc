@@ -91,7 +91,16 @@ void ReplicatedLog::AdvanceCommitLocked() {
   if (c <= commit_seq_ || c < term_start_seq_) return;
   commit_seq_ = c;
   Status st = ApplyUpToLocked(c);
-  if (st.ok()) st = store_->SetCommitSeq(c);
+  if (!st.ok()) {
+    // The state machine cannot follow the log: what an appender would read
+    // after its append returned is not there. Stop serving this term.
+    spdlog::error("wal: applying committed records failed, leaving the term: {}", st.ToString());
+    serving_ = false;
+    apply_failed_ = true;  // the writer tells on_fenced, outside the lock
+    AbortLocked();
+    return;
+  }
+  st = store_->SetCommitSeq(c);
   if (!st.ok()) spdlog::error("wal: {}", st.ToString());
   commit_cv_.notify_all();
 }
@@ -148,7 +157,15 @@ void ReplicatedLog::WriterLoop(int64_t epoch) {
   std::vector<proto::WalRecord> batch;
   while (true) {
     writer_cv_.wait(lock, [&] { return !pending_.empty() || !TermActiveLocked(epoch); });
-    if (!TermActiveLocked(epoch)) return;
+    if (!TermActiveLocked(epoch)) {
+      if (apply_failed_) {
+        apply_failed_ = false;
+        std::function<void(int64_t)> cb = on_fenced_;
+        lock.unlock();
+        if (cb) cb(epoch);  // non-blocking: it queues the step-down
+      }
+      return;
+    }
     batch.clear();
     batch.swap(pending_);
     lock.unlock();

@@ -178,6 +178,7 @@ class ReplicatedLog {
   int64_t abort_generation_ = 0;       // guarded by mu_; bumped by every abort
   int64_t term_generation_ = -1;       // guarded by mu_; abort_generation_ at term start
   bool closed_ = false;                // guarded by mu_
+  bool apply_failed_ = false;          // guarded by mu_; the term ends: tell on_fenced
   bool recovering_ = false;            // guarded by mu_
   bool serving_ = false;               // guarded by mu_
   int64_t assigned_seq_ = 0;           // guarded by mu_
