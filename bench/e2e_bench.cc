@@ -18,7 +18,7 @@
 //   paced      the job with the generator at --rate events/s in total; the
 //              workers get --block-memory-mb 2048 (a couple of seconds of
 //              blocks at 300 MB/s stay in memory while their batch runs).
-//   keyed      (issue 7) generator (100,000 keys) -> parse -> key_by key ->
+//   keyed      generator (100,000 keys) -> parse -> key_by key ->
 //              10 s tumbling window over batch time -> count -> null, paced
 //              at the same rate: map tasks, a shuffle between the workers
 //              and reduce tasks folding into the RocksDB state, replicated
@@ -30,7 +30,7 @@
 // are the per-batch BatchSummary of every batch committed in the window
 // (DescribeJob on the leader, polled every 2 s; it keeps the last 20).
 //
-// Target (issue 6): >= 500,000 events/s with 1 s batches and p99 total
+// Target: >= 500,000 events/s with 1 s batches and p99 total
 // delay < 2 batch intervals. Printed as met / NOT met; the benchmark exits 0
 // whatever the figures, and 1 only if a cluster cannot start or a job FAILED.
 #include <algorithm>

@@ -7,7 +7,7 @@
 // Phases: the generator writing blocks directly; the worker's Receiver cutting
 // 200 ms blocks into the BlockStore; the same with the receiver WAL on (every
 // block synced to the block log), against this disk's sequential synced write
-// bandwidth measured in the same run. Targets (issue 5): >= 1,000,000
+// bandwidth measured in the same run. Targets: >= 1,000,000
 // events/s of 600 bytes on one core (memory only); with the WAL on, >= the
 // lower of 500,000 events/s and 70% of the synced disk bandwidth. Kafka
 // ingest is bench/kafka_ingest_bench.

@@ -7,7 +7,7 @@
 //
 //   pipeline_bench [--seconds 3] [--payload 600] [--plugin uppercase_plugin.so]
 //
-// Issue 6's end-to-end target is 500,000 events/s with 2 workers on this
+// The end-to-end target is 500,000 events/s with 2 workers on this
 // 2-core machine; this is the per-core operator cost that target rests on.
 #include <malloc.h>
 
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   std::printf("baseline: making the same blocks (generator), same run\n");
   std::printf("  events/s                  %12.0f\n", make_rate);
   std::printf("ratio: pipeline / making blocks = %.3f\n", rate / make_rate);
-  std::printf("per-core share of issue 6's target (250,000 events/s per core of 2): %s\n",
+  std::printf("per-core share of the end-to-end target (250,000 events/s per core of 2): %s\n",
               rate >= 250'000 ? "enough" : "NOT enough");
 
   // A plugin against the built-in operator doing the same work.

@@ -11,7 +11,7 @@
 // with one gRPC call per record (bound by the per-call cost of gRPC's
 // synchronous server on this 2-core machine, reported for reference).
 //
-// Target (issue 4): >= 10,000 committed records/s and p99 < 20 ms.
+// Target: >= 10,000 committed records/s and p99 < 20 ms.
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -1,6 +1,6 @@
 # Finds every third-party dependency, each from its Debian 12 package (the package
 # names are in scripts/setup.sh, the reasons in docs/dependencies.md). How each one
-# is found is measured in ../shared/PLATFORM.md.
+# is found is noted beside each call below.
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 

@@ -6,7 +6,7 @@
 //   UNAVAILABLE          transient; retry the same call
 //   ABORTED              retry the whole transaction (e.g. a lost CAS)
 //   FAILED_PRECONDITION  the system is not in a state for this; do not retry
-//                        (also: a stale leader epoch, DESIGN.md rule 4)
+//                        (also: a stale leader epoch, docs/design.md, rule 4)
 // No exception crosses a module boundary; both types are [[nodiscard]].
 #pragma once
 

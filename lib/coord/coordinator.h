@@ -11,7 +11,7 @@
 //   standalone://HOST:PORT                      in-process; the leader is the
 //                                               driver at HOST:PORT
 //
-// Under ROOT (DESIGN.md): election/n_<token>_<seq> (ephemeral sequential),
+// Under ROOT (docs/design.md): election/n_<token>_<seq> (ephemeral sequential),
 // epoch (persistent counter), workers/<id> and drivers/<id> (ephemeral).
 //
 // Thread-safe. The Coordinator must outlive every role it made.

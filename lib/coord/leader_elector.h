@@ -3,7 +3,7 @@
 // Module sluice::coord owns it. Leadership is two events (Mesos' contender):
 // "you lead, with epoch E" and "you no longer lead". Each term of leadership
 // has its own epoch, strictly greater than every earlier term's (a CAS on the
-// coordinator's epoch counter, DESIGN.md rule 1), and it is the fencing token
+// coordinator's epoch counter, docs/design.md, rule 1), and it is the fencing token
 // the leader stamps on every RPC it sends.
 //
 //   STANDBY --lowest candidate, epoch bumped--> LEADING
@@ -15,7 +15,7 @@
 //      +---- session expired / Stop() ------------+   (`lost` fires)
 //
 // A leader acts only while IsLeader(): connected, and within a lease that
-// ends before the server could expire its session (DESIGN.md rule 5). If the
+// ends before the server could expire its session (docs/design.md, rule 5). If the
 // same session comes back (a ZooKeeper server of an ensemble died and the
 // client moved to another), the term goes on with the same epoch: nobody else
 // can have led, since the leader's ephemeral znode lived on. A new term, on
@@ -44,7 +44,7 @@ class LeaderElector {
   // Enters the election. UNAVAILABLE if the coordinator cannot be reached.
   [[nodiscard]] virtual Status Start(Callbacks callbacks) = 0;
   // Withdraws at once, so a standby takes over without waiting for a
-  // session timeout (DESIGN.md rule 6). `lost` fires if this one led.
+  // session timeout (docs/design.md, rule 6). `lost` fires if this one led.
   virtual void Stop() = 0;
 
   // True only while this candidate leads and its hold on the coordinator is

@@ -1,4 +1,4 @@
-// ZkLeaderElector: LeaderElector on ZooKeeper (DESIGN.md "ZooKeeper layout").
+// ZkLeaderElector: LeaderElector on ZooKeeper (docs/design.md "ZooKeeper layout").
 //
 // Module sluice::coord owns it. Each candidate creates an ephemeral sequential
 // znode <root>/election/n_<token>_<seq> holding its LeaderInfo (text proto);

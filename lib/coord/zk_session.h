@@ -14,7 +14,7 @@
 // gone and must be made again), kReconnected (the same session is back),
 // kDisconnected and kExpired. The client library notices a silent server
 // after about 2/3 of the session timeout, before the server can expire the
-// session: that is the moment a leader must stop acting (DESIGN.md rule 5).
+// session: that is the moment a leader must stop acting (docs/design.md, rule 5).
 //
 // Callbacks (listeners, watches, Post) run one at a time on the session's own
 // event thread, never on the ZooKeeper client's threads, so they may call the

@@ -1,6 +1,6 @@
 // DataPath: the leader's side of the data path — sources, the blocks reported
 // for each source partition, and which worker's receiver reads which
-// partition (DESIGN.md "Data path", steps 1-2; docs/data-path.md).
+// partition (docs/design.md "Data path", steps 1-2; docs/data-path.md).
 //
 // Module sluice::driver owns it. What must survive a failover is in the WAL:
 // SourceRegistered, and BlocksAdded for every accepted block, so a new leader

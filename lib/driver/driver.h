@@ -4,7 +4,7 @@
 // (DriverService in proto/driver.proto, WalService in proto/wal.proto), its
 // replicated WAL (lib/wal), its terms as leader (Leadership), the drivers/
 // group, its view of the workers/ group, and the leader's heartbeat to
-// workers, which carries the epoch (DESIGN.md rule 4), and the leader's
+// workers, which carries the epoch (docs/design.md, rule 4), and the leader's
 // threads: assignment (receivers, every heartbeat), planning (batches at
 // their batch time, checked every 20 ms) and scheduling (tasks, commits).
 // cmd/driverd/main.cpp only parses flags into DriverOptions and calls
@@ -93,7 +93,7 @@ class Driver {
   // cannot be reached; FAILED_PRECONDITION if the data directory is unusable.
   [[nodiscard]] Status Start();
   // Leaves the election and closes the coordinator session first, so a
-  // standby takes over at once (DESIGN.md rule 6), then stops serving.
+  // standby takes over at once (docs/design.md, rule 6), then stops serving.
   void Stop();
 
   // The bound "host:port" (valid after Start).

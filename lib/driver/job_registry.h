@@ -4,9 +4,9 @@
 // written (engine::ValidateJobSpec; its inline sources are registered, its
 // named sources must exist), so a job that fails validation is refused,
 // never half-started. Submit returns once JobSubmitted is committed in the
-// WAL, Stop once JobStopped is (DESIGN.md "Commit rule"). Job ids are job
-// names, unique for the life of the cluster's WAL. The planner (next step of
-// issue 6) reads the running jobs from the WAL's view.
+// WAL, Stop once JobStopped is (docs/design.md "Commit rule"). Job ids are job
+// names, unique for the life of the cluster's WAL. The planner reads the
+// running jobs from the driver's state (ClusterState).
 //
 // Thread-safe: calls are serialised (submits are rare and each waits for a
 // quorum commit).

@@ -106,7 +106,7 @@ void Leadership::Stop() {
     e = elector_.exchange(nullptr);
   }
   cv_.notify_all();
-  if (e != nullptr) e->Stop();  // first: hand over at once (DESIGN.md rule 6)
+  if (e != nullptr) e->Stop();  // first: hand over at once (docs/design.md, rule 6)
   log_->Close();                // no term starts now, and a catch-up gives up
   if (thread_.joinable()) thread_.join();
   log_->StepDown();

@@ -11,7 +11,7 @@
 //                  election as a new candidate
 //
 // Thread-safe. Stop() leaves the election first, so a standby takes over at
-// once (DESIGN.md rule 6).
+// once (docs/design.md, rule 6).
 #pragma once
 
 #include <atomic>

@@ -1,5 +1,5 @@
 // Planner: forms each running job's batches from the blocks the leader has
-// accepted (DESIGN.md "Data path", step 2).
+// accepted (docs/design.md "Data path", step 2).
 //
 // Module sluice::driver owns it. Every batch interval of a job, batch N takes,
 // per partition of each of its sources, the exact offset range from where

@@ -1,5 +1,5 @@
 // Scheduler: runs each job's planned batches and commits them
-// (DESIGN.md "Data path", steps 2-4, and the commit rule).
+// (docs/design.md "Data path", steps 2-4, and the commit rule).
 //
 // Module sluice::driver owns it. For the oldest planned batch of every
 // running job it sends one task per planned range (RunTask), preferring a

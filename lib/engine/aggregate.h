@@ -1,4 +1,4 @@
-// Aggregate functions of keyed aggregation (proto::Aggregation, issue 7).
+// Aggregate functions of keyed aggregation (proto::Aggregation).
 //
 // Module sluice::engine owns them; docs/state.md "Aggregations" is the design.
 // Each function has a *state*: an encoded byte string that a map-side combiner

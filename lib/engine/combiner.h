@@ -1,5 +1,5 @@
 // The map-side combiner and the reduce-side merge of keyed aggregation, and
-// the shuffle row format between them (issue 7; docs/state.md "Stages of a
+// the shuffle row format between them (docs/state.md "Stages of a
 // keyed batch" and "Shuffle transport").
 //
 // Module sluice::engine owns them. Pure code: no I/O, no clock; the transport

@@ -1,4 +1,4 @@
-// The keyed stage of a job: what follows `key_by` (docs/state.md, issue 7).
+// The keyed stage of a job: what follows `key_by` (docs/state.md).
 //
 // Module sluice::engine owns it. A keyed job is its stateless operators, then
 //

@@ -1,4 +1,4 @@
-// Event-time windows of keyed aggregation (issue 7; docs/state.md "Windows and
+// Event-time windows of keyed aggregation (docs/state.md "Windows and
 // event time"): parsing an event's time, the tumbling/sliding windows a time
 // falls in, and session windows as a mergeable state.
 //
@@ -24,7 +24,7 @@
 // encoded as a byte string that the map-side combiner, the shuffle and the
 // reduce side treat like an aggregate state (aggregate.h): the empty string
 // is the empty set and the identity of Merge. Encoding (varints are unsigned
-// LEB128, varint.h):
+// LEB128, format/varint.h):
 //
 //   set     := varint(n >= 1) session x n
 //   session := zigzag varint(start) varint(last - start)

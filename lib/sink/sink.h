@@ -3,7 +3,7 @@
 // Module sluice::sink owns them. A task's output is whole JSON lines for one
 // (job, batch, output partition); every sink is idempotent per that triple,
 // so a batch re-run after a failure replaces or skips, never appends twice
-// (DESIGN.md "Exactly-once"):
+// (docs/design.md "Exactly-once"):
 //
 //   file:   <path>/<job>-batch-<N>-part-<task>.jsonl (.csv), written to a temporary
 //           name, fsynced, renamed, the directory fsynced: a re-run replaces.

@@ -1,4 +1,4 @@
-// ReplicatedLog, becoming the leader: catch up from a quorum (DESIGN.md
+// ReplicatedLog, becoming the leader: catch up from a quorum (docs/design.md
 // leadership rule 2), then commit LeaderChange (rule 3).
 #include <algorithm>
 

@@ -1,7 +1,7 @@
 // EpochFence: a worker's memory of the highest leader epoch it has accepted.
 //
 // Module sluice::worker owns it. Every driver->worker RPC carries the
-// sender's epoch (DESIGN.md rule 4): Accept() takes it if it is not lower
+// sender's epoch (docs/design.md, rule 4): Accept() takes it if it is not lower
 // than the highest seen (and raises the mark), else answers
 // FAILED_PRECONDITION, so a paused-then-resumed old leader can do no harm.
 //

@@ -1,4 +1,4 @@
-// Executor: runs a batch's tasks on a worker (DESIGN.md "Data path", step 3).
+// Executor: runs a batch's tasks on a worker (docs/design.md "Data path", step 3).
 //
 // Module sluice::worker owns it. A task is the job's operators over the
 // blocks of one partition range. Each block is taken from this worker's

@@ -1,4 +1,4 @@
-// The data path with real processes (issue 5): driverd and workerd over gRPC,
+// The data path with real processes: driverd and workerd over gRPC,
 // ZooKeeper, the Kafka mock. Receivers follow the leader's assignment as
 // workers join and die; blocks are contiguous per partition, every event in
 // exactly one block; socket blocks survive their receiver through the

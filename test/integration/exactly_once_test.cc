@@ -1,4 +1,4 @@
-// Exactly-once end to end (issue 6): 1,000,000 JSON events with unique ids
+// Exactly-once end to end: 1,000,000 JSON events with unique ids
 // produced into an 8-partition topic of the Kafka mock broker, read by two
 // jobs — filter + project into the file sink, and into a Kafka topic — on a
 // cluster of real processes (ZooKeeper, 3 driverd, 2 workerd). Every id that

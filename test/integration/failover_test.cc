@@ -1,4 +1,4 @@
-// Leadership of real driverd processes over real ZooKeeper (issue 3): one
+// Leadership of real driverd processes over real ZooKeeper: one
 // leader at a time with strictly increasing epochs through kill -9, SIGTERM
 // and SIGSTOP of the leader; workers fence a stale epoch; the leader's view
 // of the workers follows their deaths; an ensemble that loses a server keeps

@@ -1,4 +1,4 @@
-// Jobs through sluicectl against real processes (issue 6, first step): a job
+// Jobs through sluicectl against real processes: a job
 // file is checked, submitted, committed in the replicated WAL, survives a
 // leader kill, and stops; mistakes are refused with their file, line and
 // field, and nothing of a refused job is left behind.

@@ -1,4 +1,4 @@
-// Keyed aggregation end to end (issue 7) on a cluster of real processes:
+// Keyed aggregation end to end on a cluster of real processes:
 // ZooKeeper, 3 driverd, 2 workerd, the Kafka mock; shuffle between the
 // workers over gRPC, state in the workers' RocksDB.
 //

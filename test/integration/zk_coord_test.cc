@@ -1,6 +1,6 @@
 // lib/coord's ZooKeeper backend in-process against a real ZooKeeper server:
 // election order and epochs, predecessor hand-over, the leader's lease under
-// a silent partition (DESIGN.md rule 5), session expiry and re-entry,
+// a silent partition (docs/design.md, rule 5), session expiry and re-entry,
 // membership that follows joins, deaths and expiries.
 #include <condition_variable>
 #include <mutex>

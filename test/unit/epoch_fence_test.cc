@@ -1,4 +1,4 @@
-// Unit tests of the worker's EpochFence (DESIGN.md leadership rule 4).
+// Unit tests of the worker's EpochFence (docs/design.md, leadership rule 4).
 #include "lib/worker/epoch_fence.h"
 
 #include <thread>
