@@ -379,8 +379,30 @@ sink: {null: {}}
         return c >= 3;
       },
       milliseconds(20'000), milliseconds(200)));
+  // The first batches may be empty (the receivers start after the submit);
+  // wait until a batch with data has committed too.
   proto::ReadWalResponse wal;
-  ASSERT_NO_FATAL_FAILURE(ReadLeaderWal(&wal));
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        wal.Clear();
+        ReadLeaderWal(&wal);
+        std::set<int64_t> committed;
+        for (const proto::DriverLogEntry& e : wal.records()) {
+          if (e.record().has_batch_committed() && e.record().batch_committed().job_id() == "planned") {
+            committed.insert(e.record().batch_committed().batch_id());
+          }
+        }
+        for (const proto::DriverLogEntry& e : wal.records()) {
+          const proto::DriverRecord& r = e.record();
+          if (r.has_batch_planned() && r.batch_planned().job_id() == "planned" &&
+              r.batch_planned().ranges_size() > 0 && committed.contains(r.batch_planned().batch_id())) {
+            return true;
+          }
+        }
+        return false;
+      },
+      milliseconds(20'000), milliseconds(200)));
+  ASSERT_FALSE(HasFatalFailure());
   std::vector<proto::BatchPlanned> batches;
   std::map<int, std::vector<proto::BlockInfo>> blocks;  // accepted, per partition
   for (const proto::DriverLogEntry& e : wal.records()) {
