@@ -140,6 +140,7 @@ Status ReplicatedLog::AdoptFrom(WalPeer* peer, int64_t epoch, int64_t best_last_
       if (!TermActiveLocked(epoch)) return absl::UnavailableError("catch-up aborted");
     }
     if (resp.has_snapshot() && resp.snapshot().last_seq() >= from) {
+      RETURN_IF_ERROR(CheckSnapshotFormat(resp.snapshot()));
       RETURN_IF_ERROR(store_->InstallSnapshot(resp.snapshot()));
       std::lock_guard<std::mutex> lock(mu_);
       RETURN_IF_ERROR_PREPEND(RestoreLocked(resp.snapshot()), "restoring the snapshot adopted");

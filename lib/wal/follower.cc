@@ -122,6 +122,10 @@ Status ReplicatedLog::HandleInstallSnapshot(const proto::WalInstallSnapshotReque
     return absl::UnavailableError(fmt::format("driver {} is stepping down", options_.id));
   }
   const proto::WalSnapshot& snap = req.snapshot();
+  // Checked before anything is written: a snapshot this build cannot read
+  // must not replace the records it covers. UNIMPLEMENTED, not
+  // FAILED_PRECONDITION: the leader is not fenced, it retries later.
+  if (Status st = CheckSnapshotFormat(snap); !st.ok()) return absl::UnimplementedError(st.message());
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (snap.last_seq() <= commit_seq_) {  // stale (a retried call): we are past it

@@ -26,6 +26,13 @@ int64_t SeqFromKey(const rocksdb::Slice& key) {
 
 }  // namespace
 
+Status CheckSnapshotFormat(const proto::WalSnapshot& snapshot) {
+  if (snapshot.format() == proto::WAL_FORMAT_V1) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      fmt::format("the snapshot at {} has format {}; this build reads format {} only", snapshot.last_seq(),
+                  static_cast<int>(snapshot.format()), static_cast<int>(proto::WAL_FORMAT_V1)));
+}
+
 std::string RecordKey(int64_t seq) {
   std::string key(9, 'R');
   for (int i = 8; i >= 1; --i) {
@@ -59,11 +66,7 @@ Status WalStore::Load() {
     if (!snap.ParseFromString(value)) {
       return absl::DataLossError(fmt::format("WAL at {}: the snapshot is unreadable", options_.path));
     }
-    if (snap.format() != proto::WAL_FORMAT_V1) {
-      return absl::FailedPreconditionError(fmt::format(
-          "WAL at {}: the snapshot has format {}; this build reads format {} only", options_.path,
-          static_cast<int>(snap.format()), static_cast<int>(proto::WAL_FORMAT_V1)));
-    }
+    RETURN_IF_ERROR_PREPEND(CheckSnapshotFormat(snap), fmt::format("WAL at {}", options_.path));
     snapshot_seq_ = snap.last_seq();
     last_seq_ = snap.last_seq();
     last_epoch_ = snap.last_epoch();

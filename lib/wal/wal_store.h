@@ -96,4 +96,8 @@ class WalStore {
 // "R" + big-endian seq, so that byte order is numeric order.
 std::string RecordKey(int64_t seq);
 
+// OK if this build reads `snapshot`'s format; FAILED_PRECONDITION naming it
+// otherwise.
+[[nodiscard]] Status CheckSnapshotFormat(const proto::WalSnapshot& snapshot);
+
 }  // namespace sluice::wal

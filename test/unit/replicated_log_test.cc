@@ -367,6 +367,27 @@ TEST_F(ReplicatedLogTest, StaleSnapshotDoesNotThrowAwayRecords) {
   EXPECT_EQ(State("c").size(), 120u);
 }
 
+TEST_F(ReplicatedLogTest, ASnapshotOfAnUnknownFormatIsRefusedBeforeAnythingIsWritten) {
+  for (const char* id : {"a", "b", "c"}) Open(id, /*compact_every=*/50);
+  ASSERT_TRUE(Lead("a", 1).ok());
+  AppendN("a", 0, 60);
+  ASSERT_TRUE(WaitCommit("c", 61));
+  auto snap = L("a").Snapshot();
+  ASSERT_TRUE(snap.has_value());
+  proto::WalInstallSnapshotRequest newer;
+  newer.set_epoch(1);
+  *newer.mutable_snapshot() = *snap;
+  newer.mutable_snapshot()->set_last_seq(500);
+  newer.mutable_snapshot()->set_format(static_cast<proto::WalFormat>(2));
+  proto::WalInstallSnapshotResponse resp;
+  Status st = L("c").HandleInstallSnapshot(newer, &resp);
+  // Not FAILED_PRECONDITION: that would tell the leader it is fenced.
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented) << st;
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("format 2"));
+  EXPECT_EQ(L("c").Stats().last_seq, 61);
+  EXPECT_EQ(State("c").size(), 60u);
+}
+
 TEST_F(ReplicatedLogTest, CompactionFoldsRecordsIntoTheStateMachinesSnapshot) {
   for (const char* id : {"a", "b", "c"}) Open(id, /*compact_every=*/100);
   ASSERT_TRUE(Lead("a", 1).ok());
