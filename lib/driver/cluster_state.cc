@@ -213,13 +213,17 @@ Status ClusterState::Restore(std::string_view bytes) {
   return absl::OkStatus();
 }
 
+const proto::PartitionState* FindPartitionState(const proto::ClusterState& state, const std::string& source,
+                                                int32_t partition) {
+  auto it = state.sources().find(source);
+  if (it == state.sources().end() || partition < 0 || partition >= it->second.partitions_size()) return nullptr;
+  return &it->second.partitions(partition);
+}
+
 Result<int64_t> RetainedFrom(const proto::ClusterState& state, const std::string& source, int32_t partition) {
-  auto src = state.sources().find(source);
-  if (src == state.sources().end() || partition < 0 || partition >= src->second.partitions_size()) {
-    return absl::NotFoundError(fmt::format("no partition {} of source {}", partition, source));
-  }
-  const proto::PartitionState& ps = src->second.partitions(partition);
-  return ps.blocks().empty() ? ps.next_offset() : ps.blocks(0).range().start_offset();
+  const proto::PartitionState* ps = FindPartitionState(state, source, partition);
+  if (ps == nullptr) return absl::NotFoundError(fmt::format("no partition {} of source {}", partition, source));
+  return ps->blocks().empty() ? ps->next_offset() : ps->blocks(0).range().start_offset();
 }
 
 Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {

@@ -58,6 +58,11 @@ class ClusterState final : public wal::StateMachine {
   std::shared_ptr<proto::ClusterState> state_;  // guarded by mu_; never null
 };
 
+// A source partition's state in `state`, or null if there is no such
+// partition.
+const proto::PartitionState* FindPartitionState(const proto::ClusterState& state, const std::string& source,
+                                                int32_t partition);
+
 // Where a partition's retained blocks start after the folding rule ran: the
 // first block still held, or the partition's next offset when none is.
 // NOT_FOUND for an unknown source or partition.

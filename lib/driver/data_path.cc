@@ -36,12 +36,6 @@ const proto::BlockInfo* FindBlock(const proto::PartitionState* ps, const proto::
   return nullptr;
 }
 
-const proto::PartitionState* FindPartitionState(const proto::ClusterState& state, const std::string& source,
-                                                int32_t partition) {
-  auto it = state.sources().find(source);
-  if (it == state.sources().end() || partition < 0 || partition >= it->second.partitions_size()) return nullptr;
-  return &it->second.partitions(partition);
-}
 
 }  // namespace
 
