@@ -7,8 +7,9 @@
 namespace sluice::storage {
 
 Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksdb::Options options,
-                                                 rocksdb::Env* env) {
+                                                 rocksdb::Env* env, std::shared_ptr<StoreHealth> health) {
   options.env = env != nullptr ? env : rocksdb::Env::Default();
+  if (health != nullptr) options.listeners.push_back(health);
   // Every level above `path`, outermost first.
   std::filesystem::path parents;
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -26,6 +27,7 @@ Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksd
     const std::string message = fmt::format("cannot open the database {}: {}", path, s.ToString());
     return s.IsCorruption() ? absl::DataLossError(message) : absl::InternalError(message);
   }
+  if (health != nullptr) health->Attach(db);
   return std::unique_ptr<rocksdb::DB>(db);
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "lib/common/status.h"
+#include "lib/storage/store_health.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 
@@ -21,7 +22,11 @@ namespace sluice::storage {
 // overwritten. The directories above `path` are created through the same
 // Env (RocksDB makes only the last level). DATA_LOSS if RocksDB reports
 // corruption, INTERNAL otherwise; the message names the path.
+// `health`, if given, becomes the database's listener and is attached to it
+// once open: the store then recovers by itself from a full disk
+// (store_health.h); the caller must Detach() it before closing the database.
 [[nodiscard]] Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksdb::Options options,
-                                                               rocksdb::Env* env = nullptr);
+                                                               rocksdb::Env* env = nullptr,
+                                                               std::shared_ptr<StoreHealth> health = nullptr);
 
 }  // namespace sluice::storage

@@ -164,6 +164,7 @@ proto::WorkerStatus Worker::GetStatus() const {
     info->set_blocks_in_memory(static_cast<int64_t>(st.blocks_in_memory));
     info->set_blocks_on_disk(static_cast<int64_t>(st.blocks_on_disk));
     info->set_blocks_in_log(static_cast<int64_t>(st.blocks_in_log));
+    info->set_degraded(st.degraded);
   }
   return status;
 }
