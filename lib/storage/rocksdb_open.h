@@ -19,7 +19,9 @@ namespace sluice::storage {
 // Opens the RocksDB database at `path` with `options` (the caller's: create
 // if missing, compression, blob files, ...), through `env` — nullptr for
 // rocksdb::Env::Default(), the real file system; `options.env` is
-// overwritten. The directories above `path` are created through the same
+// overwritten. RocksDB's own log goes to the daemon's (spdlog, debug level),
+// not to a LOG file beside the data, unless `options.info_log` is set. The
+// directories above `path` are created through the same
 // Env (RocksDB makes only the last level). DATA_LOSS if RocksDB reports
 // corruption, INTERNAL otherwise; the message names the path.
 // `health`, if given, becomes the database's listener and is attached to it
