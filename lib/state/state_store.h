@@ -181,6 +181,8 @@ class StateStore {
   // of each one's folded batch: exact, from memory (from m/ for a partition
   // not loaded yet). Any thread, any time.
   StateStats Stats(const std::string& job);
+  // Whether the database takes writes, and why not (a full disk).
+  storage::StoreHealthInfo health() const { return health_->Info(); }
   // The same for one partition (partitions = 1 if held).
   StateStats PartitionStats(const std::string& job, int32_t p);
 

@@ -4,8 +4,11 @@
 // system is filled. The leader steps down, another leads and the log keeps
 // committing (the stall is measured); `sluicectl status` names the lagging
 // driver and why; once the file is removed the old leader resumes its store
-// and is back in sync within 10 s — without a restart. Needs root (mount);
-// skipped with a message otherwise.
+// and is back in sync within 10 s — without a restart. And a worker whose
+// file system fills while it keeps a keyed job's state: its state store
+// refuses writes (status says so), batches wait, and once the file is removed
+// the job commits batches again, same process. Needs root (mount); skipped
+// with a message otherwise.
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 
@@ -20,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "lib/rpc/driver_client.h"
 #include "test/harness/local_cluster.h"
+#include "test/harness/paths.h"
 #include "test/harness/util.h"
 
 namespace sluice::testing {
@@ -77,7 +81,7 @@ int ServingLeader(LocalCluster& c, int not_this = -1) {
   return -1;
 }
 
-class WalDiskFull : public ::testing::Test {
+class DiskFullTest : public ::testing::Test {
  protected:
   void TearDown() override {
     cluster_.reset();  // the daemons go before their file systems
@@ -85,11 +89,15 @@ class WalDiskFull : public ::testing::Test {
   }
 
   std::string DataDir(int i) const { return dir_.path() + "/driver-" + std::to_string(i + 1) + "/data"; }
+  std::string WorkerDataDir(int i) const { return dir_.path() + "/worker-" + std::to_string(i + 1) + "/data"; }
 
   TempDir dir_{"sluice-disk-full"};
   std::vector<std::string> mounts_;
   std::unique_ptr<LocalCluster> cluster_;
 };
+
+using WalDiskFull = DiskFullTest;
+using WorkerDiskFull = DiskFullTest;
 
 TEST_F(WalDiskFull, ALeaderWhoseDiskFillsStepsDownAndIsBackInSyncOnceFreedWithoutARestart) {
   for (int i = 0; i < kDrivers; ++i) {
@@ -243,6 +251,78 @@ TEST_F(WalDiskFull, ALeaderWhoseDiskFillsStepsDownAndIsBackInSyncOnceFreedWithou
         return false;
       },
       milliseconds(5'000)));
+}
+
+constexpr const char* kKeyedJob = R"(name: totals
+batch_interval: 1s
+sources:
+  - {name: stream, kind: generator, partitions: 2, rate: 1000, keys: 10, payload_bytes: 120}
+operators:
+  - parse: {format: json}
+  - key_by: key
+  - update_state:
+      running:
+        - {fn: count, as: events}
+sink:
+  null:
+)";
+
+TEST_F(WorkerDiskFull, AWorkersStateStoreRefusesWritesWhileFullAndTheJobResumesOnceFreed) {
+  std::string why;
+  if (!MountTmpfs(WorkerDataDir(0), &why)) {
+    GTEST_SKIP() << "cannot mount a tmpfs at " << WorkerDataDir(0) << " (" << why
+                 << "): this test needs root to give the worker a small file system";
+  }
+  mounts_.push_back(WorkerDataDir(0));
+  auto started = LocalCluster::Start({.dir = dir_.path(), .drivers = 3, .workers = 1,
+                                      .zk_session_timeout_ms = kSessionTimeoutMs});
+  ASSERT_TRUE(started.ok()) << started.status();
+  cluster_ = std::move(*started);
+  LocalCluster& c = *cluster_;
+  ASSERT_TRUE(WriteFile(dir_.Sub("totals.yaml"), kKeyedJob).ok());
+  ASSERT_TRUE(WaitUntil([&] { return c.Sluicectl({"submit", dir_.Sub("totals.yaml")}, dir_.Sub("submit.log")) == 0; },
+                        milliseconds(20'000), milliseconds(500)))
+      << ReadFile(dir_.Sub("submit.log")).value_or("");
+  auto committed = [&]() -> int64_t {
+    std::optional<proto::JobInfo> job = c.DescribeJob("totals");
+    return job ? job->last_committed_batch() : -1;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return committed() >= 3; }, milliseconds(30'000), milliseconds(200)));
+  const int pid = c.worker(0)->pid();
+
+  const int64_t filler = FillDisk(WorkerDataDir(0) + "/filler");
+  std::cout << "filled worker-1's file system with " << filler / (1 << 20) << " MiB at batch " << committed() << "\n";
+  // The state store's next delta fails: the worker says why.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto s = GetWorkerStatus(c.worker_address(0));
+        return s.ok() && s->store().degraded().find("No space left on device") != std::string::npos;
+      },
+      milliseconds(15'000), milliseconds(100)))
+      << "the worker does not report its store degraded";
+  const std::string status_log = dir_.Sub("status-worker.txt");
+  c.Sluicectl({"status"}, status_log);
+  const std::string status = ReadFile(status_log).value_or("");
+  std::cout << "sluicectl status while the worker's disk is full:\n" << status;
+  EXPECT_NE(status.find("store=DEGRADED"), std::string::npos) << status;
+  const int64_t stalled_at = committed();
+
+  const Steady::time_point freed = Steady::now();
+  std::filesystem::remove(WorkerDataDir(0) + "/filler");
+  // The job commits two more batches (the one that failed, then a new one).
+  const bool resumed = WaitUntil([&] { return committed() >= stalled_at + 2; }, milliseconds(20'000), milliseconds(100));
+  const auto resumed_ms = std::chrono::duration_cast<milliseconds>(Steady::now() - freed).count();
+  std::cout << "the job committed batch " << stalled_at + 2 << " " << resumed_ms
+            << " ms after the worker's disk was freed\n";
+  EXPECT_TRUE(resumed) << "the job stays at batch " << committed();
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        auto s = GetWorkerStatus(c.worker_address(0));
+        return s.ok() && s->store().degraded().empty();
+      },
+      milliseconds(5'000)));
+  EXPECT_TRUE(c.worker(0)->Running());
+  EXPECT_EQ(c.worker(0)->pid(), pid) << "the worker was restarted";
 }
 
 }  // namespace
