@@ -47,7 +47,7 @@ void PrintPeers(std::ostream& out, const proto::WalInfo& wal, int64_t now_ms) {
   }
 }
 
-// " store=DEGRADED(...)" while a daemon's store refuses writes.
+// " store=DEGRADED since 1.2s ago: <why>" while a driver's log store refuses writes.
 std::string StoreDetail(bool degraded, const std::string& error, int64_t since_ms, int64_t now_ms) {
   if (!degraded) return "";
   return fmt::format(" store=DEGRADED since {}: {}", Ago(now_ms, since_ms), error);
