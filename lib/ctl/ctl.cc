@@ -31,6 +31,28 @@ void PrintRow(std::ostream& out, const std::string& kind, const proto::ProcessIn
       << std::setw(7) << Uptime(now_ms, p.start_time_unix_ms()) << extra << "\n";
 }
 
+// "1.2s ago", or "never" for 0.
+std::string Ago(int64_t now_ms, int64_t then_ms) {
+  if (then_ms <= 0) return "never";
+  return fmt::format("{:.1f}s ago", std::max<int64_t>(0, now_ms - then_ms) / 1000.0);
+}
+
+// The leader's line per standby under its row: how far behind and why.
+void PrintPeers(std::ostream& out, const proto::WalInfo& wal, int64_t now_ms) {
+  for (const proto::WalPeerInfo& p : wal.peers()) {
+    out << "  standby " << std::left << std::setw(14) << p.id() << "acked=" << p.acked_seq()
+        << " lag=" << p.lag() << " " << p.state() << ", answered " << Ago(now_ms, p.last_contact_unix_ms());
+    if (!p.last_error().empty()) out << "; lags because: " << p.last_error();
+    out << "\n";
+  }
+}
+
+// " store=DEGRADED since 1.2s ago: <why>" while a driver's log store refuses writes.
+std::string StoreDetail(bool degraded, const std::string& error, int64_t since_ms, int64_t now_ms) {
+  if (!degraded) return "";
+  return fmt::format(" store=DEGRADED since {}: {}", Ago(now_ms, since_ms), error);
+}
+
 }  // namespace
 
 void Ctl::Register(CLI::App& app) {
@@ -166,8 +188,11 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
               " wal=" + std::to_string(status.wal().commit_seq()) + "/" +
               std::to_string(status.wal().last_seq()) +
               (status.role() == proto::DRIVER_ROLE_LEADER && !status.wal().serving() ? " catching-up"
-                                                                                        : "");
+                                                                                        : "") +
+              StoreDetail(status.wal().store_degraded(), status.wal().store_error(),
+                          status.wal().store_degraded_since_unix_ms(), now_ms);
     PrintRow(out, "driver", status.process(), detail, now_ms);
+    PrintPeers(out, status.wal(), now_ms);
   }
   for (const std::string& addr : workers_) {
     Result<proto::WorkerStatus> got = rpc::WorkerClient(channels_, addr).GetStatus(deadline);
@@ -180,7 +205,8 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
     PrintRow(out, "worker", status.process(),
              "slots=" + std::to_string(status.slots()) + " leader=" +
                  (status.leader().id().empty() ? "?" : status.leader().id()) +
-                 " epoch=" + std::to_string(status.highest_epoch()),
+                 " epoch=" + std::to_string(status.highest_epoch()) +
+                 (status.store().degraded().empty() ? "" : " store=DEGRADED: " + status.store().degraded()),
              now_ms);
   }
   return failures == 0 ? 0 : 1;

@@ -70,7 +70,8 @@ Status Driver::Start() {
       std::move(store), state_.get(),
       wal::ReplicatedLogOptions{.id = options_.daemon.id,
                                 .group_size = options_.wal_group_size,
-                                .compact_every = options_.wal_compact_every},
+                                .compact_every = options_.wal_compact_every,
+                                .clock = clock_},
       wal::GrpcWalPeerFactory(channels_.get(), std::chrono::milliseconds(1000)));
   RETURN_IF_ERROR_PREPEND(log_->Init(), "opening the WAL");
   driver_log_ = std::make_unique<DriverLog>(log_.get(), state_.get());
@@ -254,6 +255,19 @@ proto::DriverStatus Driver::GetStatus() const {
     info->set_snapshot_seq(w.snapshot_seq);
     info->set_fence(w.fence);
     info->set_serving(leads && w.serving);
+    info->set_store_degraded(w.store.degraded);
+    info->set_store_error(w.store.error);
+    info->set_store_degraded_since_unix_ms(w.store.degraded_since_unix_ms);
+    for (const wal::WalPeerStats& p : w.peers) {
+      proto::WalPeerInfo* peer = info->add_peers();
+      peer->set_id(p.id);
+      peer->set_address(p.address);
+      peer->set_acked_seq(p.acked_seq);
+      peer->set_lag(p.lag);
+      peer->set_last_contact_unix_ms(p.last_contact_unix_ms);
+      peer->set_last_error(p.last_error);
+      peer->set_state(p.state);
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   *status.mutable_process() = process_;

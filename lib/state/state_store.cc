@@ -332,11 +332,12 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, roc
   options.compression = std::find(supported.begin(), supported.end(), rocksdb::kLZ4Compression) != supported.end()
                             ? rocksdb::kLZ4Compression
                             : rocksdb::kNoCompression;
-  Result<std::unique_ptr<rocksdb::DB>> owned = storage::OpenRocksDb(dir, options, env);
+  auto health = storage::StoreHealth::Create({.name = fmt::format("the state store at {}", dir)});
+  Result<std::unique_ptr<rocksdb::DB>> owned = storage::OpenRocksDb(dir, options, env, health);
   if (!owned.ok()) return Annotate(owned.status(), "state store");
   rocksdb::DB* db = owned->get();
   PartTable parts;
-  {
+  Status loaded = [&]() -> Status {
     PrefixIter m(db, std::string(1, kMeta));
     for (; m.it->Valid(); m.it->Next()) {
       std::string job;
@@ -351,19 +352,26 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, roc
       part->Unload();
       parts.emplace(PartId{std::move(job), p}, std::move(part));
     }
-    RETURN_IF_ERROR(FromRocks(m.it->status(), fmt::format("listing the partitions in {}", dir)));
+    return FromRocks(m.it->status(), fmt::format("listing the partitions in {}", dir));
+  }();
+  if (!loaded.ok()) {
+    health->Detach();  // before the database closes
+    return loaded;
   }
-  return std::unique_ptr<StateStore>(new StateStore(dir, owned->release(), std::move(parts)));
+  return std::unique_ptr<StateStore>(new StateStore(dir, owned->release(), std::move(health), std::move(parts)));
 }
 
 StateStore::~StateStore() {
+  health_->Detach();
   db_->Close().PermitUncheckedError();
   delete db_;
 }
 
 Status StateStore::Write(rocksdb::WriteBatch* batch, std::string_view what) {
   // RocksDB's WAL, not synced: survives kill -9 (see the header).
-  return FromRocks(db_->Write(rocksdb::WriteOptions(), batch), fmt::format("{} in {}", what, dir_));
+  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), batch);
+  health_->Report(s);
+  return FromRocks(s, fmt::format("{} in {}", what, dir_));
 }
 
 std::shared_ptr<StateStore::Part> StateStore::Find(const std::string& job, int32_t p) {

@@ -88,6 +88,7 @@
 #include <vector>
 
 #include "lib/common/status.h"
+#include "lib/storage/store_health.h"
 
 namespace rocksdb {
 class DB;
@@ -180,6 +181,8 @@ class StateStore {
   // of each one's folded batch: exact, from memory (from m/ for a partition
   // not loaded yet). Any thread, any time.
   StateStats Stats(const std::string& job);
+  // Whether the database takes writes, and why not (a full disk).
+  storage::StoreHealthInfo health() const { return health_->Info(); }
   // The same for one partition (partitions = 1 if held).
   StateStats PartitionStats(const std::string& job, int32_t p);
 
@@ -188,8 +191,8 @@ class StateStore {
   using PartId = std::pair<std::string, int32_t>;
   using PartTable = std::map<PartId, std::shared_ptr<Part>>;
 
-  StateStore(std::string dir, rocksdb::DB* db, PartTable parts)
-      : dir_(std::move(dir)), db_(db), parts_(std::move(parts)) {}
+  StateStore(std::string dir, rocksdb::DB* db, std::shared_ptr<storage::StoreHealth> health, PartTable parts)
+      : dir_(std::move(dir)), db_(db), health_(std::move(health)), parts_(std::move(parts)) {}
 
   // The held partition, or nullptr; Loaded also loads its state.
   std::shared_ptr<Part> Find(const std::string& job, int32_t p);
@@ -200,6 +203,9 @@ class StateStore {
 
   const std::string dir_;
   rocksdb::DB* const db_;
+  // Resumes the database by itself after a full disk: a delta that failed
+  // to write fails its task, which runs again once there is room.
+  const std::shared_ptr<storage::StoreHealth> health_;
   // Guards the table only; a Part's data belongs to the caller of its
   // (job, p), except its stats counters (atomics, read by Stats).
   mutable std::mutex mu_;

@@ -1,14 +1,45 @@
 #include "lib/storage/rocksdb_open.h"
 
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
 
 #include "rocksdb/env.h"
+#include "spdlog/spdlog.h"
 
 namespace sluice::storage {
+namespace {
+
+// RocksDB's own log lines, into the daemon's log (debug level; a fatal one at
+// error) instead of a LOG file in the database's directory. On a full disk
+// that file fails too, and RocksDB 7.8 as Debian builds it (with assertions)
+// aborts the process at its next line; the lines are the daemon's anyway.
+class SpdlogLogger final : public rocksdb::Logger {
+ public:
+  explicit SpdlogLogger(std::string path)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL), path_(std::move(path)) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap); }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    const spdlog::level::level_enum to =
+        level >= rocksdb::InfoLogLevel::FATAL_LEVEL ? spdlog::level::err : spdlog::level::debug;
+    if (!spdlog::should_log(to)) return;
+    char buf[1024];
+    std::vsnprintf(buf, sizeof(buf), format, ap);
+    spdlog::log(to, "rocksdb {}: {}", path_, buf);
+  }
+
+ private:
+  const std::string path_;
+};
+
+}  // namespace
 
 Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksdb::Options options,
-                                                 rocksdb::Env* env) {
+                                                 rocksdb::Env* env, std::shared_ptr<StoreHealth> health) {
   options.env = env != nullptr ? env : rocksdb::Env::Default();
+  if (health != nullptr) options.listeners.push_back(health);
+  if (options.info_log == nullptr) options.info_log = std::make_shared<SpdlogLogger>(path);
   // Every level above `path`, outermost first.
   std::filesystem::path parents;
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -26,6 +57,7 @@ Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksd
     const std::string message = fmt::format("cannot open the database {}: {}", path, s.ToString());
     return s.IsCorruption() ? absl::DataLossError(message) : absl::InternalError(message);
   }
+  if (health != nullptr) health->Attach(db);
   return std::unique_ptr<rocksdb::DB>(db);
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "lib/common/status.h"
+#include "lib/storage/store_health.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 
@@ -18,10 +19,16 @@ namespace sluice::storage {
 // Opens the RocksDB database at `path` with `options` (the caller's: create
 // if missing, compression, blob files, ...), through `env` — nullptr for
 // rocksdb::Env::Default(), the real file system; `options.env` is
-// overwritten. The directories above `path` are created through the same
+// overwritten. RocksDB's own log goes to the daemon's (spdlog, debug level),
+// not to a LOG file beside the data, unless `options.info_log` is set. The
+// directories above `path` are created through the same
 // Env (RocksDB makes only the last level). DATA_LOSS if RocksDB reports
 // corruption, INTERNAL otherwise; the message names the path.
+// `health`, if given, becomes the database's listener and is attached to it
+// once open: the store then recovers by itself from a full disk
+// (store_health.h); the caller must Detach() it before closing the database.
 [[nodiscard]] Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksdb::Options options,
-                                                               rocksdb::Env* env = nullptr);
+                                                               rocksdb::Env* env = nullptr,
+                                                               std::shared_ptr<StoreHealth> health = nullptr);
 
 }  // namespace sluice::storage

@@ -11,7 +11,11 @@ namespace sluice::wal {
 
 ReplicatedLog::ReplicatedLog(std::unique_ptr<WalStore> store, StateMachine* state,
                              ReplicatedLogOptions options, WalPeerFactory peers)
-    : store_(std::move(store)), options_(std::move(options)), peer_factory_(std::move(peers)), state_(state) {}
+    : store_(std::move(store)),
+      options_(std::move(options)),
+      peer_factory_(std::move(peers)),
+      clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
+      state_(state) {}
 
 ReplicatedLog::~ReplicatedLog() { StepDown(); }
 
@@ -236,11 +240,24 @@ void ReplicatedLog::StepDown() {
 
 WalStats ReplicatedLog::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return {.last_seq = store_->last_seq(),
-          .commit_seq = commit_seq_,
-          .snapshot_seq = store_->snapshot_seq(),
-          .fence = store_->fence(),
-          .serving = serving_};
+  WalStats stats{.last_seq = store_->last_seq(),
+                 .commit_seq = commit_seq_,
+                 .snapshot_seq = store_->snapshot_seq(),
+                 .fence = store_->fence(),
+                 .serving = serving_,
+                 .store = store_->health()};
+  for (const auto& [address, f] : followers_) {
+    stats.peers.push_back({.id = f->id,
+                           .address = address,
+                           .acked_seq = f->match_seq,
+                           .lag = std::max<int64_t>(0, durable_seq_ - f->match_seq),
+                           .last_contact_unix_ms = f->last_contact_ms,
+                           .last_error = f->last_error,
+                           .state = f->state});
+  }
+  std::sort(stats.peers.begin(), stats.peers.end(),
+            [](const WalPeerStats& a, const WalPeerStats& b) { return a.id < b.id; });
+  return stats;
 }
 
 Result<std::vector<proto::WalRecord>> ReplicatedLog::ReadCommitted(int64_t from, int max) const {

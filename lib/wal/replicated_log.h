@@ -28,6 +28,13 @@
 //      ^                              |                                    |
 //      +------- StepDown() / a higher epoch seen (on_fenced) -------------+
 //
+// A full disk: a leader whose own append fails steps down (on_fenced); a
+// standby whose append fails answers with the error and the leader retries
+// every 100 ms, so once the store has resumed by itself (WalStore, StoreHealth)
+// the standby catches up like any other that fell behind. The leader keeps,
+// per standby, what it acknowledged, when it last answered and its last error
+// (Stats().peers): why a standby lags.
+//
 // Fencing: the store keeps the highest epoch seen (synced). A request with a
 // lower epoch is refused with FAILED_PRECONDITION; a leader refused that way,
 // or shown a higher epoch, reports it through on_fenced and must step down.
@@ -62,6 +69,18 @@ struct ReplicatedLogOptions {
   int64_t compact_every = 10'000;
   int max_batch = 2000;          // records per replication request
   std::chrono::milliseconds heartbeat{100};  // empty appends carry the commit point
+  Clock* clock = nullptr;  // for the standbys' last contact; nullptr: the real clock
+};
+
+// The leader's view of one standby.
+struct WalPeerStats {
+  std::string id;
+  std::string address;
+  int64_t acked_seq = 0;             // the last record known durable there
+  int64_t lag = 0;                   // records the leader holds durable beyond it
+  int64_t last_contact_unix_ms = 0;  // its last successful answer; 0: none this term
+  std::string last_error;            // of its last call; "" once a call succeeds
+  std::string state;                 // "replicating", "probing", "sending snapshot"
 };
 
 struct WalStats {
@@ -70,6 +89,8 @@ struct WalStats {
   int64_t snapshot_seq = 0;
   int64_t fence = 0;
   bool serving = false;  // leader, caught up, LeaderChange committed
+  storage::StoreHealthInfo store;  // whether this driver's own log takes writes
+  std::vector<WalPeerStats> peers;  // while leading: one per standby, by id
 };
 
 class ReplicatedLog {
@@ -126,10 +147,14 @@ class ReplicatedLog {
 
  private:
   struct Follower {
+    std::string id;
     std::string address;
     std::unique_ptr<WalPeer> peer;
-    int64_t match_seq = 0;  // guarded by mu_
-    bool stop = false;      // guarded by mu_
+    int64_t match_seq = 0;         // guarded by mu_
+    int64_t last_contact_ms = 0;   // guarded by mu_
+    std::string last_error;        // guarded by mu_
+    std::string state = "probing";  // guarded by mu_
+    bool stop = false;             // guarded by mu_
     std::thread thread;
   };
 
@@ -146,6 +171,9 @@ class ReplicatedLog {
   void WakeAllLocked();
   void AdvanceCommitLocked();
   void StartFollowerLocked(const std::string& address);
+  // Records the outcome of a call to `f` (and logs when a standby starts or
+  // stops refusing). Takes mu_.
+  void NoteCallResult(Follower* f, const Status& st, const char* state);
   void StopFollowers(std::vector<std::unique_ptr<Follower>>* out);
   void WriterLoop(int64_t epoch);
   void ReplicateLoop(Follower* f, int64_t epoch);
@@ -165,6 +193,7 @@ class ReplicatedLog {
   const std::unique_ptr<WalStore> store_;
   const ReplicatedLogOptions options_;
   const WalPeerFactory peer_factory_;
+  Clock* const clock_;
 
   mutable std::mutex mu_;
   std::condition_variable commit_cv_;  // appenders wait for commit_seq_
@@ -185,6 +214,7 @@ class ReplicatedLog {
   int64_t durable_seq_ = 0;            // guarded by mu_
   std::vector<proto::WalRecord> pending_;  // guarded by mu_
   std::vector<std::string> peer_addresses_;  // guarded by mu_
+  std::map<std::string, std::string> peer_ids_;  // guarded by mu_; address -> driver id
   std::map<std::string, std::unique_ptr<Follower>> followers_;  // guarded by mu_
   std::thread writer_;
   std::function<void(int64_t)> on_fenced_;  // guarded by mu_

@@ -12,7 +12,9 @@ void ReplicatedLog::SetPeers(const std::vector<proto::MemberInfo>& peers) {
     std::lock_guard<std::mutex> lock(mu_);
     peer_addresses_.clear();
     for (const proto::MemberInfo& p : peers) {
-      if (p.id() != options_.id) peer_addresses_.push_back(p.rpc_address());
+      if (p.id() == options_.id) continue;
+      peer_addresses_.push_back(p.rpc_address());
+      peer_ids_[p.rpc_address()] = p.id();
     }
     if (static_cast<int>(peer_addresses_.size()) + 1 > options_.group_size) {
       spdlog::warn("wal: {} drivers are live but the WAL group size is {}: quorums may not meet; "
@@ -41,12 +43,34 @@ void ReplicatedLog::SetPeers(const std::vector<proto::MemberInfo>& peers) {
 
 void ReplicatedLog::StartFollowerLocked(const std::string& address) {
   auto f = std::make_unique<Follower>();
+  auto id = peer_ids_.find(address);
+  f->id = id != peer_ids_.end() ? id->second : address;
   f->address = address;
   f->peer = peer_factory_(address);
   Follower* raw = f.get();
   const int64_t epoch = term_epoch_;
   f->thread = std::thread([this, raw, epoch] { ReplicateLoop(raw, epoch); });
   followers_[address] = std::move(f);
+}
+
+void ReplicatedLog::NoteCallResult(Follower* f, const Status& st, const char* state) {
+  std::lock_guard<std::mutex> lock(mu_);
+  f->state = state;
+  if (st.ok()) {
+    f->last_contact_ms = clock_->UnixMillis();
+    if (!f->last_error.empty()) {
+      spdlog::info("wal: standby {} at {} answers again (acknowledged {}, {} records behind)", f->id, f->address,
+                   f->match_seq, std::max<int64_t>(0, durable_seq_ - f->match_seq));
+      f->last_error.clear();
+    }
+    return;
+  }
+  // Logged once per spell: the replicator retries every 100 ms.
+  if (f->last_error.empty()) {
+    spdlog::warn("wal: standby {} at {} fails ({}); retrying, it lags until it answers", f->id, f->address,
+                 st.ToString());
+  }
+  f->last_error = st.ToString();
 }
 
 void ReplicatedLog::ReplicateLoop(Follower* f, int64_t epoch) {
@@ -82,17 +106,25 @@ void ReplicatedLog::ReplicateLoop(Follower* f, int64_t epoch) {
       req.set_epoch(epoch);
       *req.mutable_snapshot() = *snap;
       proto::WalInstallSnapshotResponse resp;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        f->state = "sending snapshot";
+      }
       Status st = f->peer->InstallSnapshot(req, &resp);
       if (absl::IsFailedPrecondition(st)) return fenced();
       if (!st.ok()) {
+        NoteCallResult(f, st, "sending snapshot");
         pause(std::chrono::milliseconds(100));
         continue;
       }
       spdlog::info("wal: sent snapshot at {} to {}", snap->last_seq(), f->address);
       next = snap->last_seq() + 1;
-      std::lock_guard<std::mutex> lock(mu_);
-      f->match_seq = std::max(f->match_seq, snap->last_seq());
-      AdvanceCommitLocked();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        f->match_seq = std::max(f->match_seq, snap->last_seq());
+        AdvanceCommitLocked();
+      }
+      NoteCallResult(f, st, "replicating");
       continue;
     }
     proto::WalAppendRequest req;
@@ -113,17 +145,22 @@ void ReplicatedLog::ReplicateLoop(Follower* f, int64_t epoch) {
     Status st = f->peer->Append(req, &resp);
     if (absl::IsFailedPrecondition(st)) return fenced();
     if (!st.ok()) {
+      NoteCallResult(f, st, req.records_size() > 0 ? "replicating" : "probing");
       pause(std::chrono::milliseconds(100));
       continue;
     }
     if (resp.ok()) {
       const int64_t match = req.prev_seq() + req.records_size();
       next = match + 1;
-      std::lock_guard<std::mutex> lock(mu_);
-      f->match_seq = std::max(f->match_seq, match);
-      AdvanceCommitLocked();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        f->match_seq = std::max(f->match_seq, match);
+        AdvanceCommitLocked();
+      }
+      NoteCallResult(f, st, "replicating");
     } else {
       next = std::max<int64_t>(1, std::min(next - 1, resp.last_seq() + 1));
+      NoteCallResult(f, st, "probing");
     }
   }
 }

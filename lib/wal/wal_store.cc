@@ -15,6 +15,9 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsCorruption()) return absl::DataLossError(fmt::format("{}: {}", what, s.ToString()));
   if (s.IsNotFound()) return absl::NotFoundError(fmt::format("{}: {}", what, s.ToString()));
+  // A full disk: retried by the caller, and the store resumes by itself once
+  // there is room (StoreHealth).
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(fmt::format("{}: {}", what, s.ToString()));
   return absl::InternalError(fmt::format("{}: {}", what, s.ToString()));
 }
 
@@ -46,16 +49,24 @@ Result<std::unique_ptr<WalStore>> WalStore::Open(const Options& options) {
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.paranoid_checks = true;
-  Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(options.path, db_options, options.env);
+  std::shared_ptr<storage::StoreHealth> health = storage::StoreHealth::Create(
+      {.name = fmt::format("the WAL at {}", options.path), .retry_interval = options.resume_interval});
+  Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(options.path, db_options, options.env, health);
   if (!db.ok()) return Annotate(db.status(), "opening the WAL");
-  std::unique_ptr<WalStore> store(new WalStore(options, db->release()));
+  std::unique_ptr<WalStore> store(new WalStore(options, db->release(), std::move(health)));
   RETURN_IF_ERROR(store->Load());
   return store;
 }
 
 WalStore::~WalStore() {
+  health_->Detach();
   db_->Close().PermitUncheckedError();
   delete db_;
+}
+
+Status WalStore::WriteResult(const rocksdb::Status& s, const std::string& what) {
+  health_->Report(s);
+  return FromRocks(s, what);
 }
 
 Status WalStore::Load() {
@@ -130,7 +141,7 @@ Status WalStore::Append(const std::vector<proto::WalRecord>& records) {
   }
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "appending to the WAL"));
+  RETURN_IF_ERROR(WriteResult(db_->Write(wo, &batch), "appending to the WAL"));
   last_epoch_ = records.back().epoch();
   last_seq_ = records.back().seq();
   return absl::OkStatus();
@@ -147,7 +158,7 @@ Status WalStore::TruncateFrom(int64_t from) {
   batch.DeleteRange(RecordKey(from), RecordKey(last_seq_ + 1));
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "truncating the WAL"));
+  RETURN_IF_ERROR(WriteResult(db_->Write(wo, &batch), "truncating the WAL"));
   last_seq_ = from - 1;
   if (from - 1 == snapshot_seq_) {
     std::lock_guard<std::mutex> slock(snapshot_mu_);
@@ -214,7 +225,7 @@ Status WalStore::SaveSnapshot(const proto::WalSnapshot& snapshot) {
   batch.DeleteRange(RecordKey(0), RecordKey(snapshot.last_seq() + 1));
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "writing the WAL snapshot"));
+  RETURN_IF_ERROR(WriteResult(db_->Write(wo, &batch), "writing the WAL snapshot"));
   {
     std::lock_guard<std::mutex> slock(snapshot_mu_);
     snapshot_ = snapshot;
@@ -231,7 +242,7 @@ Status WalStore::InstallSnapshot(const proto::WalSnapshot& snapshot) {
   batch.DeleteRange(RecordKey(0), RecordKey(std::max<int64_t>(last_seq_, snapshot.last_seq()) + 1));
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "installing a WAL snapshot"));
+  RETURN_IF_ERROR(WriteResult(db_->Write(wo, &batch), "installing a WAL snapshot"));
   {
     std::lock_guard<std::mutex> slock(snapshot_mu_);
     snapshot_ = snapshot;
@@ -251,14 +262,14 @@ Status WalStore::SetFence(int64_t epoch) {
   std::lock_guard<std::mutex> lock(write_mu_);
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  RETURN_IF_ERROR(FromRocks(db_->Put(wo, kFenceKey, std::to_string(epoch)), "writing the WAL fence"));
+  RETURN_IF_ERROR(WriteResult(db_->Put(wo, kFenceKey, std::to_string(epoch)), "writing the WAL fence"));
   fence_ = epoch;
   return absl::OkStatus();
 }
 
 Status WalStore::SetCommitSeq(int64_t seq) {
   if (seq <= commit_seq_) return absl::OkStatus();
-  RETURN_IF_ERROR(FromRocks(db_->Put(rocksdb::WriteOptions(), kCommitKey, std::to_string(seq)),
+  RETURN_IF_ERROR(WriteResult(db_->Put(rocksdb::WriteOptions(), kCommitKey, std::to_string(seq)),
                             "writing the WAL commit point"));
   commit_seq_ = seq;
   return absl::OkStatus();

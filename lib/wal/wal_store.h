@@ -14,6 +14,10 @@
 // parse, carries another seq than its key, leaves a gap, or has a format
 // (WalFormat) this build does not read.
 //
+// A failed write (a full disk) leaves the store as it was before the call;
+// RocksDB then refuses every write until the store's StoreHealth has resumed
+// it, which it does by itself once the disk has room (health()).
+//
 // Thread-safe: writes are serialised by a mutex; reads go to RocksDB directly.
 #pragma once
 
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "lib/common/status.h"
+#include "lib/storage/store_health.h"
 #include "proto/wal.pb.h"
 
 namespace rocksdb {
@@ -41,6 +46,8 @@ class WalStore {
     std::string path;
     rocksdb::Env* env = nullptr;  // null: the default Env
     bool sync = true;             // false only to prove, in tests, that sync matters
+    // How often a store that refuses writes tries to resume.
+    std::chrono::milliseconds resume_interval{500};
   };
 
   [[nodiscard]] static Result<std::unique_ptr<WalStore>> Open(const Options& options);
@@ -76,13 +83,19 @@ class WalStore {
   int64_t first_seq() const { return snapshot_seq_.load() + 1; }
   int64_t fence() const { return fence_.load(); }
   int64_t commit_seq() const { return commit_seq_.load(); }
+  // Whether the database takes writes, and why not.
+  storage::StoreHealthInfo health() const { return health_->Info(); }
 
  private:
-  WalStore(Options options, rocksdb::DB* db) : options_(std::move(options)), db_(db) {}
+  WalStore(Options options, rocksdb::DB* db, std::shared_ptr<storage::StoreHealth> health)
+      : options_(std::move(options)), db_(db), health_(std::move(health)) {}
   [[nodiscard]] Status Load();
+  // FromRocks for a write, telling health_ of an I/O error.
+  [[nodiscard]] Status WriteResult(const rocksdb::Status& s, const std::string& what);
 
   const Options options_;
   rocksdb::DB* const db_;
+  const std::shared_ptr<storage::StoreHealth> health_;
   std::mutex write_mu_;  // serialises writers
   mutable std::mutex snapshot_mu_;
   std::optional<proto::WalSnapshot> snapshot_;  // guarded by snapshot_mu_

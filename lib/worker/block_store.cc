@@ -34,7 +34,8 @@ int64_t ReadBE(const char* p, int n) {
   return static_cast<int64_t>(x);
 }
 
-Result<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& path, rocksdb::Env* env) {
+Result<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& path, rocksdb::Env* env,
+                                            std::shared_ptr<storage::StoreHealth> health) {
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   // Values are whole blocks (megabytes). They go to blob files, written once
@@ -47,7 +48,7 @@ Result<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& path, rocksdb::En
   db_options.enable_blob_garbage_collection = true;
   db_options.compression = rocksdb::kNoCompression;
   db_options.blob_compression_type = rocksdb::kNoCompression;
-  Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(path, db_options, env);
+  Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(path, db_options, env, std::move(health));
   if (!db.ok()) return Annotate(db.status(), "block store");
   return db;
 }
@@ -58,13 +59,25 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const Options& options) {
   if (options.spill_path.empty()) return absl::InvalidArgumentError("block store: spill_path is required");
   std::error_code ec;
   std::filesystem::remove_all(options.spill_path, ec);  // scratch: see the header
-  ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::DB> db, OpenDb(options.spill_path, options.env));
+  auto db_health = storage::StoreHealth::Create(
+      {.name = fmt::format("the block spill store at {}", options.spill_path),
+       .retry_interval = options.resume_interval});
+  ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::DB> db, OpenDb(options.spill_path, options.env, db_health));
   std::unique_ptr<rocksdb::DB> log;
+  std::shared_ptr<storage::StoreHealth> log_health;
   if (!options.log_path.empty()) {
-    ASSIGN_OR_RETURN(log, OpenDb(options.log_path, options.env));
+    log_health = storage::StoreHealth::Create(
+        {.name = fmt::format("the block log at {}", options.log_path), .retry_interval = options.resume_interval});
+    Result<std::unique_ptr<rocksdb::DB>> opened = OpenDb(options.log_path, options.env, log_health);
+    if (!opened.ok()) {
+      db_health->Detach();
+      return opened.status();
+    }
+    log = std::move(*opened);
   }
   const bool has_log = log != nullptr;
-  std::unique_ptr<BlockStore> store(new BlockStore(options, db.release(), log.release()));
+  std::unique_ptr<BlockStore> store(
+      new BlockStore(options, db.release(), log.release(), std::move(db_health), std::move(log_health)));
   if (has_log) RETURN_IF_ERROR_PREPEND(store->LoadLog(), "reading the block log");
   return store;
 }
@@ -96,6 +109,8 @@ Status BlockStore::LoadLog() {
 }
 
 BlockStore::~BlockStore() {
+  db_health_->Detach();
+  if (log_health_ != nullptr) log_health_->Detach();
   db_->Close().PermitUncheckedError();
   delete db_;
   if (log_ != nullptr) {
@@ -148,6 +163,8 @@ Status BlockStore::Put(format::Block* in, bool durable) {
   Entry e{.lineage = l, .records = block.records(), .bytes = bytes};
   if (durable) {
     if (log_ == nullptr) return absl::FailedPreconditionError("block store: no block log for a durable block");
+    // Refused at once while the log cannot take it: the receiver pauses.
+    RETURN_IF_ERROR(log_health_->CheckWritable());
     const bool in_memory = stats_.memory_bytes + bytes <= options_.memory_budget_bytes;
     if (!in_memory && stats_.disk_bytes + bytes > options_.disk_budget_bytes) {
       return absl::ResourceExhaustedError(fmt::format(
@@ -168,7 +185,10 @@ Status BlockStore::Put(format::Block* in, bool durable) {
     rocksdb::Status s = batch.Put(rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 2));
     if (s.ok()) s = log_->Write(no_wal, &batch);
     if (s.ok()) s = log_->Flush(rocksdb::FlushOptions());
-    if (!s.ok()) return absl::UnavailableError(fmt::format("block log: write failed: {}", s.ToString()));
+    if (!s.ok()) {
+      log_health_->Report(s);
+      return absl::UnavailableError(fmt::format("block log at {}: write failed: {}", options_.log_path, s.ToString()));
+    }
     lock.lock();
     if (entries_.contains(key)) return absl::OkStatus();  // a concurrent put of the same block
     e.in_log = true;
@@ -198,6 +218,10 @@ Status BlockStore::Put(format::Block* in, bool durable) {
         "block store full: {} bytes in memory (budget {}), {} on disk (budget {})", stats_.memory_bytes,
         options_.memory_budget_bytes, stats_.disk_bytes, options_.disk_budget_bytes));
   }
+  if (Status st = db_health_->CheckWritable(); !st.ok()) {
+    // Over the memory budget and the disk refuses: the receiver pauses.
+    return absl::UnavailableError(fmt::format("block store: cannot spill: {}", std::string(st.message())));
+  }
   // Spill. Reserve the space first so concurrent puts respect the budget.
   stats_.disk_bytes += bytes;
   ++stats_.blocks_on_disk;
@@ -209,6 +233,7 @@ Status BlockStore::Put(format::Block* in, bool durable) {
   no_wal.disableWAL = true;
   rocksdb::Status s = db_->Put(no_wal, DiskKey(key), block.data());
   if (!s.ok()) {
+    db_health_->Report(s);
     lock.lock();
     entries_.erase(key);
     stats_.disk_bytes -= bytes;
@@ -304,8 +329,18 @@ std::vector<HeldBlock> BlockStore::Holdings() const {
 }
 
 BlockStoreStats BlockStore::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  BlockStoreStats stats;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats = stats_;
+  }
+  for (const auto* health : {db_health_.get(), log_health_.get()}) {
+    if (health == nullptr) continue;
+    if (Status st = health->CheckWritable(); !st.ok()) {
+      stats.degraded += (stats.degraded.empty() ? "" : "; ") + std::string(st.message());
+    }
+  }
+  return stats;
 }
 
 }  // namespace sluice::worker

@@ -28,6 +28,7 @@
 
 #include "lib/common/status.h"
 #include "lib/format/block.h"
+#include "lib/storage/store_health.h"
 
 namespace rocksdb {
 class DB;
@@ -57,6 +58,8 @@ struct BlockStoreStats {
   size_t blocks_in_memory = 0;
   size_t blocks_on_disk = 0;
   size_t blocks_in_log = 0;
+  // Why the spill store or the block log refuses writes; "" while both take them.
+  std::string degraded;
 };
 
 class BlockStore {
@@ -67,6 +70,8 @@ class BlockStore {
     std::string spill_path;  // RocksDB directory for spilled blocks (scratch)
     std::string log_path;    // RocksDB directory of the block log; "" for none
     rocksdb::Env* env = nullptr;  // of both databases; nullptr: the real file system
+    // How often a database that refuses writes tries to resume.
+    std::chrono::milliseconds resume_interval{500};
   };
 
   [[nodiscard]] static Result<std::unique_ptr<BlockStore>> Open(const Options& options);
@@ -104,13 +109,20 @@ class BlockStore {
     bool in_log = false;
     format::Block block;  // when in memory
   };
-  BlockStore(Options options, rocksdb::DB* db, rocksdb::DB* log)
-      : options_(std::move(options)), db_(db), log_(log) {}
+  BlockStore(Options options, rocksdb::DB* db, rocksdb::DB* log, std::shared_ptr<storage::StoreHealth> db_health,
+             std::shared_ptr<storage::StoreHealth> log_health)
+      : options_(std::move(options)),
+        db_(db),
+        log_(log),
+        db_health_(std::move(db_health)),
+        log_health_(std::move(log_health)) {}
   [[nodiscard]] Status LoadLog();
 
   const Options options_;
   rocksdb::DB* const db_;
   rocksdb::DB* const log_;  // the block log; may be null
+  const std::shared_ptr<storage::StoreHealth> db_health_;
+  const std::shared_ptr<storage::StoreHealth> log_health_;  // null without a log
   mutable std::mutex mu_;
   std::map<BlockKey, Entry> entries_;  // guarded by mu_
   BlockStoreStats stats_;              // guarded by mu_

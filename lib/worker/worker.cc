@@ -164,6 +164,13 @@ proto::WorkerStatus Worker::GetStatus() const {
     info->set_blocks_in_memory(static_cast<int64_t>(st.blocks_in_memory));
     info->set_blocks_on_disk(static_cast<int64_t>(st.blocks_on_disk));
     info->set_blocks_in_log(static_cast<int64_t>(st.blocks_in_log));
+    std::string degraded = st.degraded;
+    if (state_ != nullptr) {
+      if (storage::StoreHealthInfo h = state_->store()->health(); h.degraded) {
+        degraded += (degraded.empty() ? "" : "; ") + fmt::format("the state store refuses writes: {}", h.error);
+      }
+    }
+    info->set_degraded(degraded);
   }
   return status;
 }

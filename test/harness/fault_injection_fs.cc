@@ -7,6 +7,9 @@ namespace sluice::testing {
 namespace {
 
 rocksdb::IOStatus Inactive() { return rocksdb::IOStatus::IOError("filesystem deactivated (crash)"); }
+rocksdb::IOStatus DiskFull(const std::string& fname) {
+  return rocksdb::IOStatus::NoSpace("While appending to file: " + fname, "No space left on device");
+}
 
 class TrackingFile final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
@@ -15,6 +18,7 @@ class TrackingFile final : public rocksdb::FSWritableFileOwnerWrapper {
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
+    if (fs_->disk_full()) return DiskFull(name_);
     if (!fs_->BeforeAppend()) return rocksdb::IOStatus::OK();  // lost with the machine
     rocksdb::IOStatus s = target()->Append(data, options, dbg);
     if (s.ok()) fs_->OnAppend(name_, data.size());
@@ -23,6 +27,7 @@ class TrackingFile final : public rocksdb::FSWritableFileOwnerWrapper {
   rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
                            const rocksdb::DataVerificationInfo& info,
                            rocksdb::IODebugContext* dbg) override {
+    if (fs_->disk_full()) return DiskFull(name_);
     if (!fs_->BeforeAppend()) return rocksdb::IOStatus::OK();
     rocksdb::IOStatus s = target()->Append(data, options, info, dbg);
     if (s.ok()) fs_->OnAppend(name_, data.size());
@@ -56,6 +61,7 @@ rocksdb::IOStatus FaultInjectionFS::NewWritableFile(const std::string& fname,
                                                     std::unique_ptr<rocksdb::FSWritableFile>* result,
                                                     rocksdb::IODebugContext* dbg) {
   if (!active_) return Inactive();
+  if (disk_full_) return rocksdb::IOStatus::NoSpace("While open a file for appending: " + fname, "No space left on device");
   std::unique_ptr<rocksdb::FSWritableFile> base;
   rocksdb::IOStatus s = target()->NewWritableFile(fname, opts, &base, dbg);
   if (!s.ok()) return s;

@@ -14,6 +14,10 @@
 // of an unsynced tail before the power went: DropUnsyncedData(keep) keeps a
 // prefix of each one, of a length the caller draws.
 //
+// A full disk: SetDiskFull(true) makes every write to a file and every new
+// file fail with ENOSPC's error (IOStatus::NoSpace, "No space left on
+// device") until SetDiskFull(false) — what a file system that filled up does.
+//
 // RangeSync does not count as a sync (it is a write-back hint). Thread-safe.
 #pragma once
 
@@ -55,6 +59,9 @@ class FaultInjectionFS : public rocksdb::FileSystemWrapper {
   void DeactivateAtSync(int64_t n) { deactivate_at_sync_ = syncs_ + n; }
   // The same before the n-th Append to a file.
   void DeactivateAtAppend(int64_t n) { deactivate_at_append_ = appends_ + n; }
+  // While true, writes and new files fail with NoSpace (a full disk).
+  void SetDiskFull(bool full) { disk_full_ = full; }
+  bool disk_full() const { return disk_full_; }
   // Syncs and appends done through this FS so far.
   int64_t syncs() const { return syncs_; }
   int64_t appends() const { return appends_; }
@@ -78,6 +85,7 @@ class FaultInjectionFS : public rocksdb::FileSystemWrapper {
     uint64_t synced = 0;  // bytes known durable
   };
   std::atomic<bool> active_{true};
+  std::atomic<bool> disk_full_{false};
   std::atomic<int64_t> syncs_{0};
   std::atomic<int64_t> deactivate_at_sync_{0};  // 0: never
   std::atomic<int64_t> appends_{0};

@@ -3,7 +3,9 @@
 // through a power failure, byte for byte, and held again on open; a Put cut
 // off by the crash at any of its syncs leaves its block whole or absent;
 // drops survive a process crash, and a dropped block a power failure brings
-// back is whole (the leader has it dropped again at registration).
+// back is whole (the leader has it dropped again at registration). And a
+// full disk: spills and durable puts are refused clearly (the block stays
+// with the caller) and taken again once the disk is freed, without reopening.
 #include <stdlib.h>
 
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include "lib/worker/block_store.h"
 #include "rocksdb/env.h"
 #include "test/harness/fault_injection_fs.h"
+#include "test/harness/util.h"
 
 namespace sluice::worker {
 namespace {
@@ -178,6 +181,47 @@ TEST_F(BlockStoreCrashTest, DropsSurviveAProcessCrashAndAPowerFailureBringsBackO
       EXPECT_EQ(held.size(), 2u) << "a drop was lost by a process crash";
     }
     for (const auto& [key, data] : held) EXPECT_EQ(data, put[key]) << key.second;
+  }
+}
+
+TEST_F(BlockStoreCrashTest, AFullDiskRefusesDurablePutsClearlyUntilFreed) {
+  auto opened = BlockStore::Open({.memory_budget_bytes = 64 << 10,
+                                  .disk_budget_bytes = 64 << 20,
+                                  .spill_path = dir_ + "/spill",
+                                  .log_path = dir_ + "/log",
+                                  .env = env_.get(),
+                                  .resume_interval = std::chrono::milliseconds(100)});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  BlockStore& store = **opened;
+  format::Block first = MakeBlock(0, 0, 10, 100);
+  ASSERT_TRUE(store.Put(&first, /*durable=*/true).ok());
+
+  fs_->SetDiskFull(true);
+  // The block log's flush fails: the block stays with the caller, and the
+  // error names the disk's.
+  format::Block second = MakeBlock(0, 10, 10, 100);
+  Status st = store.Put(&second, /*durable=*/true);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_NE(st.message().find("No space left on device"), std::string::npos) << st;
+  EXPECT_EQ(second.records(), 10);
+  EXPECT_NE(store.Stats().degraded.find("No space left on device"), std::string::npos) << store.Stats().degraded;
+  // Refused at once while degraded (the receiver pauses its source).
+  st = store.Put(&second, /*durable=*/true);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_NE(st.message().find("refuses writes"), std::string::npos) << st;
+  // A block that fits the memory budget is still taken.
+  format::Block small = MakeBlock(1, 0, 10, 100);
+  EXPECT_TRUE(store.Put(&small).ok());
+
+  fs_->SetDiskFull(false);
+  ASSERT_TRUE(testing::WaitUntil([&] { return store.Stats().degraded.empty(); }, std::chrono::seconds(5)))
+      << store.Stats().degraded;
+  ASSERT_TRUE(store.Put(&second, /*durable=*/true).ok());
+  format::Block spilled = MakeBlock(2, 0, 100, 1000);  // over the memory budget
+  ASSERT_TRUE(store.Put(&spilled).ok());
+  for (auto [p, start] : {std::pair{0, 0}, std::pair{0, 10}, std::pair{2, 0}}) {
+    auto back = store.Get({"sock", p, start});
+    EXPECT_TRUE(back.ok()) << back.status();
   }
 }
 

@@ -5,11 +5,13 @@
 // snapshot; compaction folds records into the state machine's snapshot; a
 // new leader adopts committed records it lacks and drops an old leader's
 // uncommitted tail; a lower epoch is fenced; every committed record survives
-// a crash of all three machines that loses their unsynced writes.
+// a crash of all three machines that loses their unsynced writes; a standby
+// or a leader whose disk fills catches up by itself once it is freed.
 #include "lib/wal/replicated_log.h"
 
 #include <filesystem>
 #include <future>
+#include <iostream>
 #include <set>
 #include <shared_mutex>
 #include <sstream>
@@ -18,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "rocksdb/env.h"
 #include "test/harness/fault_injection_fs.h"
+#include "test/harness/util.h"
 
 namespace sluice::wal {
 namespace {
@@ -156,16 +159,20 @@ class ReplicatedLogTest : public ::testing::Test {
   }
   void TearDown() override {
     for (auto& [id, log] : logs_) log->StepDown();
+    node_env_.clear();
     for (auto& [id, log] : logs_) net_.Remove(id);
     logs_.clear();
     machines_.clear();
+    owned_envs_.clear();
     std::filesystem::remove_all(dir_);
   }
 
   void Open(const std::string& id, int64_t compact_every = 1'000'000) {
     net_.Remove(id);  // no call is inside the old log when it goes
     logs_.erase(id);
-    auto store = WalStore::Open({.path = dir_ + "/" + id, .env = env_});
+    auto store = WalStore::Open({.path = dir_ + "/" + id,
+                                 .env = node_env_.contains(id) ? node_env_.at(id) : env_,
+                                 .resume_interval = std::chrono::milliseconds(100)});
     ASSERT_TRUE(store.ok()) << store.status();
     Network* net = &net_;
     machines_[id] = std::make_unique<KeyValueMachine>();  // a restart starts from nothing
@@ -219,6 +226,9 @@ class ReplicatedLogTest : public ::testing::Test {
 
   std::string dir_;
   rocksdb::Env* env_ = nullptr;  // null: the real one
+  std::map<std::string, rocksdb::Env*> node_env_;  // one node's own, over env_
+  // Envs a test made for node_env_: they outlive the logs over them.
+  std::vector<std::unique_ptr<rocksdb::Env>> owned_envs_;
   Network net_;
   std::map<std::string, std::unique_ptr<KeyValueMachine>> machines_;
   std::map<std::string, std::unique_ptr<ReplicatedLog>> logs_;
@@ -448,6 +458,84 @@ TEST_F(ReplicatedLogTest, EveryCommittedRecordSurvivesACrashThatLosesUnsyncedWri
   EXPECT_LT(next_commit, std::chrono::seconds(5));
   ASSERT_TRUE(WaitCommit("c", L("b").Stats().last_seq));
   EXPECT_EQ(State("c").size(), 201u);
+}
+
+
+// The leader's view of standby `id`.
+WalPeerStats PeerOf(const WalStats& leader, const std::string& id) {
+  for (const WalPeerStats& p : leader.peers) {
+    if (p.id == id) return p;
+  }
+  return {};
+}
+
+TEST_F(ReplicatedLogTest, AStandbyWhoseDiskFillsCatchesUpOnceFreedWithoutARestart) {
+  auto fs = std::make_shared<testing::FaultInjectionFS>(rocksdb::FileSystem::Default());
+  owned_envs_.push_back(rocksdb::NewCompositeEnv(fs));
+  node_env_["c"] = owned_envs_.back().get();
+  Open("c");
+  ASSERT_TRUE(Lead("a", 1).ok());
+  AppendN("a", 0, 20);
+  ASSERT_TRUE(WaitCommit("c", 21));
+
+  fs->SetDiskFull(true);
+  AppendN("a", 20, 50);  // a and b are a quorum: the log goes on
+  // The leader says how far c lags and why; c says its store is degraded.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        WalPeerStats c = PeerOf(L("a").Stats(), "c");
+        return c.lag > 0 && c.last_error.find("No space left on device") != std::string::npos;
+      },
+      std::chrono::seconds(5)))
+      << PeerOf(L("a").Stats(), "c").last_error;
+  EXPECT_EQ(PeerOf(L("a").Stats(), "b").last_error, "");
+  EXPECT_TRUE(L("c").Stats().store.degraded);
+  EXPECT_THAT(L("c").Stats().store.error, ::testing::HasSubstr("No space left on device"));
+  EXPECT_LT(L("c").Stats().last_seq, L("a").Stats().last_seq);
+
+  // Freed: c resumes its store and catches up by itself, no restart.
+  const auto freed = std::chrono::steady_clock::now();
+  fs->SetDiskFull(false);
+  ASSERT_TRUE(WaitCommit("c", L("a").Stats().last_seq));
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - freed);
+  std::cout << "standby back in sync " << took.count() << " ms after its disk was freed\n";
+  EXPECT_LT(took, std::chrono::seconds(10));
+  EXPECT_TRUE(testing::WaitUntil([&] { return !L("c").Stats().store.degraded; }, std::chrono::seconds(2)));
+  EXPECT_EQ(MarkersOf("c").size(), 70u);
+  AppendN("a", 70, 5);
+  ASSERT_TRUE(WaitCommit("c", L("a").Stats().last_seq));
+  EXPECT_EQ(PeerOf(L("a").Stats(), "c").last_error, "");
+  EXPECT_EQ(PeerOf(L("a").Stats(), "c").lag, 0);
+}
+
+TEST_F(ReplicatedLogTest, ALeaderWhoseDiskFillsStepsDownAndCatchesUpAsAStandby) {
+  auto fs = std::make_shared<testing::FaultInjectionFS>(rocksdb::FileSystem::Default());
+  owned_envs_.push_back(rocksdb::NewCompositeEnv(fs));
+  node_env_["a"] = owned_envs_.back().get();
+  Open("a");
+  std::atomic<bool> told{false};
+  L("a").SetOnFenced([&](int64_t) { told = true; });
+  ASSERT_TRUE(Lead("a", 1).ok());
+  AppendN("a", 0, 20);
+
+  fs->SetDiskFull(true);
+  auto failed = L("a").Append(Mark(99));
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable) << failed.status();
+  EXPECT_TRUE(testing::WaitUntil([&] { return told.load(); }, std::chrono::seconds(2)));  // the driver steps down
+  L("a").StepDown();
+  ASSERT_TRUE(Lead("b", 2).ok());
+  AppendN("b", 20, 30);
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return PeerOf(L("b").Stats(), "a").last_error.find("No space left") != std::string::npos; },
+      std::chrono::seconds(5)));
+
+  const auto freed = std::chrono::steady_clock::now();
+  fs->SetDiskFull(false);
+  ASSERT_TRUE(WaitCommit("a", L("b").Stats().last_seq));
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - freed);
+  std::cout << "old leader back in sync " << took.count() << " ms after its disk was freed\n";
+  EXPECT_LT(took, std::chrono::seconds(10));
+  EXPECT_EQ(MarkersOf("a").size(), 50u);
 }
 
 }  // namespace

@@ -7,7 +7,9 @@
 //     to an earlier whole call, never half of one: a fold never leaves the
 //     stale delta it removed, and the snapshot m/ names is always whole;
 //   - a power failure that loses every unsynced byte loses calls: the store
-//     syncs nothing, and its replica covers the loss of a machine.
+//     syncs nothing, and its replica covers the loss of a machine;
+//   - a full disk fails writes (the task that wrote runs again) until it is
+//     freed; then the same store takes them, without reopening.
 #include <stdlib.h>
 
 #include <filesystem>
@@ -21,6 +23,7 @@
 #include "lib/state/state_store.h"
 #include "rocksdb/env.h"
 #include "test/harness/fault_injection_fs.h"
+#include "test/harness/util.h"
 
 namespace sluice::state {
 namespace {
@@ -329,6 +332,33 @@ TEST_F(StateStoreCrashTest, PowerLossLosesWhatWasNotSynced) {
   const int k = Match(views, steps.size(), *view);
   EXPECT_GE(k, 0) << Describe(*view);
   EXPECT_LT(k, static_cast<int>(steps.size()));
+}
+
+TEST(StateStoreDiskFull, WritesFailWhileTheDiskIsFullAndAreTakenOnceFreed) {
+  std::string templ = ::testing::TempDir() + "/sluice-state-full-XXXXXX";
+  ASSERT_NE(::mkdtemp(templ.data()), nullptr);
+  auto fs = std::make_shared<testing::FaultInjectionFS>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  {
+    auto store = StateStore::Open(templ + "/state", env.get());
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->Prepare("j", 0, -1).ok());
+    const std::vector<Change> one = {{"a", "1"}};
+    ASSERT_TRUE((*store)->WriteDelta("j", 0, 0, one).ok());
+
+    fs->SetDiskFull(true);
+    Status st = (*store)->WriteDelta("j", 0, 1, one);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("No space left on device"), std::string::npos) << st;
+    fs->SetDiskFull(false);
+    // Resumed by itself (every 500 ms): the retried write lands.
+    EXPECT_TRUE(testing::WaitUntil([&] { return (*store)->WriteDelta("j", 0, 1, one).ok(); },
+                                   std::chrono::seconds(5)));
+    auto delta = (*store)->ReadDelta("j", 0, 1);
+    ASSERT_TRUE(delta.ok()) << delta.status();
+    EXPECT_EQ(*delta, one);
+  }
+  std::filesystem::remove_all(templ);
 }
 
 }  // namespace
