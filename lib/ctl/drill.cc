@@ -236,9 +236,12 @@ bool DrillReport::Pass() const {
 }
 
 void PrintReport(const DrillReport& r, std::ostream& out) {
+  // The jobs' columns are named by what follows the drill's name ("ids").
   std::vector<std::string> jobs;
   if (!r.faults.empty()) {
-    for (const auto& [job, ms] : r.faults.front().next_commit_ms) jobs.push_back(job);
+    for (const auto& [job, ms] : r.faults.front().next_commit_ms) {
+      jobs.push_back(job.rfind(r.name + "-", 0) == 0 ? job.substr(r.name.size() + 1) : job);
+    }
   }
   out << "drill " << r.name << ": T (session timeout) " << Seconds(r.times.session_timeout.count())
       << ", B (batch interval) " << Seconds(r.times.batch_interval.count()) << "\n\n";
@@ -262,9 +265,11 @@ void PrintReport(const DrillReport& r, std::ostream& out) {
     if (!f.error.empty()) out << "     fault not applied: " << f.error << "\n";
     if (!f.note.empty()) out << "     " << f.note << "\n";
   }
-  out << "\n(NEW LEADER and the job columns: seconds from the fault to a serving leader of a newer epoch,\n"
-         " and to the job's next committed batch; BLOCKS F/R: blocks fetched from another worker / made\n"
-         " again from lineage in the batches until the next fault)\n\n";
+  out << "\nNEW LEADER: from the fault to a serving leader of a newer epoch; ";
+  for (const std::string& j : jobs) out << j << ", ";
+  out << "from the fault to\nthat job's next committed batch (" << r.name
+      << "-<job>); RERUNS: task attempts beyond the tasks; BLOCKS F/R:\nblocks fetched from another worker / made"
+         " again from lineage, in the batches until the next fault\n\n";
   for (const auto& [job, ms] : r.longest_gap_ms) {
     out << "longest time without a committed batch, " << job << ": " << Seconds(ms);
     auto d = r.last_total_delay_ms.find(job);
