@@ -302,7 +302,8 @@ namespace {
 void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
   std::string sources;
   for (const std::string& s : j.spec().sources()) sources += (sources.empty() ? "" : ",") + s;
-  out << std::left << std::setw(20) << j.job_id() << std::setw(10) << j.state() << std::setw(10)
+  out << std::left << std::setw(std::max<int>(20, static_cast<int>(j.job_id().size()) + 2)) << j.job_id()
+      << std::setw(10) << j.state() << std::setw(10)
       << (std::to_string(j.spec().batch_interval_ms()) + "ms") << std::setw(10) << j.last_planned_batch()
       << std::setw(10) << j.last_committed_batch() << sources << "\n";
   if (!detail) return;

@@ -265,11 +265,11 @@ void PrintReport(const DrillReport& r, std::ostream& out) {
     if (!f.error.empty()) out << "     fault not applied: " << f.error << "\n";
     if (!f.note.empty()) out << "     " << f.note << "\n";
   }
-  out << "\nNEW LEADER: from the fault to a serving leader of a newer epoch; ";
-  for (const std::string& j : jobs) out << j << ", ";
-  out << "from the fault to\nthat job's next committed batch (" << r.name
-      << "-<job>); RERUNS: task attempts beyond the tasks; BLOCKS F/R:\nblocks fetched from another worker / made"
-         " again from lineage, in the batches until the next fault\n\n";
+  out << "\nNEW LEADER: from the fault to a serving leader of a newer epoch. ";
+  for (size_t j = 0; j < jobs.size(); ++j) out << (j ? ", " : "") << jobs[j];
+  out << ": from the fault to the next\ncommitted batch of job " << r.name
+      << "-<that>. RERUNS: task attempts beyond a batch's tasks. BLOCKS F/R: blocks\nfetched from another worker"
+         " / made again from lineage, in the batches until the next fault.\n\n";
   for (const auto& [job, ms] : r.longest_gap_ms) {
     out << "longest time without a committed batch, " << job << ": " << Seconds(ms);
     auto d = r.last_total_delay_ms.find(job);

@@ -111,6 +111,7 @@ TEST(DrillExactlyOnce, ParsesTheProbesOutput) {
             (std::pair<std::string, int64_t>{"k00000007", 12}));
   EXPECT_FALSE(ParseCountLine(R"({"key":["k1"]})").has_value());
   EXPECT_EQ(BatchOfFile("drill-1-counts-batch-17-part-0.jsonl"), 17);
+  EXPECT_EQ(BatchOfFile("drill-1-counts-batch-00000022-part-0002.jsonl"), 22);  // as the file sink names them
   EXPECT_FALSE(BatchOfFile("notes.txt").has_value());
 }
 
