@@ -399,6 +399,11 @@ int Ctl::RunStop(std::ostream& out, std::ostream& err) {
 }
 
 int Ctl::RunDrillCommand(std::ostream& out, std::ostream& err) {
+  // Mistakes in the flags first, before the cluster is looked for.
+  if (Result<CheckedDrillOptions> checked = CheckDrillOptions(drill_); !checked.ok()) {
+    err << "sluicectl: error: " << checked.status().message() << "\n";
+    return kExitUsage;
+  }
   if (int rc = Discover(err); rc != 0) return rc;
   return RunDrill(drill_, drivers_, clock_, out, err);
 }

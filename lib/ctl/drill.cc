@@ -230,6 +230,25 @@ std::optional<int64_t> BatchOfFile(std::string_view name) {
   return ToInt(name.substr(start, p - start));
 }
 
+Result<CheckedDrillOptions> CheckDrillOptions(const DrillOptions& o) {
+  CheckedDrillOptions c;
+  ASSIGN_OR_RETURN(c.faults, ParseFaults(o.faults));
+  ASSIGN_OR_RETURN(c.interval, ParseDuration(o.interval, "--interval"));
+  ASSIGN_OR_RETURN(c.batch_interval, ParseDuration(o.batch_interval, "--batch-interval"));
+  if (!o.session_timeout.empty()) {
+    ASSIGN_OR_RETURN(c.session_timeout, ParseDuration(o.session_timeout, "--session-timeout"));
+  }
+  if (o.partitions < 1 || o.partitions > 64) {
+    return absl::InvalidArgumentError(fmt::format("--partitions: {} is not in 1..64", o.partitions));
+  }
+  if (o.rate < o.partitions || o.rate > 1'000'000) {
+    return absl::InvalidArgumentError(
+        fmt::format("--rate: {} is not in {}..1000000 (at least one event/s per partition)", o.rate, o.partitions));
+  }
+  if (o.rounds < 0) return absl::InvalidArgumentError("--rounds: must not be negative");
+  return c;
+}
+
 bool DrillReport::Pass() const {
   if (!problems.empty() || !ids.ok() || !counts.ok() || faults.empty()) return false;
   return std::all_of(faults.begin(), faults.end(), FaultPasses);

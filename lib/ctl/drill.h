@@ -162,6 +162,16 @@ struct DrillOptions {
   bool rpc = false;
 };
 
+// The flags' values, checked: INVALID_ARGUMENT naming the flag (exit code 2,
+// before anything is asked of the cluster).
+struct CheckedDrillOptions {
+  std::vector<FaultSpec> faults;
+  std::chrono::milliseconds interval{0};
+  std::chrono::milliseconds batch_interval{0};
+  std::optional<std::chrono::milliseconds> session_timeout;
+};
+[[nodiscard]] Result<CheckedDrillOptions> CheckDrillOptions(const DrillOptions& options);
+
 // Runs the drill on the cluster whose drivers are at `drivers`; prints the
 // report to `out`, progress and errors to `err`. Returns the exit code: 0 on
 // PASS, 1 on FAIL (or an unreachable cluster), 2 on bad usage.

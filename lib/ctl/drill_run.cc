@@ -470,31 +470,15 @@ void Runner::Finish() {
 }
 
 int Runner::Run() {
-  Result<std::vector<FaultSpec>> faults = ParseFaults(o_.faults);
-  Result<Ms> interval = ParseDuration(o_.interval, "--interval");
-  Result<Ms> batch = ParseDuration(o_.batch_interval, "--batch-interval");
-  Status usage = !faults.ok() ? faults.status() : !interval.ok() ? interval.status() : batch.status();
-  if (usage.ok() && (o_.partitions < 1 || o_.partitions > 64)) {
-    usage = absl::InvalidArgumentError(fmt::format("--partitions: {} is not in 1..64", o_.partitions));
-  }
-  if (usage.ok() && (o_.rate < o_.partitions || o_.rate > 1'000'000)) {
-    usage = absl::InvalidArgumentError(
-        fmt::format("--rate: {} is not in {}..1000000 (at least one event/s per partition)", o_.rate, o_.partitions));
-  }
-  if (usage.ok() && o_.rounds < 0) usage = absl::InvalidArgumentError("--rounds: must not be negative");
-  std::optional<Ms> session_flag;
-  if (usage.ok() && !o_.session_timeout.empty()) {
-    Result<Ms> t = ParseDuration(o_.session_timeout, "--session-timeout");
-    if (t.ok()) session_flag = *t;
-    else usage = t.status();
-  }
-  if (!usage.ok()) {
-    err_ << "sluicectl: error: " << usage.message() << "\n";
+  Result<CheckedDrillOptions> checked = CheckDrillOptions(o_);
+  if (!checked.ok()) {
+    err_ << "sluicectl: error: " << checked.status().message() << "\n";
     return kExitUsage;
   }
-  faults_ = *faults;
-  interval_ = *interval;
-  times_.batch_interval = *batch;
+  faults_ = checked->faults;
+  interval_ = checked->interval;
+  times_.batch_interval = checked->batch_interval;
+  const std::optional<Ms> session_flag = checked->session_timeout;
   const int rounds = o_.rounds > 0 ? o_.rounds : static_cast<int>(faults_.size());
 
   // The cluster as it is: a serving leader, and the session timeout it runs with.

@@ -57,6 +57,23 @@ TEST(DrillFaults, Durations) {
   EXPECT_FALSE(ParseDuration("-1s", "x").ok());
 }
 
+TEST(DrillFaults, FlagsAreCheckedBeforeTheClusterIsAsked) {
+  DrillOptions o;
+  o.faults = "leader-kill";
+  Result<CheckedDrillOptions> c = CheckDrillOptions(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->interval, milliseconds(10'000));
+  EXPECT_FALSE(c->session_timeout.has_value());
+  o.interval = "soon";
+  EXPECT_THAT(std::string(CheckDrillOptions(o).status().message()), HasSubstr("--interval: 'soon'"));
+  o.interval = "8s";
+  o.rate = 2;  // fewer than one event/s per partition
+  EXPECT_THAT(std::string(CheckDrillOptions(o).status().message()), HasSubstr("--rate: 2 is not in 4..1000000"));
+  o.rate = 100;
+  o.session_timeout = "4s";
+  EXPECT_EQ(CheckDrillOptions(o)->session_timeout, milliseconds(4000));
+}
+
 TEST(DrillVerdict, TargetsFollowTheSessionTimeoutAndTheBatchInterval) {
   const DrillTimes times{.session_timeout = milliseconds(4000), .batch_interval = milliseconds(1000)};
   auto target = [&](const char* spec) { return TargetFor((*ParseFaults(spec))[0], times); };
