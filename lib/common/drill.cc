@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "spdlog/spdlog.h"
@@ -21,26 +23,6 @@ void SleepMs(int64_t ms) {
   ts.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000L;
   while (::nanosleep(&ts, &ts) != 0) {
   }
-}
-
-Status Pause(std::chrono::milliseconds pause) {
-  const pid_t target = ::getpid();
-  const pid_t child = ::fork();
-  if (child < 0) return absl::InternalError("drill: fork failed");
-  if (child == 0) {
-    // The intermediate child exits at once so the daemon can reap it; the
-    // grandchild, adopted by init, does the pause. Both are forks of a
-    // threaded process: nothing but async-signal-safe calls from here on.
-    if (::fork() == 0) {
-      SleepMs(kAnswerFirst.count());
-      ::kill(target, SIGSTOP);
-      SleepMs(pause.count());
-      ::kill(target, SIGCONT);
-    }
-    ::_exit(0);
-  }
-  ::waitpid(child, nullptr, 0);
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -67,11 +49,32 @@ Status ObeyDrill(DrillFault fault, std::chrono::milliseconds pause, bool allowed
       }
       spdlog::warn("{}: failover drill: paused (SIGSTOP) for {} ms, as asked over RPC (allow-drills is on)",
                    daemon, pause.count());
-      return Pause(pause);
+      return PauseProcess(::getpid(), kAnswerFirst, pause);
     case DrillFault::kUnspecified:
       break;
   }
   return absl::InvalidArgumentError("drill: unknown fault");
+}
+
+Status PauseProcess(int pid, std::chrono::milliseconds after, std::chrono::milliseconds pause) {
+  const pid_t target = static_cast<pid_t>(pid);
+  const pid_t child = ::fork();
+  if (child < 0) return absl::InternalError(fmt::format("pausing pid {}: fork failed: {}", pid, std::strerror(errno)));
+  if (child == 0) {
+    // The intermediate child exits at once so the caller can reap it; the
+    // grandchild, adopted by init, does the pause (and outlives the caller
+    // if need be). Both are forks of a threaded process: nothing but
+    // async-signal-safe calls from here on.
+    if (::fork() == 0) {
+      SleepMs(after.count());
+      ::kill(target, SIGSTOP);
+      SleepMs(pause.count());
+      ::kill(target, SIGCONT);
+    }
+    ::_exit(0);
+  }
+  ::waitpid(child, nullptr, 0);
+  return absl::OkStatus();
 }
 
 }  // namespace sluice

@@ -3,9 +3,9 @@
 // One thread does everything in a loop that polls every 100 ms: GetStatus of
 // every driver (in parallel, so a paused one costs one deadline, not three)
 // and DescribeJob of the probe's jobs on the serving leader; between polls it
-// applies the next fault when its time has come, and continues a paused
-// process when its pause is over. Each poll closes what it can of every
-// fault's measurements.
+// applies the next fault when its time has come (a pause is ended by a helper
+// process, lib/common/drill.h). Each poll closes what it can of every fault's
+// measurements.
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,10 +15,10 @@
 #include <fstream>
 #include <functional>
 #include <future>
-#include <iostream>
 #include <set>
 
 #include "lib/common/config.h"
+#include "lib/common/drill.h"
 #include "lib/ctl/drill.h"
 #include "lib/engine/job_file.h"
 #include "lib/rpc/channel_cache.h"
@@ -55,6 +55,16 @@ bool IsLocal(const proto::ProcessInfo& p, const std::string& binary) {
   return !ec && exe.filename().string().rfind(binary, 0) == 0;
 }
 
+// The process answering at `address` now.
+Result<proto::ProcessInfo> ProcessAt(rpc::ChannelCache& channels, const std::string& address, bool is_driver) {
+  if (is_driver) {
+    ASSIGN_OR_RETURN(proto::DriverStatus st, rpc::DriverClient(channels, address).GetStatus(kStatusDeadline));
+    return st.process();
+  }
+  ASSIGN_OR_RETURN(proto::WorkerStatus st, rpc::WorkerClient(channels, address).GetStatus(kStatusDeadline));
+  return st.process();
+}
+
 struct Observation {
   int64_t t_ms = 0;
   std::string leader_address;  // "" when no driver says it leads and serves
@@ -69,8 +79,17 @@ struct Applied {
   std::map<std::string, int64_t> committed_before;  // per job
   std::map<std::string, int64_t> committed_at_next; // per job, when the next fault came (or the end)
   bool victim_gone = false;                          // killed or terminated
-  std::optional<int64_t> back_ms;                    // the victim in the membership again
+  // A new process answering at the victim's address (another pid or start
+  // time: the membership would show the dead one's znode until its session
+  // expires).
+  std::optional<int64_t> back_ms;
   bool victim_is_driver = false;
+  std::string victim_address;
+  proto::ProcessInfo victim_process;
+  int64_t last_back_check_ms = 0;
+  // Set when the next fault comes: what has not healed by then is not
+  // measured further (a later fault's new leader is not this one's).
+  bool closed = false;
 };
 
 class Runner {
@@ -98,7 +117,7 @@ class Runner {
   Observation Poll();
   void Measure(const Observation& ob);
   void SleepUntil(int64_t t_ms);
-  // Polls and measures until `t_ms` (since the start), applying due SIGCONTs.
+  // Polls and measures until `t_ms` (since the start), or until `done` says so.
   void PollUntil(int64_t t_ms, const std::function<bool(const Observation&)>& done = nullptr);
   void ApplyFault(const FaultSpec& fault, int worker_round);
   void Deliver(Applied& a, const proto::ProcessInfo& process, const std::string& address, bool is_driver);
@@ -122,7 +141,6 @@ class Runner {
   std::vector<std::string> jobs_;  // ids, counts
   Observation last_;
   std::vector<Applied> applied_;
-  std::vector<std::pair<int64_t, pid_t>> pending_cont_;  // (when, pid) of local pauses
   std::map<std::string, std::map<int64_t, proto::BatchSummary>> batches_;  // per job, every one seen
   std::map<std::string, int64_t> last_commit_t_, last_committed_;
   std::map<std::string, int> tasks_per_batch_;
@@ -180,6 +198,20 @@ void Runner::Measure(const Observation& ob) {
   for (Applied& a : applied_) {
     FaultResult& r = a.result;
     if (!r.error.empty()) continue;
+    // Whether a killed daemon is back counts until the end; asked twice a
+    // second at most.
+    if (a.victim_gone && !a.back_ms && ob.t_ms - a.last_back_check_ms >= 500) {
+      a.last_back_check_ms = ob.t_ms;
+      const std::string& addr = a.victim_address;
+      const Result<proto::ProcessInfo> now = ProcessAt(Channels(addr), addr, a.victim_is_driver);
+      if (!now.ok()) {
+        channels_.erase(addr);
+      } else if (now->pid() != a.victim_process.pid() ||
+                 now->start_time_unix_ms() != a.victim_process.start_time_unix_ms()) {
+        a.back_ms = ob.t_ms - r.at_ms;
+      }
+    }
+    if (a.closed) continue;
     if (r.fault.on_leader() && !r.new_leader_ms && !ob.leader_address.empty() && ob.leader.epoch() > a.epoch_before) {
       r.new_leader_ms = ob.t_ms - r.at_ms;
     }
@@ -187,12 +219,6 @@ void Runner::Measure(const Observation& ob) {
       auto it = ob.jobs.find(job);
       if (!ms && it != ob.jobs.end() && it->second.last_committed_batch() > a.committed_before[job]) {
         ms = ob.t_ms - r.at_ms;
-      }
-    }
-    if (a.victim_gone && !a.back_ms && !ob.leader_address.empty()) {
-      const auto& members = a.victim_is_driver ? ob.leader.drivers() : ob.leader.workers();
-      for (const proto::MemberInfo& m : members) {
-        if (m.id() == r.victim && ob.t_ms - r.at_ms > 500) a.back_ms = ob.t_ms - r.at_ms;
       }
     }
   }
@@ -206,14 +232,6 @@ void Runner::SleepUntil(int64_t t_ms) {
 void Runner::PollUntil(int64_t t_ms, const std::function<bool(const Observation&)>& done) {
   while (true) {
     const int64_t began = Elapsed();
-    for (auto it = pending_cont_.begin(); it != pending_cont_.end();) {
-      if (it->first <= began) {
-        ::kill(it->second, SIGCONT);
-        it = pending_cont_.erase(it);
-      } else {
-        ++it;
-      }
-    }
     last_ = Poll();
     Measure(last_);
     if (done && done(last_)) return;
@@ -326,10 +344,13 @@ void Runner::ApplyFault(const FaultSpec& fault, int worker_round) {
        << a.result.at_ms / 1000.0 << "s: "
        << (a.result.error.empty() ? a.result.delivery + " (" + a.result.victim + ")" : "NOT APPLIED: " + a.result.error)
        << "\n";
+  for (Applied& earlier : applied_) earlier.closed = true;
   applied_.push_back(std::move(a));
 }
 
 void Runner::Deliver(Applied& a, const proto::ProcessInfo& process, const std::string& address, bool is_driver) {
+  a.victim_address = address;
+  a.victim_process = process;
   const FaultKind k = a.result.fault.kind;
   const bool pause = k == FaultKind::kLeaderPause || k == FaultKind::kWorkerPause;
   const Ms pause_for = a.result.fault.pause;
@@ -337,11 +358,14 @@ void Runner::Deliver(Applied& a, const proto::ProcessInfo& process, const std::s
   if (!o_.rpc && IsLocal(process, is_driver ? "driverd" : "workerd")) {
     const pid_t pid = static_cast<pid_t>(process.pid());
     const int sig = pause ? SIGSTOP : k == FaultKind::kLeaderTerm ? SIGTERM : SIGKILL;
-    if (::kill(pid, sig) != 0) {
-      a.result.error = fmt::format("kill({}, {}): {}", pid, sig, std::strerror(errno));
+    // A pause goes through a helper process that continues the daemon even
+    // if this sluicectl is interrupted meanwhile; kill(pid, 0) first checks
+    // that we may signal it at all.
+    const bool sent = pause ? ::kill(pid, 0) == 0 && PauseProcess(pid, Ms(0), pause_for).ok() : ::kill(pid, sig) == 0;
+    if (!sent) {
+      a.result.error = fmt::format("signalling pid {} on this host: {}", pid, std::strerror(errno));
       return;
     }
-    if (pause) pending_cont_.emplace_back(a.result.at_ms + pause_for.count(), pid);
     a.result.delivery = fmt::format("{} to pid {}{}", sig == SIGSTOP ? "SIGSTOP" : sig == SIGTERM ? "SIGTERM" : "SIGKILL",
                                     pid, pause ? fmt::format(", SIGCONT after {} ms", pause_for.count()) : "");
     return;
@@ -374,6 +398,11 @@ void ForEachLine(const std::string& dir, const std::function<void(const std::str
 }
 
 void Runner::Finish() {
+  // A job that has not committed since its last batch is still in a gap.
+  for (const auto& [job, t] : last_commit_t_) {
+    int64_t& gap = report_.longest_gap_ms[job];
+    gap = std::max(gap, last_.t_ms - t);
+  }
   // Stop both jobs first, so their positions no longer move while the
   // output is read.
   for (const std::string& job : jobs_) {
@@ -549,8 +578,6 @@ int Runner::Run() {
                                      [](const auto& j) { return j.second.has_value(); });
                 });
               });
-    for (const auto& [when, pid] : pending_cont_) ::kill(pid, SIGCONT);
-    pending_cont_.clear();
   }
   err_ << report_.name << ": stopping the jobs and checking their output\n";
   Finish();
