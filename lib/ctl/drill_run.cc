@@ -77,7 +77,6 @@ struct Applied {
   FaultResult result;
   int64_t epoch_before = 0;
   std::map<std::string, int64_t> committed_before;  // per job
-  std::map<std::string, int64_t> committed_at_next; // per job, when the next fault came (or the end)
   bool victim_gone = false;                          // killed or terminated
   // A new process answering at the victim's address (another pid or start
   // time: the membership would show the dead one's znode until its session
