@@ -26,6 +26,9 @@ void DaemonOptions::Register(CLI::App& app, const std::string& kind) {
                  "Give up starting if ZooKeeper cannot be reached within this")
       ->capture_default_str();
   app.add_option("--log-level", log_level, kLogLevels)->capture_default_str();
+  app.add_flag("--allow-drills", allow_drills,
+               "Obey the Drill RPC of sluicectl drill: kill, terminate or pause this " + kind +
+                   " on request (docs/drills.md)");
 }
 
 Status DaemonOptions::Validate() const {

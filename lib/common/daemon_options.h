@@ -25,6 +25,9 @@ struct DaemonOptions {
   int zk_session_timeout_ms = 10'000;
   int zk_connect_timeout_ms = 15'000;
   std::string log_level = "info";
+  // Obey sluicectl drill's Drill RPC (kill, terminate or pause this process).
+  // Off by default: anyone who can reach the RPC port could use it.
+  bool allow_drills = false;
 
   // Declares the options on `app`; `kind` ("driver", "worker") words the help.
   void Register(CLI::App& app, const std::string& kind);

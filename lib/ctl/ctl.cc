@@ -102,6 +102,26 @@ void Ctl::Register(CLI::App& app) {
   for (CLI::App* c : {submit_cmd_, list_cmd_, describe_cmd_, stop_cmd_}) {
     c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   }
+  drill_cmd_ = app.add_subcommand("drill", "Run a failover drill on the cluster and print a verdict (docs/drills.md)");
+  CLI::App* d = drill_cmd_;
+  d->add_option("--fault", drill_.faults,
+                "Faults, applied in turn: leader-kill, leader-term, leader-pause[:DURATION], worker-kill[:ID], "
+                "worker-pause[:DURATION] (pauses default to 6s)")
+      ->required();
+  d->add_option("--rounds", drill_.rounds, "Faults to apply in all, round robin (default: each listed once)");
+  d->add_option("--interval", drill_.interval, "Time between faults")->capture_default_str();
+  d->add_option("--rate", drill_.rate, "The probe's events/s over all partitions")->capture_default_str();
+  d->add_option("--partitions", drill_.partitions, "The probe source's partitions")->capture_default_str();
+  d->add_option("--batch-interval", drill_.batch_interval, "The probe jobs' batch interval")->capture_default_str();
+  d->add_option("--output", drill_.output,
+                "Directory of the probe's output files, which the workers write and sluicectl reads: local, or "
+                "shared by every host (default /tmp/sluice-drill-<time>)");
+  d->add_option("--session-timeout", drill_.session_timeout,
+                "The ZooKeeper session timeout, if the drivers do not report it");
+  d->add_flag("--json", drill_.json, "Print the report as JSON");
+  d->add_flag("--keep", drill_.keep, "Keep the output directory");
+  d->add_flag("--rpc", drill_.rpc, "Deliver every fault with the Drill RPC, even to local daemons");
+  d->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   sources_cmd_ = app.add_subcommand("sources", "List sources, their partitions and blocks");
   sources_cmd_->add_flag("--blocks", with_blocks_, "List every block and who holds it");
   sources_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
@@ -116,6 +136,7 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (list_cmd_->parsed()) return RunList(out, err);
   if (describe_cmd_->parsed()) return RunDescribe(out, err);
   if (stop_cmd_->parsed()) return RunStop(out, err);
+  if (drill_cmd_->parsed()) return RunDrillCommand(out, err);
   err << "sluicectl: error: no command given (see --help)\n";
   return kExitUsage;
 }
@@ -307,7 +328,8 @@ namespace {
 void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
   std::string sources;
   for (const std::string& s : j.spec().sources()) sources += (sources.empty() ? "" : ",") + s;
-  out << std::left << std::setw(20) << j.job_id() << std::setw(10) << j.state() << std::setw(10)
+  out << std::left << std::setw(std::max<int>(20, static_cast<int>(j.job_id().size()) + 2)) << j.job_id()
+      << std::setw(10) << j.state() << std::setw(10)
       << (std::to_string(j.spec().batch_interval_ms()) + "ms") << std::setw(10) << j.last_planned_batch()
       << std::setw(10) << j.last_committed_batch() << sources << "\n";
   if (!detail) return;
@@ -400,6 +422,16 @@ int Ctl::RunStop(std::ostream& out, std::ostream& err) {
   if (int rc = CallLeader(err, call, &response)) return rc;
   out << "job " << job_id_ << " stopped\n";
   return 0;
+}
+
+int Ctl::RunDrillCommand(std::ostream& out, std::ostream& err) {
+  // Mistakes in the flags first, before the cluster is looked for.
+  if (Result<CheckedDrillOptions> checked = CheckDrillOptions(drill_); !checked.ok()) {
+    err << "sluicectl: error: " << checked.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (int rc = Discover(err); rc != 0) return rc;
+  return RunDrill(drill_, drivers_, clock_, out, err);
 }
 
 }  // namespace sluice::ctl

@@ -5,6 +5,7 @@
 // user chose, talking gRPC to the daemons. cmd/sluicectl/main.cpp only wires it.
 //
 //   sluicectl [--coordinator SPEC] status [--driver HOST:PORT[,...]] [--worker HOST:PORT[,...]]
+//   sluicectl [--coordinator SPEC] drill --fault F[,F...] [...]   (drill.h, docs/drills.md)
 //
 // With --coordinator (zookeeper://...), the drivers and workers are found
 // through the cluster's membership; --driver/--worker add addresses by hand.
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "lib/common/clock.h"
+#include "lib/ctl/drill.h"
 #include "lib/rpc/channel_cache.h"
 
 namespace CLI {
@@ -45,6 +47,7 @@ class Ctl {
   int RunList(std::ostream& out, std::ostream& err);
   int RunDescribe(std::ostream& out, std::ostream& err);
   int RunStop(std::ostream& out, std::ostream& err);
+  int RunDrillCommand(std::ostream& out, std::ostream& err);
   // Fills drivers_/workers_ from --coordinator; 0 or an exit code.
   int Discover(std::ostream& err);
   // Every subcommand's call to the leader: finds the serving leader among
@@ -71,6 +74,9 @@ class Ctl {
   CLI::App* list_cmd_ = nullptr;
   CLI::App* describe_cmd_ = nullptr;
   CLI::App* stop_cmd_ = nullptr;
+  // drill
+  DrillOptions drill_;
+  CLI::App* drill_cmd_ = nullptr;
   std::vector<std::string> drivers_;
   std::vector<std::string> workers_;
   std::string coordinator_;

@@ -99,6 +99,8 @@ Status ApplyBatchCommitted(proto::ClusterState& state, const proto::BatchCommitt
   summary.set_task_attempts(bc.task_attempts());
   summary.set_shuffle_bytes(bc.shuffle_bytes());
   summary.set_late_events(bc.late_events());
+  summary.set_blocks_fetched(bc.blocks_fetched());
+  summary.set_blocks_recomputed(bc.blocks_recomputed());
   if (bc.started_unix_ms() > 0 && summary.batch_time_unix_ms() > 0) {
     summary.set_scheduling_delay_ms(std::max<int64_t>(0, bc.started_unix_ms() - summary.batch_time_unix_ms()));
     summary.set_processing_ms(std::max<int64_t>(0, bc.finished_unix_ms() - bc.started_unix_ms()));

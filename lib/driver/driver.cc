@@ -277,6 +277,7 @@ proto::DriverStatus Driver::GetStatus() const {
   for (const auto& w : worker_view_) *status.add_workers() = w;
   for (const auto& d : driver_view_) *status.add_drivers() = d;
   status.set_coordinator(options_.daemon.coordinator);
+  status.set_session_timeout_ms(options_.daemon.zk_session_timeout_ms);
   return status;
 }
 

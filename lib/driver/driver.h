@@ -108,6 +108,9 @@ class Driver {
   Status WithLeaderHint(Status status) const;
   // Jobs; null until started.
   JobRegistry* jobs() const { return jobs_view_.load(); }
+  // Whether the Drill RPC is obeyed (the allow-drills option).
+  bool allow_drills() const { return options_.daemon.allow_drills; }
+  const std::string& id() const { return options_.daemon.id; }
 
  private:
   void HeartbeatLoop();

@@ -1,5 +1,9 @@
 #include "lib/driver/driver_service.h"
 
+#include <unistd.h>
+
+#include "lib/common/drill.h"
+
 #include "lib/driver/data_path.h"
 #include "lib/driver/job_registry.h"
 
@@ -99,6 +103,13 @@ grpc::Status DriverServiceImpl::StopJob(grpc::ServerContext*, const proto::StopJ
   JobRegistry* jobs = driver_->jobs();
   if (jobs == nullptr) return NotReady();
   return rpc::ToGrpc(driver_->WithLeaderHint(jobs->Stop(request->job_id(), request->reason())));
+}
+
+grpc::Status DriverServiceImpl::Drill(grpc::ServerContext*, const proto::DrillRequest* request,
+                                      proto::DrillResponse* response) {
+  response->set_pid(::getpid());
+  return rpc::ToGrpc(ObeyDrill(static_cast<DrillFault>(request->fault()), std::chrono::milliseconds(request->pause_ms()),
+                               driver_->allow_drills(), "driver " + driver_->id()));
 }
 
 }  // namespace sluice::driver

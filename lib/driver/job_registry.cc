@@ -29,6 +29,7 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
   info.set_state_bytes(job.state_bytes());
   info.set_total_late_events(job.total_late_events());
   info.set_watermark_unix_ms(engine::Watermark(job.spec(), job.max_event_time_unix_ms()));
+  *info.mutable_positions() = job.committed_offsets();
   return info;
 }
 

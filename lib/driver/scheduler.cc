@@ -191,6 +191,8 @@ bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& s
     bc->set_input_count(bc->input_count() + r.input());
     bc->set_output_count(bc->output_count() + r.output());
     bc->set_dead_letters(bc->dead_letters() + r.dead_letters());
+    bc->set_blocks_fetched(bc->blocks_fetched() + r.blocks_fetched());
+    bc->set_blocks_recomputed(bc->blocks_recomputed() + r.blocks_recomputed());
   }
   bc->set_started_unix_ms(retry.first_started_unix_ms);
   bc->set_finished_unix_ms(clock_->UnixMillis());
@@ -532,6 +534,8 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     bc->set_dead_letters(bc->dead_letters() + r->dead_letters());
     bc->set_late_events(bc->late_events() + r->late_events());
     bc->set_shuffle_bytes(bc->shuffle_bytes() + r->shuffle_bytes());
+    bc->set_blocks_fetched(bc->blocks_fetched() + r->blocks_fetched());
+    bc->set_blocks_recomputed(bc->blocks_recomputed() + r->blocks_recomputed());
     bc->set_max_event_time_unix_ms(std::max(bc->max_event_time_unix_ms(), r->max_event_time_unix_ms()));
   }
   for (size_t p = 0; p < reduce_results.size(); ++p) {

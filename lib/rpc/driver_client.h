@@ -44,6 +44,8 @@ class DriverClient {
   // Worker -> leader.
   static constexpr std::chrono::milliseconds kRegisterWorkerDeadline{10'000};
   static constexpr std::chrono::milliseconds kReportBlocksDeadline{5'000};
+  // The driver answers before the fault lands.
+  static constexpr std::chrono::milliseconds kDrillDeadline{2'000};
 
   // `channels` must outlive the call to the constructor only.
   DriverClient(ChannelCache& channels, const std::string& address, RetryPolicy retry = {});
@@ -74,6 +76,8 @@ class DriverClient {
                                                    std::chrono::milliseconds deadline = kDescribeJobDeadline);
   [[nodiscard]] Result<proto::StopJobResponse> StopJob(const proto::StopJobRequest& request,
                                                        std::chrono::milliseconds deadline = kStopJobDeadline);
+  [[nodiscard]] Result<proto::DrillResponse> Drill(const proto::DrillRequest& request,
+                                                   std::chrono::milliseconds deadline = kDrillDeadline);
 
  private:
   struct Stub;  // the generated stub (driver.grpc.pb.h stays in the .cc)

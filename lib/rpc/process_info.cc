@@ -14,6 +14,8 @@ proto::ProcessInfo MakeProcessInfo(const std::string& id, const std::string& rpc
   info.set_version(kVersion);
   info.set_start_time_unix_ms(clock->UnixMillis());
   info.set_pid(::getpid());
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) == 0) info.set_host(host);
   return info;
 }
 

@@ -10,7 +10,8 @@
 
 namespace sluice::rpc {
 
-// Id, bound address, version, pid and a start time read from `clock` now.
+// Id, bound address, version, pid, hostname and a start time read from
+// `clock` now.
 proto::ProcessInfo MakeProcessInfo(const std::string& id, const std::string& rpc_address,
                                    Clock* clock);
 

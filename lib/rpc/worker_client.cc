@@ -53,6 +53,13 @@ Result<proto::DropBlocksResponse> WorkerClient::DropBlocks(const proto::DropBloc
       [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->DropBlocks(ctx, request, response); });
 }
 
+Result<proto::DrillResponse> WorkerClient::Drill(const proto::DrillRequest& request,
+                                                 std::chrono::milliseconds deadline) {
+  return internal::Unary<proto::DrillResponse>(
+      retry_, deadline,
+      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->Drill(ctx, request, response); });
+}
+
 Status WorkerClient::FetchBlock(const proto::BlockRef& ref, const ChunkConsumer<proto::BlockChunk>& consume,
                                 std::chrono::milliseconds deadline) {
   return internal::ReadStream<proto::BlockChunk>(

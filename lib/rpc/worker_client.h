@@ -41,6 +41,8 @@ class WorkerClient {
   // so a reduce task never outlives its attempt.
   static constexpr std::chrono::milliseconds kReplicateStateDeadline{15'000};
   static constexpr std::chrono::milliseconds kFetchStateDeadline{15'000};
+  // The worker answers before the fault lands.
+  static constexpr std::chrono::milliseconds kDrillDeadline{2'000};
 
   // `channels` must outlive the call to the constructor only.
   WorkerClient(ChannelCache& channels, const std::string& address, RetryPolicy retry = {});
@@ -62,6 +64,10 @@ class WorkerClient {
                                                   Cancellation* cancel = nullptr);
   [[nodiscard]] Result<proto::DropBlocksResponse> DropBlocks(const proto::DropBlocksRequest& request,
                                                              std::chrono::milliseconds deadline = kDropBlocksDeadline);
+  // sluicectl drill --rpc: a fault on this worker (FAILED_PRECONDITION unless
+  // its config allows drills).
+  [[nodiscard]] Result<proto::DrillResponse> Drill(const proto::DrillRequest& request,
+                                                   std::chrono::milliseconds deadline = kDrillDeadline);
 
   // Streams: FetchBlock and FetchState hand each chunk to `consume`; the
   // others send what `produce` writes (see call.h).

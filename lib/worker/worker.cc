@@ -81,6 +81,7 @@ Status Worker::Start() {
       options_.daemon.id, &fence_, store_.get(), shuffle_.get(), state_.get(), receivers_.get(), executor_.get(),
       [this] { return GetStatus(); },
       [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });
+  service_->set_allow_drills(options_.daemon.allow_drills);
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}));
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,9 +1,12 @@
 #include "lib/worker/worker_service.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <limits>
 #include <map>
 
+#include "lib/common/drill.h"
 #include "lib/rpc/rpc.h"
 
 namespace sluice::worker {
@@ -154,6 +157,13 @@ grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* /*context*/, con
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
   return rpc::ToGrpc(state_->Snapshot(request->job_id(), request->partition(), request->base_batch(),
                                       [&](const proto::StateChunk& c) { return writer->Write(c); }));
+}
+
+grpc::Status WorkerServiceImpl::Drill(grpc::ServerContext* /*context*/, const proto::DrillRequest* request,
+                                      proto::DrillResponse* response) {
+  response->set_pid(::getpid());
+  return rpc::ToGrpc(ObeyDrill(static_cast<DrillFault>(request->fault()), std::chrono::milliseconds(request->pause_ms()),
+                               allow_drills_, "worker " + worker_id_));
 }
 
 }  // namespace sluice::worker

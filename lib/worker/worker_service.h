@@ -56,6 +56,11 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
                               proto::ReplicateStateResponse* response) override;
   grpc::Status FetchState(grpc::ServerContext* context, const proto::FetchStateRequest* request,
                           grpc::ServerWriter<proto::StateChunk>* writer) override;
+  grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
+                     proto::DrillResponse* response) override;
+
+  // Obey the Drill RPC (the allow-drills option); set before serving.
+  void set_allow_drills(bool allow) { allow_drills_ = allow; }
 
  private:
   const std::string worker_id_;
@@ -67,6 +72,7 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
   Executor* const executor_;
   const StatusSource status_;
   const LeaderSink on_heartbeat_;
+  bool allow_drills_ = false;
 };
 
 }  // namespace sluice::worker
