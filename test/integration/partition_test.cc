@@ -229,6 +229,7 @@ sink:
     rpc::DriverClient driver(Channels(), cluster_->driver_address(leader));
     std::map<int64_t, proto::BatchPlanned> planned;
     std::set<int64_t> committed;
+    std::map<int64_t, int64_t> finished_ms;  // batch -> when its last task finished (the leader's wall clock)
     int64_t old_epoch_max_seq = -1;
     for (int64_t from = 1;;) {
       proto::ReadWalRequest request;
@@ -242,7 +243,10 @@ sink:
         if (e.epoch() == old_epoch) old_epoch_max_seq = std::max(old_epoch_max_seq, e.seq());
         const proto::DriverRecord& r = e.record();
         if (r.has_batch_planned() && r.batch_planned().job_id() == kJob) planned[r.batch_planned().batch_id()] = r.batch_planned();
-        if (r.has_batch_committed() && r.batch_committed().job_id() == kJob) committed.insert(r.batch_committed().batch_id());
+        if (r.has_batch_committed() && r.batch_committed().job_id() == kJob) {
+          committed.insert(r.batch_committed().batch_id());
+          finished_ms[r.batch_committed().batch_id()] = r.batch_committed().finished_unix_ms();
+        }
       }
       from = read->records(read->records_size() - 1).seq() + 1;
     }
@@ -263,6 +267,20 @@ sink:
       }
     }
     ASSERT_GT(expected.size(), 1000u);
+    // A batch commits every interval even when a partition brings nothing
+    // (its receiver is stuck or moving): the longest time a partition's
+    // events did not advance, between batches finished after the cut.
+    std::map<int32_t, int64_t> last_with_data;
+    for (int64_t b : committed) {
+      for (const proto::PartitionRange& r : planned[b].ranges()) {
+        if (r.end_offset() == r.start_offset()) continue;
+        auto it = last_with_data.find(r.partition());
+        if (it != last_with_data.end() && finished_ms[b] > cut_unix_ms_) {
+          data_stall_ms_ = std::max(data_stall_ms_, finished_ms[b] - it->second);
+        }
+        last_with_data[r.partition()] = finished_ms[b];
+      }
+    }
     // Every line of every committed batch's files, once.
     std::map<std::string, int> seen;
     int other_files = 0;
@@ -296,17 +314,27 @@ sink:
       if (!expected.contains(id) && unexpected++ < 3) ADD_FAILURE() << "id " << id << " is in no committed range";
     }
     EXPECT_EQ(missing + doubled + unexpected, 0);
-    std::printf("[ partition ] exactly once: %zu events in %zu committed batches (%d files of uncommitted batches)\n",
-                expected.size(), committed.size(), other_files);
+    std::printf("[ partition ] exactly once: %zu events in %zu committed batches (%d files of uncommitted batches); "
+                "the longest time a partition's events did not advance after the cut: %ld ms\n",
+                expected.size(), committed.size(), other_files, static_cast<long>(data_stall_ms_));
   }
 
   NetnsHosts& hosts() { return *cluster_->hosts(); }
+
+  // Now, as the test's steady clock and as the wall clock the WAL's batch
+  // timings use.
+  Clock::time_point MarkCut() {
+    cut_unix_ms_ = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return Clock::now();
+  }
 
   TempDir dir_{"partition"};
   const std::string out_ = dir_.Sub("out");
   std::unique_ptr<LocalCluster> cluster_;
   std::unique_ptr<Observer> observer_;
   int ctl_runs_ = 0;
+  int64_t cut_unix_ms_ = 0;
+  int64_t data_stall_ms_ = 0;  // set by ExpectExactlyOnce
 };
 
 void Print(const char* what, const Measured& m) {
@@ -323,7 +351,7 @@ TEST_F(PartitionTest, LeaderCutFromZooKeeperStopsByItsLease) {
   const int old = observer_->ServingLeader();
   ASSERT_GE(old, 0);
   const int64_t old_epoch = observer_->rounds().back().drivers[old].epoch;
-  const Clock::time_point cut_at = Clock::now();
+  const Clock::time_point cut_at = MarkCut();
   ASSERT_TRUE(hosts().Cut(cluster_->driver_host(old), cluster_->zk_host(0)).ok());
   std::this_thread::sleep_for(seconds(15));
   ASSERT_TRUE(hosts().Heal().ok());
@@ -349,7 +377,7 @@ TEST_F(PartitionTest, LeaderCutFromZooKeeperStopsByItsLease) {
 TEST_F(PartitionTest, LeaderCutFromAllWorkersGivesUpLeadership) {
   const int old = observer_->ServingLeader();
   ASSERT_GE(old, 0);
-  const Clock::time_point cut_at = Clock::now();
+  const Clock::time_point cut_at = MarkCut();
   for (int w = 0; w < cluster_->num_workers(); ++w) {
     ASSERT_TRUE(hosts().Cut(cluster_->driver_host(old), cluster_->worker_host(w)).ok());
   }
@@ -372,7 +400,7 @@ TEST_F(PartitionTest, LeaderCutFromAllWorkersGivesUpLeadership) {
 // with the other two.
 TEST_F(PartitionTest, WorkerIsolatedFromEverythingJobGoesOn) {
   const int old = observer_->ServingLeader();
-  const Clock::time_point cut_at = Clock::now();
+  const Clock::time_point cut_at = MarkCut();
   ASSERT_TRUE(hosts().Isolate(cluster_->worker_host(0)).ok());
   std::this_thread::sleep_for(seconds(15));
   ASSERT_TRUE(hosts().Heal().ok());
@@ -394,7 +422,7 @@ TEST_F(PartitionTest, StandbyCutFromLeaderCatchesUpAfterHeal) {
   const int leader = observer_->ServingLeader();
   ASSERT_GE(leader, 0);
   const int standby = (leader + 1) % cluster_->num_drivers();
-  const Clock::time_point cut_at = Clock::now();
+  const Clock::time_point cut_at = MarkCut();
   ASSERT_TRUE(hosts().Cut(cluster_->driver_host(leader), cluster_->driver_host(standby)).ok());
   std::this_thread::sleep_for(seconds(15));
   Result<proto::DriverStatus> before = GetDriverStatus(cluster_->driver_address(standby));
