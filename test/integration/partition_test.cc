@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/rpc/driver_client.h"
+#include "lib/source/generator_source.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/netns_hosts.h"
 #include "test/harness/util.h"
@@ -188,22 +189,30 @@ class PartitionTest : public ::testing::Test {
     cluster_ = std::move(*c);
     observer_ = std::make_unique<Observer>(*cluster_);
     ASSERT_TRUE(WaitUntil([&] { return observer_->ServingLeader() >= 0; }, seconds(20), milliseconds(100)));
+  }
+
+  // Submits the job and waits until it runs steadily: a few batches
+  // committed. Keyed: per-batch counts per key (a shuffle between workers
+  // every batch); else each event's id.
+  void SubmitJob(bool keyed = false) {
+    keyed_ = keyed;
     const std::string job = dir_.Sub("job.yaml");
     ASSERT_TRUE(WriteFile(job, fmt::format(R"(name: {}
 batch_interval: {}ms
 max_task_failures: 20
 sources:
-  - {{name: gen, kind: generator, partitions: {}, rate: 200, payload_bytes: 100}}
+  - {{name: gen, kind: generator, partitions: {}, rate: 200, keys: 20, payload_bytes: 100}}
 operators:
   - parse: {{format: json}}
-  - project: {{fields: [id]}}
-sink:
+{}sink:
   file: {{path: {}}}
 )",
-                                           kJob, kBatchMs, kPartitions, out_))
+                                           kJob, kBatchMs, kPartitions,
+                                           keyed ? "  - key_by: key\n  - aggregate: [{fn: count}]\n"
+                                                 : "  - project: {fields: [id]}\n",
+                                           out_))
                     .ok());
     ASSERT_EQ(Ctl({"submit", job}), 0) << CtlLog();
-    // Running steadily before the cut: a few batches with data committed.
     ASSERT_TRUE(WaitUntil([&] { return observer_->Committed() >= 4; }, seconds(30), milliseconds(100)))
         << "no batches committed before the cut; committed " << observer_->Committed();
   }
@@ -231,6 +240,7 @@ sink:
     std::set<int64_t> committed;
     std::map<int64_t, int64_t> finished_ms;  // batch -> when its last task finished (the leader's wall clock)
     int64_t old_epoch_max_seq = -1;
+    proto::SourceSpec source;
     for (int64_t from = 1;;) {
       proto::ReadWalRequest request;
       request.set_from_seq(from);
@@ -243,6 +253,7 @@ sink:
         if (e.epoch() == old_epoch) old_epoch_max_seq = std::max(old_epoch_max_seq, e.seq());
         const proto::DriverRecord& r = e.record();
         if (r.has_batch_planned() && r.batch_planned().job_id() == kJob) planned[r.batch_planned().batch_id()] = r.batch_planned();
+        if (r.has_source_registered() && r.source_registered().spec().name() == "gen") source = r.source_registered().spec();
         if (r.has_batch_committed() && r.batch_committed().job_id() == kJob) {
           committed.insert(r.batch_committed().batch_id());
           finished_ms[r.batch_committed().batch_id()] = r.batch_committed().finished_unix_ms();
@@ -267,6 +278,7 @@ sink:
       }
     }
     ASSERT_GT(expected.size(), 1000u);
+    if (keyed_) ExpectCountsPerBatch(source, planned, committed);
     // A batch commits every interval even when a partition brings nothing
     // (its receiver is stuck or moving): the longest time a partition's
     // events did not advance, between batches finished after the cut.
@@ -283,6 +295,8 @@ sink:
     }
     // Every line of every committed batch's files, once.
     std::map<std::string, int> seen;
+    const size_t events = expected.size();
+    if (keyed_) expected.clear();  // checked by ExpectCountsPerBatch
     int other_files = 0;
     for (const auto& f : std::filesystem::directory_iterator(out_)) {
       const std::string name = f.path().filename().string();
@@ -295,7 +309,7 @@ sink:
       Result<std::string> text = ReadFile(f.path().string());
       ASSERT_TRUE(text.ok()) << name;
       std::istringstream lines(*text);
-      for (std::string line; std::getline(lines, line);) {
+      for (std::string line; std::getline(lines, line) && !keyed_;) {
         const size_t s = line.find("\"id\":\"");
         ASSERT_NE(s, std::string::npos) << name << ": " << line;
         ++seen[line.substr(s + 6, line.find('"', s + 6) - s - 6)];
@@ -316,7 +330,53 @@ sink:
     EXPECT_EQ(missing + doubled + unexpected, 0);
     std::printf("[ partition ] exactly once: %zu events in %zu committed batches (%d files of uncommitted batches); "
                 "the longest time a partition's events did not advance after the cut: %ld ms\n",
-                expected.size(), committed.size(), other_files, static_cast<long>(data_stall_ms_));
+                events, committed.size(), other_files, static_cast<long>(data_stall_ms_));
+  }
+
+  // Keyed: each committed batch's output holds, per key, the number of its
+  // events with that key, as the generator makes them: every event counted
+  // once, in its own batch.
+  void ExpectCountsPerBatch(const proto::SourceSpec& spec, const std::map<int64_t, proto::BatchPlanned>& planned,
+                            const std::set<int64_t>& committed) {
+    ASSERT_TRUE(spec.has_generator());
+    source::GeneratorSource gen({.name = "gen",
+                                 .seed = spec.generator().seed(),
+                                 .partitions = kPartitions,
+                                 .rate_per_partition = spec.generator().rate_per_partition(),
+                                 .num_keys = spec.generator().num_keys(),
+                                 .payload_size = spec.generator().payload_bytes(),
+                                 .available_from_unix_ms = spec.generator().available_from_unix_ms()},
+                                sluice::Clock::Real());
+    auto key_of = [](const std::string& text, const std::string& open) {
+      const size_t s = text.find(open);
+      return s == std::string::npos ? std::string() : text.substr(s + open.size(), text.find('"', s + open.size()) - s - open.size());
+    };
+    std::map<int64_t, std::map<std::string, int64_t>> want, got;  // batch -> key -> count
+    for (int64_t b : committed) {
+      for (const proto::PartitionRange& r : planned.at(b).ranges()) {
+        for (int64_t o = r.start_offset(); o < r.end_offset(); ++o) ++want[b][key_of(gen.EventString(r.partition(), o), "\"key\":\"")];
+      }
+    }
+    for (const auto& f : std::filesystem::directory_iterator(out_)) {
+      const std::string name = f.path().filename().string();
+      const size_t at = name.find("-batch-");
+      if (!f.is_regular_file() || name.starts_with(".") || at == std::string::npos || name.ends_with(".tmp")) continue;
+      const int64_t b = std::stoll(name.substr(at + 7, 8));
+      if (!committed.contains(b)) continue;
+      Result<std::string> text = ReadFile(f.path().string());
+      ASSERT_TRUE(text.ok()) << name;
+      std::istringstream lines(*text);
+      for (std::string line; std::getline(lines, line);) {
+        const size_t c = line.find("\"count\":");
+        ASSERT_NE(c, std::string::npos) << name << ": " << line;
+        got[b][key_of(line, "\"key\":[\"")] += std::stoll(line.substr(c + 8));
+      }
+    }
+    int wrong = 0;
+    for (int64_t b : committed) {
+      if (want[b] != got[b] && wrong++ < 3) ADD_FAILURE() << "batch " << b << ": the counts per key differ from its events";
+    }
+    EXPECT_EQ(wrong, 0) << "batches with wrong counts";
   }
 
   NetnsHosts& hosts() { return *cluster_->hosts(); }
@@ -335,6 +395,7 @@ sink:
   int ctl_runs_ = 0;
   int64_t cut_unix_ms_ = 0;
   int64_t data_stall_ms_ = 0;  // set by ExpectExactlyOnce
+  bool keyed_ = false;
 };
 
 void Print(const char* what, const Measured& m) {
@@ -348,6 +409,7 @@ void Print(const char* what, const Measured& m) {
 // workers, so nothing but its lease stops it. It must stop within T/2 of the
 // cut, a standby must lead within T + 1 s, and never two at once.
 TEST_F(PartitionTest, LeaderCutFromZooKeeperStopsByItsLease) {
+  ASSERT_NO_FATAL_FAILURE(SubmitJob());
   const int old = observer_->ServingLeader();
   ASSERT_GE(old, 0);
   const int64_t old_epoch = observer_->rounds().back().drivers[old].epoch;
@@ -375,6 +437,7 @@ TEST_F(PartitionTest, LeaderCutFromZooKeeperStopsByItsLease) {
 // failing for T + 2 heartbeat intervals) hands the leadership to a driver
 // that reaches them.
 TEST_F(PartitionTest, LeaderCutFromAllWorkersGivesUpLeadership) {
+  ASSERT_NO_FATAL_FAILURE(SubmitJob());
   const int old = observer_->ServingLeader();
   ASSERT_GE(old, 0);
   const Clock::time_point cut_at = MarkCut();
@@ -399,6 +462,7 @@ TEST_F(PartitionTest, LeaderCutFromAllWorkersGivesUpLeadership) {
 // its session expires after T and it leaves the membership; the job goes on
 // with the other two.
 TEST_F(PartitionTest, WorkerIsolatedFromEverythingJobGoesOn) {
+  ASSERT_NO_FATAL_FAILURE(SubmitJob());
   const int old = observer_->ServingLeader();
   const Clock::time_point cut_at = MarkCut();
   ASSERT_TRUE(hosts().Isolate(cluster_->worker_host(0)).ok());
@@ -419,6 +483,7 @@ TEST_F(PartitionTest, WorkerIsolatedFromEverythingJobGoesOn) {
 // leader and the other standby are still a quorum of the WAL, so batches go
 // on committing; after the heal the standby catches up within 10 s.
 TEST_F(PartitionTest, StandbyCutFromLeaderCatchesUpAfterHeal) {
+  ASSERT_NO_FATAL_FAILURE(SubmitJob());
   const int leader = observer_->ServingLeader();
   ASSERT_GE(leader, 0);
   const int standby = (leader + 1) % cluster_->num_drivers();
@@ -449,6 +514,28 @@ TEST_F(PartitionTest, StandbyCutFromLeaderCatchesUpAfterHeal) {
   EXPECT_EQ(m.two_leader_rounds, 0) << "two serving leaders seen at once";
   EXPECT_LT(m.new_leader_ms, 0) << "the leadership changed though the leader lost only a standby";
   EXPECT_LE(m.stall_ms, 3 * kBatchMs + 1000);
+  ExpectExactlyOnce();
+}
+
+// (e) One worker loses the other workers only (it keeps the drivers and
+// ZooKeeper): a keyed job's shuffle between it and them fails, so tasks fail
+// and are retried; nobody leaves the membership and the leadership stays.
+// Measured, not bounded: exactly-once, and batches commit again after the
+// heal.
+TEST_F(PartitionTest, WorkerCutFromOtherWorkersKeyedJobExactlyOnce) {
+  ASSERT_NO_FATAL_FAILURE(SubmitJob(/*keyed=*/true));
+  const int leader = observer_->ServingLeader();
+  const Clock::time_point cut_at = MarkCut();
+  for (int w = 1; w < cluster_->num_workers(); ++w) {
+    ASSERT_TRUE(hosts().Cut(cluster_->worker_host(0), cluster_->worker_host(w)).ok());
+  }
+  std::this_thread::sleep_for(seconds(15));
+  ASSERT_TRUE(hosts().Heal().ok());
+  ExpectRecovery(Clock::now(), observer_->Committed());
+  const Measured m = Measure(observer_->rounds(), cut_at, leader);
+  Print("worker cut from the other workers (keyed job)", m);
+  EXPECT_EQ(m.two_leader_rounds, 0) << "two serving leaders seen at once";
+  EXPECT_LT(m.new_leader_ms, 0) << "the leadership changed though no driver was cut";
   ExpectExactlyOnce();
 }
 
