@@ -243,7 +243,9 @@ void Driver::ScheduleLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(50));
-    if (stopping_ || !leadership_->Serving()) continue;
+    if (stopping_) continue;
+    // Also while not serving: the scheduler then gives up the attempts of
+    // the term that ended.
     std::vector<proto::MemberInfo> workers = worker_view_;
     lock.unlock();
     scheduler_->Tick(workers);

@@ -1,5 +1,6 @@
 #include "lib/driver/scheduler.h"
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <set>
@@ -27,99 +28,226 @@ int32_t OutputPartition(const proto::JobSpec& spec, const proto::ClusterState& s
 
 }  // namespace
 
+namespace {
+
+// Errors a batch is tried again after: a worker died, restarted or left
+// (its blocks, shuffle output or state must be found again) or the
+// membership has not caught up yet.
+// Attempts of one batch that fail with transient errors before the job
+// stops: ~a minute of a worker being unreachable while its membership
+// says it lives.
+constexpr int kMaxTransientAttempts = 100;
+
+bool Transient(const Status& st) {
+  return absl::IsUnavailable(st) || absl::IsAborted(st) || absl::IsDeadlineExceeded(st) || absl::IsCancelled(st);
+}
+
+}  // namespace
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    serving_ = false;
+    for (const auto& [worker, cancel] : attempts_) cancel->Cancel();
+  }
+  for (auto& [job, run] : runs_) {
+    if (run->thread.joinable()) run->thread.join();
+  }
+}
+
 int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
-  if (!leadership_->Serving() || live.empty()) return 0;
-  const int64_t epoch = leadership_->epoch();
-  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
-  const proto::ClusterState& state = *state_view;
-  std::set<std::string> live_ids;
-  for (const proto::MemberInfo& m : live) live_ids.insert(m.id());
+  const bool serving = leadership_->Serving();
+  {
+    // Attempts on workers that left (or all, once this driver no longer
+    // serves) are given up now rather than at their deadline: a paused or
+    // cut-off worker may never answer.
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_ = live;
+    serving_ = serving;
+    std::set<std::string> ids;
+    for (const proto::MemberInfo& m : live) ids.insert(m.id());
+    for (const auto& [worker, cancel] : attempts_) {
+      if (!serving || !ids.contains(worker)) cancel->Cancel();
+    }
+  }
   int committed = 0;
-  for (const auto& [job_id, job] : state.jobs()) {
-    if (job.stopped()) retries_.erase(job_id);
+  for (auto& [job, run] : runs_) {
+    if (run->busy.load(std::memory_order_acquire)) continue;
+    if (run->thread.joinable()) run->thread.join();
+    committed += run->committed.exchange(0);
+  }
+  if (!serving || live.empty()) return committed;
+  const int64_t epoch = leadership_->epoch();
+  const std::shared_ptr<const proto::ClusterState> state = log_->View();
+  for (const auto& [job_id, job] : state->jobs()) {
+    std::unique_ptr<JobRun>& run = runs_[job_id];
+    if (run == nullptr) run = std::make_unique<JobRun>();
+    if (run->busy.load(std::memory_order_acquire)) continue;
+    if (job.stopped()) run->retry = Retry{};
     if (job.stopped() || job.in_flight().empty()) continue;
-    const proto::BatchPlanned& batch = job.in_flight(0);
-    // One task per range, each on a list of workers to try in order.
-    std::vector<proto::TaskRequest> tasks;
-    std::vector<std::vector<proto::MemberInfo>> candidates;
-    for (int i = 0; i < batch.ranges_size(); ++i) {
-      const proto::PartitionRange& r = batch.ranges(i);
-      proto::TaskRequest t;
-      t.set_epoch(epoch);
-      t.set_job_id(job_id);
-      t.set_batch_id(batch.batch_id());
-      t.set_task(i);
-      *t.mutable_spec() = job.spec();
-      *t.mutable_range() = r;
-      t.set_output_partition(OutputPartition(job.spec(), state, r));
-      for (const proto::MemberInfo& m : live) *t.add_holders() = m;
-      std::vector<proto::MemberInfo> order;
-      auto src = state.sources().find(r.source());
-      if (src != state.sources().end()) {
-        *t.mutable_source() = src->second.spec();
-        for (const proto::BlockInfo& b : src->second.partitions(r.partition()).blocks()) {
-          if (b.range().start_offset() >= r.start_offset() && b.range().end_offset() <= r.end_offset()) {
-            proto::BlockInfo* info = t.add_blocks();
-            *info = b;
-            info->clear_holders();
-            for (std::string& h : data_->LiveHolders(b, live_ids)) info->add_holders(std::move(h));
-          }
-        }
-      }
-      // Prefer the holder of the first block (its blocks are local), then the rest.
-      if (t.blocks_size() > 0 && t.blocks(0).holders_size() > 0) {
-        for (const proto::MemberInfo& m : live) {
-          if (m.id() == t.blocks(0).holders(0)) order.push_back(m);
-        }
-      }
-      for (size_t k = 0; k < live.size(); ++k) {
-        const proto::MemberInfo& m = live[(next_worker_ + k) % live.size()];
-        if (order.empty() || m.id() != order.front().id()) order.push_back(m);
-      }
-      ++next_worker_;
-      tasks.push_back(std::move(t));
-      candidates.push_back(std::move(order));
-    }
-    if (engine::IsKeyed(job.spec())) {
-      if (RunKeyedBatch(job_id, job, batch, live, epoch, std::move(tasks), std::move(candidates))) ++committed;
+    if (clock_->UnixMillis() < run->retry.not_before_unix_ms &&
+        run->retry.batch == job.in_flight(0).batch_id()) {
       continue;
     }
-    const int max_failures = std::max(1, job.spec().max_task_failures());
-    const int64_t started = clock_->UnixMillis();
-    std::atomic<int> attempts{0};
-    std::vector<Result<proto::TaskResult>> results = RunTasks(job_id, batch.batch_id(), tasks, candidates,
-                                                              max_failures, &attempts);
-    proto::DriverRecord record;
-    proto::BatchCommitted* bc = record.mutable_batch_committed();
-    bc->set_job_id(job_id);
-    bc->set_batch_id(batch.batch_id());
-    Status failed;
-    for (size_t i = 0; i < results.size(); ++i) {
-      const Result<proto::TaskResult>& r = results[i];
-      if (!r.ok()) {
-        if (failed.ok()) failed = Annotate(r.status(), fmt::format("batch {} task {}", batch.batch_id(), i));
-        continue;
-      }
-      bc->set_input_count(bc->input_count() + r->input());
-      bc->set_output_count(bc->output_count() + r->output());
-      bc->set_dead_letters(bc->dead_letters() + r->dead_letters());
-    }
-    bc->set_started_unix_ms(started);
-    bc->set_finished_unix_ms(clock_->UnixMillis());
-    bc->set_task_attempts(attempts.load());
-    if (!leadership_->Serving() || leadership_->epoch() != epoch) return committed;
-    if (!failed.ok()) {
-      if (absl::IsUnavailable(failed) && !leadership_->Serving()) return committed;
-      proto::DriverRecord stop;
-      stop.mutable_job_stopped()->set_job_id(job_id);
-      stop.mutable_job_stopped()->set_reason("FAILED: " + failed.ToString());
-      spdlog::error("job {} failed: {}", job_id, failed.ToString());
-      if (!log_->Append(std::move(stop)).ok()) return committed;
-      continue;
-    }
-    if (Commit(job_id, batch, std::move(record), live, epoch)) ++committed;
+    run->busy.store(true, std::memory_order_release);
+    run->thread = std::thread([this, job_id, state, live, epoch, r = run.get()] {
+      if (RunBatch(job_id, *state, state->jobs().at(job_id), live, epoch, r->retry)) r->committed.fetch_add(1);
+      r->busy.store(false, std::memory_order_release);
+    });
   }
   return committed;
+}
+
+bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& state, const proto::JobState& job,
+                         const std::vector<proto::MemberInfo>& live, int64_t epoch, Retry& retry) {
+  const proto::BatchPlanned& batch = job.in_flight(0);
+  if (retry.batch != batch.batch_id()) retry = Retry{.batch = batch.batch_id()};
+  std::set<std::string> live_ids;
+  for (const proto::MemberInfo& m : live) live_ids.insert(m.id());
+  // One task per range, each on a list of workers to try in order.
+  std::vector<proto::TaskRequest> tasks;
+  std::vector<std::vector<proto::MemberInfo>> candidates;
+  for (int i = 0; i < batch.ranges_size(); ++i) {
+    const proto::PartitionRange& r = batch.ranges(i);
+    proto::TaskRequest t;
+    t.set_epoch(epoch);
+    t.set_job_id(job_id);
+    t.set_batch_id(batch.batch_id());
+    t.set_task(i);
+    *t.mutable_spec() = job.spec();
+    *t.mutable_range() = r;
+    t.set_output_partition(OutputPartition(job.spec(), state, r));
+    for (const proto::MemberInfo& m : live) *t.add_holders() = m;
+    std::vector<proto::MemberInfo> order;
+    auto src = state.sources().find(r.source());
+    if (src != state.sources().end()) {
+      *t.mutable_source() = src->second.spec();
+      for (const proto::BlockInfo& b : src->second.partitions(r.partition()).blocks()) {
+        if (b.range().start_offset() >= r.start_offset() && b.range().end_offset() <= r.end_offset()) {
+          proto::BlockInfo* info = t.add_blocks();
+          *info = b;
+          info->clear_holders();
+          for (std::string& h : data_->LiveHolders(b, live_ids)) info->add_holders(std::move(h));
+        }
+      }
+    }
+    // Prefer the holder of the first block (its blocks are local), then the rest.
+    if (t.blocks_size() > 0 && t.blocks(0).holders_size() > 0) {
+      for (const proto::MemberInfo& m : live) {
+        if (m.id() == t.blocks(0).holders(0)) order.push_back(m);
+      }
+    }
+    const size_t next = next_worker_.fetch_add(1);
+    for (size_t k = 0; k < live.size(); ++k) {
+      const proto::MemberInfo& m = live[(next + k) % live.size()];
+      if (order.empty() || m.id() != order.front().id()) order.push_back(m);
+    }
+    tasks.push_back(std::move(t));
+    candidates.push_back(std::move(order));
+  }
+  if (engine::IsKeyed(job.spec())) {
+    return RunKeyedBatch(job_id, job, batch, live, epoch, std::move(tasks), std::move(candidates), retry);
+  }
+  const int max_failures = std::max(1, job.spec().max_task_failures());
+  if (retry.first_started_unix_ms == 0) retry.first_started_unix_ms = clock_->UnixMillis();
+  std::atomic<int> attempts{0};
+  // A batch tried again runs only the tasks that have not succeeded yet.
+  std::vector<proto::TaskRequest> todo;
+  std::vector<std::vector<proto::MemberInfo>> todo_candidates;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (retry.done.contains(static_cast<int32_t>(i))) continue;
+    todo.push_back(tasks[i]);
+    todo_candidates.push_back(candidates[i]);
+  }
+  std::vector<Result<proto::TaskResult>> results =
+      RunTasks(job_id, batch.batch_id(), todo, todo_candidates, max_failures, &attempts);
+  retry.attempts += attempts.load();
+  if (!leadership_->Serving() || leadership_->epoch() != epoch) return false;
+  Status failed;
+  for (size_t k = 0; k < results.size(); ++k) {
+    const int32_t task = todo[k].task();
+    if (results[k].ok()) {
+      retry.done[task] = std::move(*results[k]);
+    } else if (failed.ok()) {
+      failed = Annotate(results[k].status(), fmt::format("batch {} task {}", batch.batch_id(), task));
+    }
+  }
+  if (!failed.ok()) {
+    // Each task has had its max_task_failures attempts already; only a task
+    // that found no live worker to take it (ABORTED) is worth another round.
+    if (absl::IsAborted(failed)) {
+      FailAttempt(job_id, batch, failed, max_failures, retry);
+    } else {
+      spdlog::error("job {} failed: {}", job_id, failed.ToString());
+      StopJob(job_id, "FAILED: " + failed.ToString());
+    }
+    return false;
+  }
+  proto::DriverRecord record;
+  proto::BatchCommitted* bc = record.mutable_batch_committed();
+  bc->set_job_id(job_id);
+  bc->set_batch_id(batch.batch_id());
+  for (const auto& [task, r] : retry.done) {
+    bc->set_input_count(bc->input_count() + r.input());
+    bc->set_output_count(bc->output_count() + r.output());
+    bc->set_dead_letters(bc->dead_letters() + r.dead_letters());
+  }
+  bc->set_started_unix_ms(retry.first_started_unix_ms);
+  bc->set_finished_unix_ms(clock_->UnixMillis());
+  bc->set_task_attempts(retry.attempts);
+  retry = Retry{};
+  return Commit(job_id, batch, std::move(record), live, epoch);
+}
+
+bool Scheduler::StartAttempt(const std::vector<proto::MemberInfo>& preferred, size_t k, bool pinned,
+                             const std::vector<std::string>& depends_on, proto::MemberInfo* worker,
+                             rpc::Cancellation* cancel) {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  if (!serving_ || live_.empty()) return false;
+  std::set<std::string> ids;
+  for (const proto::MemberInfo& m : live_) ids.insert(m.id());
+  // The k-th preferred worker still live, else any live one.
+  std::vector<const proto::MemberInfo*> usable;
+  for (const proto::MemberInfo& m : preferred) {
+    if (ids.contains(m.id())) usable.push_back(&m);
+  }
+  if (usable.empty() && pinned) return false;
+  for (const std::string& id : depends_on) {
+    if (!ids.contains(id)) return false;
+  }
+  *worker = usable.empty() ? live_[k % live_.size()] : *usable[k % usable.size()];
+  attempts_.emplace(worker->id(), cancel);
+  for (const std::string& id : depends_on) {
+    if (id != worker->id()) attempts_.emplace(id, cancel);
+  }
+  return true;
+}
+
+void Scheduler::EndAttempt(rpc::Cancellation* cancel) {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  std::erase_if(attempts_, [cancel](const auto& entry) { return entry.second == cancel; });
+}
+
+bool Scheduler::IsLive(const std::string& worker) {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  return std::any_of(live_.begin(), live_.end(), [&](const proto::MemberInfo& m) { return m.id() == worker; });
+}
+
+proto::TaskRequest Scheduler::WithoutDeparted(proto::TaskRequest request) {
+  std::set<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    for (const proto::MemberInfo& m : live_) ids.insert(m.id());
+  }
+  auto* holders = request.mutable_holders();
+  holders->erase(std::remove_if(holders->begin(), holders->end(),
+                                [&](const proto::MemberInfo& m) { return !ids.contains(m.id()); }),
+                 holders->end());
+  for (proto::BlockInfo& b : *request.mutable_blocks()) {
+    auto* h = b.mutable_holders();
+    h->erase(std::remove_if(h->begin(), h->end(), [&](const std::string& id) { return !ids.contains(id); }), h->end());
+  }
+  return request;
 }
 
 std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& job_id, int64_t batch_id,
@@ -129,17 +257,56 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
   std::vector<std::future<Result<proto::TaskResult>>> running;
   for (size_t i = 0; i < tasks.size(); ++i) {
     running.push_back(std::async(std::launch::async, [&, i]() -> Result<proto::TaskResult> {
-      Status last;
-      for (int attempt = 0; attempt < max_failures; ++attempt) {
+      proto::TaskRequest request = tasks[i];
+      // A reduce task runs only where its shuffle input and state are; a
+      // map task of a keyed job needs its reduce owners to take its output.
+      const bool pinned = request.stage() == proto::TASK_STAGE_REDUCE;
+      std::vector<std::string> depends_on;
+      for (const proto::MemberInfo& owner : request.reduce_workers()) depends_on.push_back(owner.id());
+      Status last = absl::UnavailableError("no attempt yet");
+      for (int failures = 0, k = 0; failures < max_failures; ++k) {
         if (!leadership_->Serving()) return absl::UnavailableError("no longer the leader");
-        const proto::MemberInfo& w = candidates[i][attempt % candidates[i].size()];
+        proto::MemberInfo w;
+        rpc::Cancellation cancel;
+        if (!StartAttempt(candidates[i], static_cast<size_t>(k), pinned, depends_on, &w, &cancel)) {
+          // ABORTED: the batch is tried again once the membership settles.
+          return absl::AbortedError(fmt::format("no live worker can take task {} of batch {} ({}); last: {}",
+                                                request.task(), batch_id,
+                                                depends_on.empty() ? "its workers left" : "its reduce owners left",
+                                                last.ToString()));
+        }
         attempts->fetch_add(1);
+        const auto sent = std::chrono::steady_clock::now();
         proto::TaskResult result;
-        last = workers_->RunTask(w.rpc_address(), tasks[i], &result);
-        if (last.ok()) return result;
-        spdlog::warn("job {} batch {} {} task {} on worker {} failed (attempt {} of {}): {}", job_id, batch_id,
-                     tasks[i].stage() == proto::TASK_STAGE_REDUCE ? "reduce" : "map", tasks[i].task(), w.id(),
-                     attempt + 1, max_failures, last.ToString());
+        last = workers_->RunTask(w.rpc_address(), request, &result, &cancel);
+        EndAttempt(&cancel);
+        const int64_t took_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent).count();
+        if (last.ok()) {
+          spdlog::debug("job {} batch {} task {} on worker {}: {} ms, {} in, {} blocks fetched, {} recomputed",
+                        job_id, batch_id, request.task(), w.id(), took_ms, result.input(), result.blocks_fetched(),
+                        result.blocks_recomputed());
+          return result;
+        }
+        if (cancel.cancelled()) {
+          // The worker, or one the task needs, left the membership (or this
+          // driver stopped serving): not the task's fault. The next attempt
+          // goes to a live worker and fetches no block from departed ones;
+          // a task whose reduce owner left cannot run until the batch is
+          // placed again.
+          if (!IsLive(w.id())) {
+            spdlog::info("job {} batch {} task {}: worker {} left after {} ms; running it elsewhere", job_id,
+                         batch_id, request.task(), w.id(), took_ms);
+            request = WithoutDeparted(std::move(request));
+            continue;
+          }
+          return absl::AbortedError(fmt::format("a worker that task {} of batch {} needs left the cluster",
+                                                request.task(), batch_id));
+        }
+        ++failures;
+        spdlog::warn("job {} batch {} {} task {} on worker {} failed after {} ms (attempt {} of {}): {}", job_id,
+                     batch_id, request.stage() == proto::TASK_STAGE_REDUCE ? "reduce" : "map", request.task(), w.id(),
+                     took_ms, failures, max_failures, last.ToString());
       }
       return last;
     }));
@@ -188,21 +355,6 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
   return true;
 }
 
-namespace {
-
-// Errors a batch of a keyed job is tried again after, however often: a
-// worker died or restarted (its shuffle output or state must be found
-// again) or the membership has not caught up yet.
-// Attempts of one batch that fail with transient errors before the job
-// stops: ~a minute of a worker being unreachable while its membership
-// says it lives.
-constexpr int kMaxTransientAttempts = 100;
-
-bool Transient(const Status& st) {
-  return absl::IsUnavailable(st) || absl::IsAborted(st) || absl::IsDeadlineExceeded(st) || absl::IsCancelled(st);
-}
-
-}  // namespace
 
 std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
     const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
@@ -291,11 +443,11 @@ std::vector<proto::TaskRequest> Scheduler::ReduceTasks(const std::string& job_id
   return reduces;
 }
 
-void Scheduler::FailKeyedAttempt(const std::string& job_id, const proto::BatchPlanned& batch, const Status& failed,
-                                 int max_failures, Retry& retry) {
-  // The batch is tried again from its map tasks (on the placement of the
-  // moment); errors that a re-run cannot mend stop the job after
-  // max_task_failures attempts, transient ones after kMaxTransientAttempts.
+void Scheduler::FailAttempt(const std::string& job_id, const proto::BatchPlanned& batch, const Status& failed,
+                            int max_failures, Retry& retry) {
+  // The batch is tried again (a keyed one from its map tasks, on the
+  // placement of the moment); errors that a re-run cannot mend stop the job
+  // after `max_failures` attempts, transient ones after kMaxTransientAttempts.
   if (Transient(failed)) {
     ++retry.transient;
   } else {
@@ -321,10 +473,7 @@ void Scheduler::StopJob(const std::string& job_id, const std::string& reason) {
 bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
                               const std::vector<proto::MemberInfo>& live, int64_t epoch,
                               std::vector<proto::TaskRequest> maps,
-                              std::vector<std::vector<proto::MemberInfo>> candidates) {
-  Retry& retry = retries_[job_id];
-  if (retry.batch != batch.batch_id()) retry = Retry{.batch = batch.batch_id()};
-  if (clock_->UnixMillis() < retry.not_before_unix_ms) return false;
+                              std::vector<std::vector<proto::MemberInfo>> candidates, Retry& retry) {
   Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
   if (!stage.ok() || !*stage) {
     // Refused at submit; a spec from an older release that this one cannot run.
@@ -369,7 +518,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     }
   }
   if (!failed.ok()) {
-    FailKeyedAttempt(job_id, batch, failed, max_failures, retry);
+    FailAttempt(job_id, batch, failed, max_failures, retry);
     return false;
   }
 
@@ -401,7 +550,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
   bc->set_started_unix_ms(started);
   bc->set_finished_unix_ms(clock_->UnixMillis());
   bc->set_task_attempts(attempts.load());
-  retries_.erase(job_id);
+  retry = Retry{};
   return Commit(job_id, batch, std::move(record), live, epoch);
 }
 

@@ -1,11 +1,20 @@
 // Scheduler: runs each job's planned batches and commits them
 // (docs/design.md "Data path", steps 2-4, and the commit rule).
 //
-// Module sluice::driver owns it. For the oldest planned batch of every
-// running job it sends one task per planned range (RunTask), preferring a
-// live worker that holds the range's first block, in parallel. A failed task
-// is tried again on another worker, up to the job's max_task_failures; then
-// the job is stopped with the error (nothing commits past it). When every
+// Module sluice::driver owns it. Jobs are run independently of each other:
+// each running job has at most one batch in progress, on its own thread, so
+// a job whose batch waits (for a worker, a holder, a slow sink) never holds
+// up another. For the oldest planned batch of a job it sends one task per
+// planned range (RunTask), preferring a live worker that holds the range's
+// first block, in parallel. An attempt on a worker that leaves the
+// membership (its session expired: dead, paused or cut off) is cancelled at
+// once and the task goes to a live worker, without counting as a failure.
+// A task that fails is tried again on another worker, up to the job's
+// max_task_failures; then the job is stopped with the error (nothing
+// commits past it). A batch whose tasks failed only for transient reasons
+// (a worker unreachable, the membership catching up) is tried again half a
+// second later, keeping the tasks that succeeded, up to
+// kMaxTransientAttempts. When every
 // task of batch N has succeeded, BatchCommitted(N) is appended and committed
 // — only then are the workers told to drop the blocks every running job
 // reading the source is past (what ClusterState folded away). Batches of a job commit in order.
@@ -13,7 +22,8 @@
 // names: the sinks are idempotent per (job, batch, task). Kafka positions are
 // then committed to the job's consumer group, "sluice-<job>".
 //
-// Thread-compatible: the driver's schedule thread calls Tick.
+// Thread-compatible: the driver's schedule thread calls Tick; the batches run
+// on threads of their own, joined by Tick and the destructor.
 #pragma once
 
 #include <atomic>
@@ -22,12 +32,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "lib/common/clock.h"
 #include "lib/common/serial_executor.h"
+#include "lib/rpc/call.h"
 #include "lib/source/source_connector.h"
 #include "proto/common.pb.h"
 #include "proto/driver_log.pb.h"
@@ -44,18 +56,71 @@ class Scheduler {
  public:
   Scheduler(DriverLog* log, Leadership* leadership, WorkerProxy* workers, DataPath* data, Clock* clock)
       : log_(log), leadership_(leadership), workers_(workers), data_(data), clock_(clock) {}
+  // Cancels the attempts in flight and waits for the batches' threads.
+  ~Scheduler();
 
-  // Runs (to its end) the oldest planned batch of each running job; returns
-  // how many batches committed.
+  // Call often (every 50 ms), serving or not. Takes `live` as the workers'
+  // membership (cancelling attempts on workers no longer in it, or every
+  // attempt if this driver no longer serves), and starts the oldest planned
+  // batch of each running job that has none in progress. Returns how many
+  // batches committed since the last call.
   int Tick(const std::vector<proto::MemberInfo>& live);
 
  private:
+  struct Retry {
+    int64_t batch = 0;
+    int failures = 0;                 // attempts that failed with a non-transient error
+    int transient = 0;                // and with a transient one
+    int64_t not_before_unix_ms = 0;   // the next attempt
+    bool waiting = false;             // for a holder of some partition's state
+    int64_t first_started_unix_ms = 0;  // the first attempt of this batch
+    int attempts = 0;                   // task attempts of the earlier attempts
+    // Stateless jobs: the tasks of this batch that already succeeded, by
+    // task; a batch tried again runs only the others.
+    std::map<int32_t, proto::TaskResult> done;
+  };
+  // One job's batch in progress, and what outlives it.
+  struct JobRun {
+    std::thread thread;
+    std::atomic<bool> busy{false};
+    std::atomic<int> committed{0};  // batches committed, not yet counted by Tick
+    Retry retry;                    // used by the batch's thread only, or by Tick while !busy
+  };
+
+  // Runs `job`'s oldest planned batch to its commit or failure; true if it
+  // committed.
+  bool RunBatch(const std::string& job_id, const proto::ClusterState& state, const proto::JobState& job,
+                const std::vector<proto::MemberInfo>& live, int64_t epoch, Retry& retry);
+  // Counts a failed attempt of a batch and schedules the next; stops the job
+  // when too many failed.
+  void FailAttempt(const std::string& job_id, const proto::BatchPlanned& batch, const Status& failed,
+                   int max_failures, Retry& retry);
+
+  // Picks the worker of a task's next attempt: the k-th of `preferred`
+  // still live, else (unless `pinned`) any live worker; and records the
+  // attempt under it and under the workers the task depends on (a map
+  // task's reduce owners), so that Tick cancels it if one of them leaves.
+  // False if no worker can take it.
+  bool StartAttempt(const std::vector<proto::MemberInfo>& preferred, size_t k, bool pinned,
+                    const std::vector<std::string>& depends_on, proto::MemberInfo* worker,
+                    rpc::Cancellation* cancel);
+  void EndAttempt(rpc::Cancellation* cancel);
+  bool IsLive(const std::string& worker);
+  // The request without the workers (as block holders) that are no longer live.
+  proto::TaskRequest WithoutDeparted(proto::TaskRequest request);
+
   DriverLog* const log_;
   Leadership* const leadership_;
   WorkerProxy* const workers_;
   DataPath* const data_;
   Clock* const clock_;  // batch timings
-  size_t next_worker_ = 0;  // round robin for ranges whose blocks no live worker holds
+  std::atomic<size_t> next_worker_{0};  // round robin for ranges whose blocks no live worker holds
+  std::map<std::string, std::unique_ptr<JobRun>> runs_;  // by job; the schedule thread only
+
+  std::mutex live_mu_;
+  std::vector<proto::MemberInfo> live_;                     // guarded by live_mu_
+  bool serving_ = false;                                    // guarded by live_mu_
+  std::multimap<std::string, rpc::Cancellation*> attempts_;  // by worker id; guarded by live_mu_
 
   // Runs each task on its candidates in turn, up to max_failures attempts,
   // all tasks in parallel.
@@ -73,16 +138,8 @@ class Scheduler {
   // tried again on a later Tick, from the map tasks.
   bool RunKeyedBatch(const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
                      const std::vector<proto::MemberInfo>& live, int64_t epoch, std::vector<proto::TaskRequest> maps,
-                     std::vector<std::vector<proto::MemberInfo>> candidates);
+                     std::vector<std::vector<proto::MemberInfo>> candidates, Retry& retry);
 
-  struct Retry {
-    int64_t batch = 0;
-    int failures = 0;                 // attempts that failed with a non-transient error
-    int transient = 0;                // and with a transient one
-    int64_t not_before_unix_ms = 0;   // the next attempt
-    bool waiting = false;             // for a holder of some partition's state
-  };
-  std::map<std::string, Retry> retries_;  // by job; used on the schedule thread only
 
   // Where a keyed batch's reduce partitions run, by partition: the owner,
   // the worker that gets a copy of the state (null for stateless stages or
@@ -103,9 +160,6 @@ class Scheduler {
   std::vector<proto::TaskRequest> ReduceTasks(const std::string& job_id, const proto::JobState& job,
                                               const proto::BatchPlanned& batch, int64_t epoch, int32_t map_tasks,
                                               bool stateful, const ReducePlacement& placement);
-  // Counts a failed attempt of a keyed batch; stops the job when too many failed.
-  void FailKeyedAttempt(const std::string& job_id, const proto::BatchPlanned& batch, const Status& failed,
-                        int max_failures, Retry& retry);
   // Appends JobStopped(reason); a failed append is left to the next leader.
   void StopJob(const std::string& job_id, const std::string& reason);
 

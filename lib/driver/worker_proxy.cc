@@ -16,8 +16,9 @@ Status GrpcWorkerProxy::AssignReceivers(const std::string& address, const proto:
 }
 
 Status GrpcWorkerProxy::RunTask(const std::string& address, const proto::TaskRequest& request,
-                                proto::TaskResult* response) {
-  return rpc::MoveInto(rpc::WorkerClient(*channels_, address).RunTask(request), response);
+                                proto::TaskResult* response, rpc::Cancellation* cancel) {
+  return rpc::MoveInto(
+      rpc::WorkerClient(*channels_, address).RunTask(request, rpc::WorkerClient::kRunTaskDeadline, cancel), response);
 }
 
 Status GrpcWorkerProxy::DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,

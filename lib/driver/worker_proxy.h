@@ -14,6 +14,7 @@
 #include "proto/worker.pb.h"
 
 namespace sluice::rpc {
+class Cancellation;
 class ChannelCache;
 }  // namespace sluice::rpc
 
@@ -28,8 +29,9 @@ class WorkerProxy {
   [[nodiscard]] virtual Status AssignReceivers(const std::string& address,
                                                const proto::AssignReceiversRequest& request,
                                                proto::AssignReceiversResponse* response) = 0;
+  // `cancel` (optional) ends the attempt early from another thread.
   [[nodiscard]] virtual Status RunTask(const std::string& address, const proto::TaskRequest& request,
-                                       proto::TaskResult* response) = 0;
+                                       proto::TaskResult* response, rpc::Cancellation* cancel = nullptr) = 0;
   [[nodiscard]] virtual Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
                                           proto::DropBlocksResponse* response) = 0;
 };
@@ -47,7 +49,7 @@ class GrpcWorkerProxy final : public WorkerProxy {
   [[nodiscard]] Status AssignReceivers(const std::string& address, const proto::AssignReceiversRequest& request,
                                        proto::AssignReceiversResponse* response) override;
   [[nodiscard]] Status RunTask(const std::string& address, const proto::TaskRequest& request,
-                               proto::TaskResult* response) override;
+                               proto::TaskResult* response, rpc::Cancellation* cancel = nullptr) override;
   [[nodiscard]] Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
                                   proto::DropBlocksResponse* response) override;
 

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <utility>
 
 #include "lib/common/status.h"
@@ -23,6 +24,47 @@ struct RetryPolicy {
   int max_attempts = 1;  // 1: no retry
   std::chrono::milliseconds initial_backoff{100};
   std::chrono::milliseconds max_backoff{1000};
+};
+
+// Lets another thread end a call early: the call in progress (if any) and
+// every later one made with it fail at once with CANCELLED. The scheduler
+// uses one per task attempt, to give up on a worker that left the cluster
+// instead of waiting out the attempt's deadline.
+//
+// Thread-safe.
+class Cancellation {
+ public:
+  void Cancel() {
+    std::function<void()> cancel;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+      cancel = cancel_call_;
+    }
+    if (cancel) cancel();
+  }
+  bool cancelled() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancelled_;
+  }
+
+  // For lib/rpc's calls: `cancel_call` ends the call now in progress until
+  // Detach(). False (and nothing attached) if already cancelled.
+  bool Attach(std::function<void()> cancel_call) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) return false;
+    cancel_call_ = std::move(cancel_call);
+    return true;
+  }
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancel_call_ = nullptr;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  bool cancelled_ = false;
+  std::function<void()> cancel_call_;
 };
 
 // Writes one chunk of a client stream; false once the stream is broken (stop

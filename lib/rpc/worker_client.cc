@@ -39,10 +39,11 @@ Result<proto::AssignReceiversResponse> WorkerClient::AssignReceivers(const proto
       [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->AssignReceivers(ctx, request, response); });
 }
 
-Result<proto::TaskResult> WorkerClient::RunTask(const proto::TaskRequest& request, std::chrono::milliseconds deadline) {
+Result<proto::TaskResult> WorkerClient::RunTask(const proto::TaskRequest& request, std::chrono::milliseconds deadline,
+                                                Cancellation* cancel) {
   return internal::Unary<proto::TaskResult>(
       retry_, deadline,
-      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->RunTask(ctx, request, response); });
+      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->RunTask(ctx, request, response); }, cancel);
 }
 
 Result<proto::DropBlocksResponse> WorkerClient::DropBlocks(const proto::DropBlocksRequest& request,

@@ -55,8 +55,11 @@ class WorkerClient {
       const proto::LeaderHeartbeatRequest& request, std::chrono::milliseconds deadline = kHeartbeatDeadline);
   [[nodiscard]] Result<proto::AssignReceiversResponse> AssignReceivers(
       const proto::AssignReceiversRequest& request, std::chrono::milliseconds deadline = kAssignReceiversDeadline);
+  // `cancel` (optional) ends the call early (CANCELLED); the worker then
+  // sees the attempt abandoned and commits nothing of it.
   [[nodiscard]] Result<proto::TaskResult> RunTask(const proto::TaskRequest& request,
-                                                  std::chrono::milliseconds deadline = kRunTaskDeadline);
+                                                  std::chrono::milliseconds deadline = kRunTaskDeadline,
+                                                  Cancellation* cancel = nullptr);
   [[nodiscard]] Result<proto::DropBlocksResponse> DropBlocks(const proto::DropBlocksRequest& request,
                                                              std::chrono::milliseconds deadline = kDropBlocksDeadline);
 

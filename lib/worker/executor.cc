@@ -13,7 +13,12 @@
 
 namespace sluice::worker {
 
-Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& r) {
+std::chrono::milliseconds FetchDeadline(int64_t bytes) {
+  return std::chrono::milliseconds(3000 + std::max<int64_t>(0, bytes) / 20'000);
+}
+
+Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& r,
+                                       std::chrono::milliseconds deadline) {
   proto::BlockRef ref;
   ref.set_source(r.source());
   ref.set_partition(r.partition());
@@ -25,7 +30,7 @@ Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::P
     if (first) info = chunk.info();
     first = false;
     data += chunk.data();
-  }));
+  }, deadline));
   const proto::PartitionRange& got = info.range();
   if (got.end_offset() != r.end_offset()) {
     return absl::DataLossError(fmt::format("fetched block {}[{}] at {} ends at {}, not {}", r.source(), r.partition(),
@@ -74,21 +79,33 @@ std::vector<format::Block> SplitAsReported(format::Block range, const std::vecto
 }  // namespace
 
 std::optional<format::Block> Executor::HeldBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
-                                                 proto::TaskResult* result) {
+                                                 std::set<std::string>* unreachable, proto::TaskResult* result) {
   const proto::PartitionRange& r = info.range();
   Result<format::Block> local = store_->Get({r.source(), r.partition(), r.start_offset()});
   if (local.ok() && local->lineage().end_offset == r.end_offset()) return std::move(*local);
   for (const std::string& holder : info.holders()) {
+    if (holder == self_id_ || unreachable->contains(holder)) continue;
     for (const proto::MemberInfo& m : task.holders()) {
       if (m.id() != holder) continue;
       rpc::WorkerClient client(*channels_, m.rpc_address());
-      Result<format::Block> fetched = FetchRemoteBlock(client, r);
+      Result<format::Block> fetched = FetchRemoteBlock(client, r, FetchDeadline(info.bytes()));
       if (fetched.ok()) {
         result->set_blocks_fetched(result->blocks_fetched() + 1);
         return std::move(*fetched);
       }
-      spdlog::warn("fetching block {}[{}] {}..{} from {}: {}", r.source(), r.partition(), r.start_offset(),
-                   r.end_offset(), holder, fetched.status().ToString());
+      const Status& st = fetched.status();
+      if (absl::IsNotFound(st)) {
+        // A holder that restarted has lost its blocks in memory, one by one:
+        // worth a debug line, not a warning per block.
+        spdlog::debug("block {}[{}] {}..{} is no longer on {}: {}", r.source(), r.partition(), r.start_offset(),
+                      r.end_offset(), holder, st.ToString());
+      } else {
+        unreachable->insert(holder);
+        spdlog::warn("job {} batch {} task {}: worker {} did not give block {}[{}] {}..{} ({}); this task asks it "
+                     "for no more blocks",
+                     task.job_id(), task.batch_id(), task.task(), holder, r.source(), r.partition(), r.start_offset(),
+                     r.end_offset(), st.ToString());
+      }
     }
   }
   return std::nullopt;
@@ -153,6 +170,8 @@ class StoreAccess final : public engine::StateAccess {
 };
 
 constexpr size_t kShuffleChunkBytes = 1 << 20;
+// A task slower than this logs its timings at info level.
+constexpr int64_t kSlowTaskMs = 2000;
 
 int64_t MillisBetween(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
@@ -191,16 +210,23 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::fun
   // contiguous blocks held nowhere is read again from the source at once.
   std::vector<const proto::BlockInfo*> lost;
   int64_t lost_bytes = 0;
+  std::set<std::string> unreachable;
+  int64_t finding_ms = 0, recomputing_ms = 0;  // where a slow task's time went
   auto recompute_lost = [&]() -> Status {
     if (lost.empty()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(std::vector<format::Block> again, Recompute(task, lost, &result));
+    const auto reading = std::chrono::steady_clock::now();
+    Result<std::vector<format::Block>> read_again = Recompute(task, lost, &result);
+    recomputing_ms += MillisBetween(reading, std::chrono::steady_clock::now());
+    ASSIGN_OR_RETURN(std::vector<format::Block> again, std::move(read_again));
     for (const format::Block& block : again) pipeline->Run(block, &out, &counts);
     lost.clear();
     lost_bytes = 0;
     return absl::OkStatus();
   };
   for (const proto::BlockInfo& info : *blocks) {
-    std::optional<format::Block> held = HeldBlock(task, info, &result);
+    const auto looking = std::chrono::steady_clock::now();
+    std::optional<format::Block> held = HeldBlock(task, info, &unreachable, &result);
+    finding_ms += MillisBetween(looking, std::chrono::steady_clock::now());
     if (held) {
       RETURN_IF_ERROR(recompute_lost());
       pipeline->Run(*held, &out, &counts);
@@ -237,7 +263,17 @@ Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::fun
                   result.shuffle_bytes(), MillisBetween(pushing, std::chrono::steady_clock::now()));
     return result;
   }
+  const auto writing = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(WriteOutput(task, task.task(), task.output_partition(), out, abandoned, &result));
+  const int64_t total_ms = MillisBetween(started, std::chrono::steady_clock::now());
+  // A task that took long says where the time went (blocks found here or
+  // fetched, blocks read again from the source, the sink).
+  spdlog::log(total_ms >= kSlowTaskMs ? spdlog::level::info : spdlog::level::debug,
+              "job {} batch {} task {}: {} ms: {} blocks ({} fetched) found in {} ms, {} recomputed in {} ms, "
+              "{} records written in {} ms",
+              task.job_id(), task.batch_id(), task.task(), total_ms, task.blocks_size(), result.blocks_fetched(),
+              finding_ms, result.blocks_recomputed(), recomputing_ms, counts.output,
+              MillisBetween(writing, std::chrono::steady_clock::now()));
   return result;
 }
 

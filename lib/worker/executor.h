@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "lib/common/clock.h"
@@ -40,7 +41,14 @@ namespace sluice::worker {
 
 // Streams the block of `range` from the worker `holder` (FetchBlock) and
 // checks it is that block: DATA_LOSS if the range or its records differ.
-[[nodiscard]] Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& range);
+[[nodiscard]] Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& range,
+                                                     std::chrono::milliseconds deadline = std::chrono::seconds(30));
+
+// How long a task waits for a block of `bytes` from another worker: a few
+// seconds and the time to move it at a slow 20 MB/s. A holder that does not
+// answer in time (paused, cut off, overloaded) is skipped for the rest of
+// the task, and the block recomputed: waiting longer is what stalled jobs.
+std::chrono::milliseconds FetchDeadline(int64_t bytes);
 
 class Executor {
  public:
@@ -86,9 +94,10 @@ class Executor {
                                    const std::string& out, const std::function<bool()>& abandoned,
                                    proto::TaskResult* result);
   // The block from this worker's store or from a live holder; none if no
-  // one has it.
+  // one has it. Holders that could not be reached (not a block they lack)
+  // go into `unreachable` and are not asked again by this task.
   std::optional<format::Block> HeldBlock(const proto::TaskRequest& task, const proto::BlockInfo& info,
-                                         proto::TaskResult* result);
+                                         std::set<std::string>* unreachable, proto::TaskResult* result);
   // Reads the contiguous blocks `lost` again from the task's source, in one
   // read (SourceConnector::ReadRange). DATA_LOSS if the source cannot.
   [[nodiscard]] Result<std::vector<format::Block>> Recompute(const proto::TaskRequest& task,

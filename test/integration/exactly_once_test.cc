@@ -341,6 +341,16 @@ TEST_F(ExactlyOnceTest, LeaderKilledTwiceAndAWorkerOnceStillExactlyOnce) {
   auto kill_leader = [&] {
     const int killed = leader();
     ASSERT_GE(killed, 0);
+    // While a batch is planned and not yet committed, so that the next
+    // leader has work of this one to finish (a batch takes a fraction of
+    // its second: a kill at a random moment often finds none). If none
+    // shows within 5 s, the kill goes ahead all the same.
+    static_cast<void>(testing::WaitUntil(
+        [&] {
+          std::optional<proto::JobInfo> job = cluster_->DescribeJob("to-kafka");
+          return job && job->last_planned_batch() > job->last_committed_batch();
+        },
+        milliseconds(5'000), milliseconds(10)));
     cluster_->KillDriver(killed);
     ASSERT_TRUE(testing::WaitUntil([&] { return leader() >= 0 && leader() != killed; }, milliseconds(30'000),
                                    milliseconds(100)));

@@ -21,15 +21,21 @@ inline std::chrono::system_clock::time_point DeadlineIn(std::chrono::millisecond
 }
 
 // `invoke(ClientContext*, Response*)` is one stub call returning grpc::Status.
+// `cancel` (optional) may end it early from another thread.
 template <typename Response, typename Invoke>
-Result<Response> Unary(const RetryPolicy& retry, std::chrono::milliseconds deadline, Invoke&& invoke) {
+Result<Response> Unary(const RetryPolicy& retry, std::chrono::milliseconds deadline, Invoke&& invoke,
+                       Cancellation* cancel = nullptr) {
   const auto end = DeadlineIn(deadline);
   std::chrono::milliseconds backoff = retry.initial_backoff;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext ctx;
     ctx.set_deadline(end);
     Response response;
+    if (cancel != nullptr && !cancel->Attach([&ctx] { ctx.TryCancel(); })) {
+      return absl::CancelledError("the call was cancelled before it started");
+    }
     Status st = FromGrpc(invoke(&ctx, &response));
+    if (cancel != nullptr) cancel->Detach();
     if (st.ok()) return response;
     if (!absl::IsUnavailable(st) || attempt >= retry.max_attempts ||
         std::chrono::system_clock::now() + backoff >= end) {
