@@ -15,6 +15,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   # Servers and tools the tests and the demo run
   zookeeper default-jre-headless kcat
+  # Partition tests: network namespaces and cuts between them
+  iproute2 nftables
 )
 
 missing=()

@@ -28,6 +28,10 @@ void DriverOptions::Register(CLI::App& app) {
   app.add_option("--heartbeat-interval-ms", heartbeat_interval_ms,
                  "How often the leader heartbeats each worker")
       ->capture_default_str();
+  app.add_option("--workers-unreachable-give-up-ms", workers_unreachable_give_up_ms,
+                 "The leader gives up leading after failing to heartbeat more than half of the "
+                 "live workers this long (0: zk-session-timeout-ms + 2 heartbeat intervals)")
+      ->capture_default_str();
   app.add_option("--wal-group-size", wal_group_size,
                  "Drivers in the WAL's replication group; a record commits on a majority")
       ->capture_default_str();
@@ -48,6 +52,10 @@ Status DriverOptions::Validate() const {
   }
   if (wal_compact_every < 10) {
     return absl::InvalidArgumentError("wal-compact-every: must be at least 10");
+  }
+  if (workers_unreachable_give_up_ms < 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("workers-unreachable-give-up-ms: {} is negative", workers_unreachable_give_up_ms));
   }
   if (heartbeat_interval_ms < 10 || heartbeat_interval_ms > 60'000) {
     return absl::InvalidArgumentError(
@@ -141,17 +149,35 @@ Status Driver::Start() {
   return absl::OkStatus();
 }
 
+// Heartbeats also tell whether this leader can do its work: with most of
+// the live workers unreachable (a partition between it and them, while
+// ZooKeeper still sees everyone) it could neither schedule nor hear of
+// blocks, yet would keep the leadership. Dead workers leave the membership
+// within the session timeout, so the default give-up time (the session
+// timeout + 2 heartbeat intervals) never counts a crash, only a partition.
+// Giving up is pointless without another driver to lead, so a lone driver
+// keeps trying.
 void Driver::HeartbeatLoop() {
+  const std::chrono::milliseconds give_up = options_.WorkersUnreachableGiveUp();
+  std::optional<Clock::TimePoint> failing_since;  // most live workers unreachable since
+  int64_t failing_epoch = 0;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.heartbeat_interval_ms));
-    if (stopping_ || !leadership_->IsLeader()) continue;
+    if (stopping_ || !leadership_->IsLeader()) {
+      failing_since.reset();
+      continue;
+    }
     std::vector<proto::MemberInfo> workers = worker_view_;
+    int other_drivers = 0;
+    for (const proto::MemberInfo& d : driver_view_) other_drivers += d.id() != options_.daemon.id;
     proto::LeaderHeartbeatRequest request;
     request.set_epoch(leadership_->epoch());
     request.set_leader_id(options_.daemon.id);
     request.set_leader_address(process_.rpc_address());
     lock.unlock();
+    const Clock::TimePoint round_start = clock_->Now();
+    int unreachable = 0;
     for (const proto::MemberInfo& w : workers) {
       if (!leadership_->IsLeader()) break;  // the lease may lapse mid-round
       proto::LeaderHeartbeatResponse response;
@@ -161,7 +187,27 @@ void Driver::HeartbeatLoop() {
         spdlog::warn("worker {} rejected epoch {}: {}", w.id(), request.epoch(),
                      std::string(st.message()));
       } else if (!st.ok()) {
+        ++unreachable;
         spdlog::debug("heartbeat to worker {} failed: {}", w.id(), st.ToString());
+      }
+    }
+    if (2 * unreachable <= static_cast<int>(workers.size()) || failing_epoch != request.epoch()) {
+      failing_since.reset();
+      failing_epoch = request.epoch();
+    }
+    if (2 * unreachable > static_cast<int>(workers.size())) {
+      if (!failing_since) {
+        failing_since = round_start;
+        spdlog::warn("{} of {} live workers do not answer heartbeats; giving up leadership if that lasts {} ms",
+                     unreachable, workers.size(), give_up.count());
+      } else if (clock_->Now() - *failing_since >= give_up && other_drivers > 0) {
+        leadership_->GiveUp(request.epoch(),
+                            fmt::format("{} of {} live workers have not answered heartbeats for {} ms", unreachable,
+                                        workers.size(),
+                                        std::chrono::duration_cast<std::chrono::milliseconds>(clock_->Now() -
+                                                                                              *failing_since)
+                                            .count()));
+        failing_since.reset();
       }
     }
     lock.lock();

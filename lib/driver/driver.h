@@ -15,7 +15,9 @@
 //      +---- lost / lease expired / fenced ----------------------------------+
 //
 // The leader heartbeats workers only while the elector's lease holds, and
-// will plan and schedule only while Serving.
+// will plan and schedule only while Serving. A leader that cannot reach most
+// of the live workers for longer than a dead worker takes to leave the
+// membership gives the leadership up, so a driver that can reach them leads.
 //
 // Thread-safety: Start and Stop are called from one thread; everything else
 // runs on gRPC's threads, the coordinator's thread and the driver's own
@@ -23,6 +25,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -73,8 +76,19 @@ struct DriverOptions {
                        .data_dir = "/var/lib/sluice/driver",
                        .coordinator = "standalone"};
   int heartbeat_interval_ms = 500;  // leader -> workers
+  // The leader gives up leading after failing to heartbeat more than half of
+  // the live workers for this long (docs/coordination.md); 0: the ZooKeeper
+  // session timeout + 2 heartbeat intervals.
+  int workers_unreachable_give_up_ms = 0;
   int wal_group_size = 3;           // drivers in the WAL's replication group
   int64_t wal_compact_every = 10'000;
+
+  // workers_unreachable_give_up_ms, or its default.
+  std::chrono::milliseconds WorkersUnreachableGiveUp() const {
+    return std::chrono::milliseconds(workers_unreachable_give_up_ms > 0
+                                         ? workers_unreachable_give_up_ms
+                                         : daemon.zk_session_timeout_ms + 2 * heartbeat_interval_ms);
+  }
 
   // Declares every option as a flag (and so as a config-file key) on `app`.
   void Register(CLI::App& app);

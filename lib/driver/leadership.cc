@@ -44,6 +44,14 @@ Status Leadership::Enter() {
   return absl::OkStatus();
 }
 
+void Leadership::GiveUp(int64_t epoch, const std::string& why) {
+  coord::LeaderElector* e = elector_.load();
+  if (e == nullptr || e->epoch() != epoch) return;  // that term is over already
+  spdlog::warn("giving up leadership of epoch {}: {}", epoch, why);
+  log_->Abort();  // waiting appends fail now, not when the loop gets to it
+  Push({Kind::kFenced, epoch});
+}
+
 void Leadership::Push(Event e) {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -9,6 +9,8 @@
 //   lost        -> abort a catch-up in progress, step the WAL down
 //   fenced      -> (the WAL met a higher epoch) step down, and re-enter the
 //                  election as a new candidate
+//   GiveUp(E)   -> (the driver cannot do a leader's work, e.g. it reaches too
+//                  few workers) the same as fenced: the next candidate leads
 //
 // Thread-safe. Stop() leaves the election first, so a standby takes over at
 // once (docs/design.md, rule 6).
@@ -19,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -44,6 +47,10 @@ class Leadership {
   int64_t epoch() const;
   // IsLeader() and the WAL serves: caught up, LeaderChange committed.
   bool Serving() const { return IsLeader() && log_->Stats().serving; }
+  // Ends term `epoch` (if it is still the current one) and stands again as a
+  // new candidate, behind every other: another driver leads next. `why` is
+  // logged.
+  void GiveUp(int64_t epoch, const std::string& why);
 
  private:
   enum class Kind { kElected, kLost, kFenced };

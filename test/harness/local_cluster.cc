@@ -67,7 +67,22 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions op
   if (options.dir.empty()) return absl::InvalidArgumentError("LocalCluster: dir is required");
   std::unique_ptr<LocalCluster> c(new LocalCluster(std::move(options)));
   const LocalClusterOptions& o = c->options_;
-  ASSIGN_OR_RETURN(c->zk_, ZkCluster::Start({.base_dir = o.dir, .servers = o.zk_servers}));
+  std::vector<Placement> zk_placements;
+  if (o.separate_hosts) {
+    if (!o.kafka_topics.empty()) {
+      return absl::InvalidArgumentError(
+          "LocalCluster: separate_hosts cannot run the Kafka mock (it listens on loopback only)");
+    }
+    std::vector<std::string> names;
+    for (int i = 0; i < o.zk_servers; ++i) names.push_back(c->zk_host(i));
+    for (int i = 0; i < o.drivers; ++i) names.push_back(c->driver_host(i));
+    for (int i = 0; i < o.workers; ++i) names.push_back(c->worker_host(i));
+    std::filesystem::create_directories(o.dir);
+    ASSIGN_OR_RETURN(c->hosts_, NetnsHosts::Create(names, o.dir + "/netns.log"));
+    for (int i = 0; i < o.zk_servers; ++i) zk_placements.push_back(c->hosts_->placement(c->zk_host(i)));
+  }
+  ASSIGN_OR_RETURN(c->zk_, ZkCluster::Start({.base_dir = o.dir, .servers = o.zk_servers,
+                                             .placements = zk_placements}));
   if (!o.kafka_topics.empty()) {
     ASSIGN_OR_RETURN(c->kafka_, KafkaMock::Start(o.dir, o.kafka_topics));
   }
@@ -86,10 +101,10 @@ LocalCluster::~LocalCluster() {
 }
 
 std::string LocalCluster::driver_address(int i) const {
-  return "127.0.0.1:" + std::to_string(drivers_[i].port);
+  return PlacementOf(driver_host(i)).ip + ":" + std::to_string(drivers_[i].port);
 }
 std::string LocalCluster::worker_address(int i) const {
-  return "127.0.0.1:" + std::to_string(workers_[i].port);
+  return PlacementOf(worker_host(i)).ip + ":" + std::to_string(workers_[i].port);
 }
 std::string LocalCluster::driver_log(int i) const {
   return options_.dir + "/" + driver_id(i) + "/driverd.log";
@@ -124,7 +139,7 @@ Status LocalCluster::StartDaemon(bool is_driver, int i) {
   const std::string id = is_driver ? driver_id(i) : worker_id(i);
   const std::string home = options_.dir + "/" + id;
   std::filesystem::create_directories(home);
-  const std::string address = "127.0.0.1:" + std::to_string(d.port);
+  const std::string address = is_driver ? driver_address(i) : worker_address(i);
   std::vector<std::string> argv = {is_driver ? kDriverdPath : kWorkerdPath,
                                    "--id", id,
                                    "--rpc-address", address,
@@ -140,8 +155,9 @@ Status LocalCluster::StartDaemon(bool is_driver, int i) {
   for (const std::string& f : is_driver ? options_.driver_flags : options_.worker_flags) {
     argv.push_back(f);
   }
+  const Placement where = PlacementOf(is_driver ? driver_host(i) : worker_host(i));
   ASSIGN_OR_RETURN(d.process,
-                   Subprocess::Start(argv, {.log_path = is_driver ? driver_log(i) : worker_log(i)}));
+                   Subprocess::Start(where.Wrap(argv), {.log_path = is_driver ? driver_log(i) : worker_log(i)}));
   bool up = WaitUntil([&] { return !d.process->Running() || DaemonServing(address, is_driver); },
                       std::chrono::seconds(15), std::chrono::milliseconds(50));
   if (!up || !d.process->Running()) {

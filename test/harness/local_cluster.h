@@ -12,6 +12,12 @@
 // Daemons can be stopped (SIGTERM), killed (SIGKILL), paused (SIGSTOP) and
 // restarted with the same id, port and data, which is what failure tests do.
 //
+// With `separate_hosts`, every ZooKeeper server, driverd and workerd runs on
+// a host of its own (NetnsHosts: a network namespace on a private bridge,
+// named zk0, driver-1, worker-1, ... like the daemons), listening on that
+// host's address, so partition tests can cut the network between any two
+// (`hosts()->Cut`, `Isolate`, `Heal`). The test process reaches every host.
+//
 // Thread-compatible.
 #pragma once
 
@@ -22,6 +28,7 @@
 
 #include "lib/common/status.h"
 #include "test/harness/kafka_mock.h"
+#include "test/harness/netns_hosts.h"
 #include "test/harness/subprocess.h"
 #include "test/harness/zk_cluster.h"
 #include "proto/driver.pb.h"
@@ -45,6 +52,10 @@ struct LocalClusterOptions {
   // Every daemon gets --coordinator zookeeper://<the ZooKeeper servers><zk_root>.
   std::string zk_root = "/sluice/local";
   int zk_session_timeout_ms = 4000;
+  // Each daemon on its own network namespace (see above); needs root, `ip`
+  // and `nft` (NetnsHosts::Available() says why not). Not with the Kafka
+  // mock, which listens on loopback only.
+  bool separate_hosts = false;
 };
 
 class LocalCluster {
@@ -55,6 +66,12 @@ class LocalCluster {
 
   ZkCluster& zk() { return *zk_; }
   KafkaMock* kafka() { return kafka_.get(); }
+  // The hosts, with separate_hosts; else null.
+  NetnsHosts* hosts() { return hosts_.get(); }
+  // Host names of the daemons, for hosts()->Cut and Isolate.
+  std::string zk_host(int i) const { return "zk" + std::to_string(i); }
+  std::string driver_host(int i) const { return driver_id(i); }
+  std::string worker_host(int i) const { return worker_id(i); }
   const std::string& dir() const { return options_.dir; }
 
   int num_drivers() const { return static_cast<int>(drivers_.size()); }
@@ -104,7 +121,11 @@ class LocalCluster {
   explicit LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {}
   [[nodiscard]] Status StartDaemon(bool is_driver, int i);
 
+  // Where a daemon runs: its host, or loopback.
+  Placement PlacementOf(const std::string& host) const { return hosts_ ? hosts_->placement(host) : Placement{}; }
+
   LocalClusterOptions options_;
+  std::unique_ptr<NetnsHosts> hosts_;  // first: outlives every process on it
   std::unique_ptr<ZkCluster> zk_;
   std::unique_ptr<KafkaMock> kafka_;
   std::vector<Daemon> drivers_;

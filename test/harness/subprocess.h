@@ -27,6 +27,19 @@ struct SubprocessOptions {
   std::vector<std::string> env;
 };
 
+// Where a process runs: the address it listens on and the argv prefix that
+// puts it on its host (empty: the test's own network, loopback). NetnsHosts
+// hands these out.
+struct Placement {
+  std::string ip = "127.0.0.1";
+  std::vector<std::string> exec_prefix;
+
+  std::vector<std::string> Wrap(std::vector<std::string> argv) const {
+    argv.insert(argv.begin(), exec_prefix.begin(), exec_prefix.end());
+    return argv;
+  }
+};
+
 class Subprocess {
  public:
   // Starts argv[0] (looked up in PATH if it has no '/').

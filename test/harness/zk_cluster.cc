@@ -26,6 +26,7 @@ Result<std::unique_ptr<ZkCluster>> ZkCluster::Start(const ZkClusterOptions& opti
   cluster->servers_.resize(options.servers);
   for (int i = 0; i < options.servers; ++i) {
     Server& s = cluster->servers_[i];
+    if (i < static_cast<int>(options.placements.size())) s.placement = options.placements[i];
     s.dir = fmt::format("{}/zk{}", options.base_dir, i);
     s.client_port = FreePort();
     s.peer_port = FreePort();
@@ -47,7 +48,7 @@ std::string ZkCluster::connect_string() const {
   std::string out;
   for (const Server& s : servers_) {
     if (!out.empty()) out += ",";
-    out += fmt::format("127.0.0.1:{}", s.client_port);
+    out += fmt::format("{}:{}", s.placement.ip, s.client_port);
   }
   return out;
 }
@@ -62,15 +63,15 @@ Status ZkCluster::WriteConfigs() {
         "syncLimit=10\n"
         "dataDir={}/data\n"
         "clientPort={}\n"
-        "clientPortAddress=127.0.0.1\n"
+        "clientPortAddress={}\n"
         "admin.enableServer=false\n"
         "4lw.commands.whitelist=*\n"
         "maxClientCnxns=0\n"
         "minSessionTimeout={}\n",
-        options_.tick_ms, s.dir, s.client_port, 2 * options_.tick_ms);
+        options_.tick_ms, s.dir, s.client_port, s.placement.ip, 2 * options_.tick_ms);
     if (size() > 1) {
       for (int j = 0; j < size(); ++j) {
-        cfg += fmt::format("server.{}=127.0.0.1:{}:{}\n", j + 1, servers_[j].peer_port,
+        cfg += fmt::format("server.{}={}:{}:{}\n", j + 1, servers_[j].placement.ip, servers_[j].peer_port,
                            servers_[j].election_port);
       }
       RETURN_IF_ERROR(WriteFile(s.dir + "/data/myid", std::to_string(i + 1) + "\n"));
@@ -95,7 +96,7 @@ Status ZkCluster::Launch(int i) {
       kClassPath,
       "org.apache.zookeeper.server.quorum.QuorumPeerMain",
       s.config_path};
-  ASSIGN_OR_RETURN(s.process, Subprocess::Start(argv, {.log_path = s.dir + "/server.log"}));
+  ASSIGN_OR_RETURN(s.process, Subprocess::Start(s.placement.Wrap(argv), {.log_path = s.dir + "/server.log"}));
   return absl::OkStatus();
 }
 
@@ -115,7 +116,7 @@ Status ZkCluster::RestartServer(int i) {
 
 bool ZkCluster::Serving(int i) const {
   Result<std::string> r =
-      TcpExchange("127.0.0.1", servers_[i].client_port, "srvr", std::chrono::seconds(2));
+      TcpExchange(servers_[i].placement.ip, servers_[i].client_port, "srvr", std::chrono::seconds(2));
   return r.ok() && r->find("Mode: ") != std::string::npos;
 }
 

@@ -25,6 +25,8 @@ struct ZkClusterOptions {
   // 500 ms ticks allow session timeouts down to 1 s (2 x tick).
   int tick_ms = 500;
   std::chrono::milliseconds start_timeout = std::chrono::seconds(30);
+  // Where server i runs (NetnsHosts); missing entries: loopback, here.
+  std::vector<Placement> placements;
 };
 
 class ZkCluster {
@@ -35,7 +37,7 @@ class ZkCluster {
   ~ZkCluster();
 
   int size() const { return static_cast<int>(servers_.size()); }
-  // "127.0.0.1:p1,127.0.0.1:p2,..." for zookeeper_init.
+  // "ip1:p1,ip2:p2,..." for zookeeper_init (127.0.0.1 unless placed).
   std::string connect_string() const;
   int client_port(int i) const { return servers_[i].client_port; }
 
@@ -51,6 +53,7 @@ class ZkCluster {
 
  private:
   struct Server {
+    Placement placement;
     std::string dir;
     std::string config_path;
     int client_port = 0;

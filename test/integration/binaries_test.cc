@@ -92,6 +92,9 @@ TEST(Driverd, BadCoordinatorAndAddressesExitTwo) {
   r = RunBinary(dir, {kDriverdPath, "--id", "d", "--zk-session-timeout-ms", "10"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.output, HasSubstr("zk-session-timeout-ms: 10 is not in"));
+  r = RunBinary(dir, {kDriverdPath, "--id", "d", "--workers-unreachable-give-up-ms", "-1"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("workers-unreachable-give-up-ms: -1 is negative"));
 }
 
 TEST(Driverd, UnreachableZooKeeperExitsOneWithAClearError) {
