@@ -97,14 +97,18 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
   }
 
   void Stop() {
-    stopped_ = true;
-    Lose("stopping");
     // Runs on the caller's thread: deleting our znode hands over at once.
+    // A candidate znode being created meanwhile on the coordinator's thread
+    // is either seen here or deleted by its creator (SetMyNode): under mu_,
+    // one of the two comes first. Left behind in a live session, it would
+    // head the election for nobody, and no driver would ever lead.
     std::string node;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      stopped_ = true;
       node = my_node_copy_;
     }
+    Lose("stopping");
     if (!node.empty()) IgnoreError(session_->Delete(node), "the session is closed right after");
   }
 
@@ -123,8 +127,7 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
     if (children.ok()) {
       for (const std::string& c : *children) {
         if (c.find(token_) != std::string::npos) {
-          SetMyNode(dir + "/" + c);
-          return true;
+          return SetMyNode(dir + "/" + c);
         }
       }
     }
@@ -136,15 +139,24 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
       spdlog::warn("election: cannot create candidate znode: {}", created.status().ToString());
       return false;
     }
-    SetMyNode(*created);
+    if (!SetMyNode(*created)) return false;
     spdlog::info("election: {} is candidate {}", self_.id(), *created);
     return true;
   }
 
-  void SetMyNode(const std::string& node) {
-    my_node_ = node;
-    std::lock_guard<std::mutex> lock(mu_);
-    my_node_copy_ = node;
+  // Takes `node` as our candidate; false (and the znode deleted) if Stop()
+  // has run meanwhile and so could not delete it.
+  bool SetMyNode(const std::string& node) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!stopped_.load()) {
+        my_node_ = node;
+        my_node_copy_ = node;
+        return true;
+      }
+    }
+    IgnoreError(session_->Delete(node), "a znode of a closed session goes with it");
+    return false;
   }
 
   // Bumps the epoch (CAS) and starts a term. `confirmed_at`: when the call
