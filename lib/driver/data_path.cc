@@ -456,7 +456,16 @@ Status DataPath::SendAssignment(const Round& round, const proto::MemberInfo& wor
   request.set_leader_address(leader_address);
   for (const auto& [id, m] : round.workers) *request.add_replica_targets() = m;
   for (const PartitionId& id : set) *request.add_receivers() = round.assignment.at(id);
-  Status st = workers_->AssignReceivers(worker.rpc_address(), request, response);
+  rpc::Cancellation cancel;
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    calls_.emplace(worker.id(), &cancel);
+  }
+  Status st = workers_->AssignReceivers(worker.rpc_address(), request, response, &cancel);
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    std::erase_if(calls_, [&](const auto& call) { return call.second == &cancel; });
+  }
   if (!st.ok()) spdlog::warn("assigning receivers to worker {}: {}", worker.id(), st.ToString());
   return st;
 }
@@ -540,6 +549,15 @@ void DataPath::Grant(Round& round, const std::string& leader_address) {
       }
     }
     RecordReceivers(round.epoch, wid, response);
+  }
+}
+
+void DataPath::WorkersChanged(const std::vector<proto::MemberInfo>& live) {
+  std::set<std::string> ids;
+  for (const proto::MemberInfo& m : live) ids.insert(m.id());
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  for (const auto& [worker, cancel] : calls_) {
+    if (!ids.contains(worker)) cancel->Cancel();
   }
 }
 

@@ -40,6 +40,7 @@
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
 #include "lib/driver/assignment.h"
+#include "lib/rpc/call.h"
 #include "proto/driver.pb.h"
 #include "proto/worker.pb.h"
 
@@ -68,6 +69,12 @@ class DataPath {
   // log has it): those that reported it or confirmed it when registering
   // with this term; before this term knows of the block, its reporter.
   std::vector<std::string> LiveHolders(const proto::BlockInfo& block, const std::set<std::string>& live) const;
+
+  // The workers' membership changed: an assignment call in flight to a
+  // worker no longer in `live` is cancelled, so the round waiting on it
+  // ends and the next moves that worker's receivers (a paused or cut-off
+  // worker would otherwise hold the round for the call's whole deadline).
+  void WorkersChanged(const std::vector<proto::MemberInfo>& live);
 
   // One assignment round (see the top of the file). `live` is the workers/
   // membership; `leader_address` is this driver's advertised address.
@@ -130,6 +137,8 @@ class DataPath {
 
   std::mutex append_mu_;  // serialises check-then-append; taken before mu_
   mutable std::mutex mu_;
+  std::mutex calls_mu_;
+  std::multimap<std::string, rpc::Cancellation*> calls_;  // guarded by calls_mu_: assignment calls by worker
   int64_t term_ = 0;                              // guarded by mu_: epoch of the state below
   std::map<std::string, Source> sources_;         // guarded by mu_
   std::map<std::string, int64_t> registered_;     // guarded by mu_: worker id -> epoch

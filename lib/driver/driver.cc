@@ -114,6 +114,7 @@ Status Driver::Start() {
     std::string ids;
     for (const auto& m : members) ids += (ids.empty() ? "" : ",") + m.id();
     spdlog::info("workers: [{}]", ids);
+    if (DataPath* data = data_path_view_.load()) data->WorkersChanged(members);
     std::lock_guard<std::mutex> lock(mu_);
     worker_view_ = members;
   });

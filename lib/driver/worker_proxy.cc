@@ -11,8 +11,10 @@ Status GrpcWorkerProxy::LeaderHeartbeat(const std::string& address,
 }
 
 Status GrpcWorkerProxy::AssignReceivers(const std::string& address, const proto::AssignReceiversRequest& request,
-                                        proto::AssignReceiversResponse* response) {
-  return rpc::MoveInto(rpc::WorkerClient(*channels_, address).AssignReceivers(request), response);
+                                        proto::AssignReceiversResponse* response, rpc::Cancellation* cancel) {
+  return rpc::MoveInto(rpc::WorkerClient(*channels_, address)
+                           .AssignReceivers(request, rpc::WorkerClient::kAssignReceiversDeadline, cancel),
+                       response);
 }
 
 Status GrpcWorkerProxy::RunTask(const std::string& address, const proto::TaskRequest& request,

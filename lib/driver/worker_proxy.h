@@ -28,7 +28,8 @@ class WorkerProxy {
                                                proto::LeaderHeartbeatResponse* response) = 0;
   [[nodiscard]] virtual Status AssignReceivers(const std::string& address,
                                                const proto::AssignReceiversRequest& request,
-                                               proto::AssignReceiversResponse* response) = 0;
+                                               proto::AssignReceiversResponse* response,
+                                               rpc::Cancellation* cancel = nullptr) = 0;
   // `cancel` (optional) ends the attempt early from another thread.
   [[nodiscard]] virtual Status RunTask(const std::string& address, const proto::TaskRequest& request,
                                        proto::TaskResult* response, rpc::Cancellation* cancel = nullptr) = 0;
@@ -47,7 +48,8 @@ class GrpcWorkerProxy final : public WorkerProxy {
   // AssignReceivers and RunTask with rpc::WorkerClient's deadlines (10 s,
   // a minute).
   [[nodiscard]] Status AssignReceivers(const std::string& address, const proto::AssignReceiversRequest& request,
-                                       proto::AssignReceiversResponse* response) override;
+                                       proto::AssignReceiversResponse* response,
+                                       rpc::Cancellation* cancel = nullptr) override;
   [[nodiscard]] Status RunTask(const std::string& address, const proto::TaskRequest& request,
                                proto::TaskResult* response, rpc::Cancellation* cancel = nullptr) override;
   [[nodiscard]] Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,

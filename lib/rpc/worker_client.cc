@@ -33,10 +33,12 @@ Result<proto::LeaderHeartbeatResponse> WorkerClient::LeaderHeartbeat(const proto
 }
 
 Result<proto::AssignReceiversResponse> WorkerClient::AssignReceivers(const proto::AssignReceiversRequest& request,
-                                                                     std::chrono::milliseconds deadline) {
+                                                                     std::chrono::milliseconds deadline,
+                                                                     Cancellation* cancel) {
   return internal::Unary<proto::AssignReceiversResponse>(
       retry_, deadline,
-      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->AssignReceivers(ctx, request, response); });
+      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->AssignReceivers(ctx, request, response); },
+      cancel);
 }
 
 Result<proto::TaskResult> WorkerClient::RunTask(const proto::TaskRequest& request, std::chrono::milliseconds deadline,

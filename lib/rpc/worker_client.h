@@ -56,7 +56,8 @@ class WorkerClient {
   [[nodiscard]] Result<proto::LeaderHeartbeatResponse> LeaderHeartbeat(
       const proto::LeaderHeartbeatRequest& request, std::chrono::milliseconds deadline = kHeartbeatDeadline);
   [[nodiscard]] Result<proto::AssignReceiversResponse> AssignReceivers(
-      const proto::AssignReceiversRequest& request, std::chrono::milliseconds deadline = kAssignReceiversDeadline);
+      const proto::AssignReceiversRequest& request, std::chrono::milliseconds deadline = kAssignReceiversDeadline,
+      Cancellation* cancel = nullptr);
   // `cancel` (optional) ends the call early (CANCELLED); the worker then
   // sees the attempt abandoned and commits nothing of it.
   [[nodiscard]] Result<proto::TaskResult> RunTask(const proto::TaskRequest& request,
