@@ -3,7 +3,9 @@
 #include <zookeeper/zookeeper.h>
 
 #include <algorithm>
+#include <chrono>
 #include <random>
+#include <thread>
 
 #include "google/protobuf/text_format.h"
 #include "spdlog/spdlog.h"
@@ -109,7 +111,27 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
       node = my_node_copy_;
     }
     Lose("stopping");
-    if (!node.empty()) IgnoreError(session_->Delete(node), "the session is closed right after");
+    if (!node.empty() && session_->Delete(node).ok()) return;
+    // A candidate of ours may still be there: one whose create's reply was
+    // lost (so `node` is empty), or whose delete failed on a lost
+    // connection. The session may live on (a fenced leader re-enters the
+    // election in it), so remove them by our token, for up to 2 s.
+    const std::string dir = root_ + "/election";
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (true) {
+      Result<std::vector<std::string>> children = session_->GetChildren(dir);
+      bool left = !children.ok();
+      for (const std::string& c : children.ok() ? *children : std::vector<std::string>{}) {
+        if (c.find(token_) == std::string::npos) continue;
+        Status st = session_->Delete(dir + "/" + c);
+        left |= !st.ok() && !absl::IsNotFound(st);
+      }
+      if (!left) return;
+      if (std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    spdlog::warn("election: {} could not make sure its candidate znode is gone; it goes with its session",
+                 self_.id());
   }
 
   bool IsLeader() const {

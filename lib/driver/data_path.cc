@@ -459,6 +459,10 @@ Status DataPath::SendAssignment(const Round& round, const proto::MemberInfo& wor
   rpc::Cancellation cancel;
   {
     std::lock_guard<std::mutex> lock(calls_mu_);
+    if (members_ && !members_->contains(worker.id())) {
+      // Left since the round was planned: the next round moves its receivers.
+      return absl::UnavailableError(fmt::format("worker {} left the membership", worker.id()));
+    }
     calls_.emplace(worker.id(), &cancel);
   }
   Status st = workers_->AssignReceivers(worker.rpc_address(), request, response, &cancel);
@@ -559,6 +563,7 @@ void DataPath::WorkersChanged(const std::vector<proto::MemberInfo>& live) {
   for (const auto& [worker, cancel] : calls_) {
     if (!ids.contains(worker)) cancel->Cancel();
   }
+  members_ = std::move(ids);
 }
 
 void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const std::string& leader_address) {

@@ -139,6 +139,7 @@ class DataPath {
   mutable std::mutex mu_;
   std::mutex calls_mu_;
   std::multimap<std::string, rpc::Cancellation*> calls_;  // guarded by calls_mu_: assignment calls by worker
+  std::optional<std::set<std::string>> members_;          // guarded by calls_mu_: the last WorkersChanged
   int64_t term_ = 0;                              // guarded by mu_: epoch of the state below
   std::map<std::string, Source> sources_;         // guarded by mu_
   std::map<std::string, int64_t> registered_;     // guarded by mu_: worker id -> epoch

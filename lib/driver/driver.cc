@@ -114,9 +114,11 @@ Status Driver::Start() {
     std::string ids;
     for (const auto& m : members) ids += (ids.empty() ? "" : ",") + m.id();
     spdlog::info("workers: [{}]", ids);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      worker_view_ = members;
+    }
     if (DataPath* data = data_path_view_.load()) data->WorkersChanged(members);
-    std::lock_guard<std::mutex> lock(mu_);
-    worker_view_ = members;
   });
   drivers_ = coordinator_->NewMembership(coord::Group::kDrivers);
   drivers_->Watch([this](const std::vector<proto::MemberInfo>& members) {

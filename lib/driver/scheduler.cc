@@ -89,6 +89,8 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
         run->retry.batch == job.in_flight(0).batch_id()) {
       continue;
     }
+    // It may have finished since the reaping loop above looked at it.
+    if (run->thread.joinable()) run->thread.join();
     run->busy.store(true, std::memory_order_release);
     run->thread = std::thread([this, job_id, state, live, epoch, r = run.get()] {
       if (RunBatch(job_id, *state, state->jobs().at(job_id), live, epoch, r->retry)) r->committed.fetch_add(1);

@@ -35,13 +35,10 @@ struct RetryPolicy {
 class Cancellation {
  public:
   void Cancel() {
-    std::function<void()> cancel;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      cancelled_ = true;
-      cancel = cancel_call_;
-    }
-    if (cancel) cancel();
+    // Under mu_: Detach() (before the call's context goes) waits for it.
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    if (cancel_call_) cancel_call_();
   }
   bool cancelled() const {
     std::lock_guard<std::mutex> lock(mu_);
