@@ -5,7 +5,7 @@
 # leader SIGTERM, worker pause, leader pause, in turn — on a probe of 20,000
 # events/s. Prints the drill's table and verdict; exits with its status.
 # The CI runs the short version (test/integration/drill_test.cc).
-#   scripts/soak.sh [--rounds N] [--interval 10s] [--rate 20000]   (extra flags go to the drill)
+#   SOAK_ROUNDS=30 SOAK_INTERVAL=10s SOAK_RATE=20000 scripts/soak.sh [more drill flags, e.g. --json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh driverd workerd sluicectl sluice-local-cluster >/dev/null
@@ -24,4 +24,5 @@ done
 source "$DIR/cluster.env"
 "$BIN/cmd/sluicectl/sluicectl" --coordinator "$COORDINATOR" drill \
   --fault leader-kill,worker-kill,leader-term,worker-pause,leader-pause \
-  --rounds 30 --interval 10s --rate 20000 --output "$DIR/probe" "$@"
+  --rounds "${SOAK_ROUNDS:-30}" --interval "${SOAK_INTERVAL:-10s}" --rate "${SOAK_RATE:-20000}" \
+  --output "$DIR/probe" "$@"
