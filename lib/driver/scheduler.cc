@@ -267,6 +267,8 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
       const bool pinned = request.stage() == proto::TASK_STAGE_REDUCE;
       std::vector<std::string> depends_on;
       for (const proto::MemberInfo& owner : request.reduce_workers()) depends_on.push_back(owner.id());
+      // A reduce task copies its state to the replica before it answers.
+      if (!request.replica().id().empty()) depends_on.push_back(request.replica().id());
       Status last = absl::UnavailableError("no attempt yet");
       for (int failures = 0, k = 0; failures < max_failures; ++k) {
         if (!leadership_->Serving()) return absl::UnavailableError("no longer the leader");
@@ -276,7 +278,7 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
           // ABORTED: the batch is tried again once the membership settles.
           return absl::AbortedError(fmt::format("no live worker can take task {} of batch {} ({}); last: {}",
                                                 request.task(), batch_id,
-                                                depends_on.empty() ? "its workers left" : "its reduce owners left",
+                                                depends_on.empty() ? "its workers left" : "its workers, reduce owners or state replica left",
                                                 last.ToString()));
         }
         attempts->fetch_add(1);

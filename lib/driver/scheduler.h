@@ -99,7 +99,8 @@ class Scheduler {
   // Picks the worker of a task's next attempt: the k-th of `preferred`
   // still live, else (unless `pinned`) any live worker; and records the
   // attempt under it and under the workers the task depends on (a map
-  // task's reduce owners), so that Tick cancels it if one of them leaves.
+  // task's reduce owners, a reduce task's state replica), so that Tick
+  // cancels it if one of them leaves.
   // False if no worker can take it.
   bool StartAttempt(const std::vector<proto::MemberInfo>& preferred, size_t k, bool pinned,
                     const std::vector<std::string>& depends_on, proto::MemberInfo* worker,
