@@ -294,10 +294,14 @@ TEST_F(KeyedTest, SlidingEventTimeWindowsMatchAReferenceAndLateEventsAreDeadLett
   // Event i: key k<i % 5>, event time base + i ms (produced at 2,000/s, so
   // event time runs at twice the wall clock); every 7th a little out of
   // order (300 ms back: its windows are all still open); from i = 25,000
-  // every 500th is 20 s back: all its windows were emitted long before
-  // (late). The watermark's max_delay (3 s of event time) covers how far one
-  // Kafka partition's reads may trail the other's. The last event, 10^7 ms ahead, moves the watermark past every
-  // other window so they all close.
+  // every 500th is 30 s back: all its windows were emitted long before
+  // (late). The watermark is the largest committed event time less max_delay,
+  // over both Kafka partitions, so max_delay must cover how far one
+  // partition's reads may trail the other's: 10 s of event time is 5 s of
+  // wall clock here (3 s was too little on a busy machine: one run counted 50
+  // on-time events of a trailing partition late). The late events stay late
+  // through a trail of up to 8 s. The last event, 10^7 ms ahead, moves the
+  // watermark past every other window so they all close.
   constexpr int64_t kBase = 1'800'000'000'000;  // a multiple of the slide
   constexpr int kEvents = 40'000;
   std::string text;
@@ -309,7 +313,7 @@ TEST_F(KeyedTest, SlidingEventTimeWindowsMatchAReferenceAndLateEventsAreDeadLett
     if (i % 7 == 3) ts -= 300;
     const bool is_late = i >= 25'000 && i % 500 == 0;
     if (is_late) {
-      ts -= 20'000;
+      ts -= 30'000;
       ++late;
     } else {
       for (int64_t start = ts / 1000 * 1000; start > ts - 2000; start -= 1000) ++expected[{key, start}];
@@ -327,7 +331,7 @@ sources:
 operators:
   - parse: {{format: json}}
   - key_by: k
-  - window: {{type: sliding, length: 2s, slide: 1s, event_time: ts, max_delay: 3s, allowed_lateness: 1s}}
+  - window: {{type: sliding, length: 2s, slide: 1s, event_time: ts, max_delay: 10s, allowed_lateness: 1s}}
   - aggregate: [{{fn: count}}]
 sink:
   file: {{path: {}}}
