@@ -328,6 +328,9 @@ struct StateStore::Part {
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, rocksdb::Env* env) {
   rocksdb::Options options;
   options.create_if_missing = true;
+  // Deltas and snapshots are written once per batch; the in-memory copy of
+  // the state serves reads (state_store.h), so the cache is small.
+  storage::ApplyMemoryBudget({.memtable_bytes = 16 << 20, .memtables = 2, .block_cache_bytes = 8 << 20}, &options);
   const std::vector<rocksdb::CompressionType> supported = rocksdb::GetSupportedCompressions();
   options.compression = std::find(supported.begin(), supported.end(), rocksdb::kLZ4Compression) != supported.end()
                             ? rocksdb::kLZ4Compression

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "rocksdb/cache.h"
 #include "rocksdb/env.h"
+#include "rocksdb/table.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::storage {
@@ -34,6 +36,14 @@ class SpdlogLogger final : public rocksdb::Logger {
 };
 
 }  // namespace
+
+void ApplyMemoryBudget(const MemoryBudget& budget, rocksdb::Options* options) {
+  options->write_buffer_size = budget.memtable_bytes;
+  options->max_write_buffer_number = budget.memtables;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(budget.block_cache_bytes);
+  options->table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+}
 
 Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksdb::Options options,
                                                  rocksdb::Env* env, std::shared_ptr<StoreHealth> health) {

@@ -27,6 +27,22 @@ namespace sluice::storage {
 // `health`, if given, becomes the database's listener and is attached to it
 // once open: the store then recovers by itself from a full disk
 // (store_health.h); the caller must Detach() it before closing the database.
+// The memory a database may hold: its memtables (each written to a table
+// file when full; at most `memtables` of them, the one being written and
+// those being flushed) and its block cache. RocksDB's defaults (64 MiB
+// memtables, two of them, a 32 MiB cache per database) let a daemon with a
+// few small stores grow by ~200 MiB over hours before the first flush, which
+// looks like a leak to an operator and is memory a worker's blocks need.
+struct MemoryBudget {
+  size_t memtable_bytes = 4 << 20;
+  int memtables = 2;
+  size_t block_cache_bytes = 4 << 20;
+};
+
+// Sets `options`' memtable size and count and gives it a block cache of its
+// own, as `budget` says.
+void ApplyMemoryBudget(const MemoryBudget& budget, rocksdb::Options* options);
+
 [[nodiscard]] Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksdb::Options options,
                                                                rocksdb::Env* env = nullptr,
                                                                std::shared_ptr<StoreHealth> health = nullptr);

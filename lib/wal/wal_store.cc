@@ -49,6 +49,9 @@ Result<std::unique_ptr<WalStore>> WalStore::Open(const Options& options) {
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.paranoid_checks = true;
+  // Records are small and deleted below each snapshot: small memtables
+  // (the default 64 MiB ones grew a driver's memory for hours).
+  storage::ApplyMemoryBudget({}, &db_options);
   std::shared_ptr<storage::StoreHealth> health = storage::StoreHealth::Create(
       {.name = fmt::format("the WAL at {}", options.path), .retry_interval = options.resume_interval});
   Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(options.path, db_options, options.env, health);
