@@ -1,9 +1,10 @@
 // RunDaemonMain: the whole main() of a Sluice daemon, shared by driverd and workerd.
 //
-// Module sluice::common owns it. It blocks termination signals, declares the
-// daemon's options as flags, parses the command line and config file, checks
-// the values, sets up logging, starts the daemon and runs it until SIGINT,
-// SIGTERM or SIGHUP, then stops it. Exit codes: 0 after a clean stop or
+// Module sluice::common owns it. It limits malloc's arenas (memory.h),
+// blocks termination signals, declares the daemon's options as flags, parses
+// the command line and config file, checks the values, sets up logging,
+// starts the daemon and runs it until SIGINT, SIGTERM or SIGHUP, then stops
+// it. Exit codes: 0 after a clean stop or
 // --help/--version, 2 (kExitUsage) on a bad flag or value, 1 if the daemon
 // cannot start.
 //
@@ -18,6 +19,7 @@
 #include "lib/common/clock.h"
 #include "lib/common/config.h"
 #include "lib/common/logging.h"
+#include "lib/common/memory.h"
 #include "lib/common/signals.h"
 #include "spdlog/spdlog.h"
 
@@ -25,6 +27,7 @@ namespace sluice {
 
 template <typename Options, typename Daemon>
 int RunDaemonMain(const std::string& name, const std::string& description, int argc, char** argv) {
+  LimitMallocArenas();
   BlockTerminationSignals();
   CLI::App app(description, name);
   Options options;
