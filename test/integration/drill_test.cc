@@ -208,6 +208,34 @@ TEST(Drill, ZkServerLossOnAnEnsembleIsRiddenOutExactlyOnce) {
   }
 }
 
+// With every daemon on a host of its own (a network namespace), the leader's
+// ZooKeeper server is not on the drill's host: zk-server-loss is SKIPPED with
+// the reason, pauses nothing, and does not fail the drill.
+TEST(Drill, ZkServerLossElsewhereIsSkippedNotFailed) {
+  if (Status why = NetnsHosts::Available(); !why.ok()) {
+    GTEST_SKIP() << "cannot simulate hosts with network namespaces: " << why.message();
+  }
+  TempDir dir;
+  auto c = LocalCluster::Start({.dir = dir.path(), .drivers = 1, .workers = 1, .zk_session_timeout_ms = 4000,
+                                .separate_hosts = true});
+  ASSERT_TRUE(c.ok()) << c.status();
+  StopWatcher watcher({(*c)->zk().server_pid(0)});
+  const std::string log = dir.Sub("drill.log");
+  const int code = (*c)->Sluicectl(
+      {"drill", "--fault", "zk-server-loss", "--interval", "2s", "--output", dir.Sub("probe")}, log,
+      std::chrono::seconds(60));
+  watcher.Stop();
+  const std::string out = ReadFile(log).value_or("");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex(R"re(SKIPPED\n     skipped: ZooKeeper server [0-9.]+:[0-9]+ \(driver-1's session is on it\) )re"
+                      R"re(does not run on this host \([0-9.]+ is not an address of this host\))re")))
+      << out;
+  EXPECT_THAT(out, HasSubstr("verdict: PASS, 1 of 1 fault SKIPPED (not applied, see above)"));
+  EXPECT_THAT(out, HasSubstr(" 0 lost, 0 duplicated"));
+  EXPECT_TRUE(watcher.Stopped().empty()) << "nothing paused";
+}
+
 TEST(Drill, TheDrillRpcIsRefusedUnlessTheDaemonAllowsDrills) {
   TempDir dir;
   auto c = LocalCluster::Start(
