@@ -41,6 +41,7 @@ class ZkCoordinator final : public Coordinator {
   }
   void Close() override { session_->Close(); }
   const std::string& spec() const override { return spec_; }
+  std::string connected_server() const override { return session_->connected_server(); }
 
  private:
   const std::string spec_;

@@ -68,6 +68,9 @@ class Coordinator {
   virtual void Close() = 0;
   // The spec this coordinator was made from.
   virtual const std::string& spec() const = 0;
+  // ZooKeeper: "ip:port" of the server the session is connected to now, ""
+  // while disconnected. Standalone: always "".
+  virtual std::string connected_server() const { return ""; }
 };
 
 }  // namespace sluice::coord

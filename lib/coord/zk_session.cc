@@ -2,6 +2,10 @@
 
 #include <zookeeper/zookeeper.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cstring>
 
 #include "spdlog/spdlog.h"
@@ -103,6 +107,26 @@ int64_t ZkSession::session_id() const {
   if (zh_ == nullptr) return 0;
   const clientid_t* id = zoo_client_id(zh_);
   return id != nullptr ? id->client_id : 0;
+}
+
+std::string ZkSession::connected_server() const {
+  std::shared_lock<std::shared_mutex> lock(handle_mu_);
+  if (zh_ == nullptr || !connected_.load()) return "";
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof(addr);
+  if (zookeeper_get_connected_host(zh_, reinterpret_cast<struct sockaddr*>(&addr), &len) == nullptr) return "";
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const struct sockaddr_in*>(&addr);
+    if (inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip)) == nullptr) return "";
+    return std::string(ip) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(&addr);
+    if (inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip)) == nullptr) return "";
+    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  return "";
 }
 
 int ZkSession::AddListener(Listener listener) {

@@ -95,6 +95,9 @@ class ZkSession {
 
   bool connected() const { return connected_.load(); }
   int64_t session_id() const;
+  // "ip:port" of the server the session is connected to now ("[ip6]:port");
+  // "" while not connected.
+  std::string connected_server() const;
   int session_timeout_ms() const { return options_.session_timeout_ms; }
   const std::string& hosts() const { return options_.hosts; }
   Clock* clock() const { return clock_; }

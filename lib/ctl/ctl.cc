@@ -106,7 +106,8 @@ void Ctl::Register(CLI::App& app) {
   CLI::App* d = drill_cmd_;
   d->add_option("--fault", drill_.faults,
                 "Faults, applied in turn: leader-kill, leader-term, leader-pause[:DURATION], worker-kill[:ID], "
-                "worker-pause[:DURATION] (pauses default to 6s)")
+                "worker-pause[:DURATION], zk-server-loss[:DURATION] (SIGSTOP to the ZooKeeper server the leader's "
+                "session is on, if it runs on this host; SKIPPED if not). Pauses default to 6s")
       ->required();
   d->add_option("--rounds", drill_.rounds, "Faults to apply in all, round robin (default: each listed once)");
   d->add_option("--interval", drill_.interval, "Time between faults")->capture_default_str();

@@ -11,7 +11,8 @@ namespace sluice::ctl {
 namespace {
 
 constexpr char kFaultKinds[] =
-    "leader-kill, leader-term, leader-pause[:DURATION], worker-kill[:ID], worker-pause[:DURATION]";
+    "leader-kill, leader-term, leader-pause[:DURATION], worker-kill[:ID], worker-pause[:DURATION], "
+    "zk-server-loss[:DURATION]";
 
 std::optional<int64_t> ToInt(std::string_view s) {
   int64_t v = 0;
@@ -94,8 +95,10 @@ Result<std::vector<FaultSpec>> ParseFaults(std::string_view list) {
     if (kind == "leader-kill" || kind == "leader-term") {
       if (arg) return absl::InvalidArgumentError(fmt::format("--fault {}: {} takes no argument", item, kind));
       f.kind = kind == "leader-kill" ? FaultKind::kLeaderKill : FaultKind::kLeaderTerm;
-    } else if (kind == "leader-pause" || kind == "worker-pause") {
-      f.kind = kind == "leader-pause" ? FaultKind::kLeaderPause : FaultKind::kWorkerPause;
+    } else if (kind == "leader-pause" || kind == "worker-pause" || kind == "zk-server-loss") {
+      f.kind = kind == "leader-pause"   ? FaultKind::kLeaderPause
+               : kind == "worker-pause" ? FaultKind::kWorkerPause
+                                        : FaultKind::kZkServerLoss;
       f.pause = kDefaultPause;
       if (arg) {
         ASSIGN_OR_RETURN(f.pause, ParseDuration(*arg, fmt::format("--fault {}", item)));
@@ -128,16 +131,30 @@ std::chrono::milliseconds TargetFor(const FaultSpec& fault, const DrillTimes& ti
     case FaultKind::kWorkerKill:
     case FaultKind::kWorkerPause:
       return t + b2;
+    case FaultKind::kZkServerLoss:
+      return ZkServerLossTarget(fault, times, !KeepsQuorumWithoutOne(times.zk_servers));
   }
   return t + b2;
 }
 
+std::chrono::milliseconds ZkServerLossTarget(const FaultSpec& fault, const DrillTimes& times, bool outage) {
+  using std::chrono::milliseconds;
+  return (outage ? fault.pause : milliseconds(0)) + times.session_timeout + milliseconds(2000) +
+         2 * times.batch_interval;
+}
+
 bool FaultPasses(const FaultResult& r) {
+  if (!r.skipped.empty()) return true;
   if (!r.error.empty() || r.next_commit_ms.empty()) return false;
   for (const auto& [job, ms] : r.next_commit_ms) {
     if (!ms || *ms > r.target_ms) return false;
   }
   return true;
+}
+
+std::string_view FaultVerdict(const FaultResult& r) {
+  if (!r.skipped.empty()) return "SKIPPED";
+  return FaultPasses(r) ? "PASS" : "FAIL";
 }
 
 IdCheck CheckIds(const std::map<int32_t, int64_t>& positions, const std::vector<std::pair<int32_t, int64_t>>& seen) {
@@ -254,6 +271,12 @@ bool DrillReport::Pass() const {
   return std::all_of(faults.begin(), faults.end(), FaultPasses);
 }
 
+int DrillReport::Skipped() const {
+  return static_cast<int>(std::count_if(faults.begin(), faults.end(), [](const FaultResult& f) {
+    return !f.skipped.empty();
+  }));
+}
+
 void PrintReport(const DrillReport& r, std::ostream& out) {
   // The jobs' columns are named by what follows the drill's name ("ids").
   std::vector<std::string> jobs;
@@ -262,26 +285,34 @@ void PrintReport(const DrillReport& r, std::ostream& out) {
       jobs.push_back(job.rfind(r.name + "-", 0) == 0 ? job.substr(r.name.size() + 1) : job);
     }
   }
+  // The victim column fits a ZooKeeper server's address.
+  int victim_width = 11;
+  for (const FaultResult& f : r.faults) victim_width = std::max<int>(victim_width, static_cast<int>(f.victim.size()) + 2);
   out << "drill " << r.name << ": T (session timeout) " << Seconds(r.times.session_timeout.count())
       << ", B (batch interval) " << Seconds(r.times.batch_interval.count()) << "\n\n";
-  out << std::left << std::setw(4) << "#" << std::setw(20) << "FAULT" << std::setw(10) << "AT" << std::setw(11)
+  out << std::left << std::setw(4) << "#" << std::setw(20) << "FAULT" << std::setw(10) << "AT" << std::setw(victim_width)
       << "VICTIM" << std::setw(9) << "TARGET" << std::setw(13) << "NEW LEADER";
   for (const std::string& j : jobs) out << std::setw(std::max<int>(13, static_cast<int>(j.size()) + 2)) << j;
   out << std::setw(8) << "RERUNS" << std::setw(16) << "BLOCKS F/R" << "VERDICT\n";
   for (size_t i = 0; i < r.faults.size(); ++i) {
     const FaultResult& f = r.faults[i];
     out << std::left << std::setw(4) << i + 1 << std::setw(20) << f.fault.text << std::setw(10)
-        << Seconds(f.at_ms) << std::setw(11) << (f.victim.empty() ? "-" : f.victim) << std::setw(9)
+        << Seconds(f.at_ms) << std::setw(victim_width) << (f.victim.empty() ? "-" : f.victim) << std::setw(9)
         << Seconds(f.target_ms) << std::setw(13)
-        << (!f.fault.on_leader() ? "n/a" : f.new_leader_ms ? Seconds(*f.new_leader_ms) : "none");
+        << (!f.fault.measures_leader() ? "n/a"
+            : !f.skipped.empty()       ? "-"
+            : f.new_leader_ms          ? Seconds(*f.new_leader_ms)
+                                       : "none");
     for (size_t j = 0; j < jobs.size(); ++j) {
       const auto& ms = j < f.next_commit_ms.size() ? f.next_commit_ms[j].second : std::nullopt;
-      out << std::setw(std::max<int>(13, static_cast<int>(jobs[j].size()) + 2)) << (ms ? Seconds(*ms) : "none");
+      out << std::setw(std::max<int>(13, static_cast<int>(jobs[j].size()) + 2))
+          << (ms ? Seconds(*ms) : f.skipped.empty() ? "none" : "-");
     }
     out << std::setw(8) << f.reruns << std::setw(16)
         << (std::to_string(f.blocks_fetched) + "/" + std::to_string(f.blocks_recomputed))
-        << (FaultPasses(f) ? "PASS" : "FAIL") << "\n";
+        << FaultVerdict(f) << "\n";
     if (!f.error.empty()) out << "     fault not applied: " << f.error << "\n";
+    if (!f.skipped.empty()) out << "     skipped: " << f.skipped << "\n";
     if (!f.note.empty()) out << "     " << f.note << "\n";
   }
   out << "\nNEW LEADER: from the fault to a serving leader of a newer epoch. ";
@@ -303,7 +334,12 @@ void PrintReport(const DrillReport& r, std::ostream& out) {
       << r.counts.wrong << " wrong" << (r.counts.ok() ? "" : "  FAIL") << "\n";
   for (const std::string& e : r.counts.examples) out << "    " << e << "\n";
   for (const std::string& p : r.problems) out << "problem: " << p << "\n";
-  out << "\nverdict: " << (r.Pass() ? "PASS" : "FAIL") << "\n";
+  out << "\nverdict: " << (r.Pass() ? "PASS" : "FAIL");
+  if (const int skipped = r.Skipped(); skipped > 0) {
+    out << ", " << skipped << " of " << r.faults.size() << " fault" << (r.faults.size() == 1 ? "" : "s")
+        << " SKIPPED (not applied, see above)";
+  }
+  out << "\n";
 }
 
 std::string ReportJson(const DrillReport& r) {
@@ -323,7 +359,11 @@ std::string ReportJson(const DrillReport& r) {
     }
     o << "},\"reruns\":" << f.reruns << ",\"blocks_fetched\":" << f.blocks_fetched
       << ",\"blocks_recomputed\":" << f.blocks_recomputed << ",\"note\":" << JsonString(f.note)
-      << ",\"verdict\":\"" << (FaultPasses(f) ? "PASS" : "FAIL") << "\"}";
+      << ",\"verdict\":\"" << FaultVerdict(f) << "\",\"skipped\":" << JsonString(f.skipped);
+    if (f.fault.kind == FaultKind::kZkServerLoss) {
+      o << ",\"zk_server\":" << JsonString(f.zk_server) << ",\"zk_mode\":" << JsonString(f.zk_mode);
+    }
+    o << "}";
   }
   o << "],\"longest_gap_ms\":{";
   bool first = true;
@@ -342,7 +382,8 @@ std::string ReportJson(const DrillReport& r) {
     << ",\"examples\":" << JsonList(r.ids.examples) << "}";
   o << ",\"counts\":{\"keys\":" << r.counts.keys << ",\"events\":" << r.counts.events << ",\"wrong\":" << r.counts.wrong
     << ",\"examples\":" << JsonList(r.counts.examples) << "}";
-  o << ",\"problems\":" << JsonList(r.problems) << "}";
+  o << ",\"problems\":" << JsonList(r.problems) << ",\"skipped\":" << r.Skipped()
+    << ",\"zk_servers\":" << r.times.zk_servers << "}";
   return o.str();
 }
 

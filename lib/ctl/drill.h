@@ -1,5 +1,6 @@
 // Drill: sluicectl drill, a failover drill on a running cluster — faults
-// applied in turn (leader kill/term/pause, worker kill/pause), the time each
+// applied in turn (leader kill/term/pause, worker kill/pause, the pause of
+// the leader's ZooKeeper server), the time each
 // takes to heal measured, exactly-once checked on a probe's output, and a
 // PASS/FAIL verdict against fixed targets (docs/drills.md).
 //
@@ -34,18 +35,21 @@ class ChannelCache;
 
 namespace sluice::ctl {
 
-enum class FaultKind { kLeaderKill, kLeaderTerm, kLeaderPause, kWorkerKill, kWorkerPause };
+enum class FaultKind { kLeaderKill, kLeaderTerm, kLeaderPause, kWorkerKill, kWorkerPause, kZkServerLoss };
 
 // One item of --fault.
 struct FaultSpec {
   FaultKind kind = FaultKind::kLeaderKill;
   std::string worker_id;               // worker-kill:ID; "" lets the drill choose
-  std::chrono::milliseconds pause{0};  // the pauses: SIGSTOP, SIGCONT after this
+  std::chrono::milliseconds pause{0};  // the pauses and zk-server-loss: SIGSTOP, SIGCONT after this
   std::string text;                    // as written, for the report
 
   bool on_leader() const {
     return kind == FaultKind::kLeaderKill || kind == FaultKind::kLeaderTerm || kind == FaultKind::kLeaderPause;
   }
+  // Whether a newer leader is looked for (NEW LEADER): the leader faults, and
+  // zk-server-loss, which the leader may keep its term through or not.
+  bool measures_leader() const { return on_leader() || kind == FaultKind::kZkServerLoss; }
 };
 
 inline constexpr std::chrono::milliseconds kDefaultPause{6000};
@@ -59,11 +63,28 @@ inline constexpr std::chrono::milliseconds kDefaultPause{6000};
 [[nodiscard]] Result<std::vector<FaultSpec>> ParseFaults(std::string_view list);
 
 // The numbers the targets are made of: T, the ZooKeeper session timeout, and
-// B, the probe jobs' batch interval.
+// B, the probe jobs' batch interval; and the ZooKeeper servers the
+// coordinator's connect string names (does the ensemble keep a quorum
+// without one of them?).
 struct DrillTimes {
   std::chrono::milliseconds session_timeout{10'000};
   std::chrono::milliseconds batch_interval{1000};
+  int zk_servers = 1;
 };
+
+// Whether an ensemble of `servers` keeps its quorum with one of them down.
+inline bool KeepsQuorumWithoutOne(int servers) { return servers >= 3; }
+
+// Whether pausing a ZooKeeper server of `mode` ("leader", "follower", ...;
+// "" if unknown) in an ensemble of `servers` stops ZooKeeper as a whole: too
+// few servers left for a quorum, or the paused one leads the ensemble (every
+// session's clock is the leader's: past T, it expires them all on resuming,
+// even those its followers would have kept; docs/drills.md).
+inline bool ZkLossIsOutage(int servers, std::string_view mode) {
+  return !KeepsQuorumWithoutOne(servers) || mode == "leader" || mode == "standalone";
+}
+// zk-server-loss's target: T + 2 s + 2B, plus the pause if it is an outage.
+std::chrono::milliseconds ZkServerLossTarget(const FaultSpec& fault, const DrillTimes& times, bool outage);
 
 // How soon after `fault` the next batch of every job must commit:
 //   leader-kill                  T + 2 s + 2B  (the session expires, a standby leads)
@@ -71,6 +92,11 @@ struct DrillTimes {
 //   leader-pause longer than T   as a kill
 //   leader-pause up to T         the pause + 2B (the leader keeps its session)
 //   worker-kill, worker-pause    T + 2B        (its tasks move once it is gone)
+//   zk-server-loss, 3+ servers   T + 2 s + 2B  (the sessions on it move; a
+//                                               leader may lose its term)
+//   zk-server-loss, 1-2 servers  the pause + T + 2 s + 2B (an outage; as is
+//                                the pause of the ensemble's leader: the drill
+//                                asks the server, ZkLossIsOutage)
 std::chrono::milliseconds TargetFor(const FaultSpec& fault, const DrillTimes& times);
 
 // What one fault did, as measured.
@@ -78,9 +104,15 @@ struct FaultResult {
   FaultSpec fault;
   int64_t at_ms = 0;        // since the drill's start
   int64_t target_ms = 0;
+  // zk-server-loss: the server (ip:port) and its mode before the pause
+  // ("leader", "follower", "standalone"; "" if it did not say).
+  std::string zk_server, zk_mode;
   std::string victim;       // the daemon's id
   std::string delivery;     // "SIGKILL to pid 123", "Drill RPC to 10.0.0.5:7100"
   std::string error;        // the fault could not be applied: why
+  // Not applied, and not a failure: its target is not on this host (a
+  // zk-server-loss whose server runs elsewhere). Why.
+  std::string skipped;
   // Leader faults: from the fault to a serving leader of a newer epoch
   // (none for a pause the leader rode out).
   std::optional<int64_t> new_leader_ms;
@@ -93,8 +125,10 @@ struct FaultResult {
 };
 
 // PASS if the fault was applied and every job's next commit came within the
-// target.
+// target; a skipped fault passes (it fails nothing, and says so).
 bool FaultPasses(const FaultResult& r);
+// "PASS", "FAIL" or "SKIPPED".
+std::string_view FaultVerdict(const FaultResult& r);
 
 // The exactly-once check of the ids job: every id "p-o" with o below the
 // job's committed position of partition p.
@@ -142,6 +176,7 @@ struct DrillReport {
   std::string output_dir;
 
   bool Pass() const;
+  int Skipped() const;  // faults skipped
 };
 
 void PrintReport(const DrillReport& report, std::ostream& out);

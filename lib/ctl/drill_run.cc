@@ -4,7 +4,9 @@
 // every driver (in parallel, so a paused one costs one deadline, not three)
 // and DescribeJob of the probe's jobs on the serving leader; between polls it
 // applies the next fault when its time has come (a pause is ended by a helper
-// process, lib/common/drill.h). Each poll closes what it can of every fault's
+// process, lib/common/drill.h; zk-server-loss pauses the ZooKeeper server
+// process listening where the leader's session is connected, found through
+// /proc: local_listener.h). Each poll closes what it can of every fault's
 // measurements.
 #include <signal.h>
 #include <unistd.h>
@@ -19,7 +21,10 @@
 
 #include "lib/common/config.h"
 #include "lib/common/drill.h"
+#include "lib/coord/coordinator.h"
 #include "lib/ctl/drill.h"
+#include "lib/ctl/local_listener.h"
+#include "lib/ctl/zk_admin.h"
 #include "lib/engine/job_file.h"
 #include "lib/rpc/channel_cache.h"
 #include "lib/rpc/driver_client.h"
@@ -86,6 +91,15 @@ struct Applied {
   std::string victim_address;
   proto::ProcessInfo victim_process;
   int64_t last_back_check_ms = 0;
+  // What a commit must exceed to count as the job's next one: committed_before,
+  // or for zk-server-loss the last batch seen before its latest poll without
+  // a serving leader (its leader may lose its session only once the client
+  // notices, 2/3 T after the pause, and the election may flap after).
+  std::map<std::string, int64_t> commit_baseline;
+  // zk-server-loss: the longest stretch of polls without a serving leader
+  // (and when the current one began).
+  int64_t leaderless_ms = 0;
+  std::optional<int64_t> leaderless_since;
   // Set when the next fault comes: what has not healed by then is not
   // measured further (a later fault's new leader is not this one's).
   bool closed = false;
@@ -120,6 +134,7 @@ class Runner {
   void PollUntil(int64_t t_ms, const std::function<bool(const Observation&)>& done = nullptr);
   void ApplyFault(const FaultSpec& fault, int worker_round);
   void Deliver(Applied& a, const proto::ProcessInfo& process, const std::string& address, bool is_driver);
+  void PauseZkServer(Applied& a);
   Status SetUp();
   void Finish();
   template <typename Response, typename Call>
@@ -135,6 +150,8 @@ class Runner {
   std::vector<FaultSpec> faults_;
   Ms interval_{10'000};
   DrillTimes times_;
+  std::vector<std::string> zk_hosts_;  // the coordinator's connect string, split; empty if not ZooKeeper
+  std::string coordinator_;            // as the leader reports it
   std::string dir_;
   proto::SourceSpec source_;
   std::vector<std::string> jobs_;  // ids, counts
@@ -196,7 +213,7 @@ void Runner::Measure(const Observation& ob) {
   }
   for (Applied& a : applied_) {
     FaultResult& r = a.result;
-    if (!r.error.empty()) continue;
+    if (!r.error.empty() || !r.skipped.empty()) continue;
     // Whether a killed daemon is back counts until the end; asked twice a
     // second at most.
     if (a.victim_gone && !a.back_ms && ob.t_ms - a.last_back_check_ms >= 500) {
@@ -211,12 +228,26 @@ void Runner::Measure(const Observation& ob) {
       }
     }
     if (a.closed) continue;
-    if (r.fault.on_leader() && !r.new_leader_ms && !ob.leader_address.empty() && ob.leader.epoch() > a.epoch_before) {
+    if (r.fault.kind == FaultKind::kZkServerLoss) {
+      if (ob.leader_address.empty()) {
+        if (!a.leaderless_since) a.leaderless_since = ob.t_ms;
+        // What committed before the leader was lost is not the healing: wait
+        // for a commit after it is back.
+        for (auto& [job, ms] : r.next_commit_ms) {
+          ms.reset();
+          a.commit_baseline[job] = last_committed_[job];
+        }
+      } else if (a.leaderless_since) {
+        a.leaderless_ms = std::max(a.leaderless_ms, ob.t_ms - *a.leaderless_since);
+        a.leaderless_since.reset();
+      }
+    }
+    if (r.fault.measures_leader() && !r.new_leader_ms && !ob.leader_address.empty() && ob.leader.epoch() > a.epoch_before) {
       r.new_leader_ms = ob.t_ms - r.at_ms;
     }
     for (auto& [job, ms] : r.next_commit_ms) {
       auto it = ob.jobs.find(job);
-      if (!ms && it != ob.jobs.end() && it->second.last_committed_batch() > a.committed_before[job]) {
+      if (!ms && it != ob.jobs.end() && it->second.last_committed_batch() > a.commit_baseline[job]) {
         ms = ob.t_ms - r.at_ms;
       }
     }
@@ -311,8 +342,11 @@ void Runner::ApplyFault(const FaultSpec& fault, int worker_round) {
     auto it = last_.jobs.find(job);
     a.committed_before[job] = it == last_.jobs.end() ? last_committed_[job] : it->second.last_committed_batch();
   }
+  a.commit_baseline = a.committed_before;
   if (last_.leader_address.empty()) {
     a.result.error = "no serving leader to find the victim through";
+  } else if (fault.kind == FaultKind::kZkServerLoss) {
+    PauseZkServer(a);
   } else if (fault.on_leader()) {
     a.result.victim = last_.leader.process().id();
     a.victim_is_driver = true;
@@ -341,7 +375,9 @@ void Runner::ApplyFault(const FaultSpec& fault, int worker_round) {
   }
   err_ << report_.name << ": fault " << applied_.size() + 1 << " " << fault.text << " at "
        << a.result.at_ms / 1000.0 << "s: "
-       << (a.result.error.empty() ? a.result.delivery + " (" + a.result.victim + ")" : "NOT APPLIED: " + a.result.error)
+       << (!a.result.error.empty()     ? "NOT APPLIED: " + a.result.error
+           : !a.result.skipped.empty() ? "SKIPPED: " + a.result.skipped
+                                       : a.result.delivery + " (" + a.result.victim + ")")
        << "\n";
   for (Applied& earlier : applied_) earlier.closed = true;
   applied_.push_back(std::move(a));
@@ -381,6 +417,64 @@ void Runner::Deliver(Applied& a, const proto::ProcessInfo& process, const std::s
     return;
   }
   a.result.delivery = fmt::format("Drill RPC ({}) to {}", proto::DrillFault_Name(request.fault()), address);
+}
+
+// zk-server-loss: the server the leader's session is connected to (else the
+// connect string's first) is paused where it runs, if that is this host.
+void Runner::PauseZkServer(Applied& a) {
+  const proto::ProcessInfo& leader = last_.leader.process();
+  if (zk_hosts_.empty()) {
+    a.result.skipped = fmt::format("the cluster's coordinator is not ZooKeeper ({})", coordinator_);
+    return;
+  }
+  std::string server = last_.leader.zk_server();
+  std::string whose = leader.id() + "'s session is on it";
+  if (server.empty()) {
+    server = zk_hosts_.front();
+    whose = "the first of the connect string: the leader " + leader.id() + " does not say which its session is on";
+  }
+  a.result.zk_server = server;
+  a.result.victim = server;
+  // A loopback address names a server on the leader's own host.
+  const bool loopback = server.rfind("127.", 0) == 0 || server.rfind("[::1]", 0) == 0 ||
+                        server.rfind("localhost:", 0) == 0;
+  if (loopback && leader.host() != Hostname()) {
+    a.result.skipped = fmt::format("ZooKeeper server {} ({}) is on {}'s host {}, not this one: run the drill there",
+                                   server, whose, leader.id(), leader.host());
+    return;
+  }
+  Result<LocalListener> found = FindLocalListener(server);
+  if (!found.ok()) {
+    if (absl::IsNotFound(found.status())) {
+      a.result.skipped = fmt::format("ZooKeeper server {} ({}) does not run on this host ({}): run the drill on its host",
+                                     server, whose, std::string(found.status().message()));
+    } else {
+      a.result.error = fmt::format("finding ZooKeeper server {} here: {}", server, std::string(found.status().message()));
+    }
+    return;
+  }
+  std::string cmdline = found->cmdline;
+  std::transform(cmdline.begin(), cmdline.end(), cmdline.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (cmdline.find("zookeeper") == std::string::npos) {
+    a.result.skipped = fmt::format(
+        "pid {} listening on {} here is not a ZooKeeper server (a proxy? the server then runs elsewhere): {}",
+        found->pid, server, found->cmdline.substr(0, 80));
+    return;
+  }
+  // Whether it leads the ensemble decides the target (ZkLossIsOutage); asked
+  // before the pause, which would leave the question unanswered.
+  Result<std::string> mode = ZkServerMode(server, Ms(1000));
+  a.result.zk_mode = mode.ok() ? *mode : "";
+  if (!mode.ok()) err_ << report_.name << ": ZooKeeper server " << server << " did not say its mode (" << mode.status().message() << ")\n";
+  a.result.target_ms = ZkServerLossTarget(a.result.fault, times_, ZkLossIsOutage(times_.zk_servers, a.result.zk_mode)).count();
+  const pid_t pid = static_cast<pid_t>(found->pid);
+  if (::kill(pid, 0) != 0 || !PauseProcess(pid, Ms(0), a.result.fault.pause).ok()) {
+    a.result.error = fmt::format("signalling ZooKeeper server pid {} on this host: {}", pid, std::strerror(errno));
+    return;
+  }
+  a.result.delivery = fmt::format("SIGSTOP to pid {}, SIGCONT after {} ms (ZooKeeper server {}, {}; {})", pid,
+                                  a.result.fault.pause.count(), server,
+                                  a.result.zk_mode.empty() ? "mode unknown" : a.result.zk_mode, whose);
 }
 
 // Reads every line of the regular, visible files directly in `dir` (the file
@@ -445,6 +539,23 @@ void Runner::Finish() {
         a.result.blocks_fetched += it->second.blocks_fetched();
         a.result.blocks_recomputed += it->second.blocks_recomputed();
       }
+    }
+    if (a.result.fault.kind == FaultKind::kZkServerLoss && a.result.error.empty() && a.result.skipped.empty()) {
+      // A stretch still open when the fault's measuring ended counts up to then.
+      const int64_t until = i + 1 < applied_.size() ? applied_[i + 1].result.at_ms : last_.t_ms;
+      const int64_t leaderless =
+          std::max(a.leaderless_ms, a.leaderless_since ? until - *a.leaderless_since : int64_t{0});
+      const std::string role = a.result.zk_mode.empty() ? "mode unknown" : a.result.zk_mode;
+      a.result.note = fmt::format(
+          "paused ZooKeeper server {} ({}, 1 of {}: {}); {}; {}", a.result.zk_server, role, times_.zk_servers,
+          !KeepsQuorumWithoutOne(times_.zk_servers) ? "no quorum without it, an outage"
+          : ZkLossIsOutage(times_.zk_servers, a.result.zk_mode)
+              ? "the ensemble's leader: every session waits for it or a new leader, an outage"
+              : "the others keep a quorum",
+          a.result.new_leader_ms ? fmt::format("a new leader term after {:.1f}s", *a.result.new_leader_ms / 1000.0)
+                                 : "the leader kept its term",
+          leaderless > 0 ? fmt::format("{:.1f}s without a serving leader", leaderless / 1000.0)
+                         : "a serving leader at every poll");
     }
     if (a.victim_gone && a.result.error.empty()) {
       a.result.note = a.back_ms ? fmt::format("{} was back after {:.1f}s (restarted outside the drill)", a.result.victim,
@@ -525,6 +636,17 @@ int Runner::Run() {
             " give it with --session-timeout\n";
     return kExitUsage;
   }
+  coordinator_ = last_.leader.coordinator();
+  if (Result<coord::CoordinatorSpec> spec = coord::CoordinatorSpec::Parse(coordinator_);
+      spec.ok() && spec->kind == coord::CoordinatorSpec::Kind::kZooKeeper) {
+    for (size_t from = 0; from <= spec->hosts.size();) {
+      size_t comma = spec->hosts.find(',', from);
+      if (comma == std::string::npos) comma = spec->hosts.size();
+      if (comma > from) zk_hosts_.push_back(spec->hosts.substr(from, comma - from));
+      from = comma + 1;
+    }
+  }
+  times_.zk_servers = static_cast<int>(zk_hosts_.size());
   report_.times = times_;
 
   if (Status st = SetUp(); !st.ok()) {
@@ -572,7 +694,7 @@ int Runner::Run() {
     PollUntil(final_fault.result.at_ms + final_fault.result.target_ms + 2 * times_.batch_interval.count(),
               [&](const Observation&) {
                 return std::all_of(applied_.begin(), applied_.end(), [](const Applied& a) {
-                  return !a.result.error.empty() ||
+                  return !a.result.error.empty() || !a.result.skipped.empty() ||
                          std::all_of(a.result.next_commit_ms.begin(), a.result.next_commit_ms.end(),
                                      [](const auto& j) { return j.second.has_value(); });
                 });

@@ -95,6 +95,7 @@ Status Driver::Start() {
   spdlog::info("driver {} serving on {}", options_.daemon.id, server_->address());
 
   ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_));
+  coordinator_view_ = coordinator_.get();
   workers_proxy_ = std::make_unique<GrpcWorkerProxy>(
       channels_.get(), std::chrono::milliseconds(std::max(100, options_.heartbeat_interval_ms)));
 
@@ -267,6 +268,7 @@ void Driver::Stop() {
   stop_cv_.notify_all();
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   leadership_view_ = nullptr;
+  coordinator_view_ = nullptr;
   data_path_view_ = nullptr;
   jobs_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
@@ -327,6 +329,7 @@ proto::DriverStatus Driver::GetStatus() const {
   for (const auto& d : driver_view_) *status.add_drivers() = d;
   status.set_coordinator(options_.daemon.coordinator);
   status.set_session_timeout_ms(options_.daemon.zk_session_timeout_ms);
+  if (coord::Coordinator* c = coordinator_view_.load()) status.set_zk_server(c->connected_server());
   return status;
 }
 

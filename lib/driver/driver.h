@@ -143,6 +143,8 @@ class Driver {
   std::unique_ptr<rpc::RpcServer> server_;
   std::unique_ptr<WorkerProxy> workers_proxy_;
   std::unique_ptr<coord::Coordinator> coordinator_;
+  // coordinator_ as gRPC threads see it (GetStatus): set once it is made.
+  std::atomic<coord::Coordinator*> coordinator_view_{nullptr};
   std::unique_ptr<Leadership> leadership_;
   // leadership_ as gRPC threads see it: set once the election is entered.
   std::atomic<Leadership*> leadership_view_{nullptr};

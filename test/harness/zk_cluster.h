@@ -40,6 +40,8 @@ class ZkCluster {
   // "ip1:p1,ip2:p2,..." for zookeeper_init (127.0.0.1 unless placed).
   std::string connect_string() const;
   int client_port(int i) const { return servers_[i].client_port; }
+  // The pid of server i's java process; 0 while it is stopped.
+  int server_pid(int i) const { return servers_[i].process ? servers_[i].process->pid() : 0; }
 
   // SIGTERM and wait (a clean shutdown).
   void StopServer(int i);
