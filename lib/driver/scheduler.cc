@@ -9,6 +9,7 @@
 #include "lib/driver/leadership.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/engine/keyed.h"
+#include "lib/rpc/rpc.h"
 #include "lib/driver/driver_log.h"
 #include "spdlog/spdlog.h"
 
@@ -48,7 +49,7 @@ Scheduler::~Scheduler() {
   {
     std::lock_guard<std::mutex> lock(live_mu_);
     serving_ = false;
-    for (const auto& [worker, cancel] : attempts_) cancel->Cancel();
+    for (const auto& [worker, attempt] : attempts_) attempt.cancel->Cancel();
   }
   for (auto& [job, run] : runs_) {
     if (run->thread.joinable()) run->thread.join();
@@ -66,9 +67,10 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
     serving_ = serving;
     std::set<std::string> ids;
     for (const proto::MemberInfo& m : live) ids.insert(m.id());
-    for (const auto& [worker, cancel] : attempts_) {
-      if (!serving || !ids.contains(worker)) cancel->Cancel();
+    for (const auto& [worker, attempt] : attempts_) {
+      if (!serving || !ids.contains(worker)) attempt.cancel->Cancel();
     }
+    RefreshCutOff();  // links unheard of for a while count as mended
   }
   int committed = 0;
   for (auto& [job, run] : runs_) {
@@ -204,13 +206,15 @@ bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& s
 }
 
 bool Scheduler::StartAttempt(const std::vector<proto::MemberInfo>& preferred, size_t k, bool pinned,
-                             const std::vector<std::string>& depends_on, proto::MemberInfo* worker,
+                             const std::vector<std::string>& depends_on, bool needs_peers, proto::MemberInfo* worker,
                              rpc::Cancellation* cancel) {
   std::lock_guard<std::mutex> lock(live_mu_);
   if (!serving_ || live_.empty()) return false;
   std::set<std::string> ids;
-  for (const proto::MemberInfo& m : live_) ids.insert(m.id());
-  // The k-th preferred worker still live, else any live one.
+  for (const proto::MemberInfo& m : live_) {
+    if (!needs_peers || !cut_off_.contains(m.id())) ids.insert(m.id());
+  }
+  // The k-th preferred worker still usable, else any usable one.
   std::vector<const proto::MemberInfo*> usable;
   for (const proto::MemberInfo& m : preferred) {
     if (ids.contains(m.id())) usable.push_back(&m);
@@ -219,21 +223,28 @@ bool Scheduler::StartAttempt(const std::vector<proto::MemberInfo>& preferred, si
   for (const std::string& id : depends_on) {
     if (!ids.contains(id)) return false;
   }
-  *worker = usable.empty() ? live_[k % live_.size()] : *usable[k % usable.size()];
-  attempts_.emplace(worker->id(), cancel);
+  if (usable.empty()) {
+    for (const proto::MemberInfo& m : live_) {
+      if (ids.contains(m.id())) usable.push_back(&m);
+    }
+    if (usable.empty()) return false;
+  }
+  *worker = *usable[k % usable.size()];
+  attempts_.emplace(worker->id(), Attempt{cancel, needs_peers});
   for (const std::string& id : depends_on) {
-    if (id != worker->id()) attempts_.emplace(id, cancel);
+    if (id != worker->id()) attempts_.emplace(id, Attempt{cancel, needs_peers});
   }
   return true;
 }
 
 void Scheduler::EndAttempt(rpc::Cancellation* cancel) {
   std::lock_guard<std::mutex> lock(live_mu_);
-  std::erase_if(attempts_, [cancel](const auto& entry) { return entry.second == cancel; });
+  std::erase_if(attempts_, [cancel](const auto& entry) { return entry.second.cancel == cancel; });
 }
 
-bool Scheduler::IsLive(const std::string& worker) {
+bool Scheduler::IsUsable(const std::string& worker, bool needs_peers) {
   std::lock_guard<std::mutex> lock(live_mu_);
+  if (needs_peers && cut_off_.contains(worker)) return false;
   return std::any_of(live_.begin(), live_.end(), [&](const proto::MemberInfo& m) { return m.id() == worker; });
 }
 
@@ -241,7 +252,9 @@ proto::TaskRequest Scheduler::WithoutDeparted(proto::TaskRequest request) {
   std::set<std::string> ids;
   {
     std::lock_guard<std::mutex> lock(live_mu_);
-    for (const proto::MemberInfo& m : live_) ids.insert(m.id());
+    for (const proto::MemberInfo& m : live_) {
+      if (!cut_off_.contains(m.id())) ids.insert(m.id());
+    }
   }
   auto* holders = request.mutable_holders();
   holders->erase(std::remove_if(holders->begin(), holders->end(),
@@ -252,6 +265,39 @@ proto::TaskRequest Scheduler::WithoutDeparted(proto::TaskRequest request) {
     h->erase(std::remove_if(h->begin(), h->end(), [&](const std::string& id) { return !ids.contains(id); }), h->end());
   }
   return request;
+}
+
+void Scheduler::ReportUnreachable(const std::string& reporter, const std::vector<std::string>& unreachable) {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  reachability_.Report(reporter, unreachable, clock_->UnixMillis());
+  RefreshCutOff();
+}
+
+std::set<std::string> Scheduler::CutOff() {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  return cut_off_;
+}
+
+void Scheduler::RefreshCutOff() {
+  std::set<std::string> ids;
+  for (const proto::MemberInfo& m : live_) ids.insert(m.id());
+  std::set<std::string> now = reachability_.CutOff(ids, clock_->UnixMillis());
+  for (const std::string& w : now) {
+    if (cut_off_.contains(w)) continue;
+    spdlog::warn("worker {} cannot be reached by the other workers (its tasks and theirs failed to reach it): no "
+                 "keyed work for it, its reduce partitions move to their replicas",
+                 w);
+    for (auto [it, end] = attempts_.equal_range(w); it != end; ++it) {
+      if (it->second.needs_peers) it->second.cancel->Cancel();
+    }
+  }
+  for (const std::string& w : cut_off_) {
+    if (!now.contains(w) && ids.contains(w)) {
+      spdlog::info("worker {}: no failure to reach it for {} s; it gets keyed work again", w,
+                   WorkerReachability::kBrokenForMs / 1000);
+    }
+  }
+  cut_off_ = std::move(now);
 }
 
 std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& job_id, int64_t batch_id,
@@ -265,6 +311,8 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
       // A reduce task runs only where its shuffle input and state are; a
       // map task of a keyed job needs its reduce owners to take its output.
       const bool pinned = request.stage() == proto::TASK_STAGE_REDUCE;
+      // Keyed work moves data between workers: not for one the others cannot reach.
+      const bool needs_peers = pinned || !request.reduce_workers().empty();
       std::vector<std::string> depends_on;
       for (const proto::MemberInfo& owner : request.reduce_workers()) depends_on.push_back(owner.id());
       // A reduce task copies its state to the replica before it answers.
@@ -274,7 +322,7 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
         if (!leadership_->Serving()) return absl::UnavailableError("no longer the leader");
         proto::MemberInfo w;
         rpc::Cancellation cancel;
-        if (!StartAttempt(candidates[i], static_cast<size_t>(k), pinned, depends_on, &w, &cancel)) {
+        if (!StartAttempt(candidates[i], static_cast<size_t>(k), pinned, depends_on, needs_peers, &w, &cancel)) {
           // ABORTED: the batch is tried again once the membership settles.
           return absl::AbortedError(fmt::format("no live worker can take task {} of batch {} ({}); last: {}",
                                                 request.task(), batch_id,
@@ -284,6 +332,7 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
         attempts->fetch_add(1);
         const auto sent = std::chrono::steady_clock::now();
         proto::TaskResult result;
+        request = WithoutDeparted(std::move(request));
         last = workers_->RunTask(w.rpc_address(), request, &result, &cancel);
         EndAttempt(&cancel);
         const int64_t took_ms =
@@ -300,14 +349,18 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
           // goes to a live worker and fetches no block from departed ones;
           // a task whose reduce owner left cannot run until the batch is
           // placed again.
-          if (!IsLive(w.id())) {
-            spdlog::info("job {} batch {} task {}: worker {} left after {} ms; running it elsewhere", job_id,
-                         batch_id, request.task(), w.id(), took_ms);
-            request = WithoutDeparted(std::move(request));
+          if (!IsUsable(w.id(), needs_peers)) {
+            spdlog::info("job {} batch {} task {}: worker {} left or was cut off after {} ms; running it elsewhere",
+                         job_id, batch_id, request.task(), w.id(), took_ms);
             continue;
           }
-          return absl::AbortedError(fmt::format("a worker that task {} of batch {} needs left the cluster",
-                                                request.task(), batch_id));
+          return absl::AbortedError(fmt::format(
+              "a worker that task {} of batch {} needs left the cluster or cannot be reached by the others",
+              request.task(), batch_id));
+        }
+        // A task that could not reach other workers names them.
+        if (std::vector<std::string> peers = rpc::UnreachablePeers(last); !peers.empty()) {
+          ReportUnreachable(w.id(), peers);
         }
         ++failures;
         spdlog::warn("job {} batch {} {} task {} on worker {} failed after {} ms (attempt {} of {}): {}", job_id,
@@ -364,12 +417,16 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
 
 std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
     const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
-    const std::vector<proto::MemberInfo>& live, int32_t partitions, bool stateful, Retry& retry) {
+    const std::vector<proto::MemberInfo>& live, const std::set<std::string>& cut_off, int32_t partitions,
+    bool stateful, Retry& retry) {
   // A partition stays where its state is — the live holders of the newest
   // committed batch, owner first; a partition without one goes to the live
-  // worker with the fewest partitions (docs/state.md "Placement").
+  // worker with the fewest partitions (docs/state.md "Placement"). A worker
+  // the others cannot reach counts as gone.
   std::map<std::string, const proto::MemberInfo*> by_id;
-  for (const proto::MemberInfo& m : live) by_id[m.id()] = &m;
+  for (const proto::MemberInfo& m : live) {
+    if (!cut_off.contains(m.id())) by_id[m.id()] = &m;
+  }
   ReducePlacement placement;
   placement.holders.resize(partitions);
   std::vector<int> recorded(partitions, 0);
@@ -385,7 +442,7 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
   auto least_loaded = [&](const std::string& except) -> const proto::MemberInfo* {
     const proto::MemberInfo* best = nullptr;
     for (const proto::MemberInfo& m : live) {
-      if (m.id() == except) continue;
+      if (m.id() == except || !by_id.contains(m.id())) continue;
       if (best == nullptr || load[m.id()] < load[best->id()]) best = &m;
     }
     return best;
@@ -396,7 +453,8 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
     const std::vector<const proto::MemberInfo*>& h = placement.holders[p];
     if (stateful && recorded[p] > 0 && h.empty()) {
       if (!retry.waiting) {
-        spdlog::warn("job {}: no live worker holds the state of reduce partition {}; batch {} waits for one",
+        spdlog::warn("job {}: no live worker that the others can reach holds the state of reduce partition {}; "
+                     "batch {} waits for one",
                      job_id, p, batch.batch_id());
       }
       retry.waiting = true;
@@ -404,6 +462,10 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
       return std::nullopt;
     }
     placement.owner[p] = h.empty() ? least_loaded("") : h[0];
+    if (placement.owner[p] == nullptr) {  // every live worker is cut off from the others
+      retry.not_before_unix_ms = clock_->UnixMillis() + 500;
+      return std::nullopt;
+    }
     ++load[placement.owner[p]->id()];
   }
   if (stateful) {
@@ -489,7 +551,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
   const bool stateful = (*stage)->stateful();
   // 1. Placement of the reduce partitions.
   std::optional<ReducePlacement> placement =
-      PlaceReducePartitions(job_id, job, batch, live, (*stage)->reduce_partitions, stateful, retry);
+      PlaceReducePartitions(job_id, job, batch, live, CutOff(), (*stage)->reduce_partitions, stateful, retry);
   if (!placement) return false;
 
   // 2. Map tasks: one per range, pushing their shuffle output to the owners.

@@ -9,6 +9,11 @@
 // first block, in parallel. An attempt on a worker that leaves the
 // membership (its session expired: dead, paused or cut off) is cancelled at
 // once and the task goes to a live worker, without counting as a failure.
+// A worker that stays in the membership but that the other workers cannot
+// reach (WorkerReachability, from the workers its failed tasks name) is
+// treated the same for keyed work: the attempts that push to it, copy state
+// to it or run there are cancelled, and the batch is placed again without
+// it (its reduce partitions go to the other holder of their state).
 // A task that fails is tried again on another worker, up to the job's
 // max_task_failures; then the job is stopped with the error (nothing
 // commits past it). A batch whose tasks failed only for transient reasons
@@ -32,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <string>
 #include <utility>
@@ -39,6 +45,7 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/serial_executor.h"
+#include "lib/driver/reachability.h"
 #include "lib/rpc/call.h"
 #include "lib/source/source_connector.h"
 #include "proto/common.pb.h"
@@ -100,15 +107,28 @@ class Scheduler {
   // still live, else (unless `pinned`) any live worker; and records the
   // attempt under it and under the workers the task depends on (a map
   // task's reduce owners, a reduce task's state replica), so that Tick
-  // cancels it if one of them leaves.
+  // cancels it if one of them leaves. A task that `needs_peers` (keyed work:
+  // shuffle, state copies) neither runs on nor depends on a worker cut off
+  // from the others, and is cancelled if one becomes so.
   // False if no worker can take it.
   bool StartAttempt(const std::vector<proto::MemberInfo>& preferred, size_t k, bool pinned,
-                    const std::vector<std::string>& depends_on, proto::MemberInfo* worker,
+                    const std::vector<std::string>& depends_on, bool needs_peers, proto::MemberInfo* worker,
                     rpc::Cancellation* cancel);
   void EndAttempt(rpc::Cancellation* cancel);
-  bool IsLive(const std::string& worker);
-  // The request without the workers (as block holders) that are no longer live.
+  // Live, and (for a task that needs peers) not cut off from the other workers.
+  bool IsUsable(const std::string& worker, bool needs_peers);
+  // The request without the workers (as block holders) that are no longer
+  // live or that the other workers cannot reach: their blocks are read again
+  // from the source instead of waited for.
   proto::TaskRequest WithoutDeparted(proto::TaskRequest request);
+  // `reporter`'s task could not reach `unreachable`: updates the workers cut
+  // off from the others.
+  void ReportUnreachable(const std::string& reporter, const std::vector<std::string>& unreachable);
+  // The live workers cut off from the others now.
+  std::set<std::string> CutOff();
+  // Recomputes cut_off_ from reachability_ and live_ (under live_mu_), and
+  // cancels the attempts that need peers of the workers newly cut off.
+  void RefreshCutOff();
 
   DriverLog* const log_;
   Leadership* const leadership_;
@@ -121,7 +141,13 @@ class Scheduler {
   std::mutex live_mu_;
   std::vector<proto::MemberInfo> live_;                     // guarded by live_mu_
   bool serving_ = false;                                    // guarded by live_mu_
-  std::multimap<std::string, rpc::Cancellation*> attempts_;  // by worker id; guarded by live_mu_
+  struct Attempt {
+    rpc::Cancellation* cancel;
+    bool needs_peers;  // keyed work: cancelled too when the worker is cut off from the others
+  };
+  std::multimap<std::string, Attempt> attempts_;  // by worker id; guarded by live_mu_
+  WorkerReachability reachability_;               // guarded by live_mu_
+  std::set<std::string> cut_off_;                 // live workers the others cannot reach; guarded by live_mu_
 
   // Runs each task on its candidates in turn, up to max_failures attempts,
   // all tasks in parallel.
@@ -153,10 +179,13 @@ class Scheduler {
   // Places every reduce partition of a keyed batch on the `live` workers
   // (pointers into it); nullopt while some partition's state has no live
   // holder (the batch waits; `retry` says until when).
+  // Workers in `cut_off` are left out, as if they had left: they neither own
+  // nor copy a partition, and their copy of the state is not used.
   std::optional<ReducePlacement> PlaceReducePartitions(const std::string& job_id, const proto::JobState& job,
                                                        const proto::BatchPlanned& batch,
                                                        const std::vector<proto::MemberInfo>& live,
-                                                       int32_t partitions, bool stateful, Retry& retry);
+                                                       const std::set<std::string>& cut_off, int32_t partitions,
+                                                       bool stateful, Retry& retry);
   // One reduce task per partition of `placement`.
   std::vector<proto::TaskRequest> ReduceTasks(const std::string& job_id, const proto::JobState& job,
                                               const proto::BatchPlanned& batch, int64_t epoch, int32_t map_tasks,

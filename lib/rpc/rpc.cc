@@ -1,9 +1,13 @@
 #include "lib/rpc/rpc.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "grpcpp/grpcpp.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "lib/common/config.h"
+#include "proto/common.pb.h"
 
 namespace sluice::rpc {
 
@@ -50,14 +54,52 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& /*o
   return grpc::InsecureServerCredentials();
 }
 
+namespace {
+
+constexpr char kUnreachablePeers[] = "type.sluice.dev/unreachable-peers";
+
+}  // namespace
+
 Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  Status out(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  proto::StatusPayloads payloads;
+  if (!status.error_details().empty() && payloads.ParseFromString(status.error_details())) {
+    for (const proto::StatusPayload& p : payloads.payloads()) out.SetPayload(p.type_url(), absl::Cord(p.value()));
+  }
+  return out;
 }
 
 grpc::Status ToGrpc(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  proto::StatusPayloads payloads;
+  status.ForEachPayload([&](absl::string_view type_url, const absl::Cord& value) {
+    proto::StatusPayload* p = payloads.add_payloads();
+    p->set_type_url(std::string(type_url));
+    p->set_value(std::string(value));
+  });
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
+                      payloads.payloads().empty() ? std::string() : payloads.SerializeAsString());
+}
+
+Status NamingUnreachable(Status status, const std::vector<std::string>& peers) {
+  if (status.ok() || peers.empty()) return status;
+  std::vector<std::string> all = UnreachablePeers(status);
+  for (const std::string& p : peers) {
+    if (std::find(all.begin(), all.end(), p) == all.end()) all.push_back(p);
+  }
+  status.SetPayload(kUnreachablePeers, absl::Cord(absl::StrJoin(all, "\n")));
+  return status;
+}
+
+std::vector<std::string> UnreachablePeers(const Status& status) {
+  auto value = status.GetPayload(kUnreachablePeers);
+  if (!value) return {};
+  return absl::StrSplit(std::string(*value), '\n', absl::SkipEmpty());
+}
+
+bool IsUnreachable(const Status& status) {
+  return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
 }
 
 }  // namespace sluice::rpc

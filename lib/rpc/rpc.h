@@ -68,7 +68,19 @@ class RpcServer {
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const RpcOptions& options);
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& options);
 
+// An error's payloads (Status::SetPayload) cross the wire with it, in the
+// gRPC status details.
 Status FromGrpc(const grpc::Status& status);
 grpc::Status ToGrpc(const Status& status);
+
+// A server's error may name the peers (by id) that it could not reach while
+// serving the call: e.g. a worker's task that could not push its output to
+// another worker. The caller then knows who to avoid, not only that the
+// call failed.
+[[nodiscard]] Status NamingUnreachable(Status status, const std::vector<std::string>& peers);
+std::vector<std::string> UnreachablePeers(const Status& status);
+// Whether an error of a call to a peer says the peer could not be reached
+// in time (UNAVAILABLE, DEADLINE_EXCEEDED) rather than refused the call.
+bool IsUnreachable(const Status& status);
 
 }  // namespace sluice::rpc

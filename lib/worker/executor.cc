@@ -1,11 +1,13 @@
 #include "lib/worker/executor.h"
 
 #include <cstring>
+#include <future>
 #include <optional>
 #include <vector>
 
 #include "lib/engine/keyed.h"
 #include "lib/engine/pipeline.h"
+#include "lib/rpc/rpc.h"
 #include "lib/rpc/worker_client.h"
 #include "lib/source/generator_source.h"
 #include "lib/source/kafka_source.h"
@@ -13,9 +15,7 @@
 
 namespace sluice::worker {
 
-std::chrono::milliseconds FetchDeadline(int64_t bytes) {
-  return std::chrono::milliseconds(3000 + std::max<int64_t>(0, bytes) / 20'000);
-}
+std::chrono::milliseconds FetchDeadline(int64_t bytes) { return TransferDeadline(bytes); }
 
 Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& r,
                                        std::chrono::milliseconds deadline) {
@@ -320,44 +320,62 @@ Status Executor::PushShuffle(const proto::TaskRequest& task, std::vector<std::st
   int64_t bytes = 0;
   for (const std::string& b : buffers) bytes += static_cast<int64_t>(b.size());
   result->set_shuffle_bytes(bytes);
-  // Partitions grouped by their worker: one stream per worker.
+  // Partitions grouped by their worker: one stream per worker, all at once,
+  // each within the time its bytes need (a worker that cannot be reached
+  // costs that deadline, not the sum of them).
   std::map<std::string, std::vector<int32_t>> by_worker;
   std::map<std::string, std::string> address;
   for (int32_t p = 0; p < task.reduce_workers_size(); ++p) {
     by_worker[task.reduce_workers(p).id()].push_back(p);
     address[task.reduce_workers(p).id()] = task.reduce_workers(p).rpc_address();
   }
-  for (const auto& [worker, partitions] : by_worker) {
+  std::vector<std::pair<std::string, std::future<Status>>> pushes;
+  for (const auto& entry : by_worker) {
+    const std::string& worker = entry.first;
+    const std::vector<int32_t>& partitions = entry.second;
     if (worker == self_id_) {
       for (int32_t p : partitions) shuffle_->Put(task.job_id(), task.batch_id(), task.task(), p, std::move(buffers[p]));
       continue;
     }
-    auto produce = [&](const rpc::ChunkWriter<proto::ShuffleChunk>& write) {
-      bool sent = true;
-      for (int32_t p : partitions) {
-        const std::string& rows = buffers[p];
-        size_t pos = 0;
-        do {
-          proto::ShuffleChunk chunk;
-          chunk.set_epoch(task.epoch());
-          chunk.set_job_id(task.job_id());
-          chunk.set_batch_id(task.batch_id());
-          chunk.set_map_task(task.task());
-          chunk.set_partition(p);
-          const size_t n = std::min(kShuffleChunkBytes, rows.size() - pos);
-          chunk.set_rows(rows.substr(pos, n));
-          pos += n;
-          sent = write(chunk);
-        } while (sent && pos < rows.size());
-        if (!sent) break;
-      }
-      return absl::OkStatus();
-    };
-    RETURN_IF_ERROR_PREPEND(rpc::WorkerClient(*channels_, address[worker]).PushShuffle(produce).status(),
-                            fmt::format("pushing the shuffle output of job {} batch {} map task {} to worker {}",
-                                        task.job_id(), task.batch_id(), task.task(), worker));
+    int64_t worker_bytes = 0;
+    for (int32_t p : partitions) worker_bytes += static_cast<int64_t>(buffers[p].size());
+    pushes.emplace_back(worker, std::async(std::launch::async, [&, worker_bytes] {
+      auto produce = [&](const rpc::ChunkWriter<proto::ShuffleChunk>& write) {
+        bool sent = true;
+        for (int32_t p : partitions) {
+          const std::string& rows = buffers[p];
+          size_t pos = 0;
+          do {
+            proto::ShuffleChunk chunk;
+            chunk.set_epoch(task.epoch());
+            chunk.set_job_id(task.job_id());
+            chunk.set_batch_id(task.batch_id());
+            chunk.set_map_task(task.task());
+            chunk.set_partition(p);
+            const size_t n = std::min(kShuffleChunkBytes, rows.size() - pos);
+            chunk.set_rows(rows.substr(pos, n));
+            pos += n;
+            sent = write(chunk);
+          } while (sent && pos < rows.size());
+          if (!sent) break;
+        }
+        return absl::OkStatus();
+      };
+      return rpc::WorkerClient(*channels_, address.at(worker)).PushShuffle(produce, TransferDeadline(worker_bytes)).status();
+    }));
   }
-  return absl::OkStatus();
+  Status failed;
+  std::vector<std::string> unreachable;
+  for (auto& [worker, push] : pushes) {
+    Status st = push.get();
+    if (st.ok()) continue;
+    if (rpc::IsUnreachable(st)) unreachable.push_back(worker);
+    if (failed.ok()) {
+      failed = Annotate(st, fmt::format("pushing the shuffle output of job {} batch {} map task {} to worker {}",
+                                        task.job_id(), task.batch_id(), task.task(), worker));
+    }
+  }
+  return rpc::NamingUnreachable(failed, unreachable);
 }
 
 Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, const std::function<bool()>& abandoned) {
@@ -388,6 +406,7 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
   if (stage->stateful()) {
     std::lock_guard<std::mutex> lock(state_->LockOf(job, p));
     const int64_t base = task.batch_id() - 1;
+    // Names the holders it could not reach, if it fails.
     RETURN_IF_ERROR(state_->EnsureBase(task.epoch(), job, p, base, task.state_holders()));
     based = std::chrono::steady_clock::now();
     StoreAccess access(state_->store(), job, p);
@@ -401,7 +420,11 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
       RETURN_IF_ERROR(StillCurrent(task, abandoned));
       bool replica_is_holder = false;
       for (const proto::MemberInfo& h : task.state_holders()) replica_is_holder |= h.id() == task.replica().id();
-      RETURN_IF_ERROR(state_->Replicate(task.epoch(), job, p, base, task.batch_id(), replica_is_holder, task.replica()));
+      if (Status st = state_->Replicate(task.epoch(), job, p, base, task.batch_id(), replica_is_holder, task.replica());
+          !st.ok()) {
+        return rpc::NamingUnreachable(st, rpc::IsUnreachable(st) ? std::vector<std::string>{task.replica().id()}
+                                                                  : std::vector<std::string>{});
+      }
       result.add_state_holders(task.replica().id());
     }
     copied = std::chrono::steady_clock::now();

@@ -30,6 +30,7 @@
 #include "lib/worker/epoch_fence.h"
 #include "lib/worker/reduce_state.h"
 #include "lib/worker/shuffle_store.h"
+#include "lib/worker/transfer_deadline.h"
 #include "proto/worker.pb.h"
 
 namespace sluice::rpc {
@@ -44,10 +45,10 @@ namespace sluice::worker {
 [[nodiscard]] Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::PartitionRange& range,
                                                      std::chrono::milliseconds deadline = std::chrono::seconds(30));
 
-// How long a task waits for a block of `bytes` from another worker: a few
-// seconds and the time to move it at a slow 20 MB/s. A holder that does not
-// answer in time (paused, cut off, overloaded) is skipped for the rest of
-// the task, and the block recomputed: waiting longer is what stalled jobs.
+// How long a task waits for a block of `bytes` from another worker
+// (TransferDeadline). A holder that does not answer in time (paused, cut
+// off, overloaded) is skipped for the rest of the task, and the block
+// recomputed: waiting longer is what stalled jobs.
 std::chrono::milliseconds FetchDeadline(int64_t bytes);
 
 class Executor {
@@ -55,7 +56,12 @@ class Executor {
   // Keyed jobs (docs/state.md): a map task (TASK_STAGE_MAP of a job with
   // key_by) runs the operators up to key_by, combines per key and pushes one
   // buffer per reduce partition to the partition's worker (PushShuffle; to
-  // `shuffle` directly when that is this worker). A reduce task merges the
+  // `shuffle` directly when that is this worker), to every worker at once,
+  // each push within TransferDeadline of its bytes. A task that could not
+  // push fails naming the workers it could not reach
+  // (rpc::UnreachablePeers), and so does a reduce task that could not copy
+  // its state to the replica or fetch it from a holder: the leader then
+  // stops placing work between them. A reduce task merges the
   // buffers of every map task of its batch from `shuffle` (ABORTED if one is
   // missing: the leader re-runs the batch's map tasks), folds them into the
   // partition's state (`state`, made current first, and copied to the

@@ -1,6 +1,8 @@
 #include "lib/worker/reduce_state.h"
 
+#include "lib/rpc/rpc.h"
 #include "lib/rpc/worker_client.h"
+#include "lib/worker/transfer_deadline.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
@@ -94,6 +96,7 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     return store_->Install(job, partition, base, {});
   }
   Status last = absl::UnavailableError("no holder of the state to fetch it from");
+  std::vector<std::string> unreachable;
   for (const proto::MemberInfo& h : holders) {
     if (h.id() == self_) continue;
     proto::FetchStateRequest request;
@@ -108,6 +111,7 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
       chunks.push_back(std::move(chunk));
     });
     if (last.ok() && !complete) last = absl::UnavailableError("the state stream ended early");
+    if (rpc::IsUnreachable(last)) unreachable.push_back(h.id());
     if (!last.ok()) {
       spdlog::warn("job {} reduce partition {}: fetching the state as of batch {} from {}: {}", job, partition, base,
                    h.id(), last.ToString());
@@ -119,12 +123,19 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
                  h.id(), entries.size());
     return absl::OkStatus();
   }
-  return Annotate(last, fmt::format("job {} reduce partition {}: the state as of batch {}", job, partition, base));
+  return rpc::NamingUnreachable(
+      Annotate(last, fmt::format("job {} reduce partition {}: the state as of batch {}", job, partition, base)),
+      unreachable);
 }
 
 Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base, int64_t batch,
                               bool replica_is_holder, const proto::MemberInfo& replica) {
   ASSIGN_OR_RETURN(std::vector<state::Change> delta, store_->ReadDelta(job, partition, batch));
+  // The copy's deadline follows its bytes: the delta, and the whole state
+  // when it goes too (a replica that cannot take it in time is unreachable).
+  int64_t delta_bytes = 0;
+  for (const state::Change& c : delta) delta_bytes += static_cast<int64_t>(c.key.size() + (c.value ? c.value->size() : 0) + 8);
+  const int64_t state_bytes = store_->PartitionStats(job, partition).bytes;
   proto::StateChunk header;
   header.set_epoch(epoch);
   header.set_job_id(job);
@@ -145,7 +156,8 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
       if (sent) WriteChunks(header, delta, /*ends_stream=*/true, write);
       return absl::OkStatus();
     };
-    Status st = rpc::WorkerClient(*channels_, replica.rpc_address()).ReplicateState(produce).status();
+    const auto deadline = TransferDeadline(delta_bytes + (with_snapshot ? state_bytes : 0));
+    Status st = rpc::WorkerClient(*channels_, replica.rpc_address()).ReplicateState(produce, deadline).status();
     if (st.ok()) return st;
     if (with_snapshot || !absl::IsNotFound(st)) {
       return Annotate(st, fmt::format("copying job {} reduce partition {} batch {} to worker {}", job, partition,

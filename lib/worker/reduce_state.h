@@ -56,13 +56,14 @@ class ReduceState {
 
   // Makes this worker's copy the state as of `base` (see above). `holders`:
   // the live workers holding it (from the task). UNAVAILABLE if no holder
-  // could give it; ABORTED if this copy is already past `base` (the task is
-  // a stale attempt of a batch that committed).
+  // could give it, naming those it could not reach (rpc::UnreachablePeers);
+  // ABORTED if this copy is already past `base` (the task is a stale attempt
+  // of a batch that committed).
   [[nodiscard]] Status EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
                                   const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders);
 
   // Copies the delta of `batch` (on top of `base`) to `replica`, with a
-  // snapshot first when it needs one.
+  // snapshot first when it needs one, within TransferDeadline of the bytes.
   [[nodiscard]] Status Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
                                  int64_t batch, bool replica_is_holder, const proto::MemberInfo& replica);
 

@@ -44,6 +44,8 @@ constexpr int kPartitions = 4;
 constexpr const char* kJob = "cut";
 // The driver's default give-up time (lib/driver/driver.h).
 constexpr int kGiveUpMs = kSessionTimeoutMs + 2 * kHeartbeatMs;
+// The deadline of a small shuffle push between workers (lib/worker/executor.h).
+constexpr int kShufflePushMs = 3000;
 
 long Ms(Clock::duration d) { return static_cast<long>(std::chrono::duration_cast<milliseconds>(d).count()); }
 
@@ -176,6 +178,8 @@ Measured Measure(const std::vector<Observer::Round>& rounds, Clock::time_point c
 
 class PartitionTest : public ::testing::Test {
  protected:
+  virtual std::string LogLevel() const { return "info"; }
+
   void SetUp() override {
     if (Status why = NetnsHosts::Available(); !why.ok()) {
       GTEST_SKIP() << "cannot simulate hosts with network namespaces: " << why.message();
@@ -183,6 +187,7 @@ class PartitionTest : public ::testing::Test {
     auto c = LocalCluster::Start({.dir = dir_.path(),
                                   .drivers = 3,
                                   .workers = 3,
+                                  .log_level = LogLevel(),
                                   .zk_session_timeout_ms = kSessionTimeoutMs,
                                   .separate_hosts = true});
     ASSERT_TRUE(c.ok()) << c.status();
@@ -194,8 +199,11 @@ class PartitionTest : public ::testing::Test {
   // Submits the job and waits until it runs steadily: a few batches
   // committed. Keyed: per-batch counts per key (a shuffle between workers
   // every batch); else each event's id.
-  void SubmitJob(bool keyed = false) {
-    keyed_ = keyed;
+  // Running: per key, the running count over every batch so far
+  // (update_state: reduce partitions with state, copied to a replica).
+  void SubmitJob(bool keyed = false, bool running = false) {
+    keyed_ = keyed || running;
+    running_ = running;
     const std::string job = dir_.Sub("job.yaml");
     ASSERT_TRUE(WriteFile(job, fmt::format(R"(name: {}
 batch_interval: {}ms
@@ -208,8 +216,9 @@ operators:
   file: {{path: {}}}
 )",
                                            kJob, kBatchMs, kPartitions,
-                                           keyed ? "  - key_by: key\n  - aggregate: [{fn: count}]\n"
-                                                 : "  - project: {fields: [id]}\n",
+                                           running ? "  - key_by: key\n  - update_state: {running: [{fn: count, as: total}]}\n"
+                                           : keyed ? "  - key_by: key\n  - aggregate: [{fn: count}]\n"
+                                                   : "  - project: {fields: [id]}\n",
                                            out_))
                     .ok());
     ASSERT_EQ(Ctl({"submit", job}), 0) << CtlLog();
@@ -278,7 +287,7 @@ operators:
       }
     }
     ASSERT_GT(expected.size(), 1000u);
-    if (keyed_) ExpectCountsPerBatch(source, planned, committed);
+    if (keyed_) ExpectCountsPerBatch(source, planned, committed, running_);
     // A batch commits every interval even when a partition brings nothing
     // (its receiver is stuck or moving): the longest time a partition's
     // events did not advance, between batches finished after the cut.
@@ -335,9 +344,10 @@ operators:
 
   // Keyed: each committed batch's output holds, per key, the number of its
   // events with that key, as the generator makes them: every event counted
-  // once, in its own batch.
+  // once, in its own batch. Running: per key of the batch's events, the
+  // number of that key's events in every committed batch up to this one.
   void ExpectCountsPerBatch(const proto::SourceSpec& spec, const std::map<int64_t, proto::BatchPlanned>& planned,
-                            const std::set<int64_t>& committed) {
+                            const std::set<int64_t>& committed, bool running) {
     ASSERT_TRUE(spec.has_generator());
     source::GeneratorSource gen({.name = "gen",
                                  .seed = spec.generator().seed(),
@@ -352,10 +362,13 @@ operators:
       return s == std::string::npos ? std::string() : text.substr(s + open.size(), text.find('"', s + open.size()) - s - open.size());
     };
     std::map<int64_t, std::map<std::string, int64_t>> want, got;  // batch -> key -> count
+    std::map<std::string, int64_t> so_far;                         // key -> events up to the batch
     for (int64_t b : committed) {
       for (const proto::PartitionRange& r : planned.at(b).ranges()) {
         for (int64_t o = r.start_offset(); o < r.end_offset(); ++o) ++want[b][key_of(gen.EventString(r.partition(), o), "\"key\":\"")];
       }
+      if (!running) continue;
+      for (auto& [key, n] : want[b]) n = so_far[key] += n;
     }
     for (const auto& f : std::filesystem::directory_iterator(out_)) {
       const std::string name = f.path().filename().string();
@@ -367,9 +380,10 @@ operators:
       ASSERT_TRUE(text.ok()) << name;
       std::istringstream lines(*text);
       for (std::string line; std::getline(lines, line);) {
-        const size_t c = line.find("\"count\":");
+        const std::string field = running ? "\"total\":" : "\"count\":";
+        const size_t c = line.find(field);
         ASSERT_NE(c, std::string::npos) << name << ": " << line;
-        got[b][key_of(line, "\"key\":[\"")] += std::stoll(line.substr(c + 8));
+        got[b][key_of(line, "\"key\":[\"")] += std::stoll(line.substr(c + field.size()));
       }
     }
     int wrong = 0;
@@ -377,6 +391,12 @@ operators:
       if (want[b] != got[b] && wrong++ < 3) ADD_FAILURE() << "batch " << b << ": the counts per key differ from its events";
     }
     EXPECT_EQ(wrong, 0) << "batches with wrong counts";
+    if (running) {
+      int64_t events = 0;
+      for (const auto& [key, n] : so_far) events += n;
+      std::printf("[ partition ] running totals exact: %zu keys, %ld events in %zu committed batches\n", so_far.size(),
+                  static_cast<long>(events), committed.size());
+    }
   }
 
   NetnsHosts& hosts() { return *cluster_->hosts(); }
@@ -396,6 +416,7 @@ operators:
   int64_t cut_unix_ms_ = 0;
   int64_t data_stall_ms_ = 0;  // set by ExpectExactlyOnce
   bool keyed_ = false;
+  bool running_ = false;
 };
 
 void Print(const char* what, const Measured& m) {
@@ -518,10 +539,11 @@ TEST_F(PartitionTest, StandbyCutFromLeaderCatchesUpAfterHeal) {
 }
 
 // (e) One worker loses the other workers only (it keeps the drivers and
-// ZooKeeper): a keyed job's shuffle between it and them fails, so tasks fail
-// and are retried; nobody leaves the membership and the leadership stays.
-// Measured, not bounded: exactly-once, and batches commit again after the
-// heal.
+// ZooKeeper): a keyed job's shuffle between it and them fails within the
+// push deadline, naming it; nobody leaves the membership and the leadership
+// stays, but the leader gives it no keyed work and moves its reduce
+// partitions, so batches commit again within the push deadline + two batch
+// intervals (+ 1 s), exactly once.
 TEST_F(PartitionTest, WorkerCutFromOtherWorkersKeyedJobExactlyOnce) {
   ASSERT_NO_FATAL_FAILURE(SubmitJob(/*keyed=*/true));
   const int leader = observer_->ServingLeader();
@@ -536,6 +558,56 @@ TEST_F(PartitionTest, WorkerCutFromOtherWorkersKeyedJobExactlyOnce) {
   Print("worker cut from the other workers (keyed job)", m);
   EXPECT_EQ(m.two_leader_rounds, 0) << "two serving leaders seen at once";
   EXPECT_LT(m.new_leader_ms, 0) << "the leadership changed though no driver was cut";
+  EXPECT_LE(m.stall_ms, kShufflePushMs + 2 * kBatchMs + 1000);
+  ExpectExactlyOnce();
+}
+
+// The daemons log every task's worker (debug): a test can see who ran what.
+class PartitionTestWithTaskLog : public PartitionTest {
+ protected:
+  std::string LogLevel() const override { return "debug"; }
+
+  // Tasks the leader `driver` logged as succeeded on `worker`.
+  int TasksRunOn(int driver, const std::string& worker) {
+    const std::string log = ReadFile(cluster_->driver_log(driver)).value_or("");
+    const std::string needle = " on worker " + worker + ": ";
+    int n = 0;
+    for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+    return n;
+  }
+};
+
+// (f) One worker loses the other workers only, under a keyed job with state
+// (a running count per key, each partition's state copied to a replica).
+// The shuffle pushes to and from it fail within their deadline (3 s for a
+// small push) and name it; the leader stops using it for the shuffle and
+// moves its reduce partitions to their replicas, so batches commit again
+// within the push deadline + two batch intervals (+ 1 s), with every running
+// total exact. After the heal it runs tasks again.
+TEST_F(PartitionTestWithTaskLog, WorkerCutFromOtherWorkersKeyedStateMovesToReplica) {
+  ASSERT_NO_FATAL_FAILURE(SubmitJob(/*keyed=*/true, /*running=*/true));
+  const int leader = observer_->ServingLeader();
+  ASSERT_GE(leader, 0);
+  const std::string cut_worker = cluster_->worker_id(0);
+  const Clock::time_point cut_at = MarkCut();
+  for (int w = 1; w < cluster_->num_workers(); ++w) {
+    ASSERT_TRUE(hosts().Cut(cluster_->worker_host(0), cluster_->worker_host(w)).ok());
+  }
+  std::this_thread::sleep_for(seconds(15));
+  ASSERT_TRUE(hosts().Heal().ok());
+  const Clock::time_point healed_at = Clock::now();
+  const int tasks_at_heal = TasksRunOn(leader, cut_worker);
+  ExpectRecovery(healed_at, observer_->Committed());
+  const bool works_again =
+      WaitUntil([&] { return TasksRunOn(leader, cut_worker) > tasks_at_heal; }, seconds(30), milliseconds(200));
+  std::printf("[ partition ] %s ran a task again %ld ms after the heal\n", cut_worker.c_str(),
+              works_again ? Ms(Clock::now() - healed_at) : -1L);
+  EXPECT_TRUE(works_again) << cut_worker << " ran no task within 30 s of the heal";
+  const Measured m = Measure(observer_->rounds(), cut_at, leader);
+  Print("worker cut from the other workers (keyed job with state)", m);
+  EXPECT_EQ(m.two_leader_rounds, 0) << "two serving leaders seen at once";
+  EXPECT_LT(m.new_leader_ms, 0) << "the leadership changed though no driver was cut";
+  EXPECT_LE(m.stall_ms, kShufflePushMs + 2 * kBatchMs + 1000);
   ExpectExactlyOnce();
 }
 

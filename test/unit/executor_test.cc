@@ -2,7 +2,8 @@
 // of a job without key_by: blocks held nowhere are recomputed from their
 // source, each contiguous run in one read, and the output is byte-identical
 // to that of the same task over blocks all held; a source that is not
-// replayable is DATA_LOSS.
+// replayable is DATA_LOSS. A keyed map task names the reduce workers it
+// could not push to.
 #include "lib/worker/executor.h"
 
 #include <filesystem>
@@ -11,6 +12,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/engine/job_file.h"
+#include "lib/rpc/channel_cache.h"
+#include "lib/rpc/rpc.h"
 #include "lib/source/generator_source.h"
 #include "lib/source/source_connector.h"
 
@@ -152,6 +156,42 @@ TEST_F(ExecutorTest, ABlockOfASourceNotReplayableHeldNowhereIsDataLoss) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("gen[1] 0..600 held by no live worker cannot be recomputed"));
+}
+
+// A keyed map task pushes to every reduce worker; one it cannot reach is
+// named in its error (the leader then stops placing work there), and the
+// output for this worker itself is kept.
+TEST_F(ExecutorTest, AKeyedMapTaskNamesTheReduceWorkersItCouldNotReach) {
+  Result<proto::JobSpec> spec = engine::ParseJobFile(
+      "name: j\nbatch_interval: 1s\nsources: [gen]\nreduce_partitions: 3\noperators:\n  - parse: {format: json}\n"
+      "  - key_by: key\n  - aggregate: [{fn: count}]\nsink: {stdout: {}}\n",
+      "j.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto none = Store("none");
+  rpc::ChannelCache channels;
+  Executor executor("w", none.get(), &shuffle_, /*state=*/nullptr, &fence_, &channels, &clock_);
+  proto::TaskRequest t = Task("out");
+  *t.mutable_spec() = *spec;
+  t.set_stage(proto::TASK_STAGE_MAP);
+  t.set_task(0);
+  for (const auto& [id, address] : {std::pair{"w", "127.0.0.1:1"}, {"w2", "127.0.0.1:1"}, {"w3", "127.0.0.1:2"}}) {
+    proto::MemberInfo* m = t.add_reduce_workers();
+    m->set_id(id);
+    m->set_rpc_address(address);
+  }
+  const auto started = std::chrono::steady_clock::now();
+  auto r = executor.Run(t);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(rpc::UnreachablePeers(r.status()), ::testing::UnorderedElementsAre("w2", "w3"));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, TransferDeadline(0));
+  EXPECT_TRUE(shuffle_.Get("j", 7, 0, 0).has_value()) << "the output for this worker itself is kept";
+}
+
+TEST(TransferDeadline, AFewSecondsAndTheBytesAt20MBPerSecond) {
+  EXPECT_EQ(TransferDeadline(0), std::chrono::milliseconds(3000));
+  EXPECT_EQ(TransferDeadline(20'000'000), std::chrono::milliseconds(4000));
+  EXPECT_EQ(FetchDeadline(200'000'000), std::chrono::milliseconds(13'000));
 }
 
 }  // namespace

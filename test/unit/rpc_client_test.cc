@@ -61,6 +61,11 @@ class FakeWorker final : public proto::WorkerService::Service {
     return grpc::Status::OK;
   }
 
+  // Fails naming two peers it could not reach.
+  grpc::Status DropBlocks(grpc::ServerContext*, const proto::DropBlocksRequest*, proto::DropBlocksResponse*) override {
+    return ToGrpc(NamingUnreachable(absl::UnavailableError("could not push"), {"w2", "w3"}));
+  }
+
   std::atomic<int> unavailable_answers_{0};
 };
 
@@ -165,6 +170,26 @@ TEST(WorkerClient, AnswersErrorsAndDeadlines) {
   // Nobody listens there: UNAVAILABLE, not a hang.
   Status down = WorkerClient(channels, "127.0.0.1:1").GetStatus(milliseconds(2000)).status();
   EXPECT_EQ(down.code(), absl::StatusCode::kUnavailable) << down;
+}
+
+// The peers a server names in its error reach the caller with the error.
+TEST(WorkerClient, ErrorsNameUnreachablePeersAcrossTheWire) {
+  Status named = NamingUnreachable(NamingUnreachable(absl::DeadlineExceededError("slow"), {"w2"}), {"w3", "w2"});
+  EXPECT_THAT(UnreachablePeers(named), ::testing::ElementsAre("w2", "w3"));
+  EXPECT_THAT(UnreachablePeers(FromGrpc(ToGrpc(named))), ::testing::ElementsAre("w2", "w3"));
+  EXPECT_EQ(FromGrpc(ToGrpc(named)).code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(UnreachablePeers(absl::UnavailableError("plain")).empty());
+  EXPECT_TRUE(NamingUnreachable(absl::OkStatus(), {"w2"}).ok());
+  EXPECT_TRUE(IsUnreachable(absl::UnavailableError("")) && IsUnreachable(absl::DeadlineExceededError("")));
+  EXPECT_FALSE(IsUnreachable(absl::FailedPreconditionError("")));
+
+  FakeWorker fake;
+  auto server = Serve(&fake);
+  ASSERT_NE(server, nullptr);
+  ChannelCache channels;
+  Status st = WorkerClient(channels, server->address()).DropBlocks(proto::DropBlocksRequest()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_THAT(UnreachablePeers(st), ::testing::ElementsAre("w2", "w3"));
 }
 
 TEST(WorkerClient, Streams) {
