@@ -65,7 +65,15 @@ Status PauseProcess(int pid, std::chrono::milliseconds after, std::chrono::milli
     // grandchild, adopted by init, does the pause (and outlives the caller
     // if need be). Both are forks of a threaded process: nothing but
     // async-signal-safe calls from here on.
+    // It leaves the caller's session and blocks every signal it can, so the
+    // Ctrl-C, hang-up or group kill that ends the caller does not end it
+    // before its SIGCONT: a process stopped for good (a ZooKeeper server, a
+    // leader) is worse than the drill it was part of.
     if (::fork() == 0) {
+      ::setsid();
+      sigset_t all;
+      ::sigfillset(&all);
+      ::sigprocmask(SIG_SETMASK, &all, nullptr);
       SleepMs(after.count());
       ::kill(target, SIGSTOP);
       SleepMs(pause.count());

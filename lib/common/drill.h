@@ -30,7 +30,8 @@ enum class DrillFault { kUnspecified = 0, kKill = 1, kTerm = 2, kPause = 3 };
 
 // Pauses process `pid` for `pause`, starting `after` from now, through a
 // helper process of its own: SIGSTOP, then SIGCONT once the pause is over,
-// even if the caller exits or is stopped meanwhile (sluicectl drill pausing a
+// even if the caller exits, is stopped or is killed with its process group
+// or session (Ctrl-C, a lost terminal) meanwhile (sluicectl drill pausing a
 // local daemon; ObeyDrill pausing itself). INTERNAL if the helper cannot be
 // forked; a pid that cannot be signalled is the caller's to check first.
 [[nodiscard]] Status PauseProcess(int pid, std::chrono::milliseconds after, std::chrono::milliseconds pause);

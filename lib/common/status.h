@@ -24,7 +24,7 @@ template <typename T>
 using Result = absl::StatusOr<T>;
 
 // Returns `s` with `context` prepended to its message ("context: message"), the
-// code kept. OK stays OK.
+// code and payloads kept. OK stays OK.
 [[nodiscard]] Status Annotate(const Status& s, std::string_view context);
 
 // Swallows a status on purpose; the reason is for the reader.

@@ -443,6 +443,20 @@ void Runner::PauseZkServer(Applied& a) {
                                    server, whose, leader.id(), leader.host());
     return;
   }
+  // An address is looked up in this process's network namespace: if the
+  // leader runs here in another one (ip netns, a container sharing the
+  // hostname), the same address there may be another process entirely.
+  if (leader.host() == Hostname() && leader.pid() > 0) {
+    std::error_code ec;
+    const fs::path theirs = fs::read_symlink(fmt::format("/proc/{}/ns/net", leader.pid()), ec);
+    const fs::path ours = fs::read_symlink("/proc/self/ns/net");
+    if (!ec && theirs != ours) {
+      a.result.skipped = fmt::format("the leader {} (pid {}) runs in another network namespace ({}, this is {}): "
+                                     "ZooKeeper server {} cannot be told from here",
+                                     leader.id(), leader.pid(), theirs.string(), ours.string(), server);
+      return;
+    }
+  }
   Result<LocalListener> found = FindLocalListener(server);
   if (!found.ok()) {
     if (absl::IsNotFound(found.status())) {
@@ -453,9 +467,9 @@ void Runner::PauseZkServer(Applied& a) {
     }
     return;
   }
-  std::string cmdline = found->cmdline;
-  std::transform(cmdline.begin(), cmdline.end(), cmdline.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (cmdline.find("zookeeper") == std::string::npos) {
+  // The server's main class (QuorumPeerMain or ZooKeeperServerMain) is in
+  // this package; a broker with ZooKeeper's jar on its class path is not.
+  if (found->cmdline.find("org.apache.zookeeper.server.") == std::string::npos) {
     a.result.skipped = fmt::format(
         "pid {} listening on {} here is not a ZooKeeper server (a proxy? the server then runs elsewhere): {}",
         found->pid, server, found->cmdline.substr(0, 80));
@@ -468,8 +482,12 @@ void Runner::PauseZkServer(Applied& a) {
   if (!mode.ok()) err_ << report_.name << ": ZooKeeper server " << server << " did not say its mode (" << mode.status().message() << ")\n";
   a.result.target_ms = ZkServerLossTarget(a.result.fault, times_, ZkLossIsOutage(times_.zk_servers, a.result.zk_mode)).count();
   const pid_t pid = static_cast<pid_t>(found->pid);
-  if (::kill(pid, 0) != 0 || !PauseProcess(pid, Ms(0), a.result.fault.pause).ok()) {
+  if (::kill(pid, 0) != 0) {
     a.result.error = fmt::format("signalling ZooKeeper server pid {} on this host: {}", pid, std::strerror(errno));
+    return;
+  }
+  if (Status paused = PauseProcess(pid, Ms(0), a.result.fault.pause); !paused.ok()) {
+    a.result.error = fmt::format("pausing ZooKeeper server pid {}: {}", pid, std::string(paused.message()));
     return;
   }
   a.result.delivery = fmt::format("SIGSTOP to pid {}, SIGCONT after {} ms (ZooKeeper server {}, {}; {})", pid,

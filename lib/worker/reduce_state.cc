@@ -1,5 +1,7 @@
 #include "lib/worker/reduce_state.h"
 
+#include <algorithm>
+
 #include "lib/rpc/rpc.h"
 #include "lib/rpc/worker_client.h"
 #include "lib/worker/transfer_deadline.h"
@@ -156,7 +158,13 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
       if (sent) WriteChunks(header, delta, /*ends_stream=*/true, write);
       return absl::OkStatus();
     };
-    const auto deadline = TransferDeadline(delta_bytes + (with_snapshot ? state_bytes : 0));
+    // A whole state is written to the replica's store before it answers: at
+    // least the fixed deadline copies had before, and well under the task's
+    // own (the leader's RunTask deadline, 60 s).
+    const auto deadline =
+        with_snapshot ? std::clamp(TransferDeadline(delta_bytes + state_bytes),
+                                   rpc::WorkerClient::kReplicateStateDeadline, std::chrono::milliseconds(45'000))
+                      : TransferDeadline(delta_bytes);
     Status st = rpc::WorkerClient(*channels_, replica.rpc_address()).ReplicateState(produce, deadline).status();
     if (st.ok()) return st;
     if (with_snapshot || !absl::IsNotFound(st)) {

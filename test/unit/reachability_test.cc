@@ -40,11 +40,43 @@ TEST(WorkerReachability, ASplitOfTwoMarksNobody) {
   EXPECT_EQ(r.CutOff(kThree, 0), Set{});
 }
 
-TEST(WorkerReachability, EveryoneCutOffMarksNobody) {
+// Every link of three broken, each reported as often: nothing tells the
+// workers apart.
+TEST(WorkerReachability, LinksThatCannotTellTheWorkersApartMarkNobody) {
   WorkerReachability r;
   r.Report("w1", {"w2", "w3"}, 0);
   r.Report("w2", {"w3"}, 0);
   EXPECT_EQ(r.CutOff(kThree, 0), Set{});
+}
+
+// w1 is cut off and its partitions move; one slow copy between w2 and w3 is
+// reported once. w1's links, reported by every batch, still single it out,
+// and the other two stay kept.
+TEST(WorkerReachability, ASpuriousReportBetweenTheOthersKeepsThem) {
+  WorkerReachability r;
+  for (int64_t t = 0; t < 3000; t += 1000) {
+    r.Report("w2", {"w1"}, t);
+    r.Report("w3", {"w1"}, t);
+  }
+  EXPECT_EQ(r.CutOff(kThree, 3000), Set{"w1"});
+  r.Report("w2", {"w3"}, 3000);
+  EXPECT_EQ(r.CutOff(kThree, 3000), Set{"w1"});
+}
+
+// Of four, w1 cut from all three; one report between w2 and w3 must not cut
+// them off too (counted among the workers kept once w1 is out, each has one
+// broken link of two others).
+TEST(WorkerReachability, OfFourOnlyTheWorkerCutFromAll) {
+  const std::set<std::string> four = {"w1", "w2", "w3", "w4"};
+  WorkerReachability r;
+  r.Report("w1", {"w2", "w3", "w4"}, 0);
+  EXPECT_EQ(r.CutOff(four, 0), Set{"w1"});
+  r.Report("w2", {"w3"}, 0);
+  EXPECT_EQ(r.CutOff(four, 0), Set{"w1"});
+  // Two workers cut from everyone: both found, one after the other.
+  r.Report("w2", {"w4"}, 0);
+  r.Report("w2", {"w4"}, 0);
+  EXPECT_EQ(r.CutOff(four, 0), (Set{"w1", "w2"}));
 }
 
 // Of five, a worker cut from three others (more than half) is cut off; one

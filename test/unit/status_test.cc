@@ -36,6 +36,15 @@ TEST(Status, PrependAddsContextKeepsCode) {
   EXPECT_TRUE(Annotate(absl::OkStatus(), "x").ok());
 }
 
+TEST(Status, AnnotateKeepsPayloads) {
+  Status st = absl::UnavailableError("no answer");
+  st.SetPayload("type.sluice/peers", absl::Cord("worker-2"));
+  const Status annotated = Annotate(st, "copying");
+  EXPECT_EQ(annotated.message(), "copying: no answer");
+  ASSERT_TRUE(annotated.GetPayload("type.sluice/peers").has_value());
+  EXPECT_EQ(std::string(*annotated.GetPayload("type.sluice/peers")), "worker-2");
+}
+
 TEST(ValidateId, AcceptsAndRejects) {
   EXPECT_TRUE(ValidateId("driver-1.a_b", "id").ok());
   for (const char* bad : {"", ".hidden", "a/b", "a b", "ü"}) {
