@@ -80,7 +80,8 @@ void ConfigReloader::Reload() {
       continue;
     }
     spdlog::default_logger()->set_level(level);
-    spdlog::log(std::max(level, spdlog::level::info), "reload: log level is now {}", value);
+    // Logged at the new level itself: its letter in the log shows the change took.
+    spdlog::log(level, "reload: log level is now {}", value);
   }
   for (const auto& [key, value] : file_values_) {
     if (now.count(key) == 0) {

@@ -75,10 +75,18 @@ Status Driver::Start() {
                    wal::WalStore::Open({.path = options_.daemon.data_dir + "/wal"}));
   channels_ = std::make_unique<rpc::ChannelCache>();
   state_ = std::make_unique<ClusterState>();
+  // Standalone mode has one driver: a WAL group of more could never commit.
+  int group_size = options_.wal_group_size;
+  ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(options_.daemon.coordinator));
+  if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && group_size != 1) {
+    spdlog::info("standalone: the WAL's group is this driver alone (wal-group-size {} applies with ZooKeeper)",
+                 group_size);
+    group_size = 1;
+  }
   log_ = std::make_unique<wal::ReplicatedLog>(
       std::move(store), state_.get(),
       wal::ReplicatedLogOptions{.id = options_.daemon.id,
-                                .group_size = options_.wal_group_size,
+                                .group_size = group_size,
                                 .compact_every = options_.wal_compact_every,
                                 .clock = clock_},
       wal::GrpcWalPeerFactory(channels_.get(), std::chrono::milliseconds(1000)));
@@ -347,7 +355,8 @@ sluice::ServiceState Driver::ServiceState() {
     }
     int jobs = 0;
     if (JobRegistry* registry = jobs_view_.load()) {
-      for (const proto::JobInfo& j : registry->List().jobs()) jobs += j.state() != "stopped";
+      const proto::ListJobsResponse list = registry->List();
+      for (const proto::JobInfo& j : list.jobs()) jobs += j.state() != "stopped";
     }
     out.ready = true;
     out.status = fmt::format("leader epoch {}, {} worker{}, {} job{}", epoch, workers, workers == 1 ? "" : "s", jobs,
@@ -375,7 +384,7 @@ sluice::ServiceState Driver::ServiceState() {
       if (got.ok() && got->role() == proto::DRIVER_ROLE_LEADER && got->wal().serving()) {
         bool in_group = false;
         for (const proto::WalPeerInfo& p : got->wal().peers()) in_group |= p.id() == options_.daemon.id;
-        if (!in_group) {
+        if (!in_group && got->wal().peers_size() >= options_.wal_group_size - 1) {
           caught_up_ = true;  // outside the WAL's replication group: nothing to catch up
           spdlog::info("leader {} does not replicate its WAL to this driver (wal-group-size); standing by",
                        leader->id());
