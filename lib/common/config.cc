@@ -1,6 +1,7 @@
 #include "lib/common/config.h"
 
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -71,6 +72,10 @@ Result<std::vector<ConfigEntry>> ParseConfigText(std::string_view text, std::str
 }
 
 Result<std::vector<ConfigEntry>> ReadConfigFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(fmt::format("config file '{}' is a directory", path));
+  }
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(fmt::format("cannot read config file '{}'", path));
   std::stringstream buf;

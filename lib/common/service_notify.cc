@@ -24,26 +24,26 @@ std::string OneLine(const std::string& s) {
   return out;
 }
 
-bool WedgeHookNames(const std::string& loop) {
+// The test hook's file if it names `loop`, else "".
+std::string WedgeFile(const std::string& loop) {
 #ifdef SLUICE_FAULT_POINTS
-  return !Env("SLUICE_TEST_WEDGE_FILE").empty() && Env("SLUICE_TEST_WEDGE_LOOP") == loop;
+  if (Env("SLUICE_TEST_WEDGE_LOOP") == loop) return Env("SLUICE_TEST_WEDGE_FILE");
 #else
   (void)loop;
-  return false;
 #endif
+  return "";
 }
 
 }  // namespace
 
-LoopBeat::LoopBeat(std::string name) : name_(std::move(name)), wedgeable_(WedgeHookNames(name_)) {}
+LoopBeat::LoopBeat(std::string name) : name_(std::move(name)), wedge_file_(WedgeFile(name_)) {}
 
 void LoopBeat::Beat() {
-  if (wedgeable_) {
-    const std::string file = Env("SLUICE_TEST_WEDGE_FILE");
+  if (!wedge_file_.empty()) {
     struct stat st;
     bool logged = false;
-    while (::stat(file.c_str(), &st) == 0) {
-      if (!logged) spdlog::warn("test hook: loop {} wedged while {} exists", name_, file);
+    while (::stat(wedge_file_.c_str(), &st) == 0) {
+      if (!logged) spdlog::warn("test hook: loop {} wedged while {} exists", name_, wedge_file_);
       logged = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }

@@ -47,7 +47,7 @@ class LoopBeat {
  private:
   const std::string name_;
   std::atomic<uint64_t> count_{0};
-  const bool wedgeable_;  // the test hook names this loop
+  const std::string wedge_file_;  // the test hook names this loop: its file
 };
 
 class Liveness {
@@ -71,7 +71,8 @@ class Liveness {
 
 class ServiceNotifier {
  public:
-  // Reads NOTIFY_SOCKET and WATCHDOG_USEC from the environment.
+  // Reads NOTIFY_SOCKET and WATCHDOG_USEC from the environment (sd_notify
+  // reads NOTIFY_SOCKET again at each send: leave it set).
   ServiceNotifier();
   ~ServiceNotifier();
   ServiceNotifier(const ServiceNotifier&) = delete;
