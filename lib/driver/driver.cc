@@ -104,6 +104,7 @@ Status Driver::Start() {
   spdlog::info("driver {} serving on {}", options_.daemon.id, server_->address());
 
   ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_));
+  coordinator_view_ = coordinator_.get();
   workers_proxy_ = std::make_unique<GrpcWorkerProxy>(
       channels_.get(), std::chrono::milliseconds(std::max(100, options_.heartbeat_interval_ms)));
 
@@ -293,6 +294,7 @@ void Driver::Stop() {
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   leadership_view_ = nullptr;
   data_path_view_ = nullptr;
+  coordinator_view_ = nullptr;
   jobs_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
   // Assignment rounds and tasks in flight end on their own (they stop at the
@@ -324,8 +326,9 @@ Status Driver::AcceptMember(const proto::JoinGroupRequest& request) {
                                                   request.group()));
   }
   RETURN_IF_ERROR(ValidateId(request.member().id(), "member.id"));
-  if (coordinator_ == nullptr || stopped_) return absl::UnavailableError("the driver is starting or stopping");
-  return coordinator_->AcceptRemoteMember(group, request.member(), std::chrono::milliseconds(request.lease_ms()));
+  coord::Coordinator* coordinator = coordinator_view_.load();
+  if (coordinator == nullptr) return absl::UnavailableError("the driver is starting or stopping");
+  return coordinator->AcceptRemoteMember(group, request.member(), std::chrono::milliseconds(request.lease_ms()));
 }
 
 // Ready as the serving leader, or as a standby once its WAL has reached the

@@ -129,6 +129,7 @@ class Driver {
   // Whether this driver serves (leading with a serving WAL, or a standby
   // following a leader with the WAL caught up) and a line saying so, for
   // systemd (docs/service.md). May ask the leader for its commit point.
+  // Called from one thread (the daemon's main thread).
   sluice::ServiceState ServiceState();
   // Standalone mode: a worker's membership, renewed by its calls
   // (JoinGroup); it lapses after `lease`.
@@ -161,6 +162,7 @@ class Driver {
   std::unique_ptr<rpc::RpcServer> server_;
   std::unique_ptr<WorkerProxy> workers_proxy_;
   std::unique_ptr<coord::Coordinator> coordinator_;
+  std::atomic<coord::Coordinator*> coordinator_view_{nullptr};  // coordinator_ as gRPC threads see it
   std::unique_ptr<Leadership> leadership_;
   // leadership_ as gRPC threads see it: set once the election is entered.
   std::atomic<Leadership*> leadership_view_{nullptr};
