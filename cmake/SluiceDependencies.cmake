@@ -25,6 +25,8 @@ find_package(simdjson CONFIG REQUIRED)
 # librdkafka: pkg-config only.
 pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)
 pkg_check_modules(RDKAFKAXX REQUIRED IMPORTED_TARGET rdkafka++)
+# libsystemd: pkg-config only (sd_notify: readiness, status, watchdog).
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 
 # ZooKeeper C client: neither pkg-config nor a config package. THREADED declares
 # the synchronous API and selects the multi-threaded library.

@@ -9,7 +9,7 @@ PACKAGES=(
   cmake g++ pkg-config ccache
   # Libraries the code links
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libzookeeper-mt-dev librdkafka-dev librocksdb-dev libspdlog-dev
+  libzookeeper-mt-dev librdkafka-dev librocksdb-dev libspdlog-dev libsystemd-dev
   libcli11-dev libyaml-cpp-dev libsimdjson-dev
   # Tests
   libgtest-dev libgmock-dev

@@ -1,6 +1,7 @@
 #include "lib/common/config.h"
 
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -71,6 +72,10 @@ Result<std::vector<ConfigEntry>> ParseConfigText(std::string_view text, std::str
 }
 
 Result<std::vector<ConfigEntry>> ReadConfigFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(fmt::format("config file '{}' is a directory", path));
+  }
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(fmt::format("cannot read config file '{}'", path));
   std::stringstream buf;
@@ -78,12 +83,34 @@ Result<std::vector<ConfigEntry>> ReadConfigFile(const std::string& path) {
   return ParseConfigText(buf.str(), path);
 }
 
+namespace {
+
+// The option `name` of the subcommand that was parsed, or of its own parsed
+// subcommands; `*elsewhere` tells whether some other subcommand has one.
+CLI::Option* FindInSubcommands(CLI::App& app, const std::string& name, bool* elsewhere) {
+  for (CLI::App* sub : app.get_subcommands({})) {
+    CLI::Option* opt = sub->get_option_no_throw(name);
+    if (sub->parsed()) {
+      if (opt != nullptr) return opt;
+      if (CLI::Option* deeper = FindInSubcommands(*sub, name, elsewhere)) return deeper;
+    } else {
+      *elsewhere |= opt != nullptr;
+      FindInSubcommands(*sub, name, elsewhere);
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 Status ApplyConfig(CLI::App& app, const std::vector<ConfigEntry>& entries, std::string_view source) {
   for (const ConfigEntry& e : entries) {
     auto where = [&] { return fmt::format("{}:{}: ", source, e.line); };
-    CLI::Option* opt = e.key == "config" || e.key == "help" || e.key == "version"
-                           ? nullptr
-                           : app.get_option_no_throw("--" + e.key);
+    const bool reserved = e.key == "config" || e.key == "help" || e.key == "version";
+    CLI::Option* opt = reserved ? nullptr : app.get_option_no_throw("--" + e.key);
+    bool elsewhere = false;
+    if (opt == nullptr && !reserved) opt = FindInSubcommands(app, "--" + e.key, &elsewhere);
+    if (opt == nullptr && elsewhere) continue;  // a key of a subcommand not run now
     if (opt == nullptr) {
       return absl::InvalidArgumentError(fmt::format("{}unknown key '{}'", where(), e.key));
     }

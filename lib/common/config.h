@@ -44,8 +44,10 @@ struct ConfigEntry {
 [[nodiscard]] Result<std::vector<ConfigEntry>> ReadConfigFile(const std::string& path);
 
 // Applies `entries` to the options of `app` that the command line did not set.
-// An unknown key or a value the option refuses is an INVALID_ARGUMENT error
-// "source:line: key: reason".
+// A key that is not an option of `app` is looked up in the subcommand that was
+// parsed (sluicectl's `driver = ...`), and skipped if only another subcommand
+// has it. An unknown key or a value the option refuses is an INVALID_ARGUMENT
+// error "source:line: key: reason".
 [[nodiscard]] Status ApplyConfig(CLI::App& app, const std::vector<ConfigEntry>& entries,
                                  std::string_view source);
 

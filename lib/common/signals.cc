@@ -31,4 +31,12 @@ int WaitForTerminationSignal() {
   return sig;
 }
 
+int WaitForTerminationSignal(std::chrono::milliseconds timeout) {
+  sigset_t set = TerminationSet();
+  timespec ts{.tv_sec = static_cast<time_t>(timeout.count() / 1000),
+              .tv_nsec = static_cast<long>(timeout.count() % 1000) * 1'000'000};
+  int sig = sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
 }  // namespace sluice

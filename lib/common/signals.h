@@ -14,5 +14,7 @@ void BlockTerminationSignals();
 
 // Blocks until SIGINT, SIGTERM or SIGHUP arrives; returns its number.
 int WaitForTerminationSignal();
+// As above, for at most `timeout`; 0 if none arrived.
+int WaitForTerminationSignal(std::chrono::milliseconds timeout);
 
 }  // namespace sluice

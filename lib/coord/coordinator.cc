@@ -52,8 +52,8 @@ class ZkCoordinator final : public Coordinator {
 class StandaloneCoordinator final : public Coordinator {
  public:
   StandaloneCoordinator(std::string spec, std::shared_ptr<StandaloneGroup> group,
-                        std::optional<proto::LeaderInfo> fixed_leader)
-      : spec_(std::move(spec)), group_(std::move(group)), fixed_(std::move(fixed_leader)) {}
+                        std::optional<proto::LeaderInfo> fixed_leader, CoordinatorOptions options)
+      : spec_(std::move(spec)), group_(std::move(group)), fixed_(std::move(fixed_leader)), options_(std::move(options)) {}
   std::unique_ptr<LeaderElector> NewElector(const proto::LeaderInfo& self) override {
     return std::make_unique<StandaloneLeaderElector>(group_, self);
   }
@@ -61,15 +61,27 @@ class StandaloneCoordinator final : public Coordinator {
     return std::make_unique<StandaloneLeaderDetector>(group_, fixed_);
   }
   std::unique_ptr<Membership> NewMembership(Group group) override {
+    if (fixed_ && options_.standalone_join) {
+      return std::make_unique<StandaloneRemoteMembership>(group, fixed_->rpc_address(), options_.standalone_join,
+                                                          std::chrono::milliseconds(options_.session_timeout_ms));
+    }
     return std::make_unique<StandaloneMembership>(group_, group);
   }
   void Close() override {}
+  Status AcceptRemoteMember(Group group, const proto::MemberInfo& member, std::chrono::milliseconds lease) override {
+    if (fixed_) {
+      return absl::FailedPreconditionError(
+          fmt::format("this process follows the driver at {}; join that one", fixed_->rpc_address()));
+    }
+    return group_->JoinLeased(group, member, lease);
+  }
   const std::string& spec() const override { return spec_; }
 
  private:
   const std::string spec_;
   std::shared_ptr<StandaloneGroup> group_;
   std::optional<proto::LeaderInfo> fixed_;
+  const CoordinatorOptions options_;
 };
 
 }  // namespace
@@ -121,7 +133,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const std::string& text
       fixed.emplace();
       fixed->set_rpc_address(spec.leader_address);
     }
-    return std::unique_ptr<Coordinator>(new StandaloneCoordinator(text, group, fixed));
+    return std::unique_ptr<Coordinator>(new StandaloneCoordinator(text, group, fixed, options));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ZkSession> session,
                    ZkSession::Connect({.hosts = spec.hosts,
@@ -148,12 +160,13 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const std::string& text
 
 namespace sluice::coord {
 
-Result<std::unique_ptr<Coordinator>> Coordinator::CreateForDaemon(const DaemonOptions& daemon,
-                                                                  Clock* clock) {
+Result<std::unique_ptr<Coordinator>> Coordinator::CreateForDaemon(
+    const DaemonOptions& daemon, Clock* clock, decltype(CoordinatorOptions::standalone_join) standalone_join) {
   return Create(daemon.coordinator,
                 {.session_timeout_ms = daemon.zk_session_timeout_ms,
                  .connect_timeout = std::chrono::milliseconds(daemon.zk_connect_timeout_ms),
                  .standalone_epoch_file = daemon.data_dir + "/standalone-epoch",
+                 .standalone_join = std::move(standalone_join),
                  .clock = clock});
 }
 

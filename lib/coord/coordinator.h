@@ -18,6 +18,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,10 @@ struct CoordinatorOptions {
   std::chrono::milliseconds connect_timeout{15'000};
   // Standalone: file keeping the last epoch across restarts (empty: memory).
   std::string standalone_epoch_file;
+  // standalone://DRIVER: how a member joins the driver's group (the daemon
+  // supplies the driver's JoinGroup call); without it, memberships are this
+  // process's own. The lease is session_timeout_ms.
+  std::function<Status(Group, const proto::MemberInfo&, std::chrono::milliseconds lease)> standalone_join;
   Clock* clock = Clock::Real();
 };
 
@@ -58,7 +63,8 @@ class Coordinator {
   // As Create, from a daemon's --coordinator and --zk-* options; a standalone
   // epoch is kept in <data-dir>/standalone-epoch.
   [[nodiscard]] static Result<std::unique_ptr<Coordinator>> CreateForDaemon(
-      const DaemonOptions& daemon, Clock* clock);
+      const DaemonOptions& daemon, Clock* clock,
+      decltype(CoordinatorOptions::standalone_join) standalone_join = {});
   virtual ~Coordinator() = default;
 
   virtual std::unique_ptr<LeaderElector> NewElector(const proto::LeaderInfo& self) = 0;
@@ -66,6 +72,13 @@ class Coordinator {
   virtual std::unique_ptr<Membership> NewMembership(Group group) = 0;
   // Ends the session at once (ephemeral registrations vanish now).
   virtual void Close() = 0;
+  // Standalone leader: a member of another process joins or renews (lease 0:
+  // leaves). FAILED_PRECONDITION for other coordinators.
+  [[nodiscard]] virtual Status AcceptRemoteMember(Group group, const proto::MemberInfo& member,
+                                                  std::chrono::milliseconds lease) {
+    return absl::FailedPreconditionError("this driver's coordinator is " + spec() +
+                                         ": members join it, not the driver");
+  }
   // The spec this coordinator was made from.
   virtual const std::string& spec() const = 0;
   // ZooKeeper: "ip:port" of the server the session is connected to now, ""

@@ -151,6 +151,100 @@ void StandaloneGroup::WatchMembers(Group group, Membership::Listener listener) {
   member_listeners_[group].push_back(std::move(listener));
 }
 
+Status StandaloneGroup::JoinLeased(Group group, const proto::MemberInfo& self, std::chrono::milliseconds lease) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& leases = leases_[group];
+  auto& members = members_[group];
+  auto member = members.find(self.id());
+  auto held = leases.find(self.id());
+  if (member != members.end() && held == leases.end()) {
+    return absl::AlreadyExistsError(
+        fmt::format("{} id '{}' is already registered", GroupName(group), self.id()));
+  }
+  if (lease.count() <= 0) {
+    if (held != leases.end()) {
+      leases.erase(held);
+      members.erase(self.id());
+      spdlog::info("standalone membership: {} left {}", self.id(), GroupName(group));
+      NotifyMembersLocked(group);
+    }
+    return absl::OkStatus();
+  }
+  leases[self.id()] = std::chrono::steady_clock::now() + lease;
+  if (member == members.end() || member->second.SerializeAsString() != self.SerializeAsString()) {
+    if (member == members.end()) {
+      spdlog::info("standalone membership: {} at {} joined {}", self.id(), self.rpc_address(), GroupName(group));
+    }
+    members[self.id()] = self;
+    NotifyMembersLocked(group);
+  }
+  std::string id = self.id();
+  executor_.PostAfter(lease + std::chrono::milliseconds(10), [this, group, id] { ExpireLease(group, id); });
+  return absl::OkStatus();
+}
+
+void StandaloneGroup::ExpireLease(Group group, const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& leases = leases_[group];
+  auto held = leases.find(id);
+  if (held == leases.end() || held->second > std::chrono::steady_clock::now()) return;
+  leases.erase(held);
+  members_[group].erase(id);
+  spdlog::warn("standalone membership: {}'s lease in {} lapsed", id, GroupName(group));
+  NotifyMembersLocked(group);
+}
+
+Status StandaloneRemoteMembership::Join(const proto::MemberInfo& self) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable()) return absl::FailedPreconditionError("already joined");
+  stopping_ = false;
+  thread_ = std::thread([this, self] { Loop(self); });
+  return absl::OkStatus();
+}
+
+void StandaloneRemoteMembership::Loop(proto::MemberInfo self) {
+  const auto every = std::min(std::chrono::milliseconds(1000), lease_ / 3);
+  bool joined = false;
+  int failures = 0;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    Status st = join_(which_, self, lease_);
+    if (st.ok() && !joined) {
+      spdlog::info("joined the {} group at the standalone driver {}", GroupName(which_), driver_);
+    } else if (!st.ok() && joined) {
+      spdlog::warn("renewing the {} membership at the standalone driver {}: {}", GroupName(which_), driver_,
+                   st.ToString());
+    } else if (!st.ok() && failures++ % 50 == 0) {
+      spdlog::warn("joining the {} group at the standalone driver {}: {}", GroupName(which_), driver_,
+                    st.ToString());
+    }
+    joined = st.ok();
+    if (joined) failures = 0;
+    lock.lock();
+    cv_.wait_for(lock, joined ? every : std::chrono::milliseconds(200), [this] { return stopping_; });
+  }
+  lock.unlock();
+  if (joined) {
+    Status st = join_(which_, self, std::chrono::milliseconds(0));  // leave at once
+    if (!st.ok()) spdlog::debug("leaving the {} group: {}", GroupName(which_), st.ToString());
+  }
+}
+
+void StandaloneRemoteMembership::Leave() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::vector<proto::MemberInfo>> StandaloneRemoteMembership::Members() {
+  return absl::FailedPreconditionError(
+      fmt::format("in standalone mode the driver at {} holds the {} group", driver_, GroupName(which_)));
+}
+
 Status StandaloneLeaderElector::Start(Callbacks callbacks) {
   if (id_ != 0) return absl::FailedPreconditionError("elector already started");
   id_ = group_->AddCandidate(self_, std::move(callbacks));

@@ -10,16 +10,23 @@
 //
 // A process that is not the driver (a worker, sluicectl) uses
 // `standalone://HOST:PORT`: its detector reports that fixed address as the
-// leader.
+// leader, and its membership (StandaloneRemoteMembership) joins the driver's
+// group through a call the daemon supplies (the driver's JoinGroup RPC),
+// renewed well within a lease; the driver's group drops a member whose lease
+// lapses (JoinLeased), as ZooKeeper drops an expired session's nodes.
 //
 // Thread-safe. Callbacks run on the group's own executor thread.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/common/serial_executor.h"
@@ -48,6 +55,10 @@ class StandaloneGroup {
   void Leave(Group group, const std::string& id);
   std::vector<proto::MemberInfo> Members(Group group);
   void WatchMembers(Group group, Membership::Listener listener);
+  // A member of another process: joins, or renews, until `lease` from now
+  // (0: leaves now). ALREADY_EXISTS if the id is held by a member of this
+  // process.
+  [[nodiscard]] Status JoinLeased(Group group, const proto::MemberInfo& self, std::chrono::milliseconds lease);
 
  private:
   struct Candidate {
@@ -62,6 +73,7 @@ class StandaloneGroup {
   void ElectLocked();
   void NotifyLeaderLocked();
   void NotifyMembersLocked(Group group);
+  void ExpireLease(Group group, const std::string& id);
 
   const std::string epoch_file_;
   std::mutex mu_;
@@ -71,6 +83,8 @@ class StandaloneGroup {
   std::vector<LeaderDetector::Listener> leader_listeners_;   // guarded by mu_
   std::map<Group, std::map<std::string, proto::MemberInfo>> members_;      // guarded by mu_
   std::map<Group, std::vector<Membership::Listener>> member_listeners_;   // guarded by mu_
+  // Members of other processes: when each lease ends.
+  std::map<Group, std::map<std::string, std::chrono::steady_clock::time_point>> leases_;  // guarded by mu_
   SerialExecutor executor_;  // runs callbacks; last, so it stops first
 };
 
@@ -122,6 +136,35 @@ class StandaloneMembership final : public Membership {
   const Group which_;
   std::mutex mu_;
   std::string joined_id_;  // guarded by mu_
+};
+
+// The membership of a process that follows a standalone driver: Join
+// returns at once and keeps the registration alive from its own thread,
+// calling `join` (the driver's JoinGroup) every third of the lease (at most
+// every second), through the driver's restarts. Members() and Watch() are
+// the driver's to answer: FAILED_PRECONDITION / nothing.
+class StandaloneRemoteMembership final : public Membership {
+ public:
+  using JoinFn = std::function<Status(Group, const proto::MemberInfo&, std::chrono::milliseconds lease)>;
+  StandaloneRemoteMembership(Group which, std::string driver, JoinFn join, std::chrono::milliseconds lease)
+      : which_(which), driver_(std::move(driver)), join_(std::move(join)), lease_(lease) {}
+  ~StandaloneRemoteMembership() override { Leave(); }
+  [[nodiscard]] Status Join(const proto::MemberInfo& self) override;
+  void Leave() override;
+  [[nodiscard]] Result<std::vector<proto::MemberInfo>> Members() override;
+  void Watch(Listener listener) override {}
+
+ private:
+  void Loop(proto::MemberInfo self);
+
+  const Group which_;
+  const std::string driver_;
+  const JoinFn join_;
+  const std::chrono::milliseconds lease_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;
 };
 
 }  // namespace sluice::coord

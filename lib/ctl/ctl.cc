@@ -165,7 +165,13 @@ int Ctl::Discover(std::ostream& err) {
       for (const proto::MemberInfo& m : *members) out->push_back(m.rpc_address());
     }
     if (spec->kind == coord::CoordinatorSpec::Kind::kStandalone && !spec->leader_address.empty()) {
+      // The standalone driver holds the workers group: ask it.
       drivers_.push_back(spec->leader_address);
+      Result<proto::DriverStatus> status =
+          rpc::DriverClient(channels_, spec->leader_address).GetStatus(std::chrono::milliseconds(timeout_ms_));
+      if (status.ok()) {
+        for (const proto::MemberInfo& w : status->workers()) workers_.push_back(w.rpc_address());
+      }
     }
   }
   return 0;

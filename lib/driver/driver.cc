@@ -17,6 +17,7 @@
 #include "lib/wal/wal_service.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/rpc/channel_cache.h"
+#include "lib/rpc/driver_client.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
 #include "spdlog/spdlog.h"
@@ -74,10 +75,18 @@ Status Driver::Start() {
                    wal::WalStore::Open({.path = options_.daemon.data_dir + "/wal"}));
   channels_ = std::make_unique<rpc::ChannelCache>();
   state_ = std::make_unique<ClusterState>();
+  // Standalone mode has one driver: a WAL group of more could never commit.
+  int group_size = options_.wal_group_size;
+  ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(options_.daemon.coordinator));
+  if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && group_size != 1) {
+    spdlog::info("standalone: the WAL's group is this driver alone (wal-group-size {} applies with ZooKeeper)",
+                 group_size);
+    group_size = 1;
+  }
   log_ = std::make_unique<wal::ReplicatedLog>(
       std::move(store), state_.get(),
       wal::ReplicatedLogOptions{.id = options_.daemon.id,
-                                .group_size = options_.wal_group_size,
+                                .group_size = group_size,
                                 .compact_every = options_.wal_compact_every,
                                 .clock = clock_},
       wal::GrpcWalPeerFactory(channels_.get(), std::chrono::milliseconds(1000)));
@@ -165,9 +174,13 @@ void Driver::HeartbeatLoop() {
   const std::chrono::milliseconds give_up = options_.WorkersUnreachableGiveUp();
   std::optional<Clock::TimePoint> failing_since;  // most live workers unreachable since
   int64_t failing_epoch = 0;
+  LoopBeat* beat = liveness_->Register("heartbeat");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.heartbeat_interval_ms));
+    lock.unlock();
+    beat->Beat();
+    lock.lock();
     if (stopping_ || !leadership_->IsLeader()) {
       failing_since.reset();
       continue;
@@ -219,9 +232,13 @@ void Driver::HeartbeatLoop() {
 }
 
 void Driver::AssignLoop() {
+  LoopBeat* beat = liveness_->Register("assign");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.heartbeat_interval_ms));
+    lock.unlock();
+    beat->Beat();
+    lock.lock();
     if (stopping_ || !leadership_->Serving()) continue;
     std::vector<proto::MemberInfo> workers = worker_view_;
     const std::string address = process_.rpc_address();
@@ -234,9 +251,13 @@ void Driver::AssignLoop() {
 // Batches are planned at their batch time, whatever the heartbeat interval:
 // a plan made late takes in more data and delays the batch.
 void Driver::PlanLoop() {
+  LoopBeat* beat = liveness_->Register("plan");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(20));
+    lock.unlock();
+    beat->Beat();
+    lock.lock();
     if (stopping_ || !leadership_->Serving()) continue;
     lock.unlock();
     planner_->Tick();
@@ -245,9 +266,13 @@ void Driver::PlanLoop() {
 }
 
 void Driver::ScheduleLoop() {
+  LoopBeat* beat = liveness_->Register("schedule");
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(50));
+    lock.unlock();
+    beat->Beat();
+    lock.lock();
     if (stopping_) continue;
     // Also while not serving: the scheduler then gives up the attempts of
     // the term that ended.
@@ -270,6 +295,7 @@ void Driver::Stop() {
   leadership_view_ = nullptr;
   coordinator_view_ = nullptr;
   data_path_view_ = nullptr;
+  coordinator_view_ = nullptr;
   jobs_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
   // Assignment rounds and tasks in flight end on their own (they stop at the
@@ -290,6 +316,94 @@ void Driver::Stop() {
   drivers_.reset();
   workers_.reset();
   coordinator_.reset();
+}
+
+Status Driver::AcceptMember(const proto::JoinGroupRequest& request) {
+  coord::Group group;
+  if (request.group() == coord::GroupName(coord::Group::kWorkers)) {
+    group = coord::Group::kWorkers;
+  } else {
+    return absl::InvalidArgumentError(fmt::format("group: '{}' is not one a member joins through the driver",
+                                                  request.group()));
+  }
+  RETURN_IF_ERROR(ValidateId(request.member().id(), "member.id"));
+  coord::Coordinator* coordinator = coordinator_view_.load();
+  if (coordinator == nullptr) return absl::UnavailableError("the driver is starting or stopping");
+  return coordinator->AcceptRemoteMember(group, request.member(), std::chrono::milliseconds(request.lease_ms()));
+}
+
+// Ready as the serving leader, or as a standby once its WAL has reached the
+// leader's commit point as the leader stated it at least a second earlier
+// (so replication has had time to bring it), under the same leader.
+sluice::ServiceState Driver::ServiceState() {
+  sluice::ServiceState out;
+  Leadership* leadership = leadership_view_.load();
+  if (leadership == nullptr || log_ == nullptr) {
+    out.status = "starting";
+    return out;
+  }
+  const wal::WalStats wal = log_->Stats();
+  std::optional<proto::LeaderInfo> leader;
+  int workers = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader = leader_;
+    workers = static_cast<int>(worker_view_.size());
+  }
+  if (leadership->IsLeader()) {
+    const int64_t epoch = leadership->epoch();
+    if (!wal.serving) {
+      out.status = fmt::format("leader epoch {}, catching up the WAL ({} committed of {})", epoch, wal.commit_seq,
+                               wal.last_seq);
+      return out;
+    }
+    int jobs = 0;
+    if (JobRegistry* registry = jobs_view_.load()) {
+      const proto::ListJobsResponse list = registry->List();
+      for (const proto::JobInfo& j : list.jobs()) jobs += j.state() != "stopped";
+    }
+    out.ready = true;
+    out.status = fmt::format("leader epoch {}, {} worker{}, {} job{}", epoch, workers, workers == 1 ? "" : "s", jobs,
+                             jobs == 1 ? "" : "s");
+    return out;
+  }
+  if (!leader || leader->id().empty() || leader->id() == options_.daemon.id) {
+    out.status = "standby, waiting for a leader";
+    return out;
+  }
+  if (catch_up_leader_ != leader->id()) {
+    catch_up_leader_ = leader->id();
+    catch_up_target_ = -1;
+    caught_up_ = false;
+  }
+  if (!caught_up_ && clock_->Now() - catch_up_asked_ >= std::chrono::seconds(1)) {
+    if (catch_up_target_ >= 0 && wal.commit_seq >= catch_up_target_) {
+      caught_up_ = true;
+      spdlog::info("WAL caught up with leader {} (committed {} >= {})", leader->id(), wal.commit_seq,
+                   catch_up_target_);
+    } else {
+      catch_up_asked_ = clock_->Now();
+      Result<proto::DriverStatus> got =
+          rpc::DriverClient(*channels_, leader->rpc_address()).GetStatus(std::chrono::milliseconds(500));
+      if (got.ok() && got->role() == proto::DRIVER_ROLE_LEADER && got->wal().serving()) {
+        bool in_group = false;
+        for (const proto::WalPeerInfo& p : got->wal().peers()) in_group |= p.id() == options_.daemon.id;
+        if (!in_group && got->wal().peers_size() >= options_.wal_group_size - 1) {
+          caught_up_ = true;  // outside the WAL's replication group: nothing to catch up
+          spdlog::info("leader {} does not replicate its WAL to this driver (wal-group-size); standing by",
+                       leader->id());
+        } else {
+          catch_up_target_ = got->wal().commit_seq();
+        }
+      }
+    }
+  }
+  out.ready = caught_up_;
+  out.status = caught_up_ ? fmt::format("standby, following {}, WAL caught up", leader->id())
+                          : fmt::format("standby, following {}, catching up the WAL ({} committed{})", leader->id(),
+                                        wal.commit_seq,
+                                        catch_up_target_ >= 0 ? fmt::format(" of {}", catch_up_target_) : "");
+  return out;
 }
 
 std::string Driver::rpc_address() const { return server_ ? server_->address() : options_.daemon.rpc_address; }

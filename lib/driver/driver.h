@@ -36,6 +36,7 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/daemon_options.h"
+#include "lib/common/service_notify.h"
 #include "lib/common/status.h"
 #include "proto/driver.pb.h"
 
@@ -122,6 +123,17 @@ class Driver {
   Status WithLeaderHint(Status status) const;
   // Jobs; null until started.
   JobRegistry* jobs() const { return jobs_view_.load(); }
+  // The main loops' heartbeats go to `liveness` (the watchdog's); call
+  // before Start. Without it the loops beat into a private one.
+  void SetLiveness(Liveness* liveness) { liveness_ = liveness; }
+  // Whether this driver serves (leading with a serving WAL, or a standby
+  // following a leader with the WAL caught up) and a line saying so, for
+  // systemd (docs/service.md). May ask the leader for its commit point.
+  // Called from one thread (the daemon's main thread).
+  sluice::ServiceState ServiceState();
+  // Standalone mode: a worker's membership, renewed by its calls
+  // (JoinGroup); it lapses after `lease`.
+  [[nodiscard]] Status AcceptMember(const proto::JoinGroupRequest& request);
   // Whether the Drill RPC is obeyed (the allow-drills option).
   bool allow_drills() const { return options_.daemon.allow_drills; }
   const std::string& id() const { return options_.daemon.id; }
@@ -134,6 +146,13 @@ class Driver {
 
   DriverOptions options_;
   Clock* clock_;
+  Liveness own_liveness_;
+  Liveness* liveness_ = &own_liveness_;
+  // What the standby learnt of the leader's commit point (ServiceState).
+  std::string catch_up_leader_;       // the leader it was asked of
+  int64_t catch_up_target_ = -1;      // its commit_seq then (-1: not asked)
+  bool caught_up_ = false;            // reached it under that leader
+  Clock::TimePoint catch_up_asked_{};
   std::unique_ptr<rpc::ChannelCache> channels_;  // to the other drivers and the workers
   std::unique_ptr<ClusterState> state_;  // the log's state machine
   std::unique_ptr<wal::ReplicatedLog> log_;

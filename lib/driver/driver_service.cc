@@ -70,6 +70,11 @@ grpc::Status DriverServiceImpl::ReportBlocks(grpc::ServerContext*, const proto::
   return rpc::ToGrpc(data->ReportBlocks(*request, response));
 }
 
+grpc::Status DriverServiceImpl::JoinGroup(grpc::ServerContext*, const proto::JoinGroupRequest* request,
+                                          proto::JoinGroupResponse* /*response*/) {
+  return rpc::ToGrpc(driver_->AcceptMember(*request));
+}
+
 grpc::Status DriverServiceImpl::SubmitJob(grpc::ServerContext*, const proto::SubmitJobRequest* request,
                                           proto::SubmitJobResponse* response) {
   JobRegistry* jobs = driver_->jobs();

@@ -29,6 +29,8 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                               proto::RegisterWorkerResponse* response) override;
   grpc::Status ReportBlocks(grpc::ServerContext* context, const proto::ReportBlocksRequest* request,
                             proto::ReportBlocksResponse* response) override;
+  grpc::Status JoinGroup(grpc::ServerContext* context, const proto::JoinGroupRequest* request,
+                         proto::JoinGroupResponse* response) override;
   grpc::Status SubmitJob(grpc::ServerContext* context, const proto::SubmitJobRequest* request,
                          proto::SubmitJobResponse* response) override;
   grpc::Status ListJobs(grpc::ServerContext* context, const proto::ListJobsRequest* request,

@@ -34,6 +34,7 @@ SLUICE_DRIVER_UNARY(RegisterSource, RegisterSourceRequest, RegisterSourceRespons
 SLUICE_DRIVER_UNARY(ListSources, ListSourcesRequest, ListSourcesResponse)
 SLUICE_DRIVER_UNARY(RegisterWorker, RegisterWorkerRequest, RegisterWorkerResponse)
 SLUICE_DRIVER_UNARY(ReportBlocks, ReportBlocksRequest, ReportBlocksResponse)
+SLUICE_DRIVER_UNARY(JoinGroup, JoinGroupRequest, JoinGroupResponse)
 SLUICE_DRIVER_UNARY(SubmitJob, SubmitJobRequest, SubmitJobResponse)
 SLUICE_DRIVER_UNARY(ListJobs, ListJobsRequest, ListJobsResponse)
 SLUICE_DRIVER_UNARY(DescribeJob, DescribeJobRequest, JobInfo)

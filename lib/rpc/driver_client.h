@@ -44,6 +44,7 @@ class DriverClient {
   // Worker -> leader.
   static constexpr std::chrono::milliseconds kRegisterWorkerDeadline{10'000};
   static constexpr std::chrono::milliseconds kReportBlocksDeadline{5'000};
+  static constexpr std::chrono::milliseconds kJoinGroupDeadline{2'000};
   // The driver answers before the fault lands.
   static constexpr std::chrono::milliseconds kDrillDeadline{2'000};
 
@@ -68,6 +69,8 @@ class DriverClient {
       const proto::RegisterWorkerRequest& request, std::chrono::milliseconds deadline = kRegisterWorkerDeadline);
   [[nodiscard]] Result<proto::ReportBlocksResponse> ReportBlocks(
       const proto::ReportBlocksRequest& request, std::chrono::milliseconds deadline = kReportBlocksDeadline);
+  [[nodiscard]] Result<proto::JoinGroupResponse> JoinGroup(const proto::JoinGroupRequest& request,
+                                                           std::chrono::milliseconds deadline = kJoinGroupDeadline);
   [[nodiscard]] Result<proto::SubmitJobResponse> SubmitJob(const proto::SubmitJobRequest& request,
                                                            std::chrono::milliseconds deadline = kSubmitJobDeadline);
   [[nodiscard]] Result<proto::ListJobsResponse> ListJobs(const proto::ListJobsRequest& request,

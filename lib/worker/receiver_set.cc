@@ -290,6 +290,12 @@ void ReceiverSet::ReporterLoop() {
       return stopping_ || (leader_epoch_ > 0 && (registered_epoch_ != leader_epoch_ || !queue_.empty()));
     });
     if (stopping_) break;
+    if (beat_ != nullptr) {
+      lock.unlock();
+      beat_->Beat();
+      lock.lock();
+      if (stopping_) break;
+    }
     const int64_t epoch = leader_epoch_;
     const std::string address = leader_address_;
     if (epoch == 0) continue;

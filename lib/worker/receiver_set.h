@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "lib/common/clock.h"
+#include "lib/common/service_notify.h"
 #include "lib/common/status.h"
 #include "lib/worker/block_store.h"
 #include "lib/worker/receiver.h"
@@ -77,6 +78,8 @@ class ReceiverSet {
 
   std::vector<proto::ReceiverState> States() const;
   int64_t registered_epoch() const;
+  // The reporter loop beats `beat` each round (the watchdog's); before Start.
+  void set_beat(LoopBeat* beat) { beat_ = beat; }
   int64_t unreported() const;
 
  private:
@@ -117,6 +120,7 @@ class ReceiverSet {
   std::map<Key, int> unreported_;                    // guarded by mu_
   int64_t leader_epoch_ = 0;                         // guarded by mu_
   std::string leader_address_;                       // guarded by mu_
+  LoopBeat* beat_ = nullptr;
   int64_t registered_epoch_ = 0;                     // guarded by mu_
   std::vector<proto::MemberInfo> replica_targets_;   // guarded by mu_
   bool stopping_ = false;                            // guarded by mu_

@@ -12,6 +12,7 @@
 #include "lib/common/logging.h"
 #include "lib/coord/coordinator.h"
 #include "lib/rpc/channel_cache.h"
+#include "lib/rpc/driver_client.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
 #include "lib/worker/worker_service.h"
@@ -91,7 +92,17 @@ Status Worker::Start() {
   spdlog::info("worker {} serving on {} with {} slots", options_.daemon.id, server_->address(),
                options_.slots);
 
-  ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_));
+  // Standalone mode: the driver holds the workers group; join it there.
+  auto join_at_driver = [this](coord::Group group, const proto::MemberInfo& self, std::chrono::milliseconds lease) {
+    Result<coord::CoordinatorSpec> spec = coord::CoordinatorSpec::Parse(options_.daemon.coordinator);
+    if (!spec.ok()) return spec.status();
+    proto::JoinGroupRequest request;
+    request.set_group(coord::GroupName(group));
+    *request.mutable_member() = self;
+    request.set_lease_ms(static_cast<int32_t>(lease.count()));
+    return rpc::DriverClient(*channels_, spec->leader_address).JoinGroup(request).status();
+  };
+  ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_, join_at_driver));
   detector_ = coordinator_->NewDetector();
   detector_->Watch([this](const std::optional<proto::LeaderInfo>& leader) {
     if (leader) {
@@ -109,6 +120,7 @@ Status Worker::Start() {
   me.set_rpc_address(options_.daemon.Advertised(server_->address()));
   me.set_slots(options_.slots);
   receivers_->SetSelf(me);
+  receivers_->set_beat(liveness_->Register("reporter"));
   receivers_->Start();
   RETURN_IF_ERROR_PREPEND(membership_->Join(me), "joining the workers group");
   return absl::OkStatus();
@@ -139,6 +151,34 @@ void Worker::Stop() {
   membership_.reset();
   detector_.reset();
   coordinator_.reset();
+}
+
+sluice::ServiceState Worker::ServiceState() const {
+  sluice::ServiceState out;
+  if (receivers_ == nullptr || service_ == nullptr) {
+    out.status = "starting";
+    return out;
+  }
+  std::optional<proto::LeaderInfo> leader;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader = leader_;
+  }
+  const int64_t registered = receivers_->registered_epoch();
+  int receivers = 0;
+  for (const proto::ReceiverState& r : receivers_->States()) receivers += !r.stopped();
+  const int tasks = service_->tasks_running();
+  const std::string leader_name =
+      leader && !leader->id().empty() ? leader->id() : options_.daemon.coordinator;
+  if (registered == 0 || !leader || leader->epoch() == 0) {
+    out.status = leader && leader->epoch() > 0 ? fmt::format("worker, registering with leader {}", leader_name)
+                                               : fmt::format("worker, waiting for the leader ({})", leader_name);
+    return out;
+  }
+  out.ready = true;
+  out.status = fmt::format("worker, {} receiver{}, {} task{}, leader {} epoch {}", receivers,
+                           receivers == 1 ? "" : "s", tasks, tasks == 1 ? "" : "s", leader_name, registered);
+  return out;
 }
 
 std::string Worker::rpc_address() const { return server_ ? server_->address() : options_.daemon.rpc_address; }

@@ -4,8 +4,10 @@
 // (WorkerService in proto/worker.proto), its registration in the workers/
 // group, the leader it follows (through the detector and the leader's
 // heartbeats), the epoch fence every driver call passes, the block store and
-// the receivers the leader assigns (ReceiverSet). Later issues add executors. cmd/workerd/main.cpp only parses
-// flags into WorkerOptions and calls Start/Stop.
+// the receivers the leader assigns (ReceiverSet), and the executor of batch
+// tasks. In standalone mode (standalone://DRIVER) it joins the workers group
+// through the driver's JoinGroup. cmd/workerd/main.cpp only parses flags into
+// WorkerOptions and calls Start/Stop.
 //
 // Thread-safety: Start and Stop are called from one thread; the service
 // answers RPCs from gRPC's threads.
@@ -19,6 +21,7 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/daemon_options.h"
+#include "lib/common/service_notify.h"
 #include "lib/common/status.h"
 #include "lib/worker/epoch_fence.h"
 #include "proto/worker.pb.h"
@@ -72,12 +75,19 @@ class Worker {
 
   std::string rpc_address() const;
   proto::WorkerStatus GetStatus() const;
+  // The main loops' heartbeats go to `liveness`; call before Start.
+  void SetLiveness(Liveness* liveness) { liveness_ = liveness; }
+  // Ready once registered with the leader (it heartbeats this worker and took
+  // its registration), with a line for systemd (docs/service.md).
+  sluice::ServiceState ServiceState() const;
 
  private:
   void OnHeartbeat(const proto::LeaderHeartbeatRequest& request);
 
   WorkerOptions options_;
   Clock* clock_;
+  Liveness own_liveness_;
+  Liveness* liveness_ = &own_liveness_;
   EpochFence fence_;
   std::unique_ptr<rpc::ChannelCache> channels_;  // to the leader and the other workers
   std::unique_ptr<BlockStore> store_;

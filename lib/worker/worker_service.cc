@@ -86,7 +86,9 @@ grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* /*context*/,
 grpc::Status WorkerServiceImpl::RunTask(grpc::ServerContext* context, const proto::TaskRequest* request,
                                         proto::TaskResult* response) {
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  ++tasks_running_;
   Result<proto::TaskResult> got = executor_->Run(*request, [context] { return context->IsCancelled(); });
+  --tasks_running_;
   if (!got.ok()) return rpc::ToGrpc(got.status());
   *response = std::move(*got);
   return grpc::Status::OK;

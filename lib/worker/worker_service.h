@@ -5,6 +5,7 @@
 // block size meets gRPC's message-size limit. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <functional>
 
 #include "lib/worker/block_store.h"
@@ -61,6 +62,8 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
 
   // Obey the Drill RPC (the allow-drills option); set before serving.
   void set_allow_drills(bool allow) { allow_drills_ = allow; }
+  // Tasks running now (RunTask calls in progress).
+  int tasks_running() const { return tasks_running_.load(); }
 
  private:
   const std::string worker_id_;
@@ -73,6 +76,7 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
   const StatusSource status_;
   const LeaderSink on_heartbeat_;
   bool allow_drills_ = false;
+  std::atomic<int> tasks_running_{0};
 };
 
 }  // namespace sluice::worker

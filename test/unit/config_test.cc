@@ -156,5 +156,36 @@ TEST(ParseHostPort, RejectsMalformed) {
   }
 }
 
+// sluicectl's file: a key of the subcommand run applies to it; a key only
+// another subcommand has is skipped; a key nobody has is an error.
+TEST(ApplyConfig, KeysOfTheSubcommandRun) {
+  CLI::App app("t", "t");
+  std::string coordinator;
+  std::vector<std::string> drivers, workers;
+  app.add_option("--coordinator", coordinator);
+  CLI::App* list = app.add_subcommand("list");
+  list->add_option("--driver", drivers)->delimiter(',');
+  CLI::App* status = app.add_subcommand("status");
+  status->add_option("--worker", workers)->delimiter(',');
+  const char* argv[] = {"t", "list"};
+  app.parse(2, argv);
+  Result<std::vector<ConfigEntry>> entries =
+      ParseConfigText("coordinator = zookeeper://h:1/r\ndriver = a:1,b:2\nworker = c:3\n", "ctl.conf");
+  ASSERT_TRUE(entries.ok());
+  ASSERT_TRUE(ApplyConfig(app, *entries, "ctl.conf").ok());
+  EXPECT_EQ(coordinator, "zookeeper://h:1/r");
+  EXPECT_EQ(drivers, (std::vector<std::string>{"a:1", "b:2"}));
+  EXPECT_TRUE(workers.empty());
+  entries = ParseConfigText("drivr = a:1\n", "ctl.conf");
+  Status st = ApplyConfig(app, *entries, "ctl.conf");
+  EXPECT_THAT(st.message(), HasSubstr("ctl.conf:1: unknown key 'drivr'"));
+}
+
+TEST(ReadConfigFile, ADirectoryIsNotAConfigFile) {
+  Result<std::vector<ConfigEntry>> got = ReadConfigFile("/tmp");
+  EXPECT_FALSE(got.ok());
+  EXPECT_THAT(got.status().message(), HasSubstr("is a directory"));
+}
+
 }  // namespace
 }  // namespace sluice

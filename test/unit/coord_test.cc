@@ -2,6 +2,7 @@
 // standalone (in-process) election, detection and membership.
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -173,6 +174,62 @@ TEST(Standalone, MembershipJoinLeaveWatchAndDuplicates) {
   EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] {
     return sizes == std::vector<size_t>{0, 1, 0};
   }));
+}
+
+// Standalone mode across processes: a follower's membership joins through
+// the call it is given (the driver's JoinGroup), renews within its lease, and
+// leaves; the driver's group drops a member whose lease lapses.
+TEST(Standalone, RemoteMembersJoinRenewAndLapse) {
+  auto driver = Coordinator::Create("standalone", {});
+  ASSERT_TRUE(driver.ok());
+  auto workers = (*driver)->NewMembership(Group::kWorkers);
+  proto::MemberInfo w;
+  w.set_id("w1");
+  w.set_rpc_address("127.0.0.1:1");
+  using std::chrono::milliseconds;
+  ASSERT_TRUE((*driver)->AcceptRemoteMember(Group::kWorkers, w, milliseconds(300)).ok());
+  EXPECT_EQ(workers->Members()->size(), 1u);
+  std::this_thread::sleep_for(milliseconds(200));
+  ASSERT_TRUE((*driver)->AcceptRemoteMember(Group::kWorkers, w, milliseconds(300)).ok());  // renewed
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_EQ(workers->Members()->size(), 1u) << "a renewed lease lapsed";
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(workers->Members()->size(), 0u) << "a lapsed lease stayed";
+  // A member of the driver's own process keeps its id.
+  auto local = (*driver)->NewMembership(Group::kWorkers);
+  ASSERT_TRUE(local->Join(w).ok());
+  EXPECT_EQ((*driver)->AcceptRemoteMember(Group::kWorkers, w, milliseconds(300)).code(),
+            absl::StatusCode::kAlreadyExists);
+  local->Leave();
+
+  // The follower's side: joins through the call, renews, leaves with lease 0.
+  std::mutex mu;
+  std::vector<int64_t> leases;
+  auto follower = Coordinator::Create(
+      "standalone://127.0.0.1:1",
+      {.session_timeout_ms = 600,
+       .standalone_join = [&](Group g, const proto::MemberInfo& m, milliseconds lease) {
+         {
+           std::lock_guard<std::mutex> lock(mu);
+           leases.push_back(lease.count());
+         }
+         return (*driver)->AcceptRemoteMember(g, m, lease);
+       }});
+  ASSERT_TRUE(follower.ok());
+  auto mine = (*follower)->NewMembership(Group::kWorkers);
+  ASSERT_TRUE(mine->Join(w).ok());
+  EXPECT_EQ(mine->Members().status().code(), absl::StatusCode::kFailedPrecondition);
+  std::this_thread::sleep_for(milliseconds(1000));
+  EXPECT_EQ(workers->Members()->size(), 1u);
+  mine->Leave();
+  EXPECT_EQ(workers->Members()->size(), 0u);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_GE(leases.size(), 4u);  // every 200 ms (a third of the lease), then the leave
+  EXPECT_EQ(leases.front(), 600);
+  EXPECT_EQ(leases.back(), 0);
+  // A ZooKeeper-less driver is the only coordinator that accepts them.
+  EXPECT_EQ((*follower)->AcceptRemoteMember(Group::kWorkers, w, milliseconds(1)).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace
