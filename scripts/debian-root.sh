@@ -70,15 +70,18 @@ EOF
   log "made $ROOT in $(( $(date +%s) - start )) s"
 fi
 
+# What the root has: installed packages and the names they provide
+# (libspdlog1.10 provides libspdlog1.10-fmt9).
+have=$(chroot "$ROOT" dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Provides}\n' |
+       awk '$1 == "ii" { for (i = 2; i <= NF; i++) { gsub(/,/, "", $i)
+                         if ($i !~ /^[(<>=]/ && $i !~ /\)$/) print $i } }' | sort -u)
 missing=()
 for p in "$@"; do
   # A Depends alternative "a | b" is satisfied by either; test the first.
   p=${p%%|*}
   p=${p// /}
   [ -n "$p" ] || continue
-  if ! chroot "$ROOT" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
+  grep -qxF "$p" <<<"$have" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing into the root: ${missing[*]}"
