@@ -8,7 +8,8 @@
 # a job (with a plugin: dlopen under MemoryDenyWriteExecute=), `systemctl kill
 # -s KILL` of the leader's unit (a standby leads, systemd restarts the killed
 # one), `systemctl reload` (log level), a config error (failed, no restart
-# loop), `systemctl stop` of everything (clean).
+# loop), `systemctl stop` of everything (clean); `dpkg --purge` with a daemon
+# running.
 #
 # The root is made once and cached outside the tree (scripts/debian-root.sh,
 # with the package's Depends and ZooKeeper); each run boots it with
@@ -299,4 +300,19 @@ for u in $WORKERS $DRIVERS; do
     fail "$u after stop: $(show ActiveState "$u"), result $(show Result "$u")"
 done
 log "stopped 5 units cleanly in $(since "$t") s"
+
+# ---- Purge while a daemon runs: stopped, its files and data gone, the user kept.
+ns systemctl start sluice-driverd@1 || fail "starting sluice-driverd@1 again"
+ns systemctl enable -q sluice-workerd@1
+ns dpkg --purge sluice >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; fail "dpkg --purge"; }
+[ "$(show ActiveState sluice-driverd@1)" = inactive ] || fail "sluice-driverd@1 runs after purge"
+# (/etc/sluice itself stays: it holds the test's own driverd-N.conf, which
+# are the operator's files, not the package's.)
+for f in /etc/sluice/driverd.conf /var/lib/sluice /var/log/sluice /usr/sbin/driverd \
+         /lib/systemd/system/sluice-driverd@.service \
+         /etc/systemd/system/multi-user.target.wants/sluice-workerd@1.service; do
+  ! ns test -e "$f" || fail "$f left after purge"
+done
+ns getent passwd sluice >/dev/null || fail "purge removed the sluice user"
+log "dpkg --purge: the running driver stopped; its files, data and enablement gone; user kept"
 echo "PASS: under systemd in $(since "$T0") s"
