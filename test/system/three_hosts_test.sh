@@ -27,7 +27,11 @@ WORK=$(mktemp -d /tmp/sluice-3hosts.XXXXXX)
 PIDS=()
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # Every process in the hosts' namespaces (the daemons are children of the
+  # subshells started with &), then the namespaces.
+  for ns in "$P-1" "$P-2" "$P-3"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   for ns in "$P-1" "$P-2" "$P-3" "$P-hub"; do ip netns del "$ns" 2>/dev/null || true; done
   if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then echo "kept $WORK (logs)"; else rm -rf "$WORK"; fi
@@ -77,14 +81,11 @@ wait_for 60 "the ZooKeeper ensemble" zk_quorum
 log "ZooKeeper ensemble formed"
 
 # ---- A driver and a worker per host, with the shipped files.
-declare -A DRIVER_PID
-start_driver() {
-  at "$1" "$BUILD/cmd/driverd/driverd" --config "$CONF/host$1/driverd.conf" \
-    --data-dir "$WORK/data$1/driver-$1" >>"$WORK/driver$1.log" 2>&1 &
-  DRIVER_PID[$1]=$!
+for n in 1 2 3; do
+  at "$n" "$BUILD/cmd/driverd/driverd" --config "$CONF/host$n/driverd.conf" \
+    --data-dir "$WORK/data$n/driver-$n" >"$WORK/driver$n.log" 2>&1 &
   PIDS+=($!)
-}
-for n in 1 2 3; do start_driver "$n"; done
+done
 for n in 1 2 3; do
   at "$n" "$BUILD/cmd/workerd/workerd" --config "$CONF/host$n/workerd-1.conf" \
     --data-dir "$WORK/data$n/worker-$n" >"$WORK/worker$n.log" 2>&1 &
@@ -122,11 +123,11 @@ ctl submit "$WORK/job.yaml" >/dev/null || fail "sluicectl submit"
 lines() { cat "$WORK"/out/*.jsonl 2>/dev/null | wc -l; }
 has_lines() { [ "$(lines)" -gt "${1:-0}" ]; }
 wait_for 30 "the job's output" has_lines
-leader=$(ctl status | awk '/LEADER/ { print $2 }')
+read -r leader leader_pid < <(ctl status | awk '/LEADER/ { print $2, $5 }')
 n=${leader#driver-}
 before=$(lines)
 t=$(date +%s.%N)
-kill -9 "${DRIVER_PID[$n]}"
+kill -9 "$leader_pid"   # the pid sluicectl reports: the daemon itself
 new_leader() { local l; l=$(ctl status 2>/dev/null | awk '/LEADER/ { print $2 }'); [ -n "$l" ] && [ "$l" != "$leader" ]; }
 wait_for 60 "a standby to lead after kill -9 of $leader" new_leader
 took=$(since "$t")
