@@ -133,10 +133,11 @@ ns systemctl start sluice-driverd sluice-workerd@1 sluice-workerd@2 ||
 log "shipped configs: driver and 2 workers ready in $(since "$t") s"
 units_status sluice-driverd sluice-workerd@1 sluice-workerd@2
 if [ "$NOTIFY" = 1 ]; then
-  workers_registered() { ns sluicectl status | grep -q 'LEADER.*workers=2'; }
-  wait_for 20 "the standalone driver to count 2 workers (sluicectl status with sluicectl.conf)" \
-    workers_registered
-  ns sluicectl status
+  workers_registered() {
+    ns sluicectl --coordinator standalone://127.0.0.1:7100 status | grep -q 'LEADER.*workers=2'
+  }
+  wait_for 20 "the standalone driver to count 2 workers" workers_registered
+  ns sluicectl --coordinator standalone://127.0.0.1:7100 status
 fi
 ns systemctl stop sluice-driverd sluice-workerd@1 sluice-workerd@2
 ns sh -c 'rm -rf /var/lib/sluice/driver-* /var/lib/sluice/worker-*'
@@ -301,8 +302,17 @@ for u in $WORKERS $DRIVERS; do
 done
 log "stopped 5 units cleanly in $(since "$t") s"
 
+# ---- sluicectl with no flags finds the cluster through /etc/sluice/sluicectl.conf.
+if [ "$NOTIFY" = 1 ]; then
+  ns systemctl start sluice-driverd@1
+  ns sluicectl status >"$WORK/ctl.log" 2>&1 || true
+  grep -q '^driver  *driver-1 ' "$WORK/ctl.log" ||
+    fail "sluicectl status (no flags) did not read /etc/sluice/sluicectl.conf: $(cat "$WORK/ctl.log")"
+  log "sluicectl status with no flags: found driver-1 through /etc/sluice/sluicectl.conf"
+fi
+
 # ---- Purge while a daemon runs: stopped, its files and data gone, the user kept.
-ns systemctl start sluice-driverd@1 || fail "starting sluice-driverd@1 again"
+ns systemctl start sluice-driverd@1 || fail "starting sluice-driverd@1 again"   # (if not running)
 ns systemctl enable -q sluice-workerd@1
 ns dpkg --purge sluice >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; fail "dpkg --purge"; }
 [ "$(show ActiveState sluice-driverd@1)" = inactive ] || fail "sluice-driverd@1 runs after purge"
