@@ -7,8 +7,8 @@
 #
 # The root lives outside the tree, in ${SLUICE_TEST_ROOT:-/var/cache/sluice-test/bookworm-root},
 # and is made with debootstrap (minbase + systemd, dbus) from the mirror apt
-# already uses (or ${SLUICE_MIRROR}); about 5 minutes the first time, then
-# nothing. PACKAGEs not yet in the root are installed into it with apt (e.g. a
+# already uses (or ${SLUICE_MIRROR}); about a minute the first time here
+# (debootstrap 40-60 s, the packages 30-45 s), then nothing. PACKAGEs not yet in the root are installed into it with apt (e.g. a
 # package's Depends, so that `dpkg -i` works inside without the network). A lock
 # beside the root makes concurrent runs wait for one another rather than race.
 # The test boots the root with --volatile=overlay, so it stays as made here.
@@ -49,7 +49,7 @@ fi
 if [ ! -f "$ROOT/.sluice-root" ]; then
   rm -rf "$ROOT.tmp"
   start=$(date +%s)
-  log "debootstrap $SUITE into $ROOT from $(mirror) (about 5 minutes, once)"
+  log "debootstrap $SUITE into $ROOT from $(mirror) (a minute or more, once)"
   debootstrap --variant=minbase --include=systemd,dbus "$SUITE" "$ROOT.tmp" "$(mirror)" \
     >"$ROOT.debootstrap.log" 2>&1 || {
       log "error: debootstrap failed; last lines of $ROOT.debootstrap.log:"

@@ -201,7 +201,7 @@ DRIVERS="sluice-driverd@1 sluice-driverd@2 sluice-driverd@3"
 WORKERS="sluice-workerd@1 sluice-workerd@2"
 t=$(date +%s.%N)
 ns systemctl start $DRIVERS || fail "starting $DRIVERS"
-log "3 drivers ready (Type=notify start returned) in $(since "$t") s"
+log "3 drivers ready (systemctl start returned) in $(since "$t") s"
 t=$(date +%s.%N)
 ns systemctl start $WORKERS || fail "starting $WORKERS"
 log "2 workers ready in $(since "$t") s"
