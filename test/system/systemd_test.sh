@@ -293,6 +293,14 @@ sleep 5   # > RestartSec=2s: a restart would have happened
 log "config error: sluice-workerd@3 failed with status 2, NRestarts=0:" \
     "$(ns journalctl -u sluice-workerd@3 --no-pager -o cat | grep -m1 'error')"
 
+# ---- sluicectl with no flags finds the cluster through /etc/sluice/sluicectl.conf.
+if [ "$NOTIFY" = 1 ]; then
+  ns sluicectl status >"$WORK/ctl.log" 2>&1 || true
+  grep -q 'LEADER' "$WORK/ctl.log" && [ "$(grep -c '^worker ' "$WORK/ctl.log")" = 2 ] ||
+    fail "sluicectl status (no flags) did not find the cluster through /etc/sluice/sluicectl.conf: $(cat "$WORK/ctl.log")"
+  log "sluicectl status with no flags: the leader and 2 workers, through /etc/sluice/sluicectl.conf"
+fi
+
 # ---- systemctl stop, everything, cleanly.
 t=$(date +%s.%N)
 ns systemctl stop $WORKERS $DRIVERS
@@ -302,17 +310,12 @@ for u in $WORKERS $DRIVERS; do
 done
 log "stopped 5 units cleanly in $(since "$t") s"
 
-# ---- sluicectl with no flags finds the cluster through /etc/sluice/sluicectl.conf.
-if [ "$NOTIFY" = 1 ]; then
-  ns systemctl start sluice-driverd@1
-  ns sluicectl status >"$WORK/ctl.log" 2>&1 || true
-  grep -q '^driver  *driver-1 ' "$WORK/ctl.log" ||
-    fail "sluicectl status (no flags) did not read /etc/sluice/sluicectl.conf: $(cat "$WORK/ctl.log")"
-  log "sluicectl status with no flags: found driver-1 through /etc/sluice/sluicectl.conf"
-fi
 
 # ---- Purge while a daemon runs: stopped, its files and data gone, the user kept.
-ns systemctl start sluice-driverd@1 || fail "starting sluice-driverd@1 again"   # (if not running)
+# (--no-block: alone of its group of 3, this driver cannot serve, so would not be ready.)
+ns systemctl start --no-block sluice-driverd@1
+running() { [ "$(show MainPID sluice-driverd@1)" != 0 ]; }
+wait_for 10 "sluice-driverd@1 to run" running
 ns systemctl enable -q sluice-workerd@1
 ns dpkg --purge sluice >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; fail "dpkg --purge"; }
 [ "$(show ActiveState sluice-driverd@1)" = inactive ] || fail "sluice-driverd@1 runs after purge"
