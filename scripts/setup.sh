@@ -17,6 +17,11 @@ PACKAGES=(
   zookeeper default-jre-headless kcat
   # Partition tests: network namespaces and cuts between them
   iproute2 nftables
+  # The package (scripts/package.sh): man pages from --help, dpkg-shlibdeps;
+  # the unit and package tests: systemd-analyze, systemd-sysusers, systemd-tmpfiles
+  help2man dpkg-dev systemd
+  # The package under a real systemd: a Debian root booted in a container
+  debootstrap systemd-container
 )
 
 missing=()
