@@ -95,11 +95,13 @@ Status WalStore::Load() {
   for (auto [key, target] : {std::pair{kFenceKey, &fence_}, std::pair{kCommitKey, &commit_seq_}}) {
     s = db_->Get(rocksdb::ReadOptions(), key, &value);
     if (s.ok()) {
-      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), *target);
+      int64_t v = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
       if (ec != std::errc() || end != value.data() + value.size()) {
         return absl::DataLossError(fmt::format("WAL at {}: the {} value '{}' is not a number", options_.path,
                                                key == kFenceKey ? "fence" : "commit", value.substr(0, 32)));
       }
+      *target = v;
     } else if (!s.IsNotFound()) {
       return FromRocks(s, "reading WAL metadata");
     }
