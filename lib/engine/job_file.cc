@@ -79,8 +79,9 @@ class Reader {
     if (ec != std::errc() || p == s.data() || scale == 0) {
       return Error(n, path, fmt::format("'{}' is not a duration such as 500ms, 1s or 2m", s));
     }
-    const int64_t ms = v * scale;
-    if (ms < 10 || ms > max_ms) {
+    int64_t ms = 0;
+    // A product past int64 is out of range too (it wrapped: found by job_file_fuzz).
+    if (__builtin_mul_overflow(v, scale, &ms) || ms < 10 || ms > max_ms) {
       return Error(n, path, fmt::format("{} is not between 10ms and {}", s, max_ms == 3'600'000 ? "1h" : "24h"));
     }
     return ms;

@@ -90,6 +90,17 @@ TEST(LimitsTest, DeepYamlIsRefusedBeforeTheYamlParserSeesIt) {
   EXPECT_TRUE(spec.ok()) << spec.status();
 }
 
+// A duration whose milliseconds pass int64 is out of range, not wrapped into
+// range (found by job_file_fuzz under UBSan): 2^61 + 1 seconds wrapped to
+// 1000 ms, which was taken for one second.
+TEST(LimitsTest, ADurationOverflowingInt64IsRefused) {
+  for (const char* d : {"12222222222222222s", "2305843009213693953s", "9223372036854775807h"}) {
+    Result<proto::JobSpec> spec =
+        ParseJobFile(std::string("name: j\nbatch_interval: ") + d + "\nsources: [s]\nsink: {stdout: {}}\n", "d.yaml");
+    ExpectRefused(spec.status(), "is not between 10ms and 1h");
+  }
+}
+
 TEST(LimitsTest, AJobFileOverTheSizeLimitIsRefused) {
   std::string big = Job("  - filter: a\n") + "# " + std::string(kMaxJobFileBytes, 'x') + "\n";
   ExpectRefused(ParseJobFile(big, "big.yaml").status(), "big.yaml: the job file is 1048644 bytes");
