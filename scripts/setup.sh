@@ -11,8 +11,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libzookeeper-mt-dev librdkafka-dev librocksdb-dev libspdlog-dev libsystemd-dev
   libcli11-dev libyaml-cpp-dev libsimdjson-dev
-  # Tests
-  libgtest-dev libgmock-dev
+  # Tests; clang builds the fuzz targets (scripts/fuzz.sh: libFuzzer, ASan, UBSan)
+  libgtest-dev libgmock-dev clang libclang-rt-dev
   # Servers and tools the tests and the demo run
   zookeeper default-jre-headless kcat
   # Partition tests: network namespaces and cuts between them

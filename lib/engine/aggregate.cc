@@ -63,8 +63,11 @@ class CountAggregator final : public Aggregator {
   Status Put(std::string* state, int64_t delta) const {
     if (!state->empty() && state->size() != 8) return Corrupt(fn());
     const int64_t n = state->empty() ? 0 : static_cast<int64_t>(format::GetFixed64(state->data()));
+    int64_t sum = 0;
+    // No count reaches 2^63: one that would is a corrupt state.
+    if (__builtin_add_overflow(n, delta, &sum)) return Corrupt(fn());
     state->clear();
-    format::PutFixed64(static_cast<uint64_t>(n + delta), state);
+    format::PutFixed64(static_cast<uint64_t>(sum), state);
     return absl::OkStatus();
   }
 };
@@ -133,7 +136,9 @@ class SumAggregator final : public Aggregator {
     if (!state->empty()) {
       if (state->size() != Size()) return Corrupt(fn());
       sum += AsDouble(format::GetFixed64(state->data()));
-      if (avg_) n += static_cast<int64_t>(format::GetFixed64(state->data() + 8));
+      if (avg_ && __builtin_add_overflow(n, static_cast<int64_t>(format::GetFixed64(state->data() + 8)), &n)) {
+        return Corrupt(fn());  // no count reaches 2^63
+      }
     }
     state->clear();
     format::PutFixed64(AsBits(sum), state);

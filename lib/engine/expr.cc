@@ -6,6 +6,8 @@
 #include <cmath>
 #include <optional>
 
+#include "lib/engine/limits.h"
+
 namespace sluice::engine {
 namespace {
 
@@ -241,6 +243,27 @@ class Parser {
     return absl::InvalidArgumentError(fmt::format("column {}: {}", t.column, why));
   }
 
+  // Every recursion of the parser goes through Nest, so the stack it uses
+  // is bounded by kMaxExprDepth whatever the input.
+  class Nest {
+   public:
+    explicit Nest(int* depth) : depth_(depth) { ++*depth_; }
+    ~Nest() { --*depth_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+
+   private:
+    int* depth_;
+  };
+  Status CheckDepth(const Token& t) const {
+    if (depth_ > kMaxExprDepth) {
+      return Error(t, fmt::format("the expression nests deeper than the limit of {} (parentheses, not, -, "
+                                  "function calls)",
+                                  kMaxExprDepth));
+    }
+    return absl::OkStatus();
+  }
+
   Result<std::unique_ptr<Expr>> Or() {
     ASSIGN_OR_RETURN(auto left, And());
     while (IsWord("or")) {
@@ -261,7 +284,8 @@ class Parser {
   }
   Result<std::unique_ptr<Expr>> Not() {
     if (IsWord("not")) {
-      Next();
+      Nest nest(&depth_);
+      RETURN_IF_ERROR(CheckDepth(Next()));
       ASSIGN_OR_RETURN(auto a, Not());
       return std::unique_ptr<Expr>(std::make_unique<Unary>("not", std::move(a)));
     }
@@ -298,7 +322,8 @@ class Parser {
   }
   Result<std::unique_ptr<Expr>> UnaryMinus() {
     if (IsOp("-")) {
-      Next();
+      Nest nest(&depth_);
+      RETURN_IF_ERROR(CheckDepth(Next()));
       ASSIGN_OR_RETURN(auto a, UnaryMinus());
       return std::unique_ptr<Expr>(std::make_unique<Unary>("-", std::move(a)));
     }
@@ -312,6 +337,8 @@ class Parser {
       case Tok::kString:
         return std::unique_ptr<Expr>(std::make_unique<Literal>(std::string_view(), t.text));
       case Tok::kLParen: {
+        Nest nest(&depth_);
+        RETURN_IF_ERROR(CheckDepth(t));
         ASSIGN_OR_RETURN(auto e, Or());
         if (Peek().kind != Tok::kRParen) return Error(Peek(), "expected ')'");
         Next();
@@ -334,6 +361,8 @@ class Parser {
                                       t.text));
         }
         Next();  // (
+        Nest nest(&depth_);
+        RETURN_IF_ERROR(CheckDepth(t));
         std::vector<std::unique_ptr<Expr>> args;
         if (Peek().kind != Tok::kRParen) {
           while (true) {
@@ -358,6 +387,7 @@ class Parser {
 
   std::vector<Token> t_;
   size_t i_ = 0;
+  int depth_ = 0;  // nesting open (Nest)
 };
 
 }  // namespace
@@ -370,6 +400,10 @@ bool Truthy(const Value& v) {
 }
 
 Result<std::unique_ptr<Expr>> ParseExpr(std::string_view text) {
+  if (text.size() > kMaxExprBytes) {
+    return absl::InvalidArgumentError(
+        fmt::format("the expression is {} bytes, more than the limit of {} bytes", text.size(), kMaxExprBytes));
+  }
   ASSIGN_OR_RETURN(std::vector<Token> tokens, Lex(text));
   if (tokens.size() == 1) return absl::InvalidArgumentError("column 1: the expression is empty");
   return Parser(std::move(tokens)).Parse();

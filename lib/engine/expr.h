@@ -19,7 +19,9 @@
 // number with a string, or anything with null, is false (`!=` true);
 // arithmetic on a non-number is null; `and`/`or`/`not` treat null as false.
 // Parse() checks names and arity, so a job with a bad expression is refused
-// at submit time with the column of the mistake.
+// at submit time with the column of the mistake; and the limits of
+// limits.h (kMaxExprBytes of text, kMaxExprDepth of nesting) before it
+// recurses, so no input can exhaust its stack.
 //
 // An Expr is immutable after Parse: thread-safe to Eval from many threads.
 #pragma once

@@ -7,6 +7,7 @@
 #include "lib/common/fs.h"
 #include "lib/engine/expr.h"
 #include "lib/engine/keyed.h"
+#include "lib/engine/limits.h"
 #include "lib/source/source_connector.h"
 #include "yaml-cpp/yaml.h"
 
@@ -78,8 +79,9 @@ class Reader {
     if (ec != std::errc() || p == s.data() || scale == 0) {
       return Error(n, path, fmt::format("'{}' is not a duration such as 500ms, 1s or 2m", s));
     }
-    const int64_t ms = v * scale;
-    if (ms < 10 || ms > max_ms) {
+    int64_t ms = 0;
+    // A product past int64 is out of range too (it wrapped: found by job_file_fuzz).
+    if (__builtin_mul_overflow(v, scale, &ms) || ms < 10 || ms > max_ms) {
       return Error(n, path, fmt::format("{} is not between 10ms and {}", s, max_ms == 3'600'000 ? "1h" : "24h"));
     }
     return ms;
@@ -394,6 +396,9 @@ class Reader {
     if (!root["sources"]) return Error(root, "sources", "a job needs at least one source");
     const YAML::Node sources = root["sources"];
     if (!sources.IsSequence() || sources.size() == 0) return Error(sources, "sources", "expected a non-empty list");
+    if (sources.size() > static_cast<size_t>(kMaxOperators)) {
+      return Error(sources, "sources", fmt::format("{} sources, more than the limit of {}", sources.size(), kMaxOperators));
+    }
     for (size_t i = 0; i < sources.size(); ++i) {
       const std::string path = fmt::format("sources[{}]", i);
       if (sources[i].IsScalar()) {
@@ -407,8 +412,19 @@ class Reader {
     if (root["operators"]) {
       const YAML::Node ops = root["operators"];
       if (!ops.IsSequence()) return Error(ops, "operators", "expected a list");
+      if (ops.size() > static_cast<size_t>(kMaxOperators)) {
+        return Error(ops, "operators", fmt::format("{} operators, more than the limit of {}", ops.size(), kMaxOperators));
+      }
+      // YAML aliases can repeat one large node many times: the spec's size
+      // is bounded as it grows, not only once it is built.
+      size_t bytes = 0;
       for (size_t i = 0; i < ops.size(); ++i) {
         ASSIGN_OR_RETURN(proto::OperatorSpec op, Operator(ops[i], fmt::format("operators[{}]", i)));
+        bytes += op.ByteSizeLong();
+        if (bytes > kMaxJobSpecBytes) {
+          return Error(ops[i], fmt::format("operators[{}]", i),
+                       fmt::format("the operators take more than the limit of {} bytes", kMaxJobSpecBytes));
+        }
         *job.add_operators() = std::move(op);
       }
     }
@@ -446,6 +462,8 @@ class Reader {
 }  // namespace
 
 Result<proto::JobSpec> ParseJobFile(std::string_view text, std::string_view file) {
+  // yaml-cpp recurses once per nesting level: the depth is bounded first.
+  RETURN_IF_ERROR(CheckJobFileLimits(text, file));
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
@@ -466,12 +484,19 @@ Result<proto::JobSpec> ParseJobFile(std::string_view text, std::string_view file
 Result<proto::JobSpec> LoadJobFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(fmt::format("{}: cannot read the job file", path));
+  in.seekg(0, std::ios::end);
+  if (const std::streamoff size = in.tellg(); size > static_cast<std::streamoff>(kMaxJobFileBytes)) {
+    return absl::InvalidArgumentError(fmt::format("{}: the job file is {} bytes, more than the limit of {} bytes",
+                                                  path, size, kMaxJobFileBytes));
+  }
+  in.seekg(0, std::ios::beg);
   std::stringstream buffer;
   buffer << in.rdbuf();
   return ParseJobFile(buffer.str(), path);
 }
 
 Status ValidateJobSpec(const proto::JobSpec& spec) {
+  RETURN_IF_ERROR(CheckJobSpecLimits(spec));
   const std::string& file = spec.file().empty() ? "job" : spec.file();
   RETURN_IF_ERROR(ValidateId(spec.name(), "name"));
   if (spec.batch_interval_ms() < 10 || spec.batch_interval_ms() > 3'600'000) {

@@ -7,6 +7,7 @@
 #include "lib/engine/expr.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/json_text.h"
+#include "lib/engine/limits.h"
 #include "lib/engine/plugin_api.h"
 #include "lib/engine/plugin_loader.h"
 #include "simdjson.h"
@@ -210,18 +211,27 @@ class PipelineImpl final : public Pipeline {
   }
 
  private:
-  // Fills `e` from a JSON object; false if it does not parse.
-  bool ParseJson(std::string_view record, Event* e) {
+  // Fills `e` from a JSON object; "" if it parses, else why not.
+  std::string ParseJson(std::string_view record, Event* e) {
     padded_.assign(record.data(), record.size());
     padded_.append(simdjson::SIMDJSON_PADDING, '\0');
     simdjson::ondemand::document doc;
-    if (parser_.iterate(padded_.data(), record.size(), padded_.size()).get(doc)) return false;
+    if (parser_.iterate(padded_.data(), record.size(), padded_.size()).get(doc)) return "not a JSON object";
     simdjson::ondemand::object obj;
-    if (doc.get_object().get(obj)) return false;
-    return AddObject(obj, "", e);
+    if (doc.get_object().get(obj)) return "not a JSON object";
+    too_deep_ = false;
+    if (AddObject(obj, "", 1, e)) return "";
+    if (too_deep_) return fmt::format("JSON objects nested deeper than the limit of {}", kMaxJsonDepth);
+    return "not a JSON object";
   }
 
-  bool AddObject(simdjson::ondemand::object obj, std::string_view prefix, Event* e) {
+  // `depth`: objects open, this one included; deeper than kMaxJsonDepth is
+  // refused (the recursion and the names it builds stay bounded).
+  bool AddObject(simdjson::ondemand::object obj, std::string_view prefix, int depth, Event* e) {
+    if (depth > kMaxJsonDepth) {
+      too_deep_ = true;
+      return false;
+    }
     for (auto member : obj) {
       std::string_view key;
       if (member.unescaped_key().get(key)) return false;
@@ -259,7 +269,7 @@ class PipelineImpl final : public Pipeline {
         case simdjson::ondemand::json_type::object: {
           simdjson::ondemand::object inner;
           if (v.get_object().get(inner)) return false;
-          if (!AddObject(inner, name, e)) return false;
+          if (!AddObject(inner, name, depth + 1, e)) return false;
           break;
         }
         case simdjson::ondemand::json_type::array: {
@@ -304,8 +314,8 @@ class PipelineImpl final : public Pipeline {
             const proto::ParseOp& p = op.spec.parse();
             Event fresh;
             if (p.format() == "json") {
-              if (!ParseJson(record, &fresh)) {
-                DeadLetter(offset, "not a JSON object", counts);
+              if (std::string why = ParseJson(record, &fresh); !why.empty()) {
+                DeadLetter(offset, why, counts);
                 return;
               }
             } else if (p.format() == "csv") {
@@ -435,6 +445,7 @@ class PipelineImpl final : public Pipeline {
   std::string encoded_;                  // the event, for an update_state plugin
   simdjson::ondemand::parser parser_;
   std::string padded_;
+  bool too_deep_ = false;  // why the last AddObject failed
   std::deque<std::string> scratch_;  // names and values made for one record
   Arena arena_;                      // strings plugins make for one record
   PluginEmitter emitter_;

@@ -49,10 +49,10 @@ class Block {
       if (data_.size() - pos < 4) break;
       uint32_t len;
       std::memcpy(&len, data_.data() + pos, 4);
-      pos += 4;
-      if (data_.size() - pos < len) break;
-      fn(std::string_view(data_.data() + pos, len));
-      pos += len;
+      // pos stays at the length of a truncated record, so it is reported.
+      if (data_.size() - pos - 4 < len) break;
+      fn(std::string_view(data_.data() + pos + 4, len));
+      pos += 4 + static_cast<size_t>(len);
       ++n;
     }
     if (pos != data_.size() || n != records_) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <map>
 
+#include "lib/state/internal/codec.h"
 #include "lib/storage/rocksdb_open.h"
 #include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
@@ -13,13 +14,26 @@
 namespace sluice::state {
 namespace {
 
-constexpr char kMeta = 'm';
-constexpr char kSnapshot = 'n';
-constexpr char kDelta = 'd';
-constexpr char kValueTag = 'v';
-constexpr char kTombstone = 't';
-constexpr char kMetaVersion = 2;      // first byte of an m/ value (the old layout's was 8 bytes, no version)
-constexpr char kBlobVersion = 1;      // first byte of a delta or a snapshot chunk
+using internal::kMeta;
+using internal::kSnapshot;
+using internal::kDelta;
+using internal::AppendBytes;
+using internal::AppendVarint;
+using internal::kBlobVersion;
+using internal::ReadI64;
+using internal::PartPrefix;
+using internal::JobPrefix;
+using internal::DeltaKey;
+using internal::ChunkKey;
+using internal::DecodePart;
+using internal::DecodeDelta;
+using internal::DecodeSnapshotChunk;
+using internal::EncodeDelta;
+using internal::Meta;
+using internal::EncodeMeta;
+using internal::DecodeMeta;
+
+
 constexpr size_t kChunkBytes = 2 << 20;  // a snapshot chunk ends at the first entry past this
 constexpr size_t kSnapshotEveryDeltas = 10;  // K: a snapshot once this many folded deltas are kept
 
@@ -27,46 +41,6 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsCorruption()) return absl::DataLossError(fmt::format("state store: {}: {}", what, s.ToString()));
   return absl::InternalError(fmt::format("state store: {}: {}", what, s.ToString()));
-}
-
-void AppendU32(std::string* out, uint32_t x) {
-  for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>((x >> (8 * i)) & 0xff));
-}
-void AppendU64(std::string* out, uint64_t x) {
-  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((x >> (8 * i)) & 0xff));
-}
-uint64_t ReadU(const char* p, int n) {
-  uint64_t x = 0;
-  for (int i = 0; i < n; ++i) x = (x << 8) | static_cast<unsigned char>(p[i]);
-  return x;
-}
-// Signed integers with the sign bit flipped: byte order = numeric order.
-void AppendI32(std::string* out, int32_t x) { AppendU32(out, static_cast<uint32_t>(x) ^ 0x80000000u); }
-void AppendI64(std::string* out, int64_t x) { AppendU64(out, static_cast<uint64_t>(x) ^ 0x8000000000000000ull); }
-int32_t ReadI32(const char* p) { return static_cast<int32_t>(static_cast<uint32_t>(ReadU(p, 4)) ^ 0x80000000u); }
-int64_t ReadI64(const char* p) { return static_cast<int64_t>(ReadU(p, 8) ^ 0x8000000000000000ull); }
-
-std::string JobPrefix(char tag, std::string_view job) {
-  std::string k(1, tag);
-  AppendU32(&k, static_cast<uint32_t>(job.size()));
-  k.append(job);
-  return k;
-}
-std::string PartPrefix(char tag, std::string_view job, int32_t p) {
-  std::string k = JobPrefix(tag, job);
-  AppendI32(&k, p);
-  return k;
-}
-std::string DeltaKey(std::string_view job, int32_t p, int64_t n) {
-  std::string k = PartPrefix(kDelta, job, p);
-  AppendI64(&k, n);
-  return k;
-}
-std::string ChunkKey(std::string_view job, int32_t p, int64_t s, uint32_t chunk) {
-  std::string k = PartPrefix(kSnapshot, job, p);
-  AppendI64(&k, s);
-  AppendU32(&k, chunk);
-  return k;
 }
 
 // The smallest string greater than every string that starts with `prefix`
@@ -79,162 +53,6 @@ std::string Successor(std::string prefix) {
 
 void DeletePrefix(rocksdb::WriteBatch* batch, const std::string& prefix) {
   batch->DeleteRange(prefix, Successor(prefix)).PermitUncheckedError();
-}
-
-// Decodes the (job, p) of a key of any tag; the bytes after them go to
-// *rest. False if the key is malformed.
-bool DecodePart(const rocksdb::Slice& k, std::string* job, int32_t* p, rocksdb::Slice* rest) {
-  if (k.size() < 9) return false;
-  const uint64_t len = ReadU(k.data() + 1, 4);
-  if (k.size() < 9 + len) return false;
-  job->assign(k.data() + 5, len);
-  *p = ReadI32(k.data() + 5 + len);
-  *rest = rocksdb::Slice(k.data() + 9 + len, k.size() - 9 - len);
-  return true;
-}
-
-// --- Values: varint-length-prefixed entries ---
-
-void AppendVarint(std::string* out, uint64_t x) {
-  while (x >= 0x80) {
-    out->push_back(static_cast<char>((x & 0x7f) | 0x80));
-    x >>= 7;
-  }
-  out->push_back(static_cast<char>(x));
-}
-void AppendBytes(std::string* out, std::string_view b) {
-  AppendVarint(out, b.size());
-  out->append(b);
-}
-
-// Reads a value written with the Append* functions above.
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool Varint(uint64_t* x) {
-    *x = 0;
-    for (int shift = 0; shift < 64 && !in_.empty(); shift += 7) {
-      const auto b = static_cast<unsigned char>(in_.front());
-      in_.remove_prefix(1);
-      *x |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) return true;
-    }
-    return false;
-  }
-  bool Bytes(std::string_view* b) {
-    uint64_t n = 0;
-    if (!Varint(&n) || n > in_.size()) return false;
-    *b = in_.substr(0, n);
-    in_.remove_prefix(n);
-    return true;
-  }
-  bool Byte(char* c) {
-    if (in_.empty()) return false;
-    *c = in_.front();
-    in_.remove_prefix(1);
-    return true;
-  }
-  bool done() const { return in_.empty(); }
-
- private:
-  std::string_view in_;
-};
-
-// A delta: kBlobVersion, the count, then per change (key order) 'v' key
-// value or 't' key. Calls fn(key, value or nullptr) per change; false if
-// malformed.
-template <typename Fn>
-bool DecodeDelta(std::string_view blob, Fn&& fn) {
-  Reader r(blob);
-  char version = 0;
-  uint64_t count = 0;
-  if (!r.Byte(&version) || version != kBlobVersion || !r.Varint(&count)) return false;
-  for (uint64_t i = 0; i < count; ++i) {
-    char tag = 0;
-    std::string_view key, value;
-    if (!r.Byte(&tag) || !r.Bytes(&key)) return false;
-    if (tag == kValueTag) {
-      if (!r.Bytes(&value)) return false;
-      fn(key, &value);
-    } else if (tag == kTombstone) {
-      fn(key, static_cast<const std::string_view*>(nullptr));
-    } else {
-      return false;
-    }
-  }
-  return r.done();
-}
-
-// `changes` in key order, the later of two changes to one key winning.
-std::string EncodeDelta(std::span<const Change> changes) {
-  std::vector<const Change*> order;
-  order.reserve(changes.size());
-  bool sorted = true;
-  for (size_t i = 0; i < changes.size(); ++i) {
-    if (i > 0 && !(changes[i - 1].key < changes[i].key)) sorted = false;
-    order.push_back(&changes[i]);
-  }
-  if (!sorted) {
-    std::stable_sort(order.begin(), order.end(), [](const Change* a, const Change* b) { return a->key < b->key; });
-    std::vector<const Change*> last;  // of each run of one key, the last given
-    last.reserve(order.size());
-    for (size_t i = 0; i < order.size(); ++i) {
-      if (i + 1 < order.size() && order[i + 1]->key == order[i]->key) continue;
-      last.push_back(order[i]);
-    }
-    order = std::move(last);
-  }
-  size_t size = 16;
-  for (const Change* c : order) size += c->key.size() + (c->value.has_value() ? c->value->size() : 0) + 12;
-  std::string out;
-  out.reserve(size);
-  out.push_back(kBlobVersion);
-  AppendVarint(&out, order.size());
-  for (const Change* c : order) {
-    out.push_back(c->value.has_value() ? kValueTag : kTombstone);
-    AppendBytes(&out, c->key);
-    if (c->value.has_value()) AppendBytes(&out, *c->value);
-  }
-  return out;
-}
-
-// The m/ value.
-struct Meta {
-  int64_t folded = -1;    // C
-  int64_t snapshot = -1;  // S
-  uint32_t chunks = 0;    // of snapshot S
-  int64_t keys = 0;       // of the state as of C
-  int64_t bytes = 0;
-};
-
-std::string EncodeMeta(const Meta& m) {
-  std::string v(1, kMetaVersion);
-  AppendI64(&v, m.folded);
-  AppendI64(&v, m.snapshot);
-  AppendU32(&v, m.chunks);
-  AppendI64(&v, m.keys);
-  AppendI64(&v, m.bytes);
-  return v;
-}
-
-Result<Meta> DecodeMeta(const rocksdb::Slice& v, std::string_view job, int32_t p, std::string_view dir) {
-  if (v.size() == 8) {
-    return absl::DataLossError(fmt::format(
-        "state store {}: {}[{}] was written by an older layout (one RocksDB key per state key); remove the "
-        "directory (the state is fetched from a replica or recomputed)",
-        dir, job, p));
-  }
-  if (v.size() != 37 || v[0] != kMetaVersion) {
-    return absl::DataLossError(fmt::format("state store {}: malformed m/ of {}[{}]", dir, job, p));
-  }
-  const char* d = v.data() + 1;
-  Meta m;
-  m.folded = ReadI64(d);
-  m.snapshot = ReadI64(d + 8);
-  m.chunks = static_cast<uint32_t>(ReadU(d + 16, 4));
-  m.keys = ReadI64(d + 20);
-  m.bytes = ReadI64(d + 28);
-  return m;
 }
 
 // An iterator over the keys that start with `prefix`, positioned at the first.
@@ -345,11 +163,11 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, roc
     for (; m.it->Valid(); m.it->Next()) {
       std::string job;
       int32_t p = 0;
-      rocksdb::Slice rest;
-      if (!DecodePart(m.it->key(), &job, &p, &rest) || !rest.empty()) {
+      std::string_view rest;
+      if (!DecodePart(m.it->key().ToStringView(), &job, &p, &rest) || !rest.empty()) {
         return absl::DataLossError(fmt::format("state store: malformed m/ key in {}", dir));
       }
-      ASSIGN_OR_RETURN(Meta meta, DecodeMeta(m.it->value(), job, p, dir));
+      ASSIGN_OR_RETURN(Meta meta, DecodeMeta(m.it->value().ToStringView(), job, p, dir));
       auto part = std::make_shared<Part>();
       part->meta = meta;
       part->Unload();
@@ -409,18 +227,13 @@ Status StateStore::Load(const std::string& job, int32_t p, Part* part) {
     RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), ChunkKey(job, p, meta.snapshot, i), &chunk),
                               fmt::format("reading snapshot {} chunk {} of {}[{}]", meta.snapshot, i, job, p)));
     snapshot_bytes += static_cast<int64_t>(chunk.size());
-    Reader r(chunk);
-    char version = 0;
-    uint64_t count = 0;
-    if (!r.Byte(&version) || version != kBlobVersion || !r.Varint(&count)) return malformed("a snapshot chunk");
-    for (uint64_t e = 0; e < count; ++e) {
-      std::string_view k, v;
-      if (!r.Bytes(&k) || !r.Bytes(&v)) return malformed("a snapshot chunk");
-      state.emplace_hint(state.end(), std::string(k), std::string(v));  // in key order
-      ++keys;
-      bytes += static_cast<int64_t>(k.size() + v.size());
+    if (!DecodeSnapshotChunk(chunk, [&](std::string_view k, std::string_view v) {
+          state.emplace_hint(state.end(), std::string(k), std::string(v));  // in key order
+          ++keys;
+          bytes += static_cast<int64_t>(k.size() + v.size());
+        })) {
+      return malformed("a snapshot chunk");
     }
-    if (!r.done()) return malformed("a snapshot chunk");
   }
   std::map<int64_t, int64_t> folded_deltas;
   std::map<int64_t, std::string> pending;

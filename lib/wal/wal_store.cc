@@ -1,5 +1,7 @@
 #include "lib/wal/wal_store.h"
 
+#include <charconv>
+
 #include "lib/storage/rocksdb_open.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
@@ -21,7 +23,9 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   return absl::InternalError(fmt::format("{}: {}", what, s.ToString()));
 }
 
+// The seq of a record key (RecordKey); -1 for a key of the wrong size.
 int64_t SeqFromKey(const rocksdb::Slice& key) {
+  if (key.size() != 9) return -1;
   int64_t seq = 0;
   for (size_t i = 1; i < 9; ++i) seq = (seq << 8) | static_cast<uint8_t>(key[i]);
   return seq;
@@ -91,7 +95,13 @@ Status WalStore::Load() {
   for (auto [key, target] : {std::pair{kFenceKey, &fence_}, std::pair{kCommitKey, &commit_seq_}}) {
     s = db_->Get(rocksdb::ReadOptions(), key, &value);
     if (s.ok()) {
-      *target = std::stoll(value);
+      int64_t v = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec != std::errc() || end != value.data() + value.size()) {
+        return absl::DataLossError(fmt::format("WAL at {}: the {} value '{}' is not a number", options_.path,
+                                               key == kFenceKey ? "fence" : "commit", value.substr(0, 32)));
+      }
+      *target = v;
     } else if (!s.IsNotFound()) {
       return FromRocks(s, "reading WAL metadata");
     }
@@ -102,6 +112,10 @@ Status WalStore::Load() {
   int64_t expected = snapshot_seq_ + 1;
   for (it->Seek(RecordKey(0)); it->Valid() && it->key().starts_with("R"); it->Next()) {
     const int64_t seq = SeqFromKey(it->key());
+    if (seq < 0) {
+      return absl::DataLossError(
+          fmt::format("WAL at {}: a record key of {} bytes is malformed", options_.path, it->key().size()));
+    }
     if (seq <= snapshot_seq_) continue;  // compaction's delete not yet visible: covered
     if (seq != expected) {
       return absl::DataLossError(fmt::format(

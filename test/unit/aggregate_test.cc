@@ -14,6 +14,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/format/varint.h"
 
 namespace sluice::engine {
 namespace {
@@ -102,6 +103,21 @@ TEST(AggregateTest, CountCountsEveryRowAndMerges) {
   EXPECT_EQ(ResultOf(*agg, whole), "5000");
   for (int i = 0; i < 5; ++i) EXPECT_EQ(BuildSplit(*agg, values, rng), whole);
   EXPECT_EQ(ResultOf(*agg, ""), "0");
+}
+
+// A count that would pass 2^63 in a merge is a corrupt state, not signed
+// overflow (found by shuffle_fuzz and state_fuzz under UBSan).
+TEST(AggregateTest, ACountOverflowingInAMergeIsDataLoss) {
+  std::string half;  // 2^62: twice it is past INT64_MAX
+  format::PutFixed64(uint64_t{1} << 62, &half);
+  for (const std::string fn : {"count", "avg"}) {
+    std::unique_ptr<Aggregator> agg = Make(fn);
+    const std::string other = fn == "avg" ? std::string(8, '\0') + half : half;
+    std::string state = other;
+    Status st = agg->Merge(other, &state);
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << fn;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("corrupt " + fn + " state"));
+  }
 }
 
 TEST(AggregateTest, SumAndAvgMatchReferenceOverSplits) {

@@ -268,6 +268,29 @@ TEST(DriverClient, CallLeaderFindsTheServingLeader) {
   EXPECT_EQ(none.message(), "no serving leader among 1 driver(s)");
 }
 
+// Messages over RpcOptions::max_message_bytes are refused by gRPC before
+// they are parsed, on the server's receiving side and the channel's sending
+// side, as RESOURCE_EXHAUSTED; the server goes on serving.
+TEST(RpcServer, AMessageOverTheLimitIsRefusedAndTheServerGoesOn) {
+  FakeDriver leader(true);
+  auto server = RpcServer::Start("127.0.0.1:0", {&leader}, {.max_message_bytes = 1 << 20});
+  ASSERT_TRUE(server.ok()) << server.status();
+  proto::SubmitJobRequest big;
+  big.mutable_spec()->set_name(std::string(2 << 20, 'x'));
+
+  ChannelCache unlimited;  // sends up to the default 64 MiB
+  Status st = DriverClient(unlimited, (*server)->address()).SubmitJob(big).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  // Still serving: a small call is answered (FakeDriver has no SubmitJob).
+  EXPECT_TRUE(DriverClient(unlimited, (*server)->address()).ListJobs(proto::ListJobsRequest()).ok());
+  EXPECT_EQ(DriverClient(unlimited, (*server)->address()).SubmitJob(proto::SubmitJobRequest()).status().code(),
+            absl::StatusCode::kUnimplemented);
+
+  ChannelCache limited({.max_message_bytes = 1 << 20});
+  st = DriverClient(limited, (*server)->address()).SubmitJob(big).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+}
+
 TEST(WalPeer, GrpcPeerPassesMessagesThrough) {
   FakeWal fake;
   auto server = Serve(&fake);

@@ -173,6 +173,34 @@ TEST(WalStore, RecordUnderTheWrongKeyIsAnError) {
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("record 3 is unreadable"));
 }
 
+void PokeKey(const std::string& path, const std::string& key, const std::string& value) {
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, &db).ok());
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key, value).ok());
+  delete db;
+}
+
+// A malformed fence or commit value, or a short record key, is DATA_LOSS
+// naming it (std::stoll threw, and a short key was read past its end).
+TEST(WalStore, MalformedMetadataAndKeysAreDataLoss) {
+  for (const auto& [key, value, message] :
+       {std::tuple<std::string, std::string, std::string>{"F", "not a number", "the fence value 'not a number'"},
+        {"C", "12x", "the commit value '12x' is not a number"},
+        {"C", "99999999999999999999999", "is not a number"},
+        {"R1", "x", "a record key of 2 bytes is malformed"}}) {
+    TempPath dir;
+    {
+      auto store = WalStore::Open({.path = dir.db()});
+      ASSERT_TRUE((*store)->Append(Markers(1, 3, 1)).ok());
+    }
+    PokeKey(dir.db(), key, value);
+    auto store = WalStore::Open({.path = dir.db()});
+    ASSERT_FALSE(store.ok()) << key;
+    EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(store.status().message()), HasSubstr(message));
+  }
+}
+
 TEST(WalStore, RecordOfAnUnknownFormatIsRefusedNamingIt) {
   TempPath dir;
   {
