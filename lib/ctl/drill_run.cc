@@ -443,20 +443,6 @@ void Runner::PauseZkServer(Applied& a) {
                                    server, whose, leader.id(), leader.host());
     return;
   }
-  // An address is looked up in this process's network namespace: if the
-  // leader runs here in another one (ip netns, a container sharing the
-  // hostname), the same address there may be another process entirely.
-  if (leader.host() == Hostname() && leader.pid() > 0) {
-    std::error_code ec;
-    const fs::path theirs = fs::read_symlink(fmt::format("/proc/{}/ns/net", leader.pid()), ec);
-    const fs::path ours = fs::read_symlink("/proc/self/ns/net");
-    if (!ec && theirs != ours) {
-      a.result.skipped = fmt::format("the leader {} (pid {}) runs in another network namespace ({}, this is {}): "
-                                     "ZooKeeper server {} cannot be told from here",
-                                     leader.id(), leader.pid(), theirs.string(), ours.string(), server);
-      return;
-    }
-  }
   Result<LocalListener> found = FindLocalListener(server);
   if (!found.ok()) {
     if (absl::IsNotFound(found.status())) {
@@ -466,6 +452,21 @@ void Runner::PauseZkServer(Applied& a) {
       a.result.error = fmt::format("finding ZooKeeper server {} here: {}", server, std::string(found.status().message()));
     }
     return;
+  }
+  // The address was looked up in this process's network namespace: if the
+  // leader runs here in another one (ip netns, a container sharing the
+  // hostname), the same address there may be another process entirely.
+  if (leader.host() == Hostname() && leader.pid() > 0) {
+    std::error_code ec;
+    const fs::path theirs = fs::read_symlink(fmt::format("/proc/{}/ns/net", leader.pid()), ec);
+    std::error_code own_ec;
+    const fs::path ours = fs::read_symlink("/proc/self/ns/net", own_ec);
+    if (!ec && !own_ec && theirs != ours) {
+      a.result.skipped = fmt::format("the leader {} (pid {}) runs in another network namespace ({}, this is {}): "
+                                     "ZooKeeper server {} cannot be told from here",
+                                     leader.id(), leader.pid(), theirs.string(), ours.string(), server);
+      return;
+    }
   }
   // The server's main class (QuorumPeerMain or ZooKeeperServerMain) is in
   // this package; a broker with ZooKeeper's jar on its class path is not.

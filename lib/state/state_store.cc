@@ -148,7 +148,9 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, roc
   options.create_if_missing = true;
   // Deltas and snapshots are written once per batch; the in-memory copy of
   // the state serves reads (state_store.h), so the cache is small.
-  storage::ApplyMemoryBudget({.memtable_bytes = 16 << 20, .memtables = 2, .block_cache_bytes = 8 << 20}, &options);
+  // RocksDB's memtables (64 MiB, two; smaller ones changed how a full disk
+  // is met, see wal_store.cc).
+  storage::ApplyMemoryBudget({.memtable_bytes = 64 << 20, .memtables = 2, .block_cache_bytes = 8 << 20}, &options);
   const std::vector<rocksdb::CompressionType> supported = rocksdb::GetSupportedCompressions();
   options.compression = std::find(supported.begin(), supported.end(), rocksdb::kLZ4Compression) != supported.end()
                             ? rocksdb::kLZ4Compression

@@ -29,12 +29,12 @@ namespace sluice::storage {
 // (store_health.h); the caller must Detach() it before closing the database.
 // The memory a database may hold: its memtables (each written to a table
 // file when full; at most `memtables` of them, the one being written and
-// those being flushed) and its block cache. RocksDB's defaults (64 MiB
-// memtables, two of them, a 32 MiB cache per database) let a daemon with a
-// few small stores grow by ~200 MiB over hours before the first flush, which
-// looks like a leak to an operator and is memory a worker's blocks need.
+// those being flushed) and its block cache. RocksDB's default cache is
+// 32 MiB per database; the stores read little back and set their own.
+// Memtables smaller than RocksDB's 64 MiB would bound a daemon's memory
+// sooner, but changed how a full disk is met (wal_store.cc): not yet.
 struct MemoryBudget {
-  size_t memtable_bytes = 4 << 20;
+  size_t memtable_bytes = 64 << 20;
   int memtables = 2;
   size_t block_cache_bytes = 4 << 20;
 };

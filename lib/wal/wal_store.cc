@@ -53,9 +53,11 @@ Result<std::unique_ptr<WalStore>> WalStore::Open(const Options& options) {
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   db_options.paranoid_checks = true;
-  // Records are small and deleted below each snapshot: small memtables
-  // (the default 64 MiB ones grew a driver's memory for hours).
-  storage::ApplyMemoryBudget({}, &db_options);
+  // RocksDB's memtables (64 MiB, two): with 4 MiB ones, a WAL whose disk
+  // filled was resumed while still full and the next write tripped an
+  // assertion in librocksdb (docs/coordination.md, "Under repeated faults").
+  // A small block cache: records are read back rarely.
+  storage::ApplyMemoryBudget({.memtable_bytes = 64 << 20, .memtables = 2, .block_cache_bytes = 4 << 20}, &db_options);
   std::shared_ptr<storage::StoreHealth> health = storage::StoreHealth::Create(
       {.name = fmt::format("the WAL at {}", options.path), .retry_interval = options.resume_interval});
   Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(options.path, db_options, options.env, health);

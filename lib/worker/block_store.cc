@@ -48,10 +48,7 @@ Result<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& path, rocksdb::En
   db_options.enable_blob_garbage_collection = true;
   db_options.compression = rocksdb::kNoCompression;
   db_options.blob_compression_type = rocksdb::kNoCompression;
-  // A spilled block is in a memtable until its flush: 16 MiB memtables let
-  // spilling free memory soon (the default 64 MiB held up to 128 MiB of
-  // spilled blocks in memory).
-  storage::ApplyMemoryBudget({.memtable_bytes = 16 << 20, .memtables = 2, .block_cache_bytes = 4 << 20}, &db_options);
+  storage::ApplyMemoryBudget({.memtable_bytes = 64 << 20, .memtables = 2, .block_cache_bytes = 4 << 20}, &db_options);
   Result<std::unique_ptr<rocksdb::DB>> db = storage::OpenRocksDb(path, db_options, env, std::move(health));
   if (!db.ok()) return Annotate(db.status(), "block store");
   return db;
