@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <random>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "google/protobuf/text_format.h"
 #include "spdlog/spdlog.h"
 
@@ -193,8 +195,21 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
         continue;
       }
       if (!node.ok()) return RetryLater();
+      // The epoch znode is what fences every older leader: one that does not
+      // hold a number below the largest is never guessed over (a forged or
+      // damaged value would otherwise end the process, or wrap the epoch).
       int64_t current = 0;
-      if (!node->data.empty()) current = std::stoll(node->data);
+      if (!node->data.empty() && (!absl::SimpleAtoi(node->data, &current) || current < 0 ||
+                                  current == std::numeric_limits<int64_t>::max())) {
+        if (!bad_epoch_logged_) {
+          spdlog::error("election: {} holds '{}', not an epoch: not leading until it is repaired (it must hold "
+                        "the last epoch, a number)",
+                        path, node->data.substr(0, 40));
+          bad_epoch_logged_ = true;
+        }
+        return RetryLater();
+      }
+      bad_epoch_logged_ = false;
       Status st = session_->Set(path, std::to_string(current + 1), node->version);
       if (st.ok()) {
         epoch = current + 1;
@@ -255,6 +270,8 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
     }
     if (cb.lost) cb.lost();
   }
+
+  bool bad_epoch_logged_ = false;  // event thread only
 
   void RetryLater() {
     std::weak_ptr<Impl> weak = weak_from_this();

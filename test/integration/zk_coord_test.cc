@@ -4,6 +4,7 @@
 // membership that follows joins, deaths and expiries.
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "lib/coord/coordinator.h"
@@ -115,6 +116,36 @@ TEST_F(ZkCoordTest, CandidatesLeadInOrderWithIncreasingEpochs) {
   EXPECT_EQ(electors[1]->epoch(), 2);
   EXPECT_TRUE(recs[0]->Has("lost"));
   EXPECT_FALSE(recs[2]->Has("elected 2"));
+}
+
+// The epoch znode holds what fences older leaders: a candidate that finds
+// something else there (forged, damaged) does not lead, and does not crash,
+// until it holds a number again; then it leads with the next epoch.
+TEST_F(ZkCoordTest, AnEpochZnodeThatIsNotANumberIsNotLedOver) {
+  std::unique_ptr<ZkSession> admin = Connect(hosts());
+  ASSERT_NE(admin, nullptr);
+  ASSERT_TRUE(admin->Create("/t/epoch", "not-a-number", 0).ok());
+  std::unique_ptr<ZkSession> session = Connect(hosts());
+  ASSERT_NE(session, nullptr);
+  Recorder rec;
+  ZkLeaderElector elector(session.get(), "/t", Self("d0"));
+  ASSERT_TRUE(elector.Start(rec.Callbacks()).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_FALSE(elector.IsLeader());
+  EXPECT_FALSE(rec.Has("elected 1"));
+  for (const char* bad : {"99999999999999999999999", "-3", "9223372036854775807"}) {
+    Result<ZkSession::Node> node = admin->Get("/t/epoch");
+    ASSERT_TRUE(node.ok());
+    ASSERT_TRUE(admin->Set("/t/epoch", bad, node->version).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    EXPECT_FALSE(elector.IsLeader()) << "led over an epoch znode holding " << bad;
+  }
+  Result<ZkSession::Node> node = admin->Get("/t/epoch");
+  ASSERT_TRUE(node.ok());
+  ASSERT_TRUE(admin->Set("/t/epoch", "41", node->version).ok());
+  ASSERT_TRUE(WaitUntil([&] { return elector.IsLeader(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(elector.epoch(), 42);
+  elector.Stop();
 }
 
 TEST_F(ZkCoordTest, SilentPartitionEndsTheLeaseBeforeTheSessionExpires) {
