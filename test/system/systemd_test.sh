@@ -25,6 +25,8 @@ set -euo pipefail
 NOTIFY=1
 [ -z "${SLUICE_SYSTEMD_TEST_NO_NOTIFY:-}" ] || NOTIFY=0
 SRC=$1 DEB=$2
+# shellcheck source=test/system/lib.sh
+source "$SRC/test/system/lib.sh"
 [ ! -d "$DEB" ] || DEB=$(ls -t "$DEB"/sluice_*.deb 2>/dev/null | head -1)
 T0=$(date +%s.%N)
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -266,8 +268,17 @@ restarted() {
 wait_for 30 "systemd to restart $lunit" restarted
 more_output() { [ "$(output_lines)" -gt "$before" ]; }
 wait_for 30 "the job to write again after the failover" more_output
-log "killed $lunit ($leader): $(ctl status | awk '/LEADER/ { print $2 }') leads after $took s;" \
-    "$lunit restarted by systemd (NRestarts=1, now $(status_text "$lunit")); the job writes on"
+resumed=$(since "$t")
+# Liveness: the next batch committed within T + 2 s + 2B (T = 4 s, B = 0.5 s:
+# 7 s), and 1 s for this script's polling through nsenter.
+awk -v r="$resumed" 'BEGIN { exit !(r <= 8.0) }' ||
+  fail "the job wrote again only $resumed s after the leader's kill (bound 8 s)"
+# Safety: every event below each partition's highest output offset, once.
+verdict=$(ns sh -c 'cat /var/lib/sluice/out/upper/*.jsonl 2>/dev/null' | exactly_once) ||
+  fail "the job's output across the failover is not exactly once: $verdict"
+log "killed $lunit ($leader): $(ctl status | awk '/LEADER/ { print $2 }') leads after $took s," \
+    "the job commits again after $resumed s; output $verdict;" \
+    "$lunit restarted by systemd (NRestarts=1, now $(status_text "$lunit"))"
 
 # ---- systemctl reload: the log level, same process.
 if [ "$NOTIFY" = 1 ]; then

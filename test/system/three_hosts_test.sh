@@ -12,6 +12,8 @@
 # Exits 77 (skipped), saying why, without root or `ip`.
 set -euo pipefail
 SRC=$1 BUILD=$2
+# shellcheck source=test/system/lib.sh
+source "$SRC/test/system/lib.sh"
 CONF=$SRC/deploy/three-hosts
 T0=$(date +%s.%N)
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -132,5 +134,14 @@ new_leader() { local l; l=$(ctl status 2>/dev/null | awk '/LEADER/ { print $2 }'
 wait_for 60 "a standby to lead after kill -9 of $leader" new_leader
 took=$(since "$t")
 wait_for 30 "the job to write again" has_lines "$before"
-log "kill -9 of $leader (host $n): $(ctl status | awk '/LEADER/ { print $2 }') leads after $took s; the job writes on"
+resumed=$(since "$t")
+# Liveness: the next batch committed within T + 2 s + 2B (the configs' T =
+# 10 s, B = 0.5 s: 13 s), and 1 s for this script's polling.
+awk -v r="$resumed" 'BEGIN { exit !(r <= 14.0) }' ||
+  fail "the job wrote again only $resumed s after the leader's kill (bound 14 s)"
+# Safety: every event below each partition's highest output offset, once.
+verdict=$(cat "$WORK"/out/*.jsonl 2>/dev/null | exactly_once) ||
+  fail "the job's output across the failover is not exactly once: $verdict"
+log "kill -9 of $leader (host $n): $(ctl status | awk '/LEADER/ { print $2 }') leads after $took s;" \
+    "the job commits again after $resumed s; output $verdict"
 echo "PASS: the three-host example configs in $(since "$T0") s"
