@@ -48,6 +48,7 @@
 #include "lib/common/config.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/source/generator_source.h"
+#include "test/harness/certs.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -79,6 +80,7 @@ struct Bench {
   // sluicectl with `args`; its output in `out`.
   int Ctl(const std::vector<std::string>& args, std::string* out) {
     std::vector<std::string> argv = {sluice::testing::kSluicectlPath, "--coordinator", cluster->coordinator()};
+    for (std::string& f : sluice::testing::TlsFlags("client")) argv.push_back(std::move(f));
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string log = dir + "/ctl" + std::to_string(ctl_runs++) + ".log";
     sluice::Result<int> code = sluice::testing::RunCommand(argv, log, std::chrono::seconds(30));

@@ -8,6 +8,8 @@ find_package(PkgConfig REQUIRED)
 find_package(Protobuf REQUIRED)
 # gRPC: config package; the code generator plugin has no imported target.
 find_package(gRPC CONFIG REQUIRED)
+# TLS certificates: their checks and the ZooKeeper digest (lib/rpc/tls.cc).
+find_package(OpenSSL REQUIRED)
 find_program(SLUICE_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
 find_package(absl CONFIG REQUIRED)
 

@@ -7,14 +7,15 @@
 // the daemon serves (READY=1), what it is doing (STATUS=), that it stops
 // (STOPPING=1), and pings the watchdog while the daemon's main loops make
 // progress. SIGHUP re-reads the config file: the log level changes at once,
-// other changed keys are logged as taking effect at the next start.
+// other changed keys are logged as taking effect at the next start; then the
+// daemon's Reload() re-reads its TLS certificate files.
 // --check-config prints the effective settings and exits without starting.
 // Exit codes: 0 after a clean stop, --help, --version or a valid
 // --check-config; 2 (kExitUsage) on a bad flag, file or value; 1 if the
 // daemon cannot start. See docs/service.md.
 //
 // Options must have Register(CLI::App&), Validate() and log_level();
-// Daemon is constructed from (Options, Clock*) and has Start(), Stop(),
+// Daemon is constructed from (Options, Clock*) and has Start(), Stop(), Reload(),
 // SetLiveness(Liveness*) (before Start) and ServiceState() const.
 #pragma once
 
@@ -104,6 +105,7 @@ int RunDaemonMain(const std::string& name, const std::string& description, int a
     if (sig == SIGHUP) {
       spdlog::info("SIGHUP received: reloading the configuration");
       reloader.Reload();
+      daemon.Reload();
       continue;
     }
     if (sig != 0) break;

@@ -29,6 +29,7 @@ void DaemonOptions::Register(CLI::App& app, const std::string& kind) {
   app.add_flag("--allow-drills", allow_drills,
                "Obey the Drill RPC of sluicectl drill: kill, terminate or pause this " + kind +
                    " on request (docs/drills.md)");
+  tls.Register(app);
 }
 
 Status DaemonOptions::Validate() const {
@@ -50,6 +51,7 @@ Status DaemonOptions::Validate() const {
   if (zk_connect_timeout_ms < 100) {
     return absl::InvalidArgumentError("zk-connect-timeout-ms: must be at least 100");
   }
+  RETURN_IF_ERROR(tls.Validate());
   return absl::OkStatus();
 }
 

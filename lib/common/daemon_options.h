@@ -9,6 +9,7 @@
 #include <string>
 
 #include "lib/common/status.h"
+#include "lib/common/tls_options.h"
 
 namespace CLI {
 class App;
@@ -28,6 +29,8 @@ struct DaemonOptions {
   // Obey sluicectl drill's Drill RPC (kill, terminate or pause this process).
   // Off by default: anyone who can reach the RPC port could use it.
   bool allow_drills = false;
+  // Mutual TLS on every connection (on by default; lib/rpc/tls.h).
+  TlsOptions tls;
 
   // Declares the options on `app`; `kind` ("driver", "worker") words the help.
   void Register(CLI::App& app, const std::string& kind);

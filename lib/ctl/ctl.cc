@@ -11,6 +11,7 @@
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
 #include "lib/rpc/driver_client.h"
+#include "lib/rpc/tls.h"
 #include "lib/rpc/worker_client.h"
 #include "lib/source/source_connector.h"
 
@@ -60,6 +61,7 @@ void Ctl::Register(CLI::App& app) {
   app.add_option("--timeout-ms", timeout_ms_, "Deadline of each RPC")->capture_default_str();
   app.add_option("--coordinator", coordinator_,
                  "Find the cluster through zookeeper://HOST:PORT[,...]/ROOT");
+  tls_.Register(app);
   status_cmd_ = app.add_subcommand("status", "Show the cluster's drivers and workers");
   status_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
       ->delimiter(',');
@@ -130,6 +132,19 @@ void Ctl::Register(CLI::App& app) {
 }
 
 int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
+  if (Status st = tls_.Validate(); !st.ok()) {
+    err << "sluicectl: error: " << st.message() << "\n";
+    return kExitUsage;
+  }
+  if (tls_.enabled()) {
+    Result<std::shared_ptr<rpc::TlsIdentity>> id = rpc::TlsIdentity::Load(tls_, "", std::nullopt);
+    if (!id.ok()) {
+      err << "sluicectl: error: " << id.status().message() << "\n";
+      return kExitUsage;
+    }
+    transport_.tls = *std::move(id);
+  }
+  channels_ = std::make_unique<rpc::ChannelCache>(transport_);
   if (status_cmd_->parsed()) return RunStatus(out, err);
   if (source_add_cmd_->parsed()) return RunSourceAdd(out, err);
   if (sources_cmd_->parsed()) return RunSources(out, err);
@@ -168,7 +183,7 @@ int Ctl::Discover(std::ostream& err) {
       // The standalone driver holds the workers group: ask it.
       drivers_.push_back(spec->leader_address);
       Result<proto::DriverStatus> status =
-          rpc::DriverClient(channels_, spec->leader_address).GetStatus(std::chrono::milliseconds(timeout_ms_));
+          rpc::DriverClient(*channels_, spec->leader_address).GetStatus(std::chrono::milliseconds(timeout_ms_));
       if (status.ok()) {
         for (const proto::MemberInfo& w : status->workers()) workers_.push_back(w.rpc_address());
       }
@@ -202,7 +217,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       << "ADDRESS" << std::setw(9) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
       << "UP" << "DETAIL\n";
   for (const std::string& addr : drivers_) {
-    Result<proto::DriverStatus> got = rpc::DriverClient(channels_, addr).GetStatus(deadline);
+    Result<proto::DriverStatus> got = rpc::DriverClient(*channels_, addr).GetStatus(deadline);
     if (!got.ok()) {
       err << "sluicectl: driver at " << addr << ": " << got.status().ToString() << "\n";
       ++failures;
@@ -223,7 +238,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
     PrintPeers(out, status.wal(), now_ms);
   }
   for (const std::string& addr : workers_) {
-    Result<proto::WorkerStatus> got = rpc::WorkerClient(channels_, addr).GetStatus(deadline);
+    Result<proto::WorkerStatus> got = rpc::WorkerClient(*channels_, addr).GetStatus(deadline);
     if (!got.ok()) {
       err << "sluicectl: worker at " << addr << ": " << got.status().ToString() << "\n";
       ++failures;
@@ -247,7 +262,7 @@ int Ctl::CallLeader(std::ostream& err, Call&& call, Response* response, bool inv
     err << "sluicectl: error: needs --coordinator or --driver\n";
     return 1;
   }
-  Result<Response> answer = rpc::CallLeader(channels_, drivers_, std::chrono::milliseconds(timeout_ms_),
+  Result<Response> answer = rpc::CallLeader(*channels_, drivers_, std::chrono::milliseconds(timeout_ms_),
                                             std::forward<Call>(call));
   if (!answer.ok()) {
     err << "sluicectl: " << answer.status().message() << "\n";
@@ -438,7 +453,7 @@ int Ctl::RunDrillCommand(std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   if (int rc = Discover(err); rc != 0) return rc;
-  return RunDrill(drill_, drivers_, clock_, out, err);
+  return RunDrill(drill_, drivers_, transport_, clock_, out, err);
 }
 
 }  // namespace sluice::ctl

@@ -17,10 +17,12 @@
 #pragma once
 
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "lib/common/clock.h"
+#include "lib/common/tls_options.h"
 #include "lib/ctl/drill.h"
 #include "lib/rpc/channel_cache.h"
 
@@ -58,7 +60,9 @@ class Ctl {
   int CallLeader(std::ostream& err, Call&& call, Response* response, bool invalid_is_usage = false);
 
   Clock* clock_;
-  rpc::ChannelCache channels_;
+  TlsOptions tls_;
+  rpc::RpcOptions transport_;                    // made by Run() from tls_
+  std::unique_ptr<rpc::ChannelCache> channels_;  // made by Run()
   // source add
   std::string source_name_, source_kind_, kafka_brokers_, kafka_topic_, kafka_start_, framing_;
   int partitions_ = 0, replication_ = 0, payload_bytes_ = 0;

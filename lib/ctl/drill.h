@@ -31,6 +31,7 @@
 
 namespace sluice::rpc {
 class ChannelCache;
+struct RpcOptions;
 }
 
 namespace sluice::ctl {
@@ -210,7 +211,8 @@ struct CheckedDrillOptions {
 // Runs the drill on the cluster whose drivers are at `drivers`; prints the
 // report to `out`, progress and errors to `err`. Returns the exit code: 0 on
 // PASS, 1 on FAIL (or an unreachable cluster), 2 on bad usage.
-int RunDrill(const DrillOptions& options, const std::vector<std::string>& drivers, Clock* clock,
-             std::ostream& out, std::ostream& err);
+// `transport` is sluicectl's (TLS identity and all).
+int RunDrill(const DrillOptions& options, const std::vector<std::string>& drivers, const rpc::RpcOptions& transport,
+             Clock* clock, std::ostream& out, std::ostream& err);
 
 }  // namespace sluice::ctl

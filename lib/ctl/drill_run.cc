@@ -27,6 +27,7 @@
 #include "lib/ctl/zk_admin.h"
 #include "lib/engine/job_file.h"
 #include "lib/rpc/channel_cache.h"
+#include "lib/rpc/rpc.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/worker_client.h"
 #include "lib/source/generator_source.h"
@@ -107,9 +108,10 @@ struct Applied {
 
 class Runner {
  public:
-  Runner(const DrillOptions& o, std::vector<std::string> drivers, Clock* clock, std::ostream& out,
-         std::ostream& err)
-      : o_(o), clock_(clock), out_(out), err_(err), start_(clock->Now()) {
+  Runner(const DrillOptions& o, std::vector<std::string> drivers, const rpc::RpcOptions& transport, Clock* clock,
+         std::ostream& out, std::ostream& err)
+      : o_(o), probe_(transport), clock_(clock), out_(out), err_(err), start_(clock->Now()) {
+    probe_.own_connections = true;
     for (std::string& d : drivers) drivers_.insert(std::move(d));
   }
 
@@ -124,7 +126,7 @@ class Runner {
     // restarted daemon is then reached at once, not after gRPC's reconnect
     // backoff.
     std::unique_ptr<rpc::ChannelCache>& c = channels_[address];
-    if (!c) c = std::make_unique<rpc::ChannelCache>(rpc::RpcOptions{.own_connections = true});
+    if (!c) c = std::make_unique<rpc::ChannelCache>(probe_);
     return *c;
   }
   Observation Poll();
@@ -141,6 +143,7 @@ class Runner {
   Result<Response> OnLeader(Call&& call, Ms limit);
 
   const DrillOptions& o_;
+  rpc::RpcOptions probe_;  // sluicectl's transport, on connections of their own
   Clock* const clock_;
   std::ostream& out_;
   std::ostream& err_;
@@ -276,7 +279,7 @@ Result<Response> Runner::OnLeader(Call&& call, Ms limit) {
   Status last = absl::UnavailableError("no serving leader");
   while (Elapsed() < until) {
     std::vector<std::string> drivers(drivers_.begin(), drivers_.end());
-    rpc::ChannelCache channels({.own_connections = true});
+    rpc::ChannelCache channels(probe_);
     Result<Response> r = rpc::CallLeader(channels, drivers, kStatusDeadline, call);
     if (r.ok() || !absl::IsUnavailable(r.status())) return r;
     last = r.status();
@@ -364,7 +367,7 @@ void Runner::ApplyFault(const FaultSpec& fault, int worker_round) {
                                                : "no live worker " + fault.worker_id + " (see sluicectl status)";
     } else {
       a.result.victim = victim->id();
-      rpc::ChannelCache channels({.own_connections = true});
+      rpc::ChannelCache channels(probe_);
       Result<proto::WorkerStatus> st = rpc::WorkerClient(channels, victim->rpc_address()).GetStatus(Ms(1000));
       if (!st.ok()) {
         a.result.error = "worker " + victim->id() + " at " + victim->rpc_address() + ": " + st.status().ToString();
@@ -409,7 +412,7 @@ void Runner::Deliver(Applied& a, const proto::ProcessInfo& process, const std::s
   request.set_fault(pause ? proto::DRILL_FAULT_PAUSE
                           : k == FaultKind::kLeaderTerm ? proto::DRILL_FAULT_TERM : proto::DRILL_FAULT_KILL);
   request.set_pause_ms(pause ? pause_for.count() : 0);
-  rpc::ChannelCache channels({.own_connections = true});
+  rpc::ChannelCache channels(probe_);
   Status st = is_driver ? rpc::DriverClient(channels, address).Drill(request).status()
                         : rpc::WorkerClient(channels, address).Drill(request).status();
   if (!st.ok()) {
@@ -735,13 +738,13 @@ int Runner::Run() {
 
 }  // namespace
 
-int RunDrill(const DrillOptions& options, const std::vector<std::string>& drivers, Clock* clock, std::ostream& out,
-             std::ostream& err) {
+int RunDrill(const DrillOptions& options, const std::vector<std::string>& drivers, const rpc::RpcOptions& transport,
+             Clock* clock, std::ostream& out, std::ostream& err) {
   if (drivers.empty()) {
     err << "sluicectl: error: drill needs --coordinator or --driver\n";
     return kExitUsage;
   }
-  return Runner(options, drivers, clock, out, err).Run();
+  return Runner(options, drivers, transport, clock, out, err).Run();
 }
 
 }  // namespace sluice::ctl

@@ -20,6 +20,7 @@
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
+#include "lib/rpc/tls.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -69,11 +70,20 @@ Driver::Driver(DriverOptions options, Clock* clock) : options_(std::move(options
 
 Driver::~Driver() { Stop(); }
 
+void Driver::Reload() {
+  if (tls_ == nullptr) return;
+  if (Status st = tls_->Reload(); !st.ok()) {
+    spdlog::error("reload: {}; the running TLS certificate stays", std::string(st.message()));
+  }
+}
+
 Status Driver::Start() {
   RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir, "data-dir"));
   ASSIGN_OR_RETURN(std::unique_ptr<wal::WalStore> store,
                    wal::WalStore::Open({.path = options_.daemon.data_dir + "/wal"}));
-  channels_ = std::make_unique<rpc::ChannelCache>();
+  ASSIGN_OR_RETURN(rpc::RpcOptions rpc_options, rpc::DaemonRpcOptions(options_.daemon, rpc::Role::kDriver));
+  tls_ = rpc_options.tls;
+  channels_ = std::make_unique<rpc::ChannelCache>(rpc_options);
   state_ = std::make_unique<ClusterState>();
   // Standalone mode has one driver: a WAL group of more could never commit.
   int group_size = options_.wal_group_size;
@@ -95,7 +105,7 @@ Status Driver::Start() {
   wal_service_ = std::make_unique<wal::WalServiceImpl>(log_.get());
   service_ = std::make_unique<DriverServiceImpl>(this);
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address,
-                                                  {service_.get(), wal_service_.get()}));
+                                                  {service_.get(), wal_service_.get()}, rpc_options));
   const std::string advertised = options_.daemon.Advertised(server_->address());
   {
     std::lock_guard<std::mutex> lock(mu_);

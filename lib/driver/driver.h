@@ -47,6 +47,7 @@ class App;
 namespace sluice::rpc {
 class ChannelCache;
 class RpcServer;
+class TlsIdentity;
 }
 
 namespace sluice::coord {
@@ -110,6 +111,9 @@ class Driver {
   // Leaves the election and closes the coordinator session first, so a
   // standby takes over at once (docs/design.md, rule 6), then stops serving.
   void Stop();
+  // SIGHUP: re-reads the TLS certificate, key and CA files (tls.h); on an
+  // error the running ones stay, and the error is logged.
+  void Reload();
 
   // The bound "host:port" (valid after Start).
   std::string rpc_address() const;
@@ -153,6 +157,7 @@ class Driver {
   int64_t catch_up_target_ = -1;      // its commit_seq then (-1: not asked)
   bool caught_up_ = false;            // reached it under that leader
   Clock::TimePoint catch_up_asked_{};
+  std::shared_ptr<rpc::TlsIdentity> tls_;  // null with tls = off
   std::unique_ptr<rpc::ChannelCache> channels_;  // to the other drivers and the workers
   std::unique_ptr<ClusterState> state_;  // the log's state machine
   std::unique_ptr<wal::ReplicatedLog> log_;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "lib/rpc/auth.h"
 #include "lib/common/drill.h"
 
 #include "lib/driver/data_path.h"
@@ -12,23 +13,26 @@
 
 namespace sluice::driver {
 
-grpc::Status DriverServiceImpl::GetStatus(grpc::ServerContext*, const proto::GetDriverStatusRequest*,
+grpc::Status DriverServiceImpl::GetStatus(grpc::ServerContext* context, const proto::GetDriverStatusRequest*,
                                           proto::DriverStatus* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.GetStatus");
   *response = driver_->GetStatus();
   return grpc::Status::OK;
 }
 
-grpc::Status DriverServiceImpl::AppendMarker(grpc::ServerContext*,
+grpc::Status DriverServiceImpl::AppendMarker(grpc::ServerContext* context,
                                              const proto::AppendMarkerRequest* request,
                                              proto::AppendMarkerResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.AppendMarker");
   Result<int64_t> seq = driver_->AppendMarker(*request);
   if (!seq.ok()) return rpc::ToGrpc(seq.status());
   response->set_seq(*seq);
   return grpc::Status::OK;
 }
 
-grpc::Status DriverServiceImpl::ReadWal(grpc::ServerContext*, const proto::ReadWalRequest* request,
+grpc::Status DriverServiceImpl::ReadWal(grpc::ServerContext* context, const proto::ReadWalRequest* request,
                                         proto::ReadWalResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.ReadWal");
   return rpc::ToGrpc(driver_->ReadWal(*request, response));
 }
 
@@ -38,8 +42,9 @@ grpc::Status NotReady() { return grpc::Status(grpc::StatusCode::UNAVAILABLE, "dr
 
 }  // namespace
 
-grpc::Status DriverServiceImpl::RegisterSource(grpc::ServerContext*, const proto::RegisterSourceRequest* request,
+grpc::Status DriverServiceImpl::RegisterSource(grpc::ServerContext* context, const proto::RegisterSourceRequest* request,
                                                proto::RegisterSourceResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.RegisterSource");
   DataPath* data = driver_->data_path();
   if (data == nullptr) return NotReady();
   Result<proto::SourceSpec> spec = data->RegisterSource(request->spec());
@@ -48,35 +53,40 @@ grpc::Status DriverServiceImpl::RegisterSource(grpc::ServerContext*, const proto
   return grpc::Status::OK;
 }
 
-grpc::Status DriverServiceImpl::ListSources(grpc::ServerContext*, const proto::ListSourcesRequest* request,
+grpc::Status DriverServiceImpl::ListSources(grpc::ServerContext* context, const proto::ListSourcesRequest* request,
                                             proto::ListSourcesResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.ListSources");
   DataPath* data = driver_->data_path();
   if (data == nullptr) return NotReady();
   data->ListSources(*request, response);
   return grpc::Status::OK;
 }
 
-grpc::Status DriverServiceImpl::RegisterWorker(grpc::ServerContext*, const proto::RegisterWorkerRequest* request,
+grpc::Status DriverServiceImpl::RegisterWorker(grpc::ServerContext* context, const proto::RegisterWorkerRequest* request,
                                                proto::RegisterWorkerResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.RegisterWorker");
   DataPath* data = driver_->data_path();
   if (data == nullptr) return NotReady();
   return rpc::ToGrpc(data->RegisterWorker(*request, response));
 }
 
-grpc::Status DriverServiceImpl::ReportBlocks(grpc::ServerContext*, const proto::ReportBlocksRequest* request,
+grpc::Status DriverServiceImpl::ReportBlocks(grpc::ServerContext* context, const proto::ReportBlocksRequest* request,
                                              proto::ReportBlocksResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.ReportBlocks");
   DataPath* data = driver_->data_path();
   if (data == nullptr) return NotReady();
   return rpc::ToGrpc(data->ReportBlocks(*request, response));
 }
 
-grpc::Status DriverServiceImpl::JoinGroup(grpc::ServerContext*, const proto::JoinGroupRequest* request,
+grpc::Status DriverServiceImpl::JoinGroup(grpc::ServerContext* context, const proto::JoinGroupRequest* request,
                                           proto::JoinGroupResponse* /*response*/) {
+  SLUICE_AUTHORIZE(context, "DriverService.JoinGroup");
   return rpc::ToGrpc(driver_->AcceptMember(*request));
 }
 
-grpc::Status DriverServiceImpl::SubmitJob(grpc::ServerContext*, const proto::SubmitJobRequest* request,
+grpc::Status DriverServiceImpl::SubmitJob(grpc::ServerContext* context, const proto::SubmitJobRequest* request,
                                           proto::SubmitJobResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.SubmitJob");
   JobRegistry* jobs = driver_->jobs();
   if (jobs == nullptr) return NotReady();
   Result<proto::SubmitJobResponse> got = jobs->Submit(request->spec());
@@ -85,16 +95,18 @@ grpc::Status DriverServiceImpl::SubmitJob(grpc::ServerContext*, const proto::Sub
   return grpc::Status::OK;
 }
 
-grpc::Status DriverServiceImpl::ListJobs(grpc::ServerContext*, const proto::ListJobsRequest*,
+grpc::Status DriverServiceImpl::ListJobs(grpc::ServerContext* context, const proto::ListJobsRequest*,
                                          proto::ListJobsResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.ListJobs");
   JobRegistry* jobs = driver_->jobs();
   if (jobs == nullptr) return NotReady();
   *response = jobs->List();
   return grpc::Status::OK;
 }
 
-grpc::Status DriverServiceImpl::DescribeJob(grpc::ServerContext*, const proto::DescribeJobRequest* request,
+grpc::Status DriverServiceImpl::DescribeJob(grpc::ServerContext* context, const proto::DescribeJobRequest* request,
                                             proto::JobInfo* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.DescribeJob");
   JobRegistry* jobs = driver_->jobs();
   if (jobs == nullptr) return NotReady();
   Result<proto::JobInfo> got = jobs->Describe(request->job_id());
@@ -103,15 +115,17 @@ grpc::Status DriverServiceImpl::DescribeJob(grpc::ServerContext*, const proto::D
   return grpc::Status::OK;
 }
 
-grpc::Status DriverServiceImpl::StopJob(grpc::ServerContext*, const proto::StopJobRequest* request,
+grpc::Status DriverServiceImpl::StopJob(grpc::ServerContext* context, const proto::StopJobRequest* request,
                                         proto::StopJobResponse*) {
+  SLUICE_AUTHORIZE(context, "DriverService.StopJob");
   JobRegistry* jobs = driver_->jobs();
   if (jobs == nullptr) return NotReady();
   return rpc::ToGrpc(driver_->WithLeaderHint(jobs->Stop(request->job_id(), request->reason())));
 }
 
-grpc::Status DriverServiceImpl::Drill(grpc::ServerContext*, const proto::DrillRequest* request,
+grpc::Status DriverServiceImpl::Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                                       proto::DrillResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.Drill");
   response->set_pid(::getpid());
   return rpc::ToGrpc(ObeyDrill(static_cast<DrillFault>(request->fault()), std::chrono::milliseconds(request->pause_ms()),
                                driver_->allow_drills(), "driver " + driver_->id()));

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "lib/common/config.h"
+#include "lib/rpc/tls.h"
 #include "proto/common.pb.h"
 
 namespace sluice::rpc {
@@ -46,12 +47,12 @@ void RpcServer::Shutdown(int grace_ms) {
   server_->Wait();
 }
 
-std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const RpcOptions& /*options*/) {
-  return grpc::InsecureChannelCredentials();
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const RpcOptions& options) {
+  return options.tls ? options.tls->ChannelCredentials() : grpc::InsecureChannelCredentials();
 }
 
-std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& /*options*/) {
-  return grpc::InsecureServerCredentials();
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& options) {
+  return options.tls ? options.tls->ServerCredentials() : grpc::InsecureServerCredentials();
 }
 
 namespace {

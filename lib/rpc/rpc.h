@@ -27,14 +27,17 @@ class Status;
 
 namespace sluice::rpc {
 
-// Transport settings shared by servers and channels. Plain-text TCP for now;
-// TLS is added here, by configuration, without touching callers.
+class TlsIdentity;
+
+// Transport settings shared by servers and channels.
 struct RpcOptions {
   int max_message_bytes = 64 << 20;
   int keepalive_time_ms = 10'000;
   // Channels share no connection (nor its reconnect backoff) with channels
   // made elsewhere in the process: for a probe of a peer that may be down.
   bool own_connections = false;
+  // Mutual TLS with this identity (tls.h); null: plaintext (`tls = off`).
+  std::shared_ptr<TlsIdentity> tls;
 };
 
 class RpcServer {
@@ -63,8 +66,8 @@ class RpcServer {
   bool shut_down_ = false;
 };
 
-// The credentials hook: the transport security of every channel and every
-// server, from `options`. Plain text today; TLS is plugged in here.
+// The transport security of every channel and every server, from `options`:
+// mutual TLS with options.tls, else plaintext.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const RpcOptions& options);
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& options);
 

@@ -15,6 +15,7 @@
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
+#include "lib/rpc/tls.h"
 #include "lib/worker/worker_service.h"
 #include "spdlog/spdlog.h"
 
@@ -62,6 +63,13 @@ Worker::Worker(WorkerOptions options, Clock* clock) : options_(std::move(options
 
 Worker::~Worker() { Stop(); }
 
+void Worker::Reload() {
+  if (tls_ == nullptr) return;
+  if (Status st = tls_->Reload(); !st.ok()) {
+    spdlog::error("reload: {}; the running TLS certificate stays", std::string(st.message()));
+  }
+}
+
 Status Worker::Start() {
   RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir, "data-dir"));
   RETURN_IF_ERROR(EnsureDirectory(options_.daemon.data_dir + "/blocks", "data-dir"));
@@ -69,7 +77,9 @@ Status Worker::Start() {
                                              .disk_budget_bytes = static_cast<size_t>(options_.block_disk_mb) << 20,
                                              .spill_path = options_.daemon.data_dir + "/blocks/spill",
                                              .log_path = options_.daemon.data_dir + "/blocks/log"}));
-  channels_ = std::make_unique<rpc::ChannelCache>();
+  ASSIGN_OR_RETURN(rpc::RpcOptions rpc_options, rpc::DaemonRpcOptions(options_.daemon, rpc::Role::kWorker));
+  tls_ = rpc_options.tls;
+  channels_ = std::make_unique<rpc::ChannelCache>(rpc_options);
   receivers_ = std::make_unique<ReceiverSet>(
       ReceiverSetOptions{.block_interval = std::chrono::milliseconds(options_.block_interval_ms),
                          .max_unreported_blocks = options_.max_unreported_blocks},
@@ -83,7 +93,7 @@ Status Worker::Start() {
       [this] { return GetStatus(); },
       [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });
   service_->set_allow_drills(options_.daemon.allow_drills);
-  ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}));
+  ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}, rpc_options));
   {
     std::lock_guard<std::mutex> lock(mu_);
     process_ = rpc::MakeProcessInfo(options_.daemon.id, options_.daemon.Advertised(server_->address()),

@@ -33,6 +33,7 @@ class App;
 namespace sluice::rpc {
 class ChannelCache;
 class RpcServer;
+class TlsIdentity;
 }
 
 namespace sluice::coord {
@@ -72,6 +73,9 @@ class Worker {
 
   [[nodiscard]] Status Start();
   void Stop();
+  // SIGHUP: re-reads the TLS certificate, key and CA files (tls.h); on an
+  // error the running ones stay, and the error is logged.
+  void Reload();
 
   std::string rpc_address() const;
   proto::WorkerStatus GetStatus() const;
@@ -89,6 +93,7 @@ class Worker {
   Liveness own_liveness_;
   Liveness* liveness_ = &own_liveness_;
   EpochFence fence_;
+  std::shared_ptr<rpc::TlsIdentity> tls_;  // null with tls = off
   std::unique_ptr<rpc::ChannelCache> channels_;  // to the leader and the other workers
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<ReceiverSet> receivers_;

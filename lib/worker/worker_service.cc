@@ -6,30 +6,34 @@
 #include <limits>
 #include <map>
 
+#include "lib/rpc/auth.h"
 #include "lib/common/drill.h"
 #include "lib/rpc/rpc.h"
 
 namespace sluice::worker {
 
-grpc::Status WorkerServiceImpl::GetStatus(grpc::ServerContext* /*context*/,
+grpc::Status WorkerServiceImpl::GetStatus(grpc::ServerContext* context,
                                           const proto::GetWorkerStatusRequest* /*request*/,
                                           proto::WorkerStatus* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.GetStatus");
   *response = status_();
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::LeaderHeartbeat(grpc::ServerContext* /*context*/,
+grpc::Status WorkerServiceImpl::LeaderHeartbeat(grpc::ServerContext* context,
                                                 const proto::LeaderHeartbeatRequest* request,
                                                 proto::LeaderHeartbeatResponse* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.LeaderHeartbeat");
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
   on_heartbeat_(*request);
   response->set_worker_id(worker_id_);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::AssignReceivers(grpc::ServerContext* /*context*/,
+grpc::Status WorkerServiceImpl::AssignReceivers(grpc::ServerContext* context,
                                                 const proto::AssignReceiversRequest* request,
                                                 proto::AssignReceiversResponse* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.AssignReceivers");
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
   Result<proto::AssignReceiversResponse> got = receivers_->Assign(*request);
   if (!got.ok()) return rpc::ToGrpc(got.status());
@@ -37,8 +41,9 @@ grpc::Status WorkerServiceImpl::AssignReceivers(grpc::ServerContext* /*context*/
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::FetchBlock(grpc::ServerContext* /*context*/, const proto::BlockRef* request,
+grpc::Status WorkerServiceImpl::FetchBlock(grpc::ServerContext* context, const proto::BlockRef* request,
                                            grpc::ServerWriter<proto::BlockChunk>* writer) {
+  SLUICE_AUTHORIZE(context, "WorkerService.FetchBlock");
   Result<format::Block> block = store_->Get({request->source(), request->partition(), request->start_offset()});
   if (!block.ok()) return rpc::ToGrpc(block.status());
   proto::BlockInfo info;
@@ -56,9 +61,10 @@ grpc::Status WorkerServiceImpl::FetchBlock(grpc::ServerContext* /*context*/, con
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* /*context*/,
+grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* context,
                                                grpc::ServerReader<proto::BlockChunk>* reader,
                                                proto::ReplicateBlockResponse* /*response*/) {
+  SLUICE_AUTHORIZE(context, "WorkerService.ReplicateBlock");
   proto::BlockChunk chunk;
   proto::BlockInfo info;
   std::string data;
@@ -85,6 +91,7 @@ grpc::Status WorkerServiceImpl::ReplicateBlock(grpc::ServerContext* /*context*/,
 
 grpc::Status WorkerServiceImpl::RunTask(grpc::ServerContext* context, const proto::TaskRequest* request,
                                         proto::TaskResult* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.RunTask");
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
   ++tasks_running_;
   Result<proto::TaskResult> got = executor_->Run(*request, [context] { return context->IsCancelled(); });
@@ -94,8 +101,9 @@ grpc::Status WorkerServiceImpl::RunTask(grpc::ServerContext* context, const prot
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::DropBlocks(grpc::ServerContext* /*context*/, const proto::DropBlocksRequest* request,
+grpc::Status WorkerServiceImpl::DropBlocks(grpc::ServerContext* context, const proto::DropBlocksRequest* request,
                                            proto::DropBlocksResponse* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.DropBlocks");
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
   int64_t dropped = 0;
   for (const proto::SourceOffset& o : request->before()) dropped += store_->DropBefore(o.source(), o.partition(), o.offset());
@@ -110,6 +118,7 @@ grpc::Status WorkerServiceImpl::DropBlocks(grpc::ServerContext* /*context*/, con
 grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* context,
                                             grpc::ServerReader<proto::ShuffleChunk>* reader,
                                             proto::PushShuffleResponse* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.PushShuffle");
   // Kept only once the whole stream is here: a map task that died halfway
   // leaves nothing (the reduce task then asks for a re-run).
   proto::ShuffleChunk chunk, first;
@@ -141,6 +150,7 @@ grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* context,
                                                grpc::ServerReader<proto::StateChunk>* reader,
                                                proto::ReplicateStateResponse* /*response*/) {
+  SLUICE_AUTHORIZE(context, "WorkerService.ReplicateState");
   std::vector<proto::StateChunk> chunks;
   proto::StateChunk chunk;
   while (reader->Read(&chunk)) {
@@ -154,15 +164,17 @@ grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* context,
   return rpc::ToGrpc(state_->Apply(chunks));
 }
 
-grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* /*context*/, const proto::FetchStateRequest* request,
+grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* context, const proto::FetchStateRequest* request,
                                            grpc::ServerWriter<proto::StateChunk>* writer) {
+  SLUICE_AUTHORIZE(context, "WorkerService.FetchState");
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
   return rpc::ToGrpc(state_->Snapshot(request->job_id(), request->partition(), request->base_batch(),
                                       [&](const proto::StateChunk& c) { return writer->Write(c); }));
 }
 
-grpc::Status WorkerServiceImpl::Drill(grpc::ServerContext* /*context*/, const proto::DrillRequest* request,
+grpc::Status WorkerServiceImpl::Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                                       proto::DrillResponse* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.Drill");
   response->set_pid(::getpid());
   return rpc::ToGrpc(ObeyDrill(static_cast<DrillFault>(request->fault()), std::chrono::milliseconds(request->pause_ms()),
                                allow_drills_, "worker " + worker_id_));

@@ -5,13 +5,15 @@
 #include "lib/rpc/channel_cache.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/worker_client.h"
+#include "test/harness/certs.h"
 #include "test/harness/paths.h"
 #include "test/harness/util.h"
 
 namespace sluice::testing {
 
 rpc::ChannelCache& Channels() {
-  static rpc::ChannelCache* const channels = new rpc::ChannelCache();  // never destroyed: used until exit
+  // Never destroyed: used until exit.
+  static rpc::ChannelCache* const channels = new rpc::ChannelCache(TestRpcOptions());
   return *channels;
 }
 
@@ -20,13 +22,17 @@ rpc::ChannelCache& Channels() {
 // the reconnect backoff a cached channel keeps from earlier refused attempts.
 Result<proto::DriverStatus> GetDriverStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
-  rpc::ChannelCache probe({.own_connections = true});
+  rpc::RpcOptions options = TestRpcOptions();
+  options.own_connections = true;
+  rpc::ChannelCache probe(options);
   return rpc::DriverClient(probe, address).GetStatus(deadline);
 }
 
 Result<proto::WorkerStatus> GetWorkerStatus(const std::string& address,
                                             std::chrono::milliseconds deadline) {
-  rpc::ChannelCache probe({.own_connections = true});
+  rpc::RpcOptions options = TestRpcOptions();
+  options.own_connections = true;
+  rpc::ChannelCache probe(options);
   return rpc::WorkerClient(probe, address).GetStatus(deadline);
 }
 
@@ -54,6 +60,7 @@ std::optional<proto::JobInfo> LocalCluster::DescribeJob(const std::string& job) 
 int LocalCluster::Sluicectl(const std::vector<std::string>& args, const std::string& log_path,
                             std::chrono::seconds timeout) {
   std::vector<std::string> argv = {kSluicectlPath, "--coordinator", coordinator()};
+  for (std::string& f : TlsFlags("client")) argv.push_back(std::move(f));
   argv.insert(argv.end(), args.begin(), args.end());
   Result<int> code = RunCommand(argv, log_path, timeout);
   return code.ok() ? *code : -1;
@@ -152,6 +159,7 @@ Status LocalCluster::StartDaemon(bool is_driver, int i) {
     argv.push_back("--wal-group-size");
     argv.push_back(std::to_string(options_.drivers));
   }
+  for (std::string& f : TlsFlags(is_driver ? "driver" : "worker")) argv.push_back(std::move(f));
   for (const std::string& f : is_driver ? options_.driver_flags : options_.worker_flags) {
     argv.push_back(f);
   }

@@ -9,6 +9,9 @@
 //   <dir>/zk<i>/server.log     <dir>/driver-<i>/driverd.log
 //   <dir>/kafka-mock.log       <dir>/worker-<i>/workerd.log
 //
+// Every connection is mutual TLS with the test certificates (certs.h): the
+// daemons get TlsFlags("driver"/"worker"), sluicectl and Channels() "client".
+//
 // Daemons can be stopped (SIGTERM), killed (SIGKILL), paused (SIGSTOP) and
 // restarted with the same id, port and data, which is what failure tests do.
 //

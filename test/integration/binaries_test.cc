@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/harness/certs.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
 #include "test/harness/util.h"
@@ -103,7 +104,7 @@ TEST(Driverd, UnreachableZooKeeperExitsOneWithAClearError) {
   RunResult r = RunBinary(dir, {kDriverdPath, "--id", "d", "--rpc-address", "127.0.0.1:0",
                                 "--data-dir", dir.Sub("d"), "--zk-connect-timeout-ms", "1000",
                                 "--coordinator",
-                                "zookeeper://127.0.0.1:" + std::to_string(nobody) + "/sluice/x"});
+                                "zookeeper://127.0.0.1:" + std::to_string(nobody) + "/sluice/x", "--tls", "off"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.output, HasSubstr("cannot reach ZooKeeper at 127.0.0.1:" + std::to_string(nobody)));
 }
@@ -145,20 +146,25 @@ TEST(Daemons, ServeStatusToSluicectlAndStopOnSigterm) {
   TempDir dir;
   const int dport = FreePort(), wport = FreePort();
   std::string conf = dir.Sub("driverd.conf");
+  const TlsOptions d = TestTls("driver");
   ASSERT_TRUE(WriteFile(conf, "id = driver-1\nrpc-address = 127.0.0.1:" + std::to_string(dport) +
-                                  "\ndata-dir = " + dir.Sub("d1") + "\n")
+                                  "\ndata-dir = " + dir.Sub("d1") + "\ntls-cert = " + d.cert + "\ntls-key = " + d.key +
+                                  "\ntls-ca = " + d.ca + "\n")
                   .ok());
+  const std::vector<std::string> worker_tls = TlsFlags("worker"), ctl_tls = TlsFlags("client");
   auto driver = Subprocess::Start({kDriverdPath, "--config", conf}, {.log_path = dir.Sub("d.log")});
   ASSERT_TRUE(driver.ok());
   auto worker = Subprocess::Start({kWorkerdPath, "--id", "worker-1", "--rpc-address",
                                    "127.0.0.1:" + std::to_string(wport), "--data-dir",
-                                   dir.Sub("w1"), "--slots", "3"},
+                                   dir.Sub("w1"), "--slots", "3", worker_tls[0], worker_tls[1], worker_tls[2],
+                                   worker_tls[3], worker_tls[4], worker_tls[5]},
                                   {.log_path = dir.Sub("w.log")});
   ASSERT_TRUE(worker.ok());
   RunResult status;
   EXPECT_TRUE(WaitUntil(
       [&] {
-        status = RunBinary(dir, {kSluicectlPath, "status", "--driver",
+        status = RunBinary(dir, {kSluicectlPath, ctl_tls[0], ctl_tls[1], ctl_tls[2], ctl_tls[3], ctl_tls[4],
+                                 ctl_tls[5], "status", "--driver",
                                  "127.0.0.1:" + std::to_string(dport), "--worker",
                                  "127.0.0.1:" + std::to_string(wport)});
         return status.code == 0;
@@ -176,7 +182,7 @@ TEST(Daemons, ServeStatusToSluicectlAndStopOnSigterm) {
   EXPECT_EQ((*worker)->Wait(std::chrono::seconds(5)).value_or(-1), 0);
 
   // With the driver gone, status fails with exit 1 and says which address.
-  RunResult down = RunBinary(dir, {kSluicectlPath, "--timeout-ms", "500", "status", "--driver",
+  RunResult down = RunBinary(dir, {kSluicectlPath, "--tls", "off", "--timeout-ms", "500", "status", "--driver",
                              "127.0.0.1:" + std::to_string(dport)});
   EXPECT_EQ(down.code, 1);
   EXPECT_THAT(down.output, HasSubstr("driver at 127.0.0.1:" + std::to_string(dport)));
@@ -186,13 +192,13 @@ TEST(Daemons, BusyPortIsAClearStartupError) {
   TempDir dir;
   const int port = FreePort();
   auto first = Subprocess::Start({kDriverdPath, "--id", "a", "--rpc-address",
-                                  "127.0.0.1:" + std::to_string(port), "--data-dir", dir.Sub("a")},
+                                  "127.0.0.1:" + std::to_string(port), "--data-dir", dir.Sub("a"), "--tls", "off"},
                                  {.log_path = dir.Sub("a.log")});
   ASSERT_TRUE(first.ok());
   ASSERT_TRUE(WaitUntil([&] { return ReadFile(dir.Sub("a.log")).value_or("").find("serving") != std::string::npos; },
                         std::chrono::seconds(10)));
   RunResult second = RunBinary(dir, {kDriverdPath, "--id", "b", "--rpc-address",
-                               "127.0.0.1:" + std::to_string(port), "--data-dir", dir.Sub("b")});
+                               "127.0.0.1:" + std::to_string(port), "--data-dir", dir.Sub("b"), "--tls", "off"});
   EXPECT_EQ(second.code, 1);
   EXPECT_THAT(second.output, HasSubstr("cannot listen on 127.0.0.1:" + std::to_string(port)));
 }

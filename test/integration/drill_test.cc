@@ -15,6 +15,7 @@
 #include "lib/rpc/channel_cache.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/worker_client.h"
+#include "test/harness/certs.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/util.h"
 
@@ -242,7 +243,9 @@ TEST(Drill, TheDrillRpcIsRefusedUnlessTheDaemonAllowsDrills) {
       {.dir = dir.path(), .drivers = 1, .workers = 1, .worker_flags = {"--allow-drills"}, .zk_session_timeout_ms = 4000});
   ASSERT_TRUE(c.ok()) << c.status();
   LocalCluster& cluster = **c;
-  rpc::ChannelCache channels({.own_connections = true});
+  rpc::RpcOptions transport = TestRpcOptions();
+  transport.own_connections = true;
+  rpc::ChannelCache channels(transport);
 
   proto::DrillRequest kill;
   kill.set_fault(proto::DRILL_FAULT_KILL);

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/source/generator_source.h"
+#include "test/harness/certs.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -40,6 +41,7 @@ class JobsTest : public ::testing::Test {
 
   CtlRun Ctl(std::vector<std::string> args) {
     std::vector<std::string> argv = {testing::kSluicectlPath, "--coordinator", cluster_->coordinator()};
+    for (std::string& f : testing::TlsFlags("client")) argv.push_back(std::move(f));
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string log = dir_.Sub("ctl" + std::to_string(runs_++) + ".log");
     Result<int> code = testing::RunCommand(argv, log, std::chrono::seconds(30));

@@ -1,6 +1,7 @@
 // LocalCluster, the helper every cluster test and the demo use: it brings up
 // ZooKeeper, 3 drivers and 2 workers as real processes, and restarts a killed
 // daemon with the same identity and address.
+#include "test/harness/certs.h"
 #include "test/harness/local_cluster.h"
 
 #include "gmock/gmock.h"
@@ -20,7 +21,8 @@ TEST(LocalCluster, StartsKillsAndRestartsDaemons) {
   LocalCluster& c = **cluster;
   ASSERT_TRUE(c.zk().Serving(0));
   auto status = [&] {
-    return RunCommand({kSluicectlPath, "--timeout-ms", "1000", "status", "--driver",
+    return RunCommand({kSluicectlPath, "--tls-cert", TestTls("client").cert, "--tls-key", TestTls("client").key,
+                       "--tls-ca", TestTls("client").ca, "--timeout-ms", "1000", "status", "--driver",
                        c.driver_addresses(), "--worker", c.worker_addresses()},
                       dir.Sub("status.log"), std::chrono::seconds(20))
         .value_or(-1);

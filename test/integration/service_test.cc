@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/source/generator_source.h"
+#include "test/harness/certs.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -151,6 +152,7 @@ class ServiceTest : public ::testing::Test {
                                           const std::string& name, std::vector<std::string> env = {}) {
     std::vector<std::string> argv = {binary};
     argv.insert(argv.end(), args.begin(), args.end());
+    for (std::string& f : TlsFlags(binary == kDriverdPath ? "driver" : "worker")) argv.push_back(std::move(f));
     Result<std::unique_ptr<Subprocess>> p = Subprocess::Start(argv, {.log_path = dir_.Sub(name + ".log"), .env = env});
     EXPECT_TRUE(p.ok()) << p.status();
     return p.ok() ? std::move(*p) : nullptr;
@@ -320,7 +322,17 @@ TEST_F(ServiceTest, CheckConfigPrintsSettingsOrTheErrorWithExitTwo) {
   ASSERT_TRUE(WriteFile(conf, "id = d1\nrpc-address = 127.0.0.1:7100\ndata-dir = " + dir_.Sub("never") +
                                   "\nallow-drills = true\n")
                   .ok());
-  RunResult ok = Run({kDriverdPath, "--config", conf, "--check-config", "--log-level", "warn"});
+  const std::vector<std::string> tls = TlsFlags("driver");
+  auto with_tls = [&](std::vector<std::string> argv) {
+    argv.insert(argv.end(), tls.begin(), tls.end());
+    return argv;
+  };
+  // TLS is on by default: without certificates the configuration is not valid.
+  RunResult no_certs = Run({kDriverdPath, "--config", conf, "--check-config"});
+  EXPECT_EQ(no_certs.code, 2);
+  EXPECT_THAT(no_certs.output, HasSubstr("tls is on (the default) but tls-cert, tls-key, tls-ca are not set"));
+  EXPECT_EQ(Run({kDriverdPath, "--config", conf, "--check-config", "--tls", "off"}).code, 0);
+  RunResult ok = Run(with_tls({kDriverdPath, "--config", conf, "--check-config", "--log-level", "warn"}));
   EXPECT_EQ(ok.code, 0) << ok.output;
   EXPECT_THAT(ok.output, HasSubstr("configuration is valid"));
   EXPECT_THAT(ok.output, HasSubstr("\nid = d1\n"));
@@ -335,13 +347,13 @@ TEST_F(ServiceTest, CheckConfigPrintsSettingsOrTheErrorWithExitTwo) {
   EXPECT_EQ(bad.code, 2);
   EXPECT_THAT(bad.output, HasSubstr("advertise-address: must be set"));
   ASSERT_TRUE(WriteFile(conf, "id = d1\nrpc-address = 0.0.0.0:7100\nadvertise-address = 10.0.0.1:7100\n").ok());
-  EXPECT_EQ(Run({kDriverdPath, "--config", conf, "--check-config"}).code, 0);
+  EXPECT_EQ(Run(with_tls({kDriverdPath, "--config", conf, "--check-config"})).code, 0);
   EXPECT_EQ(Run({kDriverdPath, "--config", dir_.Sub("missing.conf"), "--check-config"}).code, 2);
   RunResult level = Run({kDriverdPath, "--id", "d1", "--log-level", "loud", "--check-config"});
   EXPECT_EQ(level.code, 2);
   EXPECT_THAT(level.output, HasSubstr("log-level: unknown level 'loud'"));
 
-  RunResult w = Run({kWorkerdPath, "--id", "w1", "--check-config"});
+  RunResult w = Run({kWorkerdPath, "--id", "w1", "--check-config", "--tls", "off"});
   EXPECT_EQ(w.code, 0) << w.output;
   EXPECT_THAT(w.output, HasSubstr("\ncoordinator = standalone://127.0.0.1:7100\n"));
   EXPECT_THAT(w.output, HasSubstr("\nslots = 2\n"));
@@ -378,7 +390,10 @@ TEST_F(ServiceTest, StandaloneDriverTwoWorkersAndAJob) {
 
   // sluicectl with nothing but its config file.
   const std::string ctl_conf = dir_.Sub("sluicectl.conf");
-  ASSERT_TRUE(WriteFile(ctl_conf, "coordinator = standalone://" + driver + "\ntimeout-ms = 3000\n").ok());
+  const TlsOptions client = TestTls("client");
+  ASSERT_TRUE(WriteFile(ctl_conf, "coordinator = standalone://" + driver + "\ntimeout-ms = 3000\ntls-cert = " +
+                                      client.cert + "\ntls-key = " + client.key + "\ntls-ca = " + client.ca + "\n")
+                  .ok());
   const std::vector<std::string> ctl_env = {"SLUICECTL_CONFIG=" + ctl_conf};
   RunResult status = Run({kSluicectlPath, "status"}, ctl_env);
   ASSERT_EQ(status.code, 0) << status.output;

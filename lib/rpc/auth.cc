@@ -1,0 +1,124 @@
+#include "lib/rpc/auth.h"
+
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/security/auth_context.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::rpc {
+namespace {
+
+constexpr Role kDriver = Role::kDriver;
+constexpr Role kWorker = Role::kWorker;
+constexpr Role kAdmin = Role::kAdmin;
+constexpr Role kViewer = Role::kViewer;
+
+const std::map<std::string_view, std::vector<Role>>& Table() {
+  static const auto* const table = new std::map<std::string_view, std::vector<Role>>{
+      {"DriverService.GetStatus", {kDriver, kWorker, kAdmin, kViewer}},
+      {"DriverService.AppendMarker", {kAdmin}},
+      {"DriverService.ReadWal", {kDriver, kAdmin}},
+      {"DriverService.RegisterSource", {kAdmin}},
+      {"DriverService.ListSources", {kViewer}},
+      {"DriverService.RegisterWorker", {kWorker}},
+      {"DriverService.ReportBlocks", {kWorker}},
+      {"DriverService.SubmitJob", {kAdmin}},
+      {"DriverService.ListJobs", {kViewer}},
+      {"DriverService.DescribeJob", {kViewer}},
+      {"DriverService.StopJob", {kAdmin}},
+      {"DriverService.JoinGroup", {kWorker}},
+      {"DriverService.Drill", {kAdmin}},
+      {"WalService.Append", {kDriver}},
+      {"WalService.Fetch", {kDriver}},
+      {"WalService.InstallSnapshot", {kDriver}},
+      {"WorkerService.GetStatus", {kDriver, kWorker, kAdmin, kViewer}},
+      {"WorkerService.LeaderHeartbeat", {kDriver}},
+      {"WorkerService.AssignReceivers", {kDriver}},
+      {"WorkerService.FetchBlock", {kDriver, kWorker}},
+      {"WorkerService.ReplicateBlock", {kWorker}},
+      {"WorkerService.RunTask", {kDriver}},
+      {"WorkerService.DropBlocks", {kDriver}},
+      {"WorkerService.PushShuffle", {kWorker}},
+      {"WorkerService.ReplicateState", {kWorker}},
+      {"WorkerService.FetchState", {kWorker}},
+      {"WorkerService.Drill", {kAdmin}},
+  };
+  return *table;
+}
+
+std::vector<std::string> Values(const grpc::AuthContext& auth, const char* property) {
+  std::vector<std::string> out;
+  for (const grpc::string_ref& v : auth.FindPropertyValues(property)) out.emplace_back(v.data(), v.size());
+  return out;
+}
+
+// At most one log line per caller and method every 10 s: a misconfigured
+// client retrying in a loop must not flood the log.
+bool ShouldLog(const std::string& key, int* suppressed) {
+  static std::mutex mu;
+  static std::map<std::string, std::pair<std::chrono::steady_clock::time_point, int>> last;
+  std::lock_guard<std::mutex> lock(mu);
+  auto now = std::chrono::steady_clock::now();
+  auto [it, fresh] = last.try_emplace(key, now, 0);
+  if (!fresh && now - it->second.first < std::chrono::seconds(10)) {
+    ++it->second.second;
+    return false;
+  }
+  *suppressed = it->second.second;
+  it->second = {now, 0};
+  if (last.size() > 10'000) last.clear();
+  return true;
+}
+
+}  // namespace
+
+std::vector<Role> RolesFor(std::string_view method) {
+  auto it = Table().find(method);
+  return it == Table().end() ? std::vector<Role>{} : it->second;
+}
+
+std::vector<std::string> MethodsWithRoles() {
+  std::vector<std::string> out;
+  for (const auto& [m, roles] : Table()) out.emplace_back(m);
+  return out;
+}
+
+grpc::Status Authorize(const grpc::ServerContext* context, std::string_view method) {
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  std::vector<std::string> security =
+      auth ? Values(*auth, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME) : std::vector<std::string>{};
+  if (security.empty() || security.front() == "insecure") {
+    // A plaintext server (`tls = off`): it has no identity to check.
+    return grpc::Status::OK;
+  }
+  std::vector<Role> needed = RolesFor(method);
+  std::vector<std::string> cns = Values(*auth, GRPC_X509_CN_PROPERTY_NAME);
+  std::string who = cns.empty() ? "(no common name)" : "CN=" + cns.front();
+  std::vector<Role> roles;
+  if (auth->IsPeerAuthenticated()) {
+    std::vector<std::string> uris = Values(*auth, GRPC_PEER_URI_PROPERTY_NAME);
+    for (std::string& s : Values(*auth, GRPC_X509_SAN_PROPERTY_NAME)) uris.push_back(std::move(s));
+    roles = RolesFromUris(uris);
+  }
+  for (Role r : roles) {
+    for (Role n : needed) {
+      if (r == n || (r == kAdmin && n == kViewer)) return grpc::Status::OK;
+    }
+  }
+  std::string names;
+  for (Role n : needed) names += std::string(names.empty() ? "" : " or ") + std::string(RoleName(n));
+  std::string need = needed.empty() ? "a role no certificate has (unknown method)" : "the role " + names;
+  int suppressed = 0;
+  if (ShouldLog(who + " " + std::string(method), &suppressed)) {
+    spdlog::warn("refused {} to {} (roles: {}) at {}: it needs {}{}", method, who, RoleList(roles), context->peer(),
+                 need, suppressed > 0 ? fmt::format(" ({} more refusals not logged)", suppressed) : "");
+  }
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                      fmt::format("{} needs {}; the caller's certificate ({}) grants {}", method, need, who,
+                                  RoleList(roles)));
+}
+
+}  // namespace sluice::rpc
