@@ -23,8 +23,9 @@ set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # systemd: systemd-sysusers and systemd-tmpfiles in postinst; procps: /bin/kill
-# of the units' ExecReload=.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, procps")
+# of the units' ExecReload=; openssl: postinst makes a development CA
+# (/usr/share/sluice/gen-certs.sh).
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, procps, openssl")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "zookeeperd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   ${PROJECT_SOURCE_DIR}/deploy/debian/conffiles

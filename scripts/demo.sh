@@ -4,7 +4,8 @@
 # broker), shows it with sluicectl, declares a Kafka source and a generator
 # source, runs a job that filters the generator's events into files, and
 # runs a failover drill with sluicectl drill (kill -9 of the leader, then of
-# a worker), which prints its measurements and a verdict.
+# a worker), which prints its measurements and a verdict. Every connection is
+# mutual TLS, with certificates scripts/gen-certs.sh makes for the demo.
 # Everything stops when the demo ends; pass --keep to leave the cluster up
 # until Ctrl-C.
 set -euo pipefail
@@ -30,6 +31,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "== scripts/gen-certs.sh: a development CA and a certificate per process kind and per role;"
+echo "   every connection is mutual TLS, and a caller may do what its certificate's role allows"
+scripts/gen-certs.sh -d "$DEMO_DIR/certs" driver:driver worker:worker admin:admin viewer:viewer \
+  client:admin+driver | sed 's/^/   /'
+# The cluster's daemons use driver.pem and worker.pem; sluicectl uses admin.pem.
+export SLUICE_TEST_CERTS="$DEMO_DIR/certs"
+cat >"$DEMO_DIR/sluicectl.conf" <<EOF
+tls-cert = $DEMO_DIR/certs/admin.pem
+tls-key = $DEMO_DIR/certs/admin.key
+tls-ca = $DEMO_DIR/certs/ca.pem
+EOF
+export SLUICECTL_CONFIG="$DEMO_DIR/sluicectl.conf"
+
+echo
 echo "== starting ZooKeeper, the Kafka mock, 3 drivers and 2 workers in $DEMO_DIR"
 "$BIN/test/harness/sluice-local-cluster" --dir "$DEMO_DIR" --drivers 3 --workers 2 --restart-exited \
   --kafka-topic events:8 --ready-file "$DEMO_DIR/cluster.env" >"$DEMO_DIR/cluster.log" 2>&1 &
@@ -120,6 +135,9 @@ EOF
 "$SLUICECTL" --coordinator "$COORDINATOR" submit "$DEMO_DIR/per-group.yaml"
 sleep 3
 "$SLUICECTL" --coordinator "$COORDINATOR" list
+echo "== a viewer's certificate may look but not act:"
+"$SLUICECTL" --coordinator "$COORDINATOR" --tls-cert "$DEMO_DIR/certs/viewer.pem" \
+  --tls-key "$DEMO_DIR/certs/viewer.key" stop per-group 2>&1 | sed 's/^/   /' || true
 echo "output lines: $(cat "$DEMO_DIR"/group-7/*.jsonl | wc -l) (1,000 events have g == 7)," \
   "dead letters: $(cat "$DEMO_DIR"/group-7/dead-letters/*.jsonl | wc -l), e.g.:"
 head -n 1 "$(ls "$DEMO_DIR"/group-7/dead-letters/*.jsonl | head -n 1)" | cut -c1-150

@@ -14,7 +14,8 @@
 // --check-config; 2 (kExitUsage) on a bad flag, file or value; 1 if the
 // daemon cannot start. See docs/service.md.
 //
-// Options must have Register(CLI::App&), Validate() and log_level();
+// Options must have Register(CLI::App&), Validate(), log_level() and a
+// DaemonOptions `daemon`;
 // Daemon is constructed from (Options, Clock*) and has Start(), Stop(), Reload(),
 // SetLiveness(Liveness*) (before Start) and ServiceState() const.
 #pragma once
@@ -71,6 +72,11 @@ int RunDaemonMain(const std::string& name, const std::string& description, int a
     return kExitUsage;
   }
   if (Status st = InitLogging(name, options.log_level()); !st.ok()) {
+    std::cerr << name << ": error: " << st.message() << std::endl;
+    return kExitUsage;
+  }
+  // Last: a wrong value is named before missing certificates are.
+  if (Status st = options.daemon.tls.Validate(); !st.ok()) {
     std::cerr << name << ": error: " << st.message() << std::endl;
     return kExitUsage;
   }

@@ -51,7 +51,6 @@ Status DaemonOptions::Validate() const {
   if (zk_connect_timeout_ms < 100) {
     return absl::InvalidArgumentError("zk-connect-timeout-ms: must be at least 100");
   }
-  RETURN_IF_ERROR(tls.Validate());
   return absl::OkStatus();
 }
 

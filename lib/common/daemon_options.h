@@ -34,7 +34,9 @@ struct DaemonOptions {
 
   // Declares the options on `app`; `kind` ("driver", "worker") words the help.
   void Register(CLI::App& app, const std::string& kind);
-  // INVALID_ARGUMENT naming the option.
+  // INVALID_ARGUMENT naming the option. Not tls: RunDaemonMain checks it
+  // after the daemon's own options, so that a wrong value is named before
+  // missing certificates are.
   [[nodiscard]] Status Validate() const;
   // The address to publish, given the one the server bound.
   std::string Advertised(const std::string& bound) const {

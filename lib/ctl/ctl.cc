@@ -132,6 +132,20 @@ void Ctl::Register(CLI::App& app) {
 }
 
 int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
+  if (status_cmd_->parsed()) return RunStatus(out, err);
+  if (source_add_cmd_->parsed()) return RunSourceAdd(out, err);
+  if (sources_cmd_->parsed()) return RunSources(out, err);
+  if (submit_cmd_->parsed()) return RunSubmit(out, err);
+  if (list_cmd_->parsed()) return RunList(out, err);
+  if (describe_cmd_->parsed()) return RunDescribe(out, err);
+  if (stop_cmd_->parsed()) return RunStop(out, err);
+  if (drill_cmd_->parsed()) return RunDrillCommand(out, err);
+  err << "sluicectl: error: no command given (see --help)\n";
+  return kExitUsage;
+}
+
+int Ctl::Connect(std::ostream& err) {
+  if (channels_ != nullptr) return 0;
   if (Status st = tls_.Validate(); !st.ok()) {
     err << "sluicectl: error: " << st.message() << "\n";
     return kExitUsage;
@@ -145,19 +159,11 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
     transport_.tls = *std::move(id);
   }
   channels_ = std::make_unique<rpc::ChannelCache>(transport_);
-  if (status_cmd_->parsed()) return RunStatus(out, err);
-  if (source_add_cmd_->parsed()) return RunSourceAdd(out, err);
-  if (sources_cmd_->parsed()) return RunSources(out, err);
-  if (submit_cmd_->parsed()) return RunSubmit(out, err);
-  if (list_cmd_->parsed()) return RunList(out, err);
-  if (describe_cmd_->parsed()) return RunDescribe(out, err);
-  if (stop_cmd_->parsed()) return RunStop(out, err);
-  if (drill_cmd_->parsed()) return RunDrillCommand(out, err);
-  err << "sluicectl: error: no command given (see --help)\n";
-  return kExitUsage;
+  return 0;
 }
 
 int Ctl::Discover(std::ostream& err) {
+  if (int rc = Connect(err); rc != 0) return rc;
   if (!coordinator_.empty()) {
     Result<coord::CoordinatorSpec> spec = coord::CoordinatorSpec::Parse(coordinator_);
     if (!spec.ok()) {
@@ -257,7 +263,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
 
 template <typename Response, typename Call>
 int Ctl::CallLeader(std::ostream& err, Call&& call, Response* response, bool invalid_is_usage) {
-  if (Discover(err) != 0) return 1;
+  if (int rc = Discover(err); rc != 0) return rc;
   if (drivers_.empty()) {
     err << "sluicectl: error: needs --coordinator or --driver\n";
     return 1;

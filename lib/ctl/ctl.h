@@ -50,7 +50,10 @@ class Ctl {
   int RunDescribe(std::ostream& out, std::ostream& err);
   int RunStop(std::ostream& out, std::ostream& err);
   int RunDrillCommand(std::ostream& out, std::ostream& err);
-  // Fills drivers_/workers_ from --coordinator; 0 or an exit code.
+  // Makes channels_ with the TLS identity of tls_ (once); 0 or an exit code
+  // (2 if a certificate file is wrong).
+  int Connect(std::ostream& err);
+  // Connect()s, then fills drivers_/workers_ from --coordinator; 0 or an exit code.
   int Discover(std::ostream& err);
   // Every subcommand's call to the leader: finds the serving leader among
   // drivers_, makes `call(rpc::DriverClient&)` on it and keeps its answer in

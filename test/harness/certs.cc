@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <mutex>
 
 #include "lib/rpc/tls.h"
 #include "test/harness/paths.h"
@@ -37,11 +39,20 @@ std::string MakeCerts() {
 }  // namespace
 
 const std::string& TestCertsDir() {
-  static const std::string dir = MakeCerts();
+  static const std::string dir = [] {
+    const char* given = std::getenv("SLUICE_TEST_CERTS");
+    return given != nullptr && *given != '\0' ? std::string(given) : MakeCerts();
+  }();
   return dir;
 }
 
+bool TestTlsOn() {
+  const char* v = std::getenv("SLUICE_TEST_TLS");
+  return v == nullptr || std::string(v) != "off";
+}
+
 std::vector<std::string> TlsFlags(const std::string& name) {
+  if (!TestTlsOn()) return {"--tls", "off"};
   TlsOptions t = TestTls(name);
   return {"--tls-cert", t.cert, "--tls-key", t.key, "--tls-ca", t.ca};
 }
@@ -55,15 +66,20 @@ TlsOptions TestTls(const std::string& name) {
   return t;
 }
 
-rpc::RpcOptions TestRpcOptions() {
-  static const std::shared_ptr<rpc::TlsIdentity> identity = [] {
-    Result<std::shared_ptr<rpc::TlsIdentity>> id = rpc::TlsIdentity::Load(TestTls("client"), "", std::nullopt);
+rpc::RpcOptions TestRpcOptions(const std::string& name) {
+  if (!TestTlsOn()) return {};
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<rpc::TlsIdentity>> identities;
+  std::lock_guard<std::mutex> lock(mu);
+  std::shared_ptr<rpc::TlsIdentity>& identity = identities[name];
+  if (identity == nullptr) {
+    Result<std::shared_ptr<rpc::TlsIdentity>> id = rpc::TlsIdentity::Load(TestTls(name), "", std::nullopt);
     if (!id.ok()) {
       std::cerr << "test certificates: " << id.status() << "\n";
       std::abort();
     }
-    return *id;
-  }();
+    identity = *id;
+  }
   rpc::RpcOptions options;
   options.tls = identity;
   return options;

@@ -7,6 +7,10 @@
 // "client" (roles admin and driver: tests read the WAL too). "admin",
 // "viewer" and "worker" certificates are there for authorization tests.
 //
+// With SLUICE_TEST_TLS=off in the environment (read at each call), TlsFlags
+// is `--tls off` and TestRpcOptions plaintext: a benchmark measures TLS's
+// cost that way.
+//
 // Thread-safe (made once, under a static's initialisation).
 #pragma once
 
@@ -19,12 +23,17 @@
 namespace sluice::testing {
 
 // ca.pem and NAME.pem / NAME.key for NAME in driver, worker, admin, viewer,
-// client. Aborts the test process if they cannot be made.
+// client. $SLUICE_TEST_CERTS names a directory that has them already
+// (scripts/demo.sh makes its own); else they are made here. Aborts the test
+// process if they cannot be made.
 const std::string& TestCertsDir();
-// --tls-cert, --tls-key, --tls-ca of certificate `name`.
+// False if SLUICE_TEST_TLS=off.
+bool TestTlsOn();
+// --tls-cert, --tls-key, --tls-ca of certificate `name` (`--tls off` if not TestTlsOn()).
 std::vector<std::string> TlsFlags(const std::string& name);
 TlsOptions TestTls(const std::string& name);
-// The test process's transport: mutual TLS as "client".
-rpc::RpcOptions TestRpcOptions();
+// The test process's transport: mutual TLS as `name` ("client" by default;
+// "worker" to play a worker to a driver, say).
+rpc::RpcOptions TestRpcOptions(const std::string& name = "client");
 
 }  // namespace sluice::testing

@@ -16,10 +16,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/rpc/channel_cache.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/worker_client.h"
 #include "lib/format/block.h"
 #include "lib/worker/executor.h"
+#include "test/harness/certs.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/subprocess.h"
@@ -409,7 +411,9 @@ TEST(DataPathTest, TheLeaderRefusesBlocksThatWouldSkipOrRepeatOffsets) {
   Result<proto::DriverStatus> ds = testing::GetDriverStatus(leader);
   ASSERT_TRUE(ds.ok());
   const int64_t epoch = ds->epoch();
-  rpc::DriverClient driver(testing::Channels(), leader);
+  // The test plays a worker: a worker's certificate.
+  rpc::ChannelCache as_worker(testing::TestRpcOptions("worker"));
+  rpc::DriverClient driver(as_worker, leader);
   auto block = [](int64_t start, int64_t end) {
     proto::BlockInfo b;
     b.mutable_range()->set_source("gen");

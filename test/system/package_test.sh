@@ -36,6 +36,7 @@ expected=(
   usr/share/doc/sluice/README.md usr/share/doc/sluice/operations.md
   usr/share/doc/sluice/examples/three-hosts/host1/driverd.conf
   usr/include/sluice/plugin_api.h usr/lib/sluice/plugins/uppercase_plugin.so
+  usr/share/sluice/gen-certs.sh
 )
 for f in "${expected[@]}"; do [ -f "$X/$f" ] || fail "missing /$f"; done
 for f in usr/sbin/driverd usr/sbin/workerd usr/bin/sluicectl; do
@@ -85,5 +86,24 @@ for f in driverd.conf workerd-1.conf workerd-2.conf; do
     fail "/etc/sluice/$f is $(stat -c '%u:%g %a' "$X/etc/sluice/$f")"
 done
 [ "$(stat -c '%a' "$X/etc/sluice/sluicectl.conf")" = 644 ] || fail "sluicectl.conf not 644"
-echo "postinst: user sluice ($uid:$gid), /var/lib/sluice and /var/log/sluice 750, configs 640 root:sluice"
+# The development certificates of the shipped configuration: signed by the
+# CA made with them, each daemon's key its own, admin's and the CA's root's.
+T=$X/etc/sluice/tls
+for n in driver-1 worker-1 worker-2 admin; do
+  openssl verify -CAfile "$T/ca.pem" "$T/$n.pem" >/dev/null || fail "$n.pem does not verify against ca.pem"
+done
+for k in driver-1 worker-1 worker-2; do
+  [ "$(stat -c '%u:%g %a' "$T/$k.key")" = "$uid:$gid 600" ] || fail "$k.key is $(stat -c '%u:%g %a' "$T/$k.key")"
+done
+for k in admin ca; do
+  [ "$(stat -c '%u %a' "$T/$k.key")" = "0 600" ] || fail "$k.key is $(stat -c '%u %a' "$T/$k.key")"
+done
+openssl x509 -in "$T/worker-1.pem" -noout -ext subjectAltName | grep -q 'URI:sluice:role=worker' ||
+  fail "worker-1.pem has no role"
+# A second configure (an upgrade) keeps the administrator's certificates.
+before=$(md5sum "$T/ca.pem")
+DPKG_ROOT=$X sh "$C/postinst" configure 0.0.9 >>"$OUT/postinst.log" 2>&1 || fail "postinst configure (upgrade) failed"
+[ "$(md5sum "$T/ca.pem")" = "$before" ] || fail "an upgrade replaced /etc/sluice/tls/ca.pem"
+echo "postinst: user sluice ($uid:$gid), /var/lib/sluice and /var/log/sluice 750, configs 640 root:sluice," \
+  "development certificates in /etc/sluice/tls (daemon keys sluice's, admin's and the CA's root's)"
 echo "PASS: $deb"

@@ -182,6 +182,9 @@ coordinator = $ZK
 zk-session-timeout-ms = 4000
 wal-group-size = 3
 log-level = info
+tls-cert = /etc/sluice/tls/driver-$n.pem
+tls-key = /etc/sluice/tls/driver-$n.key
+tls-ca = /etc/sluice/tls/ca.pem
 EOF
 done
 for n in 1 2 3; do
@@ -193,10 +196,18 @@ coordinator = $ZK
 zk-session-timeout-ms = 4000
 slots = 2
 log-level = info
+tls-cert = /etc/sluice/tls/worker-$n.pem
+tls-key = /etc/sluice/tls/worker-$n.key
+tls-ca = /etc/sluice/tls/ca.pem
 EOF
 done
 echo "no-such-key = 1" >>"$WORK/workerd-3.conf"   # the config error, below
-echo "coordinator = $ZK" >"$WORK/sluicectl.conf"
+printf 'coordinator = %s\ntls-cert = /etc/sluice/tls/admin.pem\ntls-key = /etc/sluice/tls/admin.key\ntls-ca = /etc/sluice/tls/ca.pem\n' \
+  "$ZK" >"$WORK/sluicectl.conf"
+# Certificates for the daemons the shipped set lacks, from the CA postinst made.
+ns sh -c '/usr/share/sluice/gen-certs.sh -d /etc/sluice/tls driver-2:driver driver-3:driver worker-3:worker \
+          >/dev/null && chown sluice:sluice /etc/sluice/tls/driver-[23].key /etc/sluice/tls/worker-3.key' ||
+  fail "gen-certs.sh in the container"
 ns sh -c 'cp /mnt/sluice/*.conf /etc/sluice/ && chown root:sluice /etc/sluice/d*.conf /etc/sluice/w*.conf &&
           chmod 640 /etc/sluice/d*.conf /etc/sluice/w*.conf'
 DRIVERS="sluice-driverd@1 sluice-driverd@2 sluice-driverd@3"

@@ -82,18 +82,28 @@ zk_quorum() {
 wait_for 60 "the ZooKeeper ensemble" zk_quorum
 log "ZooKeeper ensemble formed"
 
-# ---- A driver and a worker per host, with the shipped files.
+# ---- A driver and a worker per host, with the shipped files; the
+# certificates (the files name /etc/sluice/tls) from gen-certs.sh, each with
+# its host's address.
 for n in 1 2 3; do
-  at "$n" "$BUILD/cmd/driverd/driverd" --config "$CONF/host$n/driverd.conf" \
+  "$SRC/scripts/gen-certs.sh" -d "$WORK/tls" --host "192.0.2.1$n" "driver-$n:driver" "worker-$n:worker" >/dev/null
+done
+"$SRC/scripts/gen-certs.sh" -d "$WORK/tls" admin:admin >/dev/null
+tls() { echo --tls-cert "$WORK/tls/$1.pem" --tls-key "$WORK/tls/$1.key" --tls-ca "$WORK/tls/ca.pem"; }
+for n in 1 2 3; do
+  # shellcheck disable=SC2046
+  at "$n" "$BUILD/cmd/driverd/driverd" --config "$CONF/host$n/driverd.conf" $(tls "driver-$n") \
     --data-dir "$WORK/data$n/driver-$n" >"$WORK/driver$n.log" 2>&1 &
   PIDS+=($!)
 done
 for n in 1 2 3; do
-  at "$n" "$BUILD/cmd/workerd/workerd" --config "$CONF/host$n/workerd-1.conf" \
+  # shellcheck disable=SC2046
+  at "$n" "$BUILD/cmd/workerd/workerd" --config "$CONF/host$n/workerd-1.conf" $(tls "worker-$n") \
     --data-dir "$WORK/data$n/worker-$n" >"$WORK/worker$n.log" 2>&1 &
   PIDS+=($!)
 done
-ctl() { at 1 "$BUILD/cmd/sluicectl/sluicectl" --config "$CONF/sluicectl.conf" "$@"; }
+# shellcheck disable=SC2046
+ctl() { at 1 "$BUILD/cmd/sluicectl/sluicectl" --config "$CONF/sluicectl.conf" $(tls admin) "$@"; }
 cluster_up() {
   local s
   s=$(ctl status) || return 1
