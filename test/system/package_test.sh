@@ -76,7 +76,7 @@ gid=$(awk -F: '$1 == "sluice" { print $3 }' "$X/etc/group")
 [ -n "$uid" ] && [ "$uid" -lt 1000 ] || fail "no sluice system user: $(cat "$X/etc/passwd")"
 grep -q '^sluice:.*:/var/lib/sluice:/usr/sbin/nologin$' "$X/etc/passwd" ||
   fail "sluice's home or shell: $(grep '^sluice:' "$X/etc/passwd")"
-for d in var/lib/sluice var/log/sluice; do
+for d in var/lib/sluice var/lib/sluice/output var/log/sluice; do
   [ "$(stat -c '%u:%g %a' "$X/$d")" = "$uid:$gid 750" ] ||
     fail "/$d is $(stat -c '%u:%g %a' "$X/$d"), not $uid:$gid 750"
 done
@@ -85,5 +85,10 @@ for f in driverd.conf workerd-1.conf workerd-2.conf; do
     fail "/etc/sluice/$f is $(stat -c '%u:%g %a' "$X/etc/sluice/$f")"
 done
 [ "$(stat -c '%a' "$X/etc/sluice/sluicectl.conf")" = 644 ] || fail "sluicectl.conf not 644"
-echo "postinst: user sluice ($uid:$gid), /var/lib/sluice and /var/log/sluice 750, configs 640 root:sluice"
+# The shipped configs confine jobs to the shipped plugin and output dirs.
+for f in driverd.conf workerd-1.conf workerd-2.conf; do
+  grep -qx 'plugin-dirs = /usr/lib/sluice/plugins' "$X/etc/sluice/$f" || fail "$f: no plugin-dirs"
+  grep -qx 'output-dirs = /var/lib/sluice/output' "$X/etc/sluice/$f" || fail "$f: no output-dirs"
+done
+echo "postinst: user sluice ($uid:$gid), /var/lib/sluice, its output/ and /var/log/sluice 750, configs 640 root:sluice"
 echo "PASS: $deb"

@@ -85,12 +85,12 @@ log "ZooKeeper ensemble formed"
 # ---- A driver and a worker per host, with the shipped files.
 for n in 1 2 3; do
   at "$n" "$BUILD/cmd/driverd/driverd" --config "$CONF/host$n/driverd.conf" \
-    --data-dir "$WORK/data$n/driver-$n" >"$WORK/driver$n.log" 2>&1 &
+    --data-dir "$WORK/data$n/driver-$n" --output-dirs "$WORK/out" >"$WORK/driver$n.log" 2>&1 &
   PIDS+=($!)
 done
 for n in 1 2 3; do
   at "$n" "$BUILD/cmd/workerd/workerd" --config "$CONF/host$n/workerd-1.conf" \
-    --data-dir "$WORK/data$n/worker-$n" >"$WORK/worker$n.log" 2>&1 &
+    --data-dir "$WORK/data$n/worker-$n" --output-dirs "$WORK/out" >"$WORK/worker$n.log" 2>&1 &
   PIDS+=($!)
 done
 ctl() { at 1 "$BUILD/cmd/sluicectl/sluicectl" --config "$CONF/sluicectl.conf" "$@"; }
