@@ -354,6 +354,17 @@ TEST_F(JobsTest, PluginsAndOutputStayInTheirConfiguredDirectories) {
   }
   EXPECT_THAT(written, ::testing::ContainsRegex("\"key\":\"K0000000[0-2]\""));
 
+  // A name no plugin dir has: the task fails with a clear error, the worker lives on.
+  ok = Ctl({"submit", job("missing", "  - plugin: {name: nothere}\n", "null: {}")});
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  ASSERT_TRUE(testing::WaitUntil([&] { return Ctl({"describe", "missing"}).output.find("stopped") != std::string::npos; },
+                                 milliseconds(30'000), milliseconds(300)));
+  EXPECT_THAT(Ctl({"describe", "missing"}).output,
+              HasSubstr("operators[1].plugin: plugin 'nothere': no nothere.so or libnothere.so in plugin-dirs " +
+                        std::string(testing::kPluginDir) + ", " + dir_.Sub("plugins") + " on this worker"));
+  ASSERT_NE(cluster_->worker(0), nullptr);
+  EXPECT_TRUE(cluster_->worker(0)->Running());
+
   // A symlink out of the plugin dir: accepted by name, refused by the worker.
   TempDir outside("confine-outside");
   std::filesystem::copy_file(std::string(testing::kPluginDir) + "/uppercase_plugin.so", outside.Sub("evil.so"));
@@ -381,6 +392,37 @@ TEST_F(JobsTest, PluginsAndOutputStayInTheirConfiguredDirectories) {
                                    std::filesystem::canonical(outside.path()).string() +
                                    "/out on this worker, outside output-dirs"));
   EXPECT_FALSE(std::filesystem::exists(outside.Sub("out")));
+}
+
+// A cluster whose daemons have neither plugin-dirs nor output-dirs refuses
+// every plugin and every file sink or dead-letter directory at submit,
+// naming the option; jobs that need neither still run.
+TEST(JobsWithoutConfinementDirs, PluginsFileSinksAndDeadLettersAreRefusedNamingTheOption) {
+  TempDir dir("confine-none");
+  auto started = LocalCluster::Start({.dir = dir.path(), .drivers = 1, .workers = 1, .plugin_dirs = "", .output_dirs = ""});
+  ASSERT_TRUE(started.ok()) << started.status();
+  LocalCluster& cluster = **started;
+  ASSERT_TRUE(testing::WaitUntil([&] { return cluster.LeaderIndex() >= 0; }, milliseconds(20'000), milliseconds(100)));
+  auto submit = [&](const std::string& name, const std::string& rest) {
+    const std::string path = dir.Sub(name + ".yaml");
+    EXPECT_TRUE(testing::WriteFile(path, "name: " + name + "\nsources:\n  - {name: g, kind: generator, partitions: 1}\n" + rest).ok());
+    const std::string log = dir.Sub(name + ".log");
+    const int code = cluster.Sluicectl({"submit", path}, log);
+    return CtlRun{code, testing::ReadFile(log).value_or("")};
+  };
+  CtlRun r = submit("p", "operators:\n  - plugin: {name: uppercase_plugin, config: {field: key}}\nsink: {null: {}}\n");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("operators[0].plugin.name: plugin 'uppercase_plugin' refused: this cluster loads no "
+                                  "plugins; an operator sets plugin-dirs on the drivers and workers"));
+  r = submit("f", "sink: {file: {path: " + dir.Sub("out") + "}}\n");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("sink.file.path: '" + dir.Sub("out") + "' refused: this cluster writes no files; an "
+                                  "operator sets output-dirs on the drivers and workers"));
+  r = submit("d", "dead_letters: " + dir.Sub("dl") + "\nsink: {null: {}}\n");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("dead_letters: '" + dir.Sub("dl") + "' refused: this cluster writes no files"));
+  r = submit("n", "sink: {null: {}}\n");
+  EXPECT_EQ(r.code, 0) << r.output;
 }
 
 // End to end: generated JSON events, filtered and projected by tasks on the
