@@ -91,6 +91,7 @@ echo "== sluicectl sources: receivers on both workers cut 200 ms blocks, reporte
 
 echo
 echo "== a job: parse the generator's JSON events, keep the large values, project, write files"
+echo "   (under $DEMO_DIR: the cluster's output-dirs; a file sink elsewhere is refused at submit)"
 cat >"$DEMO_DIR/big-values.yaml" <<EOF
 name: big-values
 batch_interval: 1s
@@ -148,7 +149,7 @@ echo "   (a generator source and two jobs) runs beside the demo's jobs; it measu
 echo "   commits again, checks the probe's output is exactly once, and prints a verdict (docs/drills.md)."
 echo "   sluice-local-cluster --restart-exited starts again what the drill killed, as systemd would."
 "$SLUICECTL" --coordinator "$COORDINATOR" drill --fault leader-kill,worker-kill --interval 8s \
-  --partitions 2 --rate 1000 || echo "demo: the drill failed (exit $?)"
+  --partitions 2 --rate 1000 --output "$DEMO_DIR/drill" || echo "demo: the drill failed (exit $?)"
 
 echo
 echo "== the demo's jobs went on through both faults: batches committed, one file per batch and partition"

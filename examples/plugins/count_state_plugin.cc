@@ -5,7 +5,7 @@
 //     - parse: {format: json}
 //     - key_by: user
 //     - update_state:
-//         plugin: /opt/sluice/plugins/count_state_plugin.so
+//         plugin: count_state_plugin   # count_state_plugin.so in the workers' plugin-dirs
 //         config: {field: amount}
 //         timeout: 10m
 //

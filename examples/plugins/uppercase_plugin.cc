@@ -3,7 +3,7 @@
 //   operators:
 //     - parse: {format: json}
 //     - plugin:
-//         path: /opt/sluice/plugins/uppercase_plugin.so
+//         name: uppercase_plugin   # uppercase_plugin.so in the workers' plugin-dirs
 //         config: {field: tags, as: tag, split: ","}
 //
 // Upper-cases (ASCII) the string field `field` into the field `as` (default:

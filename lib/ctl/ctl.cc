@@ -118,7 +118,8 @@ void Ctl::Register(CLI::App& app) {
   d->add_option("--batch-interval", drill_.batch_interval, "The probe jobs' batch interval")->capture_default_str();
   d->add_option("--output", drill_.output,
                 "Directory of the probe's output files, which the workers write and sluicectl reads: local, or "
-                "shared by every host (default /tmp/sluice-drill-<time>)");
+                "shared by every host, at or under the cluster's output-dirs (default "
+                "/var/lib/sluice/output/drill-<time>)");
   d->add_option("--session-timeout", drill_.session_timeout,
                 "The ZooKeeper session timeout, if the drivers do not report it");
   d->add_flag("--json", drill_.json, "Print the report as JSON");

@@ -184,6 +184,10 @@ void PrintReport(const DrillReport& report, std::ostream& out);
 std::string ReportJson(const DrillReport& report);
 
 // sluicectl drill's flags.
+// Where the probe jobs write by default: under the packaged output-dirs
+// (deploy/config); the workers refuse a directory outside their output-dirs.
+inline constexpr const char* kDefaultDrillOutput = "/var/lib/sluice/output";
+
 struct DrillOptions {
   std::string faults;
   int rounds = 0;  // 0: one per fault listed
@@ -191,7 +195,7 @@ struct DrillOptions {
   int64_t rate = 2000;  // events/s over all partitions
   int partitions = 4;
   std::string batch_interval = "1s";
-  std::string output;  // default /tmp/<name>
+  std::string output;  // default kDefaultDrillOutput/<name>
   std::string session_timeout;  // when the drivers do not say
   bool json = false;
   bool keep = false;

@@ -291,7 +291,8 @@ Result<Response> Runner::OnLeader(Call&& call, Ms limit) {
 Status Runner::SetUp() {
   const int64_t now_s = clock_->UnixMillis() / 1000;
   report_.name = "drill-" + std::to_string(now_s);
-  dir_ = o_.output.empty() ? "/tmp/sluice-" + report_.name : fs::absolute(o_.output).lexically_normal().string();
+  dir_ = o_.output.empty() ? std::string(kDefaultDrillOutput) + "/" + report_.name
+                           : fs::absolute(o_.output).lexically_normal().string();
   report_.output_dir = dir_;
   jobs_ = {report_.name + "-ids", report_.name + "-counts"};
 

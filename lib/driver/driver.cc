@@ -40,10 +40,12 @@ void DriverOptions::Register(CLI::App& app) {
   app.add_option("--wal-compact-every", wal_compact_every,
                  "Fold this many committed WAL records into a snapshot")
       ->capture_default_str();
+  paths.Register(app);
 }
 
 Status DriverOptions::Validate() const {
   RETURN_IF_ERROR(daemon.Validate());
+  RETURN_IF_ERROR(paths.Validate());
   ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(daemon.coordinator));
   if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && !spec.leader_address.empty()) {
     return absl::InvalidArgumentError(
@@ -160,7 +162,8 @@ Status Driver::Start() {
   data_path_ = std::make_unique<DataPath>(options_.daemon.id, driver_log_.get(), leadership_.get(),
                                           workers_proxy_.get(), clock_);
   data_path_view_ = data_path_.get();
-  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(), clock_);
+  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(), clock_,
+                                       &options_.paths);
   jobs_view_ = jobs_.get();
   planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), clock_);
   scheduler_ = std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(),

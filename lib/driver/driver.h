@@ -38,6 +38,7 @@
 #include "lib/common/daemon_options.h"
 #include "lib/common/service_notify.h"
 #include "lib/common/status.h"
+#include "lib/engine/confinement.h"
 #include "proto/driver.pb.h"
 
 namespace CLI {
@@ -84,6 +85,7 @@ struct DriverOptions {
   int workers_unreachable_give_up_ms = 0;
   int wal_group_size = 3;           // drivers in the WAL's replication group
   int64_t wal_compact_every = 10'000;
+  engine::PathPolicy paths;  // plugin-dirs, output-dirs: checked at submit
 
   // workers_unreachable_give_up_ms, or its default.
   std::chrono::milliseconds WorkersUnreachableGiveUp() const {

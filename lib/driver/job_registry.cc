@@ -4,6 +4,7 @@
 
 #include "lib/driver/data_path.h"
 #include "lib/driver/leadership.h"
+#include "lib/engine/confinement.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
 #include "lib/driver/driver_log.h"
@@ -36,8 +37,13 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
 }  // namespace
 
 JobRegistry::JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
-                         Clock* clock)
-    : driver_id_(std::move(driver_id)), log_(log), leadership_(leadership), data_(data), clock_(clock) {}
+                         Clock* clock, const engine::PathPolicy* paths)
+    : driver_id_(std::move(driver_id)),
+      log_(log),
+      leadership_(leadership),
+      data_(data),
+      clock_(clock),
+      paths_(paths) {}
 
 Status JobRegistry::CheckLeader() const {
   if (!leadership_->Serving()) {
@@ -49,6 +55,7 @@ Status JobRegistry::CheckLeader() const {
 Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec) {
   RETURN_IF_ERROR(engine::ValidateJobSpec(spec));
   RETURN_IF_ERROR(engine::CheckRunnable(spec));
+  RETURN_IF_ERROR(paths_->CheckJobSpec(spec));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(CheckLeader());
   const std::shared_ptr<const proto::ClusterState> state_view = log_->View();

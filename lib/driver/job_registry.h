@@ -2,7 +2,8 @@
 //
 // Module sluice::driver owns it. A job is checked whole before anything is
 // written (engine::ValidateJobSpec; its inline sources are registered, its
-// named sources must exist), so a job that fails validation is refused,
+// named sources must exist, its plugins and output paths must be allowed by
+// the cluster's PathPolicy), so a job that fails validation is refused,
 // never half-started. Submit returns once JobSubmitted is committed in the
 // WAL, Stop once JobStopped is (docs/design.md "Commit rule"). Job ids are job
 // names, unique for the life of the cluster's WAL. The planner reads the
@@ -19,6 +20,10 @@
 #include "lib/common/status.h"
 #include "proto/driver.pb.h"
 
+namespace sluice::engine {
+struct PathPolicy;
+}  // namespace sluice::engine
+
 namespace sluice::driver {
 
 class DataPath;
@@ -29,7 +34,7 @@ class JobRegistry {
  public:
   // All pointers must outlive this object.
   JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
-              Clock* clock);
+              Clock* clock, const engine::PathPolicy* paths);
 
   [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec);
   [[nodiscard]] Status Stop(const std::string& job_id, const std::string& reason);
@@ -45,6 +50,7 @@ class JobRegistry {
   Leadership* const leadership_;
   DataPath* const data_;
   Clock* const clock_;
+  const engine::PathPolicy* const paths_;  // plugins by name, output under output-dirs
   std::mutex mu_;  // one submit or stop at a time
 };
 

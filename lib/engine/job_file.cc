@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "lib/common/fs.h"
+#include "lib/engine/confinement.h"
 #include "lib/engine/expr.h"
 #include "lib/engine/keyed.h"
 #include "lib/engine/limits.h"
@@ -225,9 +226,13 @@ class Reader {
         ASSIGN_OR_RETURN(*op.mutable_flat_map()->mutable_as(), Str(body["as"], at + ".as"));
       }
     } else if (kind == "plugin") {
-      RETURN_IF_ERROR(Map(body, at, {"path", "config"}));
-      if (!body["path"]) return Error(body, at, "plugin needs the path of its shared library");
-      ASSIGN_OR_RETURN(*op.mutable_plugin()->mutable_path(), Str(body["path"], at + ".path"));
+      RETURN_IF_ERROR(Map(body, at, {"name", "path", "config"}));
+      if (body["path"]) {
+        ASSIGN_OR_RETURN(std::string path, Str(body["path"], at + ".path"));
+        return Error(body["path"], at + ".path", PluginPathRefusal(path));
+      }
+      if (!body["name"]) return Error(body, at, "plugin needs the name of its library (name: NAME loads NAME.so)");
+      ASSIGN_OR_RETURN(*op.mutable_plugin()->mutable_name(), Str(body["name"], at + ".name"));
       if (body["config"]) RETURN_IF_ERROR(StrMap(body["config"], at + ".config", op.mutable_plugin()->mutable_config()));
     } else if (kind == "key_by") {
       // "- key_by: user", "- key_by: [user, page]" or "- key_by: {fields: [...]}"
@@ -523,10 +528,10 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
         }
         break;
       case proto::OperatorSpec::kPlugin:
-        if (op.plugin().path().empty() || op.plugin().path()[0] != '/') {
-          return bad("plugin.path", fmt::format("'{}' is not an absolute path (a plugin must be at the same "
-                                                "absolute path on every worker)",
-                                                op.plugin().path()));
+        if (!op.plugin().path().empty()) return bad("plugin.path", PluginPathRefusal(op.plugin().path()));
+        if (!IsPluginName(op.plugin().name())) {
+          return bad("plugin.name", fmt::format("'{}' is not a plugin name ([A-Za-z0-9_.-]+, without '..')",
+                                                op.plugin().name()));
         }
         break;
       case proto::OperatorSpec::kKeyBy:
@@ -540,10 +545,14 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
         if (op.has_update_state()) {
           const proto::UpdateStateOp& u = op.update_state();
           if (u.running().empty() == u.plugin().empty()) {
-            return bad(name, "needs either running: [functions] or plugin: <path>, not both");
+            return bad(name, "needs either running: [functions] or plugin: <name>, not both");
           }
-          if (!u.plugin().empty() && u.plugin()[0] != '/') {
-            return bad("update_state.plugin", fmt::format("'{}' is not an absolute path", u.plugin()));
+          if (u.plugin().find('/') != std::string::npos) {
+            return bad("update_state.plugin", PluginPathRefusal(u.plugin()));
+          }
+          if (!u.plugin().empty() && !IsPluginName(u.plugin())) {
+            return bad("update_state.plugin",
+                       fmt::format("'{}' is not a plugin name ([A-Za-z0-9_.-]+, without '..')", u.plugin()));
           }
         }
         after_window = false;

@@ -45,13 +45,14 @@ class LibraryCache {
   static Result<Library> Open(const std::string& path) {
     if (path.empty() || path[0] != '/') {
       return absl::InvalidArgumentError(fmt::format(
-          "'{}' is not an absolute path (a plugin is at the same absolute path on every worker)", path));
+          "'{}' is not an absolute path (a worker loads the realpath its PathPolicy resolved a plugin's name to)",
+          path));
     }
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {
       const int err = errno;
       return absl::FailedPreconditionError(fmt::format(
-          "{}: {} on this worker (a plugin must be at the same path on every worker)", path,
+          "{}: {} on this worker (a plugin must be installed in a plugin dir of every worker)", path,
           err == ENOENT ? "no such file" : std::strerror(err)));
     }
     if (!S_ISREG(st.st_mode)) {

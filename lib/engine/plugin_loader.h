@@ -1,13 +1,15 @@
 // Loading custom operators from shared libraries (lib/engine/plugin_api.h).
 //
-// Module sluice::engine owns it; Pipeline::Create is its caller. A library
-// is dlopen()ed (RTLD_NOW | RTLD_LOCAL) the first time its path is asked
-// for, its entry points checked, and the handle kept for the life of the
+// Module sluice::engine owns it; Pipeline::Create is its caller. The path
+// it is given is the one the worker's PathPolicy resolved the plugin's name
+// to (lib/engine/confinement.h: inside a plugin dir), never a job's own. A
+// library is dlopen()ed (RTLD_NOW | RTLD_LOCAL) the first time its path is
+// asked for, its entry points checked, and the handle kept for the life of the
 // process: an Operator's code must never be unmapped under a running
 // Pipeline, so nothing is ever dlclose()d. A path that failed is tried
 // again next time (the file may have been deployed since). A library
 // replaced in place under a running worker keeps its first version in that
-// worker; docs/jobs.md tells users to deploy new versions under new paths.
+// worker; docs/jobs.md tells users to deploy new versions under new names.
 //
 // Errors name the path and say what to fix:
 //   FAILED_PRECONDITION  the file on this worker: missing, not a shared
@@ -50,7 +52,7 @@ inline Value FromPlugin(const plugin::Value& v) {
   }
 }
 
-// Loads `op.path` (once per process) and creates one Operator from
+// Loads `op.path` (resolved from op.name; once per process) and creates one Operator from
 // `op.config`. `job` and `line` are handed to the plugin for its messages.
 [[nodiscard]] Result<std::unique_ptr<plugin::Operator>> CreatePluginOperator(const proto::PluginOp& op,
                                                                             std::string_view job, int line);

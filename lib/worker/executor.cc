@@ -180,6 +180,15 @@ int64_t MillisBetween(std::chrono::steady_clock::time_point a, std::chrono::stea
 }  // namespace
 
 Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::function<bool()> abandoned) {
+  RETURN_IF_ERROR(paths_->CheckOutputs(task.spec()));
+  if (!engine::HasPlugins(task.spec())) return RunConfined(task, abandoned);
+  proto::TaskRequest resolved = task;
+  RETURN_IF_ERROR(paths_->ResolvePlugins(resolved.mutable_spec()));
+  return RunConfined(resolved, abandoned);
+}
+
+Result<proto::TaskResult> Executor::RunConfined(const proto::TaskRequest& task,
+                                                const std::function<bool()>& abandoned) {
   if (task.stage() == proto::TASK_STAGE_REDUCE) return RunReduce(task, abandoned);
   const engine::BatchContext batch{.batch_id = task.batch_id(),
                                    .batch_time_unix_ms = task.batch_time_unix_ms(),

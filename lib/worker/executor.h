@@ -24,6 +24,7 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
+#include "lib/engine/confinement.h"
 #include "lib/sink/sink.h"
 #include "lib/source/connector_cache.h"
 #include "lib/worker/block_store.h"
@@ -68,15 +69,20 @@ class Executor {
   // replica after), and writes what the batch emits to the sink as task =
   // output partition = the reduce partition.
   //
+  // Before a task runs, its plugins are resolved in `paths`' plugin dirs and
+  // its file sink and dead-letter directories checked against its output
+  // dirs (FAILED_PRECONDITION naming the rule: the task fails).
+  //
   // All pointers must outlive this object; `channels` reach the other workers.
   Executor(std::string self_id, BlockStore* store, ShuffleStore* shuffle, ReduceState* state,
-           const EpochFence* fence, rpc::ChannelCache* channels, Clock* clock)
+           const EpochFence* fence, rpc::ChannelCache* channels, const engine::PathPolicy* paths, Clock* clock)
       : self_id_(std::move(self_id)),
         store_(store),
         shuffle_(shuffle),
         state_(state),
         fence_(fence),
         channels_(channels),
+        paths_(paths),
         clock_(clock) {}
 
   // `abandoned` (optional) says whether the leader has given up on this
@@ -86,6 +92,9 @@ class Executor {
                                               std::function<bool()> abandoned = {});
 
  private:
+  // Run, once the task's plugins are resolved and its outputs allowed.
+  [[nodiscard]] Result<proto::TaskResult> RunConfined(const proto::TaskRequest& task,
+                                                      const std::function<bool()>& abandoned);
   [[nodiscard]] Result<proto::TaskResult> RunReduce(const proto::TaskRequest& task,
                                                     const std::function<bool()>& abandoned);
   [[nodiscard]] Status PushShuffle(const proto::TaskRequest& task, std::vector<std::string> buffers,
@@ -119,6 +128,7 @@ class Executor {
   ReduceState* const state_;
   const EpochFence* const fence_;  // a task whose leader is superseded does not commit
   rpc::ChannelCache* const channels_;
+  const engine::PathPolicy* const paths_;
   Clock* const clock_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<sink::Sink>> sinks_;  // by job; guarded by mu_

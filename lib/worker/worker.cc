@@ -34,10 +34,12 @@ void WorkerOptions::Register(CLI::App& app) {
   app.add_option("--max-unreported-blocks", max_unreported_blocks,
                  "Blocks a receiver may have stored but not acknowledged by the leader before it pauses")
       ->capture_default_str();
+  paths.Register(app);
 }
 
 Status WorkerOptions::Validate() const {
   RETURN_IF_ERROR(daemon.Validate());
+  RETURN_IF_ERROR(paths.Validate());
   ASSIGN_OR_RETURN(coord::CoordinatorSpec spec, coord::CoordinatorSpec::Parse(daemon.coordinator));
   if (spec.kind == coord::CoordinatorSpec::Kind::kStandalone && spec.leader_address.empty()) {
     return absl::InvalidArgumentError(
@@ -87,7 +89,7 @@ Status Worker::Start() {
   ASSIGN_OR_RETURN(state_, ReduceState::Open(options_.daemon.data_dir + "/state", options_.daemon.id, channels_.get()));
   shuffle_ = std::make_unique<ShuffleStore>();
   executor_ = std::make_unique<Executor>(options_.daemon.id, store_.get(), shuffle_.get(), state_.get(), &fence_,
-                                         channels_.get(), clock_);
+                                         channels_.get(), &options_.paths, clock_);
   service_ = std::make_unique<WorkerServiceImpl>(
       options_.daemon.id, &fence_, store_.get(), shuffle_.get(), state_.get(), receivers_.get(), executor_.get(),
       [this] { return GetStatus(); },

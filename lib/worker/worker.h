@@ -23,6 +23,7 @@
 #include "lib/common/daemon_options.h"
 #include "lib/common/service_notify.h"
 #include "lib/common/status.h"
+#include "lib/engine/confinement.h"
 #include "lib/worker/epoch_fence.h"
 #include "proto/worker.pb.h"
 
@@ -60,6 +61,7 @@ struct WorkerOptions {
   int64_t block_disk_mb = 4096;    // spilled and logged blocks
   int block_interval_ms = 200;     // a receiver cuts a block this often
   int max_unreported_blocks = 8;   // per receiver, before it pauses
+  engine::PathPolicy paths;        // plugin-dirs, output-dirs
 
   void Register(CLI::App& app);
   [[nodiscard]] Status Validate() const;

@@ -155,6 +155,12 @@ Status LocalCluster::StartDaemon(bool is_driver, int i) {
                                    "--coordinator", coordinator(),
                                    "--zk-session-timeout-ms",
                                    std::to_string(options_.zk_session_timeout_ms)};
+  for (const auto& [flag, value] : {std::pair{"--plugin-dirs", options_.plugin_dirs.value_or(kPluginDir)},
+                                     std::pair{"--output-dirs", options_.output_dirs.value_or(options_.dir)}}) {
+    if (value.empty()) continue;  // none: the cluster refuses what needs it
+    argv.push_back(flag);
+    argv.push_back(value);
+  }
   if (is_driver) {
     argv.push_back("--wal-group-size");
     argv.push_back(std::to_string(options_.drivers));

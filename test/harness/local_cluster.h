@@ -51,6 +51,11 @@ struct LocalClusterOptions {
   std::vector<KafkaTopic> kafka_topics;  // empty: no Kafka mock
   std::vector<std::string> driver_flags;  // added to every driverd command line
   std::vector<std::string> worker_flags;  // added to every workerd command line
+  // Every daemon's --plugin-dirs and --output-dirs (comma-separated); unset:
+  // the example plugins' build directory (kPluginDir) and `dir`; empty:
+  // none.
+  std::optional<std::string> plugin_dirs;
+  std::optional<std::string> output_dirs;
   std::string log_level = "info";
   // Every daemon gets --coordinator zookeeper://<the ZooKeeper servers><zk_root>.
   std::string zk_root = "/sluice/local";

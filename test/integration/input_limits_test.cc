@@ -62,7 +62,7 @@ TEST(InputLimitsTest, TheLeaderRefusesHostileJobsAndStaysTheLeader) {
   };
   proto::JobSpec config = Spec("a");
   auto* plugin = config.add_operators()->mutable_plugin();
-  plugin->set_path("/p.so");
+  plugin->set_name("p");
   (*plugin->mutable_config())["k"] = std::string(100 << 10, 'v');
   cases.push_back({"a huge plugin config", config, "the plugin config is 102401 bytes"});
 

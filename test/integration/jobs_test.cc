@@ -8,6 +8,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/rpc/driver_client.h"
@@ -34,7 +36,12 @@ struct CtlRun {
 class JobsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto cluster = LocalCluster::Start({.dir = dir_.path(), .drivers = 3, .workers = 1});
+    // Plugins from the examples' build directory and from <dir>/plugins;
+    // output under <dir>.
+    auto cluster = LocalCluster::Start({.dir = dir_.path(),
+                                        .drivers = 3,
+                                        .workers = 1,
+                                        .plugin_dirs = std::string(testing::kPluginDir) + "," + dir_.Sub("plugins")});
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = std::move(*cluster);
   }
@@ -47,6 +54,17 @@ class JobsTest : public ::testing::Test {
     Result<int> code = testing::RunCommand(argv, log, std::chrono::seconds(30));
     return {code.ok() ? *code : -1, testing::ReadFile(log).value_or("")};
   }
+
+  // docs/examples/<name>, writing under <dir>/output instead of the
+  // packaged output-dirs.
+  std::string Example(const std::string& name) {
+    std::string text = testing::ReadFile(std::string(testing::kSourceDir) + "/docs/examples/" + name).value_or("");
+    for (size_t at; (at = text.find(kPackagedOutput)) != std::string::npos;) {
+      text.replace(at, std::string_view(kPackagedOutput).size(), dir_.Sub("output"));
+    }
+    return JobFile(name, text);
+  }
+  static constexpr const char* kPackagedOutput = "/var/lib/sluice/output";
 
   std::string JobFile(const std::string& name, const std::string& text) {
     const std::string path = dir_.Sub(name);
@@ -173,7 +191,7 @@ TEST_F(JobsTest, ARefusedJobNamesItsMistakeAndLeavesNothingBehind) {
 // The worked example of docs/jobs.md is a job the cluster takes.
 TEST_F(JobsTest, TheDocumentedExampleRuns) {
   WaitForLeader();
-  CtlRun submit = Ctl({"submit", std::string(testing::kSourceDir) + "/docs/examples/clicks.yaml"});
+  CtlRun submit = Ctl({"submit", Example("clicks.yaml")});
   ASSERT_EQ(submit.code, 0) << submit.output;
   EXPECT_EQ(submit.output, "clicks\n");
   ASSERT_TRUE(testing::WaitUntil(
@@ -181,18 +199,15 @@ TEST_F(JobsTest, TheDocumentedExampleRuns) {
       milliseconds(20'000), milliseconds(200)))
       << Ctl({"describe", "clicks"}).output;
   EXPECT_THAT(Ctl({"sources"}).output, HasSubstr("click-stream"));
-  EXPECT_EQ(Ctl({"stop", "clicks"}).code, 0);  // it writes to /tmp/sluice-clicks: not for long
+  EXPECT_EQ(Ctl({"stop", "clicks"}).code, 0);
 }
 
 // The keyed examples of docs/jobs.md run as documented: windows emitted
 // with every aggregation, running totals that only grow.
 TEST_F(JobsTest, TheDocumentedKeyedExamplesRun) {
   WaitForLeader();
-  for (const std::string dir : {"/tmp/sluice-clicks-per-user", "/tmp/sluice-running-totals"}) {
-    std::filesystem::remove_all(dir);
-  }
   for (const std::string job : {"clicks-per-user", "running-totals"}) {
-    CtlRun submit = Ctl({"submit", std::string(testing::kSourceDir) + "/docs/examples/" + job + ".yaml"});
+    CtlRun submit = Ctl({"submit", Example(job + ".yaml")});
     ASSERT_EQ(submit.code, 0) << submit.output;
   }
   // Lines of the files a job has written so far.
@@ -207,22 +222,22 @@ TEST_F(JobsTest, TheDocumentedKeyedExamplesRun) {
     return lines;
   };
   // Windows close once the watermark (max event time - 1 s) passes their end + 1 s.
-  ASSERT_TRUE(testing::WaitUntil([&] { return lines_of("/tmp/sluice-clicks-per-user").size() >= 50; },
+  ASSERT_TRUE(testing::WaitUntil([&] { return lines_of(dir_.Sub("output/clicks-per-user")).size() >= 50; },
                                  milliseconds(30'000), milliseconds(500)))
       << Ctl({"describe", "clicks-per-user"}).output;
-  for (const std::string& line : lines_of("/tmp/sluice-clicks-per-user")) {
+  for (const std::string& line : lines_of(dir_.Sub("output/clicks-per-user"))) {
     EXPECT_THAT(line, ::testing::MatchesRegex(R"(\{"key":\["k[0-9]{8}"\],"window_start":[0-9]+,"window_end":[0-9]+,)"
                                               R"("count":[0-9]+,"avg_v":[0-9.e+]+,"max_v":[0-9]+,"ids":[0-9]+\})"));
   }
-  ASSERT_TRUE(testing::WaitUntil([&] { return lines_of("/tmp/sluice-running-totals").size() >= 30; },
+  ASSERT_TRUE(testing::WaitUntil([&] { return lines_of(dir_.Sub("output/running-totals")).size() >= 30; },
                                  milliseconds(30'000), milliseconds(500)));
   CtlRun describe = Ctl({"describe", "running-totals"});
   EXPECT_THAT(describe.output, HasSubstr("state:      10 keys"));
   for (const std::string job : {"clicks-per-user", "running-totals"}) EXPECT_EQ(Ctl({"stop", job}).code, 0);
 }
 
-// A plugin is loaded by the workers from the job file's path and runs as a
-// step of the pipeline; the file sink writes CSV when asked. A job whose
+// A plugin is loaded by the workers by its name from their plugin-dirs and
+// runs as a step of the pipeline; the file sink writes CSV when asked. A job whose
 // task keeps failing (its sink directory cannot be made) is stopped as
 // FAILED with the task's error after max_task_failures attempts, and
 // nothing is committed past it.
@@ -235,12 +250,12 @@ sources:
   - {{name: ev, kind: generator, partitions: 1, rate: 500, keys: 3}}
 operators:
   - parse: {{format: json}}
-  - plugin: {{path: {}, config: {{field: key, as: shouted}}}}
+  - plugin: {{name: uppercase_plugin, config: {{field: key, as: shouted}}}}
   - project: {{fields: [key, shouted]}}
 sink:
   file: {{path: {}, format: csv}}
 )",
-                                                                   SLUICE_UPPERCASE_PLUGIN, out))});
+                                                                   out))});
   ASSERT_EQ(submit.code, 0) << submit.output;
   ASSERT_TRUE(testing::WaitUntil([&] { return Committed("shout") >= 3; }, milliseconds(30'000), milliseconds(300)))
       << Ctl({"describe", "shout"}).output;
@@ -272,6 +287,144 @@ sink:
   const std::string described = Ctl({"describe", "doomed"}).output;
   EXPECT_THAT(described, HasSubstr("stopped:    FAILED: UNAVAILABLE: batch 1 task 0: file sink: cannot create"));
   EXPECT_EQ(Committed("doomed"), 0) << described;
+}
+
+// Confinement (docs/security.md "Confined user code and output"): a plugin
+// given by path, a sink or dead-letter directory outside output-dirs or with
+// "..", are refused at submit, by sluicectl and by the leader itself; a
+// plugin named in a plugin dir runs; a plugin dir's symlink to a library
+// elsewhere, and an output dir's symlink to a directory elsewhere, pass the
+// leader's lexical check but fail the job on the worker, with the reason in
+// describe.
+TEST_F(JobsTest, PluginsAndOutputStayInTheirConfiguredDirectories) {
+  WaitForLeader();
+  auto job = [&](const std::string& name, const std::string& operators, const std::string& sink,
+                 const std::string& extra = "") {
+    return JobFile(name + ".yaml", "name: " + name + "\nbatch_interval: 300ms\nmax_task_failures: 1\n" + extra +
+                                       "sources:\n  - {name: cev, kind: generator, partitions: 1, rate: 200, keys: 3}\n"
+                                       "operators:\n  - parse: {format: json}\n" +
+                                       operators + "sink:\n  " + sink + "\n");
+  };
+  CtlRun bad = Ctl({"submit", job("evil", "  - plugin: {path: /tmp/evil.so}\n", "null: {}")});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("evil.yaml: line 8: operators[1].plugin.path: '/tmp/evil.so' is a path: plugins "
+                                    "are loaded by name from the workers' plugin-dirs: use name: evil and install the "
+                                    "library in one of them"));
+  // The same from a client that skips sluicectl's checks: the leader refuses it.
+  std::string leader;
+  for (int i = 0; i < cluster_->num_drivers(); ++i) {
+    Result<proto::DriverStatus> st = testing::GetDriverStatus(cluster_->driver_address(i));
+    if (st.ok() && st->role() == proto::DRIVER_ROLE_LEADER) leader = cluster_->driver_address(i);
+  }
+  ASSERT_FALSE(leader.empty());
+  proto::SubmitJobRequest request;
+  request.mutable_spec()->set_name("evil");
+  request.mutable_spec()->set_batch_interval_ms(300);
+  request.mutable_spec()->add_sources("cev");
+  request.mutable_spec()->mutable_sink()->mutable_null();
+  request.mutable_spec()->add_operators()->mutable_plugin()->set_path("/tmp/evil.so");
+  Result<proto::SubmitJobResponse> direct = rpc::DriverClient(testing::Channels(), leader).SubmitJob(request);
+  EXPECT_EQ(direct.status().code(), absl::StatusCode::kInvalidArgument) << direct.status();
+  EXPECT_THAT(std::string(direct.status().message()), HasSubstr("'/tmp/evil.so' is a path: plugins are loaded by name"));
+
+  const std::string elsewhere = "/tmp/sluice-outside-" + std::to_string(::getpid());
+  bad = Ctl({"submit", job("outside", "", "file: {path: " + elsewhere + "}")});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("outside.yaml: sink.file.path: '" + elsewhere +
+                                    "' is outside output-dirs: file sinks and dead letters write at or under one of " +
+                                    dir_.path()));
+  bad = Ctl({"submit", job("dotdot", "", "file: {path: " + dir_.Sub("out/../../etc") + "}")});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("has a '..' component, which is never allowed"));
+  bad = Ctl({"submit", job("dead", "", "null: {}", "dead_letters: " + elsewhere + "\n")});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("dead.yaml: dead_letters: '" + elsewhere + "' is outside output-dirs"));
+  EXPECT_FALSE(std::filesystem::exists(elsewhere));
+
+  // By name, from the second plugin dir (a copy of the example there).
+  std::filesystem::create_directories(dir_.Sub("plugins"));
+  std::filesystem::copy_file(std::string(testing::kPluginDir) + "/uppercase_plugin.so", dir_.Sub("plugins/libshout.so"));
+  CtlRun ok = Ctl({"submit", job("named", "  - plugin: {name: shout, config: {field: key}}\n",
+                                 "file: {path: " + dir_.Sub("named") + "}")});
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  ASSERT_TRUE(testing::WaitUntil([&] { return Committed("named") >= 2; }, milliseconds(30'000), milliseconds(300)))
+      << Ctl({"describe", "named"}).output;
+  ASSERT_EQ(Ctl({"stop", "named"}).code, 0);
+  std::string written;
+  for (const auto& f : std::filesystem::directory_iterator(dir_.Sub("named"))) {
+    if (f.is_regular_file()) written += testing::ReadFile(f.path().string()).value_or("");
+  }
+  EXPECT_THAT(written, ::testing::ContainsRegex("\"key\":\"K0000000[0-2]\""));
+
+  // A name no plugin dir has: the task fails with a clear error, the worker lives on.
+  ok = Ctl({"submit", job("missing", "  - plugin: {name: nothere}\n", "null: {}")});
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  ASSERT_TRUE(testing::WaitUntil([&] { return Ctl({"describe", "missing"}).output.find("stopped") != std::string::npos; },
+                                 milliseconds(30'000), milliseconds(300)));
+  EXPECT_THAT(Ctl({"describe", "missing"}).output,
+              HasSubstr("operators[1].plugin: plugin 'nothere': no nothere.so or libnothere.so in plugin-dirs " +
+                        std::string(testing::kPluginDir) + ", " + dir_.Sub("plugins") + " on this worker"));
+  ASSERT_NE(cluster_->worker(0), nullptr);
+  EXPECT_TRUE(cluster_->worker(0)->Running());
+
+  // A symlink out of the plugin dir: accepted by name, refused by the worker.
+  TempDir outside("confine-outside");
+  std::filesystem::copy_file(std::string(testing::kPluginDir) + "/uppercase_plugin.so", outside.Sub("evil.so"));
+  std::filesystem::create_symlink(outside.Sub("evil.so"), dir_.Sub("plugins/evil.so"));
+  ok = Ctl({"submit", job("linked", "  - plugin: {name: evil, config: {field: key}}\n", "null: {}")});
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  ASSERT_TRUE(testing::WaitUntil([&] { return Ctl({"describe", "linked"}).output.find("stopped") != std::string::npos; },
+                                 milliseconds(30'000), milliseconds(300)));
+  std::string described = Ctl({"describe", "linked"}).output;
+  EXPECT_THAT(described, HasSubstr("FAILED: FAILED_PRECONDITION: batch 1 task 0: "));
+  EXPECT_THAT(described, HasSubstr("operators[1].plugin: plugin 'evil': " + dir_.Sub("plugins/evil.so") + " is " +
+                                   std::filesystem::canonical(outside.Sub("evil.so")).string() +
+                                   ", outside the plugin dir"));
+  EXPECT_EQ(Committed("linked"), 0);
+
+  // A symlink out of the output dir: the worker writes nothing through it.
+  std::filesystem::create_directory_symlink(outside.path(), dir_.Sub("escape"));
+  ok = Ctl({"submit", job("escaped", "", "file: {path: " + dir_.Sub("escape/out") + "}")});
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return Ctl({"describe", "escaped"}).output.find("stopped") != std::string::npos; }, milliseconds(30'000),
+      milliseconds(300)));
+  described = Ctl({"describe", "escaped"}).output;
+  EXPECT_THAT(described, HasSubstr(dir_.Sub("escape/out") + " is " +
+                                   std::filesystem::canonical(outside.path()).string() +
+                                   "/out on this worker, outside output-dirs"));
+  EXPECT_FALSE(std::filesystem::exists(outside.Sub("out")));
+}
+
+// A cluster whose daemons have neither plugin-dirs nor output-dirs refuses
+// every plugin and every file sink or dead-letter directory at submit,
+// naming the option; jobs that need neither still run.
+TEST(JobsWithoutConfinementDirs, PluginsFileSinksAndDeadLettersAreRefusedNamingTheOption) {
+  TempDir dir("confine-none");
+  auto started = LocalCluster::Start({.dir = dir.path(), .drivers = 1, .workers = 1, .plugin_dirs = "", .output_dirs = ""});
+  ASSERT_TRUE(started.ok()) << started.status();
+  LocalCluster& cluster = **started;
+  ASSERT_TRUE(testing::WaitUntil([&] { return cluster.LeaderIndex() >= 0; }, milliseconds(20'000), milliseconds(100)));
+  auto submit = [&](const std::string& name, const std::string& rest) {
+    const std::string path = dir.Sub(name + ".yaml");
+    EXPECT_TRUE(testing::WriteFile(path, "name: " + name + "\nsources:\n  - {name: g, kind: generator, partitions: 1}\n" + rest).ok());
+    const std::string log = dir.Sub(name + ".log");
+    const int code = cluster.Sluicectl({"submit", path}, log);
+    return CtlRun{code, testing::ReadFile(log).value_or("")};
+  };
+  CtlRun r = submit("p", "operators:\n  - plugin: {name: uppercase_plugin, config: {field: key}}\nsink: {null: {}}\n");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("operators[0].plugin.name: plugin 'uppercase_plugin' refused: this cluster loads no "
+                                  "plugins; an operator sets plugin-dirs on the drivers and workers"));
+  r = submit("f", "sink: {file: {path: " + dir.Sub("out") + "}}\n");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("sink.file.path: '" + dir.Sub("out") + "' refused: this cluster writes no files; an "
+                                  "operator sets output-dirs on the drivers and workers"));
+  r = submit("d", "dead_letters: " + dir.Sub("dl") + "\nsink: {null: {}}\n");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, HasSubstr("dead_letters: '" + dir.Sub("dl") + "' refused: this cluster writes no files"));
+  r = submit("n", "sink: {null: {}}\n");
+  EXPECT_EQ(r.code, 0) << r.output;
 }
 
 // End to end: generated JSON events, filtered and projected by tasks on the

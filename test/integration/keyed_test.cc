@@ -175,8 +175,8 @@ operators:
     ASSERT_NO_FATAL_FAILURE(Submit("totals", "batch_interval: 200ms\n" + source +
                                                  "  - update_state: {running: [{fn: count, as: total}]}\nsink:\n"
                                                  "  file: {path: " + dir_.Sub("totals") + "}\n"));
-    ASSERT_NO_FATAL_FAILURE(Submit("plugin", "batch_interval: 1s\n" + source + "  - update_state: {plugin: " +
-                                                 SLUICE_COUNT_STATE_PLUGIN + "}\nsink:\n  file: {path: " +
+    ASSERT_NO_FATAL_FAILURE(Submit("plugin", "batch_interval: 1s\n" + source + "  - update_state: {plugin: count_state_plugin}\nsink:\n"
+                                                 "  file: {path: " +
                                                  dir_.Sub("plugin") + "}\n"));
     ASSERT_NO_FATAL_FAILURE(Produce("lines", lines_file, kLines, 20'000));
     faults();

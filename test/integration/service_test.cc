@@ -366,18 +366,22 @@ TEST_F(ServiceTest, CheckConfigPrintsSettingsOrTheErrorWithExitTwo) {
 
 // Standalone mode: one driver without ZooKeeper, two workers that follow it,
 // a job whose committed output is exactly the generator's matching events;
-// sluicectl finds everything from its config file alone.
+// sluicectl finds everything from its config file alone. The file sink's
+// directory is allowed by output-dirs: a flag on the driver, a list in the
+// workers' config file.
 TEST_F(ServiceTest, StandaloneDriverTwoWorkersAndAJob) {
   const std::string driver = Addr(FreePort());
   auto d = StartDaemon(kDriverdPath,
                        {"--id", "d1", "--rpc-address", driver, "--data-dir", dir_.Sub("d1"), "--coordinator",
-                        "standalone"},
+                        "standalone", "--output-dirs", dir_.path()},
                        "d1");
+  const std::string worker_conf = dir_.Sub("workerd.conf");
+  ASSERT_TRUE(WriteFile(worker_conf, "output-dirs = /nonexistent/out," + dir_.path() + "\n").ok());
   std::vector<std::unique_ptr<Subprocess>> workers;
   for (const char* id : {"w1", "w2"}) {
     workers.push_back(StartDaemon(kWorkerdPath,
-                                  {"--id", id, "--rpc-address", Addr(FreePort()), "--data-dir", dir_.Sub(id),
-                                   "--coordinator", "standalone://" + driver},
+                                  {"--config", worker_conf, "--id", id, "--rpc-address", Addr(FreePort()),
+                                   "--data-dir", dir_.Sub(id), "--coordinator", "standalone://" + driver},
                                   id));
   }
   ASSERT_TRUE(WaitUntil(

@@ -77,7 +77,7 @@ gid=$(awk -F: '$1 == "sluice" { print $3 }' "$X/etc/group")
 [ -n "$uid" ] && [ "$uid" -lt 1000 ] || fail "no sluice system user: $(cat "$X/etc/passwd")"
 grep -q '^sluice:.*:/var/lib/sluice:/usr/sbin/nologin$' "$X/etc/passwd" ||
   fail "sluice's home or shell: $(grep '^sluice:' "$X/etc/passwd")"
-for d in var/lib/sluice var/log/sluice; do
+for d in var/lib/sluice var/lib/sluice/output var/log/sluice; do
   [ "$(stat -c '%u:%g %a' "$X/$d")" = "$uid:$gid 750" ] ||
     fail "/$d is $(stat -c '%u:%g %a' "$X/$d"), not $uid:$gid 750"
 done
@@ -86,6 +86,11 @@ for f in driverd.conf workerd-1.conf workerd-2.conf; do
     fail "/etc/sluice/$f is $(stat -c '%u:%g %a' "$X/etc/sluice/$f")"
 done
 [ "$(stat -c '%a' "$X/etc/sluice/sluicectl.conf")" = 644 ] || fail "sluicectl.conf not 644"
+# The shipped configs confine jobs to the shipped plugin and output dirs.
+for f in driverd.conf workerd-1.conf workerd-2.conf; do
+  grep -qx 'plugin-dirs = /usr/lib/sluice/plugins' "$X/etc/sluice/$f" || fail "$f: no plugin-dirs"
+  grep -qx 'output-dirs = /var/lib/sluice/output' "$X/etc/sluice/$f" || fail "$f: no output-dirs"
+done
 # The development certificates of the shipped configuration: signed by the
 # CA made with them, each daemon's key its own, admin's and the CA's root's.
 T=$X/etc/sluice/tls
@@ -104,6 +109,6 @@ openssl x509 -in "$T/worker-1.pem" -noout -ext subjectAltName | grep -q 'URI:slu
 before=$(md5sum "$T/ca.pem")
 DPKG_ROOT=$X sh "$C/postinst" configure 0.0.9 >>"$OUT/postinst.log" 2>&1 || fail "postinst configure (upgrade) failed"
 [ "$(md5sum "$T/ca.pem")" = "$before" ] || fail "an upgrade replaced /etc/sluice/tls/ca.pem"
-echo "postinst: user sluice ($uid:$gid), /var/lib/sluice and /var/log/sluice 750, configs 640 root:sluice," \
+echo "postinst: user sluice ($uid:$gid), /var/lib/sluice, its output/ and /var/log/sluice 750, configs 640 root:sluice," \
   "development certificates in /etc/sluice/tls (daemon keys sluice's, admin's and the CA's root's)"
 echo "PASS: $deb"

@@ -185,6 +185,8 @@ log-level = info
 tls-cert = /etc/sluice/tls/driver-$n.pem
 tls-key = /etc/sluice/tls/driver-$n.key
 tls-ca = /etc/sluice/tls/ca.pem
+plugin-dirs = /usr/lib/sluice/plugins
+output-dirs = /var/lib/sluice/output
 EOF
 done
 for n in 1 2 3; do
@@ -199,6 +201,8 @@ log-level = info
 tls-cert = /etc/sluice/tls/worker-$n.pem
 tls-key = /etc/sluice/tls/worker-$n.key
 tls-ca = /etc/sluice/tls/ca.pem
+plugin-dirs = /usr/lib/sluice/plugins
+output-dirs = /var/lib/sluice/output
 EOF
 done
 echo "no-such-key = 1" >>"$WORK/workerd-3.conf"   # the config error, below
@@ -238,7 +242,8 @@ check_status_lines() {
   "STATUS= lines: one 'leader epoch ...', two 'standby ...', workers 'worker ...'" check_status_lines
 units_status $DRIVERS $WORKERS
 
-# ---- A job, with a plugin loaded by the workers (dlopen under MemoryDenyWriteExecute=).
+# ---- A job, with a plugin loaded by the workers by name from the shipped plugin-dirs (dlopen
+# under MemoryDenyWriteExecute=), writing under the shipped output-dirs (the tmpfiles line).
 cat >"$WORK/upper.yaml" <<'EOF'
 name: upper
 batch_interval: 500ms
@@ -246,13 +251,13 @@ sources:
   - {name: gen, kind: generator, partitions: 2, rate: 200}
 operators:
   - parse: {format: json}
-  - plugin: {path: /usr/lib/sluice/plugins/uppercase_plugin.so, config: {field: key, as: ukey}}
+  - plugin: {name: uppercase_plugin, config: {field: key, as: ukey}}
   - project: {fields: [id, ukey]}
 sink:
-  file: {path: /var/lib/sluice/out/upper, format: jsonl}
+  file: {path: /var/lib/sluice/output/upper, format: jsonl}
 EOF
 ctl submit /mnt/sluice/upper.yaml || fail "sluicectl submit"
-output_lines() { ns sh -c 'cat /var/lib/sluice/out/upper/*.jsonl 2>/dev/null' | grep -c '"ukey":"K' || true; }
+output_lines() { ns sh -c 'cat /var/lib/sluice/output/upper/*.jsonl 2>/dev/null' | grep -c '"ukey":"K' || true; }
 has_output() { [ "$(output_lines)" -gt 0 ]; }
 wait_for 30 "the job's output (upper-cased by the plugin)" has_output
 log "job 'upper' writes: $(output_lines) upper-cased records so far"
@@ -285,7 +290,7 @@ resumed=$(since "$t")
 awk -v r="$resumed" 'BEGIN { exit !(r <= 8.0) }' ||
   fail "the job wrote again only $resumed s after the leader's kill (bound 8 s)"
 # Safety: every event below each partition's highest output offset, once.
-verdict=$(ns sh -c 'cat /var/lib/sluice/out/upper/*.jsonl 2>/dev/null' | exactly_once) ||
+verdict=$(ns sh -c 'cat /var/lib/sluice/output/upper/*.jsonl 2>/dev/null' | exactly_once) ||
   fail "the job's output across the failover is not exactly once: $verdict"
 log "killed $lunit ($leader): $(ctl status | awk '/LEADER/ { print $2 }') leads after $took s," \
     "the job commits again after $resumed s; output $verdict;" \

@@ -93,13 +93,13 @@ tls() { echo --tls-cert "$WORK/tls/$1.pem" --tls-key "$WORK/tls/$1.key" --tls-ca
 for n in 1 2 3; do
   # shellcheck disable=SC2046
   at "$n" "$BUILD/cmd/driverd/driverd" --config "$CONF/host$n/driverd.conf" $(tls "driver-$n") \
-    --data-dir "$WORK/data$n/driver-$n" >"$WORK/driver$n.log" 2>&1 &
+    --data-dir "$WORK/data$n/driver-$n" --output-dirs "$WORK/out" >"$WORK/driver$n.log" 2>&1 &
   PIDS+=($!)
 done
 for n in 1 2 3; do
   # shellcheck disable=SC2046
   at "$n" "$BUILD/cmd/workerd/workerd" --config "$CONF/host$n/workerd-1.conf" $(tls "worker-$n") \
-    --data-dir "$WORK/data$n/worker-$n" >"$WORK/worker$n.log" 2>&1 &
+    --data-dir "$WORK/data$n/worker-$n" --output-dirs "$WORK/out" >"$WORK/worker$n.log" 2>&1 &
   PIDS+=($!)
 done
 # shellcheck disable=SC2046

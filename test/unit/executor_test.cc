@@ -89,6 +89,7 @@ class ExecutorTest : public ::testing::Test {
   }
 
   std::string dir_;
+  engine::PathPolicy paths_{.output_dirs = {"/tmp"}};  // dir_ is under it
   FakeClock clock_;
   EpochFence fence_;
   ShuffleStore shuffle_;
@@ -102,7 +103,7 @@ TEST_F(ExecutorTest, BlocksHeldNowhereAreRecomputedARunAtATimeWithTheSameOutput)
     format::Block b = Block(i);
     ASSERT_TRUE(all->Put(&b).ok());
   }
-  Executor held("w1", all.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
+  Executor held("w1", all.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &paths_, &clock_);
   auto a = held.Run(Task("held"));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->input(), kBlocks * kPerBlock);
@@ -115,7 +116,7 @@ TEST_F(ExecutorTest, BlocksHeldNowhereAreRecomputedARunAtATimeWithTheSameOutput)
     format::Block b = Block(i);
     ASSERT_TRUE(some->Put(&b).ok());
   }
-  Executor lost("w2", some.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
+  Executor lost("w2", some.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &paths_, &clock_);
   auto b = lost.Run(Task("lost"));
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->input(), kBlocks * kPerBlock);
@@ -133,7 +134,7 @@ TEST_F(ExecutorTest, BlocksHeldNowhereAreRecomputedARunAtATimeWithTheSameOutput)
   auto c = lost.Run(again);  // `lost` keeps its connector; store `some` still holds 2 and 3
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->blocks_recomputed(), 4);
-  Executor empty("w3", none.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
+  Executor empty("w3", none.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &paths_, &clock_);
   auto d = empty.Run(Task("none"));
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->blocks_recomputed(), kBlocks);
@@ -148,7 +149,7 @@ TEST_F(ExecutorTest, ABlockOfASourceNotReplayableHeldNowhereIsDataLoss) {
   socket.mutable_socket()->add_addresses("127.0.0.1:2");
   ASSERT_TRUE(source::NormalizeSourceSpec(&socket).ok());
   auto none = Store("none");
-  Executor executor("w", none.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &clock_);
+  Executor executor("w", none.get(), &shuffle_, /*state=*/nullptr, &fence_, /*channels=*/nullptr, &paths_, &clock_);
   proto::TaskRequest t = Task("out");
   *t.mutable_source() = socket;
   auto r = executor.Run(t);
@@ -169,7 +170,7 @@ TEST_F(ExecutorTest, AKeyedMapTaskNamesTheReduceWorkersItCouldNotReach) {
   ASSERT_TRUE(spec.ok()) << spec.status();
   auto none = Store("none");
   rpc::ChannelCache channels;
-  Executor executor("w", none.get(), &shuffle_, /*state=*/nullptr, &fence_, &channels, &clock_);
+  Executor executor("w", none.get(), &shuffle_, /*state=*/nullptr, &fence_, &channels, &paths_, &clock_);
   proto::TaskRequest t = Task("out");
   *t.mutable_spec() = *spec;
   t.set_stage(proto::TASK_STAGE_MAP);

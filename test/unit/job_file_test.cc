@@ -106,9 +106,12 @@ TEST(JobFileTest, EachKindOfMistakeNamesFileLineAndField) {
   EXPECT_THAT(ErrorOf("name: j\nsources:\n  - {name: s, kind: generator, partitions: many}\nsink: {null: {}}\n"),
               HasSubstr("sources[0].partitions: 'many' is not a whole number"));
   EXPECT_THAT(ErrorOf(base + "operators:\n  - plugin: {path: libx.so}\n"),
-              HasSubstr("line 5: operators[0].plugin.path: 'libx.so' is not an absolute path"));
+              HasSubstr("line 5: operators[0].plugin.path: 'libx.so' is a path: plugins are loaded by name from "
+                        "the workers' plugin-dirs: use name: x and install the library in one of them"));
   EXPECT_THAT(ErrorOf(base + "operators:\n  - plugin: {config: {a: b}}\n"),
-              HasSubstr("plugin needs the path of its shared library"));
+              HasSubstr("plugin needs the name of its library (name: NAME loads NAME.so)"));
+  EXPECT_THAT(ErrorOf(base + "operators:\n  - plugin: {name: a/b}\n"),
+              HasSubstr("operators[0].plugin.name: 'a/b' is not a plugin name"));
   EXPECT_THAT(ErrorOf("name: [j\n"), HasSubstr("jobs/x.yaml: line 2: not valid YAML: end of sequence flow not found"));
   EXPECT_THAT(ErrorOf(base + "dead_letters: rejects\n"),
               HasSubstr("line 4: dead_letters: 'rejects' is not an absolute directory"));
@@ -209,11 +212,13 @@ TEST(KeyedJobFileTest, EachKeyedMistakeNamesFileLineAndField) {
   EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - window: {type: tumbling, length: 2s}\n"),
               HasSubstr("operators: a window must be followed by aggregate"));
   EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - update_state: {timeout: 1m}\n"),
-              HasSubstr("needs either running: [functions] or plugin: <path>"));
+              HasSubstr("needs either running: [functions] or plugin: <name>"));
   EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - update_state: {running: [{fn: top_k, field: x, k: 2}]}\n"),
               HasSubstr("'top_k' is not one of count, sum, min, max, avg"));
-  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - update_state: {plugin: rel.so}\n"),
-              HasSubstr("update_state.plugin: 'rel.so' is not an absolute path"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - update_state: {plugin: /opt/rel.so}\n"),
+              HasSubstr("update_state.plugin: '/opt/rel.so' is a path: plugins are loaded by name"));
+  EXPECT_THAT(ErrorOf(base + "  - key_by: u\n  - update_state: {plugin: '..'}\n"),
+              HasSubstr("update_state.plugin: '..' is not a plugin name"));
   EXPECT_THAT(ErrorOf(base + "  - key_by: {fields: []}\n"), HasSubstr("key_by needs at least one field"));
   EXPECT_THAT(ErrorOf("name: j\nsources: [e]\nsink: {null: {}}\nreduce_partitions: 0\n"),
               HasSubstr("reduce_partitions: 0 is not in 1..1024"));

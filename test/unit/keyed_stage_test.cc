@@ -3,10 +3,12 @@
 // batch's changes the way the worker's StateStore folds them.
 #include "lib/engine/keyed.h"
 
+#include <filesystem>
 #include <map>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/engine/confinement.h"
 #include "lib/engine/job_file.h"
 
 namespace sluice::engine {
@@ -129,7 +131,7 @@ TEST(KeyedStageTest, ShapesAndRefusals) {
   proto::JobSpec after = Job("  - key_by: k\n  - aggregate: [{fn: count}]\n");
   after.add_operators()->mutable_filter()->set_expr("true");
   EXPECT_THAT(std::string(KeyedStageOf(after).status().message()), HasSubstr("must be the job's last operators"));
-  EXPECT_EQ(mode("  - key_by: k\n  - update_state: {plugin: /opt/p.so, config: {a: b}, timeout: 1m}\n"),
+  EXPECT_EQ(mode("  - key_by: k\n  - update_state: {plugin: p, config: {a: b}, timeout: 1m}\n"),
             KeyedStage::Mode::kPlugin);
   proto::JobSpec windowed = Job("  - key_by: k\n  - window: {type: tumbling, length: 2s}\n  - aggregate: [{fn: count}]\n");
   *windowed.mutable_operators(2)->mutable_update_state()->add_running() = proto::Aggregation();
@@ -230,8 +232,11 @@ TEST(KeyedStageTest, SessionsMergeAcrossBatchesAndCloseAtTheWatermark) {
 Event Amount(const std::string& w, double v) { return {{"word", Value(std::string_view(w))}, {"v", Value(v)}}; }
 
 TEST(KeyedStageTest, APluginKeepsItsOwnStatePerKey) {
-  const proto::JobSpec spec = Job(std::string("  - key_by: word\n  - update_state: {plugin: ") +
-                                  SLUICE_COUNT_STATE_PLUGIN + ", config: {field: v}, timeout: 2s}\n");
+  proto::JobSpec spec =
+      Job("  - key_by: word\n  - update_state: {plugin: count_state_plugin, config: {field: v}, timeout: 2s}\n");
+  // What a worker does before running it: the name resolved in its plugin dirs.
+  const PathPolicy plugins{.plugin_dirs = {std::filesystem::path(SLUICE_COUNT_STATE_PLUGIN).parent_path().string()}};
+  ASSERT_TRUE(plugins.ResolvePlugins(&spec).ok());
   std::vector<MapState> state;
   BatchRun b1 = RunBatch(spec, {.batch_id = 1, .batch_time_unix_ms = 1000},
                          {{Amount("a", 1), Amount("b", 5)}, {Amount("a", 2)}}, &state);

@@ -112,7 +112,7 @@ TEST(LimitsTest, YamlAliasesCannotMultiplyTheSpec) {
   std::string config = "{";
   for (int i = 0; i < 600; ++i) config += fmt::format("k{}: {}, ", i, std::string(90, 'v'));
   config += "z: z}";
-  std::string ops = "  - &p {plugin: {path: /p.so, config: " + config + "}}\n";
+  std::string ops = "  - &p {plugin: {name: p, config: " + config + "}}\n";
   for (int i = 0; i < 40; ++i) ops += "  - *p\n";
   ExpectRefused(ParseJobFile(Job(ops), "alias.yaml").status(), "more than the limit of 1048576 bytes");
 }
@@ -127,7 +127,7 @@ TEST(LimitsTest, ASpecFromAnywhereIsCheckedAgainstEveryLimit) {
 
   spec = *good;
   auto* config = spec.add_operators()->mutable_plugin();
-  config->set_path("/p.so");
+  config->set_name("p");
   (*config->mutable_config())["k"] = std::string(kMaxPluginConfigBytes, 'v');
   ExpectRefused(ValidateJobSpec(spec), "operators[1].plugin.config: the plugin config is 65537 bytes");
 

@@ -32,11 +32,23 @@ format::Block MakeBlock(const std::vector<std::string>& records) {
   return b.Cut();
 }
 
+// The libraries Plugin() named on this thread: a job names plugin "pN",
+// and Create gives it the path pluginPaths()[N], as a worker does once its
+// PathPolicy has resolved a name (confinement_test tests the resolving; this
+// test, the loading).
+std::vector<std::string>& PluginPaths() {
+  thread_local std::vector<std::string> paths;
+  return paths;
+}
+
 // The operators start on line 5 of the job file.
 Result<std::unique_ptr<Pipeline>> Create(const std::string& operators) {
   Result<proto::JobSpec> spec =
       ParseJobFile("name: j\nsources: [s]\nsink: {stdout: {}}\noperators:\n" + operators, "j.yaml");
   if (!spec.ok()) return spec.status();
+  for (proto::OperatorSpec& op : *spec->mutable_operators()) {
+    if (op.has_plugin()) op.mutable_plugin()->set_path(PluginPaths().at(std::stoi(op.plugin().name().substr(1))));
+  }
   return Pipeline::Create(*spec);
 }
 
@@ -51,7 +63,8 @@ std::filesystem::path TempPath(const std::string& name) {
 }
 
 std::string Plugin(const std::string& path, const std::string& config = "{}") {
-  return "  - plugin: {path: '" + path + "', config: " + config + "}\n";
+  PluginPaths().push_back(path);
+  return "  - plugin: {name: p" + std::to_string(PluginPaths().size() - 1) + ", config: " + config + "}\n";
 }
 
 std::string RunBlock(Pipeline* p, const std::vector<std::string>& records, PipelineCounts* counts) {
