@@ -10,7 +10,7 @@ PACKAGES=(
   # Libraries the code links
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libzookeeper-mt-dev librdkafka-dev librocksdb-dev libspdlog-dev libsystemd-dev
-  libcli11-dev libyaml-cpp-dev libsimdjson-dev
+  libcli11-dev libyaml-cpp-dev libsimdjson-dev libssl-dev
   # Tests; clang builds the fuzz targets (scripts/fuzz.sh: libFuzzer, ASan, UBSan)
   libgtest-dev libgmock-dev clang libclang-rt-dev
   # Servers and tools the tests and the demo run
