@@ -17,6 +17,7 @@
 #include "lib/coord/zk_session.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
+#include "test/harness/tcp_proxy.h"
 #include "test/harness/util.h"
 #include "test/harness/zk_cluster.h"
 
@@ -186,6 +187,32 @@ TEST_F(ZkAclTest, AnOpenLayoutIsSecuredByTheFirstProcessWithCredentials) {
   ASSERT_TRUE(members->Join(Member("w1")).ok());
   EXPECT_EQ(right.Acl(root + "/workers/w1"), OwnedAcl());
   EXPECT_EQ(anon.Delete(root + "/workers/w1"), ZNOAUTH);
+}
+
+TEST_F(ZkAclTest, ANewSessionAfterAnExpiryPresentsTheCredentialsAgain) {
+  auto proxy = TcpProxy::Start("127.0.0.1", zk_->client_port(0));
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  const std::string root = "/sluice/expiry";
+  auto secured = coord::Coordinator::Create("zookeeper://" + (*proxy)->address() + root,
+                                            {.session_timeout_ms = 2000,
+                                             .connect_timeout = std::chrono::seconds(10),
+                                             .zk_auth = kSecret});
+  ASSERT_TRUE(secured.ok()) << secured.status();
+  auto members = (*secured)->NewMembership(coord::Group::kWorkers);
+  ASSERT_TRUE(members->Join(Member("w1")).ok());
+  RawClient right(zk_->connect_string(), kSecret);
+  ASSERT_TRUE(right.Ready());
+  int rc = 0;
+  const std::string first_owner = right.Acl(root + "/workers/w1");
+  EXPECT_EQ(first_owner, OwnedAcl());
+  auto present = [&] { return right.Children(root + "/workers", &rc) == std::vector<std::string>{"w1"}; };
+  // The server expires the session behind a silent network...
+  (*proxy)->Stall();
+  ASSERT_TRUE(WaitUntil([&] { return !present(); }, std::chrono::seconds(10)));
+  // ...and the new handle may create under workers only with the credentials.
+  (*proxy)->Restore();
+  ASSERT_TRUE(WaitUntil(present, std::chrono::seconds(15)));
+  EXPECT_EQ(right.Acl(root + "/workers/w1"), OwnedAcl());
 }
 
 TEST_F(ZkAclTest, OtherCredentialsOrNoneCannotJoinButMayRead) {
