@@ -19,7 +19,8 @@
 // With credentials (Options::auth), every new handle presents them
 // (zoo_add_auth, scheme digest) and the session counts as connected only once
 // ZooKeeper has answered; every znode it creates then carries Sluice's ACL
-// (ZkAcl below), and persistent ones found with the open ACL are given it.
+// (digest:<user>:<ZkDigestId> all, world:anyone read; Access below), and
+// persistent ones found with the open ACL are given it (Secure).
 // Without, znodes are created world-writable, as ZooKeeper's default.
 //
 // Callbacks (listeners, watches, Post) run one at a time on the session's own
