@@ -23,6 +23,8 @@ if(NOT CLI11_FOUND)
 endif()
 find_package(yaml-cpp CONFIG REQUIRED)
 find_package(simdjson CONFIG REQUIRED)
+# OpenSSL: CMake's own module; libcrypto's SHA-1 and base64 make ZooKeeper digest ACLs.
+find_package(OpenSSL REQUIRED)
 
 # librdkafka: pkg-config only.
 pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)

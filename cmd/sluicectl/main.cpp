@@ -2,7 +2,7 @@
 //
 // Settings come from the command line, then from a config file of the same
 // `key = value` lines as the daemons' (keys are the long flags: coordinator,
-// timeout-ms, driver, worker): --config FILE, else $SLUICECTL_CONFIG, else
+// zk-auth-file, timeout-ms, driver, worker): --config FILE, else $SLUICECTL_CONFIG, else
 // /etc/sluice/sluicectl.conf if it exists. The command line wins; the file's
 // coordinator is not used when the command names --driver or --worker.
 #include <cstdlib>
@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);  // a client prints results, not progress
   CLI::App app("Sluice cluster client: status, jobs, failover drills", "sluicectl");
   app.footer(std::string("Settings not given as flags are read from --config FILE, $SLUICECTL_CONFIG or ") +
-             kSystemConfig + " (key = value; keys: coordinator, timeout-ms, driver, worker).");
+             kSystemConfig + " (key = value; keys: coordinator, zk-auth-file, timeout-ms, driver, worker).");
   sluice::ctl::Ctl ctl(sluice::Clock::Real());
   ctl.Register(app);
   if (std::optional<int> code = sluice::ParseCommandLine(app, argc, argv)) return *code;

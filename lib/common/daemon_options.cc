@@ -4,6 +4,7 @@
 #include "lib/common/config.h"
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
+#include "lib/common/zk_auth_file.h"
 
 namespace sluice {
 
@@ -25,6 +26,9 @@ void DaemonOptions::Register(CLI::App& app, const std::string& kind) {
   app.add_option("--zk-connect-timeout-ms", zk_connect_timeout_ms,
                  "Give up starting if ZooKeeper cannot be reached within this")
       ->capture_default_str();
+  app.add_option("--zk-auth-file", zk_auth_file,
+                 "File (mode 600) holding user:password: ZooKeeper digest credentials; the znodes are then "
+                 "writable by them only (docs/security.md)");
   app.add_option("--log-level", log_level, kLogLevels)->capture_default_str();
   app.add_flag("--allow-drills", allow_drills,
                "Obey the Drill RPC of sluicectl drill: kill, terminate or pause this " + kind +
@@ -51,6 +55,7 @@ Status DaemonOptions::Validate() const {
   if (zk_connect_timeout_ms < 100) {
     return absl::InvalidArgumentError("zk-connect-timeout-ms: must be at least 100");
   }
+  if (!zk_auth_file.empty()) RETURN_IF_ERROR(ReadZkAuthFile(zk_auth_file).status());
   return absl::OkStatus();
 }
 

@@ -25,6 +25,7 @@ struct DaemonOptions {
   std::string coordinator;
   int zk_session_timeout_ms = 10'000;
   int zk_connect_timeout_ms = 15'000;
+  std::string zk_auth_file;  // holds "user:password" for ZooKeeper; empty: open ACLs
   std::string log_level = "info";
   // Obey sluicectl drill's Drill RPC (kill, terminate or pause this process).
   // Off by default: anyone who can reach the RPC port could use it.

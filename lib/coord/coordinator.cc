@@ -3,11 +3,13 @@
 #include <thread>
 
 #include "lib/common/config.h"
+#include "lib/common/zk_auth_file.h"
 #include "lib/coord/standalone_coordinator.h"
 #include "lib/coord/zk_leader_detector.h"
 #include "lib/coord/zk_leader_elector.h"
 #include "lib/coord/zk_membership.h"
 #include "lib/coord/zk_session.h"
+#include "spdlog/spdlog.h"
 
 namespace sluice::coord {
 namespace {
@@ -138,20 +140,26 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(const std::string& text
   ASSIGN_OR_RETURN(std::unique_ptr<ZkSession> session,
                    ZkSession::Connect({.hosts = spec.hosts,
                                        .session_timeout_ms = options.session_timeout_ms,
-                                       .connect_timeout = options.connect_timeout},
+                                       .connect_timeout = options.connect_timeout,
+                                       .auth = options.zk_auth},
                                       options.clock));
   // A connection lost right after connecting is retried within the connect
   // timeout: a ZooKeeper hiccup at start-up is no reason to exit.
   const auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
   for (const char* dir : {"election", "workers", "drivers"}) {
     while (true) {
-      Status st = session->EnsurePath(spec.root + "/" + dir);
+      Status st = session->EnsurePath(spec.root + "/" + dir, spec.root);
       if (st.ok()) break;
       if (!absl::IsUnavailable(st) || std::chrono::steady_clock::now() >= deadline) {
         return Annotate(st, "creating the cluster layout in ZooKeeper");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
+  }
+  // The epoch is made by the first leader; one from before the cluster had
+  // credentials is secured here, like the layout.
+  if (Status st = session->Secure(spec.root + "/epoch"); !st.ok()) {
+    spdlog::warn("zookeeper: {}", std::string(st.message()));
   }
   return std::unique_ptr<Coordinator>(new ZkCoordinator(text, std::move(session), spec.root));
 }
@@ -162,9 +170,17 @@ namespace sluice::coord {
 
 Result<std::unique_ptr<Coordinator>> Coordinator::CreateForDaemon(
     const DaemonOptions& daemon, Clock* clock, decltype(CoordinatorOptions::standalone_join) standalone_join) {
+  std::string zk_auth;
+  if (!daemon.zk_auth_file.empty()) {
+    ASSIGN_OR_RETURN(zk_auth, ReadZkAuthFile(daemon.zk_auth_file));
+  } else if (daemon.coordinator.rfind("zookeeper://", 0) == 0) {
+    spdlog::warn("zookeeper: no zk-auth-file: the cluster's znodes are world-writable (whoever reaches ZooKeeper "
+                 "can delete the leader's znode or change the epoch); set zk-auth-file (docs/security.md)");
+  }
   return Create(daemon.coordinator,
                 {.session_timeout_ms = daemon.zk_session_timeout_ms,
                  .connect_timeout = std::chrono::milliseconds(daemon.zk_connect_timeout_ms),
+                 .zk_auth = std::move(zk_auth),
                  .standalone_epoch_file = daemon.data_dir + "/standalone-epoch",
                  .standalone_join = std::move(standalone_join),
                  .clock = clock});

@@ -45,6 +45,9 @@ struct CoordinatorSpec {
 struct CoordinatorOptions {
   int session_timeout_ms = 10'000;
   std::chrono::milliseconds connect_timeout{15'000};
+  // ZooKeeper: "user:password" digest credentials (zk-auth-file); empty:
+  // none, znodes world-writable.
+  std::string zk_auth;
   // Standalone: file keeping the last epoch across restarts (empty: memory).
   std::string standalone_epoch_file;
   // standalone://DRIVER: how a member joins the driver's group (the daemon
@@ -61,7 +64,8 @@ class Coordinator {
   [[nodiscard]] static Result<std::unique_ptr<Coordinator>> Create(
       const std::string& spec, const CoordinatorOptions& options);
   // As Create, from a daemon's --coordinator and --zk-* options; a standalone
-  // epoch is kept in <data-dir>/standalone-epoch.
+  // epoch is kept in <data-dir>/standalone-epoch. On ZooKeeper without
+  // zk-auth-file, warns once that the znodes are world-writable.
   [[nodiscard]] static Result<std::unique_ptr<Coordinator>> CreateForDaemon(
       const DaemonOptions& daemon, Clock* clock,
       decltype(CoordinatorOptions::standalone_join) standalone_join = {});

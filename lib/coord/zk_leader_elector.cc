@@ -160,7 +160,7 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
     Result<std::string> created =
         session_->Create(dir + "/n_" + token_ + "_", data, ZOO_EPHEMERAL_SEQUENTIAL);
     if (!created.ok()) {
-      spdlog::warn("election: cannot create candidate znode: {}", created.status().ToString());
+      LogRefusal(created.status(), "create candidate znode");
       return false;
     }
     if (!SetMyNode(*created)) return false;
@@ -191,7 +191,12 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
     for (int attempt = 0; attempt < 10 && epoch == 0; ++attempt) {
       Result<ZkSession::Node> node = session_->Get(path);
       if (absl::IsNotFound(node.status())) {
-        if (session_->Create(path, "1", 0).ok()) epoch = 1;
+        Result<std::string> created = session_->Create(path, "1", 0);
+        if (created.ok()) epoch = 1;
+        if (absl::IsPermissionDenied(created.status())) {
+          LogRefusal(created.status(), "create the epoch");
+          return RetryLater();
+        }
         continue;
       }
       if (!node.ok()) return RetryLater();
@@ -214,6 +219,7 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
       if (st.ok()) {
         epoch = current + 1;
       } else if (!absl::IsAborted(st)) {
+        if (absl::IsPermissionDenied(st)) LogRefusal(st, "bump the epoch");
         return RetryLater();
       }
     }
@@ -272,6 +278,20 @@ class ZkLeaderElector::Impl : public std::enable_shared_from_this<ZkLeaderElecto
   }
 
   bool bad_epoch_logged_ = false;  // event thread only
+  std::chrono::steady_clock::time_point next_refusal_log_;  // event thread only
+
+  // A refusal (NOAUTH: other credentials than the cluster's) is retried
+  // every 250 ms like any failure but logged once a minute, as an error.
+  void LogRefusal(const Status& st, const char* what) {
+    if (!absl::IsPermissionDenied(st)) {
+      spdlog::warn("election: cannot {}: {}", what, st.ToString());
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_refusal_log_) return;
+    next_refusal_log_ = now + std::chrono::minutes(1);
+    spdlog::error("election: {} cannot {}: {}", self_.id(), what, std::string(st.message()));
+  }
 
   void RetryLater() {
     std::weak_ptr<Impl> weak = weak_from_this();

@@ -84,7 +84,13 @@ class ZkMembership::Impl : public std::enable_shared_from_this<ZkMembership::Imp
       spdlog::info("membership: {} joined {} again in a new session", self.id(), dir_);
       return;
     }
-    spdlog::warn("membership: cannot rejoin {}: {}", dir_, st.ToString());
+    if (!absl::IsPermissionDenied(st)) {
+      spdlog::warn("membership: cannot rejoin {}: {}", dir_, st.ToString());
+    } else if (const auto now = std::chrono::steady_clock::now(); now >= next_refusal_log_) {
+      // Other credentials than the cluster's: retried, but said once a minute.
+      next_refusal_log_ = now + std::chrono::minutes(1);
+      spdlog::error("membership: {} cannot rejoin {}: {}", self.id(), dir_, std::string(st.message()));
+    }
     std::weak_ptr<Impl> weak = weak_from_this();
     session_->PostAfter(std::chrono::milliseconds(500), [weak] {
       if (auto s = weak.lock()) s->Rejoin();
@@ -167,6 +173,7 @@ class ZkMembership::Impl : public std::enable_shared_from_this<ZkMembership::Imp
   const std::string dir_;
   const Group group_;
   bool watch_armed_ = false;  // event thread only
+  std::chrono::steady_clock::time_point next_refusal_log_;  // event thread only
 
   std::mutex mu_;
   proto::MemberInfo self_;          // guarded by mu_

@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <openssl/evp.h>
+
 #include <cstring>
 
 #include "spdlog/spdlog.h"
@@ -30,7 +32,43 @@ const char* StateName(int state) {
   return "not connected";
 }
 
+// Sluice's ACL for credentials whose digest id is `id`; the Id strings
+// point into `id` and the literals, which ZooKeeper only reads.
+struct SluiceAcl {
+  SluiceAcl(const std::string& id, ZkSession::Access access) {
+    const int world = access == ZkSession::Access::kOwned ? ZOO_PERM_READ : ZOO_PERM_READ | ZOO_PERM_CREATE;
+    entries[0] = {ZOO_PERM_ALL, {const_cast<char*>("digest"), const_cast<char*>(id.c_str())}};
+    entries[1] = {world, {const_cast<char*>("world"), const_cast<char*>("anyone")}};
+  }
+  struct ACL entries[2];
+  struct ACL_vector vector = {2, entries};
+};
+
+bool IsOpenAcl(const struct ACL_vector& acl) {
+  for (int i = 0; i < acl.count; ++i) {
+    const struct ACL& a = acl.data[i];
+    if (std::strcmp(a.id.scheme, "world") == 0 && std::strcmp(a.id.id, "anyone") == 0 &&
+        (a.perms & (ZOO_PERM_WRITE | ZOO_PERM_DELETE | ZOO_PERM_ADMIN)) != 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+std::string ZkDigestId(const std::string& user_password) {
+  const size_t colon = user_password.find(':');
+  if (colon == std::string::npos) return "";
+  unsigned char sha1[EVP_MAX_MD_SIZE];
+  unsigned int sha1_len = 0;
+  if (EVP_Digest(user_password.data(), user_password.size(), sha1, &sha1_len, EVP_sha1(), nullptr) != 1) {
+    return "";
+  }
+  unsigned char base64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  const int n = EVP_EncodeBlock(base64, sha1, static_cast<int>(sha1_len));
+  return user_password.substr(0, colon + 1) + std::string(reinterpret_cast<char*>(base64), n);
+}
 
 Status ZkStatus(int rc, const std::string& op, const std::string& path) {
   if (rc == ZOK) return absl::OkStatus();
@@ -61,7 +99,16 @@ Status ZkStatus(int rc, const std::string& op, const std::string& path) {
   }
 }
 
-ZkSession::ZkSession(Options options, Clock* clock) : options_(std::move(options)), clock_(clock) {}
+ZkSession::ZkSession(Options options, Clock* clock)
+    : options_(std::move(options)), clock_(clock), digest_id_(ZkDigestId(options_.auth)) {}
+
+Status ZkSession::Check(int rc, const std::string& op, const std::string& path) const {
+  if (rc != ZNOAUTH) return ZkStatus(rc, op, path);
+  return absl::PermissionDeniedError(fmt::format(
+      "ZooKeeper refused to {} {} (NOAUTH): {}", op, path,
+      has_credentials() ? "the credentials in zk-auth-file are not those of the cluster"
+                        : "the cluster's znodes are protected; set zk-auth-file to its credentials"));
+}
 
 Result<std::unique_ptr<ZkSession>> ZkSession::Connect(const Options& options, Clock* clock) {
   zoo_set_debug_level(ZOO_LOG_LEVEL_WARN);
@@ -72,6 +119,10 @@ Result<std::unique_ptr<ZkSession>> ZkSession::Connect(const Options& options, Cl
   }
   auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
   while (!session->connected()) {
+    if (session->auth_refused_.load()) {
+      return absl::PermissionDeniedError(
+          fmt::format("ZooKeeper at {} refused the credentials in zk-auth-file", options.hosts));
+    }
     if (std::chrono::steady_clock::now() >= deadline) {
       return absl::UnavailableError(fmt::format("cannot reach ZooKeeper at {} within {} ms",
                                                 options.hosts, options.connect_timeout.count()));
@@ -88,7 +139,40 @@ Status ZkSession::OpenHandle() {
     return absl::InvalidArgumentError(
         fmt::format("cannot use ZooKeeper hosts '{}': {}", options_.hosts, std::strerror(errno)));
   }
+  auth_ok_ = false;
+  auth_refused_ = false;
+  if (has_credentials()) {
+    // Sent as soon as the handle connects, before any request; answered on
+    // the client's completion thread.
+    int rc = zoo_add_auth(zh_, "digest", options_.auth.data(), static_cast<int>(options_.auth.size()),
+                          &ZkSession::AuthAnswered, this);
+    if (rc != ZOK) return ZkStatus(rc, "authenticate as", options_.auth.substr(0, options_.auth.find(':')));
+  }
   return absl::OkStatus();
+}
+
+// Runs on a ZooKeeper client thread.
+void ZkSession::AuthAnswered(int rc, const void* ctx) {
+  auto* self = static_cast<ZkSession*>(const_cast<void*>(ctx));
+  self->Post([self, rc] { self->OnAuthAnswered(rc); });
+}
+
+void ZkSession::OnAuthAnswered(int rc) {
+  if (rc != ZOK) {
+    auth_refused_ = true;
+    connected_ = false;
+    spdlog::error("zookeeper session {}: ZooKeeper refused the credentials in zk-auth-file ({}); this session "
+                  "is not used",
+                  options_.hosts, zerror(rc));
+    return;
+  }
+  spdlog::info("zookeeper session {}: authenticated as {}", options_.hosts,
+               options_.auth.substr(0, options_.auth.find(':')));
+  auth_ok_ = true;
+  if (connected_pending_auth_) {
+    connected_pending_auth_ = false;
+    OnConnected();
+  }
 }
 
 ZkSession::~ZkSession() { Close(); }
@@ -146,19 +230,25 @@ void ZkSession::GlobalWatcher(zhandle_t* /*zh*/, int type, int state, const char
                               void* ctx) {
   if (type != ZOO_SESSION_EVENT) return;
   auto* self = static_cast<ZkSession*>(ctx);
-  self->connected_ = state == ZOO_CONNECTED_STATE;
+  // With credentials, a new handle is connected once they are answered
+  // (OnAuthAnswered); a reconnected one resends them first thing.
+  self->connected_ = state == ZOO_CONNECTED_STATE && (!self->has_credentials() || self->auth_ok_.load());
   self->Post([self, state] { self->OnSessionState(state); });
 }
 
 void ZkSession::OnSessionState(int state) {
   spdlog::info("zookeeper session {}: {}", options_.hosts, StateName(state));
   if (state == ZOO_CONNECTED_STATE) {
-    int64_t id = session_id();
-    int64_t previous = last_session_id_.exchange(id);
-    Notify(previous == id ? Event::kReconnected : Event::kConnected);
+    if (has_credentials() && !auth_ok_.load()) {
+      connected_pending_auth_ = !auth_refused_.load();  // reported once they are answered
+      return;
+    }
+    OnConnected();
   } else if (state == ZOO_CONNECTING_STATE || state == ZOO_ASSOCIATING_STATE) {
+    connected_pending_auth_ = false;
     Notify(Event::kDisconnected);
   } else if (state == ZOO_EXPIRED_SESSION_STATE) {
+    connected_pending_auth_ = false;
     {
       std::lock_guard<std::mutex> lock(watch_mu_);
       watches_.clear();  // they belonged to the dead session
@@ -170,8 +260,28 @@ void ZkSession::OnSessionState(int state) {
     Status st = OpenHandle();  // the same hosts parsed before: cannot fail
     if (!st.ok()) spdlog::error("zookeeper: cannot open a new session: {}", st.ToString());
   } else if (state == ZOO_AUTH_FAILED_STATE) {
-    spdlog::error("zookeeper session {}: authentication failed", options_.hosts);
+    auth_refused_ = true;
+    connected_pending_auth_ = false;
+    spdlog::error("zookeeper session {}: authentication failed: ZooKeeper refused the credentials in "
+                  "zk-auth-file; this session is not used",
+                  options_.hosts);
   }
+}
+
+void ZkSession::OnConnected() {
+  if (has_credentials()) {
+    // The handle may have lost its connection while its credentials were
+    // being answered: the next CONNECTED event reports it then.
+    connected_ = true;
+    std::shared_lock<std::shared_mutex> lock(handle_mu_);
+    if (zh_ == nullptr || zoo_state(zh_) != ZOO_CONNECTED_STATE) {
+      connected_ = false;
+      return;
+    }
+  }
+  int64_t id = session_id();
+  int64_t previous = last_session_id_.exchange(id);
+  Notify(previous == id ? Event::kReconnected : Event::kConnected);
 }
 
 void ZkSession::Notify(Event event) {
@@ -209,22 +319,57 @@ void ZkSession::PathWatcher(zhandle_t* zh, int type, int /*state*/, const char* 
   self->Post(std::move(watch));
 }
 
-Result<std::string> ZkSession::Create(const std::string& path, const std::string& data, int flags) {
+Result<std::string> ZkSession::Create(const std::string& path, const std::string& data, int flags,
+                                      Access access) {
   std::shared_lock<std::shared_mutex> lock(handle_mu_);
   if (zh_ == nullptr) return ZkStatus(ZCLOSING, "create", path);
   std::vector<char> created(path.size() + 64);
+  SluiceAcl acl(digest_id_, access);
   int rc = zoo_create(zh_, path.c_str(), data.data(), static_cast<int>(data.size()),
-                      &ZOO_OPEN_ACL_UNSAFE, flags, created.data(), static_cast<int>(created.size()));
-  if (rc != ZOK) return ZkStatus(rc, "create", path);
+                      has_credentials() ? &acl.vector : &ZOO_OPEN_ACL_UNSAFE, flags, created.data(),
+                      static_cast<int>(created.size()));
+  if (rc != ZOK) return Check(rc, "create", path);
   return std::string(created.data());
 }
 
-Status ZkSession::EnsurePath(const std::string& path) {
+Status ZkSession::EnsurePath(const std::string& path, const std::string& root) {
   for (size_t pos = 1; pos <= path.size(); ++pos) {
     if (pos != path.size() && path[pos] != '/') continue;
-    Result<std::string> r = Create(path.substr(0, pos), "", ZOO_PERSISTENT);
+    const std::string part = path.substr(0, pos);
+    const bool shared = pos < root.size() && root[pos] == '/';
+    // Look first: creating under a parent we may not write is NOAUTH even
+    // when the znode is there, and a reader (sluicectl) may not write.
+    Status there = Exists(part);
+    if (there.ok()) {
+      if (!shared) RETURN_IF_ERROR(Secure(part));
+      continue;
+    }
+    if (!absl::IsNotFound(there)) return there;
+    Result<std::string> r = Create(part, "", ZOO_PERSISTENT, shared ? Access::kShared : Access::kOwned);
     if (!r.ok() && r.status().code() != absl::StatusCode::kAlreadyExists) return r.status();
   }
+  return absl::OkStatus();
+}
+
+Status ZkSession::Secure(const std::string& path) {
+  if (!has_credentials()) return absl::OkStatus();
+  std::shared_lock<std::shared_mutex> lock(handle_mu_);
+  if (zh_ == nullptr) return ZkStatus(ZCLOSING, "get the ACL of", path);
+  struct ACL_vector acl {};
+  struct Stat stat {};
+  int rc = zoo_get_acl(zh_, path.c_str(), &acl, &stat);
+  if (rc == ZNONODE) return absl::OkStatus();
+  if (rc != ZOK) return Check(rc, "get the ACL of", path);
+  const bool open = IsOpenAcl(acl);
+  deallocate_ACL_vector(&acl);
+  if (!open) return absl::OkStatus();
+  SluiceAcl ours(digest_id_, Access::kOwned);
+  rc = zoo_set_acl(zh_, path.c_str(), stat.aversion, &ours.vector);
+  if (rc == ZBADVERSION) return absl::OkStatus();  // another process secured it meanwhile
+  if (rc != ZOK) return Check(rc, "set the ACL of", path);
+  spdlog::warn("zookeeper: {} was world-writable (made before the cluster had zk-auth-file); it now has Sluice's "
+               "ACL: digest {} all, anyone read",
+               path, options_.auth.substr(0, options_.auth.find(':')));
   return absl::OkStatus();
 }
 
@@ -237,7 +382,7 @@ Result<ZkSession::Node> ZkSession::Get(const std::string& path, Watch watch) {
   void* ctx = RegisterWatch(std::move(watch));
   int rc = zoo_wget(zh_, path.c_str(), ctx ? &ZkSession::PathWatcher : nullptr, ctx, buf.data(),
                     &len, &stat);
-  if (rc != ZOK) return ZkStatus(rc, "get", path);
+  if (rc != ZOK) return Check(rc, "get", path);
   return Node{std::string(buf.data(), len < 0 ? 0 : len), stat.version, stat.ephemeralOwner};
 }
 
@@ -248,7 +393,7 @@ Result<std::vector<std::string>> ZkSession::GetChildren(const std::string& path,
   void* ctx = RegisterWatch(std::move(watch));
   int rc = zoo_wget_children(zh_, path.c_str(), ctx ? &ZkSession::PathWatcher : nullptr, ctx,
                              &children);
-  if (rc != ZOK) return ZkStatus(rc, "get children", path);
+  if (rc != ZOK) return Check(rc, "get children", path);
   std::vector<std::string> out(children.data, children.data + children.count);
   deallocate_String_vector(&children);
   return out;
@@ -260,20 +405,19 @@ Status ZkSession::Exists(const std::string& path, Watch watch) {
   struct Stat stat {};
   void* ctx = RegisterWatch(std::move(watch));
   int rc = zoo_wexists(zh_, path.c_str(), ctx ? &ZkSession::PathWatcher : nullptr, ctx, &stat);
-  return ZkStatus(rc, "exists", path);
+  return Check(rc, "exists", path);
 }
 
 Status ZkSession::Set(const std::string& path, const std::string& data, int version) {
   std::shared_lock<std::shared_mutex> lock(handle_mu_);
   if (zh_ == nullptr) return ZkStatus(ZCLOSING, "set", path);
-  return ZkStatus(zoo_set(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), version),
-                  "set", path);
+  return Check(zoo_set(zh_, path.c_str(), data.data(), static_cast<int>(data.size()), version), "set", path);
 }
 
 Status ZkSession::Delete(const std::string& path, int version) {
   std::shared_lock<std::shared_mutex> lock(handle_mu_);
   if (zh_ == nullptr) return ZkStatus(ZCLOSING, "delete", path);
-  return ZkStatus(zoo_delete(zh_, path.c_str(), version), "delete", path);
+  return Check(zoo_delete(zh_, path.c_str(), version), "delete", path);
 }
 
 }  // namespace sluice::coord

@@ -7,6 +7,7 @@
 
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
+#include "lib/common/zk_auth_file.h"
 #include "lib/coord/coordinator.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
@@ -62,6 +63,9 @@ void Ctl::Register(CLI::App& app) {
   app.add_option("--coordinator", coordinator_,
                  "Find the cluster through zookeeper://HOST:PORT[,...]/ROOT");
   tls_.Register(app);
+  app.add_option("--zk-auth-file", zk_auth_file_,
+                 "File (mode 600) holding the cluster's ZooKeeper credentials user:password, as the daemons' "
+                 "zk-auth-file");
   status_cmd_ = app.add_subcommand("status", "Show the cluster's drivers and workers");
   status_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
       ->delimiter(',');
@@ -171,8 +175,17 @@ int Ctl::Discover(std::ostream& err) {
       err << "sluicectl: error: " << spec.status().message() << "\n";
       return kExitUsage;
     }
+    std::string zk_auth;
+    if (!zk_auth_file_.empty()) {
+      Result<std::string> read = ReadZkAuthFile(zk_auth_file_);
+      if (!read.ok()) {
+        err << "sluicectl: error: " << read.status().message() << "\n";
+        return kExitUsage;
+      }
+      zk_auth = std::move(*read);
+    }
     auto coordinator = coord::Coordinator::Create(
-        coordinator_, {.connect_timeout = std::chrono::milliseconds(timeout_ms_)});
+        coordinator_, {.connect_timeout = std::chrono::milliseconds(timeout_ms_), .zk_auth = zk_auth});
     if (!coordinator.ok()) {
       err << "sluicectl: " << coordinator.status().message() << "\n";
       return 1;

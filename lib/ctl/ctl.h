@@ -9,6 +9,7 @@
 //
 // With --coordinator (zookeeper://...), the drivers and workers are found
 // through the cluster's membership; --driver/--worker add addresses by hand.
+// --zk-auth-file presents the cluster's ZooKeeper credentials, as the daemons do.
 //
 // Exit codes: 0 success, 1 the cluster answered with an error or could not be
 // reached, 2 bad usage.
@@ -87,6 +88,7 @@ class Ctl {
   std::vector<std::string> drivers_;
   std::vector<std::string> workers_;
   std::string coordinator_;
+  std::string zk_auth_file_;  // ZooKeeper credentials, as the daemons' zk-auth-file
   int timeout_ms_ = 3000;
   CLI::App* status_cmd_ = nullptr;
 };
