@@ -80,7 +80,7 @@ struct Bench {
   // sluicectl with `args`; its output in `out`.
   int Ctl(const std::vector<std::string>& args, std::string* out) {
     std::vector<std::string> argv = {sluice::testing::kSluicectlPath, "--coordinator", cluster->coordinator()};
-    for (std::string& f : sluice::testing::TlsFlags("client")) argv.push_back(std::move(f));
+    for (std::string& f : sluice::testing::TlsFlags("admin")) argv.push_back(std::move(f));
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string log = dir + "/ctl" + std::to_string(ctl_runs++) + ".log";
     sluice::Result<int> code = sluice::testing::RunCommand(argv, log, std::chrono::seconds(30));

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "lib/common/fs.h"
+#include "lib/common/kafka_properties.h"
 #include "lib/engine/confinement.h"
 #include "lib/engine/expr.h"
 #include "lib/engine/keyed.h"
@@ -608,6 +609,11 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   }
   if (spec.sink().sink_case() == proto::SinkSpec::SINK_NOT_SET) {
     return absl::InvalidArgumentError(fmt::format("{}: sink: none given", file));
+  }
+  for (const auto& [k, v] : spec.sink().kafka().properties()) {
+    if (Status refused = CheckKafkaProperty(k, "sink.kafka.properties"); !refused.ok()) {
+      return absl::InvalidArgumentError(fmt::format("{}: {}", file, std::string(refused.message())));
+    }
   }
   return absl::OkStatus();
 }

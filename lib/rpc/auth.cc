@@ -6,6 +6,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/auth_context.h"
+#include "lib/rpc/rpc.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::rpc {
@@ -90,18 +91,23 @@ grpc::Status Authorize(const grpc::ServerContext* context, std::string_view meth
   std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
   std::vector<std::string> security =
       auth ? Values(*auth, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME) : std::vector<std::string>{};
-  if (security.empty() || security.front() == "insecure") {
-    // A plaintext server (`tls = off`): it has no identity to check.
-    return grpc::Status::OK;
+  const bool over_tls = !security.empty() && (security.front() == GRPC_TLS_TRANSPORT_SECURITY_TYPE ||
+                                               security.front() == GRPC_SSL_TRANSPORT_SECURITY_TYPE);
+  if (!over_tls) {
+    // A plaintext server (`tls = off`) has no identity to check; a call that
+    // did not come over TLS to a process that serves TLS is refused.
+    if (!ServesTls()) return grpc::Status::OK;
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        fmt::format("{}: the call did not come over TLS, which this process requires", method));
   }
   std::vector<Role> needed = RolesFor(method);
   std::vector<std::string> cns = Values(*auth, GRPC_X509_CN_PROPERTY_NAME);
   std::string who = cns.empty() ? "(no common name)" : "CN=" + cns.front();
   std::vector<Role> roles;
   if (auth->IsPeerAuthenticated()) {
-    std::vector<std::string> uris = Values(*auth, GRPC_PEER_URI_PROPERTY_NAME);
-    for (std::string& s : Values(*auth, GRPC_X509_SAN_PROPERTY_NAME)) uris.push_back(std::move(s));
-    roles = RolesFromUris(uris);
+    // URI SANs only: a CA that lets anyone ask for a DNS or e-mail name
+    // "sluice:role=admin" grants nothing by it.
+    roles = RolesFromUris(Values(*auth, GRPC_PEER_URI_PROPERTY_NAME));
   }
   for (Role r : roles) {
     for (Role n : needed) {

@@ -1,6 +1,7 @@
 #include "lib/rpc/rpc.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 
 #include "grpcpp/grpcpp.h"
@@ -12,10 +13,19 @@
 
 namespace sluice::rpc {
 
+namespace {
+
+std::atomic<bool> serves_tls{false};
+
+}  // namespace
+
+bool ServesTls() { return serves_tls.load(); }
+
 Result<std::unique_ptr<RpcServer>> RpcServer::Start(const std::string& address,
                                                     const std::vector<grpc::Service*>& services,
                                                     const RpcOptions& options) {
   ASSIGN_OR_RETURN(HostPort hp, ParseHostPort(address, "rpc-address"));
+  if (options.tls != nullptr) serves_tls = true;
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(address, ServerCredentials(options), &port);

@@ -71,6 +71,10 @@ class RpcServer {
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const RpcOptions& options);
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const RpcOptions& options);
 
+// Whether this process has started a server with TLS: then a call that did
+// not come over TLS is refused (auth.h), whatever gRPC reports.
+bool ServesTls();
+
 // An error's payloads (Status::SetPayload) cross the wire with it, in the
 // gRPC status details.
 Status FromGrpc(const grpc::Status& status);

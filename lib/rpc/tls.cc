@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -130,7 +131,8 @@ CertificateInfo Describe(X509* cert) {
 // reader sees the old file or the new one, never half of one.
 Status WriteAtomically(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return absl::FailedPreconditionError(fmt::format("cannot write {}: {}", tmp, std::strerror(errno)));
   size_t done = 0;
   while (done < text.size()) {
@@ -245,10 +247,12 @@ std::string RoleList(const std::vector<Role>& roles) {
   return out;
 }
 
-Result<CertificateInfo> CheckCertificateFiles(const TlsOptions& options) {
-  ASSIGN_OR_RETURN(std::string cert_pem, ReadFile(options.cert, "tls-cert"));
-  ASSIGN_OR_RETURN(std::string key_pem, ReadFile(options.key, "tls-key"));
-  ASSIGN_OR_RETURN(std::string ca_pem, ReadFile(options.ca, "tls-ca"));
+namespace {
+
+// The checks of CheckCertificateFiles on the files' contents, as read once:
+// what is checked is what is used.
+Result<CertificateInfo> CheckPem(const TlsOptions& options, const std::string& cert_pem, const std::string& key_pem,
+                                 const std::string& ca_pem) {
   ASSIGN_OR_RETURN(std::vector<X509Ptr> chain, ParseCertificates(cert_pem, options.cert, "tls-cert"));
   ASSIGN_OR_RETURN(std::vector<X509Ptr> cas, ParseCertificates(ca_pem, options.ca, "tls-ca"));
 
@@ -287,26 +291,61 @@ Result<CertificateInfo> CheckCertificateFiles(const TlsOptions& options) {
   return Describe(chain[0].get());
 }
 
+}  // namespace
+
+Result<CertificateInfo> CheckCertificateFiles(const TlsOptions& options) {
+  ASSIGN_OR_RETURN(std::string cert_pem, ReadFile(options.cert, "tls-cert"));
+  ASSIGN_OR_RETURN(std::string key_pem, ReadFile(options.key, "tls-key"));
+  ASSIGN_OR_RETURN(std::string ca_pem, ReadFile(options.ca, "tls-ca"));
+  return CheckPem(options, cert_pem, key_pem, ca_pem);
+}
+
 Result<TlsIdentity::Material> TlsIdentity::ReadChecked() const {
-  ASSIGN_OR_RETURN(CertificateInfo info, CheckCertificateFiles(options_));
+  Material m;
+  ASSIGN_OR_RETURN(m.cert_pem, ReadFile(options_.cert, "tls-cert"));
+  ASSIGN_OR_RETURN(m.key_pem, ReadFile(options_.key, "tls-key"));
+  ASSIGN_OR_RETURN(m.ca_pem, ReadFile(options_.ca, "tls-ca"));
+  ASSIGN_OR_RETURN(CertificateInfo info, CheckPem(options_, m.cert_pem, m.key_pem, m.ca_pem));
   if (required_ && std::find(info.roles.begin(), info.roles.end(), *required_) == info.roles.end()) {
     return absl::InvalidArgumentError(
         fmt::format("tls-cert: {} ({}) grants the roles {}; this process needs {} (a URI SAN {}{})",
                     options_.cert, info.subject, RoleList(info.roles), RoleName(*required_), kRolePrefix,
                     RoleName(*required_)));
   }
-  Material m{std::move(info), {}, {}, {}};
-  ASSIGN_OR_RETURN(m.cert_pem, ReadFile(options_.cert, "tls-cert"));
-  ASSIGN_OR_RETURN(m.key_pem, ReadFile(options_.key, "tls-key"));
-  ASSIGN_OR_RETURN(m.ca_pem, ReadFile(options_.ca, "tls-ca"));
+  m.info = std::move(info);
   return m;
 }
 
 Status TlsIdentity::Install(const Material& m) {
-  // Key and certificate first, together: the CA is the same across most renewals.
-  RETURN_IF_ERROR(WriteAtomically(live_dir_ + "/key.pem", m.key_pem));
-  RETURN_IF_ERROR(WriteAtomically(live_dir_ + "/cert.pem", m.cert_pem));
-  RETURN_IF_ERROR(WriteAtomically(live_dir_ + "/ca.pem", m.ca_pem));
+  // A new directory per installation, then one rename of the `current`
+  // symlink: gRPC, reading current/key.pem and current/cert.pem one after the
+  // other, sees the old pair or the new one (if the link moves between its
+  // two reads, their modification times change under it and it reads again),
+  // never a new key with an old certificate.
+  const int generation = ++generation_;
+  const std::string name = "gen-" + std::to_string(generation);
+  const std::string dir = live_dir_ + "/" + name;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    return absl::FailedPreconditionError(fmt::format("cannot create {}: {}", dir, std::strerror(errno)));
+  }
+  RETURN_IF_ERROR(WriteAtomically(dir + "/key.pem", m.key_pem));
+  RETURN_IF_ERROR(WriteAtomically(dir + "/cert.pem", m.cert_pem));
+  RETURN_IF_ERROR(WriteAtomically(dir + "/ca.pem", m.ca_pem));
+  const std::string link = live_dir_ + "/current";
+  const std::string tmp = link + ".tmp";
+  ::unlink(tmp.c_str());
+  if (::symlink(name.c_str(), tmp.c_str()) != 0 || ::rename(tmp.c_str(), link.c_str()) != 0) {
+    return absl::FailedPreconditionError(fmt::format("cannot point {} at {}: {}", link, dir, std::strerror(errno)));
+  }
+  // The generation before stays until the next one: gRPC may be reading it.
+  for (const auto& e : std::filesystem::directory_iterator(live_dir_, ec)) {
+    const std::string f = e.path().filename().string();
+    if (f.rfind("gen-", 0) == 0 && f != name && f != "gen-" + std::to_string(generation - 1)) {
+      std::filesystem::remove_all(e.path(), ec);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -319,10 +358,16 @@ Result<std::shared_ptr<TlsIdentity>> TlsIdentity::Load(const TlsOptions& options
     if (::mkdir(live_dir.c_str(), 0700) != 0 && errno != EEXIST) {
       return absl::FailedPreconditionError(fmt::format("cannot create {}: {}", live_dir, std::strerror(errno)));
     }
-    ::chmod(live_dir.c_str(), 0700);
+    if (::chmod(live_dir.c_str(), 0700) != 0) {
+      return absl::FailedPreconditionError(fmt::format("cannot chmod 0700 {}: {}", live_dir, std::strerror(errno)));
+    }
+    // Copies of an earlier run (keys among them) are not kept.
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(live_dir, ec)) std::filesystem::remove_all(e.path(), ec);
     RETURN_IF_ERROR(id->Install(m));
+    const std::string current = live_dir + "/current";
     id->provider_ = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-        live_dir + "/key.pem", live_dir + "/cert.pem", live_dir + "/ca.pem", kWatchIntervalSeconds);
+        current + "/key.pem", current + "/cert.pem", current + "/ca.pem", kWatchIntervalSeconds);
   } else {
     id->provider_ = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
         m.ca_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{{m.key_pem, m.cert_pem}});

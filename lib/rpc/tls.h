@@ -8,10 +8,12 @@
 // worker). A certificate's roles are URI SANs `sluice:role=NAME`, NAME one of
 // driver, worker, admin, viewer (auth.h says who may call what).
 //
-// A daemon's identity is reloadable: its files are checked, then copied into
-// a directory of its own that gRPC watches (every second), so Reload()
-// (SIGHUP) changes what new connections present without a restart, and a
-// broken file put in place is refused without ever being used.
+// A daemon's identity is reloadable: its files are read once and checked,
+// and exactly those bytes are copied into a new directory under its own
+// (<data-dir>/tls/gen-N, then the symlink `current` moved to it) that gRPC
+// watches every second. So Reload() (SIGHUP) changes what new connections
+// present without a restart, and a broken or half-written file is refused
+// without ever being used.
 //
 // Thread-safe.
 #pragma once
@@ -90,7 +92,9 @@ class TlsIdentity {
     CertificateInfo info;
     std::string cert_pem, key_pem, ca_pem;
   };
+  // Reads each file once and checks what it read.
   Result<Material> ReadChecked() const;
+  // Writes `material` to live_dir_/gen-N/ and points live_dir_/current at it.
   Status Install(const Material& material);
 
   const TlsOptions options_;
@@ -98,6 +102,7 @@ class TlsIdentity {
   const std::optional<Role> required_;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider_;
   std::shared_ptr<grpc::experimental::CertificateVerifier> server_verifier_;
+  int generation_ = 0;  // of the copies in live_dir_; Load, then Reload's thread
   mutable std::mutex mu_;
   CertificateInfo info_;  // guarded by mu_
 };

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <chrono>
 
+#include "lib/common/kafka_properties.h"
+
 namespace sluice::sink {
 namespace {
 
@@ -32,7 +34,10 @@ Status SetAll(rd_kafka_conf_t* conf, const std::vector<std::pair<std::string, st
 Result<rd_kafka_t*> NewClient(rd_kafka_type_t type, const proto::KafkaSinkSpec& spec,
                               std::vector<std::pair<std::string, std::string>> settings) {
   std::vector<std::pair<std::string, std::string>> all = {{"bootstrap.servers", spec.brokers()}};
-  for (const auto& [k, v] : spec.properties()) all.emplace_back(k, v);
+  for (const auto& [k, v] : spec.properties()) {
+    RETURN_IF_ERROR(CheckKafkaProperty(k, "sink.kafka.properties"));
+    all.emplace_back(k, v);
+  }
   for (auto& s : settings) all.push_back(std::move(s));
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   if (Status st = SetAll(conf, all); !st.ok()) {

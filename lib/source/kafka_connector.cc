@@ -14,6 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "lib/common/kafka_properties.h"
 #include "lib/source/internal/connector_kind.h"
 #include "lib/source/kafka_source.h"
 
@@ -159,7 +160,12 @@ Status CheckSettings(const proto::SourceSpec& spec) {
     }
   };
   set("kafka.brokers", "bootstrap.servers", spec.kafka().brokers());
-  for (const auto& [k, v] : spec.kafka().properties()) set("kafka.properties." + k, k, v);
+  for (const auto& [k, v] : spec.kafka().properties()) {
+    if (Status refused = CheckKafkaProperty(k, "kafka.properties"); st.ok() && !refused.ok()) {
+      st = absl::InvalidArgumentError(fmt::format("source '{}': {}", spec.name(), std::string(refused.message())));
+    }
+    set("kafka.properties." + k, k, v);
+  }
   rd_kafka_conf_destroy(conf);
   return st;
 }

@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "lib/common/kafka_properties.h"
+
 namespace sluice::source {
 
 Result<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOptions options) {
@@ -21,6 +23,7 @@ Result<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOptions opti
   if (st.ok()) st = set(conf, "enable.auto.commit", "false");
   if (st.ok()) st = set(conf, "enable.partition.eof", "false");
   for (const auto& [k, v] : s->options_.consumer_config) {
+    if (st.ok()) st = CheckKafkaProperty(k, "kafka.properties");
     if (st.ok()) st = set(conf, k, v);
   }
   if (!st.ok()) {
@@ -180,6 +183,10 @@ Result<std::unique_ptr<KafkaOffsetCommitter>> KafkaOffsetCommitter::Create(const
   settings["group.id"] = group;
   settings["enable.auto.commit"] = "false";
   for (const auto& [k, v] : settings) {
+    if (Status refused = CheckKafkaProperty(k, "kafka.properties"); !refused.ok()) {
+      rd_kafka_conf_destroy(conf);
+      return refused;
+    }
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
       return absl::InvalidArgumentError(fmt::format("kafka offset commits of {}: {}: {}", source.name, k, errstr));

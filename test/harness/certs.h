@@ -3,9 +3,9 @@
 // process asks, in a temporary directory removed at exit.
 //
 // Part of sluice::test_harness. Every daemon a test starts gets TlsFlags of
-// its kind ("driver", "worker"); sluicectl and the test's own calls use
-// "client" (roles admin and driver: tests read the WAL too). "admin",
-// "viewer" and "worker" certificates are there for authorization tests.
+// its kind ("driver", "worker"); sluicectl runs with "admin", as an operator
+// would, and the test's own calls use "client" (roles admin and driver:
+// tests read the WAL too). "viewer" is there for authorization tests.
 //
 // With SLUICE_TEST_TLS=off in the environment (read at each call), TlsFlags
 // is `--tls off` and TestRpcOptions plaintext: a benchmark measures TLS's

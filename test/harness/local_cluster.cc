@@ -60,7 +60,7 @@ std::optional<proto::JobInfo> LocalCluster::DescribeJob(const std::string& job) 
 int LocalCluster::Sluicectl(const std::vector<std::string>& args, const std::string& log_path,
                             std::chrono::seconds timeout) {
   std::vector<std::string> argv = {kSluicectlPath, "--coordinator", coordinator()};
-  for (std::string& f : TlsFlags("client")) argv.push_back(std::move(f));
+  for (std::string& f : TlsFlags("admin")) argv.push_back(std::move(f));
   argv.insert(argv.end(), args.begin(), args.end());
   Result<int> code = RunCommand(argv, log_path, timeout);
   return code.ok() ? *code : -1;

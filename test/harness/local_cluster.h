@@ -10,7 +10,7 @@
 //   <dir>/kafka-mock.log       <dir>/worker-<i>/workerd.log
 //
 // Every connection is mutual TLS with the test certificates (certs.h): the
-// daemons get TlsFlags("driver"/"worker"), sluicectl and Channels() "client".
+// daemons get TlsFlags("driver"/"worker"), sluicectl "admin", Channels() "client".
 //
 // Daemons can be stopped (SIGTERM), killed (SIGKILL), paused (SIGSTOP) and
 // restarted with the same id, port and data, which is what failure tests do.

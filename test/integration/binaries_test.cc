@@ -151,7 +151,7 @@ TEST(Daemons, ServeStatusToSluicectlAndStopOnSigterm) {
                                   "\ndata-dir = " + dir.Sub("d1") + "\ntls-cert = " + d.cert + "\ntls-key = " + d.key +
                                   "\ntls-ca = " + d.ca + "\n")
                   .ok());
-  const std::vector<std::string> worker_tls = TlsFlags("worker"), ctl_tls = TlsFlags("client");
+  const std::vector<std::string> worker_tls = TlsFlags("worker"), ctl_tls = TlsFlags("admin");
   auto driver = Subprocess::Start({kDriverdPath, "--config", conf}, {.log_path = dir.Sub("d.log")});
   ASSERT_TRUE(driver.ok());
   auto worker = Subprocess::Start({kWorkerdPath, "--id", "worker-1", "--rpc-address",

@@ -21,8 +21,8 @@ TEST(LocalCluster, StartsKillsAndRestartsDaemons) {
   LocalCluster& c = **cluster;
   ASSERT_TRUE(c.zk().Serving(0));
   auto status = [&] {
-    return RunCommand({kSluicectlPath, "--tls-cert", TestTls("client").cert, "--tls-key", TestTls("client").key,
-                       "--tls-ca", TestTls("client").ca, "--timeout-ms", "1000", "status", "--driver",
+    return RunCommand({kSluicectlPath, "--tls-cert", TestTls("admin").cert, "--tls-key", TestTls("admin").key,
+                       "--tls-ca", TestTls("admin").ca, "--timeout-ms", "1000", "status", "--driver",
                        c.driver_addresses(), "--worker", c.worker_addresses()},
                       dir.Sub("status.log"), std::chrono::seconds(20))
         .value_or(-1);

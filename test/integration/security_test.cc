@@ -14,8 +14,10 @@
 #include "lib/rpc/auth.h"
 #include "lib/rpc/channel_cache.h"
 #include "lib/rpc/driver_client.h"
+#include "lib/rpc/rpc.h"
 #include "lib/rpc/tls.h"
 #include "lib/rpc/worker_client.h"
+#include "proto/driver.grpc.pb.h"
 #include "test/harness/certs.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
@@ -180,10 +182,25 @@ TEST(Security, OnlyCertificatesOfTheClustersCaGetIn) {
   st = rpc::DriverClient(theirs, cluster.driver_address(0)).GetStatus(milliseconds(2000));
   EXPECT_TRUE(absl::IsUnavailable(st.status())) << st.status();
 
-  // A client of our CA must see a server role on the other end: a viewer's
-  // certificate is no server's (checked by a server made from it).
-  rpc::ChannelCache ours(Transport(testing::TestTls("viewer")));
-  EXPECT_TRUE(rpc::DriverClient(ours, cluster.driver_address(0)).GetStatus(milliseconds(2000)).ok());
+  // A client of our CA must see a server role on the other end: a server
+  // presenting a viewer's certificate (say, a dashboard's stolen key) is
+  // refused in the handshake; the same server with a worker's is answered.
+  for (const char* who : {"viewer", "worker"}) {
+    Result<std::shared_ptr<rpc::TlsIdentity>> id = rpc::TlsIdentity::Load(testing::TestTls(who), "", std::nullopt);
+    ASSERT_TRUE(id.ok()) << id.status();
+    rpc::RpcOptions server_options;
+    server_options.tls = *id;
+    proto::DriverService::Service unimplemented;  // every method answers UNIMPLEMENTED
+    auto server = rpc::RpcServer::Start("127.0.0.1:0", {&unimplemented}, server_options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    rpc::ChannelCache ours(Transport(testing::TestTls("admin")));
+    Status got = rpc::DriverClient(ours, (*server)->address()).GetStatus(milliseconds(2000)).status();
+    if (std::string(who) == "viewer") {
+      EXPECT_TRUE(absl::IsUnavailable(got)) << got;
+    } else {
+      EXPECT_TRUE(absl::IsUnimplemented(got)) << got;  // reached: no service there
+    }
+  }
 
   // sluicectl as a viewer: list yes, stop no (exit 1, the role named).
   const std::string job = dir.Sub("job.yaml");
@@ -283,6 +300,42 @@ TEST(Security, SighupReplacesTheCertificateWithoutARestart) {
   EXPECT_TRUE((*worker)->Running());
   EXPECT_THAT(testing::ReadFile(dir.Sub("w1.log")).value_or(""),
               HasSubstr("reload: TLS certificate /CN=worker (roles: worker"));
+}
+
+// Kafka properties that would make librdkafka run code on the cluster's
+// hosts are refused at submit and when a source is declared.
+TEST(Security, KafkaPropertiesThatRunCodeAreRefused) {
+  TempDir dir;
+  auto c = LocalCluster::Start({.dir = dir.path(), .drivers = 1, .workers = 1});
+  ASSERT_TRUE(c.ok()) << c.status();
+  LocalCluster& cluster = **c;
+  const std::string job = dir.Sub("job.yaml");
+  ASSERT_TRUE(testing::WriteFile(job, "name: j\nsources: [clicks]\nsink:\n  kafka:\n    brokers: 127.0.0.1:1\n"
+                                      "    topic: t\n    properties: {plugin.library.paths: /tmp/evil.so}\n")
+                  .ok());
+  EXPECT_EQ(cluster.Sluicectl({"submit", job}, dir.Sub("submit.log")), 2);
+  EXPECT_THAT(testing::ReadFile(dir.Sub("submit.log")).value_or(""),
+              HasSubstr("sink.kafka.properties.plugin.library.paths: refused: it loads shared libraries"));
+  // Past sluicectl, straight to the leader: the same answer.
+  proto::SubmitJobRequest request;
+  request.mutable_spec()->set_name("j");
+  request.mutable_spec()->set_batch_interval_ms(1000);
+  request.mutable_spec()->add_sources("clicks");
+  request.mutable_spec()->mutable_sink()->mutable_kafka()->set_brokers("127.0.0.1:1");
+  request.mutable_spec()->mutable_sink()->mutable_kafka()->set_topic("t");
+  (*request.mutable_spec()->mutable_sink()->mutable_kafka()->mutable_properties())["ssl.engine.location"] = "/x.so";
+  Result<proto::SubmitJobResponse> submitted =
+      rpc::DriverClient(testing::Channels(), cluster.driver_address(0)).SubmitJob(request, milliseconds(5000));
+  EXPECT_TRUE(absl::IsInvalidArgument(submitted.status())) << submitted.status();
+  EXPECT_THAT(std::string(submitted.status().message()), HasSubstr("ssl.engine.location: refused"));
+
+  EXPECT_EQ(cluster.Sluicectl({"source", "add", "k", "--kind", "kafka", "--brokers", "127.0.0.1:1", "--topic", "t",
+                               "--partitions", "1", "--property", "sasl.kerberos.kinit.cmd=touch " + dir.Sub("pwned")},
+                              dir.Sub("source.log")),
+            2);
+  EXPECT_THAT(testing::ReadFile(dir.Sub("source.log")).value_or(""),
+              HasSubstr("kafka.properties.sasl.kerberos.kinit.cmd: refused: it runs a shell command"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("pwned")));
 }
 
 // tls = off is plaintext, said in the log at start.

@@ -394,7 +394,7 @@ TEST_F(ServiceTest, StandaloneDriverTwoWorkersAndAJob) {
 
   // sluicectl with nothing but its config file.
   const std::string ctl_conf = dir_.Sub("sluicectl.conf");
-  const TlsOptions client = TestTls("client");
+  const TlsOptions client = TestTls("admin");
   ASSERT_TRUE(WriteFile(ctl_conf, "coordinator = standalone://" + driver + "\ntimeout-ms = 3000\ntls-cert = " +
                                       client.cert + "\ntls-key = " + client.key + "\ntls-ca = " + client.ca + "\n")
                   .ok());

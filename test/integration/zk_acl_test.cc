@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "lib/coord/coordinator.h"
 #include "lib/coord/zk_session.h"
+#include "test/harness/certs.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
 #include "test/harness/tcp_proxy.h"
@@ -357,6 +358,7 @@ TEST(ZkAclCluster, UnauthorisedClientsCannotDisturbTheLeaderOrJoin) {
                                      "--coordinator", c.coordinator(),
                                      "--zk-session-timeout-ms", "4000",
                                      "--zk-auth-file", wrong};
+    for (std::string& f : TlsFlags(is_driver ? "driver" : "worker")) argv.push_back(std::move(f));
     auto bad = Subprocess::Start(argv, {.log_path = log});
     ASSERT_TRUE(bad.ok()) << bad.status();
     Result<int> exit = (*bad)->Wait(std::chrono::seconds(15));
