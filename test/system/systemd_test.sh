@@ -79,7 +79,8 @@ systemd-nspawn -q -D "$ROOT" --volatile=overlay --private-network -b --register=
   -M "sluice-test-$$" --bind-ro="$WORK:/mnt/sluice" </dev/null >"$WORK/console.log" 2>&1 &
 NSPAWN=$!
 for _ in $(seq 100); do
-  L=$(pgrep -P "$NSPAWN" | head -1 || true)
+  # The container's init (nspawn may have another child for a moment).
+  L=$(pgrep -P "$NSPAWN" -x systemd | head -1 || true)
   [ -n "$L" ] && break
   kill -0 "$NSPAWN" 2>/dev/null || break
   sleep 0.1
@@ -87,7 +88,7 @@ done
 [ -n "$L" ] || skip "the container did not start: $(tail -3 "$WORK/console.log" | tr '\n' ' ')"
 ns() { nsenter -t "$L" -a "$@"; }   # run in the container
 state=""
-for _ in $(seq 150); do
+for _ in $(seq 300); do   # 60 s: a boot beside a busy test run has taken over 30
   state=$(ns systemctl is-system-running 2>/dev/null || true)
   case "$state" in running|degraded) break ;; esac
   sleep 0.2
