@@ -13,11 +13,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
+#include "lib/engine/confinement.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/pipeline.h"
 #include "lib/source/generator_source.h"
@@ -28,11 +30,18 @@ using Clock = std::chrono::steady_clock;
 
 // Input events/s of `operators` over `blocks` for `seconds`; 0 if they do
 // not build.
+// `plugins`, if given, resolves the job's plugins by name, as a worker does.
 double EventsPerSecond(const std::string& operators, const std::vector<sluice::format::Block>& blocks,
-                       double seconds) {
+                       double seconds, const sluice::engine::PathPolicy* plugins = nullptr) {
   sluice::Result<sluice::proto::JobSpec> spec = sluice::engine::ParseJobFile(
       "name: bench\nsources: [gen]\nsink: {null: {}}\noperators:\n" + operators, "bench");
-  if (!spec.ok()) return 0;
+  if (spec.ok() && plugins != nullptr) {
+    if (sluice::Status st = plugins->ResolvePlugins(&*spec); !st.ok()) spec = st;
+  }
+  if (!spec.ok()) {
+    std::fprintf(stderr, "pipeline_bench: %s\n", spec.status().ToString().c_str());
+    return 0;
+  }
   auto pipeline = sluice::engine::Pipeline::Create(*spec);
   if (!pipeline.ok()) {
     std::fprintf(stderr, "pipeline_bench: %s\n", pipeline.status().ToString().c_str());
@@ -126,9 +135,13 @@ int main(int argc, char** argv) {
   const std::string tail = "  - filter: \"v > 500000\"\n  - project: {fields: [id, key, v]}\n";
   const double map_rate =
       EventsPerSecond("  - parse: {format: json}\n  - map: {fields: {key: upper(key)}}\n" + tail, blocks, seconds);
-  const double plugin_rate = EventsPerSecond(
-      "  - parse: {format: json}\n  - plugin: {path: '" + plugin + "', config: {field: key}}\n" + tail, blocks,
-      seconds);
+  // Loaded by name from its directory, as workers load plugins (plugin-dirs).
+  const std::filesystem::path plugin_path(plugin);
+  sluice::engine::PathPolicy plugin_dirs;
+  plugin_dirs.plugin_dirs = {plugin_path.parent_path().string()};
+  const double plugin_rate = EventsPerSecond("  - parse: {format: json}\n  - plugin: {name: " +
+                                                 plugin_path.stem().string() + ", config: {field: key}}\n" + tail,
+                                             blocks, seconds, &plugin_dirs);
   std::printf("plugin: parse json -> upper-case key -> filter -> project, one core\n");
   std::printf("  events/s with map upper()  %12.0f\n", map_rate);
   std::printf("  events/s with the plugin   %12.0f\n", plugin_rate);
