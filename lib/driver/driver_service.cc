@@ -2,13 +2,13 @@
 
 #include <unistd.h>
 
-#include "lib/rpc/auth.h"
+#include <cctype>
+
 #include "lib/common/drill.h"
-
 #include "lib/driver/data_path.h"
-#include "lib/driver/job_registry.h"
-
 #include "lib/driver/driver.h"
+#include "lib/driver/job_registry.h"
+#include "lib/rpc/auth.h"
 #include "lib/rpc/rpc.h"
 
 namespace sluice::driver {
@@ -53,12 +53,47 @@ grpc::Status DriverServiceImpl::RegisterSource(grpc::ServerContext* context, con
   return grpc::Status::OK;
 }
 
+namespace {
+
+// What a viewer (a dashboard) is not shown: Kafka properties that hold
+// credentials (docs/security.md, "Roles").
+bool IsSecretKey(std::string key) {
+  for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* word : {"password", "secret", "jaas", "token", "credential"}) {
+    if (key.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+void Redact(google::protobuf::Map<std::string, std::string>* properties) {
+  for (auto& [k, v] : *properties) {
+    if (IsSecretKey(k)) v = "<redacted>";
+  }
+}
+
+void Redact(proto::JobSpec* spec) {
+  Redact(spec->mutable_sink()->mutable_kafka()->mutable_properties());
+  for (proto::SourceSpec& s : *spec->mutable_inline_sources()) Redact(s.mutable_kafka()->mutable_properties());
+}
+
+// Admins and drivers see specs whole; viewers without their credentials.
+bool SeesSecrets(const grpc::ServerContext* context) {
+  return rpc::CallerHasRole(context, rpc::Role::kAdmin) || rpc::CallerHasRole(context, rpc::Role::kDriver);
+}
+
+}  // namespace
+
 grpc::Status DriverServiceImpl::ListSources(grpc::ServerContext* context, const proto::ListSourcesRequest* request,
                                             proto::ListSourcesResponse* response) {
   SLUICE_AUTHORIZE(context, "DriverService.ListSources");
   DataPath* data = driver_->data_path();
   if (data == nullptr) return NotReady();
   data->ListSources(*request, response);
+  if (!SeesSecrets(context)) {
+    for (proto::SourceInfo& s : *response->mutable_sources()) {
+      Redact(s.mutable_spec()->mutable_kafka()->mutable_properties());
+    }
+  }
   return grpc::Status::OK;
 }
 
@@ -101,6 +136,9 @@ grpc::Status DriverServiceImpl::ListJobs(grpc::ServerContext* context, const pro
   JobRegistry* jobs = driver_->jobs();
   if (jobs == nullptr) return NotReady();
   *response = jobs->List();
+  if (!SeesSecrets(context)) {
+    for (proto::JobInfo& j : *response->mutable_jobs()) Redact(j.mutable_spec());
+  }
   return grpc::Status::OK;
 }
 
@@ -112,6 +150,7 @@ grpc::Status DriverServiceImpl::DescribeJob(grpc::ServerContext* context, const 
   Result<proto::JobInfo> got = jobs->Describe(request->job_id());
   if (!got.ok()) return rpc::ToGrpc(got.status());
   *response = std::move(*got);
+  if (!SeesSecrets(context)) Redact(response->mutable_spec());
   return grpc::Status::OK;
 }
 

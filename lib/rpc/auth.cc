@@ -87,6 +87,27 @@ std::vector<std::string> MethodsWithRoles() {
   return out;
 }
 
+namespace {
+
+bool OverTls(const grpc::AuthContext* auth) {
+  std::vector<std::string> security =
+      auth ? Values(*auth, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME) : std::vector<std::string>{};
+  return !security.empty() &&
+         (security.front() == GRPC_TLS_TRANSPORT_SECURITY_TYPE || security.front() == GRPC_SSL_TRANSPORT_SECURITY_TYPE);
+}
+
+}  // namespace
+
+bool CallerHasRole(const grpc::ServerContext* context, Role role) {
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  if (!OverTls(auth.get())) return !ServesTls();
+  if (!auth->IsPeerAuthenticated()) return false;
+  for (Role r : RolesFromUris(Values(*auth, GRPC_PEER_URI_PROPERTY_NAME))) {
+    if (r == role || (r == kAdmin && role == kViewer)) return true;
+  }
+  return false;
+}
+
 grpc::Status Authorize(const grpc::ServerContext* context, std::string_view method) {
   std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
   std::vector<std::string> security =

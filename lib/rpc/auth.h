@@ -44,6 +44,10 @@ std::vector<std::string> MethodsWithRoles();
 // OK if the caller of `context` may call `method`, else PERMISSION_DENIED.
 grpc::Status Authorize(const grpc::ServerContext* context, std::string_view method);
 
+// Whether the caller's certificate grants `role` (admin includes viewer).
+// True over plaintext (`tls = off`), where nobody is told apart.
+bool CallerHasRole(const grpc::ServerContext* context, Role role);
+
 }  // namespace sluice::rpc
 
 // The first line of every service handler:

@@ -6,8 +6,8 @@
 #include <limits>
 #include <map>
 
-#include "lib/rpc/auth.h"
 #include "lib/common/drill.h"
+#include "lib/rpc/auth.h"
 #include "lib/rpc/rpc.h"
 
 namespace sluice::worker {

@@ -338,6 +338,42 @@ TEST(Security, KafkaPropertiesThatRunCodeAreRefused) {
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("pwned")));
 }
 
+// A viewer (a dashboard) sees a job's spec without the credentials in its
+// Kafka properties; an admin sees them.
+TEST(Security, ViewersDoNotSeeCredentials) {
+  TempDir dir;
+  auto c = LocalCluster::Start({.dir = dir.path(), .drivers = 1, .workers = 1});
+  ASSERT_TRUE(c.ok()) << c.status();
+  LocalCluster& cluster = **c;
+  const std::string job = dir.Sub("secretive.yaml");
+  ASSERT_TRUE(testing::WriteFile(job, "name: secretive\n"
+                                      "sources:\n  - {name: sgen, kind: generator, partitions: 1, rate: 10}\n"
+                                      "sink:\n  kafka:\n    brokers: 127.0.0.1:1\n    topic: t\n"
+                                      "    properties: {sasl.password: hunter2, acks: all}\n")
+                  .ok());
+  ASSERT_EQ(cluster.Sluicectl({"submit", job}, dir.Sub("submit.log")), 0)
+      << testing::ReadFile(dir.Sub("submit.log")).value_or("");
+
+  proto::DescribeJobRequest describe;
+  describe.set_job_id("secretive");
+  auto properties_as = [&](const char* who) {
+    rpc::ChannelCache channels(Transport(testing::TestTls(who)));
+    Result<proto::JobInfo> info = rpc::DriverClient(channels, cluster.driver_address(0)).DescribeJob(describe);
+    EXPECT_TRUE(info.ok()) << info.status();
+    Result<proto::ListJobsResponse> list = rpc::DriverClient(channels, cluster.driver_address(0)).ListJobs({});
+    EXPECT_TRUE(list.ok() && list->jobs_size() == 1);
+    if (list.ok() && list->jobs_size() == 1) {
+      EXPECT_EQ(list->jobs(0).spec().sink().kafka().properties().at("sasl.password"),
+                info->spec().sink().kafka().properties().at("sasl.password"));
+    }
+    return info.ok() ? info->spec().sink().kafka().properties() : google::protobuf::Map<std::string, std::string>();
+  };
+  auto viewer = properties_as("viewer");
+  EXPECT_EQ(viewer["sasl.password"], "<redacted>");
+  EXPECT_EQ(viewer["acks"], "all");
+  EXPECT_EQ(properties_as("admin")["sasl.password"], "hunter2");
+}
+
 // tls = off is plaintext, said in the log at start.
 TEST(Security, TlsOffIsPlaintextWithAWarning) {
   TempDir dir;
