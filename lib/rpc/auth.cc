@@ -96,25 +96,30 @@ bool OverTls(const grpc::AuthContext* auth) {
          (security.front() == GRPC_TLS_TRANSPORT_SECURITY_TYPE || security.front() == GRPC_SSL_TRANSPORT_SECURITY_TYPE);
 }
 
+// The roles of an authenticated TLS peer. URI SANs only: a CA that lets
+// anyone ask for a DNS or e-mail name "sluice:role=admin" grants nothing by it.
+std::vector<Role> PeerRoles(const grpc::AuthContext& auth) {
+  if (!auth.IsPeerAuthenticated()) return {};
+  return RolesFromUris(Values(auth, GRPC_PEER_URI_PROPERTY_NAME));
+}
+
+// Whether holding `held` allows what needs `needed` (admin includes viewer).
+bool Grants(Role held, Role needed) { return held == needed || (held == kAdmin && needed == kViewer); }
+
 }  // namespace
 
 bool CallerHasRole(const grpc::ServerContext* context, Role role) {
   std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
   if (!OverTls(auth.get())) return !ServesTls();
-  if (!auth->IsPeerAuthenticated()) return false;
-  for (Role r : RolesFromUris(Values(*auth, GRPC_PEER_URI_PROPERTY_NAME))) {
-    if (r == role || (r == kAdmin && role == kViewer)) return true;
+  for (Role r : PeerRoles(*auth)) {
+    if (Grants(r, role)) return true;
   }
   return false;
 }
 
 grpc::Status Authorize(const grpc::ServerContext* context, std::string_view method) {
   std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
-  std::vector<std::string> security =
-      auth ? Values(*auth, GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME) : std::vector<std::string>{};
-  const bool over_tls = !security.empty() && (security.front() == GRPC_TLS_TRANSPORT_SECURITY_TYPE ||
-                                               security.front() == GRPC_SSL_TRANSPORT_SECURITY_TYPE);
-  if (!over_tls) {
+  if (!OverTls(auth.get())) {
     // A plaintext server (`tls = off`) has no identity to check; a call that
     // did not come over TLS to a process that serves TLS is refused.
     if (!ServesTls()) return grpc::Status::OK;
@@ -124,15 +129,10 @@ grpc::Status Authorize(const grpc::ServerContext* context, std::string_view meth
   std::vector<Role> needed = RolesFor(method);
   std::vector<std::string> cns = Values(*auth, GRPC_X509_CN_PROPERTY_NAME);
   std::string who = cns.empty() ? "(no common name)" : "CN=" + cns.front();
-  std::vector<Role> roles;
-  if (auth->IsPeerAuthenticated()) {
-    // URI SANs only: a CA that lets anyone ask for a DNS or e-mail name
-    // "sluice:role=admin" grants nothing by it.
-    roles = RolesFromUris(Values(*auth, GRPC_PEER_URI_PROPERTY_NAME));
-  }
+  const std::vector<Role> roles = PeerRoles(*auth);
   for (Role r : roles) {
     for (Role n : needed) {
-      if (r == n || (r == kAdmin && n == kViewer)) return grpc::Status::OK;
+      if (Grants(r, n)) return grpc::Status::OK;
     }
   }
   std::string names;
