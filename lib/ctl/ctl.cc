@@ -350,6 +350,7 @@ int Ctl::RunSources(std::ostream& out, std::ostream& err) {
                           : p.worker().empty()        ? "unassigned"
                           : p.receiver().paused()     ? "paused"
                                                       : "reading";
+      if (p.receiver().rate_limit_per_s() > 0) state += " limit=" + std::to_string(p.receiver().rate_limit_per_s()) + "/s";
       if (p.receiver().dead_letters() > 0) state += " dead_letters=" + std::to_string(p.receiver().dead_letters());
       out << std::setw(16) << s.spec().name() << std::setw(6) << p.partition() << std::setw(14) << p.next_offset()
           << std::setw(10) << p.blocks() << std::setw(12) << p.records() << std::setw(8) << p.lost_blocks()
@@ -384,6 +385,13 @@ void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
   }
   out << "  sink:       " << j.spec().sink().ShortDebugString() << "\n";
   if (!j.stop_reason().empty()) out << "  stopped:    " << j.stop_reason() << "\n";
+  if (j.state() == "running") {
+    out << "  rate limit: " << (j.rate_limit() > 0 ? std::to_string(j.rate_limit()) + " events/s" : "none") << " ("
+        << j.rate_limit_reason() << ")\n";
+  }
+  if (j.spec().max_records_per_batch() > 0) {
+    out << "  batch bound: " << j.spec().max_records_per_batch() << " offsets per partition\n";
+  }
   out << "  events:     " << j.total_input() << " in, " << j.total_output() << " out, " << j.total_dead_letters()
       << " dead letters";
   if (j.total_late_events() > 0) out << " (" << j.total_late_events() << " late)";

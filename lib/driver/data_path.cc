@@ -4,6 +4,7 @@
 
 #include "lib/driver/assignment.h"
 #include "lib/driver/leadership.h"
+#include "lib/driver/rate_control.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/source/partition_reader.h"
 #include "lib/driver/driver_log.h"
@@ -40,8 +41,13 @@ const proto::BlockInfo* FindBlock(const proto::PartitionState* ps, const proto::
 }  // namespace
 
 DataPath::DataPath(std::string driver_id, DriverLog* log, Leadership* leadership,
-                   WorkerProxy* workers, Clock* clock)
-    : driver_id_(std::move(driver_id)), log_(log), leadership_(leadership), workers_(workers), clock_(clock) {}
+                   WorkerProxy* workers, const RateControl* rates, Clock* clock)
+    : driver_id_(std::move(driver_id)),
+      log_(log),
+      leadership_(leadership),
+      workers_(workers),
+      rates_(rates),
+      clock_(clock) {}
 
 Status DataPath::CheckEpoch(int64_t epoch) const {
   if (!leadership_->Serving()) {
@@ -426,6 +432,9 @@ std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::Memb
       proto::ReceiverAssignment& a = round.assignment[id];
       *a.mutable_spec() = s.spec;
       a.set_partition(id.partition);
+      const PartitionLimits limits = rates_->LimitsOf(*view, name);
+      a.set_rate_limit_per_s(limits.rate_limit_per_s);
+      a.set_max_block_offsets(limits.max_block_offsets);
       // Revocations send the kept partitions with this offset (a receiver
       // restarted there starts at it); Grant refreshes it after them.
       if (const proto::PartitionState* ps = FindPartitionState(*view, name, static_cast<int32_t>(i))) {

@@ -48,13 +48,14 @@ namespace sluice::driver {
 
 class DriverLog;
 class Leadership;
+class RateControl;
 class WorkerProxy;
 
 class DataPath {
  public:
   // All pointers must outlive this object.
   DataPath(std::string driver_id, DriverLog* log, Leadership* leadership, WorkerProxy* workers,
-           Clock* clock);
+           const RateControl* rates, Clock* clock);
 
   [[nodiscard]] Result<proto::SourceSpec> RegisterSource(proto::SourceSpec spec);
   [[nodiscard]] Status RegisterWorker(const proto::RegisterWorkerRequest& request,
@@ -133,6 +134,7 @@ class DataPath {
   DriverLog* const log_;
   Leadership* const leadership_;
   WorkerProxy* const workers_;
+  const RateControl* const rates_;  // each receiver's rate limit
   Clock* const clock_;
 
   std::mutex append_mu_;  // serialises check-then-append; taken before mu_

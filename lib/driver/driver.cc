@@ -11,6 +11,7 @@
 #include "lib/driver/driver_service.h"
 #include "lib/driver/job_registry.h"
 #include "lib/driver/planner.h"
+#include "lib/driver/rate_control.h"
 #include "lib/driver/scheduler.h"
 #include "lib/driver/leadership.h"
 #include "lib/wal/replicated_log.h"
@@ -159,13 +160,14 @@ Status Driver::Start() {
   leadership_ = std::make_unique<Leadership>(coordinator_.get(), candidate, log_.get());
   RETURN_IF_ERROR(leadership_->Start());
   leadership_view_ = leadership_.get();
+  rates_ = std::make_unique<RateControl>();
   data_path_ = std::make_unique<DataPath>(options_.daemon.id, driver_log_.get(), leadership_.get(),
-                                          workers_proxy_.get(), clock_);
+                                          workers_proxy_.get(), rates_.get(), clock_);
   data_path_view_ = data_path_.get();
-  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(), clock_,
-                                       &options_.paths);
+  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
+                                       rates_.get(), clock_, &options_.paths);
   jobs_view_ = jobs_.get();
-  planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), clock_);
+  planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_);
   scheduler_ = std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(),
                                            clock_);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });

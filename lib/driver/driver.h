@@ -70,6 +70,7 @@ class DriverLog;
 class DriverServiceImpl;
 class JobRegistry;
 class Planner;
+class RateControl;
 class Scheduler;
 class Leadership;
 class WorkerProxy;
@@ -174,6 +175,7 @@ class Driver {
   std::unique_ptr<Leadership> leadership_;
   // leadership_ as gRPC threads see it: set once the election is entered.
   std::atomic<Leadership*> leadership_view_{nullptr};
+  std::unique_ptr<RateControl> rates_;  // before its users, which hold pointers to it
   std::unique_ptr<DataPath> data_path_;
   std::atomic<DataPath*> data_path_view_{nullptr};
   std::unique_ptr<JobRegistry> jobs_;

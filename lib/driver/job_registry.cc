@@ -4,6 +4,7 @@
 
 #include "lib/driver/data_path.h"
 #include "lib/driver/leadership.h"
+#include "lib/driver/rate_control.h"
 #include "lib/engine/confinement.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
@@ -37,11 +38,12 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
 }  // namespace
 
 JobRegistry::JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
-                         Clock* clock, const engine::PathPolicy* paths)
+                         const RateControl* rates, Clock* clock, const engine::PathPolicy* paths)
     : driver_id_(std::move(driver_id)),
       log_(log),
       leadership_(leadership),
       data_(data),
+      rates_(rates),
       clock_(clock),
       paths_(paths) {}
 
@@ -117,7 +119,7 @@ proto::ListJobsResponse JobRegistry::List() const {
   const proto::ClusterState& state = *state_view;
   std::map<std::string, const proto::JobState*> sorted;
   for (const auto& [id, job] : state.jobs()) sorted[id] = &job;
-  for (const auto& [id, job] : sorted) *response.add_jobs() = InfoOf(id, *job);
+  for (const auto& [id, job] : sorted) *response.add_jobs() = WithRate(state, InfoOf(id, *job));
   return response;
 }
 
@@ -126,7 +128,14 @@ Result<proto::JobInfo> JobRegistry::Describe(const std::string& job_id) const {
   const proto::ClusterState& state = *state_view;
   auto it = state.jobs().find(job_id);
   if (it == state.jobs().end()) return absl::NotFoundError(fmt::format("no job {}", job_id));
-  return InfoOf(job_id, it->second);
+  return WithRate(state, InfoOf(job_id, it->second));
+}
+
+proto::JobInfo JobRegistry::WithRate(const proto::ClusterState& state, proto::JobInfo info) const {
+  const JobRate rate = rates_->RateOf(state, info.job_id());
+  info.set_rate_limit(rate.events_per_s);
+  info.set_rate_limit_reason(rate.reason);
+  return info;
 }
 
 }  // namespace sluice::driver

@@ -27,6 +27,7 @@ struct PathPolicy;
 namespace sluice::driver {
 
 class DataPath;
+class RateControl;
 class DriverLog;
 class Leadership;
 
@@ -34,7 +35,7 @@ class JobRegistry {
  public:
   // All pointers must outlive this object.
   JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
-              Clock* clock, const engine::PathPolicy* paths);
+              const RateControl* rates, Clock* clock, const engine::PathPolicy* paths);
 
   [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec);
   [[nodiscard]] Status Stop(const std::string& job_id, const std::string& reason);
@@ -44,11 +45,13 @@ class JobRegistry {
 
  private:
   [[nodiscard]] Status CheckLeader() const;
+  proto::JobInfo WithRate(const proto::ClusterState& state, proto::JobInfo info) const;
 
   const std::string driver_id_;
   DriverLog* const log_;
   Leadership* const leadership_;
   DataPath* const data_;
+  const RateControl* const rates_;  // the job's rate limit, for Describe
   Clock* const clock_;
   const engine::PathPolicy* const paths_;  // plugins by name, output under output-dirs
   std::mutex mu_;  // one submit or stop at a time

@@ -1,6 +1,7 @@
 #include "lib/driver/planner.h"
 
 #include "lib/driver/leadership.h"
+#include "lib/driver/rate_control.h"
 #include "lib/engine/keyed.h"
 #include "lib/driver/driver_log.h"
 #include "spdlog/spdlog.h"
@@ -24,6 +25,22 @@ int64_t NextStart(const proto::JobState& job, const proto::PartitionState& ps, c
   return ps.next_offset();  // -1 while a Kafka start position is not fixed yet
 }
 
+// Where a batch starting at `start` ends in `ps`: the partition's next
+// offset, or — with a bound — the end of the last whole block that keeps the
+// range within `max_offsets` (at least one block: a block cut before the
+// bound was set may be larger than it).
+int64_t PlanEnd(const proto::PartitionState& ps, int64_t start, int64_t max_offsets) {
+  if (max_offsets <= 0 || ps.next_offset() - start <= max_offsets) return ps.next_offset();
+  int64_t end = start;
+  for (const proto::BlockInfo& b : ps.blocks()) {
+    if (b.range().end_offset() <= end) continue;
+    if (b.range().start_offset() != end) break;  // not contiguous from start: cannot happen
+    if (end > start && b.range().end_offset() - start > max_offsets) break;
+    end = b.range().end_offset();
+  }
+  return end > start ? end : ps.next_offset();
+}
+
 }  // namespace
 
 proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::ClusterState& state,
@@ -44,7 +61,8 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
       r->set_source(source);
       r->set_partition(ps.partition());
       r->set_start_offset(start);
-      r->set_end_offset(ps.next_offset());  // accepted blocks are contiguous up to here
+      // Accepted blocks are contiguous up to the partition's next offset.
+      r->set_end_offset(PlanEnd(ps, start, MaxBatchOffsets(job.spec())));
     }
   }
   return plan;
@@ -54,6 +72,7 @@ int Planner::Tick() {
   if (!leadership_->Serving()) return 0;
   const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
   const proto::ClusterState& state = *state_view;
+  rates_->Update(state, leadership_->epoch());
   const int64_t now = clock_->UnixMillis();
   int planned = 0;
   for (const auto& [id, job] : state.jobs()) {

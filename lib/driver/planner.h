@@ -12,6 +12,10 @@
 // are left out): time advances. Everything it reads is the committed WAL
 // view, so a new leader goes on exactly where the old one stopped.
 //
+// A job's max_records_per_batch bounds each range to whole blocks within it
+// (receivers cut blocks no larger, as the leader tells them), and each Tick
+// first folds the newly committed batches into the rate controller.
+//
 // Thread-compatible: the driver's assignment thread calls Tick.
 #pragma once
 
@@ -23,6 +27,7 @@ namespace sluice::driver {
 
 class DriverLog;
 class Leadership;
+class RateControl;
 
 // Batch `batch_id` of `job` as planned now (pure; exposed for tests).
 proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::ClusterState& state,
@@ -30,8 +35,8 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
 
 class Planner {
  public:
-  Planner(DriverLog* log, Leadership* leadership, Clock* clock)
-      : log_(log), leadership_(leadership), clock_(clock) {}
+  Planner(DriverLog* log, Leadership* leadership, RateControl* rates, Clock* clock)
+      : log_(log), leadership_(leadership), rates_(rates), clock_(clock) {}
 
   // Plans every batch that is due; returns how many were committed.
   int Tick();
@@ -39,6 +44,7 @@ class Planner {
  private:
   DriverLog* const log_;
   Leadership* const leadership_;
+  RateControl* const rates_;
   Clock* const clock_;
 };
 

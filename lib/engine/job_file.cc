@@ -49,6 +49,11 @@ class Reader {
     return absl::OkStatus();
   }
 
+  Result<bool> Bool(const YAML::Node& n, const std::string& path) const {
+    if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) return n.Scalar() == "true";
+    return Error(n, path, "expected true or false");
+  }
+
   Result<std::string> Str(const YAML::Node& n, const std::string& path) const {
     if (!n.IsScalar()) return Error(n, path, "expected a string");
     return n.Scalar();
@@ -386,7 +391,7 @@ class Reader {
   Result<proto::JobSpec> Job(const YAML::Node& root) const {
     RETURN_IF_ERROR(Map(root, "", {"name", "batch_interval", "sources", "operators", "sink",
                                       "max_batches_in_flight", "max_task_failures", "dead_letters",
-                                      "reduce_partitions"}));
+                                      "reduce_partitions", "max_records_per_batch", "backpressure"}));
     proto::JobSpec job;
     job.set_file(file_);
     if (!root["name"]) return Error(root, "name", "a job needs a name");
@@ -450,6 +455,25 @@ class Reader {
     if (root["reduce_partitions"]) {
       ASSIGN_OR_RETURN(int64_t v, Int(root["reduce_partitions"], "reduce_partitions", 1, 1024));
       job.set_reduce_partitions(static_cast<int32_t>(v));
+    }
+    if (root["max_records_per_batch"]) {
+      ASSIGN_OR_RETURN(int64_t v, Int(root["max_records_per_batch"], "max_records_per_batch", 1, INT64_MAX));
+      job.set_max_records_per_batch(v);
+    }
+    if (const YAML::Node bp = root["backpressure"]) {
+      RETURN_IF_ERROR(Map(bp, "backpressure", {"enabled", "initial_rate", "min_rate"}));
+      if (bp["enabled"]) {
+        ASSIGN_OR_RETURN(bool enabled, Bool(bp["enabled"], "backpressure.enabled"));
+        job.mutable_backpressure()->set_disabled(!enabled);
+      }
+      if (bp["initial_rate"]) {
+        ASSIGN_OR_RETURN(int64_t v, Int(bp["initial_rate"], "backpressure.initial_rate", 1, INT64_MAX));
+        job.mutable_backpressure()->set_initial_rate(v);
+      }
+      if (bp["min_rate"]) {
+        ASSIGN_OR_RETURN(int64_t v, Int(bp["min_rate"], "backpressure.min_rate", 1, INT64_MAX));
+        job.mutable_backpressure()->set_min_rate(v);
+      }
     }
     if (root["dead_letters"]) {
       ASSIGN_OR_RETURN(*job.mutable_dead_letters(), Str(root["dead_letters"], "dead_letters"));
@@ -606,6 +630,14 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
   if (spec.reduce_partitions() < 0 || spec.reduce_partitions() > 1024) {
     return absl::InvalidArgumentError(
         fmt::format("{}: reduce_partitions: {} is not in 1..1024", file, spec.reduce_partitions()));
+  }
+  if (spec.max_records_per_batch() < 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: max_records_per_batch: {} is negative", file, spec.max_records_per_batch()));
+  }
+  if (spec.backpressure().initial_rate() < 0 || spec.backpressure().min_rate() < 0) {
+    return absl::InvalidArgumentError(fmt::format("{}: backpressure: initial_rate and min_rate must not be negative",
+                                                  file));
   }
   if (spec.sink().sink_case() == proto::SinkSpec::SINK_NOT_SET) {
     return absl::InvalidArgumentError(fmt::format("{}: sink: none given", file));

@@ -116,6 +116,7 @@ class BlockBuilder {
   bool empty() const { return lineage_.end_offset == lineage_.start_offset; }
   size_t bytes() const { return data_.size(); }
   int64_t next_offset() const { return lineage_.end_offset; }
+  int64_t start_offset() const { return lineage_.start_offset; }
 
   // The block so far; the builder starts a new one at the next offset.
   Block Cut() {

@@ -12,8 +12,11 @@ Receiver::Receiver(ReceiverOptions options, std::unique_ptr<source::PartitionRea
       reader_(std::move(reader)),
       store_(store),
       reporter_(std::move(reporter)),
-      clock_(clock) {
+      clock_(clock),
+      rate_limit_per_s_(options_.rate_limit_per_s),
+      max_block_offsets_(options_.max_block_offsets) {
   stats_.next_offset = options_.start_offset;
+  stats_.rate_limit_per_s = options_.rate_limit_per_s;
 }
 
 Receiver::~Receiver() { Stop(); }
@@ -28,6 +31,30 @@ void Receiver::Stop() {
 ReceiverStats Receiver::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
+}
+
+void Receiver::SetLimits(int64_t rate_limit_per_s, int64_t max_block_offsets) {
+  rate_limit_per_s_ = std::max<int64_t>(0, rate_limit_per_s);
+  max_block_offsets_ = std::max<int64_t>(0, max_block_offsets);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.rate_limit_per_s = rate_limit_per_s_;
+}
+
+int64_t Receiver::Allowance() {
+  const int64_t rate = rate_limit_per_s_.load();
+  const Clock::TimePoint now = clock_->Now();
+  const double elapsed = refilled_ == Clock::TimePoint{} ? 0 : std::chrono::duration<double>(now - refilled_).count();
+  refilled_ = now;
+  if (rate <= 0) {
+    tokens_ = 0;
+    return INT64_MAX;
+  }
+  // At most one block interval's worth saved up: an idle spell does not
+  // turn into a burst past the limit.
+  const double burst = std::max(1.0, static_cast<double>(rate) *
+                                         std::chrono::duration<double>(options_.block_interval).count());
+  tokens_ = std::min(burst, tokens_ + elapsed * static_cast<double>(rate));
+  return static_cast<int64_t>(tokens_);
 }
 
 namespace {
@@ -50,24 +77,25 @@ void Receiver::Run() {
 
 Status Receiver::RunLoop() {
   format::BlockBuilder builder(options_.source, options_.partition, options_.start_offset);
-  const auto started = clock_->Now();
-  int64_t read_total = 0;
   std::chrono::milliseconds backoff(50);
   std::future<Status> in_flight;  // durable: the block being written
   while (!stop_) {
-    // READING: until the block interval is over.
+    // READING: until the block interval is over, or the block is full.
     const auto cut_at = clock_->Now() + options_.block_interval;
-    while (!stop_ && clock_->Now() < cut_at && builder.records() < options_.max_block_records) {
-      int64_t allowed = options_.max_block_records - builder.records();
-      if (options_.rate_limit_per_s > 0) {
-        const double elapsed = std::chrono::duration<double>(clock_->Now() - started).count();
-        const int64_t budget = static_cast<int64_t>(elapsed * options_.rate_limit_per_s) - read_total;
-        if (budget <= 0) {
-          clock_->SleepFor(std::chrono::milliseconds(2));
-          continue;
-        }
-        allowed = std::min(allowed, budget);
+    auto room = [&] {
+      int64_t left = options_.max_block_records - builder.records();
+      if (const int64_t max_offsets = max_block_offsets_.load(); max_offsets > 0) {
+        left = std::min(left, max_offsets - (builder.next_offset() - builder.start_offset()));
       }
+      return left;
+    };
+    while (!stop_ && clock_->Now() < cut_at && room() > 0) {
+      const int64_t budget = Allowance();
+      if (budget <= 0) {
+        clock_->SleepFor(std::chrono::milliseconds(2));
+        continue;
+      }
+      const int64_t allowed = std::min(room(), budget);
       const int64_t dead_before = builder.dead_letters();
       Result<int64_t> n = reader_->ReadInto(std::min<int64_t>(allowed, 10'000), 20, &builder);
       if (!n.ok() && absl::IsUnavailable(n.status())) {
@@ -81,7 +109,7 @@ Status Receiver::RunLoop() {
       }
       if (!n.ok()) return n.status();
       backoff = std::chrono::milliseconds(50);
-      read_total += *n;
+      if (budget != INT64_MAX) tokens_ -= static_cast<double>(*n);
       if (builder.dead_letters() != dead_before) NoteDeadLetters(builder, dead_before);
     }
     if (builder.empty()) continue;

@@ -14,8 +14,11 @@
 // Module sluice::worker owns it. Backpressure: when the store has no room,
 // the receiver holds its one finished block and stops reading until room
 // returns — memory stays bounded (one block beyond the store's budget) and no
-// event is dropped. A per-partition rate limit (events/s, like Spark's
-// maxRatePerPartition) caps how fast it reads. A read error (an offset gap,
+// event is dropped. A rate limit (events/s: the leader's rate controller,
+// at most the source's max_rate_per_partition) caps how fast it reads, as a
+// token bucket holding at most one block interval of tokens; the leader
+// changes it, and the most offsets in a block, without a restart
+// (SetLimits). A read error (an offset gap,
 // offsets lost to retention) stops the receiver with that error, which it
 // keeps for the leader: nothing is skipped.
 //
@@ -51,7 +54,9 @@ struct ReceiverOptions {
   // first: very large blocks cost more in page faults and cache misses than
   // they save (measured: 120k-record blocks ingest twice as fast as 1M).
   int64_t max_block_records = 131'072;
-  int64_t rate_limit_per_s = 0;  // 0: unlimited
+  // The initial limits, then SetLimits'.
+  int64_t rate_limit_per_s = 0;   // 0: unlimited
+  int64_t max_block_offsets = 0;  // 0: max_block_records alone
   // Blocks also go to the block log (receiver WAL): non-replayable sources.
   // Their synced write overlaps reading the next block.
   bool durable = false;
@@ -70,6 +75,7 @@ struct ReceiverStats {
   int64_t pauses = 0;
   int64_t dead_letters = 0;
   std::string last_dead_letter;
+  int64_t rate_limit_per_s = 0;  // as set now; 0: none
   bool stopped = false;  // the thread has ended (on an error, or Stop)
   Status error;  // set if the receiver stopped on an error
 };
@@ -86,11 +92,16 @@ class Receiver {
   void Start();
   void Stop();
   ReceiverStats Stats() const;
+  // Takes effect within a few milliseconds; 0 lifts either limit.
+  void SetLimits(int64_t rate_limit_per_s, int64_t max_block_offsets);
 
  private:
   void Run();
   [[nodiscard]] Status RunLoop();
   [[nodiscard]] Status Hand(format::Block block);
+  // How many records the rate limit lets the receiver read now (INT64_MAX
+  // without a limit); 0 means wait. Refills `tokens_`.
+  int64_t Allowance();
   void NoteDeadLetters(const format::BlockBuilder& builder, int64_t before);
 
   const ReceiverOptions options_;
@@ -99,6 +110,11 @@ class Receiver {
   const Reporter reporter_;
   Clock* const clock_;
   std::atomic<bool> stop_{false};
+  std::atomic<int64_t> rate_limit_per_s_;
+  std::atomic<int64_t> max_block_offsets_;
+  // The token bucket, the receiver thread's only.
+  double tokens_ = 0;
+  Clock::TimePoint refilled_{};
   std::thread thread_;
   mutable std::mutex mu_;
   ReceiverStats stats_;  // guarded by mu_

@@ -85,6 +85,7 @@ proto::ReceiverState ReceiverSet::StateOf(const Key& key, const Running& r) {
   s.set_stopped(st.stopped);
   s.set_error_code(static_cast<int>(st.error.code()));
   s.set_error(std::string(st.error.message()));
+  s.set_rate_limit_per_s(st.rate_limit_per_s);
   return s;
 }
 
@@ -104,6 +105,18 @@ int64_t ReceiverSet::unreported() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int64_t>(queue_.size());
 }
+
+namespace {
+
+// The assignment's rate limit, never above the source's own ceiling (a
+// leader may leave the limit out: then the ceiling alone).
+int64_t RateLimitOf(const proto::ReceiverAssignment& a) {
+  const int64_t ceiling = a.spec().max_rate_per_partition();
+  if (a.rate_limit_per_s() <= 0) return ceiling;
+  return ceiling > 0 ? std::min(ceiling, a.rate_limit_per_s()) : a.rate_limit_per_s();
+}
+
+}  // namespace
 
 Result<std::unique_ptr<ReceiverSet::Running>> ReceiverSet::Create(const proto::ReceiverAssignment& a) {
   const proto::SourceSpec& spec = a.spec();
@@ -130,7 +143,8 @@ Result<std::unique_ptr<ReceiverSet::Running>> ReceiverSet::Create(const proto::R
                       .max_block_records = spec.replication() >= 2
                                                ? std::min(options_.max_block_records, kDurableMaxBlockRecords)
                                                : options_.max_block_records,
-                      .rate_limit_per_s = spec.max_rate_per_partition(),
+                      .rate_limit_per_s = RateLimitOf(a),
+                      .max_block_offsets = a.max_block_offsets(),
                       .durable = spec.replication() >= 2},
       std::move(reader), store_,
       [this, key, generation, refused](const HeldBlock& b) { return Report(key, generation, refused, b); },
@@ -167,7 +181,13 @@ Result<proto::AssignReceiversResponse> ReceiverSet::Assign(const proto::AssignRe
         proto::ReceiverState s = StateOf(key, *r);
         restart = s.stopped() && !source::IsPermanentReadError(static_cast<absl::StatusCode>(s.error_code()));
       }
-      if (restart) stop.emplace_back(key, r);
+      if (restart) {
+        stop.emplace_back(key, r);
+      } else if (r->receiver) {
+        r->receiver->SetLimits(RateLimitOf(*d->second), d->second->max_block_offsets());
+        r->assignment.set_rate_limit_per_s(d->second->rate_limit_per_s());
+        r->assignment.set_max_block_offsets(d->second->max_block_offsets());
+      }
     }
   }
   for (auto& [key, r] : stop) {

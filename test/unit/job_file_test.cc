@@ -71,6 +71,29 @@ TEST(JobFileTest, TheNullSinkIsWrittenAsPlainYaml) {
   EXPECT_TRUE(job->sink().has_stdout());
 }
 
+TEST(JobFileTest, BackpressureAndTheBatchBound) {
+  Result<proto::JobSpec> job = ParseJobFile(
+      "name: j\nsources: [e]\nsink: {null: {}}\nmax_records_per_batch: 200000\n"
+      "backpressure: {enabled: false, initial_rate: 50000, min_rate: 500}\n",
+      "j.yaml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->max_records_per_batch(), 200'000);
+  EXPECT_TRUE(job->backpressure().disabled());
+  EXPECT_EQ(job->backpressure().initial_rate(), 50'000);
+  EXPECT_EQ(job->backpressure().min_rate(), 500);
+  job = ParseJobFile("name: j\nsources: [e]\nsink: {null: {}}\n", "j.yaml");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_FALSE(job->backpressure().disabled());  // on by default
+  EXPECT_EQ(job->max_records_per_batch(), 0);    // no bound
+  auto error = [](const std::string& tail) {
+    return std::string(ParseJobFile("name: j\nsources: [e]\nsink: {null: {}}\n" + tail, "j.yaml").status().message());
+  };
+  EXPECT_EQ(error("max_records_per_batch: 0\n"), "j.yaml: line 4: max_records_per_batch: 0 is not in 1..9223372036854775807");
+  EXPECT_EQ(error("backpressure: {enabled: maybe}\n"), "j.yaml: line 4: backpressure.enabled: expected true or false");
+  EXPECT_EQ(error("backpressure: {rate: 5}\n"),
+            "j.yaml: line 4: backpressure.rate: unknown field 'rate' (expected one of: enabled, initial_rate, min_rate)");
+}
+
 TEST(JobFileTest, JsonIsYamlToo) {
   Result<proto::JobSpec> job = ParseJobFile(
       R"({"name": "j", "sources": ["events"], "operators": [{"filter": "n > 1"}], "sink": {"null": {}}})", "j.json");

@@ -125,6 +125,36 @@ TEST_F(ReceiverTest, RateLimitCapsEventsPerSecond) {
   EXPECT_LE(n, 5500);  // and never faster than the limit (+1 block of slack)
 }
 
+TEST_F(ReceiverTest, SetLimitsChangesTheRateAndTheBlockBoundWithoutARestart) {
+  source::GeneratorSource gen({.partitions = 1, .payload_size = 200}, Clock::Real());  // unpaced
+  auto store = Store(256 << 20, 0);
+  Receiver r({.source = "generator", .partition = 0, .block_interval = milliseconds(100),
+              .rate_limit_per_s = 2000},
+             source::NewGeneratorReader(&gen, 0), store.get(), Reporter(), Clock::Real());
+  r.Start();
+  std::this_thread::sleep_for(milliseconds(1000));
+  const int64_t slow = r.Stats().next_offset;
+  EXPECT_LE(slow, 2300);  // the limit and at most one interval's tokens
+  EXPECT_EQ(r.Stats().rate_limit_per_s, 2000);
+  // Faster, and blocks of at most 300 offsets: both hold from the next read.
+  r.SetLimits(20'000, 300);
+  std::this_thread::sleep_for(milliseconds(1000));
+  const int64_t fast = r.Stats().next_offset - slow;
+  r.Stop();
+  EXPECT_GT(fast, 5 * slow / 2);   // it reads faster (a loaded machine reads less than 20,000)
+  EXPECT_LE(fast, 22'500);
+  EXPECT_EQ(r.Stats().rate_limit_per_s, 20'000);
+  const std::vector<format::BlockLineage> blocks = Reported();
+  ExpectContiguous(blocks, 0);
+  int bounded = 0;
+  for (const auto& b : blocks) {
+    if (b.start_offset <= slow) continue;  // read before the bound was set
+    EXPECT_LE(b.end_offset - b.start_offset, 300) << "block " << b.start_offset;
+    ++bounded;
+  }
+  EXPECT_GT(bounded, 10);
+}
+
 // Wraps a reader and keeps how far it has read (the builder's next offset
 // after each ReadInto), so a test can see that a paused receiver reads nothing.
 class TrackingReader final : public source::PartitionReader {

@@ -1,0 +1,197 @@
+#include "lib/driver/rate_control.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "spdlog/fmt/fmt.h"
+
+namespace sluice::driver {
+namespace {
+
+// The smaller of two limits where 0 means none.
+int64_t MinLimit(int64_t a, int64_t b) {
+  if (a <= 0) return b;
+  if (b <= 0) return a;
+  return std::min(a, b);
+}
+
+int64_t PartitionsOf(const proto::ClusterState& state, const proto::JobSpec& spec) {
+  int64_t n = 0;
+  for (const std::string& source : spec.sources()) {
+    auto it = state.sources().find(source);
+    if (it != state.sources().end()) n += std::max(it->second.spec().partitions(), it->second.partitions_size());
+  }
+  return std::max<int64_t>(1, n);
+}
+
+// The most a partition of `source` may be read at for this job without the
+// controller: the source's ceiling and what max_records_per_batch allows.
+int64_t PartitionCeiling(const proto::SourceSpec& source, const proto::JobSpec& spec) {
+  int64_t ceiling = source.max_rate_per_partition();
+  if (const int64_t bound = MaxBatchOffsets(spec); bound > 0) {
+    ceiling = MinLimit(ceiling, std::max<int64_t>(1, bound * 1000 / std::max<int64_t>(10, spec.batch_interval_ms())));
+  }
+  return ceiling;
+}
+
+// The job's ceiling over all its partitions; 0 when some partition has none.
+int64_t JobCeiling(const proto::ClusterState& state, const proto::JobSpec& spec) {
+  int64_t sum = 0;
+  for (const std::string& name : spec.sources()) {
+    auto it = state.sources().find(name);
+    if (it == state.sources().end()) continue;
+    const int64_t c = PartitionCeiling(it->second.spec(), spec);
+    if (c <= 0) return 0;
+    sum += c * std::max(it->second.spec().partitions(), it->second.partitions_size());
+  }
+  return sum;
+}
+
+std::string Rate(double r) { return std::to_string(std::llround(r)); }
+
+}  // namespace
+
+int64_t MaxBatchOffsets(const proto::JobSpec& spec) { return std::max<int64_t>(0, spec.max_records_per_batch()); }
+
+PidRateEstimator::PidRateEstimator(int64_t batch_interval_ms, double min_rate, PidGains gains, double rate)
+    : interval_ms_(static_cast<double>(std::max<int64_t>(1, batch_interval_ms))),
+      min_rate_(min_rate),
+      gains_(gains),
+      rate_(rate) {}
+
+void PidRateEstimator::Cap(double ceiling) {
+  ceiling_ = ceiling;
+  if (ceiling_ > 0 && rate_ > ceiling_) rate_ = ceiling_;
+}
+
+std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t events, int64_t processing_ms,
+                                                int64_t scheduling_delay_ms) {
+  if (finished_ms <= last_finished_ms_ || events <= 0 || processing_ms <= 0) return std::nullopt;
+  const double since_s = last_finished_ms_ < 0 ? interval_ms_ / 1000 : (finished_ms - last_finished_ms_) / 1000.0;
+  last_finished_ms_ = finished_ms;
+  const double processing_rate = static_cast<double>(events) * 1000 / static_cast<double>(processing_ms);
+  if (!measured_ || rate_ <= 0) {
+    measured_ = true;
+    rate_ = std::max(min_rate_, processing_rate);
+    if (ceiling_ > 0) rate_ = std::min(rate_, ceiling_);
+    last_error_ = 0;
+    return rate_;
+  }
+  const double error = rate_ - processing_rate;
+  const double historical_error = static_cast<double>(scheduling_delay_ms) * processing_rate / interval_ms_;
+  const double d_error = (error - last_error_) / since_s;
+  double next = rate_ - gains_.proportional * error - gains_.integral * historical_error - gains_.derivative * d_error;
+  // A batch that read well under its allowance, and was not late, was not
+  // held back by the limit: its processing rate is low only because a small
+  // batch is mostly fixed cost. It may raise the rate, never lower it — so a
+  // source that was idle does not start a burst with a limit near zero.
+  const bool held_back = static_cast<double>(events) >= 0.5 * rate_ * interval_ms_ / 1000;
+  if (!held_back && scheduling_delay_ms < interval_ms_) next = std::max(next, rate_);
+  next = std::max(next, min_rate_);
+  if (ceiling_ > 0) next = std::min(next, ceiling_);
+  rate_ = next;
+  last_error_ = error;
+  return rate_;
+}
+
+RateControl::Job RateControl::StartJob(const proto::ClusterState& state, const proto::JobState& job) const {
+  Job j;
+  j.last_batch = job.last_committed_batch();
+  const proto::BackpressureSpec& bp = job.spec().backpressure();
+  if (bp.disabled()) {
+    j.reason = "backpressure disabled";
+    return j;
+  }
+  const double min_rate = static_cast<double>(bp.min_rate() > 0 ? bp.min_rate() : kDefaultMinRate);
+  double rate = static_cast<double>(bp.initial_rate() > 0 ? bp.initial_rate() : kDefaultInitialRate);
+  j.reason = "initial_rate: no batch measured yet";
+  // A leader taking over goes on from the newest committed batch's
+  // processing rate rather than from the initial rate.
+  for (auto it = job.recent_batches().rbegin(); it != job.recent_batches().rend(); ++it) {
+    if (it->input_count() > 0 && it->processing_ms() > 0) {
+      rate = std::max(min_rate, static_cast<double>(it->input_count()) * 1000 / static_cast<double>(it->processing_ms()));
+      j.reason = fmt::format("batch {} processed {} events/s (from the WAL: no batch measured by this leader yet)",
+                             it->batch_id(), Rate(rate));
+      break;
+    }
+  }
+  j.estimator.emplace(job.spec().batch_interval_ms(), min_rate, PidGains{}, rate);
+  j.estimator->Cap(static_cast<double>(JobCeiling(state, job.spec())));
+  return j;
+}
+
+void RateControl::Observe(const proto::BatchSummary& batch, Job* j) const {
+  j->last_batch = batch.batch_id();
+  if (!j->estimator) return;
+  const int64_t finished = batch.batch_time_unix_ms() + batch.total_delay_ms();
+  if (!j->estimator->Compute(finished, batch.input_count(), batch.processing_ms(), batch.scheduling_delay_ms())) return;
+  j->reason = fmt::format("batch {}: {} events in {} ms ({} events/s), scheduling delay {} ms", batch.batch_id(),
+                          batch.input_count(), batch.processing_ms(),
+                          Rate(static_cast<double>(batch.input_count()) * 1000 /
+                               static_cast<double>(std::max<int64_t>(1, batch.processing_ms()))),
+                          batch.scheduling_delay_ms());
+}
+
+void RateControl::Update(const proto::ClusterState& state, int64_t epoch) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (epoch != epoch_) {
+    jobs_.clear();
+    epoch_ = epoch;
+  }
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    auto found = state.jobs().find(it->first);
+    it = found == state.jobs().end() || found->second.stopped() ? jobs_.erase(it) : std::next(it);
+  }
+  for (const auto& [id, job] : state.jobs()) {
+    if (job.stopped()) continue;
+    auto [it, fresh] = jobs_.try_emplace(id);
+    if (fresh) {
+      it->second = StartJob(state, job);
+      continue;
+    }
+    for (const proto::BatchSummary& b : job.recent_batches()) {
+      if (b.batch_id() > it->second.last_batch) Observe(b, &it->second);
+    }
+    if (it->second.estimator) it->second.estimator->Cap(static_cast<double>(JobCeiling(state, job.spec())));
+  }
+}
+
+JobRate RateControl::RateOf(const proto::ClusterState& state, const std::string& job_id) const {
+  auto job = state.jobs().find(job_id);
+  if (job == state.jobs().end() || job->second.stopped()) return {0, "not running"};
+  JobRate r;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return {0, "this driver is not the leader, whose controller holds the limit"};
+    const Job& j = it->second;
+    r = {j.estimator ? static_cast<int64_t>(std::llround(j.estimator->rate())) : 0, j.reason};
+  }
+  if (const int64_t ceiling = JobCeiling(state, job->second.spec()); ceiling > 0 && (r.events_per_s == 0 || r.events_per_s >= ceiling)) {
+    r.events_per_s = ceiling;
+    r.reason += "; capped by max_rate_per_partition / max_records_per_batch";
+  }
+  return r;
+}
+
+PartitionLimits RateControl::LimitsOf(const proto::ClusterState& state, const std::string& source) const {
+  PartitionLimits limits;
+  auto src = state.sources().find(source);
+  if (src == state.sources().end()) return limits;
+  limits.rate_limit_per_s = src->second.spec().max_rate_per_partition();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, job] : state.jobs()) {
+    if (job.stopped()) continue;
+    const auto& sources = job.spec().sources();
+    if (std::find(sources.begin(), sources.end(), source) == sources.end()) continue;
+    limits.rate_limit_per_s = MinLimit(limits.rate_limit_per_s, PartitionCeiling(src->second.spec(), job.spec()));
+    limits.max_block_offsets = MinLimit(limits.max_block_offsets, MaxBatchOffsets(job.spec()));
+    auto j = jobs_.find(id);
+    if (j == jobs_.end() || !j->second.estimator || j->second.estimator->rate() <= 0) continue;
+    const double share = j->second.estimator->rate() / static_cast<double>(PartitionsOf(state, job.spec()));
+    limits.rate_limit_per_s = MinLimit(limits.rate_limit_per_s, std::max<int64_t>(1, std::llround(share)));
+  }
+  return limits;
+}
+
+}  // namespace sluice::driver

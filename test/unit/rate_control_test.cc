@@ -1,0 +1,275 @@
+// Unit tests of the rate controller (lib/driver/rate_control.h): the PID
+// estimator against a simulated job whose capacity steps down and up, its
+// rules (first batch, batches the limit did not hold back, floor, ceiling),
+// and RateControl's per-partition limits over the jobs of a cluster state.
+#include "lib/driver/rate_control.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace sluice::driver {
+namespace {
+
+// A job on a simulated cluster: batches every `interval_ms`, one at a time;
+// a batch of n events takes fixed_ms + n / capacity. The source offers far
+// more than the job can take, so what a batch holds is what the receivers
+// were allowed to read over its interval. A new rate reaches the receivers
+// `push_ms` after the batch that produced it finished (the leader pushes
+// limits every heartbeat).
+struct SimulatedJob {
+  int64_t interval_ms = 1000;
+  int64_t fixed_ms = 100;
+  int64_t push_ms = 500;
+  double offered = 2'000'000;  // events/s the source could give
+
+  struct Batch {
+    int64_t id, events, scheduling_delay_ms, processing_ms;
+    double rate_after;  // the estimator's rate once it saw this batch
+  };
+
+  // Runs batches 1..capacities.size(), batch i at capacities[i-1] events/s.
+  std::vector<Batch> Run(PidRateEstimator* estimator, const std::vector<double>& capacities) {
+    std::vector<Batch> out;
+    // (time from which a rate holds, the rate); 0 means no limit.
+    std::vector<std::pair<int64_t, double>> limits = {{0, estimator->rate()}};
+    auto read = [&](int64_t from, int64_t to) {
+      double events = 0;
+      for (int64_t t = from; t < to; t += 10) {
+        double rate = 0;
+        for (const auto& [at, r] : limits) {
+          if (at <= t) rate = r;
+        }
+        events += (rate > 0 ? std::min(rate, offered) : offered) * 0.010;
+      }
+      return static_cast<int64_t>(events);
+    };
+    int64_t finished = 0;
+    for (size_t i = 0; i < capacities.size(); ++i) {
+      const int64_t id = static_cast<int64_t>(i) + 1;
+      const int64_t batch_time = id * interval_ms;
+      const int64_t events = read(batch_time - interval_ms, batch_time);
+      const int64_t start = std::max(batch_time, finished);
+      const int64_t processing =
+          fixed_ms + static_cast<int64_t>(static_cast<double>(events) * 1000 / capacities[i]);
+      finished = start + processing;
+      estimator->Compute(finished, events, processing, start - batch_time);
+      limits.emplace_back(finished + push_ms, estimator->rate());
+      out.push_back({id, events, start - batch_time, processing, estimator->rate()});
+    }
+    return out;
+  }
+};
+
+std::vector<double> Steps(std::initializer_list<std::pair<int, double>> steps) {
+  std::vector<double> v;
+  for (const auto& [n, c] : steps) v.insert(v.end(), n, c);
+  return v;
+}
+
+// The rate at which batches of this job just fill the interval.
+double Sustainable(const SimulatedJob& job, double capacity) {
+  return capacity * (1 - static_cast<double>(job.fixed_ms) / static_cast<double>(job.interval_ms));
+}
+
+TEST(PidRateEstimator, FollowsTheCapacityDownAndUpWithoutOscillating) {
+  SimulatedJob job;
+  PidRateEstimator estimator(job.interval_ms, kDefaultMinRate, {}, kDefaultInitialRate);
+  const auto batches = job.Run(&estimator, Steps({{30, 500'000}, {30, 250'000}, {30, 500'000}}));
+  // Each phase is 30 batches at one capacity. The batches read before a
+  // new rate reaches the receivers (about two: a batch's data is read while
+  // the one before it runs) are late after a step down; the controller then
+  // holds the rate below the target until that delay is worked off.
+  auto check_phase = [&](int from, double capacity, const char* what) {
+    const double target = Sustainable(job, capacity);
+    // It reacts: within 5 batches of the step the rate is within 10% of
+    // the target, or below it while a delay is worked off.
+    int reacted = -1;
+    for (int i = from; i < from + 5 && reacted < 0; ++i) {
+      if (batches[i].rate_after <= 1.10 * target &&
+          (batches[i].rate_after >= 0.90 * target || batches[i].scheduling_delay_ms > 0)) {
+        reacted = i;
+      }
+    }
+    EXPECT_GE(reacted, 0) << what << ": the rate did not follow within 5 batches";
+    // The delay stays bounded and is worked off within 15 batches.
+    int drained = -1;
+    for (int i = from; i < from + 30; ++i) {
+      EXPECT_LE(batches[i].scheduling_delay_ms, 4000) << what << ": batch " << batches[i].id;
+      if (drained < 0 && i > from && batches[i].scheduling_delay_ms <= 300) drained = i;
+    }
+    ASSERT_GE(drained, 0) << what << ": the scheduling delay was never worked off";
+    EXPECT_LE(drained - from, 15) << what << ": the scheduling delay took " << drained - from << " batches to work off";
+    // Then steady: no oscillation beyond 10% of the target, no new delay.
+    for (int i = std::max(drained, from + 5) + 1; i < from + 30; ++i) {
+      EXPECT_NEAR(batches[i].rate_after, target, 0.10 * target) << what << ": batch " << batches[i].id;
+      EXPECT_LE(batches[i].scheduling_delay_ms, 300) << what << ": batch " << batches[i].id;
+    }
+  };
+  if (std::getenv("SLUICE_TRACE_SIMULATION") != nullptr) {
+    for (const auto& b : batches) {
+      std::printf("batch %3ld events %8ld sched %6ld proc %6ld rate %9.0f\n", static_cast<long>(b.id),
+                  static_cast<long>(b.events), static_cast<long>(b.scheduling_delay_ms),
+                  static_cast<long>(b.processing_ms), b.rate_after);
+    }
+  }
+  check_phase(0, 500'000, "start at 500k/s");
+  check_phase(30, 250'000, "down to 250k/s");
+  check_phase(60, 500'000, "up to 500k/s");
+}
+
+TEST(PidRateEstimator, WithoutItTheSameJobFallsFurtherBehindEveryBatch) {
+  // The simulation itself: with no limit the delay grows batch after batch,
+  // so the test above is not passing by construction.
+  SimulatedJob job;
+  PidRateEstimator never_measured(job.interval_ms, 1000);
+  std::vector<SimulatedJob::Batch> batches;
+  int64_t finished = 0;
+  for (int64_t id = 1; id <= 10; ++id) {
+    const int64_t batch_time = id * job.interval_ms;
+    const auto events = static_cast<int64_t>(job.offered * job.interval_ms / 1000);
+    const int64_t start = std::max(batch_time, finished);
+    const int64_t processing = job.fixed_ms + static_cast<int64_t>(static_cast<double>(events) * 1000 / 500'000);
+    finished = start + processing;
+    batches.push_back({id, events, start - batch_time, processing, 0});
+  }
+  EXPECT_GT(batches.back().scheduling_delay_ms, 20'000);
+  for (size_t i = 1; i < batches.size(); ++i) {
+    EXPECT_GT(batches[i].scheduling_delay_ms, batches[i - 1].scheduling_delay_ms);
+  }
+}
+
+TEST(PidRateEstimator, AnInitialRateHoldsUntilTheFirstBatchThenItsProcessingRate) {
+  PidRateEstimator e(1000, 100, {}, 50'000);
+  EXPECT_EQ(e.rate(), 50'000);
+  EXPECT_FALSE(e.Compute(1000, 0, 10, 0));  // no events: tells nothing
+  EXPECT_FALSE(e.Compute(1000, 100, 0, 0));  // no processing time
+  ASSERT_TRUE(e.Compute(1100, 40'000, 200, 0));  // 200,000 events/s
+  EXPECT_NEAR(e.rate(), 200'000, 1);
+  EXPECT_FALSE(e.Compute(1100, 40'000, 200, 0));  // not newer
+}
+
+TEST(PidRateEstimator, ABatchTheLimitDidNotHoldBackCannotLowerTheRate) {
+  PidRateEstimator e(1000, 100);
+  ASSERT_TRUE(e.Compute(1000, 400'000, 800, 0));  // 500,000/s
+  // An idle second: 1,000 events in 50 ms is 20,000/s, but the limit
+  // allowed 500,000: the rate stays.
+  ASSERT_TRUE(e.Compute(2000, 1000, 50, 0));
+  EXPECT_NEAR(e.rate(), 500'000, 1);
+  // Late, though, it may lower it: the job is behind.
+  ASSERT_TRUE(e.Compute(3500, 1000, 50, 1500));
+  EXPECT_LT(e.rate(), 500'000);
+}
+
+TEST(PidRateEstimator, StaysBetweenItsFloorAndItsCeiling) {
+  PidRateEstimator e(1000, 5000);
+  e.Cap(100'000);
+  ASSERT_TRUE(e.Compute(1000, 900'000, 900, 0));  // 1,000,000/s measured
+  EXPECT_EQ(e.rate(), 100'000);
+  // Far behind and slow: the integral term would go below zero.
+  ASSERT_TRUE(e.Compute(2000, 100'000, 1000, 60'000));
+  EXPECT_EQ(e.rate(), 5000);
+}
+
+// A cluster state with sources and jobs, for RateControl.
+proto::ClusterState State() {
+  proto::ClusterState s;
+  auto add_source = [&](const std::string& name, int partitions, int64_t max_rate) {
+    proto::SourceState& src = (*s.mutable_sources())[name];
+    src.mutable_spec()->set_name(name);
+    src.mutable_spec()->set_partitions(partitions);
+    src.mutable_spec()->set_max_rate_per_partition(max_rate);
+    for (int p = 0; p < partitions; ++p) src.add_partitions()->set_partition(p);
+  };
+  add_source("a", 4, 0);
+  add_source("b", 2, 30'000);
+  return s;
+}
+
+proto::JobState& AddJob(proto::ClusterState* s, const std::string& name, std::vector<std::string> sources) {
+  proto::JobState& j = (*s->mutable_jobs())[name];
+  j.mutable_spec()->set_name(name);
+  j.mutable_spec()->set_batch_interval_ms(1000);
+  for (std::string& src : sources) j.mutable_spec()->add_sources(std::move(src));
+  return j;
+}
+
+void Commit(proto::JobState* j, int64_t id, int64_t events, int64_t processing_ms, int64_t scheduling_ms = 0) {
+  proto::BatchSummary* b = j->add_recent_batches();
+  b->set_batch_id(id);
+  b->set_batch_time_unix_ms(1'000'000 + id * 1000);
+  b->set_input_count(events);
+  b->set_processing_ms(processing_ms);
+  b->set_scheduling_delay_ms(scheduling_ms);
+  b->set_total_delay_ms(processing_ms + scheduling_ms);
+  j->set_last_committed_batch(id);
+}
+
+TEST(RateControl, SplitsAJobsRateOverItsPartitionsAndTakesTheMinimumOverJobs) {
+  proto::ClusterState s = State();
+  RateControl rc;
+  AddJob(&s, "fast", {"a"});
+  AddJob(&s, "slow", {"a", "b"});
+  rc.Update(s, 1);
+  // No batch measured: the default initial rate, split over the partitions.
+  EXPECT_EQ(rc.LimitsOf(s, "a").rate_limit_per_s, (kDefaultInitialRate + 3) / 6);  // "slow"'s, rounded
+  EXPECT_EQ(rc.RateOf(s, "fast").events_per_s, kDefaultInitialRate);
+  // "slow" (6 partitions) measures 120,000/s, "fast" (4) 800,000/s.
+  Commit(&(*s.mutable_jobs())["fast"], 1, 400'000, 500);
+  Commit(&(*s.mutable_jobs())["slow"], 1, 60'000, 500);
+  rc.Update(s, 1);
+  EXPECT_EQ(rc.RateOf(s, "fast").events_per_s, 800'000);
+  EXPECT_EQ(rc.RateOf(s, "slow").events_per_s, 120'000);
+  EXPECT_EQ(rc.LimitsOf(s, "a").rate_limit_per_s, 20'000);  // min(800k/4, 120k/6)
+  EXPECT_EQ(rc.LimitsOf(s, "b").rate_limit_per_s, 20'000);
+  EXPECT_NE(rc.RateOf(s, "slow").reason.find("60000 events in 500 ms"), std::string::npos)
+      << rc.RateOf(s, "slow").reason;
+  // A stopped job no longer holds anyone back.
+  (*s.mutable_jobs())["slow"].set_stopped(true);
+  rc.Update(s, 1);
+  EXPECT_EQ(rc.LimitsOf(s, "a").rate_limit_per_s, 200'000);
+  EXPECT_EQ(rc.LimitsOf(s, "b").rate_limit_per_s, 30'000);
+}
+
+TEST(RateControl, MaxRecordsPerBatchBoundsBlocksAndTheRate) {
+  proto::ClusterState s = State();
+  proto::JobState& j = AddJob(&s, "bounded", {"a"});
+  j.mutable_spec()->set_max_records_per_batch(50'000);
+  j.mutable_spec()->set_batch_interval_ms(500);
+  j.mutable_spec()->mutable_backpressure()->set_disabled(true);  // the bound alone
+  RateControl rc;
+  rc.Update(s, 1);
+  const PartitionLimits limits = rc.LimitsOf(s, "a");
+  EXPECT_EQ(limits.max_block_offsets, 50'000);
+  EXPECT_EQ(limits.rate_limit_per_s, 100'000);  // 50,000 a batch, 2 batches a second
+  const JobRate rate = rc.RateOf(s, "bounded");
+  EXPECT_EQ(rate.events_per_s, 400'000);  // over 4 partitions
+  EXPECT_NE(rate.reason.find("max_records_per_batch"), std::string::npos) << rate.reason;
+}
+
+TEST(RateControl, ANewTermStartsFromTheLastCommittedBatchAndDisabledMeansNoLimit) {
+  proto::ClusterState s = State();
+  proto::JobState& j = AddJob(&s, "j", {"a"});
+  j.mutable_spec()->mutable_backpressure()->set_initial_rate(8000);
+  RateControl rc;
+  rc.Update(s, 1);
+  EXPECT_EQ(rc.RateOf(s, "j").events_per_s, 8000);
+  EXPECT_EQ(rc.LimitsOf(s, "a").rate_limit_per_s, 2000);
+  Commit(&j, 1, 300'000, 1000);
+  Commit(&j, 2, 300'000, 600);  // 500,000/s
+  rc.Update(s, 2);  // a new leader: the newest batch's processing rate
+  EXPECT_EQ(rc.RateOf(s, "j").events_per_s, 500'000);
+  EXPECT_NE(rc.RateOf(s, "j").reason.find("from the WAL"), std::string::npos);
+  j.mutable_spec()->mutable_backpressure()->set_disabled(true);
+  rc.Update(s, 3);
+  EXPECT_EQ(rc.RateOf(s, "j").events_per_s, 0);
+  EXPECT_EQ(rc.LimitsOf(s, "a").rate_limit_per_s, 0);
+  EXPECT_EQ(rc.RateOf(s, "j").reason, "backpressure disabled");
+}
+
+}  // namespace
+}  // namespace sluice::driver
