@@ -6,6 +6,7 @@
 //
 //   e2e_bench [--seconds 15] [--warmup 5] [--payload 600] [--partitions 2]
 //             [--rate 500000] [--drivers 1] [--no-unlimited] [--no-keyed]
+//             [--no-overload] [--overload-warmup 15] [--plot-dir DIR]
 //
 // Phases, each on a fresh cluster (a source, once declared, is read until the
 // cluster ends, so phases would otherwise compete for the 2 cores):
@@ -25,7 +26,16 @@
 //              to the other worker. Target: >= 60% of the stateless job's
 //              events/s in this run.
 //   unlimited  the same job with the generator unpaced (rate 0): the most
-//              the cluster commits; delays grow when receivers outrun tasks.
+//              the cluster commits, the rate controller (docs/jobs.md
+//              "Backpressure") holding the receivers to what batches take:
+//              the job's capacity.
+//   overload   the generator paced at twice that capacity: the job must
+//              commit >= 90% of its capacity with a p99 total delay <= 2 s
+//              once settled (--overload-warmup), not growing over the
+//              window, and the workers' resident memory flat; then the same
+//              for the keyed job (its own unpaced capacity first).
+//              --plot-dir writes an SVG per overload run (gnuplot): events/s
+//              and total delay of every batch since the submit.
 // Throughput is the job's total_input over the window / the window; delays
 // are the per-batch BatchSummary of every batch committed in the window
 // (DescribeJob on the leader, polled every 2 s; it keeps the last 20).
@@ -44,6 +54,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "bench/bench_cluster.h"
 #include "lib/common/clock.h"
 #include "lib/common/config.h"
 #include "lib/rpc/driver_client.h"
@@ -56,66 +67,22 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using sluice::bench::Bench;
+using sluice::bench::Clock;
+using sluice::bench::Describe;
+using sluice::bench::Mean;
+using sluice::bench::Percentile;
+using sluice::bench::Since;
+using sluice::bench::Sleep;
+using sluice::bench::WorkersRssMb;
 using sluice::testing::LocalCluster;
 
-double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-void Sleep(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
-
-double Percentile(std::vector<int64_t> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
-  return static_cast<double>(v[i]);
-}
-
-// A fresh cluster under `dir` with a client of its leader.
-struct Bench {
-  std::unique_ptr<LocalCluster> cluster;
-  std::unique_ptr<sluice::rpc::DriverClient> leader;
-  std::string dir;
-  int ctl_runs = 0;
-
-  // sluicectl with `args`; its output in `out`.
-  int Ctl(const std::vector<std::string>& args, std::string* out) {
-    std::vector<std::string> argv = {sluice::testing::kSluicectlPath, "--coordinator", cluster->coordinator()};
-    for (std::string& f : sluice::testing::TlsFlags("admin")) argv.push_back(std::move(f));
-    argv.insert(argv.end(), args.begin(), args.end());
-    const std::string log = dir + "/ctl" + std::to_string(ctl_runs++) + ".log";
-    sluice::Result<int> code = sluice::testing::RunCommand(argv, log, std::chrono::seconds(30));
-    *out = sluice::testing::ReadFile(log).value_or("");
-    return code.ok() ? *code : -1;
-  }
-};
-
-// Starts a cluster and waits for a leader; prints why and returns null if not.
 std::unique_ptr<Bench> StartCluster(const std::string& dir, int drivers, std::vector<std::string> worker_flags) {
-  auto bench = std::make_unique<Bench>();
-  bench->dir = dir;
-  auto cluster = LocalCluster::Start(
-      {.dir = dir, .drivers = drivers, .workers = 2, .worker_flags = std::move(worker_flags), .log_level = "warn"});
-  if (!cluster.ok()) {
-    std::fprintf(stderr, "e2e_bench: cannot start the cluster: %s\n", cluster.status().ToString().c_str());
-    return nullptr;
-  }
-  bench->cluster = std::move(*cluster);
-  std::string leader;
-  sluice::testing::WaitUntil(
-      [&] {
-        for (int i = 0; i < bench->cluster->num_drivers(); ++i) {
-          auto st = sluice::testing::GetDriverStatus(bench->cluster->driver_address(i));
-          if (st.ok() && st->role() == sluice::proto::DRIVER_ROLE_LEADER) leader = bench->cluster->driver_address(i);
-        }
-        return !leader.empty();
-      },
-      std::chrono::milliseconds(30'000), std::chrono::milliseconds(100));
-  if (leader.empty()) {
-    std::fprintf(stderr, "e2e_bench: no leader within 30 s (logs under %s)\n", dir.c_str());
-    return nullptr;
-  }
-  bench->leader = std::make_unique<sluice::rpc::DriverClient>(sluice::testing::Channels(), leader);
-  return bench;
+  return sluice::bench::StartCluster("e2e_bench", {.dir = dir,
+                                                   .drivers = drivers,
+                                                   .workers = 2,
+                                                   .worker_flags = std::move(worker_flags),
+                                                   .log_level = "warn"});
 }
 
 // Accepted offsets of every partition of `source` summed; -1 while any
@@ -194,6 +161,10 @@ struct JobResult {
   int64_t batches_behind = 0;  // planned but not committed at the end
   int64_t shuffle_bytes = 0;   // of the batches measured
   int64_t state_keys = 0;      // at the end
+  std::vector<sluice::bench::Point> timeline;  // every batch committed, from the first
+  double rss_start_mb = 0, rss_end_mb = 0;  // the workers' resident memory, summed
+  int64_t rate_limit = 0;       // the leader's limit at the end
+  std::string rate_limit_reason;
 };
 
 // The stateless job's operators, and the keyed one's.
@@ -206,14 +177,6 @@ constexpr const char* kKeyedOps =
     "  - key_by: key\n"
     "  - window: {type: tumbling, length: 10s}\n"
     "  - aggregate: [{fn: count}]\n";
-
-std::optional<sluice::proto::JobInfo> Describe(Bench& b, const std::string& job) {
-  sluice::proto::DescribeJobRequest request;
-  request.set_job_id(job);
-  sluice::Result<sluice::proto::JobInfo> info = b.leader->DescribeJob(request, std::chrono::seconds(2));
-  if (!info.ok()) return std::nullopt;
-  return *std::move(info);
-}
 
 // The job at `rate_per_partition` (0: unpaced) for `warmup` + `seconds`.
 std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partitions, int payload,
@@ -248,19 +211,29 @@ std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partiti
   };
   // Warm-up: until the first batch commits, then `warmup` more seconds.
   const auto submitted = Clock::now();
+  const int64_t submitted_unix_ms = sluice::Clock::Real()->UnixMillis();
+  std::map<int64_t, sluice::proto::BatchSummary> all;  // every batch seen, for the timeline
+  auto note = [&](const sluice::proto::JobInfo& info) {
+    for (const auto& s : info.recent_batches()) all[s.batch_id()] = s;
+  };
   while (Since(submitted) < 30) {
     auto info = Describe(*b, "e2e");
     if (info && check_failed(*info)) return r;
     if (info && info->last_committed_batch() > 0) break;
     Sleep(0.2);
   }
-  Sleep(warmup);
+  for (const auto warm = Clock::now(); Since(warm) < warmup;) {
+    Sleep(std::min(2.0, std::max(0.1, warmup - Since(warm))));
+    if (auto info = Describe(*b, "e2e")) note(*info);
+  }
   std::optional<sluice::proto::JobInfo> first = Describe(*b, "e2e");
   if (!first) {
     std::fprintf(stderr, "e2e_bench: DescribeJob failed\n");
     return std::nullopt;
   }
   if (check_failed(*first)) return r;
+  note(*first);
+  const double rss_start = WorkersRssMb(*b->cluster);
   const auto t0 = Clock::now();
   const int64_t input0 = first->total_input();
   const int64_t committed0 = first->last_committed_batch();
@@ -274,6 +247,7 @@ std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partiti
     if (check_failed(*info)) return r;
     last = *info;
     last_t = Since(t0);
+    note(*info);
     for (const auto& s : info->recent_batches()) {
       if (s.batch_id() > committed0) batches[s.batch_id()] = s;
     }
@@ -282,6 +256,14 @@ std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partiti
   r.events_per_s = last_t > 0 ? static_cast<double>(last.total_input() - input0) / last_t : 0;
   r.batches_behind = last.last_planned_batch() - last.last_committed_batch();
   r.state_keys = last.state_keys();
+  r.rss_start_mb = rss_start;
+  r.rss_end_mb = WorkersRssMb(*b->cluster);
+  r.rate_limit = last.rate_limit();
+  r.rate_limit_reason = last.rate_limit_reason();
+  for (const auto& [id, s] : all) {
+    r.timeline.push_back({static_cast<double>(s.batch_time_unix_ms() - submitted_unix_ms) / 1000, s.input_count(),
+                          s.total_delay_ms()});
+  }
   for (const auto& [id, s] : batches) {
     r.shuffle_bytes += s.shuffle_bytes();
     r.total_delay.push_back(s.total_delay_ms());
@@ -315,6 +297,29 @@ void PrintJob(const char* title, const JobResult& r, double baseline, int payloa
   }
 }
 
+// Overload: the job paced at twice its capacity (what it committed with
+// unpaced input) must commit >= 90% of that capacity, with a p99 total
+// delay <= 2 s once settled that does not grow, and flat worker memory.
+void PrintOverload(const char* title, const JobResult& capacity, const JobResult& r, double offered) {
+  const double ratio = capacity.events_per_s > 0 ? r.events_per_s / capacity.events_per_s : 0;
+  const double p99 = Percentile(r.total_delay, 0.99);
+  const size_t n = r.total_delay.size(), third = n / 3;
+  const double growth = Mean(r.total_delay, n - third, n) - Mean(r.total_delay, 0, third);
+  const bool memory_flat = r.rss_end_mb <= r.rss_start_mb * 1.1 + 50;
+  std::printf("%s\n", title);
+  std::printf("  offered (paced) events/s %12.0f   (2 x capacity)\n", offered);
+  std::printf("  committed events/s       %12.0f   ratio to capacity %.3f (target >= 0.9: %s)\n", r.events_per_s, ratio,
+              ratio >= 0.9 ? "met" : "NOT met");
+  std::printf("  total delay p50 / p99 ms %6.0f / %-6.0f (target p99 <= 2000: %s)\n", Percentile(r.total_delay, 0.5),
+              p99, n > 0 && p99 <= 2000 ? "met" : "NOT met");
+  std::printf("  delay growth ms          %12.0f   (last third of the window's batches minus the first: %s)\n",
+              growth, growth <= 250 ? "not growing" : "GROWING");
+  std::printf("  workers' RSS MB          %6.0f -> %-6.0f (%s)\n", r.rss_start_mb, r.rss_end_mb,
+              memory_flat ? "flat" : "GROWING");
+  std::printf("  rate limit at the end    %12lld   (%s)\n", static_cast<long long>(r.rate_limit),
+              r.rate_limit_reason.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -323,7 +328,9 @@ int main(int argc, char** argv) {
   double seconds = 15, warmup = 5;
   int payload = 600, partitions = 2, drivers = 1;
   int64_t rate = 500'000;
-  bool no_unlimited = false, no_keyed = false;
+  bool no_unlimited = false, no_keyed = false, no_overload = false;
+  double overload_warmup = 15;
+  std::string plot_dir;
   app.add_option("--seconds", seconds, "Measurement window of each job phase")->capture_default_str();
   app.add_option("--warmup", warmup, "Seconds after the first commit before measuring")->capture_default_str();
   app.add_option("--payload", payload, "Event size in bytes (the generator's payload_bytes)")->capture_default_str();
@@ -331,7 +338,11 @@ int main(int argc, char** argv) {
   app.add_option("--rate", rate, "Paced phase: events/s in total")->capture_default_str();
   app.add_option("--drivers", drivers, "driverd processes (1 saves CPU; 3 as in production)")->capture_default_str();
   app.add_flag("--no-unlimited", no_unlimited, "Skip the unpaced phase");
-  app.add_flag("--no-keyed", no_keyed, "Skip the keyed (shuffle + state) phase");
+  app.add_flag("--no-keyed", no_keyed, "Skip the keyed (shuffle + state) phases");
+  app.add_flag("--no-overload", no_overload, "Skip the overload phases (paced at twice the unpaced rate)");
+  app.add_option("--overload-warmup", overload_warmup, "Seconds after the first commit before measuring an overload")
+      ->capture_default_str();
+  app.add_option("--plot-dir", plot_dir, "Write SVG plots (gnuplot) of the overload runs here");
   if (std::optional<int> code = sluice::ParseCommandLine(app, argc, argv)) return *code;
 
   sluice::source::GeneratorOptions gen_options{.partitions = 1, .payload_size = payload};
@@ -355,9 +366,30 @@ int main(int argc, char** argv) {
     if (!keyed) return 1;
   }
   std::optional<JobResult> unlimited;
-  if (!no_unlimited && !paced->failed) {
+  if ((!no_unlimited || !no_overload) && !paced->failed) {
     unlimited = RunJob(dir.Sub("unlimited"), drivers, partitions, payload, 0, warmup, seconds, kStatelessOps, 1000);
     if (!unlimited) return 1;
+  }
+  // Overload: paced at twice the capacity the unpaced phase found.
+  std::optional<JobResult> overload, keyed_unlimited, keyed_overload;
+  double overload_rate = 0, keyed_overload_rate = 0;
+  if (!no_overload && unlimited && !unlimited->failed && unlimited->events_per_s > 0) {
+    overload_rate = 2 * unlimited->events_per_s;
+    overload = RunJob(dir.Sub("overload"), drivers, partitions, payload,
+                      static_cast<int64_t>(overload_rate) / partitions, overload_warmup, seconds, kStatelessOps, 1000);
+    if (!overload) return 1;
+  }
+  if (!no_overload && !no_keyed) {
+    keyed_unlimited = RunJob(dir.Sub("keyed-unlimited"), drivers, partitions, payload, 0, overload_warmup, seconds,
+                             kKeyedOps, 100'000);
+    if (!keyed_unlimited) return 1;
+    if (!keyed_unlimited->failed && keyed_unlimited->events_per_s > 0) {
+      keyed_overload_rate = 2 * keyed_unlimited->events_per_s;
+      keyed_overload = RunJob(dir.Sub("keyed-overload"), drivers, partitions, payload,
+                              static_cast<int64_t>(keyed_overload_rate) / partitions, overload_warmup, seconds,
+                              kKeyedOps, 100'000);
+      if (!keyed_overload) return 1;
+    }
   }
 
   std::printf("e2e: generator -> parse json -> filter (~90%% pass) -> project -> null sink, 1 s batches\n");
@@ -400,6 +432,30 @@ int main(int argc, char** argv) {
   if (unlimited && !unlimited->failed) {
     std::printf("ratio: job (unpaced) / receivers alone = %.3f\n",
                 base->events_per_s > 0 ? unlimited->events_per_s / base->events_per_s : 0.0);
+  }
+  const struct {
+    const char* name;
+    const char* title;
+    std::optional<JobResult>* capacity;
+    std::optional<JobResult>* run;
+    double offered;
+  } overloads[] = {
+      {"overload", "overload: stateless job, generator paced at 2 x its unpaced rate", &unlimited, &overload,
+       overload_rate},
+      {"keyed-overload", "overload: keyed job, generator paced at 2 x its unpaced rate", &keyed_unlimited,
+       &keyed_overload, keyed_overload_rate},
+  };
+  for (const auto& o : overloads) {
+    if (!*o.run) continue;
+    if ((*o.run)->failed) {
+      std::printf("%s FAILED: %s\n", o.name, (*o.run)->stop_reason.c_str());
+      code = 1;
+      continue;
+    }
+    if (o.run == &keyed_overload) PrintJob("keyed job, generator unpaced (its capacity)", **o.capacity,
+                                           base->events_per_s, payload, false);
+    PrintOverload(o.title, **o.capacity, **o.run, o.offered);
+    if (!plot_dir.empty()) sluice::bench::Plot(plot_dir, o.name, o.title, (*o.run)->timeline, 1.0);
   }
   return code;
 }

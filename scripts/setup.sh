@@ -17,6 +17,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev clang libclang-rt-dev
   # Servers and tools the tests and the demo run
   zookeeper default-jre-headless kcat
+  # Benchmarks: plots of events/s and delay over time (bench/e2e_bench --plot-dir)
+  gnuplot-nox
   # Partition tests: network namespaces and cuts between them
   iproute2 nftables
   # The package (scripts/package.sh): man pages from --help, dpkg-shlibdeps;

@@ -72,12 +72,19 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
   const double processing_rate = static_cast<double>(events) * 1000 / static_cast<double>(processing_ms);
   if (!measured_ || rate_ <= 0) {
     measured_ = true;
-    rate_ = std::max(min_rate_, processing_rate);
+    const double input_rate = static_cast<double>(events) * 1000 / interval_ms_;
+    const double target = gains_.utilization * processing_rate;
+    rate_ = std::max(min_rate_, rate_ > 0 ? std::min(target, 2 * std::max(rate_, input_rate)) : target);
     if (ceiling_ > 0) rate_ = std::min(rate_, ceiling_);
     last_error_ = 0;
     return rate_;
   }
-  const double error = rate_ - processing_rate;
+  // The target is not the processing rate itself but a share of it, so
+  // that batches take `utilization` of the interval: at 100% any slower
+  // batch leaves a delay that only the integral term, acting a few batches
+  // late, works off — a real cluster then swings between seconds behind
+  // and nearly idle (measured: test/integration/backpressure_test.cc).
+  const double error = rate_ - gains_.utilization * processing_rate;
   const double historical_error = static_cast<double>(scheduling_delay_ms) * processing_rate / interval_ms_;
   const double d_error = (error - last_error_) / since_s;
   double next = rate_ - gains_.proportional * error - gains_.integral * historical_error - gains_.derivative * d_error;
@@ -87,6 +94,20 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
   // source that was idle does not start a burst with a limit near zero.
   const bool held_back = static_cast<double>(events) >= 0.5 * rate_ * interval_ms_ / 1000;
   if (!held_back && scheduling_delay_ms < interval_ms_) next = std::max(next, rate_);
+  // Two guards Spark's estimator lacks, both found on a real cluster (the
+  // batches' cost is not linear in their size: past the workers' block
+  // memory, blocks spill and a batch takes ten times longer):
+  //  - at most twice the rate of the last batch's input per batch: a small
+  //    batch's processing rate overstates what a large one achieves, so the
+  //    rate climbs towards it in doublings, as TCP's slow start;
+  //  - working off a delay never takes the rate below a quarter of the
+  //    processing rate: at that rate a batch takes a quarter of the
+  //    interval, so the delay still shrinks by most of an interval per
+  //    batch, where the floor would starve the job for dozens of batches
+  //    and then ramp it straight back into the same delay.
+  const double input_rate = static_cast<double>(events) * 1000 / interval_ms_;
+  next = std::min(next, 2 * std::max(rate_, input_rate));
+  next = std::max(next, processing_rate / 4);
   next = std::max(next, min_rate_);
   if (ceiling_ > 0) next = std::min(next, ceiling_);
   rate_ = next;
@@ -109,7 +130,8 @@ RateControl::Job RateControl::StartJob(const proto::ClusterState& state, const p
   // processing rate rather than from the initial rate.
   for (auto it = job.recent_batches().rbegin(); it != job.recent_batches().rend(); ++it) {
     if (it->input_count() > 0 && it->processing_ms() > 0) {
-      rate = std::max(min_rate, static_cast<double>(it->input_count()) * 1000 / static_cast<double>(it->processing_ms()));
+      rate = std::max(min_rate, PidGains{}.utilization * static_cast<double>(it->input_count()) * 1000 /
+                                    static_cast<double>(it->processing_ms()));
       j.reason = fmt::format("batch {} processed {} events/s (from the WAL: no batch measured by this leader yet)",
                              it->batch_id(), Rate(rate));
       break;

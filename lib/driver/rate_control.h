@@ -7,17 +7,19 @@
 // PIDRateEstimator: after each committed batch,
 //
 //   processing rate  = events / processing time
-//   error            = last rate - processing rate
+//   error            = last rate - utilization * processing rate
 //   historical error = scheduling delay * processing rate / batch interval
 //   new rate         = last rate - kp * error - ki * historical error
 //                      - kd * d(error)/dt,  at least min_rate
 //
-// With kp = 1 the new rate is the processing rate, less a share that works
-// the scheduling delay off over a few batches (ki). When a batch has a fixed
+// With kp = 1 the new rate is 85% of the processing rate, less a share that works
+// the scheduling delay off over a few batches (ki); it at most doubles per
+// batch, and never drops below a quarter of the processing rate (the .cc
+// says why). When a batch has a fixed
 // cost c besides its events (c < interval I), the processing rate of a
-// batch read at rate r is r*I / (c + r*I/C) for a capacity C: its fixed point
-// is C * (1 - c/I), exactly the rate that fills the interval, and it
-// converges by a factor c/I per batch (test/unit/rate_control_test.cc
+// batch read at rate r is r*I / (c + r*I/C) for a capacity C: the fixed point
+// of r = u * p(r) is C * (u - c/I), the rate whose batches take u of the
+// interval, and it converges by a factor of about c/(uI) per batch (test/unit/rate_control_test.cc
 // drives it against a simulated job).
 //
 // RateControl keeps one estimator per running job, fed from the committed
@@ -57,6 +59,9 @@ struct PidGains {
   double proportional = 1.0;
   double integral = 0.2;
   double derivative = 0.0;
+  // The share of the interval a batch should take: the rate aims at this
+  // share of the processing rate (Spark's estimator aims at all of it).
+  double utilization = 0.85;
 };
 
 class PidRateEstimator {

@@ -22,6 +22,10 @@ Result<std::unique_ptr<KafkaSource>> KafkaSource::Create(KafkaSourceOptions opti
   if (st.ok()) st = set(conf, "group.id", "sluice-" + s->options_.name);  // required; never joined
   if (st.ok()) st = set(conf, "enable.auto.commit", "false");
   if (st.ok()) st = set(conf, "enable.partition.eof", "false");
+  // Read-ahead bounded in bytes: a receiver held back by its rate limit
+  // should not sit on librdkafka's default 64 MiB prefetch per partition
+  // (docs/jobs.md "Backpressure"). The source's properties may override it.
+  if (st.ok()) st = set(conf, "queued.max.messages.kbytes", std::to_string(kReadAheadKBytes));
   for (const auto& [k, v] : s->options_.consumer_config) {
     if (st.ok()) st = CheckKafkaProperty(k, "kafka.properties");
     if (st.ok()) st = set(conf, k, v);

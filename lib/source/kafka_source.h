@@ -24,6 +24,11 @@ typedef struct rd_kafka_topic_s rd_kafka_topic_t;
 
 namespace sluice::source {
 
+// What one consumer may fetch ahead of its reader, in KiB
+// (queued.max.messages.kbytes): 16 MiB, about 30 ms of a receiver's fastest
+// read here, so the bound costs no speed (bench/kafka_ingest_bench).
+inline constexpr int kReadAheadKBytes = 16 * 1024;
+
 struct KafkaSourceOptions {
   std::string name;     // the source's name in lineage
   std::string brokers;  // bootstrap.servers

@@ -1,0 +1,217 @@
+// Backpressure and bounded batches with real processes (ZooKeeper, driverd,
+// two workerd, the Kafka mock): a job fed far faster than it can go keeps its
+// scheduling delay bounded and what the workers hold ahead of it small, with
+// the leader's rate limit shown by describe; a job started at `earliest` on a
+// Kafka backlog reads it in batches no larger than max_records_per_batch,
+// every offset once (docs/jobs.md "Backpressure").
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/rpc/driver_client.h"
+#include "test/harness/certs.h"
+#include "test/harness/local_cluster.h"
+#include "test/harness/paths.h"
+#include "test/harness/subprocess.h"
+#include "test/harness/util.h"
+
+namespace sluice {
+namespace {
+
+using ::testing::HasSubstr;
+using std::chrono::milliseconds;
+using testing::LocalCluster;
+using testing::TempDir;
+
+class BackpressureTest : public ::testing::Test {
+ protected:
+  void Start(std::vector<testing::KafkaTopic> topics = {}) {
+    auto cluster = LocalCluster::Start(
+        {.dir = dir_.path(), .drivers = 1, .workers = 2, .kafka_topics = std::move(topics)});
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = std::move(*cluster);
+    leader_ = std::make_unique<rpc::DriverClient>(testing::Channels(), cluster_->driver_address(0));
+    ASSERT_TRUE(testing::WaitUntil([&] { return Ctl({"list"}).code == 0; }, milliseconds(20'000), milliseconds(200)));
+  }
+
+  struct CtlRun {
+    int code;
+    std::string output;
+  };
+  CtlRun Ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {testing::kSluicectlPath, "--coordinator", cluster_->coordinator()};
+    for (std::string& f : testing::TlsFlags("admin")) argv.push_back(std::move(f));
+    argv.insert(argv.end(), args.begin(), args.end());
+    const std::string log = dir_.Sub("ctl" + std::to_string(runs_++) + ".log");
+    Result<int> code = testing::RunCommand(argv, log, std::chrono::seconds(30));
+    return {code.ok() ? *code : -1, testing::ReadFile(log).value_or("")};
+  }
+
+  void Submit(const std::string& name, const std::string& text) {
+    const std::string path = dir_.Sub(name + ".yaml");
+    ASSERT_TRUE(testing::WriteFile(path, text).ok());
+    CtlRun submit = Ctl({"submit", path});
+    ASSERT_EQ(submit.code, 0) << submit.output;
+  }
+
+  proto::JobInfo Describe(const std::string& job) {
+    proto::DescribeJobRequest request;
+    request.set_job_id(job);
+    Result<proto::JobInfo> info = leader_->DescribeJob(request, std::chrono::seconds(5));
+    EXPECT_TRUE(info.ok()) << info.status();
+    return info.ok() ? *info : proto::JobInfo();
+  }
+
+  // Offsets the leader has accepted from `source` but `job` has not
+  // committed: what the workers hold ahead of the job.
+  int64_t AheadOfJob(const std::string& source, const proto::JobInfo& job) {
+    proto::ListSourcesRequest request;
+    request.set_source(source);
+    Result<proto::ListSourcesResponse> listed = leader_->ListSources(request, std::chrono::seconds(5));
+    EXPECT_TRUE(listed.ok()) << listed.status();
+    if (!listed.ok() || listed->sources_size() != 1) return -1;
+    int64_t ahead = 0;
+    for (const proto::PartitionInfo& p : listed->sources(0).partitions()) {
+      int64_t committed = 0;
+      for (const proto::SourceOffset& o : job.positions()) {
+        if (o.source() == source && o.partition() == p.partition()) committed = o.offset();
+      }
+      ahead += std::max<int64_t>(0, p.next_offset() - committed);
+    }
+    return ahead;
+  }
+
+  TempDir dir_{"backpressure"};
+  std::unique_ptr<LocalCluster> cluster_;
+  std::unique_ptr<rpc::DriverClient> leader_;
+  int runs_ = 0;
+};
+
+TEST_F(BackpressureTest, AJobFedFarFasterThanItCanGoKeepsABoundedDelay) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  // An unpaced generator: every offset is there at once, far more than two
+  // workers parse in half a second. Without a limit the receivers would read
+  // ~2-3x what the batches process and every batch would start later than
+  // the one before (test/unit/rate_control_test.cc shows the same model).
+  ASSERT_NO_FATAL_FAILURE(Submit("flood", R"(name: flood
+batch_interval: 500ms
+sources:
+  - {name: flood, kind: generator, partitions: 2, payload_bytes: 600}
+operators:
+  - parse: {format: json}
+  - filter: "v > 10"
+  - project: {fields: [id, key, v]}
+sink: {null: {}}
+)"));
+  const auto submitted = std::chrono::steady_clock::now();
+  proto::JobInfo job;
+  std::map<int64_t, proto::BatchSummary> all;  // every batch, for the log
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        job = Describe("flood");
+        for (const proto::BatchSummary& b : job.recent_batches()) all[b.batch_id()] = b;
+        return job.last_committed_batch() >= 40;
+      },
+      milliseconds(120'000), milliseconds(500)))
+      << "40 batches of 500 ms not committed within 120 s; last " << job.last_committed_batch();
+  for (const auto& [id, b] : all) {
+    std::printf("batch %ld: %ld events, scheduling delay %ld ms, processing %ld ms\n", static_cast<long>(id),
+                static_cast<long>(b.input_count()), static_cast<long>(b.scheduling_delay_ms()),
+                static_cast<long>(b.processing_ms()));
+  }
+  std::printf("40 batches committed %.1f s after the submit\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - submitted).count());
+  // The last 20 batches (the first 20 ramp the rate up from its initial
+  // value): none starts seconds late, and the delay does not grow.
+  ASSERT_GE(job.recent_batches_size(), 20);
+  std::vector<int64_t> delays, inputs;
+  for (const proto::BatchSummary& b : job.recent_batches()) {
+    delays.push_back(b.scheduling_delay_ms());
+    inputs.push_back(b.input_count());
+  }
+  EXPECT_LE(*std::max_element(delays.begin(), delays.end()), 4000);
+  const double first = std::accumulate(delays.begin(), delays.begin() + 5, 0.0) / 5;
+  const double last = std::accumulate(delays.end() - 5, delays.end(), 0.0) / 5;
+  EXPECT_LE(last, first + 1000) << "the scheduling delay grows batch after batch";
+  // It keeps reading, at a useful rate.
+  EXPECT_GT(std::accumulate(inputs.begin(), inputs.end(), int64_t{0}) / 10, 5000) << "under 5,000 events/s";
+  // The workers hold only a few batches' worth ahead of the job.
+  const int64_t ahead = AheadOfJob("flood", job);
+  const int64_t batch = *std::max_element(inputs.begin(), inputs.end());
+  EXPECT_LE(ahead, 6 * batch) << "accepted but not committed: " << ahead;
+  // describe shows the limit and why.
+  EXPECT_GT(job.rate_limit(), 0);
+  EXPECT_THAT(job.rate_limit_reason(), HasSubstr("events/s"));
+  const CtlRun described = Ctl({"describe", "flood"});
+  EXPECT_THAT(described.output, HasSubstr("rate limit: "));
+  EXPECT_THAT(described.output, HasSubstr(" events/s (batch "));
+  const CtlRun sources = Ctl({"sources"});
+  EXPECT_THAT(sources.output, HasSubstr(" limit="));
+}
+
+TEST_F(BackpressureTest, AKafkaBacklogIsReadInBatchesWithinMaxRecordsPerBatch) {
+  ASSERT_NO_FATAL_FAILURE(Start({{"backlog", 4}}));
+  // 24,000 events of 600 bytes: 3.6 MB per partition, within what the mock
+  // keeps (about 5 MiB each).
+  constexpr int kEvents = 24'000;
+  constexpr int kBound = 1000;
+  auto produced = testing::RunCommand({testing::kKafkaToolPath, "produce", "--brokers", cluster_->kafka()->bootstrap(),
+                                       "--topic", "backlog", "--count", std::to_string(kEvents), "--size", "600",
+                                       "--json"},
+                                      dir_.Sub("produce.log"), std::chrono::seconds(60));
+  ASSERT_TRUE(produced.ok() && *produced == 0) << testing::ReadFile(dir_.Sub("produce.log")).value_or("");
+  ASSERT_NO_FATAL_FAILURE(Submit("drain", R"(name: drain
+batch_interval: 300ms
+max_records_per_batch: 1000
+sources:
+  - {name: backlog, kind: kafka, brokers: )" + cluster_->kafka()->bootstrap() +
+                                                R"(, topic: backlog, start: earliest}
+operators:
+  - parse: {format: json}
+sink: {null: {}}
+)"));
+  const auto submitted = std::chrono::steady_clock::now();
+  proto::JobInfo job;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        job = Describe("drain");
+        return job.total_input() >= kEvents;
+      },
+      milliseconds(120'000), milliseconds(300)))
+      << "read " << job.total_input() << " of " << kEvents;
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - submitted).count();
+  std::printf("backlog of %d read in %.1f s (%ld batches)\n", kEvents, took,
+              static_cast<long>(job.last_committed_batch()));
+  EXPECT_EQ(job.total_input(), kEvents);  // every event once
+  // Every batch's range of every partition is within the bound, and the
+  // ranges follow each other exactly.
+  proto::ReadWalRequest request;
+  request.set_from_seq(1);
+  request.set_max_records(100'000);
+  Result<proto::ReadWalResponse> wal = leader_->ReadWal(request);
+  ASSERT_TRUE(wal.ok()) << wal.status();
+  std::map<int, int64_t> next;
+  int ranges = 0;
+  for (const proto::DriverLogEntry& e : wal->records()) {
+    if (!e.record().has_batch_planned() || e.record().batch_planned().job_id() != "drain") continue;
+    for (const proto::PartitionRange& r : e.record().batch_planned().ranges()) {
+      EXPECT_LE(r.end_offset() - r.start_offset(), kBound)
+          << "batch " << e.record().batch_planned().batch_id() << " partition " << r.partition();
+      if (next.contains(r.partition())) EXPECT_EQ(r.start_offset(), next[r.partition()]);
+      next[r.partition()] = r.end_offset();
+      ++ranges;
+    }
+  }
+  int64_t offsets = 0;
+  for (const auto& [p, end] : next) offsets += end;
+  EXPECT_EQ(offsets, kEvents);
+  EXPECT_GE(ranges, kEvents / kBound);
+  const CtlRun described = Ctl({"describe", "drain"});
+  EXPECT_THAT(described.output, HasSubstr("batch bound: 1000 offsets per partition"));
+}
+
+}  // namespace
+}  // namespace sluice
