@@ -53,13 +53,10 @@ struct Bench {
 
   // sluicectl with `args`; its output in `out`.
   int Ctl(const std::vector<std::string>& args, std::string* out) {
-    std::vector<std::string> argv = {testing::kSluicectlPath, "--coordinator", cluster->coordinator()};
-    for (std::string& f : testing::TlsFlags("admin")) argv.push_back(std::move(f));
-    argv.insert(argv.end(), args.begin(), args.end());
     const std::string log = dir + "/ctl" + std::to_string(ctl_runs++) + ".log";
-    Result<int> code = testing::RunCommand(argv, log, std::chrono::seconds(30));
+    const int code = cluster->Sluicectl(args, log);
     *out = testing::ReadFile(log).value_or("");
-    return code.ok() ? *code : -1;
+    return code;
   }
 };
 
@@ -115,6 +112,17 @@ inline double WorkersRssMb(testing::LocalCluster& cluster) {
   return sum;
 }
 
+// Memory the workers' block stores hold, in MB, summed (what the budget
+// bounds; RSS also counts what the allocator keeps for reuse).
+inline double WorkersBlockMb(testing::LocalCluster& cluster) {
+  double sum = 0;
+  for (int i = 0; i < cluster.num_workers(); ++i) {
+    Result<proto::WorkerStatus> st = testing::GetWorkerStatus(cluster.worker_address(i));
+    if (st.ok()) sum += static_cast<double>(st->store().memory_bytes() + st->store().disk_bytes()) / 1e6;
+  }
+  return sum;
+}
+
 // One committed batch, for a timeline plot.
 struct Point {
   double at_s;  // batch time, from the submit
@@ -139,7 +147,7 @@ inline void Plot(const std::string& dir, const std::string& name, const std::str
                          "set ylabel 'events/s committed per batch'\n"
                          "set y2label 'total delay (s)'\n"
                          "set ytics nomirror\nset y2tics\nset yrange [0:*]\nset y2range [0:*]\nset key top left\n"
-                         "set format y '%.0s%c'\n"
+                         "set format y '%.1s%c'\n"
                          "plot '" + base + ".dat' using 1:2 with linespoints title 'events/s' axes x1y1, "
                          "'' using 1:3 with linespoints title 'total delay' axes x1y2\n";
   if (!testing::WriteFile(base + ".dat", dat).ok() || !testing::WriteFile(base + ".gp", gp).ok()) {

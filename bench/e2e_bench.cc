@@ -163,6 +163,7 @@ struct JobResult {
   int64_t state_keys = 0;      // at the end
   std::vector<sluice::bench::Point> timeline;  // every batch committed, from the first
   double rss_start_mb = 0, rss_end_mb = 0;  // the workers' resident memory, summed
+  double blocks_start_mb = 0, blocks_end_mb = 0;  // what their block stores hold
   int64_t rate_limit = 0;       // the leader's limit at the end
   std::string rate_limit_reason;
 };
@@ -234,6 +235,7 @@ std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partiti
   if (check_failed(*first)) return r;
   note(*first);
   const double rss_start = WorkersRssMb(*b->cluster);
+  const double blocks_start = sluice::bench::WorkersBlockMb(*b->cluster);
   const auto t0 = Clock::now();
   const int64_t input0 = first->total_input();
   const int64_t committed0 = first->last_committed_batch();
@@ -258,6 +260,8 @@ std::optional<JobResult> RunJob(const std::string& dir, int drivers, int partiti
   r.state_keys = last.state_keys();
   r.rss_start_mb = rss_start;
   r.rss_end_mb = WorkersRssMb(*b->cluster);
+  r.blocks_start_mb = blocks_start;
+  r.blocks_end_mb = sluice::bench::WorkersBlockMb(*b->cluster);
   r.rate_limit = last.rate_limit();
   r.rate_limit_reason = last.rate_limit_reason();
   for (const auto& [id, s] : all) {
@@ -316,6 +320,8 @@ void PrintOverload(const char* title, const JobResult& capacity, const JobResult
               growth, growth <= 250 ? "not growing" : "GROWING");
   std::printf("  workers' RSS MB          %6.0f -> %-6.0f (%s)\n", r.rss_start_mb, r.rss_end_mb,
               memory_flat ? "flat" : "GROWING");
+  std::printf("  blocks held MB           %6.0f -> %-6.0f (the block stores, in memory and spilled)\n",
+              r.blocks_start_mb, r.blocks_end_mb);
   std::printf("  rate limit at the end    %12lld   (%s)\n", static_cast<long long>(r.rate_limit),
               r.rate_limit_reason.c_str());
 }
@@ -367,7 +373,9 @@ int main(int argc, char** argv) {
   }
   std::optional<JobResult> unlimited;
   if ((!no_unlimited || !no_overload) && !paced->failed) {
-    unlimited = RunJob(dir.Sub("unlimited"), drivers, partitions, payload, 0, warmup, seconds, kStatelessOps, 1000);
+    // The rate controller ramps up from its initial rate first.
+    unlimited = RunJob(dir.Sub("unlimited"), drivers, partitions, payload, 0, overload_warmup, seconds,
+                       kStatelessOps, 1000);
     if (!unlimited) return 1;
   }
   // Overload: paced at twice the capacity the unpaced phase found.

@@ -126,6 +126,14 @@ RateControl::Job RateControl::StartJob(const proto::ClusterState& state, const p
   const double min_rate = static_cast<double>(bp.min_rate() > 0 ? bp.min_rate() : kDefaultMinRate);
   double rate = static_cast<double>(bp.initial_rate() > 0 ? bp.initial_rate() : kDefaultInitialRate);
   j.reason = "initial_rate: no batch measured yet";
+  // A job with a batch bound is already kept from taking in too much at
+  // once: it starts at the bound's rate, so a backlog is not read at the
+  // initial rate for the first several batches.
+  if (const int64_t ceiling = JobCeiling(state, job.spec());
+      bp.initial_rate() == 0 && MaxBatchOffsets(job.spec()) > 0 && ceiling > 0) {
+    rate = static_cast<double>(ceiling);
+    j.reason = "max_records_per_batch: no batch measured yet";
+  }
   // A leader taking over goes on from the newest committed batch's
   // processing rate rather than from the initial rate.
   for (auto it = job.recent_batches().rbegin(); it != job.recent_batches().rend(); ++it) {

@@ -28,7 +28,8 @@
 // the minimum over the jobs that read a partition, never above the
 // source's max_rate_per_partition nor above what max_records_per_batch lets
 // a batch take. A job whose controller has not measured a batch yet has its
-// initial_rate (kDefaultInitialRate unless set); after a failover the new
+// initial_rate (unless set: kDefaultInitialRate, or for a job with
+// max_records_per_batch the rate that bound allows); after a failover the new
 // leader starts from the processing rate of the last committed batch, which
 // is in the WAL.
 //

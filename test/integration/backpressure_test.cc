@@ -41,13 +41,10 @@ class BackpressureTest : public ::testing::Test {
     int code;
     std::string output;
   };
-  CtlRun Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {testing::kSluicectlPath, "--coordinator", cluster_->coordinator()};
-    for (std::string& f : testing::TlsFlags("admin")) argv.push_back(std::move(f));
-    argv.insert(argv.end(), args.begin(), args.end());
+  CtlRun Ctl(const std::vector<std::string>& args) {
     const std::string log = dir_.Sub("ctl" + std::to_string(runs_++) + ".log");
-    Result<int> code = testing::RunCommand(argv, log, std::chrono::seconds(30));
-    return {code.ok() ? *code : -1, testing::ReadFile(log).value_or("")};
+    const int code = cluster_->Sluicectl(args, log);
+    return {code, testing::ReadFile(log).value_or("")};
   }
 
   void Submit(const std::string& name, const std::string& text) {
@@ -58,11 +55,9 @@ class BackpressureTest : public ::testing::Test {
   }
 
   proto::JobInfo Describe(const std::string& job) {
-    proto::DescribeJobRequest request;
-    request.set_job_id(job);
-    Result<proto::JobInfo> info = leader_->DescribeJob(request, std::chrono::seconds(5));
-    EXPECT_TRUE(info.ok()) << info.status();
-    return info.ok() ? *info : proto::JobInfo();
+    std::optional<proto::JobInfo> info = cluster_->DescribeJob(job);
+    EXPECT_TRUE(info.has_value()) << "no driver describes " << job;
+    return info.value_or(proto::JobInfo());
   }
 
   // Offsets the leader has accepted from `source` but `job` has not

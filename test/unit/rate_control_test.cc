@@ -261,6 +261,12 @@ TEST(RateControl, MaxRecordsPerBatchBoundsBlocksAndTheRate) {
   const JobRate rate = rc.RateOf(s, "bounded");
   EXPECT_EQ(rate.events_per_s, 400'000);  // over 4 partitions
   EXPECT_NE(rate.reason.find("max_records_per_batch"), std::string::npos) << rate.reason;
+  // With the controller on, such a job starts at the bound's rate, not at
+  // the default initial rate: a backlog is read at full size from the start.
+  j.mutable_spec()->mutable_backpressure()->set_disabled(false);
+  rc.Update(s, 2);
+  EXPECT_EQ(rc.RateOf(s, "bounded").events_per_s, 400'000);
+  EXPECT_EQ(rc.LimitsOf(s, "a").rate_limit_per_s, 100'000);
 }
 
 TEST(RateControl, ANewTermStartsFromTheLastCommittedBatchAndDisabledMeansNoLimit) {
