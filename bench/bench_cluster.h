@@ -140,7 +140,7 @@ inline void Plot(const std::string& dir, const std::string& name, const std::str
            std::to_string(static_cast<double>(p.total_delay_ms) / 1000) + "\n";
   }
   const std::string base = dir + "/" + name;
-  const std::string gp = "set terminal svg size 800,360 dynamic font 'sans,11'\n"
+  const std::string gp = "set terminal svg size 800,360 dynamic font 'sans,11' noenhanced\n"
                          "set output '" + base + ".svg'\n"
                          "set title '" + title + "'\n"
                          "set xlabel 'seconds since submit (batch time)'\n"
