@@ -1,5 +1,6 @@
 #include "lib/worker/executor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <future>
 #include <optional>
@@ -24,10 +25,15 @@ Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::P
   ref.set_partition(r.partition());
   ref.set_start_offset(r.start_offset());
   proto::BlockInfo info;
-  std::string data;
+  // A kept buffer, sized for the block at once: no growth by copies, no
+  // fresh pages (format::BufferPool).
+  std::string data = format::BufferPool::Shared().Take();
   bool first = true;
   RETURN_IF_ERROR(holder.FetchBlock(ref, [&](proto::BlockChunk&& chunk) {
-    if (first) info = chunk.info();
+    if (first) {
+      info = chunk.info();
+      data.reserve(static_cast<size_t>(std::clamp<int64_t>(info.bytes(), 0, 256 << 20)));
+    }
     first = false;
     data += chunk.data();
   }, deadline));
@@ -196,7 +202,13 @@ Result<proto::TaskResult> Executor::RunConfined(const proto::TaskRequest& task,
   const auto started = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec(), batch));
   proto::TaskResult result;
-  std::string out;
+  // The output lines of a stateless task are tens of megabytes: a kept
+  // buffer, given back once written.
+  std::string out = format::BufferPool::Shared().Take();
+  struct GiveBack {
+    std::string& buffer;
+    ~GiveBack() { format::BufferPool::Shared().Give(std::move(buffer)); }
+  } give_back{out};
   engine::PipelineCounts counts;
   // The blocks must cover the range exactly; if the leader no longer knew
   // some of them, the whole range is recomputed from its lineage (a socket
