@@ -43,14 +43,17 @@ class BufferPool {
     return *pool;
   }
 
-  // An empty buffer: the largest one kept, else a new one.
-  std::string Take() {
+  // An empty buffer of at least `at_least` bytes of capacity: the smallest
+  // kept one that is, else a new one without any.
+  std::string Take(size_t at_least) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (free_.empty()) return std::string();
-    auto largest = std::max_element(free_.begin(), free_.end(),
-                                    [](const std::string& a, const std::string& b) { return a.capacity() < b.capacity(); });
-    std::string out = std::move(*largest);
-    *largest = std::move(free_.back());
+    auto best = free_.end();
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->capacity() >= at_least && (best == free_.end() || it->capacity() < best->capacity())) best = it;
+    }
+    if (best == free_.end()) return std::string();
+    std::string out = std::move(*best);
+    *best = std::move(free_.back());
     free_.pop_back();
     bytes_ -= out.capacity();
     return out;
@@ -154,9 +157,20 @@ class BlockBuilder {
   BlockBuilder(BlockBuilder&&) = default;
   BlockBuilder& operator=(BlockBuilder&&) = default;
 
-  // Room for `bytes` and a quarter more: a block a little larger than the
-  // last one then does not copy itself into a buffer twice its size.
-  void Reserve(size_t bytes) { data_.reserve(bytes + bytes / 4); }
+  // Room for `bytes`: a kept buffer that large if there is one (its pages
+  // already mapped), else a new one with a quarter more, so a block a little
+  // larger than the last does not copy itself into a buffer twice its size.
+  void Reserve(size_t bytes) {
+    if (data_.capacity() >= bytes) return;
+    if (data_.empty() && bytes >= BufferPool::kMinBytes) {
+      std::string kept = BufferPool::Shared().Take(bytes);
+      if (kept.capacity() >= bytes) {
+        data_ = std::move(kept);
+        return;
+      }
+    }
+    data_.reserve(bytes + bytes / 4);
+  }
 
   // Consumes the next offset without a record: a dead letter (an event over
   // the size limit, a frame that does not parse). The block's range still
@@ -198,12 +212,11 @@ class BlockBuilder {
   size_t bytes() const { return data_.size(); }
   int64_t next_offset() const { return lineage_.end_offset; }
 
-  // The block so far; the builder starts a new one at the next offset, in a
-  // buffer from the pool.
+  // The block so far; the builder starts a new one at the next offset.
   Block Cut() {
     Block b(lineage_, std::move(data_), records_);
     lineage_.start_offset = lineage_.end_offset;
-    data_ = BufferPool::Shared().Take();
+    data_ = std::string();
     records_ = 0;
     return b;
   }

@@ -25,14 +25,16 @@ Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::P
   ref.set_partition(r.partition());
   ref.set_start_offset(r.start_offset());
   proto::BlockInfo info;
-  // A kept buffer, sized for the block at once: no growth by copies, no
-  // fresh pages (format::BufferPool).
-  std::string data = format::BufferPool::Shared().Take();
+  // Sized for the block at once, in a kept buffer if there is one: no growth
+  // by copies, no fresh pages (format::BufferPool).
+  std::string data;
   bool first = true;
   RETURN_IF_ERROR(holder.FetchBlock(ref, [&](proto::BlockChunk&& chunk) {
     if (first) {
       info = chunk.info();
-      data.reserve(static_cast<size_t>(std::clamp<int64_t>(info.bytes(), 0, 256 << 20)));
+      const size_t bytes = static_cast<size_t>(std::clamp<int64_t>(info.bytes(), 0, 256 << 20));
+      data = format::BufferPool::Shared().Take(bytes);
+      data.reserve(bytes);
     }
     first = false;
     data += chunk.data();
@@ -203,8 +205,10 @@ Result<proto::TaskResult> Executor::RunConfined(const proto::TaskRequest& task,
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec(), batch));
   proto::TaskResult result;
   // The output lines of a stateless task are tens of megabytes: a kept
-  // buffer, given back once written.
-  std::string out = format::BufferPool::Shared().Take();
+  // buffer (at least an eighth of the input, a guess), given back once written.
+  int64_t input_bytes = 0;
+  for (const proto::BlockInfo& info : task.blocks()) input_bytes += info.bytes();
+  std::string out = format::BufferPool::Shared().Take(static_cast<size_t>(std::max<int64_t>(input_bytes, 0) / 8));
   struct GiveBack {
     std::string& buffer;
     ~GiveBack() { format::BufferPool::Shared().Give(std::move(buffer)); }

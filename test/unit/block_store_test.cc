@@ -68,9 +68,9 @@ TEST_F(BlockStoreTest, GetSharesTheBytesOfABlockInMemoryAndTheyOutliveItsDrop) {
   EXPECT_EQ(a->data(), MakeBlock("s", 0, 0, 10, 100).data());  // a task's copy stays whole
 }
 
-TEST(BufferPoolTest, KeepsLargeBuffersEmptiedAndBoundedAndGivesTheLargestFirst) {
+TEST(BufferPoolTest, KeepsLargeBuffersEmptiedAndBoundedAndGivesTheSmallestLargeEnough) {
   format::BufferPool& pool = format::BufferPool::Shared();
-  while (pool.kept_bytes() > 0) pool.Take();  // other tests' buffers
+  while (pool.kept_bytes() > 0) pool.Take(0);  // other tests' buffers
   pool.Give(std::string(100, 'x'));  // small: freed
   EXPECT_EQ(pool.kept_bytes(), 0u);
   std::string big(2 << 20, 'x'), bigger(3 << 20, 'y');
@@ -78,14 +78,35 @@ TEST(BufferPoolTest, KeepsLargeBuffersEmptiedAndBoundedAndGivesTheLargestFirst) 
   pool.Give(std::move(big));
   pool.Give(std::move(bigger));
   EXPECT_EQ(pool.kept_bytes(), big_capacity + bigger_capacity);
-  std::string taken = pool.Take();
+  EXPECT_EQ(pool.Take(bigger_capacity + 1).capacity(), std::string().capacity());  // none large enough
+  std::string taken = pool.Take(big_capacity + 1);
   EXPECT_TRUE(taken.empty());
   EXPECT_EQ(taken.capacity(), bigger_capacity);
-  EXPECT_EQ(pool.Take().capacity(), big_capacity);
-  EXPECT_EQ(pool.Take().capacity(), std::string().capacity());  // none kept: a new one
+  EXPECT_EQ(pool.Take(0).capacity(), big_capacity);
+  EXPECT_EQ(pool.Take(0).capacity(), std::string().capacity());  // none kept: a new one
   for (size_t i = 0; i <= format::BufferPool::kMaxBuffers; ++i) pool.Give(std::string(1 << 20, 'z'));
   EXPECT_LE(pool.kept_bytes(), format::BufferPool::kMaxBuffers * ((1 << 20) + 64));
-  while (pool.kept_bytes() > 0) pool.Take();
+  while (pool.kept_bytes() > 0) pool.Take(0);
+}
+
+TEST(BufferPoolTest, ABuilderReservingALargeBlockTakesAKeptBuffer) {
+  format::BufferPool& pool = format::BufferPool::Shared();
+  while (pool.kept_bytes() > 0) pool.Take(0);
+  std::string kept;
+  kept.reserve(4 << 20);
+  const char* storage = kept.data();
+  pool.Give(std::move(kept));
+  format::BlockBuilder builder("s", 0, 0);
+  builder.Reserve(3 << 20);
+  builder.Add("x");
+  EXPECT_EQ(pool.kept_bytes(), 0u);
+  EXPECT_EQ(builder.Cut().data().data(), storage);  // the block is gone again at the ;
+  const size_t back = pool.kept_bytes();
+  EXPECT_GE(back, size_t{4} << 20);  // its buffer went back
+  format::BlockBuilder small("s", 0, 0);
+  small.Reserve(1000);  // a small block takes nothing from the pool
+  EXPECT_EQ(pool.kept_bytes(), back);
+  while (pool.kept_bytes() > 0) pool.Take(0);
 }
 
 TEST(BlockTest, CopiesShareTheBytesAndACutBlockReadsTheSame) {
