@@ -31,7 +31,8 @@ Result<std::vector<std::unique_ptr<Aggregator>>> MakeAggregators(const proto::Ag
 }  // namespace
 
 void AppendKeyPart(const Value& value, std::string* key) {
-  std::string vk;
+  thread_local std::string vk;  // reused: one per event and key field
+  vk.clear();
   if (!EncodeValueKey(value, &vk)) vk.clear();
   format::PutLengthPrefixed(vk, key);
 }

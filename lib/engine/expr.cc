@@ -135,13 +135,13 @@ class Unary final : public Expr {
 class Binary final : public Expr {
  public:
   Binary(std::string op, std::unique_ptr<Expr> a, std::unique_ptr<Expr> b)
-      : op_(std::move(op)), a_(std::move(a)), b_(std::move(b)) {}
+      : op_(std::move(op)), kind_(KindOf(op_)), a_(std::move(a)), b_(std::move(b)) {}
   Value Eval(const FieldLookup& f, std::deque<std::string>* scratch) const override {
-    if (op_ == "and") return Truthy(a_->Eval(f, scratch)) && Truthy(b_->Eval(f, scratch));
-    if (op_ == "or") return Truthy(a_->Eval(f, scratch)) || Truthy(b_->Eval(f, scratch));
+    if (kind_ == kAnd) return Truthy(a_->Eval(f, scratch)) && Truthy(b_->Eval(f, scratch));
+    if (kind_ == kOr) return Truthy(a_->Eval(f, scratch)) || Truthy(b_->Eval(f, scratch));
     const Value x = a_->Eval(f, scratch);
     const Value y = b_->Eval(f, scratch);
-    if (op_ == "==" || op_ == "!=" || op_ == "<" || op_ == "<=" || op_ == ">" || op_ == ">=") {
+    if (kind_ >= kEq) {
       int cmp = 0;
       bool comparable = true;
       if (x.index() != y.index() || std::holds_alternative<Null>(x)) {
@@ -156,21 +156,21 @@ class Binary final : public Expr {
         const bool p = std::get<bool>(x), q = std::get<bool>(y);
         cmp = p == q ? 0 : (p ? 1 : -1);
       }
-      if (op_ == "!=") return !comparable || cmp != 0;
+      if (kind_ == kNe) return !comparable || cmp != 0;
       if (!comparable) return false;
-      if (op_ == "==") return cmp == 0;
-      if (op_ == "<") return cmp < 0;
-      if (op_ == "<=") return cmp <= 0;
-      if (op_ == ">") return cmp > 0;
+      if (kind_ == kEq) return cmp == 0;
+      if (kind_ == kLt) return cmp < 0;
+      if (kind_ == kLe) return cmp <= 0;
+      if (kind_ == kGt) return cmp > 0;
       return cmp >= 0;
     }
     auto a = Num(x), b = Num(y);
     if (!a || !b) return Null{};
-    if (op_ == "+") return *a + *b;
-    if (op_ == "-") return *a - *b;
-    if (op_ == "*") return *a * *b;
+    if (kind_ == kAdd) return *a + *b;
+    if (kind_ == kSub) return *a - *b;
+    if (kind_ == kMul) return *a * *b;
     if (*b == 0) return Null{};
-    if (op_ == "/") return *a / *b;
+    if (kind_ == kDiv) return *a / *b;
     return std::fmod(*a, *b);
   }
   void Fields(std::vector<std::string>* out) const override {
@@ -179,7 +179,21 @@ class Binary final : public Expr {
   }
 
  private:
+  // The operator, resolved once rather than compared as text per Eval.
+  // Comparisons last: kind_ >= kEq is "a comparison".
+  enum Kind { kAnd, kOr, kAdd, kSub, kMul, kDiv, kMod, kEq, kNe, kLt, kLe, kGt, kGe };
+  static Kind KindOf(const std::string& op) {
+    static const std::pair<const char*, Kind> kKinds[] = {
+        {"and", kAnd}, {"or", kOr}, {"+", kAdd}, {"-", kSub}, {"*", kMul}, {"/", kDiv}, {"%", kMod},
+        {"==", kEq},   {"!=", kNe}, {"<", kLt},  {"<=", kLe}, {">", kGt},  {">=", kGe}};
+    for (const auto& [text, kind] : kKinds) {
+      if (op == text) return kind;
+    }
+    return kMod;  // the parser makes no other operator; "%" is the last arithmetic one
+  }
+
   std::string op_;
+  Kind kind_;
   std::unique_ptr<Expr> a_, b_;
 };
 

@@ -8,9 +8,19 @@
 
 namespace sluice::engine {
 
+namespace {
+
+bool NeedsEscape(char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; }
+
+}  // namespace
+
 void AppendJsonString(std::string_view s, std::string* out) {
   out->push_back('"');
-  for (char c : s) {
+  // Runs of characters that need no escape are appended whole.
+  size_t run = 0;
+  while (run < s.size() && !NeedsEscape(s[run])) ++run;
+  out->append(s.data(), run);
+  for (char c : s.substr(run)) {
     switch (c) {
       case '"': out->append("\\\""); break;
       case '\\': out->append("\\\\"); break;

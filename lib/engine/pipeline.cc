@@ -38,6 +38,14 @@ void Set(Event* e, std::string_view name, Value v) {
   e->push_back({name, v});
 }
 
+// fmt's shortest form of `d` ("{}"), through a buffer on the stack rather
+// than a back_inserter that grows `out` one character at a time.
+void AppendDouble(double d, std::string* out) {
+  char buf[64];
+  const auto r = fmt::format_to_n(buf, sizeof(buf), "{}", d);
+  out->append(buf, std::min(r.size, sizeof(buf)));
+}
+
 void AppendJson(const Event& e, std::string* out) {
   out->push_back('{');
   bool first = true;
@@ -49,7 +57,7 @@ void AppendJson(const Event& e, std::string* out) {
     if (const auto* s = std::get_if<std::string_view>(&f.value)) {
       AppendJsonString(*s, out);
     } else if (const double* d = std::get_if<double>(&f.value)) {
-      fmt::format_to(std::back_inserter(*out), "{}", *d);
+      AppendDouble(*d, out);
     } else if (const bool* b = std::get_if<bool>(&f.value)) {
       out->append(*b ? "true" : "false");
     } else {
@@ -78,7 +86,7 @@ void AppendCsv(const Event& e, std::string* out) {
         out->push_back('"');
       }
     } else if (const double* d = std::get_if<double>(&f.value)) {
-      fmt::format_to(std::back_inserter(*out), "{}", *d);
+      AppendDouble(*d, out);
     } else if (const bool* b = std::get_if<bool>(&f.value)) {
       out->append(*b ? "true" : "false");
     }
@@ -179,6 +187,9 @@ class PluginEmitter final : public plugin::Emitter {
 
 struct Op {
   proto::OperatorSpec spec;
+  // project: (output name, field) per kept field, renames resolved once
+  // rather than a map lookup per field per record.
+  std::vector<std::pair<std::string, std::string>> project;
   std::unique_ptr<Expr> filter;
   std::vector<std::pair<std::string, std::unique_ptr<Expr>>> map;
   std::unique_ptr<plugin::Operator> plugin;  // this Pipeline's own instance
@@ -199,6 +210,7 @@ class PipelineImpl final : public Pipeline {
 
   void Run(const format::Block& block, std::string* out, PipelineCounts* counts) override {
     block_ = &block;
+    block_end_ = block.data().data() + block.data().size();
     int64_t offset = block.lineage().start_offset;
     Status st = block.ForEach([&](std::string_view record) {
       ++counts->input;
@@ -208,15 +220,27 @@ class PipelineImpl final : public Pipeline {
     record_ = {};
     if (!st.ok()) DeadLetter(block.lineage().start_offset, std::string(st.message()), counts);
     block_ = nullptr;
+    block_end_ = nullptr;
   }
 
  private:
   // Fills `e` from a JSON object; "" if it parses, else why not.
   std::string ParseJson(std::string_view record, Event* e) {
-    padded_.assign(record.data(), record.size());
-    padded_.append(simdjson::SIMDJSON_PADDING, '\0');
+    // simdjson reads up to SIMDJSON_PADDING bytes past the record but its
+    // result does not depend on them (they need only be readable): a record
+    // followed by that many bytes of its block is parsed where it is; only
+    // the last few of a block are copied into a padded buffer.
+    const char* data = record.data();
+    const bool in_block = block_end_ != nullptr && record.data() <= block_end_;
+    size_t capacity = in_block ? static_cast<size_t>(block_end_ - record.data()) : 0;
+    if (capacity < record.size() + simdjson::SIMDJSON_PADDING) {
+      padded_.assign(record.data(), record.size());
+      padded_.append(simdjson::SIMDJSON_PADDING, '\0');
+      data = padded_.data();
+      capacity = padded_.size();
+    }
     simdjson::ondemand::document doc;
-    if (parser_.iterate(padded_.data(), record.size(), padded_.size()).get(doc)) return "not a JSON object";
+    if (parser_.iterate(data, record.size(), capacity).get(doc)) return "not a JSON object";
     simdjson::ondemand::object obj;
     if (doc.get_object().get(obj)) return "not a JSON object";
     too_deep_ = false;
@@ -235,12 +259,12 @@ class PipelineImpl final : public Pipeline {
     for (auto member : obj) {
       std::string_view key;
       if (member.unescaped_key().get(key)) return false;
+      // The key is unescaped into the parser's string buffer, which keeps
+      // every string of the document until the next one is parsed: a view
+      // is enough for the record's life. Nested names are made.
       std::string_view name = key;
       if (!prefix.empty()) {
         scratch_.push_back(std::string(prefix) + "." + std::string(key));
-        name = scratch_.back();
-      } else {
-        scratch_.push_back(std::string(key));  // the parser's buffer is reused by the next key
         name = scratch_.back();
       }
       simdjson::ondemand::value v;
@@ -300,19 +324,37 @@ class PipelineImpl final : public Pipeline {
     o += "}\n";
   }
 
+  // An empty event, reusing the storage of a recycled one: no allocation
+  // per record in the steady state.
+  Event NewEvent() {
+    if (spare_.empty()) return Event();
+    Event e = std::move(spare_.back());
+    spare_.pop_back();
+    return e;
+  }
+  // Empties `events`, keeping their storage for NewEvent.
+  void Recycle(std::vector<Event>* events) {
+    for (Event& e : *events) {
+      if (e.capacity() == 0 || spare_.size() >= kMaxSpareEvents) continue;
+      e.clear();
+      spare_.push_back(std::move(e));
+    }
+    events->clear();
+  }
+
   void RunRecord(std::string_view record, int64_t offset, std::string* out, PipelineCounts* counts) {
     scratch_.clear();
     arena_.Reset();
-    events_.clear();
-    events_.emplace_back();
+    Recycle(&events_);
+    events_.push_back(NewEvent());
     bool parsed = false;
     for (const Op& op : ops_) {
-      next_.clear();
+      Recycle(&next_);
       for (Event& e : events_) {
         switch (op.spec.op_case()) {
           case proto::OperatorSpec::kParse: {
             const proto::ParseOp& p = op.spec.parse();
-            Event fresh;
+            Event fresh = NewEvent();
             if (p.format() == "json") {
               if (std::string why = ParseJson(record, &fresh); !why.empty()) {
                 DeadLetter(offset, why, counts);
@@ -348,13 +390,8 @@ class PipelineImpl final : public Pipeline {
             break;
           }
           case proto::OperatorSpec::kProject: {
-            Event kept;
-            for (const std::string& f : op.spec.project().fields()) {
-              auto it = op.spec.project().rename().find(f);
-              kept.push_back({it == op.spec.project().rename().end() ? std::string_view(f)
-                                                                     : std::string_view(it->second),
-                              Lookup(e, f)});
-            }
+            Event kept = NewEvent();
+            for (const auto& [as, field] : op.project) kept.push_back({as, Lookup(e, field)});
             next_.push_back(std::move(kept));
             break;
           }
@@ -451,6 +488,9 @@ class PipelineImpl final : public Pipeline {
   PluginEmitter emitter_;
   std::vector<plugin::Field> plugin_in_;  // the event handed to a plugin
   std::vector<Event> events_, next_;
+  static constexpr size_t kMaxSpareEvents = 64;
+  std::vector<Event> spare_;        // emptied events, their storage kept
+  const char* block_end_ = nullptr;  // during Run: one past the block's bytes
 };
 
 }  // namespace
@@ -480,6 +520,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const proto::JobSpec& spec, c
           Result<std::unique_ptr<Expr>> e = ParseExpr(text);
           if (!e.ok()) return Annotate(e.status(), at + ".map.fields." + name);
           op.map.emplace_back(name, std::move(*e));
+        }
+        break;
+      case proto::OperatorSpec::kProject:
+        for (const std::string& f : op.spec.project().fields()) {
+          auto it = op.spec.project().rename().find(f);
+          op.project.emplace_back(it == op.spec.project().rename().end() ? f : it->second, f);
         }
         break;
       case proto::OperatorSpec::kPlugin: {

@@ -7,9 +7,12 @@
 // file, stdout and Kafka sinks write.
 //
 // Per record there is no protobuf message and no heap allocation in the
-// steady state: the record is copied into a reusable padded buffer for
-// simdjson's on-demand parser, fields are string views into it (or into
-// per-record scratch that is reused), and output goes straight into `out`.
+// steady state: simdjson's on-demand parser reads the record where it is in
+// its block (the last few of a block, without enough bytes after them for
+// simdjson's padding, are copied into a reusable padded buffer), fields are
+// string views into the record and the parser's strings (or into per-record
+// scratch that is reused), events reuse their storage, and output goes
+// straight into `out`.
 // A plugin sees the event as an array of fields (reused) and its new strings
 // go to a per-record arena (reused).
 // A record that does not parse (or that a plugin rejects, or whose plugin

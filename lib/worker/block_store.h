@@ -87,7 +87,8 @@ class BlockStore {
   // `durable`: the block is also written to the block log, synced, before
   // Put returns (FAILED_PRECONDITION if the store has no log).
   [[nodiscard]] Status Put(format::Block* block, bool durable = false);
-  // NOT_FOUND if the block is not held (dropped, or never here).
+  // A block in memory is returned sharing its bytes (no copy); a spilled one
+  // is read back. NOT_FOUND if the block is not held (dropped, or never here).
   [[nodiscard]] Result<format::Block> Get(const BlockKey& key) const;
   // Whether a block of `bytes` would be taken now.
   bool HasRoom(size_t bytes) const;

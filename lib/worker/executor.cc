@@ -1,5 +1,6 @@
 #include "lib/worker/executor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <future>
 #include <optional>
@@ -24,10 +25,17 @@ Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::P
   ref.set_partition(r.partition());
   ref.set_start_offset(r.start_offset());
   proto::BlockInfo info;
+  // Sized for the block at once, in a kept buffer if there is one: no growth
+  // by copies, no fresh pages (format::BufferPool).
   std::string data;
   bool first = true;
   RETURN_IF_ERROR(holder.FetchBlock(ref, [&](proto::BlockChunk&& chunk) {
-    if (first) info = chunk.info();
+    if (first) {
+      info = chunk.info();
+      const size_t bytes = static_cast<size_t>(std::clamp<int64_t>(info.bytes(), 0, 256 << 20));
+      data = format::BufferPool::Shared().Take(bytes);
+      data.reserve(bytes);
+    }
     first = false;
     data += chunk.data();
   }, deadline));
@@ -196,7 +204,15 @@ Result<proto::TaskResult> Executor::RunConfined(const proto::TaskRequest& task,
   const auto started = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec(), batch));
   proto::TaskResult result;
-  std::string out;
+  // The output lines of a stateless task are tens of megabytes: a kept
+  // buffer (at least an eighth of the input, a guess), given back once written.
+  int64_t input_bytes = 0;
+  for (const proto::BlockInfo& info : task.blocks()) input_bytes += info.bytes();
+  std::string out = format::BufferPool::Shared().Take(static_cast<size_t>(std::max<int64_t>(input_bytes, 0) / 8));
+  struct GiveBack {
+    std::string& buffer;
+    ~GiveBack() { format::BufferPool::Shared().Give(std::move(buffer)); }
+  } give_back{out};
   engine::PipelineCounts counts;
   // The blocks must cover the range exactly; if the leader no longer knew
   // some of them, the whole range is recomputed from its lineage (a socket

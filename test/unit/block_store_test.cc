@@ -57,6 +57,75 @@ TEST_F(BlockStoreTest, KeepsInMemoryThenSpillsThenRefuses) {
   EXPECT_EQ(Put(*store, MakeBlock("s", 0, 0, 10, 100)).code(), absl::StatusCode::kAlreadyExists);
 }
 
+TEST_F(BlockStoreTest, GetSharesTheBytesOfABlockInMemoryAndTheyOutliveItsDrop) {
+  auto store = Open(/*memory=*/1 << 20, /*disk=*/1 << 20);
+  ASSERT_TRUE(Put(*store, MakeBlock("s", 0, 0, 10, 100)).ok());
+  auto a = store->Get({"s", 0, 0});
+  auto b = store->Get({"s", 0, 0});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->data().data(), b->data().data());  // no copy per task
+  EXPECT_TRUE(store->Drop({"s", 0, 0}));
+  EXPECT_EQ(a->data(), MakeBlock("s", 0, 0, 10, 100).data());  // a task's copy stays whole
+}
+
+TEST(BufferPoolTest, KeepsLargeBuffersEmptiedAndBoundedAndGivesTheSmallestLargeEnough) {
+  format::BufferPool& pool = format::BufferPool::Shared();
+  while (pool.kept_bytes() > 0) pool.Take(0);  // other tests' buffers
+  pool.Give(std::string(100, 'x'));  // small: freed
+  EXPECT_EQ(pool.kept_bytes(), 0u);
+  std::string big(2 << 20, 'x'), bigger(3 << 20, 'y');
+  const size_t big_capacity = big.capacity(), bigger_capacity = bigger.capacity();
+  pool.Give(std::move(big));
+  pool.Give(std::move(bigger));
+  EXPECT_EQ(pool.kept_bytes(), big_capacity + bigger_capacity);
+  EXPECT_EQ(pool.Take(bigger_capacity + 1).capacity(), std::string().capacity());  // none large enough
+  std::string taken = pool.Take(big_capacity + 1);
+  EXPECT_TRUE(taken.empty());
+  EXPECT_EQ(taken.capacity(), bigger_capacity);
+  EXPECT_EQ(pool.Take(0).capacity(), big_capacity);
+  EXPECT_EQ(pool.Take(0).capacity(), std::string().capacity());  // none kept: a new one
+  for (size_t i = 0; i <= format::BufferPool::kMaxBuffers; ++i) pool.Give(std::string(1 << 20, 'z'));
+  EXPECT_LE(pool.kept_bytes(), format::BufferPool::kMaxBuffers * ((1 << 20) + 64));
+  while (pool.kept_bytes() > 0) pool.Take(0);
+}
+
+TEST(BufferPoolTest, ABuilderReservingALargeBlockTakesAKeptBuffer) {
+  format::BufferPool& pool = format::BufferPool::Shared();
+  while (pool.kept_bytes() > 0) pool.Take(0);
+  std::string kept;
+  kept.reserve(4 << 20);
+  const char* storage = kept.data();
+  pool.Give(std::move(kept));
+  format::BlockBuilder builder("s", 0, 0);
+  builder.Reserve(3 << 20);
+  builder.Add("x");
+  EXPECT_EQ(pool.kept_bytes(), 0u);
+  EXPECT_EQ(builder.Cut().data().data(), storage);  // the block is gone again at the ;
+  const size_t back = pool.kept_bytes();
+  EXPECT_GE(back, size_t{4} << 20);  // its buffer went back
+  format::BlockBuilder small("s", 0, 0);
+  small.Reserve(1000);  // a small block takes nothing from the pool
+  EXPECT_EQ(pool.kept_bytes(), back);
+  while (pool.kept_bytes() > 0) pool.Take(0);
+}
+
+TEST(BlockTest, CopiesShareTheBytesAndACutBlockReadsTheSame) {
+  format::BlockBuilder builder("s", 0, 0);
+  builder.Add("one");
+  builder.Add("two");
+  const format::Block block = builder.Cut();
+  const format::Block copy = block;
+  EXPECT_EQ(copy.data().data(), block.data().data());
+  std::vector<std::string> records;
+  ASSERT_TRUE(copy.ForEach([&](std::string_view r) { records.emplace_back(r); }).ok());
+  EXPECT_THAT(records, ::testing::ElementsAre("one", "two"));
+  builder.Add("three");
+  const format::Block next = builder.Cut();
+  EXPECT_EQ(next.lineage().start_offset, 2);
+  EXPECT_EQ(next.records(), 1);
+  EXPECT_EQ(format::Block().bytes(), 0u);
+}
+
 TEST_F(BlockStoreTest, DropBeforeFreesCommittedBlocksOfOnePartition) {
   auto store = Open(2100, 1 << 20);
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put(*store, MakeBlock("s", 0, i * 10, 10, 100)).ok());

@@ -77,6 +77,42 @@ TEST(PipelineTest, CsvRawAndFlatMap) {
   EXPECT_EQ(out, "{\"word\":\"to\"}\n{\"word\":\"be\"}\n{\"word\":\"or\"}\n{\"word\":\"not\"}\n");
 }
 
+// A record followed by enough bytes of its block is parsed where it is, the
+// last ones of a block in a padded copy: the same records give the same
+// lines and dead letters either way, truncated ones included (the bytes
+// after a record are the next record's, never part of it).
+TEST(PipelineTest, RecordsParseTheSameInsideABlockAsAtItsEnd) {
+  const std::vector<std::string> records = {
+      R"({"a":1,"b":"x"})",
+      R"({"a":2)",
+      R"({"k\"ey":"v\\w","n":{"m":{"o":3}},"arr":[1,{"z":2}],"t":true,"nil":null})",
+      R"({"a":)",
+      R"({"a":"unterminated)",
+      R"(["not","an","object"])",
+      R"({"a":1e3,"b":"\u00e9"} trailing)",
+      R"({"a":4,"b":"y"})",
+  };
+  const std::string ops = R"(  - parse: {format: json}
+  - project: {fields: [a, b, 'k"ey', n.m.o, arr, t, nil]}
+)";
+  std::vector<std::string> many;
+  for (int i = 0; i < 20; ++i) many.insert(many.end(), records.begin(), records.end());
+  auto together = Make(ops);
+  std::string out_together;
+  PipelineCounts counts_together;
+  together->Run(MakeBlock(many), &out_together, &counts_together);
+  auto alone = Make(ops);
+  std::string out_alone;
+  PipelineCounts counts_alone;
+  for (const std::string& r : many) alone->Run(MakeBlock({r}), &out_alone, &counts_alone);
+  EXPECT_EQ(out_together, out_alone);
+  EXPECT_EQ(counts_together.output, counts_alone.output);
+  EXPECT_EQ(counts_together.dead_letters, counts_alone.dead_letters);
+  EXPECT_GT(counts_together.dead_letters, 0);
+  EXPECT_THAT(out_together, ::testing::HasSubstr(R"({"a":1,"b":"x","k\"ey":null)"));
+  EXPECT_THAT(out_together, ::testing::HasSubstr(R"("k\"ey":"v\\w","n.m.o":3,"arr":"[1,{\"z\":2}]","t":true)"));
+}
+
 // The generator's events, filtered: exactly the events whose value passes,
 // checked against the generator's own text.
 TEST(PipelineTest, GeneratorEventsThroughAFilterMatchAnIndependentCount) {
