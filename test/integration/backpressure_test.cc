@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <set>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -28,13 +29,14 @@ using testing::TempDir;
 
 class BackpressureTest : public ::testing::Test {
  protected:
-  void Start(std::vector<testing::KafkaTopic> topics = {}) {
+  void Start(std::vector<testing::KafkaTopic> topics = {}, int drivers = 1) {
     auto cluster = LocalCluster::Start(
-        {.dir = dir_.path(), .drivers = 1, .workers = 2, .kafka_topics = std::move(topics)});
+        {.dir = dir_.path(), .drivers = drivers, .workers = 2, .kafka_topics = std::move(topics)});
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = std::move(*cluster);
-    leader_ = std::make_unique<rpc::DriverClient>(testing::Channels(), cluster_->driver_address(0));
     ASSERT_TRUE(testing::WaitUntil([&] { return Ctl({"list"}).code == 0; }, milliseconds(20'000), milliseconds(200)));
+    leader_ = std::make_unique<rpc::DriverClient>(testing::Channels(),
+                                                  cluster_->driver_address(std::max(0, cluster_->LeaderIndex())));
   }
 
   struct CtlRun {
@@ -85,13 +87,11 @@ class BackpressureTest : public ::testing::Test {
   int runs_ = 0;
 };
 
-TEST_F(BackpressureTest, AJobFedFarFasterThanItCanGoKeepsABoundedDelay) {
-  ASSERT_NO_FATAL_FAILURE(Start());
-  // An unpaced generator: every offset is there at once, far more than two
-  // workers parse in half a second. Without a limit the receivers would read
-  // ~2-3x what the batches process and every batch would start later than
-  // the one before (test/unit/rate_control_test.cc shows the same model).
-  ASSERT_NO_FATAL_FAILURE(Submit("flood", R"(name: flood
+// An unpaced generator: every offset is there at once, far more than two
+// workers parse in half a second. Without a limit the receivers would read
+// ~2-3x what the batches process and every batch would start later than
+// the one before (test/unit/rate_control_test.cc shows the same model).
+constexpr const char* kFlood = R"(name: flood
 batch_interval: 500ms
 sources:
   - {name: flood, kind: generator, partitions: 2, payload_bytes: 600}
@@ -100,7 +100,11 @@ operators:
   - filter: "v > 10"
   - project: {fields: [id, key, v]}
 sink: {null: {}}
-)"));
+)";
+
+TEST_F(BackpressureTest, AJobFedFarFasterThanItCanGoKeepsABoundedDelay) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(Submit("flood", kFlood));
   const auto submitted = std::chrono::steady_clock::now();
   proto::JobInfo job;
   std::map<int64_t, proto::BatchSummary> all;  // every batch, for the log
@@ -206,6 +210,89 @@ sink: {null: {}}
   EXPECT_GE(ranges, kEvents / kBound);
   const CtlRun described = Ctl({"describe", "drain"});
   EXPECT_THAT(described.output, HasSubstr("batch bound: 1000 offsets per partition"));
+}
+
+TEST_F(BackpressureTest, ANewLeaderGoesOnFromTheLastMeasuredRateWithinSeconds) {
+  ASSERT_NO_FATAL_FAILURE(Start({}, 3));
+  ASSERT_NO_FATAL_FAILURE(Submit("flood", kFlood));
+  proto::JobInfo job;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        job = Describe("flood");
+        return job.last_committed_batch() >= 20 && job.rate_limit_reason().starts_with("batch ");
+      },
+      milliseconds(120'000), milliseconds(500)))
+      << "last committed " << job.last_committed_batch() << ", " << job.rate_limit_reason();
+  const int64_t before = job.last_committed_batch();
+  const int64_t rate_before = job.rate_limit();
+  const int old_leader = cluster_->LeaderIndex();
+  ASSERT_GE(old_leader, 0);
+  cluster_->KillDriver(old_leader);
+  const auto killed = std::chrono::steady_clock::now();
+  // Liveness: a new leader commits the job's next batch within seconds.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        std::optional<proto::JobInfo> info = cluster_->DescribeJob("flood");
+        if (info && info->last_committed_batch() > before + 1) job = *info;
+        return info && info->last_committed_batch() > before + 1;
+      },
+      milliseconds(60'000), milliseconds(200)));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  std::printf("leader killed at batch %ld (limit %ld events/s); the new leader committed batch %ld %.1f s later: "
+              "limit %ld (%s)\n",
+              static_cast<long>(before), static_cast<long>(rate_before), static_cast<long>(job.last_committed_batch()),
+              took, static_cast<long>(job.rate_limit()), job.rate_limit_reason().c_str());
+  EXPECT_LT(took, 20.0);
+  // The new leader limits the receivers from its first batches on, from the
+  // rate the WAL's last batches show, not from the initial 10,000 events/s.
+  EXPECT_GT(job.rate_limit(), rate_before / 4);
+  EXPECT_LT(job.rate_limit(), rate_before * 4);
+  // The delay the failover left (the batches whose time passed without a
+  // leader) is worked off: a batch starts on time again within seconds.
+  int64_t on_time = 0;
+  int64_t worst = 0;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        job = Describe("flood");
+        for (const proto::BatchSummary& b : job.recent_batches()) {
+          if (b.batch_id() <= before) continue;
+          worst = std::max(worst, b.scheduling_delay_ms());
+          if (on_time == 0 && b.batch_id() > before + 2 && b.scheduling_delay_ms() < 1000) on_time = b.batch_id();
+        }
+        return on_time > 0;
+      },
+      milliseconds(90'000), milliseconds(500)))
+      << "no batch on time again after the failover; worst scheduling delay " << worst << " ms";
+  std::printf("on time again at batch %ld, %ld batches after the kill (worst scheduling delay %ld ms)\n",
+              static_cast<long>(on_time), static_cast<long>(on_time - before), static_cast<long>(worst));
+  EXPECT_LE(on_time - before, 40);
+  // Safety: the committed batches follow each other exactly, before and
+  // after the failover (nothing read twice, nothing skipped).
+  const int leader = cluster_->LeaderIndex();
+  ASSERT_GE(leader, 0);
+  proto::ReadWalRequest request;
+  request.set_from_seq(1);
+  request.set_max_records(100'000);
+  Result<proto::ReadWalResponse> wal =
+      rpc::DriverClient(testing::Channels(), cluster_->driver_address(leader)).ReadWal(request);
+  ASSERT_TRUE(wal.ok()) << wal.status();
+  std::map<int64_t, proto::BatchPlanned> planned;
+  std::set<int64_t> committed;
+  for (const proto::DriverLogEntry& e : wal->records()) {
+    const proto::DriverRecord& r = e.record();
+    if (r.has_batch_planned() && r.batch_planned().job_id() == "flood") planned[r.batch_planned().batch_id()] = r.batch_planned();
+    if (r.has_batch_committed() && r.batch_committed().job_id() == "flood") {
+      EXPECT_TRUE(committed.insert(r.batch_committed().batch_id()).second) << "batch committed twice";
+    }
+  }
+  std::map<int, int64_t> next;
+  for (int64_t id = 1; id <= job.last_committed_batch(); ++id) {
+    ASSERT_TRUE(committed.contains(id)) << "batch " << id;
+    for (const proto::PartitionRange& r : planned[id].ranges()) {
+      if (next.contains(r.partition())) EXPECT_EQ(r.start_offset(), next[r.partition()]) << "batch " << id;
+      next[r.partition()] = r.end_offset();
+    }
+  }
 }
 
 }  // namespace
