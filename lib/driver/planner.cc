@@ -69,7 +69,10 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
 }
 
 int Planner::Tick() {
-  if (!leadership_->Serving()) return 0;
+  if (!leadership_->Serving()) {
+    rates_->Forget();  // a former leader's limits are stale
+    return 0;
+  }
   const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
   const proto::ClusterState& state = *state_view;
   rates_->Update(state, leadership_->epoch());

@@ -26,10 +26,17 @@ int64_t PartitionsOf(const proto::ClusterState& state, const proto::JobSpec& spe
 
 // The most a partition of `source` may be read at for this job without the
 // controller: the source's ceiling and what max_records_per_batch allows.
+//
+// With max_records_per_batch N, a batch takes whole blocks adding up to at
+// most N, and receivers cut blocks of at most N/4 (MaxBlockOffsets), so a
+// batch takes at least 3N/4 of what is there; reading at most 3N/4 per
+// interval, receivers never get ahead of the batches.
 int64_t PartitionCeiling(const proto::SourceSpec& source, const proto::JobSpec& spec) {
   int64_t ceiling = source.max_rate_per_partition();
   if (const int64_t bound = MaxBatchOffsets(spec); bound > 0) {
-    ceiling = MinLimit(ceiling, std::max<int64_t>(1, bound * 1000 / std::max<int64_t>(10, spec.batch_interval_ms())));
+    const double per_s = 0.75 * static_cast<double>(bound) * 1000 /
+                         static_cast<double>(std::max<int64_t>(10, spec.batch_interval_ms()));
+    ceiling = MinLimit(ceiling, std::max<int64_t>(1, static_cast<int64_t>(std::min(per_s, kMaxRate))));
   }
   return ceiling;
 }
@@ -42,16 +49,23 @@ int64_t JobCeiling(const proto::ClusterState& state, const proto::JobSpec& spec)
     if (it == state.sources().end()) continue;
     const int64_t c = PartitionCeiling(it->second.spec(), spec);
     if (c <= 0) return 0;
-    sum += c * std::max(it->second.spec().partitions(), it->second.partitions_size());
+    sum += static_cast<int64_t>(std::min(kMaxRate, static_cast<double>(c) *
+                                                        std::max(it->second.spec().partitions(),
+                                                                 it->second.partitions_size())));
   }
-  return sum;
+  return static_cast<int64_t>(std::min(kMaxRate, static_cast<double>(sum)));
 }
 
-std::string Rate(double r) { return std::to_string(std::llround(r)); }
+std::string Rate(double r) { return std::to_string(std::llround(std::min(r, kMaxRate))); }
 
 }  // namespace
 
 int64_t MaxBatchOffsets(const proto::JobSpec& spec) { return std::max<int64_t>(0, spec.max_records_per_batch()); }
+
+int64_t MaxBlockOffsets(const proto::JobSpec& spec) {
+  const int64_t bound = MaxBatchOffsets(spec);
+  return bound > 0 ? std::max<int64_t>(1, bound / 4) : 0;
+}
 
 PidRateEstimator::PidRateEstimator(int64_t batch_interval_ms, double min_rate, PidGains gains, double rate)
     : interval_ms_(static_cast<double>(std::max<int64_t>(1, batch_interval_ms))),
@@ -74,7 +88,14 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
     measured_ = true;
     const double input_rate = static_cast<double>(events) * 1000 / interval_ms_;
     const double target = gains_.utilization * processing_rate;
-    rate_ = std::max(min_rate_, rate_ > 0 ? std::min(target, 2 * std::max(rate_, input_rate)) : target);
+    if (rate_ <= 0) {
+      rate_ = target;
+    } else if (static_cast<double>(events) < 0.5 * rate_ * interval_ms_ / 1000) {
+      rate_ = std::max(rate_, std::min(target, 2 * rate_));  // not held back: may rise, not fall
+    } else {
+      rate_ = std::min(target, 2 * std::max(rate_, input_rate));
+    }
+    rate_ = std::max(min_rate_, rate_);
     if (ceiling_ > 0) rate_ = std::min(rate_, ceiling_);
     last_error_ = 0;
     return rate_;
@@ -138,8 +159,10 @@ RateControl::Job RateControl::StartJob(const proto::ClusterState& state, const p
   // processing rate rather than from the initial rate.
   for (auto it = job.recent_batches().rbegin(); it != job.recent_batches().rend(); ++it) {
     if (it->input_count() > 0 && it->processing_ms() > 0) {
-      rate = std::max(min_rate, PidGains{}.utilization * static_cast<double>(it->input_count()) * 1000 /
-                                    static_cast<double>(it->processing_ms()));
+      // Never below the initial rate: the newest batch may have been tiny
+      // (an idle source), its processing rate mostly fixed cost.
+      rate = std::max(rate, PidGains{}.utilization * static_cast<double>(it->input_count()) * 1000 /
+                                static_cast<double>(it->processing_ms()));
       j.reason = fmt::format("batch {} processed {} events/s (from the WAL: no batch measured by this leader yet)",
                              it->batch_id(), Rate(rate));
       break;
@@ -186,6 +209,12 @@ void RateControl::Update(const proto::ClusterState& state, int64_t epoch) {
   }
 }
 
+void RateControl::Forget() {
+  std::lock_guard<std::mutex> lock(mu_);
+  jobs_.clear();
+  epoch_ = -1;
+}
+
 JobRate RateControl::RateOf(const proto::ClusterState& state, const std::string& job_id) const {
   auto job = state.jobs().find(job_id);
   if (job == state.jobs().end() || job->second.stopped()) return {0, "not running"};
@@ -195,7 +224,7 @@ JobRate RateControl::RateOf(const proto::ClusterState& state, const std::string&
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) return {0, "this driver is not the leader, whose controller holds the limit"};
     const Job& j = it->second;
-    r = {j.estimator ? static_cast<int64_t>(std::llround(j.estimator->rate())) : 0, j.reason};
+    r = {j.estimator ? static_cast<int64_t>(std::llround(std::min(j.estimator->rate(), kMaxRate))) : 0, j.reason};
   }
   if (const int64_t ceiling = JobCeiling(state, job->second.spec()); ceiling > 0 && (r.events_per_s == 0 || r.events_per_s >= ceiling)) {
     r.events_per_s = ceiling;
@@ -215,11 +244,12 @@ PartitionLimits RateControl::LimitsOf(const proto::ClusterState& state, const st
     const auto& sources = job.spec().sources();
     if (std::find(sources.begin(), sources.end(), source) == sources.end()) continue;
     limits.rate_limit_per_s = MinLimit(limits.rate_limit_per_s, PartitionCeiling(src->second.spec(), job.spec()));
-    limits.max_block_offsets = MinLimit(limits.max_block_offsets, MaxBatchOffsets(job.spec()));
+    limits.max_block_offsets = MinLimit(limits.max_block_offsets, MaxBlockOffsets(job.spec()));
     auto j = jobs_.find(id);
     if (j == jobs_.end() || !j->second.estimator || j->second.estimator->rate() <= 0) continue;
     const double share = j->second.estimator->rate() / static_cast<double>(PartitionsOf(state, job.spec()));
-    limits.rate_limit_per_s = MinLimit(limits.rate_limit_per_s, std::max<int64_t>(1, std::llround(share)));
+    limits.rate_limit_per_s =
+        MinLimit(limits.rate_limit_per_s, std::max<int64_t>(1, std::llround(std::min(share, kMaxRate))));
   }
   return limits;
 }

@@ -55,6 +55,8 @@ namespace sluice::driver {
 inline constexpr int64_t kDefaultInitialRate = 10'000;
 // The floor: even a job far behind keeps reading (Spark's minRate is 100).
 inline constexpr int64_t kDefaultMinRate = 1000;
+// No rate is taken above this (events/s), so conversions cannot overflow.
+inline constexpr double kMaxRate = 1e12;
 
 struct PidGains {
   double proportional = 1.0;
@@ -109,6 +111,8 @@ class RateControl {
   // Folds in the batches committed since the last call. A new term (epoch)
   // starts every job afresh from its last committed batch.
   void Update(const proto::ClusterState& state, int64_t epoch);
+  // Not the leader (any more): no job has a controller here.
+  void Forget();
 
   // The job's limit over all its partitions, its ceilings included.
   JobRate RateOf(const proto::ClusterState& state, const std::string& job_id) const;
@@ -131,5 +135,8 @@ class RateControl {
 // How many offsets a job's batch may take from one partition: its
 // max_records_per_batch (0: no bound).
 int64_t MaxBatchOffsets(const proto::JobSpec& spec);
+// The most offsets in a block of a partition the job reads: a quarter of
+// the batch bound, so whole blocks fill a batch to at least 3/4 of it.
+int64_t MaxBlockOffsets(const proto::JobSpec& spec);
 
 }  // namespace sluice::driver

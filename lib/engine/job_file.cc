@@ -457,7 +457,7 @@ class Reader {
       job.set_reduce_partitions(static_cast<int32_t>(v));
     }
     if (root["max_records_per_batch"]) {
-      ASSIGN_OR_RETURN(int64_t v, Int(root["max_records_per_batch"], "max_records_per_batch", 1, INT64_MAX));
+      ASSIGN_OR_RETURN(int64_t v, Int(root["max_records_per_batch"], "max_records_per_batch", 1, kMaxRateSetting));
       job.set_max_records_per_batch(v);
     }
     if (const YAML::Node bp = root["backpressure"]) {
@@ -467,11 +467,11 @@ class Reader {
         job.mutable_backpressure()->set_disabled(!enabled);
       }
       if (bp["initial_rate"]) {
-        ASSIGN_OR_RETURN(int64_t v, Int(bp["initial_rate"], "backpressure.initial_rate", 1, INT64_MAX));
+        ASSIGN_OR_RETURN(int64_t v, Int(bp["initial_rate"], "backpressure.initial_rate", 1, kMaxRateSetting));
         job.mutable_backpressure()->set_initial_rate(v);
       }
       if (bp["min_rate"]) {
-        ASSIGN_OR_RETURN(int64_t v, Int(bp["min_rate"], "backpressure.min_rate", 1, INT64_MAX));
+        ASSIGN_OR_RETURN(int64_t v, Int(bp["min_rate"], "backpressure.min_rate", 1, kMaxRateSetting));
         job.mutable_backpressure()->set_min_rate(v);
       }
     }
@@ -631,13 +631,15 @@ Status ValidateJobSpec(const proto::JobSpec& spec) {
     return absl::InvalidArgumentError(
         fmt::format("{}: reduce_partitions: {} is not in 1..1024", file, spec.reduce_partitions()));
   }
-  if (spec.max_records_per_batch() < 0) {
-    return absl::InvalidArgumentError(
-        fmt::format("{}: max_records_per_batch: {} is negative", file, spec.max_records_per_batch()));
+  if (spec.max_records_per_batch() < 0 || spec.max_records_per_batch() > kMaxRateSetting) {
+    return absl::InvalidArgumentError(fmt::format("{}: max_records_per_batch: {} is not in 0..{}", file,
+                                                  spec.max_records_per_batch(), kMaxRateSetting));
   }
-  if (spec.backpressure().initial_rate() < 0 || spec.backpressure().min_rate() < 0) {
-    return absl::InvalidArgumentError(fmt::format("{}: backpressure: initial_rate and min_rate must not be negative",
-                                                  file));
+  for (const int64_t v : {spec.backpressure().initial_rate(), spec.backpressure().min_rate()}) {
+    if (v < 0 || v > kMaxRateSetting) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: backpressure: initial_rate and min_rate must be in 0..{}", file, kMaxRateSetting));
+    }
   }
   if (spec.sink().sink_case() == proto::SinkSpec::SINK_NOT_SET) {
     return absl::InvalidArgumentError(fmt::format("{}: sink: none given", file));

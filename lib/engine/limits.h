@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 #include "lib/common/status.h"
@@ -24,6 +25,9 @@ inline constexpr size_t kMaxJobFileBytes = 1 << 20;
 inline constexpr int kMaxJobFileDepth = 32;
 // A job spec as submitted (the serialized JobSpec), however it was made.
 inline constexpr size_t kMaxJobSpecBytes = 1 << 20;
+// Rates (events/s) and batch bounds a job may set: far above any cluster,
+// low enough that the leader's arithmetic on them cannot overflow.
+inline constexpr int64_t kMaxRateSetting = 1'000'000'000'000;
 // Operators of one job and inline sources of one job.
 inline constexpr int kMaxOperators = 256;
 // One expression's text (filter.expr, each value of map.fields).

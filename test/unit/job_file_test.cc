@@ -88,7 +88,9 @@ TEST(JobFileTest, BackpressureAndTheBatchBound) {
   auto error = [](const std::string& tail) {
     return std::string(ParseJobFile("name: j\nsources: [e]\nsink: {null: {}}\n" + tail, "j.yaml").status().message());
   };
-  EXPECT_EQ(error("max_records_per_batch: 0\n"), "j.yaml: line 4: max_records_per_batch: 0 is not in 1..9223372036854775807");
+  EXPECT_EQ(error("max_records_per_batch: 0\n"), "j.yaml: line 4: max_records_per_batch: 0 is not in 1..1000000000000");
+  EXPECT_EQ(error("max_records_per_batch: 10000000000000000\n"),
+            "j.yaml: line 4: max_records_per_batch: 10000000000000000 is not in 1..1000000000000");
   EXPECT_EQ(error("backpressure: {enabled: maybe}\n"), "j.yaml: line 4: backpressure.enabled: expected true or false");
   EXPECT_EQ(error("backpressure: {rate: 5}\n"),
             "j.yaml: line 4: backpressure.rate: unknown field 'rate' (expected one of: enabled, initial_rate, min_rate)");

@@ -155,6 +155,11 @@ TEST(PidRateEstimator, AnInitialRateHoldsUntilTheFirstBatchThenAtMostDoublesPerB
   EXPECT_FALSE(e.Compute(1100, 40'000, 200, 0));  // not newer
   ASSERT_TRUE(e.Compute(2100, 100'000, 500, 0));  // 200,000/s again
   EXPECT_NEAR(e.rate(), 170'000, 1);  // 85% of it
+  // A first batch far under its allowance (an idle source) does not pull
+  // the rate down.
+  PidRateEstimator idle(1000, 100, {}, 10'000);
+  ASSERT_TRUE(idle.Compute(1000, 100, 10, 0));  // 10,000/s, 85% of it 8,500
+  EXPECT_NEAR(idle.rate(), 10'000, 1);
   // Without an initial rate the first batch sets it outright.
   PidRateEstimator unlimited(1000, 100);
   ASSERT_TRUE(unlimited.Compute(1000, 40'000, 200, 0));
@@ -256,17 +261,17 @@ TEST(RateControl, MaxRecordsPerBatchBoundsBlocksAndTheRate) {
   RateControl rc;
   rc.Update(s, 1);
   const PartitionLimits limits = rc.LimitsOf(s, "a");
-  EXPECT_EQ(limits.max_block_offsets, 50'000);
-  EXPECT_EQ(limits.rate_limit_per_s, 100'000);  // 50,000 a batch, 2 batches a second
+  EXPECT_EQ(limits.max_block_offsets, 12'500);  // a quarter of the bound
+  EXPECT_EQ(limits.rate_limit_per_s, 75'000);  // 3/4 of 50,000 a batch, 2 batches a second
   const JobRate rate = rc.RateOf(s, "bounded");
-  EXPECT_EQ(rate.events_per_s, 400'000);  // over 4 partitions
+  EXPECT_EQ(rate.events_per_s, 300'000);  // over 4 partitions
   EXPECT_NE(rate.reason.find("max_records_per_batch"), std::string::npos) << rate.reason;
   // With the controller on, such a job starts at the bound's rate, not at
   // the default initial rate: a backlog is read at full size from the start.
   j.mutable_spec()->mutable_backpressure()->set_disabled(false);
   rc.Update(s, 2);
-  EXPECT_EQ(rc.RateOf(s, "bounded").events_per_s, 400'000);
-  EXPECT_EQ(rc.LimitsOf(s, "a").rate_limit_per_s, 100'000);
+  EXPECT_EQ(rc.RateOf(s, "bounded").events_per_s, 300'000);
+  EXPECT_EQ(rc.LimitsOf(s, "a").rate_limit_per_s, 75'000);
 }
 
 TEST(RateControl, ANewTermStartsFromTheLastCommittedBatchAndDisabledMeansNoLimit) {
