@@ -419,6 +419,8 @@ std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::Memb
   std::vector<PartitionId> partitions;
   std::map<PartitionId, std::string> pinned;  // partitions of sources not replayable stay while their worker lives
   for (auto& [name, s] : sources_) {
+    // One limit for every partition of a source (docs/jobs.md "Backpressure").
+    const PartitionLimits limits = rates_->LimitsOf(*view, name);
     for (size_t i = 0; i < s.partitions.size(); ++i) {
       Partition& p = s.partitions[i];
       const PartitionId id{name, static_cast<int32_t>(i)};
@@ -432,7 +434,6 @@ std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::Memb
       proto::ReceiverAssignment& a = round.assignment[id];
       *a.mutable_spec() = s.spec;
       a.set_partition(id.partition);
-      const PartitionLimits limits = rates_->LimitsOf(*view, name);
       a.set_rate_limit_per_s(limits.rate_limit_per_s);
       a.set_max_block_offsets(limits.max_block_offsets);
       // Revocations send the kept partitions with this offset (a receiver

@@ -70,6 +70,17 @@ class BackpressureTest : public ::testing::Test {
     return info.value_or(proto::JobInfo());
   }
 
+  // The serving leader's whole committed WAL (a test writes far fewer than
+  // 100,000 records).
+  Result<proto::ReadWalResponse> LeaderWal() {
+    const int leader = cluster_->LeaderIndex();
+    if (leader < 0) return absl::UnavailableError("no driver says it leads");
+    proto::ReadWalRequest request;
+    request.set_from_seq(1);
+    request.set_max_records(100'000);
+    return rpc::DriverClient(testing::Channels(), cluster_->driver_address(leader)).ReadWal(request);
+  }
+
   // Offsets the leader has accepted from `source` but `job` has not
   // committed: what the workers hold ahead of the job.
   int64_t AheadOfJob(const std::string& source, const proto::JobInfo& job) {
@@ -201,10 +212,7 @@ sink: {null: {}}
   EXPECT_LE(most_ahead, 4 * 3 * kBound);
   // Every batch's range of every partition is within the bound, and the
   // ranges follow each other exactly.
-  proto::ReadWalRequest request;
-  request.set_from_seq(1);
-  request.set_max_records(100'000);
-  Result<proto::ReadWalResponse> wal = leader_->ReadWal(request);
+  Result<proto::ReadWalResponse> wal = LeaderWal();
   ASSERT_TRUE(wal.ok()) << wal.status();
   std::map<int, int64_t> next;
   int ranges = 0;
@@ -284,13 +292,7 @@ TEST_F(BackpressureTest, ANewLeaderGoesOnFromTheLastMeasuredRateWithinSeconds) {
   EXPECT_LE(on_time - before, 40);
   // Safety: the committed batches follow each other exactly, before and
   // after the failover (nothing read twice, nothing skipped).
-  const int leader = cluster_->LeaderIndex();
-  ASSERT_GE(leader, 0);
-  proto::ReadWalRequest request;
-  request.set_from_seq(1);
-  request.set_max_records(100'000);
-  Result<proto::ReadWalResponse> wal =
-      rpc::DriverClient(testing::Channels(), cluster_->driver_address(leader)).ReadWal(request);
+  Result<proto::ReadWalResponse> wal = LeaderWal();
   ASSERT_TRUE(wal.ok()) << wal.status();
   std::map<int64_t, proto::BatchPlanned> planned;
   std::set<int64_t> committed;
