@@ -29,6 +29,8 @@ find_package(OpenSSL REQUIRED)
 # librdkafka: pkg-config only.
 pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)
 pkg_check_modules(RDKAFKAXX REQUIRED IMPORTED_TARGET rdkafka++)
+# cpp-httplib: pkg-config only (the daemons' /metrics, health checks and status page).
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 # libsystemd: pkg-config only (sd_notify: readiness, status, watchdog).
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 

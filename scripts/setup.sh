@@ -11,6 +11,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libzookeeper-mt-dev librdkafka-dev librocksdb-dev libspdlog-dev libsystemd-dev
   libcli11-dev libyaml-cpp-dev libsimdjson-dev
+  # The daemons' HTTP endpoint (metrics, health, status page) and the page's charts
+  libcpp-httplib-dev libjs-dygraphs
   # TLS: certificate checks (libssl-dev), scripts/gen-certs.sh (openssl)
   libssl-dev openssl
   # Tests; clang builds the fuzz targets (scripts/fuzz.sh: libFuzzer, ASan, UBSan)
@@ -19,6 +21,8 @@ PACKAGES=(
   zookeeper default-jre-headless kcat
   # Benchmarks: plots of events/s and delay over time (bench/e2e_bench --plot-dir)
   gnuplot-nox
+  # The status page in a real browser; sluicectl watch in a real terminal
+  chromium tmux
   # Partition tests: network namespaces and cuts between them
   iproute2 nftables
   # The package (scripts/package.sh): man pages from --help, dpkg-shlibdeps;

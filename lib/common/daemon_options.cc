@@ -15,6 +15,10 @@ void DaemonOptions::Register(CLI::App& app, const std::string& kind) {
   app.add_option("--advertise-address", advertise_address,
                  "host:port other processes dial (default: rpc-address; required when it "
                  "listens on all interfaces)");
+  app.add_option("--http-address", http_address,
+                 "host:port of the HTTP endpoint: Prometheus /metrics, /healthz, /readyz" +
+                     std::string(kind == "driver" ? " and the status page at /" : "") +
+                     " (plain HTTP, read-only; docs/operations.md). Empty: none");
   app.add_option("--data-dir", data_dir, "Directory for this " + kind + "'s data")
       ->capture_default_str();
   app.add_option("--coordinator", coordinator,
@@ -36,6 +40,15 @@ void DaemonOptions::Register(CLI::App& app, const std::string& kind) {
   tls.Register(app);
 }
 
+std::string DaemonOptions::AdvertisedHttp(const std::string& bound) const {
+  Result<HostPort> b = ParseHostPort(bound, "http-address");
+  if (!b.ok() || (b->host != "0.0.0.0" && b->host != "::")) return bound;
+  Result<HostPort> adv = ParseHostPort(Advertised(rpc_address), "advertise-address");
+  if (!adv.ok()) return bound;
+  const bool v6 = adv->host.find(':') != std::string::npos;
+  return (v6 ? "[" + adv->host + "]" : adv->host) + ":" + std::to_string(b->port);
+}
+
 Status DaemonOptions::Validate() const {
   RETURN_IF_ERROR(ValidateId(id, "id"));
   ASSIGN_OR_RETURN(HostPort listen, ParseHostPort(rpc_address, "rpc-address"));
@@ -46,6 +59,14 @@ Status DaemonOptions::Validate() const {
     return absl::InvalidArgumentError(fmt::format(
         "advertise-address: must be set when rpc-address ({}) listens on all interfaces",
         rpc_address));
+  }
+  if (!http_address.empty()) {
+    ASSIGN_OR_RETURN(HostPort http, ParseHostPort(http_address, "http-address"));
+    if (http.port == listen.port && http.port != 0 && (http.host == listen.host || http.host == "0.0.0.0" ||
+                                                       listen.host == "0.0.0.0")) {
+      return absl::InvalidArgumentError(
+          fmt::format("http-address: {} is the same port as rpc-address ({})", http_address, rpc_address));
+    }
   }
   if (data_dir.empty()) return absl::InvalidArgumentError("data-dir: must not be empty");
   if (zk_session_timeout_ms < 1000 || zk_session_timeout_ms > 120'000) {

@@ -22,6 +22,9 @@ struct DaemonOptions {
   std::string rpc_address;        // where the gRPC server listens
   std::string advertise_address;  // what others dial; default: the bound rpc-address
   std::string data_dir;
+  // Where the HTTP endpoint listens (/metrics, /healthz, /readyz and, on a
+  // driver, the status page); empty: no HTTP endpoint.
+  std::string http_address;
   std::string coordinator;
   int zk_session_timeout_ms = 10'000;
   int zk_connect_timeout_ms = 15'000;
@@ -43,6 +46,9 @@ struct DaemonOptions {
   std::string Advertised(const std::string& bound) const {
     return advertise_address.empty() ? bound : advertise_address;
   }
+  // The HTTP address to publish, given the one the HTTP server bound: on a
+  // wildcard address, the advertised host with the bound port.
+  std::string AdvertisedHttp(const std::string& bound) const;
 };
 
 }  // namespace sluice

@@ -14,6 +14,7 @@
 #include "lib/driver/rate_control.h"
 #include "lib/driver/scheduler.h"
 #include "lib/driver/leadership.h"
+#include "lib/http/daemon_http.h"
 #include "lib/wal/replicated_log.h"
 #include "lib/wal/wal_service.h"
 #include "lib/driver/worker_proxy.h"
@@ -69,7 +70,8 @@ Status DriverOptions::Validate() const {
   return absl::OkStatus();
 }
 
-Driver::Driver(DriverOptions options, Clock* clock) : options_(std::move(options)), clock_(clock) {}
+Driver::Driver(DriverOptions options, Clock* clock)
+    : options_(std::move(options)), clock_(clock), http_(std::make_unique<http::DaemonHttp>("driver")) {}
 
 Driver::~Driver() { Stop(); }
 
@@ -110,9 +112,11 @@ Status Driver::Start() {
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address,
                                                   {service_.get(), wal_service_.get()}, rpc_options));
   const std::string advertised = options_.daemon.Advertised(server_->address());
+  RETURN_IF_ERROR(http_->Start(options_.daemon, liveness_));
   {
     std::lock_guard<std::mutex> lock(mu_);
     process_ = rpc::MakeProcessInfo(options_.daemon.id, advertised, clock_);
+    process_.set_http_address(http_->advertised());
   }
   spdlog::info("driver {} serving on {}", options_.daemon.id, server_->address());
 
@@ -152,11 +156,13 @@ Status Driver::Start() {
   proto::MemberInfo me;
   me.set_id(options_.daemon.id);
   me.set_rpc_address(advertised);
+  me.set_http_address(http_->advertised());
   RETURN_IF_ERROR_PREPEND(drivers_->Join(me), "joining the drivers group");
 
   proto::LeaderInfo candidate;
   candidate.set_id(options_.daemon.id);
   candidate.set_rpc_address(advertised);
+  candidate.set_http_address(http_->advertised());
   leadership_ = std::make_unique<Leadership>(coordinator_.get(), candidate, log_.get());
   RETURN_IF_ERROR(leadership_->Start());
   leadership_view_ = leadership_.get();
@@ -306,6 +312,7 @@ void Driver::Stop() {
     stopping_ = true;
   }
   stop_cv_.notify_all();
+  http_->Stop();  // its handlers read the parts below
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   leadership_view_ = nullptr;
   coordinator_view_ = nullptr;
@@ -351,6 +358,12 @@ Status Driver::AcceptMember(const proto::JoinGroupRequest& request) {
 // leader's commit point as the leader stated it at least a second earlier
 // (so replication has had time to bring it), under the same leader.
 sluice::ServiceState Driver::ServiceState() {
+  sluice::ServiceState state = ComputeServiceState();
+  http_->SetServiceState(state);
+  return state;
+}
+
+sluice::ServiceState Driver::ComputeServiceState() {
   sluice::ServiceState out;
   Leadership* leadership = leadership_view_.load();
   if (leadership == nullptr || log_ == nullptr) {
@@ -420,6 +433,10 @@ sluice::ServiceState Driver::ServiceState() {
                                         catch_up_target_ >= 0 ? fmt::format(" of {}", catch_up_target_) : "");
   return out;
 }
+
+std::string Driver::http_address() const { return http_->advertised(); }
+
+metrics::Registry* Driver::metrics() { return http_->registry(); }
 
 std::string Driver::rpc_address() const { return server_ ? server_->address() : options_.daemon.rpc_address; }
 

@@ -45,10 +45,18 @@ namespace CLI {
 class App;
 }
 
+namespace sluice::metrics {
+class Registry;
+}
+
 namespace sluice::rpc {
 class ChannelCache;
 class RpcServer;
 class TlsIdentity;
+}
+
+namespace sluice::http {
+class DaemonHttp;
 }
 
 namespace sluice::coord {
@@ -120,6 +128,10 @@ class Driver {
 
   // The bound "host:port" (valid after Start).
   std::string rpc_address() const;
+  // The HTTP endpoint's advertised address ("" without --http-address).
+  std::string http_address() const;
+  // The metrics registry every part of this driver registers on.
+  metrics::Registry* metrics();
   proto::DriverStatus GetStatus() const;
   // Appends a Marker through the WAL (leader only) and waits for the commit.
   [[nodiscard]] Result<int64_t> AppendMarker(const proto::AppendMarkerRequest& request);
@@ -146,6 +158,7 @@ class Driver {
   const std::string& id() const { return options_.daemon.id; }
 
  private:
+  sluice::ServiceState ComputeServiceState();
   void HeartbeatLoop();
   void AssignLoop();
   void ScheduleLoop();
@@ -160,6 +173,9 @@ class Driver {
   int64_t catch_up_target_ = -1;      // its commit_seq then (-1: not asked)
   bool caught_up_ = false;            // reached it under that leader
   Clock::TimePoint catch_up_asked_{};
+  // First made, last destroyed: the metrics registry lives as long as the
+  // parts that hold metrics of it.
+  std::unique_ptr<http::DaemonHttp> http_;
   std::shared_ptr<rpc::TlsIdentity> tls_;  // null with tls = off
   std::unique_ptr<rpc::ChannelCache> channels_;  // to the other drivers and the workers
   std::unique_ptr<ClusterState> state_;  // the log's state machine

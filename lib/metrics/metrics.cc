@@ -77,6 +77,31 @@ std::vector<double> DelayBuckets() {
   return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 }
 
+void Counter::RaiseTo(double total) {
+  double cur = value_.load(std::memory_order_relaxed);
+  while (total > cur && !value_.compare_exchange_weak(cur, total, std::memory_order_relaxed)) {
+  }
+}
+
+template <typename M>
+void Family<M>::Remove(const std::vector<std::string>& label_values) {
+  std::vector<std::string> key = label_values;
+  key.resize(label_names_.size());
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = metrics_.find(key);
+  if (it == metrics_.end()) return;
+  removed_.push_back(std::move(it->second));
+  metrics_.erase(it);
+}
+
+template <typename M>
+std::vector<std::vector<std::string>> Family<M>::LabelValues() const {
+  std::vector<std::vector<std::string>> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [values, m] : metrics_) out.push_back(values);
+  return out;
+}
+
 template <typename M>
 M& Family<M>::With(const std::vector<std::string>& label_values) {
   std::vector<std::string> key = label_values;
@@ -84,11 +109,11 @@ M& Family<M>::With(const std::vector<std::string>& label_values) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = metrics_.find(key);
   if (it == metrics_.end()) {
-    std::unique_ptr<M> m;
+    std::shared_ptr<M> m;
     if constexpr (std::is_same_v<M, Histogram>) {
-      m = std::make_unique<Histogram>(bounds_);
+      m = std::make_shared<Histogram>(bounds_);
     } else {
-      m = std::make_unique<M>();
+      m = std::make_shared<M>();
     }
     it = metrics_.emplace(std::move(key), std::move(m)).first;
   }
@@ -161,7 +186,23 @@ Result<Family<Histogram>*> Registry::AddHistogram(const std::string& name, const
   return static_cast<Family<Histogram>*>(e->family.get());
 }
 
+int Registry::AddCollector(std::function<void()> collect) {
+  std::lock_guard<std::mutex> lock(collect_mu_);
+  const int id = next_collector_++;
+  collectors_.emplace(id, std::move(collect));
+  return id;
+}
+
+void Registry::RemoveCollector(int id) {
+  std::lock_guard<std::mutex> lock(collect_mu_);
+  collectors_.erase(id);
+}
+
 std::string Registry::Expose() const {
+  {
+    std::lock_guard<std::mutex> lock(collect_mu_);
+    for (const auto& [id, collect] : collectors_) collect();
+  }
   std::string out;
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [name, e] : entries_) {

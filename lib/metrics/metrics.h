@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,9 @@ namespace sluice::metrics {
 class Counter {
  public:
   void Inc(double by = 1);  // by >= 0; a negative amount is ignored
+  // Raises the counter to `total` if that is higher: for a counter that
+  // mirrors a running total kept elsewhere (a job's records, from the WAL).
+  void RaiseTo(double total);
   double value() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -79,6 +83,12 @@ class Family {
   M& With(const std::vector<std::string>& label_values);
   // Without labels.
   M& Get() { return With({}); }
+  // Drops the metric for these label values from the exposition (a job
+  // that is gone). References handed out stay valid: the metric is kept,
+  // unexposed, for the life of the registry; With() makes a new one.
+  void Remove(const std::vector<std::string>& label_values);
+  // The label values of every metric in the family.
+  std::vector<std::vector<std::string>> LabelValues() const;
 
  private:
   friend class Registry;
@@ -88,7 +98,8 @@ class Family {
   const std::vector<std::string> label_names_;
   const std::vector<double> bounds_;  // histograms
   mutable std::mutex mu_;
-  std::map<std::vector<std::string>, std::unique_ptr<M>> metrics_;  // guarded by mu_
+  std::map<std::vector<std::string>, std::shared_ptr<M>> metrics_;  // guarded by mu_
+  std::vector<std::shared_ptr<M>> removed_;                        // guarded by mu_
 };
 
 class Registry {
@@ -101,7 +112,16 @@ class Registry {
                                                         std::vector<double> bounds,
                                                         std::vector<std::string> label_names = {});
 
-  // Every family, sorted by name, in the text exposition format.
+  // A function run at the start of every Expose(), before anything is
+  // written: it sets the gauges whose values are read rather than counted
+  // (memory, a store's size, a leader's epoch). Returns an id for
+  // RemoveCollector; collectors run one at a time, in the order added.
+  int AddCollector(std::function<void()> collect);
+  // After it returns, the collector is not running and will not run again.
+  void RemoveCollector(int id);
+
+  // Runs the collectors, then writes every family, sorted by name, in the
+  // text exposition format.
   std::string Expose() const;
 
  private:
@@ -117,6 +137,9 @@ class Registry {
 
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;  // guarded by mu_
+  mutable std::mutex collect_mu_;         // held while collectors run
+  std::map<int, std::function<void()>> collectors_;  // guarded by collect_mu_
+  int next_collector_ = 1;                           // guarded by collect_mu_
 };
 
 // A label value or HELP text escaped as the exposition format wants:

@@ -11,6 +11,7 @@
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
 #include "lib/coord/coordinator.h"
+#include "lib/http/daemon_http.h"
 #include "lib/rpc/channel_cache.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/process_info.h"
@@ -61,7 +62,8 @@ Status WorkerOptions::Validate() const {
   return absl::OkStatus();
 }
 
-Worker::Worker(WorkerOptions options, Clock* clock) : options_(std::move(options)), clock_(clock) {}
+Worker::Worker(WorkerOptions options, Clock* clock)
+    : options_(std::move(options)), clock_(clock), http_(std::make_unique<http::DaemonHttp>("worker")) {}
 
 Worker::~Worker() { Stop(); }
 
@@ -96,10 +98,12 @@ Status Worker::Start() {
       [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });
   service_->set_allow_drills(options_.daemon.allow_drills);
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}, rpc_options));
+  RETURN_IF_ERROR(http_->Start(options_.daemon, liveness_));
   {
     std::lock_guard<std::mutex> lock(mu_);
     process_ = rpc::MakeProcessInfo(options_.daemon.id, options_.daemon.Advertised(server_->address()),
                                     clock_);
+    process_.set_http_address(http_->advertised());
   }
   spdlog::info("worker {} serving on {} with {} slots", options_.daemon.id, server_->address(),
                options_.slots);
@@ -131,6 +135,7 @@ Status Worker::Start() {
   me.set_id(options_.daemon.id);
   me.set_rpc_address(options_.daemon.Advertised(server_->address()));
   me.set_slots(options_.slots);
+  me.set_http_address(http_->advertised());
   receivers_->SetSelf(me);
   receivers_->set_beat(liveness_->Register("reporter"));
   receivers_->Start();
@@ -156,6 +161,7 @@ void Worker::OnHeartbeat(const proto::LeaderHeartbeatRequest& request) {
 void Worker::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  http_->Stop();  // its handlers read the parts below
   if (membership_) membership_->Leave();
   if (coordinator_) coordinator_->Close();
   if (server_ != nullptr) server_->Shutdown();
@@ -166,6 +172,12 @@ void Worker::Stop() {
 }
 
 sluice::ServiceState Worker::ServiceState() const {
+  sluice::ServiceState state = ComputeServiceState();
+  http_->SetServiceState(state);
+  return state;
+}
+
+sluice::ServiceState Worker::ComputeServiceState() const {
   sluice::ServiceState out;
   if (receivers_ == nullptr || service_ == nullptr) {
     out.status = "starting";
@@ -192,6 +204,10 @@ sluice::ServiceState Worker::ServiceState() const {
                            receivers == 1 ? "" : "s", tasks, tasks == 1 ? "" : "s", leader_name, registered);
   return out;
 }
+
+std::string Worker::http_address() const { return http_->advertised(); }
+
+metrics::Registry* Worker::metrics() { return http_->registry(); }
 
 std::string Worker::rpc_address() const { return server_ ? server_->address() : options_.daemon.rpc_address; }
 

@@ -31,6 +31,14 @@ namespace CLI {
 class App;
 }
 
+namespace sluice::http {
+class DaemonHttp;
+}
+
+namespace sluice::metrics {
+class Registry;
+}
+
 namespace sluice::rpc {
 class ChannelCache;
 class RpcServer;
@@ -80,6 +88,10 @@ class Worker {
   void Reload();
 
   std::string rpc_address() const;
+  // The HTTP endpoint's advertised address ("" without --http-address).
+  std::string http_address() const;
+  // The metrics registry every part of this worker registers on.
+  metrics::Registry* metrics();
   proto::WorkerStatus GetStatus() const;
   // The main loops' heartbeats go to `liveness`; call before Start.
   void SetLiveness(Liveness* liveness) { liveness_ = liveness; }
@@ -88,6 +100,7 @@ class Worker {
   sluice::ServiceState ServiceState() const;
 
  private:
+  sluice::ServiceState ComputeServiceState() const;
   void OnHeartbeat(const proto::LeaderHeartbeatRequest& request);
 
   WorkerOptions options_;
@@ -96,6 +109,9 @@ class Worker {
   Liveness* liveness_ = &own_liveness_;
   EpochFence fence_;
   std::shared_ptr<rpc::TlsIdentity> tls_;  // null with tls = off
+  // First made, last destroyed: the metrics registry lives as long as the
+  // parts that hold metrics of it.
+  std::unique_ptr<http::DaemonHttp> http_;
   std::unique_ptr<rpc::ChannelCache> channels_;  // to the leader and the other workers
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<ReceiverSet> receivers_;
