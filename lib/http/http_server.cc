@@ -30,6 +30,12 @@ HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
   server_->set_keep_alive_timeout(5);
+  // cpp-httplib's default also sets SO_REUSEPORT, which would let a second
+  // daemon bind the same port and share its requests: address reuse only.
+  server_->set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
 }
 
 HttpServer::~HttpServer() { Stop(); }

@@ -97,6 +97,10 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions op
   c->workers_.resize(o.workers);
   for (Daemon& d : c->drivers_) d.port = FreePort();
   for (Daemon& w : c->workers_) w.port = FreePort();
+  if (o.http) {
+    for (Daemon& d : c->drivers_) d.http_port = FreePort();
+    for (Daemon& w : c->workers_) w.http_port = FreePort();
+  }
   for (int i = 0; i < o.drivers; ++i) RETURN_IF_ERROR(c->StartDriver(i));
   for (int i = 0; i < o.workers; ++i) RETURN_IF_ERROR(c->StartWorker(i));
   return c;
@@ -112,6 +116,14 @@ std::string LocalCluster::driver_address(int i) const {
 }
 std::string LocalCluster::worker_address(int i) const {
   return PlacementOf(worker_host(i)).ip + ":" + std::to_string(workers_[i].port);
+}
+std::string LocalCluster::driver_http_address(int i) const {
+  if (drivers_[i].http_port == 0) return "";
+  return PlacementOf(driver_host(i)).ip + ":" + std::to_string(drivers_[i].http_port);
+}
+std::string LocalCluster::worker_http_address(int i) const {
+  if (workers_[i].http_port == 0) return "";
+  return PlacementOf(worker_host(i)).ip + ":" + std::to_string(workers_[i].http_port);
 }
 std::string LocalCluster::driver_log(int i) const {
   return options_.dir + "/" + driver_id(i) + "/driverd.log";
@@ -160,6 +172,10 @@ Status LocalCluster::StartDaemon(bool is_driver, int i) {
     if (value.empty()) continue;  // none: the cluster refuses what needs it
     argv.push_back(flag);
     argv.push_back(value);
+  }
+  if (d.http_port != 0) {
+    argv.push_back("--http-address");
+    argv.push_back(is_driver ? driver_http_address(i) : worker_http_address(i));
   }
   if (is_driver) {
     argv.push_back("--wal-group-size");

@@ -51,6 +51,9 @@ struct LocalClusterOptions {
   std::vector<KafkaTopic> kafka_topics;  // empty: no Kafka mock
   std::vector<std::string> driver_flags;  // added to every driverd command line
   std::vector<std::string> worker_flags;  // added to every workerd command line
+  // Every daemon serves HTTP (--http-address) on a port of its own, kept
+  // across restarts: driver_http_address(i), worker_http_address(i).
+  bool http = false;
   // Every daemon's --plugin-dirs and --output-dirs (comma-separated); unset:
   // the example plugins' build directory (kPluginDir) and `dir`; empty:
   // none.
@@ -88,6 +91,9 @@ class LocalCluster {
   std::string worker_id(int i) const { return "worker-" + std::to_string(i + 1); }
   std::string driver_address(int i) const;
   std::string worker_address(int i) const;
+  // With options.http; "" without.
+  std::string driver_http_address(int i) const;
+  std::string worker_http_address(int i) const;
   std::string driver_log(int i) const;
   std::string worker_log(int i) const;
   // The --coordinator value the daemons were given.
@@ -123,6 +129,7 @@ class LocalCluster {
  private:
   struct Daemon {
     int port = 0;
+    int http_port = 0;  // with options.http
     std::unique_ptr<Subprocess> process;
   };
 

@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
   app.add_option("--ready-file", ready_file, "Where to write the cluster's addresses when up");
   app.add_option("--log-level", options.log_level, "Every daemon's log level")->capture_default_str();
   app.add_option("--worker-flag", options.worker_flags, "Added to every workerd command line (repeatable)");
+  app.add_flag("--http", options.http,
+               "Every daemon serves HTTP (/metrics, /healthz, /readyz; the drivers' status page) on a port of "
+               "its own: DRIVERS_HTTP and WORKERS_HTTP in the ready file");
   app.add_option("--driver-flag", options.driver_flags, "Added to every driverd command line (repeatable)");
   app.add_flag("--restart-exited", restart_exited,
                "Start a daemon that exits again, as a service manager would (for failover drills)");
@@ -62,6 +65,12 @@ int main(int argc, char** argv) {
                         "\nCOORDINATOR=" + c.coordinator() +
                         "\nKAFKA=" + (c.kafka() ? c.kafka()->bootstrap() : "") +
                         "\nDRIVERS=" + c.driver_addresses() + "\nWORKERS=" + c.worker_addresses() + "\n";
+  if (options.http) {
+    std::string drivers, workers;
+    for (int i = 0; i < c.num_drivers(); ++i) drivers += (i ? "," : "") + c.driver_http_address(i);
+    for (int i = 0; i < c.num_workers(); ++i) workers += (i ? "," : "") + c.worker_http_address(i);
+    summary += "DRIVERS_HTTP=" + drivers + "\nWORKERS_HTTP=" + workers + "\n";
+  }
   std::cout << summary << std::flush;
   if (!ready_file.empty()) {
     if (!sluice::testing::WriteFile(ready_file + ".tmp", summary).ok() ||
