@@ -7,7 +7,8 @@
 # a worker), which prints its measurements and a verdict. Every connection is
 # mutual TLS, with certificates scripts/gen-certs.sh makes for the demo.
 # Everything stops when the demo ends; pass --keep to leave the cluster up
-# until Ctrl-C.
+# until Ctrl-C, with its status page (the address is printed) and
+# `sluicectl watch` to look at it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEEP=0
@@ -46,7 +47,7 @@ export SLUICECTL_CONFIG="$DEMO_DIR/sluicectl.conf"
 
 echo
 echo "== starting ZooKeeper, the Kafka mock, 3 drivers and 2 workers in $DEMO_DIR"
-"$BIN/test/harness/sluice-local-cluster" --dir "$DEMO_DIR" --drivers 3 --workers 2 --restart-exited \
+"$BIN/test/harness/sluice-local-cluster" --dir "$DEMO_DIR" --drivers 3 --workers 2 --restart-exited --http \
   --kafka-topic events:8 --ready-file "$DEMO_DIR/cluster.env" >"$DEMO_DIR/cluster.log" 2>&1 &
 CLUSTER_PID=$!
 for _ in $(seq 1 600); do
@@ -62,6 +63,10 @@ done
 source "$DEMO_DIR/cluster.env"
 echo "ZooKeeper:  $ZK"
 echo "Kafka mock: $KAFKA"
+PAGES=""
+for a in ${DRIVERS_HTTP//,/ }; do PAGES="$PAGES http://$a/"; done
+echo "Status page (every driver serves it; a standby's links to the leader's):$PAGES"
+echo "Metrics:    http://<driver or worker>/metrics (workers: ${WORKERS_HTTP//,/ })"
 
 echo
 echo "== ZooKeeper answers (srvr):"
@@ -167,6 +172,8 @@ cat "$DEMO_DIR"/per-group/*.jsonl | sed -E 's/.*"key":\[([0-9]+)\],"events":([0-
 
 if [ "$KEEP" = 1 ]; then
   echo
-  echo "== the cluster stays up; Ctrl-C stops it"
+  echo "== the cluster stays up; Ctrl-C stops it. Look at it:"
+  echo "   status page:$PAGES"
+  echo "   $SLUICECTL --coordinator $COORDINATOR watch"
   wait "$CLUSTER_PID"
 fi
