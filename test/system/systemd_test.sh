@@ -142,6 +142,18 @@ if [ "$NOTIFY" = 1 ]; then
   wait_for 20 "the standalone driver to count 2 workers" workers_registered
   ns sluicectl --coordinator standalone://127.0.0.1:7100 status
 fi
+# The shipped configs' HTTP endpoints, under the units' sandbox: the driver
+# ready on 7180, the workers' metrics on 7281 and 7282.
+http_get() {  # http_get PORT PATH: the whole answer, headers first
+  ns bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET $2 HTTP/1.0\r\n\r\n' >&3 && cat <&3"
+}
+driver_ready_http() { http_get 7180 /readyz | grep -q '^HTTP/1.1 200'; }
+wait_for 20 "the driver's /readyz on 7180" driver_ready_http
+for port in 7281 7282; do
+  http_get "$port" /metrics | grep -q '^sluice_build_info{kind="worker"' ||
+    fail "no worker metrics on 127.0.0.1:$port/metrics"
+done
+log "HTTP: driver /readyz 200 on 7180; worker /metrics on 7281 and 7282"
 ns systemctl stop sluice-driverd sluice-workerd@1 sluice-workerd@2
 ns sh -c 'rm -rf /var/lib/sluice/driver-* /var/lib/sluice/worker-*'
 
