@@ -1,5 +1,8 @@
 #include "lib/driver/driver.h"
 
+#include <map>
+#include <optional>
+
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
 #include "lib/common/fs.h"
@@ -26,6 +29,30 @@
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
+namespace {
+
+// One line per member that joined or left `kind`'s group since `known` (id ->
+// address), then `known` becomes `members`. The first call names them all.
+void LogMembershipChange(const char* kind, const std::vector<proto::MemberInfo>& members,
+                         std::optional<std::map<std::string, std::string>>* known) {
+  std::map<std::string, std::string> now;
+  for (const proto::MemberInfo& m : members) now[m.id()] = m.rpc_address();
+  std::string ids;
+  for (const auto& [id, address] : now) ids += (ids.empty() ? "" : ",") + id;
+  if (!known->has_value()) {
+    spdlog::info("{}s: [{}]", kind, ids);
+  } else {
+    for (const auto& [id, address] : now) {
+      if (!(*known)->contains(id)) spdlog::info("{} {} joined at {}; {}s now [{}]", kind, id, address, kind, ids);
+    }
+    for (const auto& [id, address] : **known) {
+      if (!now.contains(id)) spdlog::info("{} {} left; {}s now [{}]", kind, id, kind, ids);
+    }
+  }
+  *known = std::move(now);
+}
+
+}  // namespace
 
 void DriverOptions::Register(CLI::App& app) {
   daemon.Register(app, "driver");
@@ -137,10 +164,9 @@ Status Driver::Start() {
     leader_ = leader;
   });
   workers_ = coordinator_->NewMembership(coord::Group::kWorkers);
-  workers_->Watch([this](const std::vector<proto::MemberInfo>& members) {
-    std::string ids;
-    for (const auto& m : members) ids += (ids.empty() ? "" : ",") + m.id();
-    spdlog::info("workers: [{}]", ids);
+  workers_->Watch([this, known = std::optional<std::map<std::string, std::string>>()](
+                      const std::vector<proto::MemberInfo>& members) mutable {
+    LogMembershipChange("worker", members, &known);
     {
       std::lock_guard<std::mutex> lock(mu_);
       worker_view_ = members;
@@ -148,7 +174,9 @@ Status Driver::Start() {
     if (DataPath* data = data_path_view_.load()) data->WorkersChanged(members);
   });
   drivers_ = coordinator_->NewMembership(coord::Group::kDrivers);
-  drivers_->Watch([this](const std::vector<proto::MemberInfo>& members) {
+  drivers_->Watch([this, known = std::optional<std::map<std::string, std::string>>()](
+                      const std::vector<proto::MemberInfo>& members) mutable {
+    LogMembershipChange("driver", members, &known);
     log_->SetPeers(members);  // the WAL replicates to the live standbys
     std::lock_guard<std::mutex> lock(mu_);
     driver_view_ = members;
@@ -170,12 +198,12 @@ Status Driver::Start() {
   data_path_ = std::make_unique<DataPath>(options_.daemon.id, driver_log_.get(), leadership_.get(),
                                           workers_proxy_.get(), rates_.get(), clock_);
   data_path_view_ = data_path_.get();
-  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
-                                       rates_.get(), clock_, &options_.paths);
-  jobs_view_ = jobs_.get();
-  planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_);
   scheduler_ = std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(),
                                            clock_);
+  jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
+                                       rates_.get(), clock_, &options_.paths, scheduler_->progress());
+  jobs_view_ = jobs_.get();
+  planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
   schedule_thread_ = std::thread([this] { ScheduleLoop(); });

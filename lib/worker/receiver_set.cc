@@ -9,6 +9,7 @@
 #include "lib/source/kafka_source.h"
 #include "lib/source/partition_reader.h"
 #include "lib/source/source_connector.h"
+#include "lib/common/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
@@ -279,7 +280,7 @@ Result<std::string> ReceiverSet::Replicate(const HeldBlock& b) {
                })
                .status();
     if (last.ok()) return t.id();
-    spdlog::warn("replicating block {}[{}] {}..{} to worker {}: {}", b.lineage.source, b.lineage.partition,
+    SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn, "replicating block {}[{}] {}..{} to worker {}: {}", b.lineage.source, b.lineage.partition,
                  b.lineage.start_offset, b.lineage.end_offset, t.id(), last.ToString());
   }
   return absl::UnavailableError(fmt::format("no worker took a replica: {}", std::string(last.message())));
@@ -295,7 +296,7 @@ Status ReceiverSet::Register(int64_t epoch, const std::string& address) {
   ASSIGN_OR_RETURN(proto::RegisterWorkerResponse response,
                    rpc::DriverClient(*channels_, address).RegisterWorker(request));
   for (const proto::BlockRef& d : response.drop()) {
-    spdlog::warn("the leader does not know block {}[{}] at {}: dropped", d.source(), d.partition(), d.start_offset());
+    SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn, "the leader does not know block {}[{}] at {}: dropped", d.source(), d.partition(), d.start_offset());
     store_->Drop({d.source(), d.partition(), d.start_offset()});
   }
   spdlog::info("registered with the leader at {} (epoch {}): {} blocks held, {} receivers", address, epoch,
@@ -354,7 +355,7 @@ void ReceiverSet::ReporterLoop() {
       const Key key{p.info.range().source(), p.info.range().partition()};
       if (i < static_cast<size_t>(response.verdicts_size()) &&
           response.verdicts(i) == proto::BLOCK_VERDICT_REJECTED) {
-        spdlog::warn("leader refused block {}[{}] {}..{}: {}", key.first, key.second, p.info.range().start_offset(),
+        SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn, "leader refused block {}[{}] {}..{}: {}", key.first, key.second, p.info.range().start_offset(),
                      p.info.range().end_offset(), response.reasons(i));
         refused_blocks.push_back({key.first, key.second, p.info.range().start_offset()});
         auto r = running_.find(key);
