@@ -122,7 +122,7 @@ class Terminal {
   }
   void Restore(std::ostream& out) {
     if (!entered_) return;
-    out << "\x1b[?25h\x1b[?1049l" << std::flush;
+    out << "\x1b[?1049l\x1b[?25h" << std::flush;
     if (stdin_raw_) tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
     entered_ = false;
   }
