@@ -122,6 +122,7 @@ class Terminal {
   }
   void Restore(std::ostream& out) {
     if (!entered_) return;
+    out.clear();  // whatever happened to the last frame, the screen is restored
     out << "\x1b[?1049l\x1b[?25h" << std::flush;
     if (stdin_raw_) tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
     entered_ = false;
@@ -157,6 +158,9 @@ class SignalCatcher {
     if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return;
     struct sigaction sa{};
     sa.sa_handler = OnSignal;
+    // Writes to the terminal go on after a signal (a failed one would leave
+    // the stream bad and the screen unrestored); poll() wakes regardless.
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &sa, &saved_[i]);
     ok_ = true;

@@ -62,7 +62,7 @@ std::string Quoted(const std::string& s) {
 class SluicectlWatchTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto cluster = LocalCluster::Start({.dir = dir_.path(), .drivers = 2, .workers = 2, .zk_session_timeout_ms = 4000});
+    auto cluster = LocalCluster::Start({.dir = dir_.path(), .drivers = 3, .workers = 2, .zk_session_timeout_ms = 4000});
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = std::move(*cluster);
     ASSERT_TRUE(WaitUntil([&] { return cluster_->Sluicectl({"list"}, dir_.Sub("list.log")) == 0; }, milliseconds(20'000),
@@ -97,7 +97,7 @@ TEST_F(SluicectlWatchTest, OnceWithoutATerminalPrintsOnePlainSnapshot) {
   ASSERT_EQ(cluster_->Sluicectl({"watch", "--once"}, log), 0) << ReadFile(log).value_or("");
   const std::string out = ReadFile(log).value_or("");
   EXPECT_THAT(out, HasSubstr("sluicectl watch (all jobs)"));
-  EXPECT_THAT(out, HasSubstr("drivers 2  workers 2"));
+  EXPECT_THAT(out, HasSubstr("drivers 3  workers 2"));
   EXPECT_THAT(out, HasSubstr("JOB watched  running  batch every 1000 ms  committed "));
   EXPECT_THAT(out, HasSubstr("input rate:  "));
   EXPECT_THAT(out, HasSubstr("last batch:  "));
@@ -152,7 +152,11 @@ TEST_F(SluicectlWatchTest, InATerminalRefreshesInPlaceRidesOutALeaderKillAndLeav
   ASSERT_EQ(code, 0);
   tmux.Run({"set-option", "-t", "w", "remain-on-exit", "on"}, &code);
   ASSERT_EQ(code, 0);
-  tmux.Run({"respawn-pane", "-k", "-t", "w", SluicectlCommand({"watch", "--interval", "0.5"})}, &code);
+  // The shell says how watch exited, and the pane (still alive) shows
+  // whether the screen and cursor were restored.
+  tmux.Run({"respawn-pane", "-k", "-t", "w",
+            SluicectlCommand({"watch", "--interval", "0.5"}) + "; echo watch-exit=$?; sleep 60"},
+           &code);
   ASSERT_EQ(code, 0);
 
   std::string screen;
@@ -160,7 +164,7 @@ TEST_F(SluicectlWatchTest, InATerminalRefreshesInPlaceRidesOutALeaderKillAndLeav
                         milliseconds(10'000), milliseconds(200)))
       << screen;
   EXPECT_EQ(tmux.Format("alternate_on"), "1");
-  EXPECT_THAT(screen, HasSubstr("drivers 2  workers 2"));
+  EXPECT_THAT(screen, HasSubstr("drivers 3  workers 2"));
   EXPECT_THAT(screen, HasSubstr("input rate:  "));
   EXPECT_THAT(screen, HasSubstr("rate limit: "));
   EXPECT_THAT(screen, HasSubstr("scheduling delay "));
@@ -212,15 +216,21 @@ TEST_F(SluicectlWatchTest, InATerminalRefreshesInPlaceRidesOutALeaderKillAndLeav
   // The session timeout (4 s), an election and catch-up, a batch, a refresh.
   EXPECT_LT(shown_ms, 20'000);
   EXPECT_THAT(screen, HasSubstr("failovers seen (1):"));
-  EXPECT_THAT(screen, HasSubstr("leader " + cluster_->driver_id(leader) + " -> " + cluster_->driver_id(1 - leader)));
-  EXPECT_THAT(screen, HasSubstr("no leader answered for "));
-  EXPECT_THAT(screen, HasSubstr("drivers 1  workers 2"));
+  const int new_leader = cluster_->LeaderIndex();
+  ASSERT_GE(new_leader, 0);
+  EXPECT_THAT(screen, HasSubstr("leader " + cluster_->driver_id(leader) + " -> " + cluster_->driver_id(new_leader) +
+                                " (epoch " + std::to_string(NumberAfter(screen, "epoch")) + "), no leader answered for "));
+  EXPECT_THAT(screen, HasSubstr("leader " + cluster_->driver_id(new_leader) + " at "));
   std::cout << "screen after the failover:\n" << screen << "\n";
 
   // Ctrl-C: the process exits 0, the normal screen and the cursor are back.
+  EXPECT_EQ(tmux.Format("cursor_flag"), "0");
   tmux.Run({"send-keys", "-t", "w", "C-c"});
-  ASSERT_TRUE(WaitUntil([&] { return tmux.Format("pane_dead") == "1"; }, milliseconds(5'000), milliseconds(100)));
-  EXPECT_EQ(tmux.Format("pane_dead_status"), "0");
+  ASSERT_TRUE(WaitUntil([&] { return (screen = tmux.Capture()).find("watch-exit=") != std::string::npos; },
+                        milliseconds(5'000), milliseconds(100)))
+      << screen;
+  EXPECT_THAT(screen, HasSubstr("watch-exit=0"));
+  EXPECT_THAT(screen, Not(HasSubstr("JOB watched")));  // the screen from before watch
   EXPECT_EQ(tmux.Format("alternate_on"), "0");
   EXPECT_EQ(tmux.Format("cursor_flag"), "1");
 }
