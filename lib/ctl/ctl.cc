@@ -400,6 +400,13 @@ void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
     out << "  rate limit: " << (j.rate_limit() > 0 ? std::to_string(j.rate_limit()) + " events/s" : "none") << " ("
         << j.rate_limit_reason() << ")\n";
   }
+  if (j.has_in_flight()) {
+    const proto::BatchProgress& p = j.in_flight();
+    out << "  in flight:  batch " << p.batch_id() << ", " << p.tasks_done() << "/" << p.tasks_total()
+        << " tasks done, running " << p.running_ms() << " ms";
+    if (p.attempt() > 1) out << " (attempt " << p.attempt() << ")";
+    out << "\n";
+  }
   if (j.spec().max_records_per_batch() > 0) {
     out << "  batch bound: " << j.spec().max_records_per_batch() << " offsets per partition\n";
   }
