@@ -550,6 +550,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
   Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
   if (!stage.ok() || !*stage) {
     // Refused at submit; a spec from an older release that this one cannot run.
+    spdlog::error("job {} failed: {}", job_id, stage.ok() ? std::string("no keyed stage") : stage.status().ToString());
     StopJob(job_id, "FAILED: " + (stage.ok() ? std::string("no keyed stage") : stage.status().ToString()));
     return false;
   }
