@@ -3,7 +3,8 @@
 // done, rates and delays, refreshes in place, rides out a leader kill (no
 // leader, then the new epoch and the failover) and leaves on Ctrl-C with
 // the screen and cursor restored; without a terminal, `watch --once` prints
-// one plain snapshot.
+// one plain snapshot. The new leader logs the failover and the driver that
+// left.
 #include <unistd.h>
 
 #include <chrono>
@@ -222,6 +223,10 @@ TEST_F(SluicectlWatchTest, InATerminalRefreshesInPlaceRidesOutALeaderKillAndLeav
                                 " (epoch " + std::to_string(NumberAfter(screen, "epoch")) + "), no leader answered for "));
   EXPECT_THAT(screen, HasSubstr("leader " + cluster_->driver_id(new_leader) + " at "));
   std::cout << "screen after the failover:\n" << screen << "\n";
+  // The new leader's log says so, and names the driver that left.
+  const std::string log = ReadFile(cluster_->driver_log(new_leader)).value_or("");
+  EXPECT_THAT(log, HasSubstr("now LEADER with epoch " + std::to_string(NumberAfter(screen, "epoch"))));
+  EXPECT_THAT(log, HasSubstr("driver " + cluster_->driver_id(leader) + " left; drivers now ["));
 
   // Ctrl-C: the process exits 0, the normal screen and the cursor are back.
   EXPECT_EQ(tmux.Format("cursor_flag"), "0");
