@@ -1,9 +1,12 @@
 #include "lib/driver/driver.h"
 
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 
 #include "CLI/CLI.hpp"
+#include "absl/base/thread_annotations.h"
 #include "lib/common/config.h"
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
@@ -31,26 +34,37 @@
 namespace sluice::driver {
 namespace {
 
-// One line per member that joined or left `kind`'s group since `known` (id ->
-// address), then `known` becomes `members`. The first call names them all.
-void LogMembershipChange(const char* kind, const std::vector<proto::MemberInfo>& members,
-                         std::optional<std::map<std::string, std::string>>* known) {
-  std::map<std::string, std::string> now;
-  for (const proto::MemberInfo& m : members) now[m.id()] = m.rpc_address();
-  std::string ids;
-  for (const auto& [id, address] : now) ids += (ids.empty() ? "" : ",") + id;
-  if (!known->has_value()) {
-    spdlog::info("{}s: [{}]", kind, ids);
-  } else {
-    for (const auto& [id, address] : now) {
-      if (!(*known)->contains(id)) spdlog::info("{} {} joined at {}; {}s now [{}]", kind, id, address, kind, ids);
+// Logs a group's membership as it changes: the members at first, then one
+// line per member that joins or leaves, with those left. Shared by the
+// copies of a membership callback; thread-safe.
+class MembershipLog {
+ public:
+  explicit MembershipLog(const char* kind) : kind_(kind) {}
+
+  void Changed(const std::vector<proto::MemberInfo>& members) {
+    std::map<std::string, std::string> now;  // id -> address
+    for (const proto::MemberInfo& m : members) now[m.id()] = m.rpc_address();
+    std::string ids;
+    for (const auto& [id, address] : now) ids += (ids.empty() ? "" : ",") + id;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!known_.has_value()) {
+      spdlog::info("{}s: [{}]", kind_, ids);
+    } else {
+      for (const auto& [id, address] : now) {
+        if (!known_->contains(id)) spdlog::info("{} {} joined at {}; {}s now [{}]", kind_, id, address, kind_, ids);
+      }
+      for (const auto& [id, address] : *known_) {
+        if (!now.contains(id)) spdlog::info("{} {} left; {}s now [{}]", kind_, id, kind_, ids);
+      }
     }
-    for (const auto& [id, address] : **known) {
-      if (!now.contains(id)) spdlog::info("{} {} left; {}s now [{}]", kind, id, kind, ids);
-    }
+    known_ = std::move(now);
   }
-  *known = std::move(now);
-}
+
+ private:
+  const char* const kind_;
+  std::mutex mu_;
+  std::optional<std::map<std::string, std::string>> known_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace
 
@@ -164,9 +178,9 @@ Status Driver::Start() {
     leader_ = leader;
   });
   workers_ = coordinator_->NewMembership(coord::Group::kWorkers);
-  workers_->Watch([this, known = std::optional<std::map<std::string, std::string>>()](
-                      const std::vector<proto::MemberInfo>& members) mutable {
-    LogMembershipChange("worker", members, &known);
+  workers_->Watch([this, changes = std::make_shared<MembershipLog>("worker")](
+                      const std::vector<proto::MemberInfo>& members) {
+    changes->Changed(members);
     {
       std::lock_guard<std::mutex> lock(mu_);
       worker_view_ = members;
@@ -174,9 +188,9 @@ Status Driver::Start() {
     if (DataPath* data = data_path_view_.load()) data->WorkersChanged(members);
   });
   drivers_ = coordinator_->NewMembership(coord::Group::kDrivers);
-  drivers_->Watch([this, known = std::optional<std::map<std::string, std::string>>()](
-                      const std::vector<proto::MemberInfo>& members) mutable {
-    LogMembershipChange("driver", members, &known);
+  drivers_->Watch([this, changes = std::make_shared<MembershipLog>("driver")](
+                      const std::vector<proto::MemberInfo>& members) {
+    changes->Changed(members);
     log_->SetPeers(members);  // the WAL replicates to the live standbys
     std::lock_guard<std::mutex> lock(mu_);
     driver_view_ = members;
