@@ -44,9 +44,9 @@ class LogRateLimiter {
  private:
   const std::chrono::milliseconds interval_;
   std::mutex mu_;
-  bool logged_ = false;           // guarded by mu_
-  Clock::TimePoint last_;         // guarded by mu_
-  int64_t suppressed_ = 0;        // guarded by mu_
+  bool logged_ = false;     // guarded by mu_
+  Clock::TimePoint last_;   // guarded by mu_
+  int64_t suppressed_ = 0;  // guarded by mu_
 };
 
 // `message` with " (N similar suppressed)" appended when N > 0.
@@ -58,13 +58,13 @@ std::string WithSuppressed(std::string message, int64_t suppressed);
 // (a std::chrono duration) from this call site, as spdlog would with the
 // format and arguments that follow; the dropped lines are counted in the
 // next one. The limit is per site, not per argument value.
-#define SLUICE_LOG_EVERY(interval, level, ...)                                                         \
-  do {                                                                                                \
-    static ::sluice::LogRateLimiter sluice_log_limiter_(                                               \
-        std::chrono::duration_cast<std::chrono::milliseconds>(interval));                              \
-    int64_t sluice_log_suppressed_ = 0;                                                                \
-    if (spdlog::should_log(level) &&                                                                   \
-        sluice_log_limiter_.Allow(::sluice::Clock::Real()->Now(), &sluice_log_suppressed_)) {          \
+#define SLUICE_LOG_EVERY(interval, level, ...)                                                              \
+  do {                                                                                                      \
+    static ::sluice::LogRateLimiter sluice_log_limiter_(                                                    \
+        std::chrono::duration_cast<std::chrono::milliseconds>(interval));                                   \
+    int64_t sluice_log_suppressed_ = 0;                                                                     \
+    if (spdlog::should_log(level) &&                                                                        \
+        sluice_log_limiter_.Allow(::sluice::Clock::Real()->Now(), &sluice_log_suppressed_)) {               \
       spdlog::log(level, "{}", ::sluice::WithSuppressed(fmt::format(__VA_ARGS__), sluice_log_suppressed_)); \
-    }                                                                                                 \
+    }                                                                                                       \
   } while (0)

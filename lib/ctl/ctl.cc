@@ -1,11 +1,11 @@
 #include "lib/ctl/ctl.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <iomanip>
 #include <iostream>
 #include <limits>
-
-#include <unistd.h>
 
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
@@ -138,8 +138,7 @@ void Ctl::Register(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
   watch_cmd_->add_flag("--once", watch_.once, "Print one snapshot as plain text and exit");
-  watch_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
-      ->delimiter(',');
+  watch_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   sources_cmd_ = app.add_subcommand("sources", "List sources, their partitions and blocks");
   sources_cmd_->add_flag("--blocks", with_blocks_, "List every block and who holds it");
   sources_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
@@ -551,7 +550,8 @@ int Ctl::RunWatchCommand(std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   watch_.terminal = &out == &std::cout && isatty(STDOUT_FILENO);
-  return RunWatch(watch_, [this] { return PollWatch(); }, out);
+  return RunWatch(
+      watch_, [this] { return PollWatch(); }, out);
 }
 
 }  // namespace sluice::ctl

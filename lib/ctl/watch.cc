@@ -55,7 +55,8 @@ double InputRate(const proto::JobInfo& j) {
   const int n = std::min(j.recent_batches_size(), 5);
   if (n == 0 || j.spec().batch_interval_ms() <= 0) return -1;
   int64_t input = 0;
-  for (int i = j.recent_batches_size() - n; i < j.recent_batches_size(); ++i) input += j.recent_batches(i).input_count();
+  for (int i = j.recent_batches_size() - n; i < j.recent_batches_size(); ++i)
+    input += j.recent_batches(i).input_count();
   return static_cast<double>(input) * 1000.0 / (static_cast<double>(n) * j.spec().batch_interval_ms());
 }
 
@@ -85,11 +86,12 @@ void RenderJob(const proto::JobInfo& j, int64_t now_ms, std::vector<std::string>
                                limit));
   if (!j.recent_batches().empty()) {
     const proto::BatchSummary& b = *j.recent_batches().rbegin();
-    lines->push_back(fmt::format("  last batch:  {}  scheduling delay {} ms  processing {} ms  total delay {} ms  "
-                                 "({} in, {} out, {} task attempts, committed {} ago)",
-                                 b.batch_id(), b.scheduling_delay_ms(), b.processing_ms(), b.total_delay_ms(),
-                                 Count(b.input_count()), Count(b.output_count()), b.task_attempts(),
-                                 Duration(std::max<int64_t>(0, now_ms - b.batch_time_unix_ms() - b.total_delay_ms()))));
+    lines->push_back(
+        fmt::format("  last batch:  {}  scheduling delay {} ms  processing {} ms  total delay {} ms  "
+                    "({} in, {} out, {} task attempts, committed {} ago)",
+                    b.batch_id(), b.scheduling_delay_ms(), b.processing_ms(), b.total_delay_ms(),
+                    Count(b.input_count()), Count(b.output_count()), b.task_attempts(),
+                    Duration(std::max<int64_t>(0, now_ms - b.batch_time_unix_ms() - b.total_delay_ms()))));
   }
   lines->push_back(fmt::format("  records:     {} in, {} out, {} dead letters", Count(j.total_input()),
                                Count(j.total_output()), Count(j.total_dead_letters())));
@@ -156,7 +158,7 @@ class SignalCatcher {
  public:
   SignalCatcher() {
     if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return;
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = OnSignal;
     // Writes to the terminal go on after a signal (a failed one would leave
     // the stream bad and the screen unrestored); poll() wakes regardless.
@@ -243,9 +245,9 @@ void WatchHistory::Observe(const WatchSnapshot& s) {
 std::vector<std::string> RenderWatch(const WatchOptions& options, const WatchSnapshot& s, const WatchHistory& history,
                                      int width) {
   std::vector<std::string> lines;
-  lines.push_back(fmt::format("sluicectl watch {}  {} UTC  every {:.1f} s{}", options.job.empty() ? "(all jobs)" : options.job,
-                              TimeOfDay(s.taken_unix_ms), options.interval_s,
-                              options.terminal ? "  (q or Ctrl-C quits)" : ""));
+  lines.push_back(fmt::format("sluicectl watch {}  {} UTC  every {:.1f} s{}",
+                              options.job.empty() ? "(all jobs)" : options.job, TimeOfDay(s.taken_unix_ms),
+                              options.interval_s, options.terminal ? "  (q or Ctrl-C quits)" : ""));
   if (s.has_leader) {
     lines.push_back(fmt::format("leader {} at {}  epoch {}  drivers {}  workers {}", s.leader_id, s.leader_address,
                                 s.epoch, s.drivers, s.workers));
@@ -267,8 +269,8 @@ std::vector<std::string> RenderWatch(const WatchOptions& options, const WatchSna
   } else {
     lines.push_back(fmt::format("failovers seen ({}):", history.failovers().size()));
     for (auto it = history.failovers().rbegin(); it != history.failovers().rend(); ++it) {
-      lines.push_back(fmt::format("  {}  leader {} -> {} (epoch {}), no leader answered for {}", TimeOfDay(it->at_unix_ms),
-                                  it->from, it->to, it->epoch, Duration(it->no_leader_ms)));
+      lines.push_back(fmt::format("  {}  leader {} -> {} (epoch {}), no leader answered for {}",
+                                  TimeOfDay(it->at_unix_ms), it->from, it->to, it->epoch, Duration(it->no_leader_ms)));
     }
   }
   for (std::string& l : lines) l = Cut(std::move(l), width);

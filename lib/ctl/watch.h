@@ -25,10 +25,10 @@
 namespace sluice::ctl {
 
 struct WatchOptions {
-  std::string job;            // "" for every job
-  double interval_s = 1.0;    // between polls
-  bool once = false;          // one snapshot, then exit
-  bool terminal = false;      // draw in place with ANSI escapes (stdout is a tty)
+  std::string job;          // "" for every job
+  double interval_s = 1.0;  // between polls
+  bool once = false;        // one snapshot, then exit
+  bool terminal = false;    // draw in place with ANSI escapes (stdout is a tty)
 };
 
 // What one poll found.
@@ -44,10 +44,10 @@ struct WatchSnapshot {
 
 // One leader change seen while watching.
 struct WatchFailover {
-  int64_t at_unix_ms = 0;     // when the new leader first answered
-  std::string from, to;       // leader ids ("" if none was seen before)
-  int64_t epoch = 0;          // the new leader's
-  int64_t no_leader_ms = 0;   // from the old leader's last answer to the new one's first
+  int64_t at_unix_ms = 0;    // when the new leader first answered
+  std::string from, to;      // leader ids ("" if none was seen before)
+  int64_t epoch = 0;         // the new leader's
+  int64_t no_leader_ms = 0;  // from the old leader's last answer to the new one's first
 };
 
 // What the polls so far have seen.

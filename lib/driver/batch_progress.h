@@ -24,8 +24,8 @@ class BatchProgress {
  public:
   // `job`'s batch `batch_id` starts an attempt: `tasks_total` tasks, of which
   // `tasks_done` already succeeded (an attempt again keeps them).
-  void Start(const std::string& job, int64_t batch_id, int32_t tasks_total, int32_t tasks_done,
-             int64_t started_unix_ms, int32_t attempt) {
+  void Start(const std::string& job, int64_t batch_id, int32_t tasks_total, int32_t tasks_done, int64_t started_unix_ms,
+             int32_t attempt) {
     std::lock_guard<std::mutex> lock(mu_);
     proto::BatchProgress& p = jobs_[job];
     p.set_batch_id(batch_id);

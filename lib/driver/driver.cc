@@ -178,23 +178,23 @@ Status Driver::Start() {
     leader_ = leader;
   });
   workers_ = coordinator_->NewMembership(coord::Group::kWorkers);
-  workers_->Watch([this, changes = std::make_shared<MembershipLog>("worker")](
-                      const std::vector<proto::MemberInfo>& members) {
-    changes->Changed(members);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      worker_view_ = members;
-    }
-    if (DataPath* data = data_path_view_.load()) data->WorkersChanged(members);
-  });
+  workers_->Watch(
+      [this, changes = std::make_shared<MembershipLog>("worker")](const std::vector<proto::MemberInfo>& members) {
+        changes->Changed(members);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          worker_view_ = members;
+        }
+        if (DataPath* data = data_path_view_.load()) data->WorkersChanged(members);
+      });
   drivers_ = coordinator_->NewMembership(coord::Group::kDrivers);
-  drivers_->Watch([this, changes = std::make_shared<MembershipLog>("driver")](
-                      const std::vector<proto::MemberInfo>& members) {
-    changes->Changed(members);
-    log_->SetPeers(members);  // the WAL replicates to the live standbys
-    std::lock_guard<std::mutex> lock(mu_);
-    driver_view_ = members;
-  });
+  drivers_->Watch(
+      [this, changes = std::make_shared<MembershipLog>("driver")](const std::vector<proto::MemberInfo>& members) {
+        changes->Changed(members);
+        log_->SetPeers(members);  // the WAL replicates to the live standbys
+        std::lock_guard<std::mutex> lock(mu_);
+        driver_view_ = members;
+      });
   proto::MemberInfo me;
   me.set_id(options_.daemon.id);
   me.set_rpc_address(advertised);
@@ -212,10 +212,10 @@ Status Driver::Start() {
   data_path_ = std::make_unique<DataPath>(options_.daemon.id, driver_log_.get(), leadership_.get(),
                                           workers_proxy_.get(), rates_.get(), clock_);
   data_path_view_ = data_path_.get();
-  scheduler_ = std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(),
-                                           clock_);
+  scheduler_ =
+      std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(), clock_);
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
-                                       rates_.get(), clock_, &options_.paths, scheduler_->progress());
+                                        rates_.get(), clock_, &options_.paths, scheduler_->progress());
   jobs_view_ = jobs_.get();
   planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });

@@ -4,12 +4,12 @@
 
 #include "lib/driver/batch_progress.h"
 #include "lib/driver/data_path.h"
+#include "lib/driver/driver_log.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/rate_control.h"
 #include "lib/engine/confinement.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
-#include "lib/driver/driver_log.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {

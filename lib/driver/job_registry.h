@@ -38,9 +38,8 @@ class Leadership;
 class JobRegistry {
  public:
   // All pointers must outlive this object.
-  JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
-              const RateControl* rates, Clock* clock, const engine::PathPolicy* paths,
-              std::shared_ptr<const BatchProgress> progress);
+  JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data, const RateControl* rates,
+              Clock* clock, const engine::PathPolicy* paths, std::shared_ptr<const BatchProgress> progress);
 
   [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec);
   [[nodiscard]] Status Stop(const std::string& job_id, const std::string& reason);

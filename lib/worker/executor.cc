@@ -106,17 +106,17 @@ std::optional<format::Block> Executor::HeldBlock(const proto::TaskRequest& task,
       if (absl::IsNotFound(st)) {
         // A holder that restarted has lost its blocks in memory, one by one:
         // worth a debug line, not a warning per block.
-        SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::debug, "block {}[{}] {}..{} is no longer on {}: {}", r.source(), r.partition(), r.start_offset(),
-                      r.end_offset(), holder, st.ToString());
+        SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::debug, "block {}[{}] {}..{} is no longer on {}: {}",
+                         r.source(), r.partition(), r.start_offset(), r.end_offset(), holder, st.ToString());
       } else {
         unreachable->insert(holder);
         // Once per holder and task, but a batch has many tasks: at most one
         // line per 5 s.
         SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
-                     "job {} batch {} task {}: worker {} did not give block {}[{}] {}..{} ({}); this task asks it "
-                     "for no more blocks",
-                     task.job_id(), task.batch_id(), task.task(), holder, r.source(), r.partition(), r.start_offset(),
-                     r.end_offset(), st.ToString());
+                         "job {} batch {} task {}: worker {} did not give block {}[{}] {}..{} ({}); this task asks it "
+                         "for no more blocks",
+                         task.job_id(), task.batch_id(), task.task(), holder, r.source(), r.partition(),
+                         r.start_offset(), r.end_offset(), st.ToString());
       }
     }
   }
@@ -144,7 +144,7 @@ Result<std::vector<format::Block>> Executor::Recompute(const proto::TaskRequest&
   if (blocks.size() != lost.size()) {
     SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
                      "{}[{}] {}..{} read again does not split into the {} blocks reported; used as one", first.source(),
-                 first.partition(), first.start_offset(), end, lost.size());
+                     first.partition(), first.start_offset(), end, lost.size());
   }
   return blocks;
 }
@@ -231,9 +231,9 @@ Result<proto::TaskResult> Executor::RunConfined(const proto::TaskRequest& task,
   google::protobuf::RepeatedPtrField<proto::BlockInfo> whole;
   if (covered != range.end_offset()) {
     SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
-                     "job {} batch {} task {}: the blocks given do not cover {}[{}] {}..{}: recomputing it", task.job_id(),
-                 task.batch_id(), task.task(), range.source(), range.partition(), range.start_offset(),
-                 range.end_offset());
+                     "job {} batch {} task {}: the blocks given do not cover {}[{}] {}..{}: recomputing it",
+                     task.job_id(), task.batch_id(), task.task(), range.source(), range.partition(),
+                     range.start_offset(), range.end_offset());
     *whole.Add()->mutable_range() = range;
     blocks = &whole;
   }

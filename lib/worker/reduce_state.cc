@@ -118,8 +118,8 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     if (!last.ok()) {
       // Per partition and attempt of a batch, while a holder is gone: limited.
       SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
-                       "job {} reduce partition {}: fetching the state as of batch {} from {}: {}", job, partition, base,
-                       h.id(), last.ToString());
+                       "job {} reduce partition {}: fetching the state as of batch {} from {}: {}", job, partition,
+                       base, h.id(), last.ToString());
       continue;
     }
     const std::vector<state::Change> entries = ChangesOf(chunks, /*snapshot=*/true);

@@ -27,9 +27,9 @@
 namespace sluice::testing {
 namespace {
 
+using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 
 constexpr const char* kJob = R"(name: watched
@@ -66,8 +66,8 @@ class SluicectlWatchTest : public ::testing::Test {
     auto cluster = LocalCluster::Start({.dir = dir_.path(), .drivers = 3, .workers = 2, .zk_session_timeout_ms = 4000});
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = std::move(*cluster);
-    ASSERT_TRUE(WaitUntil([&] { return cluster_->Sluicectl({"list"}, dir_.Sub("list.log")) == 0; }, milliseconds(20'000),
-                          milliseconds(200)));
+    ASSERT_TRUE(WaitUntil([&] { return cluster_->Sluicectl({"list"}, dir_.Sub("list.log")) == 0; },
+                          milliseconds(20'000), milliseconds(200)));
     ASSERT_TRUE(WriteFile(dir_.Sub("job.yaml"), kJob).ok());
     ASSERT_EQ(cluster_->Sluicectl({"submit", dir_.Sub("job.yaml")}, dir_.Sub("submit.log")), 0)
         << ReadFile(dir_.Sub("submit.log")).value_or("");
@@ -186,8 +186,12 @@ TEST_F(SluicectlWatchTest, InATerminalRefreshesInPlaceRidesOutALeaderKillAndLeav
   const std::regex in_flight(R"(in flight:   batch (\d+) \[[#.]{20}\] (\d+)/(\d+) tasks  running)");
   std::smatch m;
   ASSERT_TRUE(cluster_->worker(1)->Signal(SIGSTOP).ok());
-  const bool seen = WaitUntil([&] { screen = tmux.Capture(); return std::regex_search(screen, m, in_flight); },
-                              milliseconds(2'500), milliseconds(100));
+  const bool seen = WaitUntil(
+      [&] {
+        screen = tmux.Capture();
+        return std::regex_search(screen, m, in_flight);
+      },
+      milliseconds(2'500), milliseconds(100));
   ASSERT_TRUE(cluster_->worker(1)->Signal(SIGCONT).ok());
   ASSERT_TRUE(seen) << screen;
   EXPECT_LE(std::stoll(m[2]), std::stoll(m[3]));
@@ -219,8 +223,9 @@ TEST_F(SluicectlWatchTest, InATerminalRefreshesInPlaceRidesOutALeaderKillAndLeav
   EXPECT_THAT(screen, HasSubstr("failovers seen (1):"));
   const int new_leader = cluster_->LeaderIndex();
   ASSERT_GE(new_leader, 0);
-  EXPECT_THAT(screen, HasSubstr("leader " + cluster_->driver_id(leader) + " -> " + cluster_->driver_id(new_leader) +
-                                " (epoch " + std::to_string(NumberAfter(screen, "epoch")) + "), no leader answered for "));
+  EXPECT_THAT(screen,
+              HasSubstr("leader " + cluster_->driver_id(leader) + " -> " + cluster_->driver_id(new_leader) +
+                        " (epoch " + std::to_string(NumberAfter(screen, "epoch")) + "), no leader answered for "));
   EXPECT_THAT(screen, HasSubstr("leader " + cluster_->driver_id(new_leader) + " at "));
   std::cout << "screen after the failover:\n" << screen << "\n";
   // The new leader's log says so, and names the driver that left.

@@ -1,6 +1,7 @@
 // BatchProgress: the batch in flight per job, as the Scheduler reports it.
-#include "gtest/gtest.h"
 #include "lib/driver/batch_progress.h"
+
+#include "gtest/gtest.h"
 
 namespace sluice::driver {
 namespace {

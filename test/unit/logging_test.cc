@@ -1,5 +1,7 @@
 // LogRateLimiter and SLUICE_LOG_EVERY: at most one line per interval per call
 // site, the dropped lines counted in the next one.
+#include "lib/common/logging.h"
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -10,16 +12,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/common/clock.h"
-#include "lib/common/logging.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice {
 namespace {
 
+using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using std::chrono::milliseconds;
 
 TEST(LogRateLimiterTest, FirstPassesThenOnePerIntervalWithTheCountDropped) {
   FakeClock clock;

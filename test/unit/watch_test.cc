@@ -1,11 +1,12 @@
 // sluicectl watch's view: what RenderWatch draws from a poll, and the leader
 // changes WatchHistory counts.
+#include "lib/ctl/watch.h"
+
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "lib/ctl/watch.h"
 
 namespace sluice::ctl {
 namespace {
@@ -90,7 +91,8 @@ TEST(WatchTest, ShowsTheLeaderAndEachJobsBatchInFlightRatesAndDelays) {
   EXPECT_THAT(view, HasSubstr("leader driver-1 at 127.0.0.1:7001  epoch 3  drivers 2  workers 3"));
   EXPECT_THAT(view, HasSubstr("JOB clicks  running  batch every 1000 ms  committed 41  planned 42"));
   EXPECT_THAT(view, HasSubstr("in flight:   batch 42 [###############.....] 3/4 tasks  running 400 ms"));
-  EXPECT_THAT(view, HasSubstr("input rate:  2,500 events/s   rate limit: 5,000/s (total delay over the batch interval)"));
+  EXPECT_THAT(view,
+              HasSubstr("input rate:  2,500 events/s   rate limit: 5,000/s (total delay over the batch interval)"));
   EXPECT_THAT(view, HasSubstr("last batch:  41  scheduling delay 7 ms  processing 120 ms  total delay 127 ms"));
   EXPECT_THAT(view, HasSubstr("records:     1,234,567 in, 890 out, 0 dead letters"));
   EXPECT_THAT(view, HasSubstr("failovers seen: none"));
