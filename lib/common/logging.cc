@@ -5,6 +5,24 @@
 
 namespace sluice {
 
+bool LogRateLimiter::Allow(Clock::TimePoint now, int64_t* suppressed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (logged_ && now - last_ < interval_) {
+    ++suppressed_;
+    return false;
+  }
+  logged_ = true;
+  last_ = now;
+  *suppressed = suppressed_;
+  suppressed_ = 0;
+  return true;
+}
+
+std::string WithSuppressed(std::string message, int64_t suppressed) {
+  if (suppressed > 0) message += fmt::format(" ({} similar suppressed)", suppressed);
+  return message;
+}
+
 Status InitLogging(std::string_view program, std::string_view level) {
   spdlog::level::level_enum lvl = spdlog::level::from_str(std::string(level));
   // from_str() maps anything unknown to "off"; only "off" itself may mean it.

@@ -1,5 +1,7 @@
 #include "lib/ctl/ctl.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -130,6 +132,13 @@ void Ctl::Register(CLI::App& app) {
   d->add_flag("--keep", drill_.keep, "Keep the output directory");
   d->add_flag("--rpc", drill_.rpc, "Deliver every fault with the Drill RPC, even to local daemons");
   d->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
+  watch_cmd_ = app.add_subcommand("watch", "A live view of the cluster and its jobs, redrawn in place like top");
+  watch_cmd_->add_option("job", watch_.job, "Only this job (its id)");
+  watch_cmd_->add_option("--interval", watch_.interval_s, "Seconds between refreshes")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  watch_cmd_->add_flag("--once", watch_.once, "Print one snapshot as plain text and exit");
+  watch_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   sources_cmd_ = app.add_subcommand("sources", "List sources, their partitions and blocks");
   sources_cmd_->add_flag("--blocks", with_blocks_, "List every block and who holds it");
   sources_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
@@ -145,6 +154,7 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (describe_cmd_->parsed()) return RunDescribe(out, err);
   if (stop_cmd_->parsed()) return RunStop(out, err);
   if (drill_cmd_->parsed()) return RunDrillCommand(out, err);
+  if (watch_cmd_->parsed()) return RunWatchCommand(out, err);
   err << "sluicectl: error: no command given (see --help)\n";
   return kExitUsage;
 }
@@ -389,6 +399,13 @@ void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
     out << "  rate limit: " << (j.rate_limit() > 0 ? std::to_string(j.rate_limit()) + " events/s" : "none") << " ("
         << j.rate_limit_reason() << ")\n";
   }
+  if (j.has_in_flight()) {
+    const proto::BatchProgress& p = j.in_flight();
+    out << "  in flight:  batch " << p.batch_id() << ", " << p.tasks_done() << "/" << p.tasks_total()
+        << " tasks done, running " << p.running_ms() << " ms";
+    if (p.attempt() > 1) out << " (attempt " << p.attempt() << ")";
+    out << "\n";
+  }
   if (j.spec().max_records_per_batch() > 0) {
     out << "  batch bound: " << j.spec().max_records_per_batch() << " offsets per partition\n";
   }
@@ -482,6 +499,59 @@ int Ctl::RunDrillCommand(std::ostream& out, std::ostream& err) {
   }
   if (int rc = Discover(err); rc != 0) return rc;
   return RunDrill(drill_, drivers_, transport_, clock_, out, err);
+}
+
+WatchSnapshot Ctl::PollWatch() {
+  WatchSnapshot s;
+  // Short deadlines: Ctrl-C is read between polls.
+  const std::chrono::milliseconds deadline(std::min(timeout_ms_, 1000));
+  Result<std::string> leader = rpc::FindServingLeader(*channels_, drivers_, deadline);
+  s.taken_unix_ms = clock_->UnixMillis();
+  if (!leader.ok()) {
+    s.error = std::string(leader.status().message());
+    return s;
+  }
+  rpc::DriverClient client(*channels_, *leader);
+  Result<proto::DriverStatus> status = client.GetStatus(deadline);
+  if (!status.ok() || status->role() != proto::DRIVER_ROLE_LEADER) {
+    s.error = status.ok() ? "the leader stepped down" : std::string(status.status().message());
+    return s;
+  }
+  s.has_leader = true;
+  s.leader_id = status->process().id();
+  s.leader_address = *leader;
+  s.epoch = status->epoch();
+  s.drivers = status->drivers_size();
+  s.workers = status->workers_size();
+  if (watch_.job.empty()) {
+    Result<proto::ListJobsResponse> jobs = client.ListJobs(proto::ListJobsRequest(), deadline);
+    if (!jobs.ok()) {
+      s.error = std::string(jobs.status().message());
+    } else {
+      s.jobs.assign(jobs->jobs().begin(), jobs->jobs().end());
+    }
+  } else {
+    proto::DescribeJobRequest request;
+    request.set_job_id(watch_.job);
+    Result<proto::JobInfo> job = client.DescribeJob(request, deadline);
+    if (!job.ok()) {
+      s.error = std::string(job.status().message());
+    } else {
+      s.jobs.push_back(*std::move(job));
+    }
+  }
+  return s;
+}
+
+int Ctl::RunWatchCommand(std::ostream& out, std::ostream& err) {
+  if (int rc = Discover(err); rc != 0) return rc;
+  if (drivers_.empty()) {
+    err << "sluicectl: error: watch needs --coordinator or --driver\n";
+    return kExitUsage;
+  }
+  watch_.terminal = &out == &std::cout && isatty(STDOUT_FILENO);
+  return RunWatch(
+      watch_, [this] { return PollWatch(); }, out);
 }
 
 }  // namespace sluice::ctl

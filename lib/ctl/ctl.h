@@ -6,6 +6,7 @@
 //
 //   sluicectl [--coordinator SPEC] status [--driver HOST:PORT[,...]] [--worker HOST:PORT[,...]]
 //   sluicectl [--coordinator SPEC] drill --fault F[,F...] [...]   (drill.h, docs/drills.md)
+//   sluicectl [--coordinator SPEC] watch [JOB] [--interval S] [--once]   (watch.h)
 //
 // With --coordinator (zookeeper://...), the drivers and workers are found
 // through the cluster's membership; --driver/--worker add addresses by hand.
@@ -25,6 +26,7 @@
 #include "lib/common/clock.h"
 #include "lib/common/tls_options.h"
 #include "lib/ctl/drill.h"
+#include "lib/ctl/watch.h"
 #include "lib/rpc/channel_cache.h"
 
 namespace CLI {
@@ -51,6 +53,9 @@ class Ctl {
   int RunDescribe(std::ostream& out, std::ostream& err);
   int RunStop(std::ostream& out, std::ostream& err);
   int RunDrillCommand(std::ostream& out, std::ostream& err);
+  int RunWatchCommand(std::ostream& out, std::ostream& err);
+  // One poll of watch: the serving leader's status and the jobs.
+  WatchSnapshot PollWatch();
   // Makes channels_ with the TLS identity of tls_ (once); 0 or an exit code
   // (2 if a certificate file is wrong).
   int Connect(std::ostream& err);
@@ -85,6 +90,9 @@ class Ctl {
   // drill
   DrillOptions drill_;
   CLI::App* drill_cmd_ = nullptr;
+  // watch
+  WatchOptions watch_;
+  CLI::App* watch_cmd_ = nullptr;
   std::vector<std::string> drivers_;
   std::vector<std::string> workers_;
   std::string coordinator_;

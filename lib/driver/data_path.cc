@@ -9,6 +9,7 @@
 #include "lib/source/partition_reader.h"
 #include "lib/driver/driver_log.h"
 #include "lib/source/source_connector.h"
+#include "lib/common/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -288,7 +289,8 @@ Status DataPath::ReportBlocks(const proto::ReportBlocksRequest& request, proto::
       response->add_verdicts(verdict);
       response->add_reasons(reason);
       if (verdict == proto::BLOCK_VERDICT_REJECTED) {
-        spdlog::warn("refused a block from worker {}: {}", request.worker_id(), reason);
+        SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn, "refused a block from worker {}: {}",
+                         request.worker_id(), reason);
       }
     }
   }

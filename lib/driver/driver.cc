@@ -1,6 +1,12 @@
 #include "lib/driver/driver.h"
 
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+
 #include "CLI/CLI.hpp"
+#include "absl/base/thread_annotations.h"
 #include "lib/common/config.h"
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
@@ -26,6 +32,41 @@
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
+namespace {
+
+// Logs a group's membership as it changes: the members at first, then one
+// line per member that joins or leaves, with those left. Shared by the
+// copies of a membership callback; thread-safe.
+class MembershipLog {
+ public:
+  explicit MembershipLog(const char* kind) : kind_(kind) {}
+
+  void Changed(const std::vector<proto::MemberInfo>& members) {
+    std::map<std::string, std::string> now;  // id -> address
+    for (const proto::MemberInfo& m : members) now[m.id()] = m.rpc_address();
+    std::string ids;
+    for (const auto& [id, address] : now) ids += (ids.empty() ? "" : ",") + id;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!known_.has_value()) {
+      spdlog::info("{}s: [{}]", kind_, ids);
+    } else {
+      for (const auto& [id, address] : now) {
+        if (!known_->contains(id)) spdlog::info("{} {} joined at {}; {}s now [{}]", kind_, id, address, kind_, ids);
+      }
+      for (const auto& [id, address] : *known_) {
+        if (!now.contains(id)) spdlog::info("{} {} left; {}s now [{}]", kind_, id, kind_, ids);
+      }
+    }
+    known_ = std::move(now);
+  }
+
+ private:
+  const char* const kind_;
+  std::mutex mu_;
+  std::optional<std::map<std::string, std::string>> known_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
 
 void DriverOptions::Register(CLI::App& app) {
   daemon.Register(app, "driver");
@@ -137,22 +178,23 @@ Status Driver::Start() {
     leader_ = leader;
   });
   workers_ = coordinator_->NewMembership(coord::Group::kWorkers);
-  workers_->Watch([this](const std::vector<proto::MemberInfo>& members) {
-    std::string ids;
-    for (const auto& m : members) ids += (ids.empty() ? "" : ",") + m.id();
-    spdlog::info("workers: [{}]", ids);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      worker_view_ = members;
-    }
-    if (DataPath* data = data_path_view_.load()) data->WorkersChanged(members);
-  });
+  workers_->Watch(
+      [this, changes = std::make_shared<MembershipLog>("worker")](const std::vector<proto::MemberInfo>& members) {
+        changes->Changed(members);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          worker_view_ = members;
+        }
+        if (DataPath* data = data_path_view_.load()) data->WorkersChanged(members);
+      });
   drivers_ = coordinator_->NewMembership(coord::Group::kDrivers);
-  drivers_->Watch([this](const std::vector<proto::MemberInfo>& members) {
-    log_->SetPeers(members);  // the WAL replicates to the live standbys
-    std::lock_guard<std::mutex> lock(mu_);
-    driver_view_ = members;
-  });
+  drivers_->Watch(
+      [this, changes = std::make_shared<MembershipLog>("driver")](const std::vector<proto::MemberInfo>& members) {
+        changes->Changed(members);
+        log_->SetPeers(members);  // the WAL replicates to the live standbys
+        std::lock_guard<std::mutex> lock(mu_);
+        driver_view_ = members;
+      });
   proto::MemberInfo me;
   me.set_id(options_.daemon.id);
   me.set_rpc_address(advertised);
@@ -170,12 +212,12 @@ Status Driver::Start() {
   data_path_ = std::make_unique<DataPath>(options_.daemon.id, driver_log_.get(), leadership_.get(),
                                           workers_proxy_.get(), rates_.get(), clock_);
   data_path_view_ = data_path_.get();
+  scheduler_ =
+      std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(), clock_);
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
-                                       rates_.get(), clock_, &options_.paths);
+                                        rates_.get(), clock_, &options_.paths, scheduler_->progress());
   jobs_view_ = jobs_.get();
   planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_);
-  scheduler_ = std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(),
-                                           clock_);
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
   schedule_thread_ = std::thread([this] { ScheduleLoop(); });

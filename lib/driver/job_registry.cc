@@ -2,13 +2,14 @@
 
 #include <map>
 
+#include "lib/driver/batch_progress.h"
 #include "lib/driver/data_path.h"
+#include "lib/driver/driver_log.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/rate_control.h"
 #include "lib/engine/confinement.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
-#include "lib/driver/driver_log.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -38,14 +39,16 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
 }  // namespace
 
 JobRegistry::JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
-                         const RateControl* rates, Clock* clock, const engine::PathPolicy* paths)
+                         const RateControl* rates, Clock* clock, const engine::PathPolicy* paths,
+                         std::shared_ptr<const BatchProgress> progress)
     : driver_id_(std::move(driver_id)),
       log_(log),
       leadership_(leadership),
       data_(data),
       rates_(rates),
       clock_(clock),
-      paths_(paths) {}
+      paths_(paths),
+      progress_(std::move(progress)) {}
 
 Status JobRegistry::CheckLeader() const {
   if (!leadership_->Serving()) {
@@ -119,7 +122,7 @@ proto::ListJobsResponse JobRegistry::List() const {
   const proto::ClusterState& state = *state_view;
   std::map<std::string, const proto::JobState*> sorted;
   for (const auto& [id, job] : state.jobs()) sorted[id] = &job;
-  for (const auto& [id, job] : sorted) *response.add_jobs() = WithRate(state, InfoOf(id, *job));
+  for (const auto& [id, job] : sorted) *response.add_jobs() = WithLeaderView(state, InfoOf(id, *job));
   return response;
 }
 
@@ -128,13 +131,19 @@ Result<proto::JobInfo> JobRegistry::Describe(const std::string& job_id) const {
   const proto::ClusterState& state = *state_view;
   auto it = state.jobs().find(job_id);
   if (it == state.jobs().end()) return absl::NotFoundError(fmt::format("no job {}", job_id));
-  return WithRate(state, InfoOf(job_id, it->second));
+  return WithLeaderView(state, InfoOf(job_id, it->second));
 }
 
-proto::JobInfo JobRegistry::WithRate(const proto::ClusterState& state, proto::JobInfo info) const {
+proto::JobInfo JobRegistry::WithLeaderView(const proto::ClusterState& state, proto::JobInfo info) const {
   const JobRate rate = rates_->RateOf(state, info.job_id());
   info.set_rate_limit(rate.events_per_s);
   info.set_rate_limit_reason(rate.reason);
+  if (progress_ != nullptr && info.state() == "running") {
+    if (std::optional<proto::BatchProgress> p = progress_->Of(info.job_id(), clock_->UnixMillis())) {
+      // A batch committed since (the view is older) is not in flight.
+      if (p->batch_id() > info.last_committed_batch()) *info.mutable_in_flight() = *std::move(p);
+    }
+  }
   return info;
 }
 

@@ -7,12 +7,15 @@
 // never half-started. Submit returns once JobSubmitted is committed in the
 // WAL, Stop once JobStopped is (docs/design.md "Commit rule"). Job ids are job
 // names, unique for the life of the cluster's WAL. The planner reads the
-// running jobs from the driver's state (ClusterState).
+// running jobs from the driver's state (ClusterState). List and Describe add
+// what only the leader knows: each job's rate limit and its batch in flight
+// (BatchProgress, written by the Scheduler).
 //
 // Thread-safe: calls are serialised (submits are rare and each waits for a
 // quorum commit).
 #pragma once
 
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -26,6 +29,7 @@ struct PathPolicy;
 
 namespace sluice::driver {
 
+class BatchProgress;
 class DataPath;
 class RateControl;
 class DriverLog;
@@ -34,8 +38,8 @@ class Leadership;
 class JobRegistry {
  public:
   // All pointers must outlive this object.
-  JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data,
-              const RateControl* rates, Clock* clock, const engine::PathPolicy* paths);
+  JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data, const RateControl* rates,
+              Clock* clock, const engine::PathPolicy* paths, std::shared_ptr<const BatchProgress> progress);
 
   [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec);
   [[nodiscard]] Status Stop(const std::string& job_id, const std::string& reason);
@@ -45,7 +49,8 @@ class JobRegistry {
 
  private:
   [[nodiscard]] Status CheckLeader() const;
-  proto::JobInfo WithRate(const proto::ClusterState& state, proto::JobInfo info) const;
+  // The job's rate limit and batch in flight, added to `info`.
+  proto::JobInfo WithLeaderView(const proto::ClusterState& state, proto::JobInfo info) const;
 
   const std::string driver_id_;
   DriverLog* const log_;
@@ -54,6 +59,7 @@ class JobRegistry {
   const RateControl* const rates_;  // the job's rate limit, for Describe
   Clock* const clock_;
   const engine::PathPolicy* const paths_;  // plugins by name, output under output-dirs
+  const std::shared_ptr<const BatchProgress> progress_;  // the batches in flight, for List and Describe
   std::mutex mu_;  // one submit or stop at a time
 };
 

@@ -154,6 +154,9 @@ bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& s
   }
   const int max_failures = std::max(1, job.spec().max_task_failures());
   if (retry.first_started_unix_ms == 0) retry.first_started_unix_ms = clock_->UnixMillis();
+  progress_->Start(job_id, batch.batch_id(), static_cast<int32_t>(tasks.size()),
+                   static_cast<int32_t>(retry.done.size()), retry.first_started_unix_ms,
+                   1 + retry.failures + retry.transient);
   std::atomic<int> attempts{0};
   // A batch tried again runs only the tasks that have not succeeded yet.
   std::vector<proto::TaskRequest> todo;
@@ -166,6 +169,7 @@ bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& s
   std::vector<Result<proto::TaskResult>> results =
       RunTasks(job_id, batch.batch_id(), todo, todo_candidates, max_failures, &attempts);
   retry.attempts += attempts.load();
+  progress_->End(job_id, batch.batch_id());
   if (!leadership_->Serving() || leadership_->epoch() != epoch) return false;
   Status failed;
   for (size_t k = 0; k < results.size(); ++k) {
@@ -341,6 +345,7 @@ std::vector<Result<proto::TaskResult>> Scheduler::RunTasks(const std::string& jo
           spdlog::debug("job {} batch {} task {} on worker {}: {} ms, {} in, {} blocks fetched, {} recomputed",
                         job_id, batch_id, request.task(), w.id(), took_ms, result.input(), result.blocks_fetched(),
                         result.blocks_recomputed());
+          progress_->TaskDone(job_id, batch_id);
           return result;
         }
         if (cancel.cancelled()) {
@@ -545,6 +550,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
   Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
   if (!stage.ok() || !*stage) {
     // Refused at submit; a spec from an older release that this one cannot run.
+    spdlog::error("job {} failed: {}", job_id, stage.ok() ? std::string("no keyed stage") : stage.status().ToString());
     StopJob(job_id, "FAILED: " + (stage.ok() ? std::string("no keyed stage") : stage.status().ToString()));
     return false;
   }
@@ -556,6 +562,9 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
 
   // 2. Map tasks: one per range, pushing their shuffle output to the owners.
   const int64_t started = clock_->UnixMillis();
+  if (retry.first_started_unix_ms == 0) retry.first_started_unix_ms = started;
+  progress_->Start(job_id, batch.batch_id(), static_cast<int32_t>(maps.size() + placement->owner.size()), 0,
+                   retry.first_started_unix_ms, 1 + retry.failures + retry.transient);
   std::atomic<int> attempts{0};
   const int max_failures = std::max(1, job.spec().max_task_failures());
   for (proto::TaskRequest& t : maps) {
@@ -578,6 +587,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     for (const proto::MemberInfo* owner : placement->owner) where.push_back({*owner});
     reduce_results = RunTasks(job_id, batch.batch_id(), reduces, where, 1, &attempts);
   }
+  progress_->End(job_id, batch.batch_id());
   if (!leadership_->Serving() || leadership_->epoch() != epoch) return false;
   Status failed;
   for (const auto* results : {&map_results, &reduce_results}) {

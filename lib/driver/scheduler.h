@@ -45,6 +45,7 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/serial_executor.h"
+#include "lib/driver/batch_progress.h"
 #include "lib/driver/reachability.h"
 #include "lib/rpc/call.h"
 #include "lib/source/source_connector.h"
@@ -72,6 +73,9 @@ class Scheduler {
   // batch of each running job that has none in progress. Returns how many
   // batches committed since the last call.
   int Tick(const std::vector<proto::MemberInfo>& live);
+
+  // The batch each job runs now and its tasks done, for JobRegistry.
+  std::shared_ptr<const BatchProgress> progress() const { return progress_; }
 
  private:
   struct Retry {
@@ -135,6 +139,7 @@ class Scheduler {
   WorkerProxy* const workers_;
   DataPath* const data_;
   Clock* const clock_;  // batch timings
+  const std::shared_ptr<BatchProgress> progress_ = std::make_shared<BatchProgress>();
   std::atomic<size_t> next_worker_{0};  // round robin for ranges whose blocks no live worker holds
   std::map<std::string, std::unique_ptr<JobRun>> runs_;  // by job; the schedule thread only
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "lib/common/logging.h"
 #include "lib/engine/keyed.h"
 #include "lib/engine/pipeline.h"
 #include "lib/rpc/rpc.h"
@@ -105,14 +106,17 @@ std::optional<format::Block> Executor::HeldBlock(const proto::TaskRequest& task,
       if (absl::IsNotFound(st)) {
         // A holder that restarted has lost its blocks in memory, one by one:
         // worth a debug line, not a warning per block.
-        spdlog::debug("block {}[{}] {}..{} is no longer on {}: {}", r.source(), r.partition(), r.start_offset(),
-                      r.end_offset(), holder, st.ToString());
+        SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::debug, "block {}[{}] {}..{} is no longer on {}: {}",
+                         r.source(), r.partition(), r.start_offset(), r.end_offset(), holder, st.ToString());
       } else {
         unreachable->insert(holder);
-        spdlog::warn("job {} batch {} task {}: worker {} did not give block {}[{}] {}..{} ({}); this task asks it "
-                     "for no more blocks",
-                     task.job_id(), task.batch_id(), task.task(), holder, r.source(), r.partition(), r.start_offset(),
-                     r.end_offset(), st.ToString());
+        // Once per holder and task, but a batch has many tasks: at most one
+        // line per 5 s.
+        SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
+                         "job {} batch {} task {}: worker {} did not give block {}[{}] {}..{} ({}); this task asks it "
+                         "for no more blocks",
+                         task.job_id(), task.batch_id(), task.task(), holder, r.source(), r.partition(),
+                         r.start_offset(), r.end_offset(), st.ToString());
       }
     }
   }
@@ -138,8 +142,9 @@ Result<std::vector<format::Block>> Executor::Recompute(const proto::TaskRequest&
   result->set_blocks_recomputed(result->blocks_recomputed() + static_cast<int64_t>(lost.size()));
   std::vector<format::Block> blocks = SplitAsReported(std::move(*again), lost);
   if (blocks.size() != lost.size()) {
-    spdlog::warn("{}[{}] {}..{} read again does not split into the {} blocks reported; used as one", first.source(),
-                 first.partition(), first.start_offset(), end, lost.size());
+    SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
+                     "{}[{}] {}..{} read again does not split into the {} blocks reported; used as one", first.source(),
+                     first.partition(), first.start_offset(), end, lost.size());
   }
   return blocks;
 }
@@ -225,9 +230,10 @@ Result<proto::TaskResult> Executor::RunConfined(const proto::TaskRequest& task,
   const google::protobuf::RepeatedPtrField<proto::BlockInfo>* blocks = &task.blocks();
   google::protobuf::RepeatedPtrField<proto::BlockInfo> whole;
   if (covered != range.end_offset()) {
-    spdlog::warn("job {} batch {} task {}: the blocks given do not cover {}[{}] {}..{}: recomputing it", task.job_id(),
-                 task.batch_id(), task.task(), range.source(), range.partition(), range.start_offset(),
-                 range.end_offset());
+    SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
+                     "job {} batch {} task {}: the blocks given do not cover {}[{}] {}..{}: recomputing it",
+                     task.job_id(), task.batch_id(), task.task(), range.source(), range.partition(),
+                     range.start_offset(), range.end_offset());
     *whole.Add()->mutable_range() = range;
     blocks = &whole;
   }

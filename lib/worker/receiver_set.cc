@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "lib/common/logging.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/worker_client.h"
 #include "lib/source/generator_source.h"
@@ -279,8 +280,9 @@ Result<std::string> ReceiverSet::Replicate(const HeldBlock& b) {
                })
                .status();
     if (last.ok()) return t.id();
-    spdlog::warn("replicating block {}[{}] {}..{} to worker {}: {}", b.lineage.source, b.lineage.partition,
-                 b.lineage.start_offset, b.lineage.end_offset, t.id(), last.ToString());
+    SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn, "replicating block {}[{}] {}..{} to worker {}: {}",
+                     b.lineage.source, b.lineage.partition, b.lineage.start_offset, b.lineage.end_offset, t.id(),
+                     last.ToString());
   }
   return absl::UnavailableError(fmt::format("no worker took a replica: {}", std::string(last.message())));
 }
@@ -295,7 +297,9 @@ Status ReceiverSet::Register(int64_t epoch, const std::string& address) {
   ASSIGN_OR_RETURN(proto::RegisterWorkerResponse response,
                    rpc::DriverClient(*channels_, address).RegisterWorker(request));
   for (const proto::BlockRef& d : response.drop()) {
-    spdlog::warn("the leader does not know block {}[{}] at {}: dropped", d.source(), d.partition(), d.start_offset());
+    SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
+                     "the leader does not know block {}[{}] at {}: dropped", d.source(), d.partition(),
+                     d.start_offset());
     store_->Drop({d.source(), d.partition(), d.start_offset()});
   }
   spdlog::info("registered with the leader at {} (epoch {}): {} blocks held, {} receivers", address, epoch,
@@ -354,8 +358,9 @@ void ReceiverSet::ReporterLoop() {
       const Key key{p.info.range().source(), p.info.range().partition()};
       if (i < static_cast<size_t>(response.verdicts_size()) &&
           response.verdicts(i) == proto::BLOCK_VERDICT_REJECTED) {
-        spdlog::warn("leader refused block {}[{}] {}..{}: {}", key.first, key.second, p.info.range().start_offset(),
-                     p.info.range().end_offset(), response.reasons(i));
+        SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn, "leader refused block {}[{}] {}..{}: {}",
+                         key.first, key.second, p.info.range().start_offset(), p.info.range().end_offset(),
+                         response.reasons(i));
         refused_blocks.push_back({key.first, key.second, p.info.range().start_offset()});
         auto r = running_.find(key);
         if (r != running_.end() && r->second->generation == p.generation) r->second->refused = true;

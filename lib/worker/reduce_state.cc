@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "lib/common/logging.h"
 #include "lib/rpc/rpc.h"
 #include "lib/rpc/worker_client.h"
 #include "lib/worker/transfer_deadline.h"
@@ -115,8 +116,10 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     if (last.ok() && !complete) last = absl::UnavailableError("the state stream ended early");
     if (rpc::IsUnreachable(last)) unreachable.push_back(h.id());
     if (!last.ok()) {
-      spdlog::warn("job {} reduce partition {}: fetching the state as of batch {} from {}: {}", job, partition, base,
-                   h.id(), last.ToString());
+      // Per partition and attempt of a batch, while a holder is gone: limited.
+      SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
+                       "job {} reduce partition {}: fetching the state as of batch {} from {}: {}", job, partition,
+                       base, h.id(), last.ToString());
       continue;
     }
     const std::vector<state::Change> entries = ChangesOf(chunks, /*snapshot=*/true);
