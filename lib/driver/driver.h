@@ -80,6 +80,7 @@ class JobRegistry;
 class Planner;
 class RateControl;
 class Scheduler;
+class StatusPage;
 class Leadership;
 class WorkerProxy;
 
@@ -201,6 +202,8 @@ class Driver {
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
   std::unique_ptr<coord::Membership> workers_;
+  // The status page (/ on the HTTP endpoint); stopped before the parts it reads.
+  std::unique_ptr<StatusPage> page_;
 
   mutable std::mutex mu_;
   proto::ProcessInfo process_;                  // guarded by mu_
