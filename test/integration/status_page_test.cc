@@ -6,8 +6,8 @@
 // links to its page; after kill -9 of the leader the new leader's page shows
 // the higher epoch, the leader change in its timeline, and new batches.
 //
-// Saves a screenshot of the leader's page in the test's directory, and in
-// $SLUICE_SCREENSHOT_DIR when set (docs/images/status-page.png).
+// Saves a screenshot of the new leader's page in the test's directory, and
+// in $SLUICE_SCREENSHOT_DIR when set (docs/images/status-page.png).
 #include <signal.h>
 
 #include <cstdio>
@@ -42,7 +42,7 @@ sink: {null: {}}
 )";
 
 // Runs a shell command line; its stdout, or "" if it failed.
-std::string Run(const std::string& command) {
+std::string RunShell(const std::string& command) {
   std::string out;
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return out;
@@ -80,7 +80,7 @@ class StatusPageTest : public ::testing::Test {
   // pending, so the budget covers several polls of the page.
   std::string Chromium(const std::string& what, const std::string& url) {
     const std::string profile = dir_.Sub("chromium-" + std::to_string(runs_++));
-    return Run("timeout 60 " + std::string(kChromium) +
+    return RunShell("timeout 60 " + std::string(kChromium) +
                " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
                " --hide-scrollbars --window-size=1400,1000 --virtual-time-budget=6000 --user-data-dir=" +
                profile + " " + what + " " + url + " 2>" + profile + ".log");
@@ -146,15 +146,6 @@ TEST_F(StatusPageTest, LeaderAndStandbyPagesThroughALeaderKill) {
   EXPECT_THAT(dom, HasSubstr("Epoch " + std::to_string(epoch) + " — " + cluster_->driver_id(leader)));
   EXPECT_THAT(dom, ::testing::Not(HasSubstr("cannot reach this driver")));
 
-  const std::string shot = dir_.Sub("status-page.png");
-  Chromium("--screenshot=" + shot, "http://" + leader_http + "/");
-  ASSERT_TRUE(std::filesystem::exists(shot));
-  EXPECT_GT(std::filesystem::file_size(shot), 20'000u);
-  if (const char* out = std::getenv("SLUICE_SCREENSHOT_DIR"); out != nullptr && *out != '\0') {
-    std::filesystem::copy_file(shot, std::string(out) + "/status-page.png",
-                               std::filesystem::copy_options::overwrite_existing);
-  }
-
   // The standby's page: the banner names the leader and links to its page;
   // its jobs come from its own copy of the log.
   const std::string standby_dom = Chromium("--dump-dom", "http://" + standby_http + "/");
@@ -189,6 +180,20 @@ TEST_F(StatusPageTest, LeaderAndStandbyPagesThroughALeaderKill) {
   EXPECT_THAT(after, HasSubstr("Epoch " + std::to_string(new_epoch) + " — " + cluster_->driver_id(next)));
   EXPECT_THAT(after, HasSubstr("Epoch " + std::to_string(epoch) + " — " + cluster_->driver_id(leader)));
   EXPECT_THAT(after, HasSubstr("took over"));
+  EXPECT_THAT(after, HasSubstr("data-charts-drawn=\"4\""));
+
+  // The screenshot: the new leader's page a few seconds on, its charts
+  // across the failover and both terms in its timeline.
+  ASSERT_TRUE(testing::WaitUntil([&] { return CommittedOnPage(next_http) >= before + 12; }, milliseconds(20'000),
+                                 milliseconds(200)));
+  const std::string shot = dir_.Sub("status-page.png");
+  Chromium("--screenshot=" + shot, "http://" + next_http + "/");
+  ASSERT_TRUE(std::filesystem::exists(shot));
+  EXPECT_GT(std::filesystem::file_size(shot), 20'000u);
+  if (const char* out = std::getenv("SLUICE_SCREENSHOT_DIR"); out != nullptr && *out != '\0') {
+    std::filesystem::copy_file(shot, std::string(out) + "/status-page.png",
+                               std::filesystem::copy_options::overwrite_existing);
+  }
 }
 
 }  // namespace

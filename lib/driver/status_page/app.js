@@ -34,13 +34,23 @@
     const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     let i = 0;
     while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
-    return (i === 0 ? b : b.toFixed(1)) + ' ' + u[i];
+    return (i === 0 || b >= 10 ? Math.round(b) : b.toFixed(1)) + ' ' + u[i];
   }
   const pad = (n) => String(n).padStart(2, '0');
   function fmtTime(ms) {
     if (!ms) return '–';
     const d = new Date(ms);
     return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+  }
+  function fmtBatchTime(ms) {
+    return page.interval < 1000 ? fmtTime(ms) + '.' + Math.floor((ms % 1000) / 100) : fmtTime(ms);
+  }
+  function fmtAxis(v, unit) {
+    const a = Math.abs(v);
+    if (unit === 'ms') return a >= 10000 ? (v / 1000).toFixed(0) + ' s' : a >= 1000 ? (v / 1000).toFixed(1) + ' s' : v + ' ms';
+    if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + 'M';
+    if (a >= 1e3) return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + 'k';
+    return String(v);
   }
   function fmtDateTime(ms) {
     if (!ms) return '–';
@@ -79,9 +89,6 @@
     if (ms > 4 * interval) return 'bad';
     if (ms > interval) return 'warn';
     return '';
-  }
-  function httpLink(address) {
-    return address ? el('a', { href: 'http://' + address + '/' }, address) : el('span', { class: 'muted' }, 'none');
   }
 
   // ---- the overview ----
@@ -175,16 +182,16 @@
   function renderDrivers(s) {
     $('drivers-count').textContent = '(' + s.drivers.length + ')';
     const rows = s.drivers.map((d) => el('tr', {},
-      td(d.id + (d.self ? '  (this page)' : ''), 'mono'),
+      el('td', { class: 'mono', title: 'RPC ' + d.rpc_address + (d.http_address ? ', page ' + d.http_address : '') },
+        d.http_address && !d.self ? el('a', { href: 'http://' + d.http_address + '/' }, d.id) : d.id,
+        d.self ? el('span', { class: 'muted' }, ' (this page)') : null),
       el('td', {}, el('span', { class: 'badge badge-' + d.role }, d.role)),
       num(d.role === 'leader' ? String(d.epoch) : '–'),
-      td(d.rpc_address, 'mono'),
-      el('td', { class: 'mono' }, httpLink(d.http_address)),
       num(d.wal_lag === undefined ? '–' : fmtInt(d.wal_lag), d.wal_lag > 1000 ? 'warn' : '')));
-    fill($('drivers-table').tBodies[0], rows, 6, 'No drivers in the group.');
+    fill($('drivers-table').tBodies[0], rows, 4, 'No drivers in the group.');
     const w = s.wal;
-    $('wal-line').textContent = 'This driver\'s WAL: last ' + fmtInt(w.last_seq) + ', committed ' + fmtInt(w.commit_seq) +
-      ', snapshot at ' + fmtInt(w.snapshot_seq) + ', fence epoch ' + w.fence +
+    $('wal-line').textContent = 'WAL here: last ' + fmtInt(w.last_seq) + ', committed ' + fmtInt(w.commit_seq) +
+      ', snapshot ' + fmtInt(w.snapshot_seq) + ', fence ' + w.fence +
       (w.store_degraded ? ' — STORE DEGRADED: ' + w.store_error : '') +
       (s.zk_server ? ' · ZooKeeper ' + s.zk_server : '');
   }
@@ -199,7 +206,8 @@
         const bar = el('span', { class: 'bar' }, el('span'));
         const frac = d.memory_budget_bytes ? Math.min(1, d.memory_bytes / d.memory_budget_bytes) : 0;
         bar.firstChild.style.width = (100 * frac).toFixed(1) + '%';
-        mem = el('span', {}, bar, fmtBytes(d.memory_bytes) + ' / ' + fmtBytes(d.memory_budget_bytes));
+        mem = el('span', { title: 'spilled to disk: ' + fmtBytes(d.disk_bytes) }, bar,
+          fmtBytes(d.memory_bytes) + ' of ' + fmtBytes(d.memory_budget_bytes));
         const paused = d.receivers_paused ? d.receivers_paused + ' paused' : '';
         state = d.degraded ? el('span', { class: 'bad' }, 'degraded: ' + d.degraded)
           : el('span', { class: paused ? 'warn' : 'good' }, paused || 'ok');
@@ -207,18 +215,17 @@
         state = el('span', { class: 'bad', title: d.error }, 'unreachable');
       }
       return el('tr', {},
-        td(w.id, 'mono'), td(w.rpc_address, 'mono'), num(String(w.slots)),
+        el('td', { class: 'mono', title: 'RPC ' + w.rpc_address }, w.id), num(String(w.slots)),
         el('td', {}, mem),
-        num(d && !d.error ? fmtBytes(d.disk_bytes) : '–'),
         num(d && !d.error ? String(d.receivers) : '–'),
         num(d && !d.error ? fmtInt(d.receiver_records) : '–'),
         el('td', {}, state));
     });
-    fill($('workers-table').tBodies[0], rows, 8, 'No live workers.');
+    fill($('workers-table').tBodies[0], rows, 6, 'No live workers.');
     const asOf = s.workers.map((w) => (w.details ? w.details.as_of_unix_ms : 0)).filter((x) => x > 0);
     $('workers-note').textContent = s.worker_details
-      ? (asOf.length ? 'Worker details as of ' + fmtAgo(s.now_unix_ms - Math.min(...asOf)) + ' ago (asked every few seconds while this page is open).' : '')
-      : 'A standby shows the workers in the group; their memory and receivers are on the leader\'s page.';
+      ? (asOf.length ? 'Details as of ' + fmtAgo(s.now_unix_ms - Math.min(...asOf)) + ' ago; block memory against its budget.' : '')
+      : 'Memory and receivers are on the leader\'s page.';
   }
 
   function renderTimeline(s) {
@@ -245,6 +252,7 @@
     page.job = id;
     page.interval = interval || 1000;
     page.last = 0;
+    page.polling = null;
     page.rows = [];
     $('job-title').textContent = id;
     $('job-select').value = id;
@@ -256,7 +264,13 @@
 
   function windowSeconds() { return Number($('window-select').value); }
 
-  async function pollJob() {
+  // One poll of the selected job at a time; a batch already held is skipped.
+  function pollJob() {
+    if (!page.polling) page.polling = fetchJob().finally(() => { page.polling = null; });
+    return page.polling;
+  }
+
+  async function fetchJob() {
     const id = page.job;
     if (!id) return;
     const w = windowSeconds();
@@ -267,9 +281,10 @@
     const j = await r.json();
     if (id !== page.job) return;
     page.interval = j.batch_interval_ms || page.interval;
-    if (j.batches.length) {
-      page.rows.push(...j.batches);
-      page.last = j.batches[j.batches.length - 1][0];
+    const fresh = j.batches.filter((b) => b[0] > page.last);
+    if (fresh.length) {
+      page.rows.push(...fresh);
+      page.last = fresh[fresh.length - 1][0];
     }
     trimWindow();
     drawJob();
@@ -287,10 +302,10 @@
   }
 
   const SERIES = [
-    { key: 'rate', color: '#2563eb', value: (b) => b[2] * 1000 / page.interval, fmt: fmtRate },
-    { key: 'sched', color: '#d97706', value: (b) => b[4], fmt: fmtMs },
-    { key: 'proc', color: '#7c3aed', value: (b) => b[5], fmt: fmtMs },
-    { key: 'total', color: '#dc2626', value: (b) => b[6], fmt: fmtMs },
+    { key: 'rate', color: '#2563eb', value: (b) => b[2] * 1000 / page.interval, fmt: fmtRate, unit: '/s' },
+    { key: 'sched', color: '#d97706', value: (b) => b[4], fmt: fmtMs, unit: 'ms' },
+    { key: 'proc', color: '#7c3aed', value: (b) => b[5], fmt: fmtMs, unit: 'ms' },
+    { key: 'total', color: '#dc2626', value: (b) => b[6], fmt: fmtMs, unit: 'ms' },
   ];
 
   function drawJob() {
@@ -311,7 +326,7 @@
           axisLabelFontSize: 11, includeZero: true, animatedZooms: false,
           axes: {
             x: { pixelsPerLabel: 70 },
-            y: { axisLabelWidth: 56, valueFormatter: s.fmt, axisLabelFormatter: (v) => s.fmt(v).replace(' /s', '') },
+            y: { axisLabelWidth: 56, valueFormatter: s.fmt, axisLabelFormatter: (v) => fmtAxis(v, s.unit) },
           },
           drawCallback: () => markDrawn(),
         });
@@ -321,7 +336,7 @@
     }
     const tbody = $('batches-table').tBodies[0];
     const last = rows.slice(-12).reverse().map((b) => el('tr', {},
-      num(fmtInt(b[0])), td(fmtTime(b[1])), num(fmtInt(b[2])), num(fmtInt(b[3])),
+      num(fmtInt(b[0])), td(fmtBatchTime(b[1])), num(fmtInt(b[2])), num(fmtInt(b[3])),
       num(fmtMs(b[4]), delayClass(b[4], page.interval)), num(fmtMs(b[5]), delayClass(b[5], page.interval)),
       num(fmtMs(b[6]), delayClass(b[6], page.interval)), num(String(b[8])),
       num(fmtInt(b[7]), b[7] ? 'warn' : ''), num(b[9] + ' / ' + b[10], b[10] ? 'warn' : '')));
@@ -371,7 +386,7 @@
 
   document.addEventListener('DOMContentLoaded', () => {
     $('job-select').addEventListener('change', (e) => selectJob(e.target.value, page.interval));
-    $('window-select').addEventListener('change', () => { page.last = 0; page.rows = []; pollJob(); });
+    $('window-select').addEventListener('change', () => { page.last = 0; page.rows = []; page.polling = null; pollJob(); });
     tick();
   });
 })();
