@@ -137,7 +137,7 @@ Figures Measure(int jobs, int batches, int runs) {
 }
 
 void Print(const char* name, int jobs, int batches, const Figures& f) {
-  std::printf("%-9s %3d jobs x %5d batches: applied in %.2f s; history holds %lld batches, %.1f MB "
+  std::printf("%-9s %3d jobs x %5d batches: applied in %.3f s; history holds %lld batches, %.1f MB "
               "(max RSS grew %.1f MB)\n",
               name, jobs, batches, f.build_s, static_cast<long long>(f.held), f.history_bytes / 1e6,
               f.rss_growth_kb / 1e3);

@@ -322,7 +322,7 @@
       if (!g) {
         page.charts[s.key] = new Dygraph($('chart-' + s.key), data, {
           labels: ['time', s.key], colors: [s.color], strokeWidth: 1.5, fillGraph: true, fillAlpha: 0.12,
-          legend: 'never', drawGrid: true, gridLineColor: '#eef1f5', axisLineColor: '#cbd5e1',
+          legend: 'never', drawGrid: true, yRangePad: 8, gridLineColor: '#eef1f5', axisLineColor: '#cbd5e1',
           axisLabelFontSize: 11, includeZero: true, animatedZooms: false,
           axes: {
             x: { pixelsPerLabel: 70 },
