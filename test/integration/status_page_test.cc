@@ -80,9 +80,11 @@ class StatusPageTest : public ::testing::Test {
   // pending, so the budget covers several polls of the page.
   std::string Chromium(const std::string& what, const std::string& url) {
     const std::string profile = dir_.Sub("chromium-" + std::to_string(runs_++));
+    last_log_ = profile + ".log";
     return RunShell("timeout 60 " + std::string(kChromium) +
                " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
-               " --hide-scrollbars --window-size=1400,1000 --virtual-time-budget=6000 --user-data-dir=" +
+               " --hide-scrollbars --window-size=1400,1000 --virtual-time-budget=6000 --enable-logging=stderr --v=0"
+               " --user-data-dir=" +
                profile + " " + what + " " + url + " 2>" + profile + ".log");
   }
 
@@ -104,6 +106,7 @@ class StatusPageTest : public ::testing::Test {
   TempDir dir_{"status-page"};
   std::unique_ptr<LocalCluster> cluster_;
   int runs_ = 0;
+  std::string last_log_;  // the last Chromium run's stderr
 };
 
 TEST_F(StatusPageTest, LeaderAndStandbyPagesThroughALeaderKill) {
@@ -145,6 +148,11 @@ TEST_F(StatusPageTest, LeaderAndStandbyPagesThroughALeaderKill) {
   EXPECT_THAT(dom, HasSubstr(cluster_->worker_id(0)));
   EXPECT_THAT(dom, HasSubstr("Epoch " + std::to_string(epoch) + " — " + cluster_->driver_id(leader)));
   EXPECT_THAT(dom, ::testing::Not(HasSubstr("cannot reach this driver")));
+  // Nothing the page does is refused by its own Content-Security-Policy,
+  // and the script raised no error (Chromium logs the console).
+  const std::string console = testing::ReadFile(last_log_).value_or("");
+  EXPECT_THAT(console, ::testing::Not(HasSubstr("Content Security Policy"))) << console;
+  EXPECT_THAT(console, ::testing::Not(HasSubstr("Uncaught"))) << console;
 
   // The standby's page: the banner names the leader and links to its page;
   // its jobs come from its own copy of the log.
