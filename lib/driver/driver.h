@@ -6,7 +6,8 @@
 // group, its view of the workers/ group, and the leader's heartbeat to
 // workers, which carries the epoch (docs/design.md, rule 4), and the leader's
 // threads: assignment (receivers, every heartbeat), planning (batches at
-// their batch time, checked every 20 ms) and scheduling (tasks, commits).
+// their batch time, checked every 20 ms) and scheduling (tasks, commits);
+// and, on its HTTP endpoint, the status page (StatusPage).
 // cmd/driverd/main.cpp only parses flags into DriverOptions and calls
 // Start/Stop.
 //

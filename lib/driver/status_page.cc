@@ -223,7 +223,9 @@ void StatusPage::Register(http::HttpServer* server) {
     if (f.name == "index.html") continue;
     server->Get("/static/" + std::string(f.name), [&f](const http::Request&) {
       http::Response r = Answer(200, ContentType(f.name), std::string(f.data));
-      r.headers["Cache-Control"] = "public, max-age=3600";
+      // Revalidated on each page load: a driver upgraded in place serves
+      // its new script with its new page.
+      r.headers["Cache-Control"] = "no-cache";
       return r;
     });
   }
@@ -322,7 +324,9 @@ http::Response StatusPage::Index() {
   ReplaceAll(html, "{{driver_id}}", HtmlEscape(status.process().id()));
   ReplaceAll(html, "{{role}}", RoleName(status.role()));
   ReplaceAll(html, "{{banner}}", banner);
-  return Answer(200, "text/html; charset=utf-8", std::move(html));
+  http::Response r = Answer(200, "text/html; charset=utf-8", std::move(html));
+  r.headers["Cache-Control"] = "no-store";
+  return r;
 }
 
 http::Response StatusPage::StatusJson() {
