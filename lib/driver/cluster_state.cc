@@ -148,9 +148,20 @@ Status ApplyBlocksAdded(proto::ClusterState& state, const proto::BlocksAdded& ad
   return absl::OkStatus();
 }
 
+// The leader's clock as a record of the current term carries it: the
+// term's first and last time seen. Records of no term (a log that starts
+// without a LeaderChange, in tests) change nothing.
+void SeenInTerm(proto::ClusterState& state, int64_t first_unix_ms, int64_t last_unix_ms) {
+  if (state.leader_terms().empty() || last_unix_ms <= 0) return;
+  proto::LeaderTerm* term = state.mutable_leader_terms(state.leader_terms_size() - 1);
+  if (term->first_seen_unix_ms() == 0) term->set_first_seen_unix_ms(first_unix_ms > 0 ? first_unix_ms : last_unix_ms);
+  term->set_last_seen_unix_ms(std::max(term->last_seen_unix_ms(), last_unix_ms));
+}
+
 }  // namespace
 
-ClusterState::ClusterState() : state_(std::make_shared<proto::ClusterState>()) {}
+ClusterState::ClusterState(BatchHistoryOptions history)
+    : state_(std::make_shared<proto::ClusterState>()), history_(history) {}
 
 std::shared_ptr<const proto::ClusterState> ClusterState::View() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -176,6 +187,13 @@ Status ClusterState::Apply(const proto::WalRecord& record) {
       proto::ClusterState& state = *MutableLocked();
       state.set_last_leader_epoch(record.leader_change().epoch());
       state.set_last_leader_id(record.leader_change().leader_id());
+      proto::LeaderTerm* term = state.add_leader_terms();
+      term->set_epoch(record.leader_change().epoch());
+      term->set_leader_id(record.leader_change().leader_id());
+      term->set_seq(record.seq());
+      if (state.leader_terms_size() > kLeaderTerms) {
+        state.mutable_leader_terms()->DeleteSubrange(0, state.leader_terms_size() - kLeaderTerms);
+      }
       return absl::OkStatus();
     }
     case proto::WalRecord::kPayload: {
@@ -210,6 +228,7 @@ Status ClusterState::Restore(std::string_view bytes) {
     }
     *state = std::move(*snapshot.mutable_state());
   }
+  history_.Reset(*state);
   std::lock_guard<std::mutex> lock(mu_);
   state_ = std::move(state);
   return absl::OkStatus();
@@ -238,6 +257,7 @@ Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
       proto::JobState& job = (*state.mutable_jobs())[js.job_id()];
       *job.mutable_spec() = js.spec();
       job.set_submit_time_unix_ms(js.submit_time_unix_ms());
+      SeenInTerm(state, js.submit_time_unix_ms(), js.submit_time_unix_ms());
       return absl::OkStatus();
     }
     case proto::DriverRecord::kJobStopped: {
@@ -259,8 +279,14 @@ Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
       *it->second.add_in_flight() = bp;
       return absl::OkStatus();
     }
-    case proto::DriverRecord::kBatchCommitted:
-      return ApplyBatchCommitted(state, r.batch_committed(), seq);
+    case proto::DriverRecord::kBatchCommitted: {
+      const proto::BatchCommitted& bc = r.batch_committed();
+      RETURN_IF_ERROR(ApplyBatchCommitted(state, bc, seq));
+      SeenInTerm(state, bc.started_unix_ms(), bc.finished_unix_ms());
+      const proto::JobState& job = state.jobs().at(bc.job_id());
+      history_.Add(bc.job_id(), job.recent_batches(job.recent_batches_size() - 1));
+      return absl::OkStatus();
+    }
     case proto::DriverRecord::kMarker:
       state.set_markers(state.markers() + 1);
       return absl::OkStatus();

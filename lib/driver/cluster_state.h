@@ -1,6 +1,7 @@
 // ClusterState: the driver's state machine over the replicated log — jobs,
 // their planned and committed batches, committed source offsets, sources and
-// the blocks accepted for each partition, the last leader.
+// the blocks accepted for each partition, the last leader and the last few
+// leaders' terms (the status page's timeline).
 //
 // Module sluice::driver owns it. It is a pure function of the log: Apply()
 // folds one committed record in (a DriverRecord payload, or the log's
@@ -14,8 +15,12 @@
 // changes the state in place when no reader holds it, and copies it first
 // when one does (copy on write), so a view never changes under its reader.
 //
+// Each BatchCommitted it applies also goes to its BatchHistory, the longer
+// in-memory history of every job's batches the status page charts (not part
+// of the state or its snapshots; Restore seeds it from recent_batches).
+//
 // Thread-safe: the log calls Apply/Snapshot/Restore one at a time; View()
-// from any thread.
+// and history() from any thread.
 #pragma once
 
 #include <memory>
@@ -24,6 +29,7 @@
 #include <string_view>
 
 #include "lib/common/status.h"
+#include "lib/driver/batch_history.h"
 #include "lib/wal/state_machine.h"
 #include "proto/driver_log.pb.h"
 
@@ -31,7 +37,7 @@ namespace sluice::driver {
 
 class ClusterState final : public wal::StateMachine {
  public:
-  ClusterState();
+  explicit ClusterState(BatchHistoryOptions history = {});
 
   // wal::StateMachine.
   [[nodiscard]] Status Apply(const proto::WalRecord& record) override;
@@ -46,8 +52,13 @@ class ClusterState final : public wal::StateMachine {
   // The state as of the last applied record. Never changes; cheap to take.
   std::shared_ptr<const proto::ClusterState> View() const;
 
+  // Every job's committed batches, longer than recent_batches (in memory).
+  const BatchHistory& history() const { return history_; }
+
   // How many committed batches each job keeps in JobState.recent_batches.
   static constexpr int kRecentBatches = 20;
+  // How many leaders' terms ClusterState.leader_terms keeps.
+  static constexpr int kLeaderTerms = 32;
 
  private:
   // The state to change: copied first if a reader holds the current one.
@@ -56,6 +67,7 @@ class ClusterState final : public wal::StateMachine {
 
   mutable std::mutex mu_;
   std::shared_ptr<proto::ClusterState> state_;  // guarded by mu_; never null
+  BatchHistory history_;
 };
 
 // A source partition's state in `state`, or null if there is no such

@@ -20,6 +20,7 @@
 #include "lib/driver/rate_control.h"
 #include "lib/driver/scheduler.h"
 #include "lib/driver/leadership.h"
+#include "lib/driver/status_page.h"
 #include "lib/http/daemon_http.h"
 #include "lib/wal/replicated_log.h"
 #include "lib/wal/wal_service.h"
@@ -28,6 +29,7 @@
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/process_info.h"
 #include "lib/rpc/rpc.h"
+#include "lib/rpc/worker_client.h"
 #include "lib/rpc/tls.h"
 #include "spdlog/spdlog.h"
 
@@ -153,6 +155,15 @@ Status Driver::Start() {
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address,
                                                   {service_.get(), wal_service_.get()}, rpc_options));
   const std::string advertised = options_.daemon.Advertised(server_->address());
+  // The status page reads this driver's status (its parts through their
+  // atomic views, null while starting), the log's state and its history.
+  page_ = std::make_unique<StatusPage>(
+      [this] { return GetStatus(); }, state_.get(),
+      [this](const std::string& address) {
+        return rpc::WorkerClient(*channels_, address).GetStatus(std::chrono::milliseconds(500));
+      },
+      clock_);
+  page_->Register(http_->server());
   RETURN_IF_ERROR(http_->Start(options_.daemon, liveness_));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -355,6 +366,7 @@ void Driver::Stop() {
   }
   stop_cv_.notify_all();
   http_->Stop();  // its handlers read the parts below
+  if (page_) page_->Stop();  // so does its worker-details thread
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   leadership_view_ = nullptr;
   coordinator_view_ = nullptr;

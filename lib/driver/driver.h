@@ -6,7 +6,8 @@
 // group, its view of the workers/ group, and the leader's heartbeat to
 // workers, which carries the epoch (docs/design.md, rule 4), and the leader's
 // threads: assignment (receivers, every heartbeat), planning (batches at
-// their batch time, checked every 20 ms) and scheduling (tasks, commits).
+// their batch time, checked every 20 ms) and scheduling (tasks, commits);
+// and, on its HTTP endpoint, the status page (StatusPage).
 // cmd/driverd/main.cpp only parses flags into DriverOptions and calls
 // Start/Stop.
 //
@@ -80,6 +81,7 @@ class JobRegistry;
 class Planner;
 class RateControl;
 class Scheduler;
+class StatusPage;
 class Leadership;
 class WorkerProxy;
 
@@ -201,6 +203,8 @@ class Driver {
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
   std::unique_ptr<coord::Membership> workers_;
+  // The status page (/ on the HTTP endpoint); stopped before the parts it reads.
+  std::unique_ptr<StatusPage> page_;
 
   mutable std::mutex mu_;
   proto::ProcessInfo process_;                  // guarded by mu_
