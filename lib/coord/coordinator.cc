@@ -44,6 +44,7 @@ class ZkCoordinator final : public Coordinator {
   void Close() override { session_->Close(); }
   const std::string& spec() const override { return spec_; }
   std::string connected_server() const override { return session_->connected_server(); }
+  ZkSession* zk_session() override { return session_.get(); }
 
  private:
   const std::string spec_;

@@ -57,6 +57,8 @@ struct CoordinatorOptions {
   Clock* clock = Clock::Real();
 };
 
+class ZkSession;
+
 class Coordinator {
  public:
   // Connects (ZooKeeper: waits for a session and creates the root layout).
@@ -88,6 +90,8 @@ class Coordinator {
   // ZooKeeper: "ip:port" of the server the session is connected to now, ""
   // while disconnected. Standalone: always "".
   virtual std::string connected_server() const { return ""; }
+  // ZooKeeper: the session (for its probe, session_probe.h). Standalone: null.
+  virtual ZkSession* zk_session() { return nullptr; }
 };
 
 }  // namespace sluice::coord

@@ -11,9 +11,11 @@
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
 #include "lib/coord/coordinator.h"
+#include "lib/coord/session_probe.h"
 #include "lib/driver/cluster_state.h"
 #include "lib/driver/data_path.h"
 #include "lib/driver/driver_log.h"
+#include "lib/driver/driver_probe.h"
 #include "lib/driver/driver_service.h"
 #include "lib/driver/job_registry.h"
 #include "lib/driver/planner.h"
@@ -23,6 +25,7 @@
 #include "lib/driver/status_page.h"
 #include "lib/http/daemon_http.h"
 #include "lib/wal/replicated_log.h"
+#include "lib/wal/wal_probe.h"
 #include "lib/wal/wal_service.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/rpc/channel_cache.h"
@@ -132,6 +135,8 @@ Status Driver::Start() {
   ASSIGN_OR_RETURN(rpc::RpcOptions rpc_options, rpc::DaemonRpcOptions(options_.daemon, rpc::Role::kDriver));
   tls_ = rpc_options.tls;
   channels_ = std::make_unique<rpc::ChannelCache>(rpc_options);
+  ASSIGN_OR_RETURN(probes_, DriverProbes::Create(metrics()));
+  rpc_options.probe = probes_->rpc.get();  // the server counts its calls
   state_ = std::make_unique<ClusterState>();
   // Standalone mode has one driver: a WAL group of more could never commit.
   int group_size = options_.wal_group_size;
@@ -149,6 +154,7 @@ Status Driver::Start() {
                                 .clock = clock_},
       wal::GrpcWalPeerFactory(channels_.get(), std::chrono::milliseconds(1000)));
   RETURN_IF_ERROR_PREPEND(log_->Init(), "opening the WAL");
+  ASSIGN_OR_RETURN(probes_->wal, wal::WalProbe::Create(metrics(), log_.get()));
   driver_log_ = std::make_unique<DriverLog>(log_.get(), state_.get());
   wal_service_ = std::make_unique<wal::WalServiceImpl>(log_.get());
   service_ = std::make_unique<DriverServiceImpl>(this);
@@ -174,6 +180,7 @@ Status Driver::Start() {
 
   ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_));
   coordinator_view_ = coordinator_.get();
+  ASSIGN_OR_RETURN(probes_->session, coord::SessionProbe::Create(metrics(), coordinator_.get()));
   workers_proxy_ = std::make_unique<GrpcWorkerProxy>(
       channels_.get(), std::chrono::milliseconds(std::max(100, options_.heartbeat_interval_ms)));
 
@@ -229,6 +236,7 @@ Status Driver::Start() {
                                         rates_.get(), clock_, &options_.paths, scheduler_->progress());
   jobs_view_ = jobs_.get();
   planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_);
+  RETURN_IF_ERROR(probes_->AttachLeader(leadership_.get(), state_.get(), rates_.get(), planner_.get(), scheduler_.get()));
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });
   schedule_thread_ = std::thread([this] { ScheduleLoop(); });
@@ -385,6 +393,7 @@ void Driver::Stop() {
   // The roles hold pointers into the coordinator: release them first.
   planner_.reset();
   scheduler_.reset();
+  probes_.reset();  // before the coordinator, the log and the leadership they read
   jobs_.reset();
   data_path_.reset();  // gRPC has stopped: nothing calls it any more
   leadership_.reset();

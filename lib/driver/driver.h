@@ -76,6 +76,7 @@ namespace sluice::driver {
 class ClusterState;
 class DataPath;
 class DriverLog;
+struct DriverProbes;
 class DriverServiceImpl;
 class JobRegistry;
 class Planner;
@@ -205,6 +206,7 @@ class Driver {
   std::unique_ptr<coord::Membership> workers_;
   // The status page (/ on the HTTP endpoint); stopped before the parts it reads.
   std::unique_ptr<StatusPage> page_;
+  std::unique_ptr<DriverProbes> probes_;  // of the parts above: released before them (Stop)
 
   mutable std::mutex mu_;
   proto::ProcessInfo process_;                  // guarded by mu_

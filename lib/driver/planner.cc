@@ -1,5 +1,6 @@
 #include "lib/driver/planner.h"
 
+#include "lib/driver/driver_probe.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/rate_control.h"
 #include "lib/engine/keyed.h"
@@ -99,6 +100,7 @@ int Planner::Tick() {
       return planned;
     }
     spdlog::debug("job {}: batch {} planned ({} offsets)", id, batch_id, events);
+    if (probe_ != nullptr) probe_->BatchPlanned(id, batch_id, leadership_->epoch());
     ++planned;
   }
   return planned;

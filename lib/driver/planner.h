@@ -26,6 +26,7 @@
 namespace sluice::driver {
 
 class DriverLog;
+class JobProbe;
 class Leadership;
 class RateControl;
 
@@ -40,12 +41,15 @@ class Planner {
 
   // Plans every batch that is due; returns how many were committed.
   int Tick();
+  // Plans are counted there (driver_probe.h); before the first Tick.
+  void set_probe(JobProbe* probe) { probe_ = probe; }
 
  private:
   DriverLog* const log_;
   Leadership* const leadership_;
   RateControl* const rates_;
   Clock* const clock_;
+  JobProbe* probe_ = nullptr;
 };
 
 }  // namespace sluice::driver

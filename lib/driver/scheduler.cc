@@ -6,6 +6,7 @@
 #include <set>
 
 #include "lib/driver/data_path.h"
+#include "lib/driver/driver_probe.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/engine/keyed.h"
@@ -391,6 +392,7 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
   }
   const proto::BatchCommitted done = *bc;
   if (!log_->Append(std::move(record)).ok()) return false;
+  if (probe_ != nullptr) probe_->BatchCommitted(batch, done, epoch);
   spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
                done.output_count());
   // The blocks ClusterState folded away (every running reader is past

@@ -57,6 +57,7 @@ namespace sluice::driver {
 
 class DataPath;
 class DriverLog;
+class JobProbe;
 class Leadership;
 class WorkerProxy;
 
@@ -73,6 +74,8 @@ class Scheduler {
   // batch of each running job that has none in progress. Returns how many
   // batches committed since the last call.
   int Tick(const std::vector<proto::MemberInfo>& live);
+  // Commits are counted there (driver_probe.h); before the first Tick.
+  void set_probe(JobProbe* probe) { probe_ = probe; }
 
   // The batch each job runs now and its tasks done, for JobRegistry.
   std::shared_ptr<const BatchProgress> progress() const { return progress_; }
@@ -140,6 +143,7 @@ class Scheduler {
   DataPath* const data_;
   Clock* const clock_;  // batch timings
   const std::shared_ptr<BatchProgress> progress_ = std::make_shared<BatchProgress>();
+  JobProbe* probe_ = nullptr;
   std::atomic<size_t> next_worker_{0};  // round robin for ranges whose blocks no live worker holds
   std::map<std::string, std::unique_ptr<JobRun>> runs_;  // by job; the schedule thread only
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "lib/common/config.h"
+#include "lib/rpc/rpc_probe.h"
 #include "lib/rpc/tls.h"
 #include "proto/common.pb.h"
 
@@ -37,6 +38,11 @@ Result<std::unique_ptr<RpcServer>> RpcServer::Start(const std::string& address,
   // Two daemons must never share a port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (grpc::Service* s : services) builder.RegisterService(s);
+  if (options.probe != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(options.probe->NewInterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(fmt::format("cannot listen on {} (address in use or not local?)", address));

@@ -27,6 +27,7 @@ class Status;
 
 namespace sluice::rpc {
 
+class RpcProbe;
 class TlsIdentity;
 
 // Transport settings shared by servers and channels.
@@ -38,6 +39,9 @@ struct RpcOptions {
   bool own_connections = false;
   // Mutual TLS with this identity (tls.h); null: plaintext (`tls = off`).
   std::shared_ptr<TlsIdentity> tls;
+  // Servers count their calls here (RpcProbe); null: no metrics. Must
+  // outlive the servers.
+  RpcProbe* probe = nullptr;
 };
 
 class RpcServer {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "lib/wal/wal_probe.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::wal {
@@ -119,11 +120,18 @@ Result<int64_t> ReplicatedLog::AppendBatch(std::vector<std::string> payloads) {
   if (payloads.empty()) return absl::InvalidArgumentError("nothing to append");
   std::vector<proto::WalRecord> records(payloads.size());
   for (size_t i = 0; i < payloads.size(); ++i) records[i].set_payload(std::move(payloads[i]));
+  const int64_t count = static_cast<int64_t>(records.size());
+  const Clock::TimePoint start = clock_->Now();
   std::unique_lock<std::mutex> lock(mu_);
   if (!serving_) {
     return absl::UnavailableError(fmt::format("driver {} is not the serving leader", options_.id));
   }
-  return AppendLocked(lock, std::move(records));
+  Result<int64_t> seq = AppendLocked(lock, std::move(records));
+  lock.unlock();
+  if (WalProbe* probe = probe_.load(); probe != nullptr && seq.ok()) {
+    probe->Committed(count, std::chrono::duration<double>(clock_->Now() - start).count());
+  }
+  return seq;
 }
 
 void ReplicatedLog::WakeAllLocked() {

@@ -93,6 +93,8 @@ struct WalStats {
   std::vector<WalPeerStats> peers;  // while leading: one per standby, by id
 };
 
+class WalProbe;
+
 class ReplicatedLog {
  public:
   // `state` (not owned) must outlive the log; only the log writes it.
@@ -130,6 +132,8 @@ class ReplicatedLog {
   // Appends one record per payload, in order; waits until the last is
   // committed and returns its seq. (One wait, one wake-up, for many records.)
   [[nodiscard]] Result<int64_t> AppendBatch(std::vector<std::string> payloads);
+  // Appends' commit latencies go to `probe` (wal_probe.h; null: none).
+  void set_probe(WalProbe* probe) { probe_.store(probe); }
 
   // --- follower (WalService) ---
   [[nodiscard]] Status HandleAppend(const proto::WalAppendRequest& request,
@@ -194,6 +198,7 @@ class ReplicatedLog {
   const ReplicatedLogOptions options_;
   const WalPeerFactory peer_factory_;
   Clock* const clock_;
+  std::atomic<WalProbe*> probe_{nullptr};
 
   mutable std::mutex mu_;
   std::condition_variable commit_cv_;  // appenders wait for commit_seq_
