@@ -83,6 +83,15 @@ Result<std::pair<int64_t, int64_t>> KafkaSource::Watermarks(int32_t partition, i
   return std::pair(low, high);
 }
 
+int64_t KafkaSource::CachedHighWatermark(int32_t partition) const {
+  int64_t low = -1, high = -1;
+  if (rd_kafka_get_watermark_offsets(rk_, options_.topic.c_str(), partition, &low, &high) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return -1;
+  }
+  return high >= 0 ? high : -1;  // RD_KAFKA_OFFSET_INVALID (-1001) until a fetch answered
+}
+
 void KafkaSource::StopFetching() {
   for (const auto& [p, offset] : position_) rd_kafka_consume_stop(rkt_, p);
   position_.clear();

@@ -50,6 +50,11 @@ class KafkaSource {
   [[nodiscard]] Result<std::pair<int64_t, int64_t>> Watermarks(int32_t partition,
                                                                int timeout_ms = 5'000);
 
+  // One past the last offset of `partition` as the consumer last heard
+  // from the broker (its fetch answers carry the high watermark); -1 until
+  // known. Never asks the broker: cheap, for the receiver's lag.
+  int64_t CachedHighWatermark(int32_t partition) const;
+
   // Where reading starts for `start` = earliest | latest | committed (the
   // group.id's committed offset; the earliest held if none is committed).
   [[nodiscard]] Result<int64_t> StartOffset(int32_t partition, const std::string& start, int timeout_ms = 5'000);

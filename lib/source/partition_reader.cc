@@ -31,6 +31,7 @@ class KafkaReader final : public PartitionReader {
     return k_->ReadInto(p_, INT64_MAX, max_records, timeout_ms, builder);
   }
   bool replayable() const override { return true; }
+  int64_t EndOffset() const override { return k_->CachedHighWatermark(p_); }
 
  private:
   KafkaSource* k_;

@@ -36,6 +36,9 @@ class PartitionReader {
   [[nodiscard]] virtual Result<int64_t> ReadInto(int64_t max_records, int timeout_ms,
                                                  format::BlockBuilder* builder) = 0;
   virtual bool replayable() const = 0;
+  // One past the source's last offset as last heard, without asking the
+  // source (Kafka: the high watermark); -1 if unknown or endless.
+  virtual int64_t EndOffset() const { return -1; }
 };
 
 // Reads `partition` of a generator (which must outlive the reader).

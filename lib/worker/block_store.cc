@@ -329,6 +329,22 @@ std::vector<HeldBlock> BlockStore::Holdings() const {
   return out;
 }
 
+std::map<std::pair<std::string, int32_t>, PartitionHoldings> BlockStore::HoldingsByPartition() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::pair<std::string, int32_t>, PartitionHoldings> out;
+  for (const auto& [k, e] : entries_) {
+    PartitionHoldings& h = out[{k.source, k.partition}];
+    if (e.on_disk) {
+      ++h.blocks_on_disk;
+      h.bytes_on_disk += static_cast<int64_t>(e.bytes);
+    } else {
+      ++h.blocks_in_memory;
+      h.bytes_in_memory += static_cast<int64_t>(e.bytes);
+    }
+  }
+  return out;
+}
+
 BlockStoreStats BlockStore::Stats() const {
   BlockStoreStats stats;
   {

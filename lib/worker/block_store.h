@@ -62,6 +62,14 @@ struct BlockStoreStats {
   std::string degraded;
 };
 
+// One partition's blocks held, by where they are served from.
+struct PartitionHoldings {
+  int64_t blocks_in_memory = 0;
+  int64_t bytes_in_memory = 0;
+  int64_t blocks_on_disk = 0;  // spilled, or in the block log only
+  int64_t bytes_on_disk = 0;
+};
+
 class BlockStore {
  public:
   struct Options {
@@ -100,6 +108,8 @@ class BlockStore {
   // Lineage of every block held, for the leader (after a failover too).
   std::vector<HeldBlock> Holdings() const;
   BlockStoreStats Stats() const;
+  // The blocks held per (source, partition), for the metrics.
+  std::map<std::pair<std::string, int32_t>, PartitionHoldings> HoldingsByPartition() const;
 
  private:
   struct Entry {

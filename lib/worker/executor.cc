@@ -13,6 +13,7 @@
 #include "lib/rpc/worker_client.h"
 #include "lib/source/generator_source.h"
 #include "lib/source/kafka_source.h"
+#include "lib/worker/worker_probe.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
@@ -193,6 +194,14 @@ int64_t MillisBetween(std::chrono::steady_clock::time_point a, std::chrono::stea
 }  // namespace
 
 Result<proto::TaskResult> Executor::Run(const proto::TaskRequest& task, std::function<bool()> abandoned) {
+  if (probe_ == nullptr) return RunChecked(task, std::move(abandoned));
+  const Clock::TimePoint start = clock_->Now();
+  Result<proto::TaskResult> result = RunChecked(task, std::move(abandoned));
+  probe_->TaskDone(task, result, std::chrono::duration<double>(clock_->Now() - start).count());
+  return result;
+}
+
+Result<proto::TaskResult> Executor::RunChecked(const proto::TaskRequest& task, std::function<bool()> abandoned) {
   RETURN_IF_ERROR(paths_->CheckOutputs(task.spec()));
   if (!engine::HasPlugins(task.spec())) return RunConfined(task, abandoned);
   proto::TaskRequest resolved = task;

@@ -52,6 +52,8 @@ namespace sluice::worker {
 // recomputed: waiting longer is what stalled jobs.
 std::chrono::milliseconds FetchDeadline(int64_t bytes);
 
+class ExecutorProbe;
+
 class Executor {
  public:
   // Keyed jobs (docs/state.md): a map task (TASK_STAGE_MAP of a job with
@@ -90,8 +92,11 @@ class Executor {
   // then aborts rather than commits, since another attempt may be running.
   [[nodiscard]] Result<proto::TaskResult> Run(const proto::TaskRequest& task,
                                               std::function<bool()> abandoned = {});
+  // Tasks are counted there (worker_probe.h; null: none); before the first Run.
+  void set_probe(ExecutorProbe* probe) { probe_ = probe; }
 
  private:
+  [[nodiscard]] Result<proto::TaskResult> RunChecked(const proto::TaskRequest& task, std::function<bool()> abandoned);
   // Run, once the task's plugins are resolved and its outputs allowed.
   [[nodiscard]] Result<proto::TaskResult> RunConfined(const proto::TaskRequest& task,
                                                       const std::function<bool()>& abandoned);
@@ -130,6 +135,7 @@ class Executor {
   rpc::ChannelCache* const channels_;
   const engine::PathPolicy* const paths_;
   Clock* const clock_;
+  ExecutorProbe* probe_ = nullptr;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<sink::Sink>> sinks_;  // by job; guarded by mu_
   // Sources that lost blocks are read again through; their consumers are kept.

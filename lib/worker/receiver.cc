@@ -30,7 +30,9 @@ void Receiver::Stop() {
 
 ReceiverStats Receiver::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  ReceiverStats out = stats_;
+  out.end_offset = end_offset_.load(std::memory_order_relaxed);
+  return out;
 }
 
 void Receiver::SetLimits(int64_t rate_limit_per_s, int64_t max_block_offsets) {
@@ -108,6 +110,7 @@ Status Receiver::RunLoop() {
         continue;
       }
       if (!n.ok()) return n.status();
+      if (const int64_t end = reader_->EndOffset(); end >= 0) end_offset_.store(end, std::memory_order_relaxed);
       backoff = std::chrono::milliseconds(50);
       if (budget != INT64_MAX) tokens_ -= static_cast<double>(*n);
       if (builder.dead_letters() != dead_before) NoteDeadLetters(builder, dead_before);

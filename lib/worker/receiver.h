@@ -76,6 +76,7 @@ struct ReceiverStats {
   int64_t dead_letters = 0;
   std::string last_dead_letter;
   int64_t rate_limit_per_s = 0;  // as set now; 0: none
+  int64_t end_offset = -1;  // the source's end as last heard (Kafka's high watermark); -1: unknown
   bool stopped = false;  // the thread has ended (on an error, or Stop)
   Status error;  // set if the receiver stopped on an error
 };
@@ -112,6 +113,7 @@ class Receiver {
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> rate_limit_per_s_;
   std::atomic<int64_t> max_block_offsets_;
+  std::atomic<int64_t> end_offset_{-1};  // the reader's EndOffset, as last read
   // The token bucket, the receiver thread's only.
   double tokens_ = 0;
   Clock::TimePoint refilled_{};

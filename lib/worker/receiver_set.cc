@@ -97,6 +97,22 @@ std::vector<proto::ReceiverState> ReceiverSet::States() const {
   return out;
 }
 
+std::vector<ReceiverSet::Snapshot> ReceiverSet::Snapshots() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Snapshot> out;
+  for (const auto& [key, r] : running_) {
+    Snapshot s{.source = key.first, .partition = key.second};
+    if (r->receiver) {
+      s.stats = r->receiver->Stats();
+    } else {
+      s.stats.next_offset = r->assignment.start_offset();
+      s.stats.stopped = true;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 int64_t ReceiverSet::registered_epoch() const {
   std::lock_guard<std::mutex> lock(mu_);
   return registered_epoch_;

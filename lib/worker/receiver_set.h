@@ -77,6 +77,13 @@ class ReceiverSet {
   [[nodiscard]] Result<proto::AssignReceiversResponse> Assign(const proto::AssignReceiversRequest& request);
 
   std::vector<proto::ReceiverState> States() const;
+  // Each receiver's own figures (with the source's end, for the lag).
+  struct Snapshot {
+    std::string source;
+    int32_t partition = 0;
+    ReceiverStats stats;  // stopped, with start_offset as next_offset, if it could not be made
+  };
+  std::vector<Snapshot> Snapshots() const;
   int64_t registered_epoch() const;
   // The reporter loop beats `beat` each round (the watchdog's); before Start.
   void set_beat(LoopBeat* beat) { beat_ = beat; }

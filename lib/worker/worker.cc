@@ -11,7 +11,10 @@
 #include "lib/common/fs.h"
 #include "lib/common/logging.h"
 #include "lib/coord/coordinator.h"
+#include "lib/coord/session_probe.h"
 #include "lib/http/daemon_http.h"
+#include "lib/state/state_probe.h"
+#include "lib/worker/worker_probe.h"
 #include "lib/rpc/channel_cache.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/process_info.h"
@@ -84,6 +87,8 @@ Status Worker::Start() {
   ASSIGN_OR_RETURN(rpc::RpcOptions rpc_options, rpc::DaemonRpcOptions(options_.daemon, rpc::Role::kWorker));
   tls_ = rpc_options.tls;
   channels_ = std::make_unique<rpc::ChannelCache>(rpc_options);
+  ASSIGN_OR_RETURN(probes_, WorkerProbes::Create(metrics()));
+  rpc_options.probe = probes_->rpc.get();  // the server counts its calls
   receivers_ = std::make_unique<ReceiverSet>(
       ReceiverSetOptions{.block_interval = std::chrono::milliseconds(options_.block_interval_ms),
                          .max_unreported_blocks = options_.max_unreported_blocks},
@@ -92,6 +97,9 @@ Status Worker::Start() {
   shuffle_ = std::make_unique<ShuffleStore>();
   executor_ = std::make_unique<Executor>(options_.daemon.id, store_.get(), shuffle_.get(), state_.get(), &fence_,
                                          channels_.get(), &options_.paths, clock_);
+  executor_->set_probe(probes_->executor.get());
+  ASSIGN_OR_RETURN(probes_->receivers, ReceiverProbe::Create(metrics(), receivers_.get(), store_.get()));
+  ASSIGN_OR_RETURN(probes_->state, state::StateProbe::Create(metrics(), state_->store()));
   service_ = std::make_unique<WorkerServiceImpl>(
       options_.daemon.id, &fence_, store_.get(), shuffle_.get(), state_.get(), receivers_.get(), executor_.get(),
       [this] { return GetStatus(); },
@@ -119,6 +127,7 @@ Status Worker::Start() {
     return rpc::DriverClient(*channels_, spec->leader_address).JoinGroup(request).status();
   };
   ASSIGN_OR_RETURN(coordinator_, coord::Coordinator::CreateForDaemon(options_.daemon, clock_, join_at_driver));
+  ASSIGN_OR_RETURN(probes_->session, coord::SessionProbe::Create(metrics(), coordinator_.get()));
   detector_ = coordinator_->NewDetector();
   detector_->Watch([this](const std::optional<proto::LeaderInfo>& leader) {
     if (leader) {
@@ -166,6 +175,8 @@ void Worker::Stop() {
   if (coordinator_) coordinator_->Close();
   if (server_ != nullptr) server_->Shutdown();
   if (receivers_) receivers_->Stop();
+  if (executor_) executor_->set_probe(nullptr);
+  probes_.reset();  // before the coordinator it reads
   membership_.reset();
   detector_.reset();
   coordinator_.reset();

@@ -53,6 +53,8 @@ class Membership;
 
 namespace sluice::worker {
 
+struct WorkerProbes;
+
 class BlockStore;
 class Executor;
 class ReduceState;
@@ -123,6 +125,7 @@ class Worker {
   std::unique_ptr<coord::Coordinator> coordinator_;
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> membership_;
+  std::unique_ptr<WorkerProbes> probes_;  // of the parts above: released before them (Stop)
 
   mutable std::mutex mu_;
   proto::ProcessInfo process_;               // guarded by mu_

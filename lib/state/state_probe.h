@@ -1,0 +1,41 @@
+// StateProbe: the keyed state a worker holds, per job (`job`): partitions,
+// keys and key+value bytes as of each partition's folded batch, and whether
+// the store takes writes. Read from the StateStore at each scrape.
+//
+// Module sluice::state owns it; the worker makes one on its registry.
+// Thread-safe.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "lib/common/status.h"
+#include "lib/metrics/metrics.h"
+
+namespace sluice::state {
+
+class StateStore;
+
+class StateProbe {
+ public:
+  // `store` must outlive the probe.
+  [[nodiscard]] static Result<std::unique_ptr<StateProbe>> Create(metrics::Registry* registry, StateStore* store);
+  ~StateProbe();
+  StateProbe(const StateProbe&) = delete;
+  StateProbe& operator=(const StateProbe&) = delete;
+  void Collect();
+
+ private:
+  StateProbe(metrics::Registry* registry, StateStore* store) : registry_(registry), store_(store) {}
+  metrics::Registry* const registry_;
+  StateStore* const store_;
+  int collector_ = 0;
+  metrics::Family<metrics::Gauge>* partitions_ = nullptr;
+  metrics::Family<metrics::Gauge>* keys_ = nullptr;
+  metrics::Family<metrics::Gauge>* bytes_ = nullptr;
+  metrics::Gauge* degraded_ = nullptr;
+  std::set<std::string> jobs_;  // with series now; the collector's only
+};
+
+}  // namespace sluice::state
