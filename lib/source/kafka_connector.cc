@@ -46,6 +46,7 @@ class KafkaPartitionReader final : public PartitionReader {
     return reader_->ReadInto(max_records, timeout_ms, builder);
   }
   bool replayable() const override { return true; }
+  int64_t EndOffset() const override { return reader_->EndOffset(); }
 
  private:
   const std::unique_ptr<KafkaSource> consumer_;
