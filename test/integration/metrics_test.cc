@@ -6,7 +6,7 @@
 // After kill -9 of the leader, the new leader reports a higher epoch and
 // is_leader 1, and its committed batches go on from the replicated count
 // within a bound. Every metric name the cluster exposes is documented in
-// docs/drafts/metrics.md.
+// docs/operations.md.
 #include <cstdio>
 #include <map>
 #include <set>
@@ -256,10 +256,10 @@ sink: {null: {}}
             l2.Value("sluice_job_input_records_total", gen).value_or(0));
 
   // Every metric exposed is documented.
-  const Result<std::string> doc = ReadFile(std::string(kSourceDir) + "/docs/drafts/metrics.md");
+  const Result<std::string> doc = ReadFile(std::string(kSourceDir) + "/docs/operations.md");
   ASSERT_TRUE(doc.ok()) << doc.status();
   for (const auto& [name, type] : families_) {
-    EXPECT_NE(doc->find("`" + name + "`"), std::string::npos) << name << " (" << type << ") is not in docs/drafts/metrics.md";
+    EXPECT_NE(doc->find("`" + name + "`"), std::string::npos) << name << " (" << type << ") is not in docs/operations.md";
   }
   std::printf("%zu metric families exposed, all documented\n", families_.size());
 }
