@@ -27,16 +27,20 @@ Result<std::unique_ptr<SessionProbe>> SessionProbe::Create(metrics::Registry* re
   SessionProbe* raw = p.get();
   p->connected_->Set(p->session_->connected() ? 1 : 0);
   p->collector_ = registry->AddCollector([raw] { raw->connected_->Set(raw->session_->connected() ? 1 : 0); });
-  p->listener_ = p->session_->AddListener([raw](ZkSession::Event e) {
+  // The session may call a listener just after RemoveListener (it calls
+  // them outside its lock): the listener holds the counters, which live as
+  // long as the registry, never the probe.
+  p->listener_ = p->session_->AddListener([expirations = p->expirations_, disconnects = p->disconnects_,
+                                           sessions = p->sessions_](ZkSession::Event e) {
     switch (e) {
       case ZkSession::Event::kExpired:
-        raw->expirations_->Inc();
+        expirations->Inc();
         break;
       case ZkSession::Event::kDisconnected:
-        raw->disconnects_->Inc();
+        disconnects->Inc();
         break;
       case ZkSession::Event::kConnected:
-        raw->sessions_->Inc();
+        sessions->Inc();
         break;
       case ZkSession::Event::kReconnected:
         break;

@@ -111,7 +111,15 @@ std::string Cut(std::string line, int width) {
 // stdin without line buffering or echo; all restored by Restore().
 class Terminal {
  public:
+  Terminal() = default;
+  Terminal(const Terminal&) = delete;
+  Terminal& operator=(const Terminal&) = delete;
+  // On every way out, an exception included, the screen is given back.
+  ~Terminal() {
+    if (out_ != nullptr) Restore(*out_);
+  }
   void Enter(std::ostream& out) {
+    out_ = &out;
     if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_) == 0) {
       termios raw = saved_;
       raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);
@@ -141,6 +149,7 @@ class Terminal {
   termios saved_{};
   bool stdin_raw_ = false;
   bool entered_ = false;
+  std::ostream* out_ = nullptr;  // where Enter drew
 };
 
 // Signals to the watch loop through a pipe: SIGINT, SIGTERM, SIGHUP end it,

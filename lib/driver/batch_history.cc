@@ -86,7 +86,7 @@ BatchHistory::Slice BatchHistory::Since(const std::string& job_id, int64_t since
   auto from = std::upper_bound(points.begin(), points.end(), since_batch,
                                [](int64_t id, const BatchPoint& p) { return id < p.batch_id; });
   // Batches after `since` that are no longer held: the client missed some.
-  out.truncated = since_batch + 1 < out.oldest_kept && from != points.end();
+  out.truncated = since_batch < out.oldest_kept - 1 && from != points.end();  // no overflow at INT64_MAX
   const int64_t n = points.end() - from;
   if (limit >= 0 && n > limit) {
     from = points.end() - limit;

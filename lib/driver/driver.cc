@@ -373,8 +373,6 @@ void Driver::Stop() {
     stopping_ = true;
   }
   stop_cv_.notify_all();
-  http_->Stop();  // its handlers read the parts below
-  if (page_) page_->Stop();  // so does its worker-details thread
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
   leadership_view_ = nullptr;
   coordinator_view_ = nullptr;
@@ -382,6 +380,10 @@ void Driver::Stop() {
   coordinator_view_ = nullptr;
   jobs_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
+  // The HTTP handlers read the parts below (nothing is released before
+  // here); stopping them waits for requests in flight, so after the handover.
+  http_->Stop();
+  if (page_) page_->Stop();  // so does its worker-details thread
   // Assignment rounds and tasks in flight end on their own (they stop at the
   // next check of Serving()); the handover does not wait for them.
   if (assign_thread_.joinable()) assign_thread_.join();

@@ -10,8 +10,12 @@
 namespace sluice::http {
 namespace {
 
-// Scrapes, health checks and the status page's polls: a few at a time.
-constexpr size_t kThreads = 3;
+// Scrapes, health checks and the status page's polls. A thread stays with an
+// idle keep-alive connection until it times out, and a browser opens several
+// connections to load the page: enough threads that probes never queue
+// behind them, and a short keep-alive.
+constexpr size_t kThreads = 8;
+constexpr time_t kKeepAliveSeconds = 1;
 
 // cpp-httplib matches routes as regular expressions: a path matches itself only.
 std::string ExactPattern(const std::string& path) {
@@ -29,7 +33,8 @@ HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {
   server_->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
-  server_->set_keep_alive_timeout(5);
+  server_->set_keep_alive_timeout(kKeepAliveSeconds);
+  server_->set_keep_alive_max_count(100);
   // cpp-httplib's default also sets SO_REUSEPORT, which would let a second
   // daemon bind the same port and share its requests: address reuse only.
   server_->set_socket_options([](int sock) {
@@ -97,13 +102,20 @@ Status HttpServer::Start(const std::string& address) {
   const bool v6 = host.find(':') != std::string::npos;
   address_ = (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
   started_ = true;
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  listen_done_ = false;
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_done_ = true;
+  });
   return absl::OkStatus();
 }
 
 void HttpServer::Stop() {
   if (!started_) return;
   started_ = false;
+  // cpp-httplib's stop() does nothing until the listening thread has
+  // started listening, which would then go on for ever: wait for that.
+  while (!listen_done_.load() && !server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   server_->stop();
   if (thread_.joinable()) thread_.join();
 }

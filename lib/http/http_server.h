@@ -9,6 +9,7 @@
 // of threads and must be thread-safe.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -76,6 +77,7 @@ class HttpServer {
  private:
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listen_done_{false};  // the listening thread has returned
   std::string address_;
   bool started_ = false;
 };

@@ -90,7 +90,7 @@ void Family<M>::Remove(const std::vector<std::string>& label_values) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = metrics_.find(key);
   if (it == metrics_.end()) return;
-  removed_.push_back(std::move(it->second));
+  removed_[key] = std::move(it->second);
   metrics_.erase(it);
 }
 
@@ -109,6 +109,11 @@ M& Family<M>::With(const std::vector<std::string>& label_values) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = metrics_.find(key);
   if (it == metrics_.end()) {
+    if (auto gone = removed_.find(key); gone != removed_.end()) {
+      it = metrics_.emplace(std::move(key), std::move(gone->second)).first;
+      removed_.erase(gone);
+      return *it->second;
+    }
     std::shared_ptr<M> m;
     if constexpr (std::is_same_v<M, Histogram>) {
       m = std::make_shared<Histogram>(bounds_);
@@ -205,7 +210,10 @@ std::string Registry::Expose() const {
   }
   std::string out;
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [name, e] : entries_) {
+  for (const auto& entry : entries_) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one.
+    const std::string& name = entry.first;
+    const Entry& e = entry.second;
     out += "# HELP " + name + " " + EscapeHelp(e.help) + "\n";
     out += "# TYPE " + name + " " + TypeName(e.type) + "\n";
     auto each = [&](const auto* family, auto&& line) {

@@ -84,8 +84,11 @@ class Family {
   // Without labels.
   M& Get() { return With({}); }
   // Drops the metric for these label values from the exposition (a job
-  // that is gone). References handed out stay valid: the metric is kept,
-  // unexposed, for the life of the registry; With() makes a new one.
+  // no longer led here, a receiver moved away). References handed out stay
+  // valid: the metric is kept, unexposed, for the life of the registry, and
+  // With() the same values brings it back with its value (a counter stays
+  // monotonic), so memory grows with the label values ever used, not with
+  // how often they come and go.
   void Remove(const std::vector<std::string>& label_values);
   // The label values of every metric in the family.
   std::vector<std::vector<std::string>> LabelValues() const;
@@ -99,7 +102,7 @@ class Family {
   const std::vector<double> bounds_;  // histograms
   mutable std::mutex mu_;
   std::map<std::vector<std::string>, std::shared_ptr<M>> metrics_;  // guarded by mu_
-  std::vector<std::shared_ptr<M>> removed_;                        // guarded by mu_
+  std::map<std::vector<std::string>, std::shared_ptr<M>> removed_;  // guarded by mu_
 };
 
 class Registry {

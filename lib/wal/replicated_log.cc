@@ -127,10 +127,11 @@ Result<int64_t> ReplicatedLog::AppendBatch(std::vector<std::string> payloads) {
     return absl::UnavailableError(fmt::format("driver {} is not the serving leader", options_.id));
   }
   Result<int64_t> seq = AppendLocked(lock, std::move(records));
-  lock.unlock();
+  // Under mu_, as set_probe is: a probe being destroyed is never called.
   if (WalProbe* probe = probe_.load(); probe != nullptr && seq.ok()) {
     probe->Committed(count, std::chrono::duration<double>(clock_->Now() - start).count());
   }
+  lock.unlock();
   return seq;
 }
 

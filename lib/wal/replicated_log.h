@@ -133,7 +133,10 @@ class ReplicatedLog {
   // committed and returns its seq. (One wait, one wake-up, for many records.)
   [[nodiscard]] Result<int64_t> AppendBatch(std::vector<std::string> payloads);
   // Appends' commit latencies go to `probe` (wal_probe.h; null: none).
-  void set_probe(WalProbe* probe) { probe_.store(probe); }
+  void set_probe(WalProbe* probe) {
+    std::lock_guard<std::mutex> lock(mu_);
+    probe_.store(probe);
+  }
 
   // --- follower (WalService) ---
   [[nodiscard]] Status HandleAppend(const proto::WalAppendRequest& request,

@@ -101,7 +101,7 @@ std::vector<ReceiverSet::Snapshot> ReceiverSet::Snapshots() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<Snapshot> out;
   for (const auto& [key, r] : running_) {
-    Snapshot s{.source = key.first, .partition = key.second};
+    Snapshot s{.source = key.first, .partition = key.second, .generation = r->generation};
     if (r->receiver) {
       s.stats = r->receiver->Stats();
     } else {

@@ -81,6 +81,7 @@ class ReceiverSet {
   struct Snapshot {
     std::string source;
     int32_t partition = 0;
+    uint64_t generation = 0;  // changes when the partition's receiver is made again
     ReceiverStats stats;  // stopped, with start_offset as next_offset, if it could not be made
   };
   std::vector<Snapshot> Snapshots() const;

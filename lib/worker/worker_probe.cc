@@ -81,6 +81,7 @@ void ReceiverProbe::Drop(const Key& key) {
   const std::vector<std::string> l = {key.first, std::to_string(key.second)};
   for (Family<Gauge>* f : {next_offset_, end_offset_, lag_, paused_, running_, rate_limit_}) f->Remove(l);
   for (Family<Counter>* f : {pauses_, blocks_, records_, dead_letters_}) f->Remove(l);
+  seen_.erase(key);
 }
 
 void ReceiverProbe::Collect() {
@@ -97,12 +98,18 @@ void ReceiverProbe::Collect() {
     paused_->With(l).Set(s.stats.paused ? 1 : 0);
     running_->With(l).Set(s.stats.stopped ? 0 : 1);
     rate_limit_->With(l).Set(static_cast<double>(s.stats.rate_limit_per_s));
-    // A receiver made again for the partition starts its counts afresh; the
-    // series keeps the higher.
-    pauses_->With(l).RaiseTo(static_cast<double>(s.stats.pauses));
-    blocks_->With(l).RaiseTo(static_cast<double>(s.stats.blocks));
-    records_->With(l).RaiseTo(static_cast<double>(s.stats.records));
-    dead_letters_->With(l).RaiseTo(static_cast<double>(s.stats.dead_letters));
+    // The counters add what the receiver counted since the last scrape; a
+    // receiver made again for the partition counts afresh from zero.
+    Seen& seen = seen_[key];
+    if (seen.generation != s.generation) seen = Seen{.generation = s.generation};
+    auto add = [&](Family<Counter>* f, int64_t now_count, int64_t& last) {
+      if (now_count > last) f->With(l).Inc(static_cast<double>(now_count - last));
+      last = now_count;
+    };
+    add(pauses_, s.stats.pauses, seen.pauses);
+    add(blocks_, s.stats.blocks, seen.blocks);
+    add(records_, s.stats.records, seen.records);
+    add(dead_letters_, s.stats.dead_letters, seen.dead_letters);
   }
   for (const Key& gone : receiver_keys_) {
     if (!now.contains(gone)) Drop(gone);

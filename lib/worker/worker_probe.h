@@ -80,6 +80,13 @@ class ReceiverProbe {
   metrics::Gauge* store_disk_ = nullptr;
   metrics::Gauge* store_degraded_ = nullptr;
   metrics::Gauge* unreported_ = nullptr;
+  // A receiver's counts as last added to the counters: a receiver made
+  // again (another generation) counts from zero, and its counts are added.
+  struct Seen {
+    uint64_t generation = 0;
+    int64_t pauses = 0, blocks = 0, records = 0, dead_letters = 0;
+  };
+  std::map<Key, Seen> seen_;     // the collector's only
   std::set<Key> receiver_keys_;  // with series now; the collector's only
   std::set<Key> held_keys_;
 };

@@ -119,6 +119,28 @@ TEST(Metrics, CountersGaugesAndLabelsAreExposedAndParseBack) {
   EXPECT_EQ(Find(p, "sluice_is_leader", {})->value, 1);
 }
 
+TEST(Metrics, RemovedSeriesLeaveTheExpositionAndComeBackWithTheirValue) {
+  Registry r;
+  Family<Counter>* f = r.AddCounter("sluice_moves_total", "Moves", {"partition"}).value();
+  Counter& held = f->With({"3"});
+  held.Inc(5);
+  f->With({"4"}).Inc(1);
+  f->Remove({"3"});
+  EXPECT_EQ(r.Expose().find("partition=\"3\""), std::string::npos);
+  held.Inc(1);  // a reference handed out before stays valid
+  Counter& back = f->With({"3"});
+  EXPECT_EQ(&back, &held);  // the same series: a counter never goes down
+  EXPECT_EQ(back.value(), 6);
+  EXPECT_NE(r.Expose().find("sluice_moves_total{partition=\"3\"} 6\n"), std::string::npos) << r.Expose();
+  // Coming and going again and again keeps one series per label value.
+  for (int i = 0; i < 100; ++i) {
+    f->Remove({"3"});
+    f->With({"3"}).Inc(1);
+  }
+  EXPECT_EQ(f->LabelValues().size(), 2u);
+  EXPECT_EQ(f->With({"3"}).value(), 106);
+}
+
 TEST(Metrics, AwkwardLabelValuesAndHelpAreEscaped) {
   Registry r;
   auto f = r.AddGauge("sluice_odd", "help with \\ and\nnewline", {"path", "q"});

@@ -170,7 +170,12 @@
     }
     if (page.job) select.value = page.job;
     if (!page.job || !ids.includes(page.job)) {
-      const fromHash = decodeURIComponent((location.hash.match(/job=([^&]+)/) || [])[1] || '');
+      let fromHash = '';
+      try {
+        fromHash = decodeURIComponent((location.hash.match(/job=([^&]+)/) || [])[1] || '');
+      } catch (e) {
+        fromHash = '';  // a malformed #job= in the address: show the first job
+      }
       const pick = s.jobs.find((j) => j.id === fromHash) || s.jobs.find((j) => j.state === 'running') || s.jobs[0];
       if (pick) selectJob(pick.id, pick.batch_interval_ms);
     } else {
