@@ -36,7 +36,12 @@ Status Leadership::Enter() {
            },
        .lost =
            [this, raw] {
-             spdlog::warn("now STANDBY");
+             const int64_t lost_epoch = epoch();
+             if (lost_epoch > 0) {
+               spdlog::warn("lost the leadership of epoch {}: now STANDBY", lost_epoch);
+             } else {
+               spdlog::warn("now STANDBY");
+             }
              if (elector_.load() != raw) return;
              log_->Abort();
              Push({Kind::kLost, 0});
