@@ -152,7 +152,29 @@ TEST_F(BackpressureTest, AJobFedFarFasterThanItCanGoKeepsABoundedDelay) {
   }
   EXPECT_LE(*std::max_element(delays.begin(), delays.end()), 4000);
   const double first = std::accumulate(delays.begin(), delays.begin() + 5, 0.0) / 5;
-  const double last = std::accumulate(delays.end() - 5, delays.end(), 0.0) / 5;
+  double last = std::accumulate(delays.end() - 5, delays.end(), 0.0) / 5;
+  if (last > first + 1000) {
+    // The controller swings about its target (docs/jobs.md "Backpressure"):
+    // a swing up at the end of the window, or a delay that keeps growing?
+    // Ten batches more tell: a swing comes back down, a growing delay does
+    // not, and neither may pass 4 s.
+    std::printf("delay %.0f ms at the end vs %.0f at the start: watching 10 batches more\n", last, first);
+    const int64_t until = job.last_committed_batch() + 10;
+    ASSERT_TRUE(testing::WaitUntil(
+        [&] {
+          job = Describe("flood");
+          return job.last_committed_batch() >= until;
+        },
+        milliseconds(60'000), milliseconds(500)));
+    std::vector<int64_t> more;
+    for (const proto::BatchSummary& b : job.recent_batches()) more.push_back(b.scheduling_delay_ms());
+    for (size_t i = more.size() - 10; i < more.size(); ++i) {
+      std::printf("batch %ld: scheduling delay %ld ms\n", static_cast<long>(job.recent_batches(i).batch_id()),
+                  static_cast<long>(more[i]));
+    }
+    EXPECT_LE(*std::max_element(more.end() - 10, more.end()), 4000);
+    last = std::accumulate(more.end() - 5, more.end(), 0.0) / 5;
+  }
   EXPECT_LE(last, first + 1000) << "the scheduling delay grows batch after batch";
   // It keeps reading, at a useful rate.
   EXPECT_GT(std::accumulate(inputs.begin(), inputs.end(), int64_t{0}) / 10, 5000) << "under 5,000 events/s";
