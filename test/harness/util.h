@@ -12,8 +12,10 @@
 
 namespace sluice::testing {
 
-// A port on 127.0.0.1 that was free a moment ago (bound to 0, then released).
-// Ports already handed out by this process are never returned twice.
+// A port on 127.0.0.1 that was free a moment ago, below the kernel's
+// ephemeral range (so no outgoing connection takes it before a daemon binds
+// it) and claimed by this process until it exits (an flock under
+// /tmp/sluice-test-ports), so tests running in parallel never share one.
 int FreePort();
 
 // A fresh directory under $TMPDIR (or /tmp). Removed by the destructor unless
