@@ -59,6 +59,14 @@ void BatchHistory::Add(const std::string& job_id, const proto::BatchSummary& sum
   }
 }
 
+void BatchHistory::Remove(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return;
+  size_ -= static_cast<int64_t>(it->second.size());
+  jobs_.erase(it);
+}
+
 void BatchHistory::Reset(const proto::ClusterState& state) {
   std::lock_guard<std::mutex> lock(mu_);
   jobs_.clear();

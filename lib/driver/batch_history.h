@@ -54,6 +54,8 @@ class BatchHistory {
   void Add(const std::string& job_id, const proto::BatchSummary& summary);
   // Drops everything and starts from each job's recent_batches.
   void Reset(const proto::ClusterState& state);
+  // Forgets a job (deleted).
+  void Remove(const std::string& job_id);
 
   struct Slice {
     std::vector<BatchPoint> points;  // oldest first

@@ -121,6 +121,11 @@ Status ApplyBatchCommitted(proto::ClusterState& state, const proto::BatchCommitt
     job.set_state_bytes(bc.state_bytes());
   }
   job.set_max_event_time_unix_ms(std::max(job.max_event_time_unix_ms(), bc.max_event_time_unix_ms()));
+  // The last batch planned under a spec an update replaced has committed.
+  if (job.has_previous_spec() && bc.batch_id() + 1 >= job.spec_from_batch()) {
+    job.clear_previous_spec();
+    job.set_spec_from_batch(0);
+  }
   FoldCommittedBlocks(state, bc);
   return absl::OkStatus();
 }
@@ -145,6 +150,120 @@ Status ApplyBlocksAdded(proto::ClusterState& state, const proto::BlocksAdded& ad
     ps->set_next_offset(range.end_offset());
     *ps->add_blocks() = b;
   }
+  return absl::OkStatus();
+}
+
+// The job's lifecycle (docs/jobs.md "A job's life"). Each record is checked
+// by the leader before it is appended (JobRegistry); what would contradict
+// the state is refused here too, so a log cannot say what never happened.
+
+// A job starts its batch clock again at `now`: batch N's time is
+// now + (N - last planned) * interval from here on.
+void RestartClock(proto::JobState& job, int64_t now_unix_ms) {
+  job.set_schedule_origin_unix_ms(now_unix_ms);
+  job.set_schedule_origin_batch(job.last_planned_batch());
+}
+
+Status ApplyJobSubmitted(proto::ClusterState& state, const proto::JobSubmitted& js, int64_t seq) {
+  if (state.jobs().contains(js.job_id())) return Refuse(seq, "job " + js.job_id() + " exists");
+  // A name used before numbers its batches on from the deleted job's last,
+  // so no sink or worker mistakes this job's batch N for that one's.
+  int64_t first_after = 0;
+  if (auto it = state.mutable_deleted_jobs()->find(js.job_id()); it != state.mutable_deleted_jobs()->end()) {
+    first_after = it->second;
+    state.mutable_deleted_jobs()->erase(it);
+  }
+  proto::JobState& job = (*state.mutable_jobs())[js.job_id()];
+  *job.mutable_spec() = js.spec();
+  job.set_submit_time_unix_ms(js.submit_time_unix_ms());
+  if (js.has_from_savepoint()) {
+    const proto::SavepointStart& sp = js.from_savepoint();
+    first_after = std::max(first_after, sp.last_committed_batch());
+    *job.mutable_committed_offsets() = sp.offsets();
+    *job.mutable_reduce_holders() = sp.reduce_holders();
+    job.set_max_event_time_unix_ms(sp.max_event_time_unix_ms());
+    job.set_state_keys(sp.state_keys());
+    job.set_state_bytes(sp.state_bytes());
+    job.set_savepoint(sp.savepoint());
+  }
+  job.set_last_planned_batch(first_after);
+  job.set_last_committed_batch(first_after);
+  RestartClock(job, js.submit_time_unix_ms());
+  return absl::OkStatus();
+}
+
+Status ApplyJobStopped(proto::ClusterState& state, const proto::JobStopped& r, int64_t seq) {
+  auto it = state.mutable_jobs()->find(r.job_id());
+  if (it == state.mutable_jobs()->end()) return Refuse(seq, "stop of unknown job " + r.job_id());
+  proto::JobState& job = it->second;
+  job.set_stopped(true);
+  job.set_stop_reason(r.reason());
+  // Logs written before JobStopped.failed existed say so in the reason.
+  job.set_failed(r.failed() || r.reason().starts_with("FAILED"));
+  job.set_draining(false);
+  job.clear_drain_until();
+  job.set_drain_emit_windows(false);
+  return absl::OkStatus();
+}
+
+Status ApplyJobDrainRequested(proto::ClusterState& state, const proto::JobDrainRequested& r, int64_t seq) {
+  auto it = state.mutable_jobs()->find(r.job_id());
+  if (it == state.mutable_jobs()->end()) return Refuse(seq, "drain of unknown job " + r.job_id());
+  if (it->second.stopped()) return Refuse(seq, "drain of stopped job " + r.job_id());
+  proto::JobState& job = it->second;
+  job.set_draining(true);
+  *job.mutable_drain_until() = r.until();
+  job.set_drain_emit_windows(r.emit_open_windows());
+  job.set_stop_reason(r.reason());
+  return absl::OkStatus();
+}
+
+Status ApplyJobRestarted(proto::ClusterState& state, const proto::JobRestarted& r, int64_t seq) {
+  auto it = state.mutable_jobs()->find(r.job_id());
+  if (it == state.mutable_jobs()->end()) return Refuse(seq, "restart of unknown job " + r.job_id());
+  if (!it->second.stopped()) return Refuse(seq, "restart of running job " + r.job_id());
+  proto::JobState& job = it->second;
+  job.set_stopped(false);
+  job.set_failed(false);
+  job.clear_stop_reason();
+  job.set_restarts(job.restarts() + 1);
+  // Batches planned before the stop run again exactly as planned (a sink may
+  // hold part of their output); new ones follow the clock from now.
+  RestartClock(job, r.restart_unix_ms());
+  return absl::OkStatus();
+}
+
+Status ApplyJobUpdated(proto::ClusterState& state, const proto::JobUpdated& r, int64_t seq) {
+  auto it = state.mutable_jobs()->find(r.job_id());
+  if (it == state.mutable_jobs()->end()) return Refuse(seq, "update of unknown job " + r.job_id());
+  proto::JobState& job = it->second;
+  // The batches already planned ran (or may have run) under the old spec:
+  // they keep it, whole.
+  if (!job.in_flight().empty()) {
+    if (!job.has_previous_spec()) *job.mutable_previous_spec() = job.spec();
+    job.set_spec_from_batch(job.last_planned_batch() + 1);
+  } else {
+    job.clear_previous_spec();
+    job.set_spec_from_batch(0);
+  }
+  *job.mutable_spec() = r.spec();
+  job.set_updates(job.updates() + 1);
+  if (r.reset_state()) {
+    job.clear_reduce_holders();
+    job.set_state_keys(0);
+    job.set_state_bytes(0);
+    job.set_state_reset_batch(job.last_planned_batch() + 1);
+  }
+  RestartClock(job, r.update_unix_ms());
+  return absl::OkStatus();
+}
+
+Status ApplyJobDeleted(proto::ClusterState& state, const proto::JobDeleted& r, int64_t seq) {
+  auto it = state.mutable_jobs()->find(r.job_id());
+  if (it == state.mutable_jobs()->end()) return Refuse(seq, "delete of unknown job " + r.job_id());
+  if (!it->second.stopped()) return Refuse(seq, "delete of running job " + r.job_id());
+  (*state.mutable_deleted_jobs())[r.job_id()] = it->second.last_planned_batch();
+  state.mutable_jobs()->erase(it);
   return absl::OkStatus();
 }
 
@@ -241,6 +360,18 @@ const proto::PartitionState* FindPartitionState(const proto::ClusterState& state
   return &it->second.partitions(partition);
 }
 
+int64_t BatchTimeOf(const proto::JobState& job, int64_t batch_id) {
+  const int64_t interval = std::max<int64_t>(10, job.spec().batch_interval_ms());
+  // Logs from before the batch clock was recorded: the submit time.
+  if (job.schedule_origin_unix_ms() == 0) return job.submit_time_unix_ms() + batch_id * interval;
+  return job.schedule_origin_unix_ms() + (batch_id - job.schedule_origin_batch()) * interval;
+}
+
+const proto::JobSpec& SpecForBatch(const proto::JobState& job, int64_t batch_id) {
+  if (job.has_previous_spec() && batch_id < job.spec_from_batch()) return job.previous_spec();
+  return job.spec();
+}
+
 Result<int64_t> RetainedFrom(const proto::ClusterState& state, const std::string& source, int32_t partition) {
   const proto::PartitionState* ps = FindPartitionState(state, source, partition);
   if (ps == nullptr) return absl::NotFoundError(fmt::format("no partition {} of source {}", partition, source));
@@ -253,20 +384,22 @@ Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
   switch (r.body_case()) {
     case proto::DriverRecord::kJobSubmitted: {
       const auto& js = r.job_submitted();
-      if (state.jobs().contains(js.job_id())) return Refuse(seq, "job " + js.job_id() + " exists");
-      proto::JobState& job = (*state.mutable_jobs())[js.job_id()];
-      *job.mutable_spec() = js.spec();
-      job.set_submit_time_unix_ms(js.submit_time_unix_ms());
+      RETURN_IF_ERROR(ApplyJobSubmitted(state, js, seq));
       SeenInTerm(state, js.submit_time_unix_ms(), js.submit_time_unix_ms());
       return absl::OkStatus();
     }
-    case proto::DriverRecord::kJobStopped: {
-      auto it = state.mutable_jobs()->find(r.job_stopped().job_id());
-      if (it == state.mutable_jobs()->end()) return Refuse(seq, "unknown job");
-      it->second.set_stopped(true);
-      it->second.set_stop_reason(r.job_stopped().reason());
+    case proto::DriverRecord::kJobStopped:
+      return ApplyJobStopped(state, r.job_stopped(), seq);
+    case proto::DriverRecord::kJobDrainRequested:
+      return ApplyJobDrainRequested(state, r.job_drain_requested(), seq);
+    case proto::DriverRecord::kJobRestarted:
+      return ApplyJobRestarted(state, r.job_restarted(), seq);
+    case proto::DriverRecord::kJobUpdated:
+      return ApplyJobUpdated(state, r.job_updated(), seq);
+    case proto::DriverRecord::kJobDeleted:
+      RETURN_IF_ERROR(ApplyJobDeleted(state, r.job_deleted(), seq));
+      history_.Remove(r.job_deleted().job_id());
       return absl::OkStatus();
-    }
     case proto::DriverRecord::kBatchPlanned: {
       const auto& bp = r.batch_planned();
       auto it = state.mutable_jobs()->find(bp.job_id());

@@ -75,6 +75,14 @@ class ClusterState final : public wal::StateMachine {
 const proto::PartitionState* FindPartitionState(const proto::ClusterState& state, const std::string& source,
                                                 int32_t partition);
 
+// The end of batch `batch_id`'s interval by the job's batch clock, which
+// starts at submit and again at each restart and update.
+int64_t BatchTimeOf(const proto::JobState& job, int64_t batch_id);
+
+// Which spec batch `batch_id` runs: the one before an update for the batches
+// planned before it (JobState.previous_spec), else the job's.
+const proto::JobSpec& SpecForBatch(const proto::JobState& job, int64_t batch_id);
+
 // Where a partition's retained blocks start after the folding rule ran: the
 // first block still held, or the partition's next offset when none is.
 // NOT_FOUND for an unknown source or partition.

@@ -17,6 +17,7 @@
 #include "lib/driver/driver_log.h"
 #include "lib/driver/driver_probe.h"
 #include "lib/driver/driver_service.h"
+#include "lib/driver/job_holds.h"
 #include "lib/driver/job_registry.h"
 #include "lib/driver/planner.h"
 #include "lib/driver/rate_control.h"
@@ -117,7 +118,10 @@ Status DriverOptions::Validate() const {
 }
 
 Driver::Driver(DriverOptions options, Clock* clock)
-    : options_(std::move(options)), clock_(clock), http_(std::make_unique<http::DaemonHttp>("driver")) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      http_(std::make_unique<http::DaemonHttp>("driver")),
+      holds_(std::make_unique<JobHolds>()) {}
 
 Driver::~Driver() { Stop(); }
 
@@ -235,7 +239,7 @@ Status Driver::Start() {
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
                                         rates_.get(), clock_, &options_.paths, scheduler_->progress());
   jobs_view_ = jobs_.get();
-  planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_);
+  planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_, holds_.get());
   RETURN_IF_ERROR(probes_->AttachLeader(leadership_.get(), state_.get(), rates_.get(), planner_.get(), scheduler_.get()));
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
   assign_thread_ = std::thread([this] { AssignLoop(); });

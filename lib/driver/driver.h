@@ -78,6 +78,7 @@ class DataPath;
 class DriverLog;
 struct DriverProbes;
 class DriverServiceImpl;
+class JobHolds;
 class JobRegistry;
 class Planner;
 class RateControl;
@@ -145,6 +146,8 @@ class Driver {
   Status WithLeaderHint(Status status) const;
   // Jobs; null until started.
   JobRegistry* jobs() const { return jobs_view_.load(); }
+  // Jobs whose planning is held (made in the constructor; never null).
+  JobHolds* holds() const { return holds_.get(); }
   // The main loops' heartbeats go to `liveness` (the watchdog's); call
   // before Start. Without it the loops beat into a private one.
   void SetLiveness(Liveness* liveness) { liveness_ = liveness; }
@@ -197,6 +200,7 @@ class Driver {
   std::unique_ptr<RateControl> rates_;  // before its users, which hold pointers to it
   std::unique_ptr<DataPath> data_path_;
   std::atomic<DataPath*> data_path_view_{nullptr};
+  std::unique_ptr<JobHolds> holds_;  // jobs the planner leaves alone for now (savepoints)
   std::unique_ptr<JobRegistry> jobs_;
   std::atomic<JobRegistry*> jobs_view_{nullptr};
   std::unique_ptr<Planner> planner_;  // used by the plan thread only

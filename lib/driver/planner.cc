@@ -1,6 +1,8 @@
 #include "lib/driver/planner.h"
 
+#include "lib/driver/cluster_state.h"
 #include "lib/driver/driver_probe.h"
+#include "lib/driver/job_holds.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/rate_control.h"
 #include "lib/engine/keyed.h"
@@ -81,14 +83,14 @@ int Planner::Tick() {
   int planned = 0;
   for (const auto& [id, job] : state.jobs()) {
     if (job.stopped()) continue;
+    if (holds_ != nullptr && holds_->Held(id)) continue;
     // Event-time jobs: batch N is planned once N-1 committed, so its
     // watermark is always that of every batch before it, whatever the timing.
     const bool event_time = engine::HasEventTime(job.spec());
     const int max_in_flight = event_time ? 1 : std::max(1, job.spec().max_batches_in_flight());
     if (job.in_flight_size() >= max_in_flight) continue;
-    const int64_t interval = std::max<int64_t>(10, job.spec().batch_interval_ms());
     const int64_t batch_id = job.last_planned_batch() + 1;
-    const int64_t batch_time = job.submit_time_unix_ms() + batch_id * interval;
+    const int64_t batch_time = BatchTimeOf(job, batch_id);
     if (now < batch_time) continue;
     proto::DriverRecord record;
     *record.mutable_batch_planned() = PlanBatch(id, job, state, batch_id, batch_time);

@@ -26,6 +26,7 @@
 namespace sluice::driver {
 
 class DriverLog;
+class JobHolds;
 class JobProbe;
 class Leadership;
 class RateControl;
@@ -36,8 +37,9 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
 
 class Planner {
  public:
-  Planner(DriverLog* log, Leadership* leadership, RateControl* rates, Clock* clock)
-      : log_(log), leadership_(leadership), rates_(rates), clock_(clock) {}
+  // `holds`: jobs not to plan for now (may be null: none).
+  Planner(DriverLog* log, Leadership* leadership, RateControl* rates, Clock* clock, const JobHolds* holds = nullptr)
+      : log_(log), leadership_(leadership), rates_(rates), clock_(clock), holds_(holds) {}
 
   // Plans every batch that is due; returns how many were committed.
   int Tick();
@@ -49,6 +51,7 @@ class Planner {
   Leadership* const leadership_;
   RateControl* const rates_;
   Clock* const clock_;
+  const JobHolds* const holds_;
   JobProbe* probe_ = nullptr;
 };
 

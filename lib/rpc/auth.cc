@@ -30,6 +30,12 @@ const std::map<std::string_view, std::vector<Role>>& Table() {
       {"DriverService.ListJobs", {kViewer}},
       {"DriverService.DescribeJob", {kViewer}},
       {"DriverService.StopJob", {kAdmin}},
+      {"DriverService.DeleteJob", {kAdmin}},
+      {"DriverService.RestartJob", {kAdmin}},
+      {"DriverService.UpdateJob", {kAdmin}},
+      {"DriverService.ResetPartition", {kAdmin}},
+      {"DriverService.TakeSavepoint", {kAdmin}},
+      {"DriverService.RestoreSavepoint", {kAdmin}},
       {"DriverService.JoinGroup", {kWorker}},
       {"DriverService.Drill", {kAdmin}},
       {"WalService.Append", {kDriver}},
@@ -43,8 +49,9 @@ const std::map<std::string_view, std::vector<Role>>& Table() {
       {"WorkerService.RunTask", {kDriver}},
       {"WorkerService.DropBlocks", {kDriver}},
       {"WorkerService.PushShuffle", {kWorker}},
-      {"WorkerService.ReplicateState", {kWorker}},
-      {"WorkerService.FetchState", {kWorker}},
+      // The leader too: savepoints read a job's state and restore it.
+      {"WorkerService.ReplicateState", {kWorker, kDriver}},
+      {"WorkerService.FetchState", {kWorker, kDriver}},
       {"WorkerService.Drill", {kAdmin}},
   };
   return *table;

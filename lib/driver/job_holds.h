@@ -1,0 +1,57 @@
+// JobHolds: jobs whose planning the leader holds for a moment, so that what
+// it reads of them stays as of one committed batch (a savepoint copying a
+// job's state) or their batches in flight run out first.
+//
+// Module sluice::driver owns it. The planner plans no batch of a held job;
+// batches already planned still run and commit, so a held job reaches a
+// state with nothing in flight (JobState.in_flight empty in the log's view),
+// which is what its holder waits for. A hold is leader
+// memory only: a new leader plans every job, and the caller that held it
+// (an RPC on the old leader) fails with the leadership.
+//
+// Thread-safe.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace sluice::driver {
+
+class JobHolds {
+ public:
+  // Held until as many Release calls as Hold calls were made.
+  void Hold(const std::string& job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++held_[job];
+  }
+  void Release(const std::string& job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = held_.find(job);
+    if (it != held_.end() && --it->second <= 0) held_.erase(it);
+  }
+  bool Held(const std::string& job) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_.contains(job);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, int> held_;  // guarded by mu_
+};
+
+// Holds `job` for the life of the object.
+class ScopedJobHold {
+ public:
+  ScopedJobHold(JobHolds* holds, std::string job) : holds_(holds), job_(std::move(job)) { holds_->Hold(job_); }
+  ~ScopedJobHold() { holds_->Release(job_); }
+  ScopedJobHold(const ScopedJobHold&) = delete;
+  ScopedJobHold& operator=(const ScopedJobHold&) = delete;
+
+ private:
+  JobHolds* const holds_;
+  const std::string job_;
+};
+
+}  // namespace sluice::driver
