@@ -159,7 +159,37 @@ grpc::Status DriverServiceImpl::StopJob(grpc::ServerContext* context, const prot
   SLUICE_AUTHORIZE(context, "DriverService.StopJob");
   JobRegistry* jobs = driver_->jobs();
   if (jobs == nullptr) return NotReady();
-  return rpc::ToGrpc(driver_->WithLeaderHint(jobs->Stop(request->job_id(), request->reason())));
+  return rpc::ToGrpc(driver_->WithLeaderHint(jobs->Stop(*request)));
+}
+
+grpc::Status DriverServiceImpl::DeleteJob(grpc::ServerContext* context, const proto::DeleteJobRequest* request,
+                                          proto::DeleteJobResponse*) {
+  SLUICE_AUTHORIZE(context, "DriverService.DeleteJob");
+  JobRegistry* jobs = driver_->jobs();
+  if (jobs == nullptr) return NotReady();
+  return rpc::ToGrpc(driver_->WithLeaderHint(jobs->Delete(request->job_id())));
+}
+
+grpc::Status DriverServiceImpl::RestartJob(grpc::ServerContext* context, const proto::RestartJobRequest* request,
+                                           proto::RestartJobResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.RestartJob");
+  JobRegistry* jobs = driver_->jobs();
+  if (jobs == nullptr) return NotReady();
+  Result<proto::RestartJobResponse> got = jobs->Restart(request->job_id());
+  if (!got.ok()) return rpc::ToGrpc(driver_->WithLeaderHint(got.status()));
+  *response = std::move(*got);
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::UpdateJob(grpc::ServerContext* context, const proto::UpdateJobRequest* request,
+                                          proto::UpdateJobResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.UpdateJob");
+  JobRegistry* jobs = driver_->jobs();
+  if (jobs == nullptr) return NotReady();
+  Result<proto::UpdateJobResponse> got = jobs->Update(*request);
+  if (!got.ok()) return rpc::ToGrpc(driver_->WithLeaderHint(got.status()));
+  *response = std::move(*got);
+  return grpc::Status::OK;
 }
 
 grpc::Status DriverServiceImpl::Drill(grpc::ServerContext* context, const proto::DrillRequest* request,

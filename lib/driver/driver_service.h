@@ -39,6 +39,12 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                            proto::JobInfo* response) override;
   grpc::Status StopJob(grpc::ServerContext* context, const proto::StopJobRequest* request,
                        proto::StopJobResponse* response) override;
+  grpc::Status DeleteJob(grpc::ServerContext* context, const proto::DeleteJobRequest* request,
+                         proto::DeleteJobResponse* response) override;
+  grpc::Status RestartJob(grpc::ServerContext* context, const proto::RestartJobRequest* request,
+                          proto::RestartJobResponse* response) override;
+  grpc::Status UpdateJob(grpc::ServerContext* context, const proto::UpdateJobRequest* request,
+                         proto::UpdateJobResponse* response) override;
   grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                      proto::DrillResponse* response) override;
 

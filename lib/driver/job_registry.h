@@ -5,8 +5,9 @@
 // named sources must exist, its plugins and output paths must be allowed by
 // the cluster's PathPolicy), so a job that fails validation is refused,
 // never half-started. Submit returns once JobSubmitted is committed in the
-// WAL, Stop once JobStopped is (docs/design.md "Commit rule"). Job ids are job
-// names, unique for the life of the cluster's WAL. The planner reads the
+// WAL, Stop once JobStopped is (docs/design.md "Commit rule"); so do drain,
+// restart, update and delete. Job ids are job names, unique among the jobs
+// not deleted (a name used again numbers its batches on). The planner reads the
 // running jobs from the driver's state (ClusterState). List and Describe add
 // what only the leader knows: each job's rate limit and its batch in flight
 // (BatchProgress, written by the Scheduler).
@@ -42,13 +43,24 @@ class JobRegistry {
               Clock* clock, const engine::PathPolicy* paths, std::shared_ptr<const BatchProgress> progress);
 
   [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec);
-  [[nodiscard]] Status Stop(const std::string& job_id, const std::string& reason);
+  // Plain stop, or a drain (JobDrainRequested: the job stops by itself once
+  // its input up to now committed). A stopped job keeps positions and state.
+  [[nodiscard]] Status Stop(const proto::StopJobRequest& request);
+  // The lifecycle (docs/jobs.md "A job's life"): each returns once its
+  // record is committed. FAILED_PRECONDITION says why the job's state does
+  // not allow it (delete a running job, restart a running one, an update the
+  // state cannot follow).
+  [[nodiscard]] Status Delete(const std::string& job_id);
+  [[nodiscard]] Result<proto::RestartJobResponse> Restart(const std::string& job_id);
+  [[nodiscard]] Result<proto::UpdateJobResponse> Update(const proto::UpdateJobRequest& request);
   // From the committed WAL: any driver answers (a standby may lag).
   proto::ListJobsResponse List() const;
   [[nodiscard]] Result<proto::JobInfo> Describe(const std::string& job_id) const;
 
  private:
   [[nodiscard]] Status CheckLeader() const;
+  // The checks a spec passes before it is recorded (submit and update).
+  [[nodiscard]] Status CheckSpec(const proto::JobSpec& spec) const;
   // The job's rate limit and batch in flight, added to `info`.
   proto::JobInfo WithLeaderView(const proto::ClusterState& state, proto::JobInfo info) const;
 

@@ -44,6 +44,25 @@ int64_t PlanEnd(const proto::PartitionState& ps, int64_t start, int64_t max_offs
   return end > start ? end : ps.next_offset();
 }
 
+// A draining job's bound in (source, partition): the offset its input ended
+// at when the drain was asked; -1 when the partition had none.
+int64_t DrainLimit(const proto::JobState& job, const std::string& source, int32_t partition) {
+  for (const proto::SourceOffset& o : job.drain_until()) {
+    if (o.source() == source && o.partition() == partition) return o.offset();
+  }
+  return -1;
+}
+
+// Whether a draining job has planned everything up to its bound.
+bool DrainPlanned(const proto::JobState& job, const proto::ClusterState& state) {
+  for (const proto::SourceOffset& o : job.drain_until()) {
+    const proto::PartitionState* ps = FindPartitionState(state, o.source(), o.partition());
+    if (ps == nullptr) continue;
+    if (NextStart(job, *ps, o.source()) < o.offset()) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& job, const proto::ClusterState& state,
@@ -60,15 +79,53 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
     for (const proto::PartitionState& ps : it->second.partitions()) {
       const int64_t start = NextStart(job, ps, source);
       if (start < 0 || ps.next_offset() <= start) continue;  // nothing new: left out
+      // Accepted blocks are contiguous up to the partition's next offset.
+      int64_t end = PlanEnd(ps, start, MaxBatchOffsets(job.spec()));
+      if (job.draining()) {
+        // Nothing past the input accepted when the drain was asked.
+        end = std::min(end, DrainLimit(job, source, ps.partition()));
+        if (end <= start) continue;
+      }
       proto::PartitionRange* r = plan.add_ranges();
       r->set_source(source);
       r->set_partition(ps.partition());
       r->set_start_offset(start);
-      // Accepted blocks are contiguous up to the partition's next offset.
-      r->set_end_offset(PlanEnd(ps, start, MaxBatchOffsets(job.spec())));
+      r->set_end_offset(end);
     }
   }
   return plan;
+}
+
+int Planner::FinishDrain(const std::string& id, const proto::JobState& job) {
+  // Everything up to the bound is planned; once it has committed, the job
+  // stops — after one last batch that closes the open windows, if asked.
+  if (!job.in_flight().empty()) return 0;
+  proto::DriverRecord record;
+  if (job.drain_emit_windows() && engine::IsKeyed(job.spec())) {
+    proto::BatchPlanned* flush = record.mutable_batch_planned();
+    flush->set_job_id(id);
+    flush->set_batch_id(job.last_planned_batch() + 1);
+    flush->set_batch_time_unix_ms(std::max(clock_->UnixMillis(), BatchTimeOf(job, flush->batch_id())));
+    flush->set_watermark_unix_ms(engine::Watermark(job.spec(), job.max_event_time_unix_ms()));
+    flush->set_final_flush(true);  // the scheduler stops the job once it commits
+  } else {
+    proto::JobStopped* stop = record.mutable_job_stopped();
+    stop->set_job_id(id);
+    stop->set_reason(job.stop_reason().empty() ? "drained" : job.stop_reason());
+    stop->set_drained(true);
+  }
+  const bool flush = record.has_batch_planned();
+  Result<int64_t> seq = log_->Append(std::move(record));
+  if (!seq.ok()) {
+    spdlog::warn("finishing the drain of job {}: {}", id, seq.status().ToString());
+    return 0;
+  }
+  if (flush) {
+    spdlog::info("job {}: its input is drained; batch {} closes its open windows", id, job.last_planned_batch() + 1);
+    return 1;
+  }
+  spdlog::info("job {} drained and stopped at batch {} (WAL record {})", id, job.last_committed_batch(), *seq);
+  return 0;
 }
 
 int Planner::Tick() {
@@ -84,6 +141,10 @@ int Planner::Tick() {
   for (const auto& [id, job] : state.jobs()) {
     if (job.stopped()) continue;
     if (holds_ != nullptr && holds_->Held(id)) continue;
+    if (job.draining() && DrainPlanned(job, state)) {
+      planned += FinishDrain(id, job);
+      continue;
+    }
     // Event-time jobs: batch N is planned once N-1 committed, so its
     // watermark is always that of every batch before it, whatever the timing.
     const bool event_time = engine::HasEventTime(job.spec());

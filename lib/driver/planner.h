@@ -19,6 +19,8 @@
 // Thread-compatible: the driver's assignment thread calls Tick.
 #pragma once
 
+#include <string>
+
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
 #include "proto/driver_log.pb.h"
@@ -47,6 +49,10 @@ class Planner {
   void set_probe(JobProbe* probe) { probe_ = probe; }
 
  private:
+  // A draining job with everything up to its bound planned: stops it, or
+  // plans its final flush. Returns the batches planned (0 or 1).
+  int FinishDrain(const std::string& id, const proto::JobState& job);
+
   DriverLog* const log_;
   Leadership* const leadership_;
   RateControl* const rates_;

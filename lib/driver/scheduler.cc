@@ -103,9 +103,19 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
   return committed;
 }
 
-bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& state, const proto::JobState& job,
+bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& state, const proto::JobState& stored,
                          const std::vector<proto::MemberInfo>& live, int64_t epoch, Retry& retry) {
-  const proto::BatchPlanned& batch = job.in_flight(0);
+  const proto::BatchPlanned& batch = stored.in_flight(0);
+  // The spec and state the batch runs with: an update takes effect at a
+  // batch boundary (batches planned before it keep the old spec), and a
+  // reset of the state empties it for the first batch after the update.
+  std::optional<proto::JobState> adjusted;
+  if (stored.has_previous_spec() || stored.state_reset_batch() == batch.batch_id()) {
+    adjusted = stored;
+    *adjusted->mutable_spec() = SpecForBatch(stored, batch.batch_id());
+    if (stored.state_reset_batch() == batch.batch_id()) adjusted->clear_reduce_holders();
+  }
+  const proto::JobState& job = adjusted ? *adjusted : stored;
   if (retry.batch != batch.batch_id()) retry = Retry{.batch = batch.batch_id()};
   std::set<std::string> live_ids;
   for (const proto::MemberInfo& m : live) live_ids.insert(m.id());
@@ -395,6 +405,16 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
   if (probe_ != nullptr) probe_->BatchCommitted(batch, done, epoch);
   spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
                done.output_count());
+  if (batch.final_flush()) {
+    // The last batch of a drain closed the open windows: the drain is over.
+    proto::DriverRecord stop;
+    stop.mutable_job_stopped()->set_job_id(job_id);
+    stop.mutable_job_stopped()->set_reason("drained");
+    stop.mutable_job_stopped()->set_drained(true);
+    if (log_->Append(std::move(stop)).ok()) {
+      spdlog::info("job {} drained and stopped at batch {}, its open windows emitted", job_id, batch.batch_id());
+    }
+  }
   // The blocks ClusterState folded away (every running reader is past
   // them) may go from the workers.
   const std::shared_ptr<const proto::ClusterState> after_view = log_->View();
@@ -409,14 +429,27 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
     *before = o;
     before->set_offset(*retained);
   }
-  for (const auto& [id, job] : after.jobs()) {
-    if (job.stopped() && engine::IsKeyed(job.spec())) drop.add_stopped_jobs(id);
-  }
-  if (!drop.before().empty() || !drop.stopped_jobs().empty()) {
-    for (const proto::MemberInfo& m : live) {
-      proto::DropBlocksResponse ignored;
-      IgnoreError(workers_->DropBlocks(m.rpc_address(), drop, &ignored), "a worker that misses a drop keeps blocks until its store evicts them");
+  // A stopped job keeps its state (a restart or savepoint needs it); a
+  // deleted one's goes, told once per worker and leader term (a name used
+  // again starts from empty state anyway: its batches number on).
+  for (const proto::MemberInfo& m : live) {
+    proto::DropBlocksRequest to_worker = drop;
+    {
+      std::lock_guard<std::mutex> lock(live_mu_);
+      if (told_epoch_ != epoch) {
+        deleted_told_.clear();
+        told_epoch_ = epoch;
+      }
+      std::set<std::string>& told = deleted_told_[m.id()];
+      for (const auto& [id, last_batch] : after.deleted_jobs()) {
+        // A name in use again is not dropped: its new job's state is live.
+        if (!after.jobs().contains(id) && told.insert(id).second) to_worker.add_stopped_jobs(id);
+      }
     }
+    if (to_worker.before().empty() && to_worker.stopped_jobs().empty()) continue;
+    proto::DropBlocksResponse ignored;
+    IgnoreError(workers_->DropBlocks(m.rpc_address(), to_worker, &ignored),
+                "a worker that misses a drop keeps blocks until its store evicts them");
   }
   return true;
 }
@@ -509,6 +542,7 @@ std::vector<proto::TaskRequest> Scheduler::ReduceTasks(const std::string& job_id
     t.set_reduce_partition(p);
     t.set_batch_time_unix_ms(batch.batch_time_unix_ms());
     t.set_watermark_unix_ms(batch.watermark_unix_ms());
+    t.set_final_flush(batch.final_flush());
     if (stateful) {
       for (const proto::MemberInfo* m : placement.holders[p]) *t.add_state_holders() = *m;
       if (placement.replica[p] != nullptr) *t.mutable_replica() = *placement.replica[p];
@@ -539,9 +573,11 @@ void Scheduler::FailAttempt(const std::string& job_id, const proto::BatchPlanned
 }
 
 void Scheduler::StopJob(const std::string& job_id, const std::string& reason) {
+  // Only for errors: the job is FAILED, and sluicectl restart resumes it.
   proto::DriverRecord stop;
   stop.mutable_job_stopped()->set_job_id(job_id);
   stop.mutable_job_stopped()->set_reason(reason);
+  stop.mutable_job_stopped()->set_failed(true);
   IgnoreError(log_->Append(stop).status(), "a new leader finds the job running and tries again");
 }
 

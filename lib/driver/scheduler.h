@@ -157,6 +157,9 @@ class Scheduler {
   std::multimap<std::string, Attempt> attempts_;  // by worker id; guarded by live_mu_
   WorkerReachability reachability_;               // guarded by live_mu_
   std::set<std::string> cut_off_;                 // live workers the others cannot reach; guarded by live_mu_
+  // Deleted jobs each worker was told to drop the state of, this term.
+  std::map<std::string, std::set<std::string>> deleted_told_;  // guarded by live_mu_
+  int64_t told_epoch_ = 0;                                     // guarded by live_mu_
 
   // Runs each task on its candidates in turn, up to max_failures attempts,
   // all tasks in parallel.

@@ -402,6 +402,7 @@ Result<ReduceOutput> Reducer::FinishWindows(const BatchContext& ctx, StateAccess
   // Batch-time windows count in batch slots from the job's start.
   const int64_t job_start = ctx.batch_time_unix_ms - ctx.batch_id * interval;
   auto closed = [&](int64_t start) {
+    if (ctx.final_flush) return true;
     if (batch_time) return start + length_slots <= ctx.batch_id;  // its last slot is this batch's, or earlier
     return ctx.watermark_unix_ms != kNoWatermark &&
            start + w.length_ms() + w.allowed_lateness_ms() <= ctx.watermark_unix_ms;
@@ -478,8 +479,9 @@ Result<ReduceOutput> Reducer::FinishSessions(const BatchContext& ctx, StateAcces
     return true;
   }));
   ReduceOutput out;
-  const int64_t at = ctx.watermark_unix_ms == kNoWatermark ? kNoWatermark
-                                                          : ctx.watermark_unix_ms - w.allowed_lateness_ms();
+  const int64_t at = ctx.final_flush ? std::numeric_limits<int64_t>::max()
+                     : ctx.watermark_unix_ms == kNoWatermark ? kNoWatermark
+                                                             : ctx.watermark_unix_ms - w.allowed_lateness_ms();
   for (auto& [key, set] : all) {
     std::vector<Session> closed;
     if (at != kNoWatermark) RETURN_IF_ERROR(merger.TakeClosed(&set, at, &closed));

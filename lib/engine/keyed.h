@@ -115,6 +115,9 @@ struct BatchContext {
   int64_t batch_id = 0;
   int64_t batch_time_unix_ms = 0;  // the end of its interval
   int64_t watermark_unix_ms = kNoWatermark;
+  // The last batch of a drain (sluicectl stop --drain --emit-windows): every
+  // window and session still open closes and is emitted now.
+  bool final_flush = false;
 };
 
 // The map half: events in, row buffers out.

@@ -214,7 +214,8 @@ Result<proto::TaskResult> Executor::RunConfined(const proto::TaskRequest& task,
   if (task.stage() == proto::TASK_STAGE_REDUCE) return RunReduce(task, abandoned);
   const engine::BatchContext batch{.batch_id = task.batch_id(),
                                    .batch_time_unix_ms = task.batch_time_unix_ms(),
-                                   .watermark_unix_ms = task.watermark_unix_ms()};
+                                   .watermark_unix_ms = task.watermark_unix_ms(),
+                                   .final_flush = task.final_flush()};
   const auto started = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Pipeline> pipeline, engine::Pipeline::Create(task.spec(), batch));
   proto::TaskResult result;
@@ -439,7 +440,8 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
   }
   const engine::BatchContext batch{.batch_id = task.batch_id(),
                                    .batch_time_unix_ms = task.batch_time_unix_ms(),
-                                   .watermark_unix_ms = task.watermark_unix_ms()};
+                                   .watermark_unix_ms = task.watermark_unix_ms(),
+                                   .final_flush = task.final_flush()};
   engine::ReduceOutput out;
   const auto merged = std::chrono::steady_clock::now();
   auto based = merged, reduced = merged, written = merged, copied = merged;
