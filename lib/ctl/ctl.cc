@@ -6,6 +6,7 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <sstream>
 
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
@@ -104,10 +105,24 @@ void Ctl::Register(CLI::App& app) {
   list_cmd_ = app.add_subcommand("list", "List jobs");
   describe_cmd_ = app.add_subcommand("describe", "Show one job");
   describe_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
-  stop_cmd_ = app.add_subcommand("stop", "Stop a job");
+  stop_cmd_ = app.add_subcommand("stop", "Stop a job; its positions and state stay until delete");
   stop_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
   stop_cmd_->add_option("--reason", stop_reason_, "Recorded with the job");
-  for (CLI::App* c : {submit_cmd_, list_cmd_, describe_cmd_, stop_cmd_}) {
+  stop_cmd_->add_flag("--drain", drain_,
+                      "Finish the input accepted so far, then stop (returns once the drain is recorded; --wait "
+                      "waits for the stop)");
+  stop_cmd_->add_flag("--emit-windows", emit_windows_, "With --drain: close and emit every open window and session");
+  stop_cmd_->add_flag("--wait", wait_, "With --drain: wait until the job has stopped");
+  delete_cmd_ = app.add_subcommand("delete", "Delete a stopped job: its positions and state go, its name is free");
+  delete_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
+  restart_cmd_ = app.add_subcommand("restart", "Resume a stopped or failed job from its last committed batch");
+  restart_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
+  update_cmd_ = app.add_subcommand("update", "Replace a job's operators, sink or settings in place (docs/jobs.md)");
+  update_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
+  update_cmd_->add_option("job-file", job_file_, "The new job file")->required();
+  update_cmd_->add_flag("--reset-state", reset_state_, "Accept a keyed change that cannot keep the state: start it empty");
+  update_cmd_->add_flag("--dry-run", dry_run_, "Check the change and print it; change nothing");
+  for (CLI::App* c : {submit_cmd_, list_cmd_, describe_cmd_, stop_cmd_, delete_cmd_, restart_cmd_, update_cmd_}) {
     c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   }
   drill_cmd_ = app.add_subcommand("drill", "Run a failover drill on the cluster and print a verdict (docs/drills.md)");
@@ -153,6 +168,9 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (list_cmd_->parsed()) return RunList(out, err);
   if (describe_cmd_->parsed()) return RunDescribe(out, err);
   if (stop_cmd_->parsed()) return RunStop(out, err);
+  if (delete_cmd_->parsed()) return RunDelete(out, err);
+  if (restart_cmd_->parsed()) return RunRestart(out, err);
+  if (update_cmd_->parsed()) return RunUpdate(out, err);
   if (drill_cmd_->parsed()) return RunDrillCommand(out, err);
   if (watch_cmd_->parsed()) return RunWatchCommand(out, err);
   err << "sluicectl: error: no command given (see --help)\n";
@@ -394,8 +412,23 @@ void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
     out << "    line " << line << ": " << op.ShortDebugString() << "\n";
   }
   out << "  sink:       " << j.spec().sink().ShortDebugString() << "\n";
-  if (!j.stop_reason().empty()) out << "  stopped:    " << j.stop_reason() << "\n";
-  if (j.state() == "running") {
+  if (!j.stop_reason().empty()) {
+    out << (j.state() == "draining" ? "  draining:   " : "  stopped:    ") << j.stop_reason() << "\n";
+  }
+  if (j.state() == "draining") {
+    out << "  drain to:  ";
+    for (const proto::SourceOffset& o : j.drain_until()) {
+      out << " " << o.source() << "[" << o.partition() << "]<" << o.offset();
+    }
+    out << "\n";
+  }
+  if (j.restarts() > 0 || j.updates() > 0) {
+    out << "  lifecycle:  " << j.restarts() << " restarts, " << j.updates() << " updates";
+    if (j.spec_from_batch() > 0) out << " (the new spec from batch " << j.spec_from_batch() << ")";
+    out << "\n";
+  }
+  if (!j.savepoint().empty()) out << "  restored:   from savepoint " << j.savepoint() << "\n";
+  if (j.state() == "running" || j.state() == "draining") {
     out << "  rate limit: " << (j.rate_limit() > 0 ? std::to_string(j.rate_limit()) + " events/s" : "none") << " ("
         << j.rate_limit_reason() << ")\n";
   }
@@ -480,14 +513,81 @@ int Ctl::RunDescribe(std::ostream& out, std::ostream& err) {
 }
 
 int Ctl::RunStop(std::ostream& out, std::ostream& err) {
+  if ((emit_windows_ || wait_) && !drain_) {
+    err << "sluicectl: error: --emit-windows and --wait go with --drain\n";
+    return kExitUsage;
+  }
   proto::StopJobRequest request;
   request.set_job_id(job_id_);
   request.set_reason(stop_reason_);
+  request.set_drain(drain_);
+  request.set_emit_open_windows(emit_windows_);
   proto::StopJobResponse response;
   const std::chrono::milliseconds deadline(std::max(timeout_ms_, 15'000));
   auto call = [&](rpc::DriverClient& d) { return d.StopJob(request, deadline); };
   if (int rc = CallLeader(err, call, &response)) return rc;
-  out << "job " << job_id_ << " stopped\n";
+  if (!drain_) {
+    out << "job " << job_id_ << " stopped; its positions and state stay (restart or delete it)\n";
+    return 0;
+  }
+  out << "job " << job_id_ << " draining: it stops once its input so far has committed\n";
+  if (!wait_) return 0;
+  // Until the leader records the stop; a failover on the way is ridden out.
+  for (;;) {
+    proto::DescribeJobRequest describe;
+    describe.set_job_id(job_id_);
+    proto::JobInfo info;
+    auto get = [&](rpc::DriverClient& d) { return d.DescribeJob(describe, std::chrono::milliseconds(timeout_ms_)); };
+    std::ostringstream quiet;
+    if (CallLeader(quiet, get, &info) == 0 && (info.state() == "stopped" || info.state() == "failed")) {
+      out << "job " << job_id_ << " " << info.state() << " at batch " << info.last_committed_batch() << ": "
+          << info.stop_reason() << "\n";
+      return info.state() == "stopped" ? 0 : 1;
+    }
+    clock_->SleepFor(std::chrono::milliseconds(250));
+  }
+}
+
+int Ctl::RunDelete(std::ostream& out, std::ostream& err) {
+  proto::DeleteJobRequest request;
+  request.set_job_id(job_id_);
+  proto::DeleteJobResponse response;
+  const std::chrono::milliseconds deadline(std::max(timeout_ms_, 15'000));
+  auto call = [&](rpc::DriverClient& d) { return d.DeleteJob(request, deadline); };
+  if (int rc = CallLeader(err, call, &response)) return rc;
+  out << "job " << job_id_ << " deleted\n";
+  return 0;
+}
+
+int Ctl::RunRestart(std::ostream& out, std::ostream& err) {
+  proto::RestartJobRequest request;
+  request.set_job_id(job_id_);
+  proto::RestartJobResponse response;
+  const std::chrono::milliseconds deadline(std::max(timeout_ms_, 15'000));
+  auto call = [&](rpc::DriverClient& d) { return d.RestartJob(request, deadline); };
+  if (int rc = CallLeader(err, call, &response)) return rc;
+  out << "job " << job_id_ << " restarted from batch " << response.from_batch() << "\n";
+  return 0;
+}
+
+int Ctl::RunUpdate(std::ostream& out, std::ostream& err) {
+  Result<proto::JobSpec> spec = engine::LoadJobFile(job_file_);
+  if (!spec.ok()) {
+    err << "sluicectl: " << spec.status().message() << "\n";
+    return absl::IsNotFound(spec.status()) ? 1 : kExitUsage;
+  }
+  proto::UpdateJobRequest request;
+  request.set_job_id(job_id_);
+  *request.mutable_spec() = *spec;
+  request.set_reset_state(reset_state_);
+  request.set_dry_run(dry_run_);
+  proto::UpdateJobResponse response;
+  const std::chrono::milliseconds deadline(std::max(timeout_ms_, 15'000));
+  auto call = [&](rpc::DriverClient& d) { return d.UpdateJob(request, deadline); };
+  if (int rc = CallLeader(err, call, &response, /*invalid_is_usage=*/true)) return rc;
+  out << "job " << job_id_ << (dry_run_ ? ": would be updated" : " updated") << " from batch " << response.from_batch()
+      << "; state " << response.state() << "\n";
+  for (const std::string& c : response.changes()) out << "  " << c << "\n";
   return 0;
 }
 

@@ -7,6 +7,8 @@
 //   sluicectl [--coordinator SPEC] status [--driver HOST:PORT[,...]] [--worker HOST:PORT[,...]]
 //   sluicectl [--coordinator SPEC] drill --fault F[,F...] [...]   (drill.h, docs/drills.md)
 //   sluicectl [--coordinator SPEC] watch [JOB] [--interval S] [--once]   (watch.h)
+//   sluicectl ... stop JOB [--drain [--emit-windows] [--wait]] | delete JOB | restart JOB
+//   sluicectl ... update JOB FILE [--reset-state] [--dry-run]   (docs/jobs.md "A job's life")
 //
 // With --coordinator (zookeeper://...), the drivers and workers are found
 // through the cluster's membership; --driver/--worker add addresses by hand.
@@ -52,6 +54,9 @@ class Ctl {
   int RunList(std::ostream& out, std::ostream& err);
   int RunDescribe(std::ostream& out, std::ostream& err);
   int RunStop(std::ostream& out, std::ostream& err);
+  int RunDelete(std::ostream& out, std::ostream& err);
+  int RunRestart(std::ostream& out, std::ostream& err);
+  int RunUpdate(std::ostream& out, std::ostream& err);
   int RunDrillCommand(std::ostream& out, std::ostream& err);
   int RunWatchCommand(std::ostream& out, std::ostream& err);
   // One poll of watch: the serving leader's status and the jobs.
@@ -87,6 +92,11 @@ class Ctl {
   CLI::App* list_cmd_ = nullptr;
   CLI::App* describe_cmd_ = nullptr;
   CLI::App* stop_cmd_ = nullptr;
+  CLI::App* delete_cmd_ = nullptr;
+  CLI::App* restart_cmd_ = nullptr;
+  CLI::App* update_cmd_ = nullptr;
+  bool drain_ = false, emit_windows_ = false, wait_ = false;  // stop
+  bool reset_state_ = false, dry_run_ = false;                // update
   // drill
   DrillOptions drill_;
   CLI::App* drill_cmd_ = nullptr;

@@ -39,6 +39,11 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
   info.set_total_late_events(job.total_late_events());
   info.set_watermark_unix_ms(engine::Watermark(job.spec(), job.max_event_time_unix_ms()));
   *info.mutable_positions() = job.committed_offsets();
+  info.set_restarts(job.restarts());
+  info.set_updates(job.updates());
+  info.set_savepoint(job.savepoint());
+  *info.mutable_drain_until() = job.drain_until();
+  if (job.has_previous_spec()) info.set_spec_from_batch(job.spec_from_batch());
   return info;
 }
 

@@ -40,6 +40,9 @@ SLUICE_DRIVER_UNARY(ListJobs, ListJobsRequest, ListJobsResponse)
 SLUICE_DRIVER_UNARY(DescribeJob, DescribeJobRequest, JobInfo)
 SLUICE_DRIVER_UNARY(StopJob, StopJobRequest, StopJobResponse)
 SLUICE_DRIVER_UNARY(Drill, DrillRequest, DrillResponse)
+SLUICE_DRIVER_UNARY(DeleteJob, DeleteJobRequest, DeleteJobResponse)
+SLUICE_DRIVER_UNARY(RestartJob, RestartJobRequest, RestartJobResponse)
+SLUICE_DRIVER_UNARY(UpdateJob, UpdateJobRequest, UpdateJobResponse)
 
 #undef SLUICE_DRIVER_UNARY
 

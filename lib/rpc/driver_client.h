@@ -81,6 +81,13 @@ class DriverClient {
                                                        std::chrono::milliseconds deadline = kStopJobDeadline);
   [[nodiscard]] Result<proto::DrillResponse> Drill(const proto::DrillRequest& request,
                                                    std::chrono::milliseconds deadline = kDrillDeadline);
+  // The job lifecycle; each waits for a WAL commit, as StopJob does.
+  [[nodiscard]] Result<proto::DeleteJobResponse> DeleteJob(const proto::DeleteJobRequest& request,
+                                                           std::chrono::milliseconds deadline = kStopJobDeadline);
+  [[nodiscard]] Result<proto::RestartJobResponse> RestartJob(const proto::RestartJobRequest& request,
+                                                             std::chrono::milliseconds deadline = kStopJobDeadline);
+  [[nodiscard]] Result<proto::UpdateJobResponse> UpdateJob(const proto::UpdateJobRequest& request,
+                                                           std::chrono::milliseconds deadline = kSubmitJobDeadline);
 
  private:
   struct Stub;  // the generated stub (driver.grpc.pb.h stays in the .cc)
