@@ -31,8 +31,12 @@ int64_t NextStart(const proto::JobState& job, const proto::PartitionState& ps, c
 // Where a batch starting at `start` ends in `ps`: the partition's next
 // offset, or — with a bound — the end of the last whole block that keeps the
 // range within `max_offsets` (at least one block: a block cut before the
-// bound was set may be larger than it).
+// bound was set may be larger than it). A start before the oldest block held
+// (a job restarted after its blocks were dropped: the range is read again
+// from the source) ends at that block, and within the bound.
 int64_t PlanEnd(const proto::PartitionState& ps, int64_t start, int64_t max_offsets) {
+  const int64_t held_from = ps.blocks().empty() ? ps.next_offset() : ps.blocks(0).range().start_offset();
+  if (start < held_from) return max_offsets > 0 ? std::min(held_from, start + max_offsets) : held_from;
   if (max_offsets <= 0 || ps.next_offset() - start <= max_offsets) return ps.next_offset();
   int64_t end = start;
   for (const proto::BlockInfo& b : ps.blocks()) {

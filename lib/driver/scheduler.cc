@@ -82,6 +82,7 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
   if (!serving || live.empty()) return committed;
   const int64_t epoch = leadership_->epoch();
   const std::shared_ptr<const proto::ClusterState> state = log_->View();
+  TellDeleted(*state, live, epoch);
   for (const auto& [job_id, job] : state->jobs()) {
     std::unique_ptr<JobRun>& run = runs_[job_id];
     if (run == nullptr) run = std::make_unique<JobRun>();
@@ -429,26 +430,10 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
     *before = o;
     before->set_offset(*retained);
   }
-  // A stopped job keeps its state (a restart or savepoint needs it); a
-  // deleted one's goes, told once per worker and leader term (a name used
-  // again starts from empty state anyway: its batches number on).
+  if (drop.before().empty()) return true;
   for (const proto::MemberInfo& m : live) {
-    proto::DropBlocksRequest to_worker = drop;
-    {
-      std::lock_guard<std::mutex> lock(live_mu_);
-      if (told_epoch_ != epoch) {
-        deleted_told_.clear();
-        told_epoch_ = epoch;
-      }
-      std::set<std::string>& told = deleted_told_[m.id()];
-      for (const auto& [id, last_batch] : after.deleted_jobs()) {
-        // A name in use again is not dropped: its new job's state is live.
-        if (!after.jobs().contains(id) && told.insert(id).second) to_worker.add_stopped_jobs(id);
-      }
-    }
-    if (to_worker.before().empty() && to_worker.stopped_jobs().empty()) continue;
     proto::DropBlocksResponse ignored;
-    IgnoreError(workers_->DropBlocks(m.rpc_address(), to_worker, &ignored),
+    IgnoreError(workers_->DropBlocks(m.rpc_address(), drop, &ignored),
                 "a worker that misses a drop keeps blocks until its store evicts them");
   }
   return true;
@@ -569,6 +554,32 @@ void Scheduler::FailAttempt(const std::string& job_id, const proto::BatchPlanned
   if (retry.failures >= max_failures || retry.transient >= kMaxTransientAttempts) {
     spdlog::error("job {} failed: {}", job_id, failed.ToString());
     StopJob(job_id, "FAILED: " + Annotate(failed, fmt::format("batch {}", batch.batch_id())).ToString());
+  }
+}
+
+void Scheduler::TellDeleted(const proto::ClusterState& state, const std::vector<proto::MemberInfo>& live,
+                            int64_t epoch) {
+  // A stopped job keeps its state (a restart or a savepoint needs it); a
+  // deleted one's goes. Each live worker is told once per leader term (a
+  // worker that was away, or a new leader, tells again: dropping is
+  // idempotent). A name in use again is not dropped: its batches number on,
+  // so its first reduce starts from empty state anyway.
+  if (told_epoch_ != epoch) {
+    deleted_told_.clear();
+    told_epoch_ = epoch;
+  }
+  for (const proto::MemberInfo& m : live) {
+    std::set<std::string>& told = deleted_told_[m.id()];
+    proto::DropBlocksRequest drop;
+    drop.set_epoch(epoch);
+    for (const auto& [id, last_batch] : state.deleted_jobs()) {
+      if (!state.jobs().contains(id) && !told.contains(id)) drop.add_stopped_jobs(id);
+    }
+    if (drop.stopped_jobs().empty()) continue;
+    proto::DropBlocksResponse ignored;
+    if (workers_->DropBlocks(m.rpc_address(), drop, &ignored).ok()) {
+      told.insert(drop.stopped_jobs().begin(), drop.stopped_jobs().end());
+    }
   }
 }
 

@@ -157,9 +157,10 @@ class Scheduler {
   std::multimap<std::string, Attempt> attempts_;  // by worker id; guarded by live_mu_
   WorkerReachability reachability_;               // guarded by live_mu_
   std::set<std::string> cut_off_;                 // live workers the others cannot reach; guarded by live_mu_
-  // Deleted jobs each worker was told to drop the state of, this term.
-  std::map<std::string, std::set<std::string>> deleted_told_;  // guarded by live_mu_
-  int64_t told_epoch_ = 0;                                     // guarded by live_mu_
+  // Deleted jobs each worker was told to drop the state of, this term
+  // (TellDeleted, on the schedule thread only).
+  std::map<std::string, std::set<std::string>> deleted_told_;
+  int64_t told_epoch_ = 0;
 
   // Runs each task on its candidates in turn, up to max_failures attempts,
   // all tasks in parallel.
@@ -204,6 +205,8 @@ class Scheduler {
                                               bool stateful, const ReducePlacement& placement);
   // Appends JobStopped(reason); a failed append is left to the next leader.
   void StopJob(const std::string& job_id, const std::string& reason);
+  // Tells the live workers to drop the state of deleted jobs (once each).
+  void TellDeleted(const proto::ClusterState& state, const std::vector<proto::MemberInfo>& live, int64_t epoch);
 
   // After BatchCommitted, a job's Kafka positions go to its consumer group
   // "sluice-<job>", off the schedule thread (a slow broker never holds up

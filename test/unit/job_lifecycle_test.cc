@@ -222,6 +222,32 @@ TEST_F(LifecycleStateTest, ADrainPlansNoFurtherThanItsBound) {
   EXPECT_FALSE(TryApply(drain).ok()) << "a stopped job does not drain";
 }
 
+TEST_F(LifecycleStateTest, ARestartedJobReadsTheDroppedGapAgainUpToTheOldestBlockHeld) {
+  // Job "b" commits past [0,20) while "a" is stopped: those blocks go, and
+  // "a" (at 10) reads [10,20) again from the source, within its bound.
+  Apply(Submit("a"));
+  Apply(Submit("b"));
+  Blocks(0, 10);
+  Plan("a", 1, 0, 10);
+  Commit("a", 1, 10);
+  Apply(Stop("a"));
+  Blocks(10, 20);
+  Blocks(20, 30);
+  Plan("b", 1, 0, 20);
+  Commit("b", 1, 20);
+  ASSERT_EQ(st_.View()->sources().at("s").partitions(0).blocks(0).range().start_offset(), 20);
+  Apply(Restart("a", 9000));
+  proto::BatchPlanned plan = PlanBatch("a", Job("a"), *st_.View(), 2, 9100);
+  ASSERT_EQ(plan.ranges_size(), 1);
+  EXPECT_EQ(plan.ranges(0).start_offset(), 10);
+  EXPECT_EQ(plan.ranges(0).end_offset(), 20) << "the gap alone; the held blocks in the next batch";
+  proto::JobState bounded = Job("a");
+  bounded.mutable_spec()->set_max_records_per_batch(4);
+  plan = PlanBatch("a", bounded, *st_.View(), 2, 9100);
+  ASSERT_EQ(plan.ranges_size(), 1);
+  EXPECT_EQ(plan.ranges(0).end_offset(), 14);
+}
+
 proto::JobSpec Parse(const std::string& yaml) {
   Result<proto::JobSpec> spec = engine::ParseJobFile(yaml, "job.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
