@@ -66,7 +66,7 @@ void RenderJob(const proto::JobInfo& j, int64_t now_ms, std::vector<std::string>
                                j.spec().batch_interval_ms(), j.last_committed_batch(), j.last_planned_batch(),
                                waiting > 1 ? fmt::format("  ({} batches waiting)", waiting) : ""));
   if (j.state() != "running") {
-    if (!j.stop_reason().empty()) lines->push_back("  stopped:     " + j.stop_reason());
+    if (!j.stop_reason().empty()) lines->push_back(fmt::format("  {:<13}{}", j.state() + ":", j.stop_reason()));
   } else if (j.has_in_flight()) {
     const proto::BatchProgress& p = j.in_flight();
     lines->push_back(fmt::format("  in flight:   batch {} {} {}/{} tasks  running {}{}", p.batch_id(),

@@ -360,6 +360,11 @@ const proto::PartitionState* FindPartitionState(const proto::ClusterState& state
   return &it->second.partitions(partition);
 }
 
+std::string JobStateName(const proto::JobState& job) {
+  if (job.stopped()) return job.failed() ? "failed" : "stopped";
+  return job.draining() ? "draining" : "running";
+}
+
 int64_t BatchTimeOf(const proto::JobState& job, int64_t batch_id) {
   const int64_t interval = std::max<int64_t>(10, job.spec().batch_interval_ms());
   // Logs from before the batch clock was recorded: the submit time.

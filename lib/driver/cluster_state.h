@@ -75,6 +75,10 @@ class ClusterState final : public wal::StateMachine {
 const proto::PartitionState* FindPartitionState(const proto::ClusterState& state, const std::string& source,
                                                 int32_t partition);
 
+// A job's state as users see it: "running", "draining", "stopped" or
+// "failed" (docs/jobs.md "A job's life").
+std::string JobStateName(const proto::JobState& job);
+
 // The end of batch `batch_id`'s interval by the job's batch clock, which
 // starts at submit and again at each restart and update.
 int64_t BatchTimeOf(const proto::JobState& job, int64_t batch_id);

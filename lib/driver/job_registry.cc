@@ -3,6 +3,7 @@
 #include <map>
 
 #include "lib/driver/batch_progress.h"
+#include "lib/driver/cluster_state.h"
 #include "lib/driver/data_path.h"
 #include "lib/driver/driver_log.h"
 #include "lib/driver/job_update.h"
@@ -15,11 +16,6 @@
 
 namespace sluice::driver {
 namespace {
-
-std::string JobStateName(const proto::JobState& job) {
-  if (job.stopped()) return job.failed() ? "failed" : "stopped";
-  return job.draining() ? "draining" : "running";
-}
 
 proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
   proto::JobInfo info;

@@ -445,7 +445,7 @@ std::string StatusPage::RenderStatus(const proto::DriverStatus& status) {
     const std::string& id = *id_ptr;
     const proto::JobState& job = *job_ptr;
     const proto::JobSpec& spec = job.spec();
-    j.Open('{').KStr("id", id).KStr("state", job.stopped() ? "stopped" : "running");
+    j.Open('{').KStr("id", id).KStr("state", JobStateName(job));
     j.KStr("stop_reason", job.stop_reason()).KInt("batch_interval_ms", spec.batch_interval_ms());
     j.Key("sources").Open('[');
     for (const std::string& s : spec.sources()) j.Str(s);
@@ -520,7 +520,7 @@ http::Response StatusPage::JobJson(const http::Request& request) {
   const BatchHistory::Slice slice = state_->history().Since(id->second, since, static_cast<int>(limit));
   Json j;
   j.Open('{');
-  j.KStr("id", id->second).KStr("state", job->second.stopped() ? "stopped" : "running");
+  j.KStr("id", id->second).KStr("state", JobStateName(job->second));
   j.KInt("batch_interval_ms", job->second.spec().batch_interval_ms());
   j.KInt("last_committed_batch", job->second.last_committed_batch());
   j.KInt("since", since).KInt("oldest_kept", slice.oldest_kept).KInt("newest", slice.newest);

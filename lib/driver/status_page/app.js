@@ -98,7 +98,7 @@
   }
 
   function renderSummary(s) {
-    const running = s.jobs.filter((j) => j.state === 'running');
+    const running = s.jobs.filter((j) => j.state === 'running' || j.state === 'draining');
     const rate = running.reduce((a, j) => a + (j.input_rate || 0), 0);
     const slots = s.workers.reduce((a, w) => a + w.slots, 0);
     const leader = s.leader;
@@ -107,7 +107,7 @@
       card('Leader', leader ? leader.id : 'none', leader ? 'epoch ' + leader.epoch : 'no leader known', 'card-leader'),
       card('Drivers', String(s.drivers.length), 'WAL commit ' + fmtInt(s.wal.commit_seq)),
       card('Workers', String(s.workers.length), fmtInt(slots) + ' task slots'),
-      card('Jobs', String(running.length), (s.jobs.length - running.length) + ' stopped'),
+      card('Jobs', String(running.length), (s.jobs.length - running.length) + ' stopped or failed'),
       card('Input rate', fmtRate(rate), 'all running jobs'),
       card('Worst total delay', fmtMs(worst), 'last 10 batches, any job'));
   }
