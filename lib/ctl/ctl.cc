@@ -8,6 +8,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "CLI/CLI.hpp"
 #include "lib/common/config.h"
@@ -33,7 +34,7 @@ std::string Uptime(int64_t now_ms, int64_t start_ms) {
 void PrintRow(std::ostream& out, const std::string& kind, const proto::ProcessInfo& p,
               const std::string& extra, int64_t now_ms) {
   out << std::left << std::setw(8) << kind << std::setw(16) << p.id() << std::setw(22)
-      << p.rpc_address() << std::setw(9) << p.version() << std::setw(8) << p.pid()
+      << p.rpc_address() << std::setw(12) << p.version() << std::setw(8) << p.pid()
       << std::setw(7) << Uptime(now_ms, p.start_time_unix_ms()) << extra
       << " protocol=" << std::max(1, p.protocol()) << "\n";
 }
@@ -252,9 +253,9 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
   int failures = 0;
   const int64_t now_ms = clock_->UnixMillis();
   out << std::left << std::setw(8) << "KIND" << std::setw(16) << "ID" << std::setw(22)
-      << "ADDRESS" << std::setw(9) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
+      << "ADDRESS" << std::setw(12) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
       << "UP" << "DETAIL\n";
-  std::map<std::string, int> builds;  // BuildOf -> members running it
+  std::map<std::string, std::set<std::string>> builds;  // BuildOf -> the members running it
   for (const std::string& addr : drivers_) {
     Result<proto::DriverStatus> got = rpc::DriverClient(*channels_, addr).GetStatus(deadline);
     if (!got.ok()) {
@@ -263,7 +264,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       continue;
     }
     const proto::DriverStatus& status = *got;
-    ++builds[BuildOf(status.process())];
+    builds[BuildOf(status.process())].insert("driver " + status.process().id());
     std::string detail = status.role() == proto::DRIVER_ROLE_LEADER
                              ? "LEADER epoch=" + std::to_string(status.epoch())
                              : "standby leader=" + (status.leader().id().empty() ? "?" : status.leader().id());
@@ -285,7 +286,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       continue;
     }
     const proto::WorkerStatus& status = *got;
-    ++builds[BuildOf(status.process())];
+    builds[BuildOf(status.process())].insert("worker " + status.process().id());
     PrintRow(out, "worker", status.process(),
              "slots=" + std::to_string(status.slots()) + " leader=" +
                  (status.leader().id().empty() ? "?" : status.leader().id()) +
@@ -295,7 +296,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
   }
   if (builds.size() > 1) {  // a rolling upgrade in progress (docs/upgrade.md)
     out << "mixed versions:";
-    for (const auto& [build, n] : builds) out << " " << build << " (" << n << ")";
+    for (const auto& [build, members] : builds) out << " " << build << " (" << members.size() << ")";
     out << "\n";
   }
   return failures == 0 ? 0 : 1;

@@ -56,7 +56,7 @@ sources:
   - name: ticks
     kind: generator
     partitions: {}
-    rate: 500
+    rate: 2500
     keys: 40
 operators:
   - parse: {{format: json}}
@@ -200,7 +200,7 @@ class UpgradeTest : public ::testing::Test {
   std::string Status() {
     const std::string log = dir_.Sub("status.log");
     std::filesystem::remove(log);
-    c_->Sluicectl({"status", "--driver", c_->driver_addresses(), "--worker", c_->worker_addresses()}, log);
+    c_->Sluicectl({"status"}, log);
     return ReadFile(log).value_or("");
   }
 
