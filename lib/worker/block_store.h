@@ -12,8 +12,9 @@
 // also go to the block log (the receiver WAL), a second RocksDB kept across
 // restarts, each by a synced flush before Put returns; its blocks are held
 // again on open; the log holds its format (lib/common/version.h,
-// kBlockLogFormat), checked on open. Drops from the log are not synced: a power failure can
-// bring a dropped block back, whole. Both databases are opened through
+// kBlockLogFormat), checked on open. Drops from the log are not synced: a
+// power failure can bring a dropped block back, whole. Both databases are
+// opened through
 // Options::env (tests: test/unit/block_store_crash_test.cc).
 //
 // Thread-safe.
