@@ -14,8 +14,7 @@
 // again on open; the log holds its format (lib/common/version.h,
 // kBlockLogFormat), checked on open. Drops from the log are not synced: a
 // power failure can bring a dropped block back, whole. Both databases are
-// opened through
-// Options::env (tests: test/unit/block_store_crash_test.cc).
+// opened through Options::env (tests: test/unit/block_store_crash_test.cc).
 //
 // Thread-safe.
 #pragma once
