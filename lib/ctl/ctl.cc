@@ -2,10 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "CLI/CLI.hpp"
@@ -32,8 +35,14 @@ std::string Uptime(int64_t now_ms, int64_t start_ms) {
 void PrintRow(std::ostream& out, const std::string& kind, const proto::ProcessInfo& p,
               const std::string& extra, int64_t now_ms) {
   out << std::left << std::setw(8) << kind << std::setw(16) << p.id() << std::setw(22)
-      << p.rpc_address() << std::setw(9) << p.version() << std::setw(8) << p.pid()
-      << std::setw(7) << Uptime(now_ms, p.start_time_unix_ms()) << extra << "\n";
+      << p.rpc_address() << std::setw(12) << p.version() << std::setw(8) << p.pid()
+      << std::setw(7) << Uptime(now_ms, p.start_time_unix_ms()) << extra
+      << " protocol=" << std::max(1, p.protocol()) << "\n";
+}
+
+// "0.1.0 protocol 1": what tells one build from another in a mixed cluster.
+std::string BuildOf(const proto::ProcessInfo& p) {
+  return p.version() + " protocol " + std::to_string(std::max(1, p.protocol()));
 }
 
 // "1.2s ago", or "never" for 0.
@@ -262,8 +271,9 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
   int failures = 0;
   const int64_t now_ms = clock_->UnixMillis();
   out << std::left << std::setw(8) << "KIND" << std::setw(16) << "ID" << std::setw(22)
-      << "ADDRESS" << std::setw(9) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
+      << "ADDRESS" << std::setw(12) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
       << "UP" << "DETAIL\n";
+  std::map<std::string, std::set<std::string>> builds;  // BuildOf -> the members running it
   for (const std::string& addr : drivers_) {
     Result<proto::DriverStatus> got = rpc::DriverClient(*channels_, addr).GetStatus(deadline);
     if (!got.ok()) {
@@ -272,6 +282,7 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       continue;
     }
     const proto::DriverStatus& status = *got;
+    builds[BuildOf(status.process())].insert("driver " + status.process().id());
     std::string detail = status.role() == proto::DRIVER_ROLE_LEADER
                              ? "LEADER epoch=" + std::to_string(status.epoch())
                              : "standby leader=" + (status.leader().id().empty() ? "?" : status.leader().id());
@@ -293,12 +304,18 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       continue;
     }
     const proto::WorkerStatus& status = *got;
+    builds[BuildOf(status.process())].insert("worker " + status.process().id());
     PrintRow(out, "worker", status.process(),
              "slots=" + std::to_string(status.slots()) + " leader=" +
                  (status.leader().id().empty() ? "?" : status.leader().id()) +
                  " epoch=" + std::to_string(status.highest_epoch()) +
                  (status.store().degraded().empty() ? "" : " store=DEGRADED: " + status.store().degraded()),
              now_ms);
+  }
+  if (builds.size() > 1) {  // a rolling upgrade in progress (docs/upgrade.md)
+    out << "mixed versions:";
+    for (const auto& [build, members] : builds) out << " " << build << " (" << members.size() << ")";
+    out << "\n";
   }
   return failures == 0 ? 0 : 1;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "lib/common/version.h"
 #include "lib/source/source_connector.h"
 #include "spdlog/spdlog.h"
 
@@ -328,7 +329,7 @@ Status ClusterState::Apply(const proto::WalRecord& record) {
 
 std::string ClusterState::Snapshot() const {
   proto::ClusterSnapshot snapshot;
-  snapshot.set_format(proto::CLUSTER_STATE_FORMAT_V1);
+  snapshot.set_format(static_cast<proto::ClusterStateFormat>(version::kClusterStateFormat));
   *snapshot.mutable_state() = *View();
   return snapshot.SerializeAsString();
 }
@@ -340,11 +341,8 @@ Status ClusterState::Restore(std::string_view bytes) {
     if (!snapshot.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       return absl::DataLossError("the driver's snapshot is unreadable");
     }
-    if (snapshot.format() != proto::CLUSTER_STATE_FORMAT_V1) {
-      return absl::FailedPreconditionError(
-          fmt::format("the driver's snapshot has format {}; this build reads format {} only",
-                      static_cast<int>(snapshot.format()), static_cast<int>(proto::CLUSTER_STATE_FORMAT_V1)));
-    }
+    RETURN_IF_ERROR(version::CheckReadable("the driver's snapshot", static_cast<int>(snapshot.format()),
+                                           version::kClusterStateFormat));
     *state = std::move(*snapshot.mutable_state());
   }
   history_.Reset(*state);

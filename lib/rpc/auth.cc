@@ -6,6 +6,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/auth_context.h"
+#include "lib/common/version.h"
 #include "lib/rpc/rpc.h"
 #include "spdlog/spdlog.h"
 
@@ -124,7 +125,24 @@ bool CallerHasRole(const grpc::ServerContext* context, Role role) {
   return false;
 }
 
+grpc::Status CheckProtocol(const grpc::ServerContext* context, std::string_view method) {
+  if (method.ends_with(".GetStatus")) return grpc::Status::OK;  // any version may look
+  int peer = 1;  // a caller from before the header existed
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find(grpc::string_ref(version::kProtocolHeader.data(), version::kProtocolHeader.size()));
+  if (it != metadata.end()) peer = version::ParseFormat(std::string_view(it->second.data(), it->second.size()));
+  Status st = version::CheckPeerProtocol(fmt::format("the caller of {} at {}", method, context->peer()), peer);
+  if (st.ok()) return grpc::Status::OK;
+  int suppressed = 0;
+  if (ShouldLog("protocol " + context->peer(), &suppressed)) {
+    spdlog::warn("refused: {}{}", std::string(st.message()),
+                 suppressed > 0 ? fmt::format(" ({} more refusals not logged)", suppressed) : "");
+  }
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(st.message()));
+}
+
 grpc::Status Authorize(const grpc::ServerContext* context, std::string_view method) {
+  if (grpc::Status st = CheckProtocol(context, method); !st.ok()) return st;
   std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
   if (!OverTls(auth.get())) {
     // A plaintext server (`tls = off`) has no identity to check; a call that

@@ -18,6 +18,10 @@
 //
 // A refusal is PERMISSION_DENIED naming the method and the roles it needs,
 // and is logged (rate-limited) with the caller's identity and address.
+// Before the roles, the caller's protocol (metadata "sluice-protocol", set by
+// every client of this module; absent = 1) must be one this build talks to
+// (lib/common/version.h: N-1, N, N+1), else FAILED_PRECONDITION naming both;
+// GetStatus is answered to any protocol, so an operator sees a mixed cluster.
 //
 // Thread-safe.
 #pragma once
@@ -41,8 +45,12 @@ std::vector<Role> RolesFor(std::string_view method);
 // Every method with roles, for tests.
 std::vector<std::string> MethodsWithRoles();
 
-// OK if the caller of `context` may call `method`, else PERMISSION_DENIED.
+// OK if the caller of `context` may call `method`, else PERMISSION_DENIED
+// (or FAILED_PRECONDITION for a protocol this build does not talk to).
 grpc::Status Authorize(const grpc::ServerContext* context, std::string_view method);
+
+// OK if the caller's protocol is one this build talks to (see above).
+grpc::Status CheckProtocol(const grpc::ServerContext* context, std::string_view method);
 
 // Whether the caller's certificate grants `role` (admin includes viewer).
 // True over plaintext (`tls = off`), where nobody is told apart.

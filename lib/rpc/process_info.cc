@@ -12,6 +12,7 @@ proto::ProcessInfo MakeProcessInfo(const std::string& id, const std::string& rpc
   info.set_id(id);
   info.set_rpc_address(rpc_address);
   info.set_version(kVersion);
+  info.set_protocol(version::kProtocol);
   info.set_start_time_unix_ms(clock->UnixMillis());
   info.set_pid(::getpid());
   char host[256] = {};

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <map>
 
+#include "lib/common/version.h"
 #include "lib/state/internal/codec.h"
 #include "lib/storage/rocksdb_open.h"
 #include "rocksdb/convenience.h"
@@ -119,6 +120,29 @@ uint32_t PutSnapshot(rocksdb::WriteBatch* batch, std::string_view job, int32_t p
   return chunks;
 }
 
+// Refuses a store of a format this build does not read; then marks it with
+// this build's format, which is what every value written from now on has.
+Status CheckFormat(rocksdb::DB* db, const std::string& dir) {
+  std::string value;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), internal::kFormatKey, &value);
+  int found = 1;  // written before the format key existed
+  if (s.ok()) {
+    found = version::ParseFormat(value);
+    if (found < 0) {
+      return absl::DataLossError(fmt::format("state store at {}: format value '{}' is not a number", dir, value));
+    }
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, fmt::format("reading the format of {}", dir));
+  }
+  RETURN_IF_ERROR(version::CheckReadable(fmt::format("the state store at {}", dir), found,
+                                         version::kStateStoreFormat));
+  if (s.ok() && found == version::kStateStoreFormat) return absl::OkStatus();
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(db->Put(sync, internal::kFormatKey, std::to_string(version::kStateStoreFormat)),
+                   fmt::format("writing the format of {}", dir));
+}
+
 }  // namespace
 
 // One (job, p) held. The stats counters are read by any thread; everything
@@ -161,6 +185,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, roc
   rocksdb::DB* db = owned->get();
   PartTable parts;
   Status loaded = [&]() -> Status {
+    RETURN_IF_ERROR(CheckFormat(db, dir));
     PrefixIter m(db, std::string(1, kMeta));
     for (; m.it->Valid(); m.it->Next()) {
       std::string job;

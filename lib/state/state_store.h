@@ -8,7 +8,10 @@
 // Representation (as Spark's HDFSBackedStateStore): each (job, p) this
 // store holds is kept IN MEMORY as an ordered map of its state as of the
 // folded batch C, loaded lazily from RocksDB on the first call that needs it
-// after Open. RocksDB holds, per (job, reduce partition p):
+// after Open. RocksDB holds the store's format (lib/common/version.h,
+// kStateStoreFormat; absent = 1), checked and then rewritten by Open:
+//   f                        -> the format, as decimal text
+// and per (job, reduce partition p):
 //   m/<job>/<p>              -> meta: C; S, the batch of the newest snapshot
 //                               (S <= C), and its chunk count; the keys and
 //                               key+value bytes of the state as of C. Present

@@ -149,6 +149,7 @@ Status ReplicatedLog::AdoptFrom(WalPeer* peer, int64_t epoch, int64_t best_last_
     }
     if (resp.records().empty()) break;
     std::vector<proto::WalRecord> records(resp.records().begin(), resp.records().end());
+    for (const proto::WalRecord& r : records) RETURN_IF_ERROR(CheckRecordFormat(r));
     RETURN_IF_ERROR(AppendConflictFree(records));
     from = records.back().seq() + 1;
   }

@@ -60,6 +60,10 @@ Status ReplicatedLog::HandleAppend(const proto::WalAppendRequest& req,
     }
   }
   std::vector<proto::WalRecord> records(req.records().begin(), req.records().end());
+  // As for a snapshot below: a record this build cannot read is not written.
+  for (const proto::WalRecord& r : records) {
+    if (Status st = CheckRecordFormat(r); !st.ok()) return absl::UnimplementedError(st.message());
+  }
   RETURN_IF_ERROR(AppendConflictFree(records));
   const int64_t match = req.prev_seq() + req.records_size();
   {

@@ -76,7 +76,7 @@ Status ReplicatedLog::ApplyUpToLocked(int64_t seq) {
     snap.set_last_seq(applied_seq_);
     ASSIGN_OR_RETURN(int64_t epoch, store_->EpochAt(applied_seq_));
     snap.set_last_epoch(epoch);
-    snap.set_format(proto::WAL_FORMAT_V1);
+    snap.set_format(WrittenFormat());
     snap.set_state(state_->Snapshot());
     RETURN_IF_ERROR_PREPEND(store_->SaveSnapshot(snap), "compacting the WAL");
     spdlog::info("wal: snapshot at {}; records up to it deleted", applied_seq_);
@@ -147,7 +147,7 @@ Result<int64_t> ReplicatedLog::AppendLocked(std::unique_lock<std::mutex>& lock,
   for (proto::WalRecord& record : records) {
     record.set_seq(++assigned_seq_);
     record.set_epoch(epoch);
-    record.set_format(proto::WAL_FORMAT_V1);
+    record.set_format(WrittenFormat());
     pending_.push_back(std::move(record));
   }
   const int64_t seq = assigned_seq_;

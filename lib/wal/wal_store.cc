@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "lib/common/version.h"
 #include "lib/storage/rocksdb_open.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
@@ -34,11 +35,16 @@ int64_t SeqFromKey(const rocksdb::Slice& key) {
 }  // namespace
 
 Status CheckSnapshotFormat(const proto::WalSnapshot& snapshot) {
-  if (snapshot.format() == proto::WAL_FORMAT_V1) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      fmt::format("the snapshot at {} has format {}; this build reads format {} only", snapshot.last_seq(),
-                  static_cast<int>(snapshot.format()), static_cast<int>(proto::WAL_FORMAT_V1)));
+  return version::CheckReadable(fmt::format("the WAL snapshot at {}", snapshot.last_seq()),
+                                static_cast<int>(snapshot.format()), version::kWalFormat);
 }
+
+Status CheckRecordFormat(const proto::WalRecord& record) {
+  return version::CheckReadable(fmt::format("WAL record {}", record.seq()), static_cast<int>(record.format()),
+                                version::kWalFormat);
+}
+
+proto::WalFormat WrittenFormat() { return static_cast<proto::WalFormat>(version::kWalFormat); }
 
 std::string RecordKey(int64_t seq) {
   std::string key(9, 'R');
@@ -129,11 +135,7 @@ Status WalStore::Load() {
       return absl::DataLossError(
           fmt::format("WAL at {}: record {} is unreadable", options_.path, seq));
     }
-    if (record.format() != proto::WAL_FORMAT_V1) {
-      return absl::FailedPreconditionError(fmt::format(
-          "WAL at {}: record {} has format {}; this build reads format {} only", options_.path, seq,
-          static_cast<int>(record.format()), static_cast<int>(proto::WAL_FORMAT_V1)));
-    }
+    RETURN_IF_ERROR_PREPEND(CheckRecordFormat(record), fmt::format("WAL at {}", options_.path));
     last_seq_ = seq;
     last_epoch_ = record.epoch();
     ++expected;

@@ -109,8 +109,12 @@ class WalStore {
 // "R" + big-endian seq, so that byte order is numeric order.
 std::string RecordKey(int64_t seq);
 
-// OK if this build reads `snapshot`'s format; FAILED_PRECONDITION naming it
-// otherwise.
+// OK if this build reads `snapshot`'s (or `record`'s) format: the previous
+// one or its own (lib/common/version.h, kWalFormat); FAILED_PRECONDITION
+// naming both otherwise.
 [[nodiscard]] Status CheckSnapshotFormat(const proto::WalSnapshot& snapshot);
+[[nodiscard]] Status CheckRecordFormat(const proto::WalRecord& record);
+// The format this build writes into every record and snapshot.
+proto::WalFormat WrittenFormat();
 
 }  // namespace sluice::wal

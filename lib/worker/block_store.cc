@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "lib/common/version.h"
 #include "lib/storage/rocksdb_open.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
@@ -17,6 +18,11 @@ std::string DiskKey(const BlockKey& k) {
   for (int i = 7; i >= 0; --i) key.push_back(static_cast<char>((k.start_offset >> (8 * i)) & 0xff));
   return key;
 }
+
+// The block log's format (lib/common/version.h, kBlockLogFormat) as decimal
+// text, under a key no block has (a block's key holds a NUL); absent in a
+// log written before it existed, which is format 1.
+constexpr char kLogFormatKey[] = "format";
 
 // Block log values: end offset and record count (8 bytes each, big-endian),
 // then the block's data.
@@ -83,12 +89,39 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const Options& options) {
   return store;
 }
 
+Status BlockStore::CheckLogFormat() {
+  std::string value;
+  rocksdb::Status s = log_->Get(rocksdb::ReadOptions(), kLogFormatKey, &value);
+  int found = 1;  // written before the format key existed
+  if (s.ok()) {
+    found = version::ParseFormat(value);
+    if (found < 0) {
+      return absl::DataLossError(
+          fmt::format("block log at {}: format value '{}' is not a number", options_.log_path, value));
+    }
+  } else if (!s.IsNotFound()) {
+    return absl::DataLossError(fmt::format("block log at {}: reading its format: {}", options_.log_path, s.ToString()));
+  }
+  RETURN_IF_ERROR(version::CheckReadable(fmt::format("the block log at {}", options_.log_path), found,
+                                         version::kBlockLogFormat));
+  if (s.ok() && found == version::kBlockLogFormat) return absl::OkStatus();
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  s = log_->Put(sync, kLogFormatKey, std::to_string(version::kBlockLogFormat));
+  if (!s.ok()) {
+    return absl::UnavailableError(fmt::format("block log at {}: writing its format: {}", options_.log_path, s.ToString()));
+  }
+  return absl::OkStatus();
+}
+
 Status BlockStore::LoadLog() {
+  RETURN_IF_ERROR(CheckLogFormat());
   std::unique_ptr<rocksdb::Iterator> it(log_->NewIterator(rocksdb::ReadOptions()));
   std::lock_guard<std::mutex> lock(mu_);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const rocksdb::Slice k = it->key();
     const rocksdb::Slice v = it->value();
+    if (k == rocksdb::Slice(kLogFormatKey)) continue;
     const char* nul = static_cast<const char*>(std::memchr(k.data(), '\0', k.size()));
     if (nul == nullptr || k.size() - (nul - k.data()) != 13 || v.size() < 16) {
       return absl::DataLossError(fmt::format("malformed block log entry of {} bytes", k.size()));

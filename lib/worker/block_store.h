@@ -11,9 +11,10 @@
 // after a restart. Blocks of non-replayable sources are put `durable`: they
 // also go to the block log (the receiver WAL), a second RocksDB kept across
 // restarts, each by a synced flush before Put returns; its blocks are held
-// again on open. Drops from the log are not synced: a power failure can
-// bring a dropped block back, whole. Both databases are opened through
-// Options::env (tests: test/unit/block_store_crash_test.cc).
+// again on open; the log holds its format (lib/common/version.h,
+// kBlockLogFormat), checked on open. Drops from the log are not synced: a
+// power failure can bring a dropped block back, whole. Both databases are
+// opened through Options::env (tests: test/unit/block_store_crash_test.cc).
 //
 // Thread-safe.
 #pragma once
@@ -127,6 +128,9 @@ class BlockStore {
         log_(log),
         db_health_(std::move(db_health)),
         log_health_(std::move(log_health)) {}
+  // Refuses a block log of a format this build does not read (version.h);
+  // then marks it with this build's.
+  [[nodiscard]] Status CheckLogFormat();
   [[nodiscard]] Status LoadLog();
 
   const Options options_;

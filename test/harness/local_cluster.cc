@@ -159,7 +159,7 @@ Status LocalCluster::StartDaemon(bool is_driver, int i) {
   const std::string home = options_.dir + "/" + id;
   std::filesystem::create_directories(home);
   const std::string address = is_driver ? driver_address(i) : worker_address(i);
-  std::vector<std::string> argv = {is_driver ? kDriverdPath : kWorkerdPath,
+  std::vector<std::string> argv = {!d.binary.empty() ? d.binary : is_driver ? kDriverdPath : kWorkerdPath,
                                    "--id", id,
                                    "--rpc-address", address,
                                    "--data-dir", home + "/data",

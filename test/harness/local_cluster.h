@@ -106,6 +106,11 @@ class LocalCluster {
   Subprocess* driver(int i) { return drivers_[i].process.get(); }
   Subprocess* worker(int i) { return workers_[i].process.get(); }
 
+  // The program driver / worker i runs from its next (re)start on: another
+  // build of driverd / workerd (a rolling upgrade); "" for this build's.
+  void SetDriverBinary(int i, std::string path) { drivers_[i].binary = std::move(path); }
+  void SetWorkerBinary(int i, std::string path) { workers_[i].binary = std::move(path); }
+
   // (Re)starts a daemon with its id, port and data; waits until it serves.
   [[nodiscard]] Status StartDriver(int i);
   [[nodiscard]] Status StartWorker(int i);
@@ -130,6 +135,7 @@ class LocalCluster {
   struct Daemon {
     int port = 0;
     int http_port = 0;  // with options.http
+    std::string binary;  // "" : kDriverdPath / kWorkerdPath
     std::unique_ptr<Subprocess> process;
   };
 

@@ -8,6 +8,8 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "lib/common/version.h"
+#include "lib/rpc/auth.h"
 #include "lib/rpc/channel_cache.h"
 #include "lib/rpc/driver_client.h"
 #include "lib/rpc/rpc.h"
@@ -86,6 +88,21 @@ class FakeDriver final : public proto::DriverService::Service {
 
  private:
   const bool serving_;
+};
+
+// A driver whose handlers check as the real ones do (SLUICE_AUTHORIZE).
+class CheckingDriver final : public proto::DriverService::Service {
+ public:
+  grpc::Status GetStatus(grpc::ServerContext* context, const proto::GetDriverStatusRequest*,
+                         proto::DriverStatus*) override {
+    SLUICE_AUTHORIZE(context, "DriverService.GetStatus");
+    return grpc::Status::OK;
+  }
+  grpc::Status ListJobs(grpc::ServerContext* context, const proto::ListJobsRequest*,
+                        proto::ListJobsResponse*) override {
+    SLUICE_AUTHORIZE(context, "DriverService.ListJobs");
+    return grpc::Status::OK;
+  }
 };
 
 class FakeWal final : public proto::WalService::Service {
@@ -271,6 +288,37 @@ TEST(DriverClient, CallLeaderFindsTheServingLeader) {
 // Messages over RpcOptions::max_message_bytes are refused by gRPC before
 // they are parsed, on the server's receiving side and the channel's sending
 // side, as RESOURCE_EXHAUSTED; the server goes on serving.
+// Every call carries the caller's protocol; a server refuses one outside
+// N-1..N+1 with FAILED_PRECONDITION naming both, but answers GetStatus to all.
+TEST(RpcServer, ACallerOfAProtocolTooFarApartIsRefusedNamingBoth) {
+  CheckingDriver driver;
+  auto server = Serve(&driver);
+  ASSERT_NE(server, nullptr);
+  ChannelCache channels;
+  EXPECT_TRUE(DriverClient(channels, server->address()).ListJobs({}).ok());
+  auto stub = proto::DriverService::NewStub(channels.Get(server->address()));
+  auto call = [&](std::optional<int> protocol, bool status) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(3000));
+    if (protocol) ctx.AddMetadata(std::string(version::kProtocolHeader), std::to_string(*protocol));
+    if (status) {
+      proto::DriverStatus response;
+      return stub->GetStatus(&ctx, {}, &response);
+    }
+    proto::ListJobsResponse response;
+    return stub->ListJobs(&ctx, {}, &response);
+  };
+  const int n = version::kProtocol;
+  EXPECT_TRUE(call(std::nullopt, false).ok()) << "a caller from before the header: protocol 1";
+  EXPECT_TRUE(call(n + 1, false).ok());
+  grpc::Status far = call(n + 2, false);
+  EXPECT_EQ(far.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(far.error_message(), HasSubstr(fmt::format("speaks protocol {}; this build ({}) speaks protocol {}",
+                                                         n + 2, kVersion, n)));
+  EXPECT_EQ(call(-3, false).error_code(), grpc::StatusCode::FAILED_PRECONDITION) << "malformed";
+  EXPECT_TRUE(call(n + 2, true).ok()) << "GetStatus is answered to any protocol";
+}
+
 TEST(RpcServer, AMessageOverTheLimitIsRefusedAndTheServerGoesOn) {
   FakeDriver leader(true);
   auto server = RpcServer::Start("127.0.0.1:0", {&leader}, {.max_message_bytes = 1 << 20});

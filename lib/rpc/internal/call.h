@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "grpcpp/grpcpp.h"
+#include "lib/common/version.h"
 #include "lib/rpc/call.h"
 #include "lib/rpc/rpc.h"
 
@@ -18,6 +19,13 @@ namespace sluice::rpc::internal {
 
 inline std::chrono::system_clock::time_point DeadlineIn(std::chrono::milliseconds d) {
   return std::chrono::system_clock::now() + d;
+}
+
+// Every call says which protocol its caller speaks (version.h); the server
+// refuses one it does not talk to (auth.h, Authorize).
+inline void PrepareContext(grpc::ClientContext* ctx, std::chrono::system_clock::time_point deadline) {
+  ctx->set_deadline(deadline);
+  ctx->AddMetadata(std::string(version::kProtocolHeader), std::to_string(version::kProtocol));
 }
 
 // `invoke(ClientContext*, Response*)` is one stub call returning grpc::Status.
@@ -29,7 +37,7 @@ Result<Response> Unary(const RetryPolicy& retry, std::chrono::milliseconds deadl
   std::chrono::milliseconds backoff = retry.initial_backoff;
   for (int attempt = 1;; ++attempt) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(end);
+    PrepareContext(&ctx, end);
     Response response;
     if (cancel != nullptr && !cancel->Attach([&ctx] { ctx.TryCancel(); })) {
       return absl::CancelledError("the call was cancelled before it started");
@@ -51,7 +59,7 @@ Result<Response> Unary(const RetryPolicy& retry, std::chrono::milliseconds deadl
 template <typename Response, typename Chunk, typename Open>
 Result<Response> WriteStream(std::chrono::milliseconds deadline, Open&& open, const ChunkProducer<Chunk>& produce) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(DeadlineIn(deadline));
+  PrepareContext(&ctx, DeadlineIn(deadline));
   Response response;
   std::unique_ptr<grpc::ClientWriter<Chunk>> writer = open(&ctx, &response);
   bool sent = true;
@@ -71,7 +79,7 @@ Result<Response> WriteStream(std::chrono::milliseconds deadline, Open&& open, co
 template <typename Chunk, typename Open>
 Status ReadStream(std::chrono::milliseconds deadline, Open&& open, const ChunkConsumer<Chunk>& consume) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(DeadlineIn(deadline));
+  PrepareContext(&ctx, DeadlineIn(deadline));
   std::unique_ptr<grpc::ClientReader<Chunk>> reader = open(&ctx);
   Chunk chunk;
   while (reader->Read(&chunk)) {

@@ -25,6 +25,9 @@ inline constexpr char kSnapshot = 'n';
 inline constexpr char kDelta = 'd';
 inline constexpr char kValueTag = 'v';
 inline constexpr char kTombstone = 't';
+// The store's format (lib/common/version.h, kStateStoreFormat), as decimal
+// text; absent in a store written before it existed, which is format 1.
+inline constexpr char kFormatKey[] = "f";
 inline constexpr char kMetaVersion = 2;      // first byte of an m/ value (the old layout's was 8 bytes, no version)
 inline constexpr char kBlobVersion = 1;      // first byte of a delta or a snapshot chunk
 inline void AppendU32(std::string* out, uint32_t x) {
