@@ -244,6 +244,8 @@ Result<proto::RestoreSavepointResponse> Savepoints::Restore(const std::function<
   if (auto it = view->deleted_jobs().find(job_id); it != view->deleted_jobs().end()) base = std::max(base, it->second);
   proto::SavepointStart start = header.start();
   start.set_last_committed_batch(base);
+  start.set_savepoint(fmt::format("{} at batch {}", start.savepoint().empty() ? header.cluster() : start.savepoint(),
+                                  header.start().last_committed_batch()));
   start.clear_reduce_holders();
   if (!state.empty()) {
     std::vector<proto::MemberInfo> live = live_workers_();
@@ -263,8 +265,8 @@ Result<proto::RestoreSavepointResponse> Savepoints::Restore(const std::function<
     }
   }
   ASSIGN_OR_RETURN(proto::SubmitJobResponse submitted, jobs_->Submit(spec, &start));
-  spdlog::info("job {} restored from savepoint {} (taken on {} as of batch {}), starting after batch {}", job_id,
-               start.savepoint(), header.cluster(), header.start().last_committed_batch(), base);
+  spdlog::info("job {} restored from savepoint {} (taken on {}), starting after batch {}", job_id, start.savepoint(),
+               header.cluster(), base);
   proto::RestoreSavepointResponse response;
   response.set_job_id(submitted.job_id());
   response.set_wal_seq(submitted.wal_seq());
