@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "google/protobuf/io/coded_stream.h"
@@ -129,7 +130,9 @@ Result<proto::SavepointManifest> WriteSavepoint(
     }
     const proto::StateChunk& c = chunk.state();
     google::protobuf::io::StringOutputStream stream(&files[c.partition()]);
-    google::protobuf::util::SerializeDelimitedToZeroCopyStream(c, &stream);
+    if (!google::protobuf::util::SerializeDelimitedToZeroCopyStream(c, &stream)) {
+      bad = absl::InternalError("cannot serialise a state chunk");
+    }
     proto::SavepointStateFile& f = stats[c.partition()];
     f.set_partition(c.partition());
     f.set_chunks(f.chunks() + 1);
@@ -163,6 +166,7 @@ Result<proto::SavepointManifest> WriteSavepoint(
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
   if (!google::protobuf::util::MessageToJsonString(manifest, &json, options).ok()) {
     return absl::InternalError("cannot print the savepoint manifest");
   }

@@ -100,9 +100,11 @@ Result<std::vector<proto::StateChunk>> Savepoints::FetchPartition(const std::str
                  batch, id, last.ToString());
     tried.push_back(fmt::format("{} ({})", id, last.message()));
   }
-  return absl::UnavailableError(fmt::format(
-      "job {} reduce partition {}: no live holder gave its state as of batch {} (holders: {})", job_id, partition,
-      batch, tried.empty() ? std::string("none recorded") : fmt::format("{}", fmt::join(tried, "; "))));
+  std::string holders_said;
+  for (const std::string& t : tried) holders_said += (holders_said.empty() ? "" : "; ") + t;
+  return absl::UnavailableError(
+      fmt::format("job {} reduce partition {}: no live holder gave its state as of batch {} (holders: {})", job_id,
+                  partition, batch, holders_said.empty() ? std::string("none recorded") : holders_said));
 }
 
 Status Savepoints::Take(const std::string& job_id, const std::function<bool(const proto::SavepointChunk&)>& write) {
@@ -138,8 +140,8 @@ Status Savepoints::Take(const std::string& job_id, const std::function<bool(cons
     for (const proto::ReduceHolders& h : job.reduce_holders()) {
       // A partition with no holder has had no state yet: it starts empty.
       if (h.workers().empty()) continue;
-      ASSIGN_OR_RETURN(std::vector<proto::StateChunk> chunks,
-                       FetchPartition(job_id, h.partition(), batch, {h.workers().begin(), h.workers().end()}));
+      const std::vector<std::string> holders(h.workers().begin(), h.workers().end());
+      ASSIGN_OR_RETURN(std::vector<proto::StateChunk> chunks, FetchPartition(job_id, h.partition(), batch, holders));
       for (proto::StateChunk& c : chunks) {
         keys += c.entries_size();
         c.clear_epoch();
