@@ -323,8 +323,8 @@ TEST_F(SavepointTest, RunningTotalsContinueExactlyOnAnotherCluster) {
   int64_t wrong = 0;
   for (const auto& [key, n] : expected.count) {
     if (b_count[key] != n && wrong++ < 5) {
-      ADD_FAILURE() << "running total of " << key << " on B: " << b_count[key] << ", expected " << n << " (at the "
-                    << "savepoint " << at_savepoint.count.count(key) << ")";
+      ADD_FAILURE() << "running total of " << key << " on B: " << b_count[key] << ", expected " << n << " ("
+                    << (at_savepoint.count.contains(key) ? at_savepoint.count.at(key) : 0) << " at the savepoint)";
     }
     if (std::abs(b_sum[key] - expected.sum.at(key)) > 1e-6 * std::max(1.0, expected.sum.at(key)) && wrong++ < 5) {
       ADD_FAILURE() << "running sum of " << key << " on B: " << b_sum[key] << ", expected " << expected.sum.at(key);
