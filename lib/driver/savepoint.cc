@@ -98,7 +98,7 @@ Result<std::vector<proto::StateChunk>> Savepoints::FetchPartition(const std::str
     if (last.ok()) return chunks;
     spdlog::warn("savepoint of job {}: reduce partition {} as of batch {} from worker {}: {}", job_id, partition,
                  batch, id, last.ToString());
-    tried.push_back(fmt::format("{} ({})", id, last.message()));
+    tried.push_back(fmt::format("{} ({})", id, std::string(last.message())));
   }
   std::string holders_said;
   for (const std::string& t : tried) holders_said += (holders_said.empty() ? "" : "; ") + t;
