@@ -211,6 +211,15 @@ TEST_F(SavepointTest, RunningTotalsContinueExactlyOnAnotherCluster) {
   std::this_thread::sleep_for(seconds(2));
   ASSERT_EQ(Ctl(*a, {"stop", "totals"}), 0) << LastCtlLog();
   ASSERT_EQ(Ctl(*a, {"stop", "copy"}), 0) << LastCtlLog();
+  // A stopped job's savepoint is as of its last committed batch.
+  const std::string sp_stopped = dir_.Sub("sp-stopped");
+  ASSERT_EQ(Ctl(*a, {"savepoint", "totals", sp_stopped}), 0) << LastCtlLog();
+  {
+    std::optional<proto::JobInfo> stopped = a->DescribeJob("totals");
+    ASSERT_TRUE(stopped);
+    EXPECT_NE(LastCtlLog().find(fmt::format("as of batch {} ", stopped->last_committed_batch())), std::string::npos)
+        << LastCtlLog() << " vs " << stopped->ShortDebugString();
+  }
   // A name that exists (stopped) is refused.
   ASSERT_NE(Ctl(*a, {"submit", "--from-savepoint", sp_totals}), 0);
   EXPECT_NE(LastCtlLog().find("exists"), std::string::npos) << LastCtlLog();
