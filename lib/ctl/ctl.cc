@@ -110,7 +110,14 @@ void Ctl::Register(CLI::App& app) {
     c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   }
   submit_cmd_ = app.add_subcommand("submit", "Submit a job file; returns once the job is committed");
-  submit_cmd_->add_option("job-file", job_file_, "The job file (YAML or JSON, docs/jobs.md)")->required();
+  submit_cmd_->add_option("job-file", job_file_, "The job file (YAML or JSON, docs/jobs.md)");
+  submit_cmd_->add_option("--from-savepoint", from_savepoint_,
+                          "Restore the job from a savepoint directory (sluicectl savepoint); with a job file, "
+                          "that spec instead of the saved one (same sources and reduce_partitions)");
+  savepoint_cmd_ = app.add_subcommand(
+      "savepoint", "Write a consistent copy of a job's positions and state, as of one committed batch, into DIR");
+  savepoint_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
+  savepoint_cmd_->add_option("dir", savepoint_dir_, "A new or empty directory")->required();
   list_cmd_ = app.add_subcommand("list", "List jobs");
   describe_cmd_ = app.add_subcommand("describe", "Show one job");
   describe_cmd_->add_option("job", job_id_, "The job's id (its name)")->required();
@@ -131,7 +138,8 @@ void Ctl::Register(CLI::App& app) {
   update_cmd_->add_option("job-file", job_file_, "The new job file")->required();
   update_cmd_->add_flag("--reset-state", reset_state_, "Accept a keyed change that cannot keep the state: start it empty");
   update_cmd_->add_flag("--dry-run", dry_run_, "Check the change and print it; change nothing");
-  for (CLI::App* c : {submit_cmd_, list_cmd_, describe_cmd_, stop_cmd_, delete_cmd_, restart_cmd_, update_cmd_}) {
+  for (CLI::App* c :
+       {submit_cmd_, list_cmd_, describe_cmd_, stop_cmd_, delete_cmd_, restart_cmd_, update_cmd_, savepoint_cmd_}) {
     c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   }
   drill_cmd_ = app.add_subcommand("drill", "Run a failover drill on the cluster and print a verdict (docs/drills.md)");
@@ -180,6 +188,7 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (delete_cmd_->parsed()) return RunDelete(out, err);
   if (restart_cmd_->parsed()) return RunRestart(out, err);
   if (update_cmd_->parsed()) return RunUpdate(out, err);
+  if (savepoint_cmd_->parsed()) return RunSavepoint(out, err);
   if (drill_cmd_->parsed()) return RunDrillCommand(out, err);
   if (watch_cmd_->parsed()) return RunWatchCommand(out, err);
   err << "sluicectl: error: no command given (see --help)\n";
@@ -491,6 +500,11 @@ void PrintJobHeader(std::ostream& out) {
 }  // namespace
 
 int Ctl::RunSubmit(std::ostream& out, std::ostream& err) {
+  if (!from_savepoint_.empty()) return RunSubmitFromSavepoint(out, err);
+  if (job_file_.empty()) {
+    err << "sluicectl: error: submit needs a job file (or --from-savepoint DIR)\n";
+    return kExitUsage;
+  }
   // Checked here first, so mistakes name the file on the user's machine.
   Result<proto::JobSpec> spec = engine::LoadJobFile(job_file_);
   if (!spec.ok()) {

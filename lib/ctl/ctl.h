@@ -9,6 +9,7 @@
 //   sluicectl [--coordinator SPEC] watch [JOB] [--interval S] [--once]   (watch.h)
 //   sluicectl ... stop JOB [--drain [--emit-windows] [--wait]] | delete JOB | restart JOB
 //   sluicectl ... update JOB FILE [--reset-state] [--dry-run]   (docs/jobs.md "A job's life")
+//   sluicectl [--coordinator SPEC] savepoint JOB DIR; submit --from-savepoint DIR [FILE]   (savepoint.h)
 //
 // With --coordinator (zookeeper://...), the drivers and workers are found
 // through the cluster's membership; --driver/--worker add addresses by hand.
@@ -57,6 +58,9 @@ class Ctl {
   int RunDelete(std::ostream& out, std::ostream& err);
   int RunRestart(std::ostream& out, std::ostream& err);
   int RunUpdate(std::ostream& out, std::ostream& err);
+  // savepoint_command.cc
+  int RunSavepoint(std::ostream& out, std::ostream& err);
+  int RunSubmitFromSavepoint(std::ostream& out, std::ostream& err);
   int RunDrillCommand(std::ostream& out, std::ostream& err);
   int RunWatchCommand(std::ostream& out, std::ostream& err);
   // One poll of watch: the serving leader's status and the jobs.
@@ -97,6 +101,9 @@ class Ctl {
   CLI::App* update_cmd_ = nullptr;
   bool drain_ = false, emit_windows_ = false, wait_ = false;  // stop
   bool reset_state_ = false, dry_run_ = false;                // update
+  // savepoints (savepoint.h)
+  std::string savepoint_dir_, from_savepoint_;
+  CLI::App* savepoint_cmd_ = nullptr;
   // drill
   DrillOptions drill_;
   CLI::App* drill_cmd_ = nullptr;

@@ -19,6 +19,7 @@
 #include "lib/driver/driver_service.h"
 #include "lib/driver/job_holds.h"
 #include "lib/driver/job_registry.h"
+#include "lib/driver/savepoint.h"
 #include "lib/driver/planner.h"
 #include "lib/driver/rate_control.h"
 #include "lib/driver/scheduler.h"
@@ -239,6 +240,14 @@ Status Driver::Start() {
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
                                         rates_.get(), clock_, &options_.paths, scheduler_->progress());
   jobs_view_ = jobs_.get();
+  savepoints_ = std::make_unique<Savepoints>(
+      driver_log_.get(), leadership_.get(), jobs_.get(), holds_.get(), channels_.get(),
+      [this] {
+        std::lock_guard<std::mutex> lock(mu_);
+        return worker_view_;
+      },
+      options_.daemon.coordinator, clock_);
+  savepoints_view_ = savepoints_.get();
   planner_ = std::make_unique<Planner>(driver_log_.get(), leadership_.get(), rates_.get(), clock_, holds_.get());
   RETURN_IF_ERROR(probes_->AttachLeader(leadership_.get(), state_.get(), rates_.get(), planner_.get(), scheduler_.get()));
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
@@ -383,6 +392,7 @@ void Driver::Stop() {
   data_path_view_ = nullptr;
   coordinator_view_ = nullptr;
   jobs_view_ = nullptr;
+  savepoints_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
   // The HTTP handlers read the parts below (nothing is released before
   // here); stopping them waits for requests in flight, so after the handover.
@@ -400,6 +410,7 @@ void Driver::Stop() {
   planner_.reset();
   scheduler_.reset();
   probes_.reset();  // before the coordinator, the log and the leadership they read
+  savepoints_.reset();
   jobs_.reset();
   data_path_.reset();  // gRPC has stopped: nothing calls it any more
   leadership_.reset();

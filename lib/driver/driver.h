@@ -82,6 +82,7 @@ class JobHolds;
 class JobRegistry;
 class Planner;
 class RateControl;
+class Savepoints;
 class Scheduler;
 class StatusPage;
 class Leadership;
@@ -146,6 +147,8 @@ class Driver {
   Status WithLeaderHint(Status status) const;
   // Jobs; null until started.
   JobRegistry* jobs() const { return jobs_view_.load(); }
+  // Savepoints (take and restore); null until started.
+  Savepoints* savepoints() const { return savepoints_view_.load(); }
   // Jobs whose planning is held (made in the constructor; never null).
   JobHolds* holds() const { return holds_.get(); }
   // The main loops' heartbeats go to `liveness` (the watchdog's); call
@@ -203,6 +206,8 @@ class Driver {
   std::unique_ptr<JobHolds> holds_;  // jobs the planner leaves alone for now (savepoints)
   std::unique_ptr<JobRegistry> jobs_;
   std::atomic<JobRegistry*> jobs_view_{nullptr};
+  std::unique_ptr<Savepoints> savepoints_;
+  std::atomic<Savepoints*> savepoints_view_{nullptr};
   std::unique_ptr<Planner> planner_;  // used by the plan thread only
   std::unique_ptr<Scheduler> scheduler_;  // used by the schedule thread only
   std::unique_ptr<coord::LeaderDetector> detector_;

@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <vector>
 
 #include "lib/common/drill.h"
 #include "lib/driver/data_path.h"
 #include "lib/driver/driver.h"
 #include "lib/driver/job_registry.h"
+#include "lib/driver/savepoint.h"
 #include "lib/rpc/auth.h"
 #include "lib/rpc/rpc.h"
 
@@ -187,6 +189,37 @@ grpc::Status DriverServiceImpl::UpdateJob(grpc::ServerContext* context, const pr
   JobRegistry* jobs = driver_->jobs();
   if (jobs == nullptr) return NotReady();
   Result<proto::UpdateJobResponse> got = jobs->Update(*request);
+  if (!got.ok()) return rpc::ToGrpc(driver_->WithLeaderHint(got.status()));
+  *response = std::move(*got);
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::TakeSavepoint(grpc::ServerContext* context, const proto::TakeSavepointRequest* request,
+                                              grpc::ServerWriter<proto::SavepointChunk>* writer) {
+  SLUICE_AUTHORIZE(context, "DriverService.TakeSavepoint");
+  Savepoints* savepoints = driver_->savepoints();
+  if (savepoints == nullptr) return NotReady();
+  return rpc::ToGrpc(driver_->WithLeaderHint(savepoints->Take(
+      request->job_id(), [&](const proto::SavepointChunk& c) { return !context->IsCancelled() && writer->Write(c); })));
+}
+
+grpc::Status DriverServiceImpl::RestoreSavepoint(grpc::ServerContext* context,
+                                                 grpc::ServerReader<proto::SavepointChunk>* reader,
+                                                 proto::RestoreSavepointResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.RestoreSavepoint");
+  Savepoints* savepoints = driver_->savepoints();
+  if (savepoints == nullptr) return NotReady();
+  // All of it first: Read() ends the same way for WritesDone and for a
+  // broken stream, and a broken one must install nothing.
+  std::vector<proto::SavepointChunk> chunks;
+  for (proto::SavepointChunk c; reader->Read(&c); c.Clear()) chunks.push_back(std::move(c));
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the savepoint stream broke off");
+  size_t next = 0;
+  Result<proto::RestoreSavepointResponse> got = savepoints->Restore([&](proto::SavepointChunk* c) {
+    if (next == chunks.size()) return false;
+    *c = std::move(chunks[next++]);
+    return true;
+  });
   if (!got.ok()) return rpc::ToGrpc(driver_->WithLeaderHint(got.status()));
   *response = std::move(*got);
   return grpc::Status::OK;

@@ -45,6 +45,10 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                           proto::RestartJobResponse* response) override;
   grpc::Status UpdateJob(grpc::ServerContext* context, const proto::UpdateJobRequest* request,
                          proto::UpdateJobResponse* response) override;
+  grpc::Status TakeSavepoint(grpc::ServerContext* context, const proto::TakeSavepointRequest* request,
+                             grpc::ServerWriter<proto::SavepointChunk>* writer) override;
+  grpc::Status RestoreSavepoint(grpc::ServerContext* context, grpc::ServerReader<proto::SavepointChunk>* reader,
+                                proto::RestoreSavepointResponse* response) override;
   grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                      proto::DrillResponse* response) override;
 

@@ -70,9 +70,13 @@ Status JobRegistry::CheckSpec(const proto::JobSpec& spec) const {
   return paths_->CheckJobSpec(spec);
 }
 
-Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec) {
+Status JobRegistry::Admit(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(CheckSpec(spec));
   std::lock_guard<std::mutex> lock(mu_);
+  return AdmitLocked(spec);
+}
+
+Status JobRegistry::AdmitLocked(const proto::JobSpec& spec) {
   RETURN_IF_ERROR(CheckLeader());
   const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
   const proto::ClusterState& state = *state_view;
@@ -99,11 +103,19 @@ Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec) {
           spec.file().empty() ? "job" : spec.file(), name));
     }
   }
+  return absl::OkStatus();
+}
+
+Result<proto::SubmitJobResponse> JobRegistry::Submit(proto::JobSpec spec, const proto::SavepointStart* from_savepoint) {
+  RETURN_IF_ERROR(CheckSpec(spec));
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(AdmitLocked(spec));
   proto::DriverRecord record;
   proto::JobSubmitted* js = record.mutable_job_submitted();
   js->set_job_id(spec.name());
   js->set_submit_time_unix_ms(clock_->UnixMillis());
   *js->mutable_spec() = spec;
+  if (from_savepoint != nullptr) *js->mutable_from_savepoint() = *from_savepoint;
   ASSIGN_OR_RETURN(int64_t seq, log_->Append(std::move(record)));
   spdlog::info("job {} submitted (WAL record {})", spec.name(), seq);
   proto::SubmitJobResponse response;

@@ -42,7 +42,12 @@ class JobRegistry {
   JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data, const RateControl* rates,
               Clock* clock, const engine::PathPolicy* paths, std::shared_ptr<const BatchProgress> progress);
 
-  [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec);
+  // `from_savepoint` (optional): the job starts there (savepoint.h).
+  [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec,
+                                                        const proto::SavepointStart* from_savepoint = nullptr);
+  // Submit's checks and its registration of the inline sources, without the
+  // JobSubmitted record: a restore admits the job before it installs state.
+  [[nodiscard]] Status Admit(const proto::JobSpec& spec);
   // Plain stop, or a drain (JobDrainRequested: the job stops by itself once
   // its input up to now committed). A stopped job keeps positions and state.
   [[nodiscard]] Status Stop(const proto::StopJobRequest& request);
@@ -61,6 +66,8 @@ class JobRegistry {
   [[nodiscard]] Status CheckLeader() const;
   // The checks a spec passes before it is recorded (submit and update).
   [[nodiscard]] Status CheckSpec(const proto::JobSpec& spec) const;
+  // The name free, the inline sources registered, the named ones there.
+  [[nodiscard]] Status AdmitLocked(const proto::JobSpec& spec);  // requires mu_
   // The job's rate limit and batch in flight, added to `info`.
   proto::JobInfo WithLeaderView(const proto::ClusterState& state, proto::JobInfo info) const;
 

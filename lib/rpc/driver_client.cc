@@ -52,6 +52,21 @@ Result<proto::DriverStatus> DriverClient::GetStatus(std::chrono::milliseconds de
   });
 }
 
+Status DriverClient::TakeSavepoint(const proto::TakeSavepointRequest& request,
+                                   const ChunkConsumer<proto::SavepointChunk>& consume,
+                                   std::chrono::milliseconds deadline) {
+  return internal::ReadStream<proto::SavepointChunk>(
+      deadline, [&](grpc::ClientContext* ctx) { return stub_->stub->TakeSavepoint(ctx, request); }, consume);
+}
+
+Result<proto::RestoreSavepointResponse> DriverClient::RestoreSavepoint(
+    const ChunkProducer<proto::SavepointChunk>& produce, std::chrono::milliseconds deadline) {
+  return internal::WriteStream<proto::RestoreSavepointResponse, proto::SavepointChunk>(
+      deadline,
+      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->RestoreSavepoint(ctx, response); },
+      produce);
+}
+
 Result<std::string> FindServingLeader(ChannelCache& channels, const std::vector<std::string>& drivers,
                                       std::chrono::milliseconds deadline) {
   for (const std::string& address : drivers) {

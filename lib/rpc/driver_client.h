@@ -47,6 +47,9 @@ class DriverClient {
   static constexpr std::chrono::milliseconds kJoinGroupDeadline{2'000};
   // The driver answers before the fault lands.
   static constexpr std::chrono::milliseconds kDrillDeadline{2'000};
+  // Savepoints: the whole state of a job crosses (and a restore waits for
+  // the copies on the workers and the commit).
+  static constexpr std::chrono::milliseconds kSavepointDeadline{300'000};
 
   // `channels` must outlive the call to the constructor only.
   DriverClient(ChannelCache& channels, const std::string& address, RetryPolicy retry = {});
@@ -79,6 +82,13 @@ class DriverClient {
                                                    std::chrono::milliseconds deadline = kDescribeJobDeadline);
   [[nodiscard]] Result<proto::StopJobResponse> StopJob(const proto::StopJobRequest& request,
                                                        std::chrono::milliseconds deadline = kStopJobDeadline);
+  // Streams: TakeSavepoint hands each chunk to `consume`; RestoreSavepoint
+  // sends what `produce` writes (see call.h).
+  [[nodiscard]] Status TakeSavepoint(const proto::TakeSavepointRequest& request,
+                                     const ChunkConsumer<proto::SavepointChunk>& consume,
+                                     std::chrono::milliseconds deadline = kSavepointDeadline);
+  [[nodiscard]] Result<proto::RestoreSavepointResponse> RestoreSavepoint(
+      const ChunkProducer<proto::SavepointChunk>& produce, std::chrono::milliseconds deadline = kSavepointDeadline);
   [[nodiscard]] Result<proto::DrillResponse> Drill(const proto::DrillRequest& request,
                                                    std::chrono::milliseconds deadline = kDrillDeadline);
   // The job lifecycle; each waits for a WAL commit, as StopJob does.

@@ -227,6 +227,11 @@ Status ReduceState::Apply(const std::vector<proto::StateChunk>& chunks) {
   bool has_snapshot = false;
   for (const proto::StateChunk& c : chunks) has_snapshot = has_snapshot || c.snapshot();
   if (has_snapshot) RETURN_IF_ERROR(store_->Install(job, partition, base, ChangesOf(chunks, true)));
+  // A snapshot alone (a savepoint's restore installs each partition so): the
+  // state as of `base`, with no delta on top.
+  bool has_delta = false;
+  for (const proto::StateChunk& c : chunks) has_delta = has_delta || !c.snapshot();
+  if (has_snapshot && !has_delta) return absl::OkStatus();
   ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
   if (!here) {
     // The sender then sends the whole state (Replicate).

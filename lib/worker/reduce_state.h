@@ -75,7 +75,8 @@ class ReduceState {
                                 const std::function<bool(const proto::StateChunk&)>& write);
 
   // Server side of ReplicateState: applies what arrived (all chunks of one
-  // stream). NOT_FOUND when a delta came without a snapshot and this worker
+  // stream); a stream of snapshot chunks only installs the state as of their
+  // base_batch (a savepoint's restore). NOT_FOUND when a delta came without a snapshot and this worker
   // lacks its base (the sender then sends the whole state); ABORTED when this
   // copy is already past the base (a stale attempt: never rolled back).
   [[nodiscard]] Status Apply(const std::vector<proto::StateChunk>& chunks);

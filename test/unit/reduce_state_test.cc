@@ -106,5 +106,20 @@ TEST_F(ReduceStateTest, AStoppedJobsStateIsDropped) {
   EXPECT_EQ(state_->store()->Stats("j").keys, 0);
 }
 
+TEST_F(ReduceStateTest, ASnapshotAloneInstallsTheStateAsOfItsBase) {
+  // A savepoint's restore: snapshot chunks only (batch unset), as of 41; the
+  // next batch's delta then applies on top of 41.
+  ASSERT_TRUE(state_->Apply({Chunk(41, 0, true, false, {{"a", "1"}}), Chunk(41, 0, true, true, {{"b", "2"}})}).ok());
+  EXPECT_EQ(state_->store()->FoldedBatch("j", 0).value(), 41);
+  EXPECT_EQ(ValueAsOf(41, "a"), "1");
+  EXPECT_EQ(ValueAsOf(41, "b"), "2");
+  ASSERT_TRUE(state_->Apply({Chunk(41, 42, false, true, {{"a", "3"}})}).ok());
+  EXPECT_EQ(ValueAsOf(42, "a"), "3");
+  // Once past 41, the same snapshot again is a stale stream: refused.
+  ASSERT_TRUE(state_->Apply({Chunk(42, 43, false, true, {{"b", "4"}})}).ok());
+  Status stale = state_->Apply({Chunk(41, 0, true, true, {{"a", "1"}})});
+  EXPECT_TRUE(absl::IsAborted(stale)) << stale;
+}
+
 }  // namespace
 }  // namespace sluice::worker
