@@ -237,6 +237,7 @@ Status Driver::Start() {
   data_path_view_ = data_path_.get();
   scheduler_ =
       std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(), clock_);
+  scheduler_->set_holds(holds_.get());
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
                                         rates_.get(), clock_, &options_.paths, scheduler_->progress());
   jobs_view_ = jobs_.get();

@@ -1,6 +1,8 @@
 // JobHolds: jobs whose planning the leader holds for a moment, so that what
 // it reads of them stays as of one committed batch (a savepoint copying a
-// job's state) or their batches in flight run out first.
+// job's state), and names whose state must not be dropped from the workers
+// while it is installed (a savepoint restored under a deleted job's name:
+// the scheduler skips held names when it drops deleted jobs' state).
 //
 // Module sluice::driver owns it. The planner plans no batch of a held job;
 // batches already planned still run and commit, so a held job reaches a

@@ -249,6 +249,9 @@ Result<proto::RestoreSavepointResponse> Savepoints::Restore(const std::function<
   start.set_savepoint(fmt::format("{} at batch {}", start.savepoint().empty() ? header.cluster() : start.savepoint(),
                                   header.start().last_committed_batch()));
   start.clear_reduce_holders();
+  // A deleted name's state is being dropped from the workers (the
+  // scheduler's TellDeleted): held, it is not, while this job's state lands.
+  ScopedJobHold hold(holds_, job_id);
   if (!state.empty()) {
     std::vector<proto::MemberInfo> live = live_workers_();
     std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.id() < b.id(); });

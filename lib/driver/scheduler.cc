@@ -12,6 +12,7 @@
 #include "lib/engine/keyed.h"
 #include "lib/rpc/rpc.h"
 #include "lib/driver/driver_log.h"
+#include "lib/driver/job_holds.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -573,7 +574,9 @@ void Scheduler::TellDeleted(const proto::ClusterState& state, const std::vector<
     proto::DropBlocksRequest drop;
     drop.set_epoch(epoch);
     for (const auto& [id, last_batch] : state.deleted_jobs()) {
-      if (!state.jobs().contains(id) && !told.contains(id)) drop.add_stopped_jobs(id);
+      if (state.jobs().contains(id) || told.contains(id)) continue;
+      if (holds_ != nullptr && holds_->Held(id)) continue;
+      drop.add_stopped_jobs(id);
     }
     if (drop.stopped_jobs().empty()) continue;
     proto::DropBlocksResponse ignored;

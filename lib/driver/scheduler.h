@@ -57,6 +57,7 @@ namespace sluice::driver {
 
 class DataPath;
 class DriverLog;
+class JobHolds;
 class JobProbe;
 class Leadership;
 class WorkerProxy;
@@ -76,6 +77,9 @@ class Scheduler {
   int Tick(const std::vector<proto::MemberInfo>& live);
   // Commits are counted there (driver_probe.h); before the first Tick.
   void set_probe(JobProbe* probe) { probe_ = probe; }
+  // Held jobs' names are not dropped from the workers (a restore from a
+  // savepoint installing state under a deleted name); before the first Tick.
+  void set_holds(const JobHolds* holds) { holds_ = holds; }
 
   // The batch each job runs now and its tasks done, for JobRegistry.
   std::shared_ptr<const BatchProgress> progress() const { return progress_; }
@@ -161,6 +165,7 @@ class Scheduler {
   // (TellDeleted, on the schedule thread only).
   std::map<std::string, std::set<std::string>> deleted_told_;
   int64_t told_epoch_ = 0;
+  const JobHolds* holds_ = nullptr;
 
   // Runs each task on its candidates in turn, up to max_failures attempts,
   // all tasks in parallel.
