@@ -39,6 +39,8 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                            proto::JobInfo* response) override;
   grpc::Status StopJob(grpc::ServerContext* context, const proto::StopJobRequest* request,
                        proto::StopJobResponse* response) override;
+  grpc::Status ResetPartition(grpc::ServerContext* context, const proto::ResetPartitionRequest* request,
+                              proto::ResetPartitionResponse* response) override;
   grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                      proto::DrillResponse* response) override;
 

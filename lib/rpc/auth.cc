@@ -30,6 +30,7 @@ const std::map<std::string_view, std::vector<Role>>& Table() {
       {"DriverService.ListJobs", {kViewer}},
       {"DriverService.DescribeJob", {kViewer}},
       {"DriverService.StopJob", {kAdmin}},
+      {"DriverService.ResetPartition", {kAdmin}},
       {"DriverService.JoinGroup", {kWorker}},
       {"DriverService.Drill", {kAdmin}},
       {"WalService.Append", {kDriver}},

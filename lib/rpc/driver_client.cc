@@ -39,6 +39,7 @@ SLUICE_DRIVER_UNARY(SubmitJob, SubmitJobRequest, SubmitJobResponse)
 SLUICE_DRIVER_UNARY(ListJobs, ListJobsRequest, ListJobsResponse)
 SLUICE_DRIVER_UNARY(DescribeJob, DescribeJobRequest, JobInfo)
 SLUICE_DRIVER_UNARY(StopJob, StopJobRequest, StopJobResponse)
+SLUICE_DRIVER_UNARY(ResetPartition, ResetPartitionRequest, ResetPartitionResponse)
 SLUICE_DRIVER_UNARY(Drill, DrillRequest, DrillResponse)
 
 #undef SLUICE_DRIVER_UNARY
