@@ -106,15 +106,26 @@ sink:
     ASSERT_EQ(Ctl({"submit", file}, &output), 0) << output;
   }
 
-  // Produces ids [first, first + count), at `rate` per second (0: as fast as it goes).
-  void Produce(int64_t first, int64_t count, int64_t rate) {
+  // Starts producing ids [first, first + count), at `rate` per second (0: as
+  // fast as it goes); Produced() waits for it.
+  void StartProducing(int64_t first, int64_t count, int64_t rate) {
     std::vector<std::string> argv = {testing::kKafkaToolPath, "produce", "--brokers", cluster_->kafka()->bootstrap(),
                                      "--topic", "events", "--count", std::to_string(count), "--size",
                                      std::to_string(kEventBytes), "--json", "--first", std::to_string(first)};
     if (rate > 0) argv.insert(argv.end(), {"--rate", std::to_string(rate)});
-    const std::string log = dir_.Sub("produce-" + std::to_string(first) + ".log");
-    Result<int> rc = testing::RunCommand(argv, log, seconds(120));
-    ASSERT_TRUE(rc.ok() && *rc == 0) << testing::ReadFile(log).value_or("");
+    auto producer = testing::Subprocess::Start(argv, {.log_path = dir_.Sub("produce-" + std::to_string(first) + ".log")});
+    ASSERT_TRUE(producer.ok()) << producer.status();
+    producer_ = std::move(*producer);
+  }
+  void Produced() {
+    ASSERT_TRUE(producer_);
+    Result<int> rc = producer_->Wait(seconds(120));
+    ASSERT_TRUE(rc.ok() && *rc == 0) << testing::ReadFile(producer_->log_path()).value_or("");
+    producer_.reset();
+  }
+  void Produce(int64_t first, int64_t count, int64_t rate) {
+    ASSERT_NO_FATAL_FAILURE(StartProducing(first, count, rate));
+    ASSERT_NO_FATAL_FAILURE(Produced());
   }
 
   std::optional<proto::JobInfo> Describe() { return cluster_->DescribeJob("lossy"); }
@@ -167,6 +178,8 @@ sink:
     Produce(kBefore, kDuring, 0);
     EXPECT_TRUE(cluster_->worker(reader)->Signal(SIGCONT).ok());
     const auto resumed = std::chrono::steady_clock::now();
+    resumed_unix_ms_ = std::chrono::duration_cast<milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
     std::printf("[ data_loss ] reader worker-%d paused %lld ms while %lld events (%lld MB) were produced\n",
                 reader + 1, static_cast<long long>(std::chrono::duration_cast<milliseconds>(resumed - paused).count()),
                 static_cast<long long>(kDuring), static_cast<long long>(kDuring * kEventBytes / 1'000'000));
@@ -290,6 +303,8 @@ sink:
   TempDir dir_{"data-loss"};
   const std::string out_ = dir_.Sub("out");
   std::unique_ptr<LocalCluster> cluster_;
+  std::unique_ptr<testing::Subprocess> producer_;
+  int64_t resumed_unix_ms_ = 0;  // when the reader was resumed (the leader's clock is the same machine's)
   int runs_ = 0;
 };
 
@@ -300,13 +315,18 @@ TEST_F(DataLossTest, SkipRecordsTheLostRangeAndTheJobGoesOnExactlyOnceOutsideIt)
   ASSERT_FALSE(HasFatalFailure());
   // New data after the loss, paced (1 MB/s) so the retention does not
   // overtake the reader again; the job must reach it without anyone's help.
-  Produce(kBefore + kDuring, kAfter, 1'000);
+  ASSERT_NO_FATAL_FAILURE(StartProducing(kBefore + kDuring, kAfter, 1'000));
   const milliseconds liveness = TimeToNextCommittedData(kBefore, resumed);
+  ASSERT_NO_FATAL_FAILURE(Produced());
   std::printf("[ data_loss ] skip: resume -> first committed batch with data after the loss: %lld ms (bound %lld s)\n",
               static_cast<long long>(liveness.count()), static_cast<long long>(kLivenessBound.count()));
   EXPECT_LT(liveness, kLivenessBound);
   ASSERT_NO_FATAL_FAILURE(ExpectExactlyOnceOutsideTheLoss(kBefore + kDuring + kAfter));
   ASSERT_NO_FATAL_FAILURE(ExpectTheLossReported(/*by_reset=*/false));
+  std::optional<proto::PartitionInfo> p = Partition();
+  ASSERT_TRUE(p && p->lost_size() > 0);
+  std::printf("[ data_loss ] skip: resume -> loss recorded in the WAL: %lld ms\n",
+              static_cast<long long>(p->lost(0).detected_unix_ms() - resumed_unix_ms_));
   std::optional<proto::JobInfo> info = Describe();
   ASSERT_TRUE(info);
   EXPECT_EQ(info->state(), "running") << info->stop_reason();
@@ -364,8 +384,9 @@ TEST_F(DataLossTest, FailStopsThePartitionNamingTheRangeUntilSourceReset) {
       },
       milliseconds(20'000), milliseconds(100)))
       << "not assigned again after the reset: " << (p ? p->ShortDebugString() : "no partition");
-  Produce(kBefore + kDuring, kAfter, 1'000);
+  ASSERT_NO_FATAL_FAILURE(StartProducing(kBefore + kDuring, kAfter, 1'000));
   const milliseconds liveness = TimeToNextCommittedData(kBefore, reset_at);
+  ASSERT_NO_FATAL_FAILURE(Produced());
   std::printf("[ data_loss ] fail: source reset -> next committed batch with data: %lld ms (bound %lld s)\n",
               static_cast<long long>(liveness.count()), static_cast<long long>(kLivenessBound.count()));
   EXPECT_LT(liveness, kLivenessBound);
