@@ -16,6 +16,7 @@
 //     the range; `sluicectl source reset ... --to earliest` lets it go on
 //     (bad input to it is one clear line); the same safety check, and the
 //     time from the reset to the next committed batch, bounded and printed.
+//     A reset of a healthy partition skips (and records) what it says.
 //
 // Producing from one producer into one partition makes offset == id, so
 // "exactly once outside the lost range" is checked id by id.
@@ -395,6 +396,21 @@ TEST_F(DataLossTest, FailStopsThePartitionNamingTheRangeUntilSourceReset) {
   p = Partition();
   ASSERT_TRUE(p);
   EXPECT_EQ(p->error(), "");
+
+  // A reset of a healthy partition is allowed (it is explicit) and records
+  // what it skips: here the next 100 offsets, produced after it.
+  const int64_t end = kBefore + kDuring + kAfter;
+  ASSERT_EQ(Ctl({"source", "reset", "events", "0", "--to", std::to_string(end + 100)}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr(fmt::format("goes on at offset {} (offsets {}..{} skipped, recorded)", end + 100, end,
+                                         end + 99)));
+  ASSERT_NO_FATAL_FAILURE(Produce(end, 200, 1'000));
+  ASSERT_NO_FATAL_FAILURE(ExpectExactlyOnceOutsideTheLoss(end + 200));
+  p = Partition();
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->lost_size(), 2);
+  EXPECT_EQ(p->lost(1).from_offset(), end);
+  EXPECT_EQ(p->lost(1).to_offset(), end + 100);
+  EXPECT_TRUE(p->lost(1).by_reset());
 }
 
 }  // namespace
