@@ -45,6 +45,8 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                           proto::RestartJobResponse* response) override;
   grpc::Status UpdateJob(grpc::ServerContext* context, const proto::UpdateJobRequest* request,
                          proto::UpdateJobResponse* response) override;
+  grpc::Status ResetPartition(grpc::ServerContext* context, const proto::ResetPartitionRequest* request,
+                              proto::ResetPartitionResponse* response) override;
   grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                      proto::DrillResponse* response) override;
 
