@@ -15,6 +15,7 @@
 #include "lib/common/config.h"
 #include "lib/common/zk_auth_file.h"
 #include "lib/coord/coordinator.h"
+#include "lib/ctl/source_reset.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
 #include "lib/rpc/driver_client.h"
@@ -106,7 +107,16 @@ void Ctl::Register(CLI::App& app) {
   a->add_option("--property", properties_, "kafka: consumer setting KEY=VALUE (repeatable)");
   a->add_option("--address", addresses_, "socket: HOST:PORT to connect to, one per partition")->delimiter(',');
   a->add_option("--framing", framing_, "socket: lines | frames");
-  for (CLI::App* c : {a}) {
+  a->add_option("--on-data-loss", on_data_loss_,
+                "fail (default): a partition whose offsets are gone from the source stops until `source reset`; "
+                "skip: the lost range is recorded and reading goes on")
+      ->check(CLI::IsMember({"fail", "skip"}));
+  source_reset_cmd_ = source->add_subcommand(
+      "reset", "Move a partition on to another offset (a FAILED one goes on); the skipped offsets are recorded");
+  source_reset_cmd_->add_option("source", source_name_, "The source's name")->required();
+  source_reset_cmd_->add_option("partition", reset_partition_, "The partition")->required();
+  source_reset_cmd_->add_option("--to", reset_to_, "earliest | latest | OFFSET")->required();
+  for (CLI::App* c : {a, source_reset_cmd_}) {
     c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
   }
   submit_cmd_ = app.add_subcommand("submit", "Submit a job file; returns once the job is committed");
@@ -181,6 +191,7 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (status_cmd_->parsed()) return RunStatus(out, err);
   if (source_add_cmd_->parsed()) return RunSourceAdd(out, err);
   if (sources_cmd_->parsed()) return RunSources(out, err);
+  if (source_reset_cmd_->parsed()) return RunSourceReset(out, err);
   if (submit_cmd_->parsed()) return RunSubmit(out, err);
   if (list_cmd_->parsed()) return RunList(out, err);
   if (describe_cmd_->parsed()) return RunDescribe(out, err);
@@ -377,6 +388,7 @@ int Ctl::RunSourceAdd(std::ostream& out, std::ostream& err) {
   }
   for (const std::string& a : addresses_) spec.mutable_socket()->add_addresses(a);
   if (!framing_.empty()) spec.mutable_socket()->set_framing(framing_);
+  spec.set_on_data_loss(on_data_loss_);
   proto::RegisterSourceRequest request;
   *request.mutable_spec() = spec;
   proto::RegisterSourceResponse response;
@@ -406,9 +418,11 @@ int Ctl::RunSources(std::ostream& out, std::ostream& err) {
                                                       : "reading";
       if (p.receiver().rate_limit_per_s() > 0) state += " limit=" + std::to_string(p.receiver().rate_limit_per_s()) + "/s";
       if (p.receiver().dead_letters() > 0) state += " dead_letters=" + std::to_string(p.receiver().dead_letters());
+      if (p.lost_offsets() > 0) state += " lost_offsets=" + std::to_string(p.lost_offsets());
       out << std::setw(16) << s.spec().name() << std::setw(6) << p.partition() << std::setw(14) << p.next_offset()
           << std::setw(10) << p.blocks() << std::setw(12) << p.records() << std::setw(8) << p.lost_blocks()
           << std::setw(14) << (p.worker().empty() ? "-" : p.worker()) << state << "\n";
+      for (const proto::SourceDataLost& l : p.lost()) out << "    " << LostLine(l) << "\n";
       for (const proto::BlockInfo& b : p.block_list()) {
         std::string holders;
         for (const std::string& h : b.holders()) holders += (holders.empty() ? "" : ",") + h;
@@ -418,6 +432,46 @@ int Ctl::RunSources(std::ostream& out, std::ostream& err) {
     }
   }
   return 0;
+}
+
+int Ctl::RunSourceReset(std::ostream& out, std::ostream& err) {
+  proto::ResetPartitionRequest request;
+  request.set_source(source_name_);
+  request.set_partition(reset_partition_);
+  request.set_to(reset_to_);
+  proto::ResetPartitionResponse response;
+  const std::chrono::milliseconds deadline(std::max(timeout_ms_, 15'000));
+  auto call = [&](rpc::DriverClient& d) { return d.ResetPartition(request, deadline); };
+  if (int rc = CallLeader(err, call, &response, /*invalid_is_usage=*/true)) return rc;
+  out << "source " << source_name_ << " partition " << reset_partition_ << " goes on at offset "
+      << response.to_offset();
+  if (response.from_offset() >= 0 && response.to_offset() > response.from_offset()) {
+    out << " (offsets " << response.from_offset() << ".." << response.to_offset() - 1 << " skipped, recorded)";
+  } else if (response.from_offset() >= 0) {
+    out << " (nothing skipped)";
+  }
+  out << "\n";
+  return 0;
+}
+
+void Ctl::PrintLostOfJob(std::ostream& out, const std::vector<std::string>& sources) {
+  for (const std::string& name : sources) {
+    proto::ListSourcesRequest request;
+    request.set_source(name);
+    proto::ListSourcesResponse response;
+    const std::chrono::milliseconds deadline(timeout_ms_);
+    auto call = [&](rpc::DriverClient& d) { return d.ListSources(request, deadline); };
+    std::ostringstream ignored;  // the job was shown; its sources' losses are extra
+    if (CallLeader(ignored, call, &response) != 0) continue;
+    for (const proto::SourceInfo& s : response.sources()) {
+      for (const proto::PartitionInfo& p : s.partitions()) {
+        if (!p.error().empty()) out << "  FAILED:     " << s.spec().name() << "[" << p.partition() << "] " << p.error() << "\n";
+        for (const proto::SourceDataLost& l : p.lost()) {
+          out << "  lost:       " << s.spec().name() << "[" << p.partition() << "] " << LostLine(l) << "\n";
+        }
+      }
+    }
+  }
 }
 
 namespace {
@@ -540,6 +594,7 @@ int Ctl::RunDescribe(std::ostream& out, std::ostream& err) {
   if (int rc = CallLeader(err, call, &response)) return rc;
   PrintJobHeader(out);
   PrintJob(out, response, true);
+  PrintLostOfJob(out, {response.spec().sources().begin(), response.spec().sources().end()});
   return 0;
 }
 

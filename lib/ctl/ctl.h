@@ -10,6 +10,7 @@
 //   sluicectl ... stop JOB [--drain [--emit-windows] [--wait]] | delete JOB | restart JOB
 //   sluicectl ... update JOB FILE [--reset-state] [--dry-run]   (docs/jobs.md "A job's life")
 //   sluicectl [--coordinator SPEC] savepoint JOB DIR; submit --from-savepoint DIR [FILE]   (savepoint.h)
+//   sluicectl [--coordinator SPEC] source reset SOURCE PARTITION --to earliest|latest|OFFSET
 //
 // With --coordinator (zookeeper://...), the drivers and workers are found
 // through the cluster's membership; --driver/--worker add addresses by hand.
@@ -51,6 +52,10 @@ class Ctl {
   int RunStatus(std::ostream& out, std::ostream& err);
   int RunSourceAdd(std::ostream& out, std::ostream& err);
   int RunSources(std::ostream& out, std::ostream& err);
+  // sluicectl source reset SOURCE PARTITION --to earliest|latest|OFFSET (source_reset.cc).
+  int RunSourceReset(std::ostream& out, std::ostream& err);
+  // describe: the lost ranges of the job's sources, if any (source_reset.cc).
+  void PrintLostOfJob(std::ostream& out, const std::vector<std::string>& sources);
   int RunSubmit(std::ostream& out, std::ostream& err);
   int RunList(std::ostream& out, std::ostream& err);
   int RunDescribe(std::ostream& out, std::ostream& err);
@@ -82,7 +87,7 @@ class Ctl {
   rpc::RpcOptions transport_;                    // made by Run() from tls_
   std::unique_ptr<rpc::ChannelCache> channels_;  // made by Run()
   // source add
-  std::string source_name_, source_kind_, kafka_brokers_, kafka_topic_, kafka_start_, framing_;
+  std::string source_name_, source_kind_, kafka_brokers_, kafka_topic_, kafka_start_, framing_, on_data_loss_;
   int partitions_ = 0, replication_ = 0, payload_bytes_ = 0;
   int64_t max_event_bytes_ = 0, max_rate_ = 0, rate_ = 0, keys_ = 0;
   uint64_t seed_ = 0;
@@ -90,6 +95,10 @@ class Ctl {
   bool with_blocks_ = false;
   CLI::App* source_add_cmd_ = nullptr;
   CLI::App* sources_cmd_ = nullptr;
+  // source reset
+  CLI::App* source_reset_cmd_ = nullptr;
+  int32_t reset_partition_ = 0;
+  std::string reset_to_;
   // jobs
   std::string job_file_, job_id_, stop_reason_;
   CLI::App* submit_cmd_ = nullptr;

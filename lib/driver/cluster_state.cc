@@ -268,6 +268,50 @@ Status ApplyJobDeleted(proto::ClusterState& state, const proto::JobDeleted& r, i
   return absl::OkStatus();
 }
 
+// A source partition to change, or a refusal naming it.
+Result<proto::PartitionState*> MutablePartition(proto::ClusterState& state, const std::string& source,
+                                                int32_t partition, int64_t seq) {
+  auto it = state.mutable_sources()->find(source);
+  if (it == state.mutable_sources()->end()) return Refuse(seq, "loss or reset of unknown source " + source);
+  if (partition < 0 || partition >= it->second.partitions_size()) {
+    return Refuse(seq, fmt::format("loss or reset of {}: no partition {}", source, partition));
+  }
+  return it->second.mutable_partitions(partition);
+}
+
+// SourceDataLost: the partition goes on at to_offset; the range is kept (the
+// last kLostRanges) and counted. It must start at the partition's next
+// offset (any start before the first block), so accepted blocks and lost
+// ranges together still cover the partition without a gap or an overlap.
+Status ApplySourceDataLost(proto::ClusterState& state, const proto::SourceDataLost& lost, int64_t seq) {
+  ASSIGN_OR_RETURN(proto::PartitionState * ps, MutablePartition(state, lost.source(), lost.partition(), seq));
+  if ((ps->next_offset() >= 0 && lost.from_offset() != ps->next_offset()) ||
+      lost.to_offset() <= lost.from_offset()) {
+    return Refuse(seq, fmt::format("lost range {}[{}] {}..{} does not follow offset {}", lost.source(),
+                                   lost.partition(), lost.from_offset(), lost.to_offset(), ps->next_offset()));
+  }
+  ps->set_next_offset(lost.to_offset());
+  *ps->add_lost() = lost;
+  if (ps->lost_size() > ClusterState::kLostRanges) {
+    ps->mutable_lost()->DeleteSubrange(0, ps->lost_size() - ClusterState::kLostRanges);
+  }
+  ps->set_lost_offsets(ps->lost_offsets() + lost.to_offset() - lost.from_offset());
+  return absl::OkStatus();
+}
+
+// PartitionReset: the partition goes on at to_offset. Never backwards: the
+// offsets before the next one are in accepted blocks (the skipped ones, if
+// any, came first as a SourceDataLost).
+Status ApplyPartitionReset(proto::ClusterState& state, const proto::PartitionReset& reset, int64_t seq) {
+  ASSIGN_OR_RETURN(proto::PartitionState * ps, MutablePartition(state, reset.source(), reset.partition(), seq));
+  if (reset.to_offset() < 0 || (ps->next_offset() >= 0 && reset.to_offset() < ps->next_offset())) {
+    return Refuse(seq, fmt::format("reset of {}[{}] to {} goes back from offset {}", reset.source(),
+                                   reset.partition(), reset.to_offset(), ps->next_offset()));
+  }
+  ps->set_next_offset(reset.to_offset());
+  return absl::OkStatus();
+}
+
 // The leader's clock as a record of the current term carries it: the
 // term's first and last time seen. Records of no term (a log that starts
 // without a LeaderChange, in tests) change nothing.
@@ -443,6 +487,10 @@ Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
     }
     case proto::DriverRecord::kBlocksAdded:
       return ApplyBlocksAdded(state, r.blocks_added(), seq);
+    case proto::DriverRecord::kSourceDataLost:
+      return ApplySourceDataLost(state, r.source_data_lost(), seq);
+    case proto::DriverRecord::kPartitionReset:
+      return ApplyPartitionReset(state, r.partition_reset(), seq);
     case proto::DriverRecord::BODY_NOT_SET:
       return Refuse(seq, "empty record");
   }

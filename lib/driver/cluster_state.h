@@ -59,6 +59,8 @@ class ClusterState final : public wal::StateMachine {
   static constexpr int kRecentBatches = 20;
   // How many leaders' terms ClusterState.leader_terms keeps.
   static constexpr int kLeaderTerms = 32;
+  // How many lost ranges PartitionState.lost keeps.
+  static constexpr int kLostRanges = 20;
 
  private:
   // The state to change: copied first if a reader holds the current one.

@@ -380,6 +380,8 @@ void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::List
         }
         pi->set_records(records);
         pi->set_lost_blocks(lost);
+        *pi->mutable_lost() = ps->lost();
+        pi->set_lost_offsets(ps->lost_offsets());
       }
     }
     return;
@@ -401,6 +403,8 @@ void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::List
         if (request.with_blocks()) *pi->add_block_list() = b;
       }
       pi->set_records(records);
+      *pi->mutable_lost() = ps.lost();
+      pi->set_lost_offsets(ps.lost_offsets());
     }
   }
 }
@@ -498,7 +502,13 @@ void DataPath::RecordReceivers(int64_t epoch, const std::string& worker,
         p->error.empty()) {
       p->error = fmt::format("receiver on worker {} stopped: {}", worker, rs.error());
       p->worker.clear();
-      spdlog::error("source {}[{}] stopped: {}", rs.source(), rs.partition(), p->error);
+      if (static_cast<absl::StatusCode>(rs.error_code()) == absl::StatusCode::kDataLoss) {
+        p->data_lost = true;  // ResolveLosses, after this round
+        p->lost_at = rs.next_offset();
+        spdlog::warn("source {}[{}]: {}", rs.source(), rs.partition(), p->error);
+      } else {
+        spdlog::error("source {}[{}] stopped: {}", rs.source(), rs.partition(), p->error);
+      }
     }
   }
 }
@@ -584,6 +594,7 @@ void DataPath::Tick(const std::vector<proto::MemberInfo>& live_members, const st
   if (!round || round->workers.empty()) return;
   Revoke(*round, leader_address);  // first, so no partition has two receivers at once
   Grant(*round, leader_address);
+  ResolveLosses(round->epoch);
 }
 
 }  // namespace sluice::driver

@@ -22,6 +22,9 @@
 //      partitions starting at the partition's next offset.
 // A revocation that fails (worker unreachable but not dead) holds the grant
 // back until the worker answers or leaves the membership.
+//   3. losses: a partition whose receiver found offsets gone from the source
+//      is recorded as a SourceDataLost and goes on (on_data_loss: skip) or
+//      stays stopped with the range named (fail) until sluicectl source reset.
 //
 // Thread-safe: Register*/Report*/List* come on gRPC threads, Tick on the
 // heartbeat thread. mu_ is never held across an RPC or a WAL append;
@@ -31,6 +34,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -44,6 +48,10 @@
 #include "proto/driver.pb.h"
 #include "proto/worker.pb.h"
 
+namespace sluice::source {
+class SourceConnector;
+}  // namespace sluice::source
+
 namespace sluice::driver {
 
 class DriverLog;
@@ -56,6 +64,7 @@ class DataPath {
   // All pointers must outlive this object.
   DataPath(std::string driver_id, DriverLog* log, Leadership* leadership, WorkerProxy* workers,
            const RateControl* rates, Clock* clock);
+  ~DataPath();
 
   [[nodiscard]] Result<proto::SourceSpec> RegisterSource(proto::SourceSpec spec);
   [[nodiscard]] Status RegisterWorker(const proto::RegisterWorkerRequest& request,
@@ -77,6 +86,18 @@ class DataPath {
   // worker would otherwise hold the round for the call's whole deadline).
   void WorkersChanged(const std::vector<proto::MemberInfo>& live);
 
+  // sluicectl source reset (docs/data-path.md "When the source loses data"):
+  // the partition goes on at `to` — earliest (the first offset the source
+  // still holds, or the partition's next offset if that is still held),
+  // latest (the source's end) or an offset — whether it FAILED or not. The
+  // offsets skipped are recorded (SourceDataLost, by_reset), then
+  // PartitionReset; a stopped partition is assigned again. Never backwards:
+  // an offset already read is not read twice. NOT_FOUND for an unknown
+  // source; INVALID_ARGUMENT for a partition it does not have or a `to` that
+  // is none of the three; FAILED_PRECONDITION for an offset before the
+  // partition's next one; UNAVAILABLE if the source cannot be asked.
+  [[nodiscard]] Result<proto::ResetPartitionResponse> ResetPartition(const proto::ResetPartitionRequest& request);
+
   // One assignment round (see the top of the file). `live` is the workers/
   // membership; `leader_address` is this driver's advertised address.
   void Tick(const std::vector<proto::MemberInfo>& live, const std::string& leader_address);
@@ -90,6 +111,12 @@ class DataPath {
     std::string worker;                    // whose receiver reads it; "" for none
     proto::ReceiverState receiver;         // as that worker last reported it
     std::string error;                     // a fatal receiver error: not assigned again
+    // The receiver stopped because offsets are gone from the source: the
+    // leader asks the source what it still holds (ResolveLosses), then
+    // records the loss and goes on (skip) or names the range in `error`
+    // (fail). `lost_at`: the receiver's next offset when it stopped.
+    bool data_lost = false;
+    int64_t lost_at = -1;
   };
   struct Source {
     proto::SourceSpec spec;
@@ -116,6 +143,15 @@ class DataPath {
   // What a worker answered about its receivers: a permanent read error
   // stops the partition (it is not assigned again).
   void RecordReceivers(int64_t epoch, const std::string& worker, const proto::AssignReceiversResponse& response);
+
+  // Partitions stopped by a loss of data: the lost range is asked of the
+  // source and recorded (skip) or named (fail). data_path_loss.cc.
+  void ResolveLosses(int64_t epoch);
+  // The connector of `spec`, made once per source and kept.
+  [[nodiscard]] Result<source::SourceConnector*> ConnectorOf(const proto::SourceSpec& spec);
+  // Appends SourceDataLost for [from, to) of a partition; requires append_mu_.
+  [[nodiscard]] Status AppendLoss(const std::string& source, int32_t partition, int64_t from, int64_t to,
+                                  const std::string& reason, bool by_reset);
 
   // OK if `epoch` is this leader's serving epoch; FAILED_PRECONDITION if
   // older; UNAVAILABLE if this driver does not serve.
@@ -147,6 +183,9 @@ class DataPath {
   std::map<std::string, int64_t> registered_;     // guarded by mu_: worker id -> epoch
   std::vector<proto::MemberInfo> live_;           // guarded by mu_
   int term_rounds_ = 0;                           // guarded by mu_: Tick rounds this term
+  std::mutex connectors_mu_;
+  // guarded by connectors_mu_: by source name (a source's spec never changes)
+  std::map<std::string, std::unique_ptr<source::SourceConnector>> connectors_;
 };
 
 }  // namespace sluice::driver

@@ -243,6 +243,7 @@ Status DriverProbes::AttachLeader(Leadership* leadership, ClusterState* state, R
                                   Scheduler* scheduler) {
   ASSIGN_OR_RETURN(driver, DriverProbe::Create(registry, leadership, state));
   ASSIGN_OR_RETURN(jobs, JobProbe::Create(registry, leadership, state, rates));
+  ASSIGN_OR_RETURN(sources, SourceProbe::Create(registry, leadership, state));
   planner->set_probe(jobs.get());
   scheduler->set_probe(jobs.get());
   return absl::OkStatus();

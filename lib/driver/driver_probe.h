@@ -29,6 +29,7 @@
 
 #include "lib/common/status.h"
 #include "lib/metrics/metrics.h"
+#include "lib/driver/source_probe.h"
 #include "proto/driver_log.pb.h"
 
 namespace sluice::rpc {
@@ -159,6 +160,7 @@ struct DriverProbes {
   std::unique_ptr<coord::SessionProbe> session;
   std::unique_ptr<DriverProbe> driver;
   std::unique_ptr<JobProbe> jobs;
+  std::unique_ptr<SourceProbe> sources;
 };
 
 }  // namespace sluice::driver

@@ -220,6 +220,14 @@ grpc::Status DriverServiceImpl::RestoreSavepoint(grpc::ServerContext* context,
     *c = std::move(chunks[next++]);
     return true;
   });
+// sluicectl source reset: DataPath::ResetPartition, on the serving leader.
+grpc::Status DriverServiceImpl::ResetPartition(grpc::ServerContext* context,
+                                               const proto::ResetPartitionRequest* request,
+                                               proto::ResetPartitionResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.ResetPartition");
+  DataPath* data = driver_->data_path();
+  if (data == nullptr) return NotReady();
+  Result<proto::ResetPartitionResponse> got = data->ResetPartition(*request);
   if (!got.ok()) return rpc::ToGrpc(driver_->WithLeaderHint(got.status()));
   *response = std::move(*got);
   return grpc::Status::OK;

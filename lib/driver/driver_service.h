@@ -49,6 +49,8 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                              grpc::ServerWriter<proto::SavepointChunk>* writer) override;
   grpc::Status RestoreSavepoint(grpc::ServerContext* context, grpc::ServerReader<proto::SavepointChunk>* reader,
                                 proto::RestoreSavepointResponse* response) override;
+  grpc::Status ResetPartition(grpc::ServerContext* context, const proto::ResetPartitionRequest* request,
+                              proto::ResetPartitionResponse* response) override;
   grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                      proto::DrillResponse* response) override;
 

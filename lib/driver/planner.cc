@@ -1,5 +1,8 @@
 #include "lib/driver/planner.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "lib/driver/cluster_state.h"
 #include "lib/driver/driver_probe.h"
 #include "lib/driver/job_holds.h"
@@ -13,19 +16,50 @@ namespace sluice::driver {
 namespace {
 
 // Where the next batch of `job` starts in (source, partition), or -1.
-int64_t NextStart(const proto::JobState& job, const proto::PartitionState& ps, const std::string& source) {
+// A position inside a range the source lost (PartitionState.lost) jumps to
+// its end, and the ranges jumped over go to `skipped` (the batch reports
+// them as dead letters); `*end_before` becomes the start of the next lost
+// range after the position, which the batch must not reach (-1: none).
+int64_t NextStart(const proto::JobState& job, const proto::PartitionState& ps, const std::string& source,
+                  std::vector<proto::SourceDataLost>* skipped, int64_t* end_before) {
+  *end_before = -1;
+  int64_t start = -1;
+  bool positioned = true;
   // The newest planned batch that covers the partition wins, then the
   // committed position.
-  for (int i = job.in_flight_size() - 1; i >= 0; --i) {
+  for (int i = job.in_flight_size() - 1; i >= 0 && start < 0; --i) {
     for (const proto::PartitionRange& r : job.in_flight(i).ranges()) {
-      if (r.source() == source && r.partition() == ps.partition()) return r.end_offset();
+      if (r.source() == source && r.partition() == ps.partition()) start = r.end_offset();
     }
   }
   for (const proto::SourceOffset& o : job.committed_offsets()) {
-    if (o.source() == source && o.partition() == ps.partition()) return o.offset();
+    if (start < 0 && o.source() == source && o.partition() == ps.partition()) start = o.offset();
   }
-  if (!ps.blocks().empty()) return ps.blocks(0).range().start_offset();  // the oldest block held
-  return ps.next_offset();  // -1 while a Kafka start position is not fixed yet
+  if (start < 0) {
+    positioned = false;
+    start = ps.blocks().empty() ? ps.next_offset()  // -1 while a Kafka start position is not fixed yet
+                                : ps.blocks(0).range().start_offset();  // the oldest block held
+  }
+  if (start < 0) return start;
+  // Lost ranges are in offset order. A job with no position yet (it starts
+  // after them) is told of none.
+  for (const proto::SourceDataLost& lost : ps.lost()) {
+    if (start >= lost.from_offset() && start < lost.to_offset()) {
+      if (positioned) skipped->push_back(lost);
+      start = lost.to_offset();
+    } else if (lost.from_offset() > start) {
+      *end_before = lost.from_offset();
+      break;
+    }
+  }
+  return start;
+}
+
+// NextStart without the lost ranges' details: where the job is in the partition.
+int64_t NextStart(const proto::JobState& job, const proto::PartitionState& ps, const std::string& source) {
+  std::vector<proto::SourceDataLost> skipped;
+  int64_t end_before = -1;
+  return NextStart(job, ps, source, &skipped, &end_before);
 }
 
 // Where a batch starting at `start` ends in `ps`: the partition's next
@@ -81,10 +115,14 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
     auto it = state.sources().find(source);
     if (it == state.sources().end()) continue;
     for (const proto::PartitionState& ps : it->second.partitions()) {
-      const int64_t start = NextStart(job, ps, source);
+      std::vector<proto::SourceDataLost> skipped;
+      int64_t end_before = -1;
+      const int64_t start = NextStart(job, ps, source, &skipped, &end_before);
       if (start < 0 || ps.next_offset() <= start) continue;  // nothing new: left out
-      // Accepted blocks are contiguous up to the partition's next offset.
+      // Accepted blocks are contiguous up to the partition's next offset, or
+      // up to the next lost range.
       int64_t end = PlanEnd(ps, start, MaxBatchOffsets(job.spec()));
+      if (end_before > start) end = std::min(end, end_before);
       if (job.draining()) {
         // Nothing past the input accepted when the drain was asked.
         end = std::min(end, DrainLimit(job, source, ps.partition()));
@@ -95,6 +133,7 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
       r->set_partition(ps.partition());
       r->set_start_offset(start);
       r->set_end_offset(end);
+      for (proto::SourceDataLost& lost : skipped) *plan.add_skipped() = std::move(lost);
     }
   }
   return plan;

@@ -133,6 +133,9 @@ bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& s
     t.set_task(i);
     *t.mutable_spec() = job.spec();
     *t.mutable_range() = r;
+    for (const proto::SourceDataLost& lost : batch.skipped()) {
+      if (lost.source() == r.source() && lost.partition() == r.partition()) *t.add_skipped() = lost;
+    }
     t.set_output_partition(OutputPartition(job.spec(), state, r));
     for (const proto::MemberInfo& m : live) *t.add_holders() = m;
     std::vector<proto::MemberInfo> order;

@@ -124,7 +124,7 @@ class Reader {
     RETURN_IF_ERROR(Map(n, path,
                         {"name", "kind", "partitions", "replication", "max_event_bytes", "max_rate_per_partition",
                          "rate", "keys", "payload_bytes", "seed", "brokers", "topic", "start", "properties",
-                         "addresses", "framing"}));
+                         "addresses", "framing", "on_data_loss"}));
     proto::SourceSpec s;
     if (!n["name"]) return Error(n, path, "a source needs a name");
     ASSIGN_OR_RETURN(*s.mutable_name(), Str(n["name"], path + ".name"));
@@ -160,6 +160,13 @@ class Reader {
     }
     if (n["properties"]) {
       RETURN_IF_ERROR(StrMap(n["properties"], path + ".properties", s.mutable_kafka()->mutable_properties()));
+    }
+    if (n["on_data_loss"]) {
+      ASSIGN_OR_RETURN(*s.mutable_on_data_loss(), Str(n["on_data_loss"], path + ".on_data_loss"));
+      if (!source::IsDataLossPolicy(s.on_data_loss())) {
+        return Error(n["on_data_loss"], path + ".on_data_loss",
+                     fmt::format("'{}' is not fail or skip", s.on_data_loss()));
+      }
     }
     if (n["addresses"]) {
       ASSIGN_OR_RETURN(auto addresses, StrList(n["addresses"], path + ".addresses"));

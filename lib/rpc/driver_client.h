@@ -36,6 +36,7 @@ class DriverClient {
   static constexpr std::chrono::milliseconds kRegisterSourceDeadline{10'000};
   static constexpr std::chrono::milliseconds kSubmitJobDeadline{15'000};
   static constexpr std::chrono::milliseconds kStopJobDeadline{15'000};
+  static constexpr std::chrono::milliseconds kResetPartitionDeadline{15'000};  // asks the source, then appends
   // Reads.
   static constexpr std::chrono::milliseconds kReadWalDeadline{5'000};
   static constexpr std::chrono::milliseconds kListSourcesDeadline{3'000};
@@ -89,6 +90,8 @@ class DriverClient {
                                      std::chrono::milliseconds deadline = kSavepointDeadline);
   [[nodiscard]] Result<proto::RestoreSavepointResponse> RestoreSavepoint(
       const ChunkProducer<proto::SavepointChunk>& produce, std::chrono::milliseconds deadline = kSavepointDeadline);
+  [[nodiscard]] Result<proto::ResetPartitionResponse> ResetPartition(
+      const proto::ResetPartitionRequest& request, std::chrono::milliseconds deadline = kResetPartitionDeadline);
   [[nodiscard]] Result<proto::DrillResponse> Drill(const proto::DrillRequest& request,
                                                    std::chrono::milliseconds deadline = kDrillDeadline);
   // The job lifecycle; each waits for a WAL commit, as StopJob does.

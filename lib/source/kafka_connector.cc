@@ -104,6 +104,14 @@ class KafkaConnector final : public SourceConnector {
     return builder.Cut();
   }
 
+  Result<std::pair<int64_t, int64_t>> HeldRange(int32_t partition) override {
+    RETURN_IF_ERROR(CheckPartition(partition));
+    ASSIGN_OR_RETURN(std::unique_ptr<KafkaSource> consumer, Borrow());
+    Result<std::pair<int64_t, int64_t>> marks = consumer->Watermarks(partition, kMetadataTimeoutMs);
+    GiveBack(std::move(consumer));
+    return marks;
+  }
+
   Status CommitPositions(const std::string& group, const std::map<int32_t, int64_t>& next_offsets) override {
     if (next_offsets.empty()) return absl::OkStatus();
     absl::MutexLock lock(&commit_mu_);

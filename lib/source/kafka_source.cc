@@ -133,9 +133,19 @@ Result<int64_t> KafkaSource::ReadInto(int32_t partition, int64_t end_offset, int
     if (st.ok()) {
       const int64_t expected = builder->next_offset();
       if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
-        st = absl::DataLossError(fmt::format(
-            "kafka source {}: {}[{}] offsets from {} are no longer held by the broker (retention?): {}",
-            options_.name, options_.topic, partition, expected, rd_kafka_message_errstr(m)));
+        // Name the range that is gone: the broker's first offset now ends it.
+        Result<std::pair<int64_t, int64_t>> held = Watermarks(partition, 2'000);
+        if (held.ok() && held->first > expected) {
+          st = absl::DataLossError(fmt::format(
+              "kafka source {}: {}[{}] offsets {}..{} are no longer held by the broker (it holds {}..{}; "
+              "retention?): {}",
+              options_.name, options_.topic, partition, expected, held->first - 1, held->first, held->second,
+              rd_kafka_message_errstr(m)));
+        } else {
+          st = absl::DataLossError(fmt::format(
+              "kafka source {}: {}[{}] offsets from {} are no longer held by the broker (retention?): {}",
+              options_.name, options_.topic, partition, expected, rd_kafka_message_errstr(m)));
+        }
       } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         st = absl::UnavailableError(fmt::format("kafka source {}: {}[{}]: {}", options_.name, options_.topic,
                                                 partition, rd_kafka_message_errstr(m)));

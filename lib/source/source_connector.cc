@@ -63,6 +63,11 @@ Status NormalizeSourceSpec(proto::SourceSpec* spec) {
                      fmt::format("{} is not in 1..{}", spec->max_event_bytes(), kMaxEventBytesLimit));
   }
   if (spec->max_rate_per_partition() < 0) return SpecError(*spec, "max_rate_per_partition", "must not be negative");
+  // Left empty it means "fail": a spec recorded before the field existed
+  // stays the same spec (SameSourceSpec).
+  if (!IsDataLossPolicy(spec->on_data_loss())) {
+    return SpecError(*spec, "on_data_loss", fmt::format("'{}' is not fail or skip", spec->on_data_loss()));
+  }
   const ConnectorKind* kind = Find(spec->kind());
   if (kind == nullptr) return SpecError(*spec, "kind", "must be " + KindList());
   RETURN_IF_ERROR(kind->normalize(spec));
@@ -125,6 +130,16 @@ Status SourceConnector::CheckPartition(int32_t partition) const {
                      fmt::format("no partition {} (the source has {})", partition, spec_.partitions()));
   }
   return absl::OkStatus();
+}
+
+bool IsDataLossPolicy(std::string_view policy) {
+  return policy.empty() || policy == "fail" || policy == "skip";
+}
+
+bool SkipsLostData(const proto::SourceSpec& spec) { return spec.on_data_loss() == "skip"; }
+
+Result<std::pair<int64_t, int64_t>> SourceConnector::HeldRange(int32_t /*partition*/) {
+  return absl::UnimplementedError(fmt::format("source '{}': its kind keeps no offsets to ask about", spec_.name()));
 }
 
 Status SourceConnector::CommitPositions(const std::string& /*group*/,

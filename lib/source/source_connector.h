@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "lib/common/clock.h"
@@ -49,6 +50,12 @@ void StampSourceSpec(proto::SourceSpec* spec, int64_t now_unix_ms);
 [[nodiscard]] bool IsReplayable(const proto::SourceSpec& spec);
 // Whether consumed positions are committed back to the source (Kafka).
 [[nodiscard]] bool CommitsPositions(const proto::SourceSpec& spec);
+// on_data_loss: "" (meaning "fail"), "fail" or "skip" (docs/data-path.md
+// "When the source loses data").
+[[nodiscard]] bool IsDataLossPolicy(std::string_view policy);
+// Whether offsets the source no longer holds are skipped (and recorded)
+// rather than stopping the partition.
+[[nodiscard]] bool SkipsLostData(const proto::SourceSpec& spec);
 
 // The kind named `name` in job files and on sluicectl's command line;
 // INVALID_ARGUMENT "'x' is not generator, kafka or socket" otherwise.
@@ -90,6 +97,12 @@ class SourceConnector {
   // source cannot be reached.
   [[nodiscard]] virtual Result<format::Block> ReadRange(int32_t partition, int64_t start_offset, int64_t end_offset,
                                                 std::chrono::milliseconds timeout) = 0;
+
+  // {first, end}: the first offset of `partition` the source still holds
+  // and one past its last (Kafka: the low and high watermarks), asked of the
+  // source. UNAVAILABLE if it cannot be reached; UNIMPLEMENTED for a kind
+  // that keeps no offsets (generator, socket: nothing is ever lost there).
+  [[nodiscard]] virtual Result<std::pair<int64_t, int64_t>> HeldRange(int32_t partition);
 
   // Records `next_offsets` (partition -> next offset to read) as `group`'s
   // position in the source (Kafka: the consumer group's committed offsets,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lib/common/logging.h"
+#include "lib/engine/json_text.h"
 #include "lib/engine/keyed.h"
 #include "lib/engine/pipeline.h"
 #include "lib/rpc/rpc.h"
@@ -54,6 +55,24 @@ Result<format::Block> FetchRemoteBlock(rpc::WorkerClient& holder, const proto::P
 
 
 namespace {
+
+// Lost source ranges the task's range jumped over (on_data_loss: skip, or
+// sluicectl source reset): one dead letter each, so the job's own dead
+// letters say what it never saw (docs/data-path.md "When the source loses data").
+void NoteSkipped(const proto::TaskRequest& task, engine::PipelineCounts* counts) {
+  for (const proto::SourceDataLost& lost : task.skipped()) {
+    ++counts->dead_letters;
+    counts->last_dead_letter = fmt::format("offsets {}..{} of {}[{}] lost: {}", lost.from_offset(),
+                                           lost.to_offset() - 1, lost.source(), lost.partition(), lost.reason());
+    std::string& o = counts->dead_letter_lines;
+    o += "{\"lost\":{\"source\":";
+    engine::AppendJsonString(lost.source(), &o);
+    o += fmt::format(",\"partition\":{},\"from\":{},\"to\":{},\"by_reset\":{},\"reason\":", lost.partition(),
+                     lost.from_offset(), lost.to_offset(), lost.by_reset() ? "true" : "false");
+    engine::AppendJsonString(lost.reason(), &o);
+    o += "}}\n";
+  }
+}
 
 // How long a range read again from its source may wait for it.
 constexpr auto kRecomputeTimeout = std::chrono::seconds(30);
@@ -286,6 +305,7 @@ Result<proto::TaskResult> Executor::RunConfined(const proto::TaskRequest& task,
   if (keyed) {
     ASSIGN_OR_RETURN(buffers, pipeline->FinishShuffle(&counts));
   }
+  NoteSkipped(task, &counts);
   result.set_input(counts.input);
   result.set_output(counts.output);
   result.set_dead_letters(counts.dead_letters);

@@ -20,7 +20,10 @@
 // changes it, and the most offsets in a block, without a restart
 // (SetLimits). A read error (an offset gap,
 // offsets lost to retention) stops the receiver with that error, which it
-// keeps for the leader: nothing is skipped.
+// keeps for the leader: the receiver skips nothing itself. The leader
+// decides what follows (the source's on_data_loss) and, if the partition
+// goes on, assigns it again further on (docs/data-path.md "When the source
+// loses data").
 //
 //   READING --interval over--> CUT --store has room--> (reported) READING
 //                               |  ^

@@ -195,8 +195,11 @@ Result<proto::AssignReceiversResponse> ReceiverSet::Assign(const proto::AssignRe
       bool restart = d == desired.end() || r->refused.load() ||
                      d->second->spec().SerializeAsString() != r->assignment.spec().SerializeAsString();
       if (!restart) {
+        // A permanent error is cured only by the leader moving the
+        // partition on (a loss recorded, sluicectl source reset).
         proto::ReceiverState s = StateOf(key, *r);
-        restart = s.stopped() && !source::IsPermanentReadError(static_cast<absl::StatusCode>(s.error_code()));
+        restart = s.stopped() && (!source::IsPermanentReadError(static_cast<absl::StatusCode>(s.error_code())) ||
+                                  d->second->start_offset() > s.next_offset());
       }
       if (restart) {
         stop.emplace_back(key, r);

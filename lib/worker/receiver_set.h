@@ -14,7 +14,9 @@
 // A receiver with max_unreported_blocks blocks not yet acknowledged pauses:
 // an unreachable leader stops reading, it never grows a queue. A block the
 // leader refuses (its partition moved on) is dropped and its receiver
-// stopped; the next Assign restarts it where the leader says.
+// stopped; the next Assign restarts it where the leader says. A receiver
+// stopped for good (data lost, a bad spec) is restarted only when the leader
+// moves its partition past where it stopped (a recorded loss, a reset).
 //
 // Thread-safe. Lock order: assign_mu_, then mu_.
 #pragma once
