@@ -220,6 +220,11 @@ grpc::Status DriverServiceImpl::RestoreSavepoint(grpc::ServerContext* context,
     *c = std::move(chunks[next++]);
     return true;
   });
+  if (!got.ok()) return rpc::ToGrpc(driver_->WithLeaderHint(got.status()));
+  *response = std::move(*got);
+  return grpc::Status::OK;
+}
+
 // sluicectl source reset: DataPath::ResetPartition, on the serving leader.
 grpc::Status DriverServiceImpl::ResetPartition(grpc::ServerContext* context,
                                                const proto::ResetPartitionRequest* request,
