@@ -189,7 +189,9 @@ Status CopyDb(const std::string& from, const std::string& to) {
 // Epoch 1 (driver-a): two sources, blocks, two jobs, batches, a marker,
 // folded into a snapshot at record 10; then epoch 2 (driver-b): more
 // blocks and batches, a job stopped, a marker — records 11..18 after the
-// snapshot. Fence 2, commit point 18.
+// snapshot; then epoch 3 (driver-a): the job lifecycle (restart, drain,
+// update, failed, delete, a submit from a savepoint) and data loss (a lost
+// range, a reset) — records 19..27. Fence 3, commit point 27.
 Status WriteWal(const std::string& dir) {
   ASSIGN_OR_RETURN(proto::JobSpec keyed, engine::ParseJobFile(kJobFile, "page-counts.yaml"));
   ASSIGN_OR_RETURN(proto::JobSpec plain,
@@ -217,6 +219,43 @@ Status WriteWal(const std::string& dir) {
       Payload(Stop("copy", "stopped by golden")),
       Payload(Marker("golden", 2)),
   };
+  // Epoch 3 (driver-a): the job lifecycle and data loss, records 19..27.
+  proto::DriverRecord restarted, drain, updated, failed, deleted, resubmitted, lost, reset;
+  restarted.mutable_job_restarted()->set_job_id("copy");
+  restarted.mutable_job_restarted()->set_restart_unix_ms(t + 3000);
+  drain.mutable_job_drain_requested()->set_job_id("page-counts");
+  drain.mutable_job_drain_requested()->set_reason("drained by golden");
+  drain.mutable_job_drain_requested()->set_emit_open_windows(true);
+  proto::SourceOffset* until = drain.mutable_job_drain_requested()->add_until();
+  until->set_source("clicks");
+  until->set_offset(40);
+  updated.mutable_job_updated()->set_job_id("copy");
+  *updated.mutable_job_updated()->mutable_spec() = plain;
+  updated.mutable_job_updated()->mutable_spec()->set_batch_interval_ms(250);
+  updated.mutable_job_updated()->set_update_unix_ms(t + 3500);
+  failed.mutable_job_stopped()->set_job_id("copy");
+  failed.mutable_job_stopped()->set_reason("FAILED: golden");
+  failed.mutable_job_stopped()->set_failed(true);
+  deleted.mutable_job_deleted()->set_job_id("copy");
+  resubmitted = Job("copy", plain, t + 4000);
+  resubmitted.mutable_job_submitted()->mutable_from_savepoint()->set_last_committed_batch(1);
+  resubmitted.mutable_job_submitted()->mutable_from_savepoint()->set_savepoint("/golden/savepoint at batch 1");
+  proto::SourceOffset* at = resubmitted.mutable_job_submitted()->mutable_from_savepoint()->add_offsets();
+  at->set_source("gen");
+  at->set_offset(100);
+  lost.mutable_source_data_lost()->set_source("gen");
+  lost.mutable_source_data_lost()->set_from_offset(300);
+  lost.mutable_source_data_lost()->set_to_offset(350);
+  lost.mutable_source_data_lost()->set_reason("golden retention");
+  lost.mutable_source_data_lost()->set_detected_unix_ms(t + 4500);
+  reset.mutable_partition_reset()->set_source("gen");
+  reset.mutable_partition_reset()->set_to_offset(400);
+  reset.mutable_partition_reset()->set_to("400");
+  reset.mutable_partition_reset()->set_reset_unix_ms(t + 4600);
+  std::vector<proto::WalRecord> third = {
+      Leader(3, "driver-a"), Payload(restarted), Payload(drain),       Payload(updated), Payload(failed),
+      Payload(deleted),      Payload(resubmitted), Payload(lost),     Payload(reset),
+  };
   ASSIGN_OR_RETURN(std::unique_ptr<wal::WalStore> store, wal::WalStore::Open({.path = dir}));
   driver::ClusterState state;
   int64_t seq = 0;
@@ -239,6 +278,8 @@ Status WriteWal(const std::string& dir) {
   RETURN_IF_ERROR(store->SaveSnapshot(snap));
   RETURN_IF_ERROR(store->SetFence(2));
   RETURN_IF_ERROR(append(second, 2));
+  RETURN_IF_ERROR(store->SetFence(3));
+  RETURN_IF_ERROR(append(third, 3));
   RETURN_IF_ERROR(store->SetCommitSeq(seq));
   store.reset();
   RemoveNoise(dir);
