@@ -165,7 +165,7 @@ TEST(GoldenTest, AStoreOneFormatAheadIsRefusedNamingBoth) {
     Result<std::unique_ptr<wal::WalStore>> reopened = wal::WalStore::Open({.path = dir});
     ASSERT_EQ(reopened.status().code(), absl::StatusCode::kFailedPrecondition) << reopened.status();
     EXPECT_THAT(std::string(reopened.status().message()),
-                AllOf(HasSubstr("record 19 has format " + std::to_string(version::kWalFormat + 1)),
+                AllOf(HasSubstr("record 28 has format " + std::to_string(version::kWalFormat + 1)),
                       HasSubstr("reads format")));
     std::cout << "a WAL one format ahead: " << reopened.status().message() << "\n";
   }
