@@ -23,8 +23,11 @@ namespace version {
 
 // Raise one of these when its format's meaning changes, and add its golden
 // files under test/golden/v<N>/ (docs/upgrade.md, "When a format changes").
-const int kWalFormat = 1 + SLUICE_VERSION_BUMP;
-const int kClusterStateFormat = 1 + SLUICE_VERSION_BUMP;
+// 2: the job lifecycle's and the data-loss policy's records and state
+// (drain, restart, update, delete, savepoints, lost ranges). A format-1
+// build would skip those records and diverge; it refuses format 2.
+const int kWalFormat = 2 + SLUICE_VERSION_BUMP;
+const int kClusterStateFormat = 2 + SLUICE_VERSION_BUMP;
 const int kStateStoreFormat = 1 + SLUICE_VERSION_BUMP;
 const int kBlockLogFormat = 1 + SLUICE_VERSION_BUMP;
 const int kProtocol = 1 + SLUICE_VERSION_BUMP;

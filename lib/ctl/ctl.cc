@@ -618,20 +618,35 @@ int Ctl::RunStop(std::ostream& out, std::ostream& err) {
   }
   out << "job " << job_id_ << " draining: it stops once its input so far has committed\n";
   if (!wait_) return 0;
-  // Until the leader records the stop; a failover on the way is ridden out.
-  for (;;) {
+  // Until the leader records the stop; a failover on the way is ridden out,
+  // for at most kDrainWait.
+  constexpr std::chrono::minutes kDrainWait{10};
+  const Clock::TimePoint give_up = clock_->Now() + kDrainWait;
+  std::string last_error;
+  while (clock_->Now() < give_up) {
     proto::DescribeJobRequest describe;
     describe.set_job_id(job_id_);
     proto::JobInfo info;
     auto get = [&](rpc::DriverClient& d) { return d.DescribeJob(describe, std::chrono::milliseconds(timeout_ms_)); };
     std::ostringstream quiet;
-    if (CallLeader(quiet, get, &info) == 0 && (info.state() == "stopped" || info.state() == "failed")) {
+    const int rc = CallLeader(quiet, get, &info);
+    if (rc == 0 && (info.state() == "stopped" || info.state() == "failed")) {
       out << "job " << job_id_ << " " << info.state() << " at batch " << info.last_committed_batch() << ": "
           << info.stop_reason() << "\n";
       return info.state() == "stopped" ? 0 : 1;
     }
+    if (rc != 0) {
+      last_error = quiet.str();
+      if (last_error.find("NOT_FOUND") != std::string::npos) {
+        err << "sluicectl: job " << job_id_ << " is gone (deleted while it drained)\n";
+        return 1;
+      }
+    }
     clock_->SleepFor(std::chrono::milliseconds(250));
   }
+  err << "sluicectl: job " << job_id_ << " did not stop within 10 minutes; it drains on (sluicectl describe "
+      << job_id_ << ")" << (last_error.empty() ? "" : "; last error: " + last_error) << "\n";
+  return 1;
 }
 
 int Ctl::RunDelete(std::ostream& out, std::ostream& err) {

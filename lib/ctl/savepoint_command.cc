@@ -65,6 +65,7 @@ int Ctl::RunSubmitFromSavepoint(std::ostream& out, std::ostream& err) {
           << ": the state is partitioned by it\n";
       return kExitUsage;
     }
+    *header.mutable_saved_spec() = header.spec();
     *header.mutable_spec() = *spec;
     header.set_job_id(spec->name());
   }

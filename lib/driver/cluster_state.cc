@@ -71,13 +71,25 @@ Status ApplyBatchCommitted(proto::ClusterState& state, const proto::BatchCommitt
   }
   job.set_last_committed_batch(bc.batch_id());
   int64_t batch_time = 0;
+  bool final_flush = false;
   auto* in_flight = job.mutable_in_flight();
   for (int i = 0; i < in_flight->size(); ++i) {
     if (in_flight->Get(i).batch_id() == bc.batch_id()) {
       batch_time = in_flight->Get(i).batch_time_unix_ms();
+      final_flush = in_flight->Get(i).final_flush();
       in_flight->DeleteSubrange(i, 1);
       break;
     }
+  }
+  if (final_flush && job.draining()) {
+    // The last batch of a drain closed the open windows: the drain is over,
+    // in the same record (no moment in which a second flush could be planned).
+    job.set_stopped(true);
+    job.set_failed(false);
+    job.set_draining(false);
+    job.clear_drain_until();
+    job.set_drain_emit_windows(false);
+    if (job.stop_reason().empty()) job.set_stop_reason("drained");
   }
   for (const proto::SourceOffset& next : bc.next_offsets()) {
     bool found = false;
@@ -210,7 +222,8 @@ Status ApplyJobStopped(proto::ClusterState& state, const proto::JobStopped& r, i
 Status ApplyJobDrainRequested(proto::ClusterState& state, const proto::JobDrainRequested& r, int64_t seq) {
   auto it = state.mutable_jobs()->find(r.job_id());
   if (it == state.mutable_jobs()->end()) return Refuse(seq, "drain of unknown job " + r.job_id());
-  if (it->second.stopped()) return Refuse(seq, "drain of stopped job " + r.job_id());
+  // A job the leader stopped for an error just before: nothing to drain.
+  if (it->second.stopped()) return absl::OkStatus();
   proto::JobState& job = it->second;
   job.set_draining(true);
   *job.mutable_drain_until() = r.until();
@@ -228,6 +241,12 @@ Status ApplyJobRestarted(proto::ClusterState& state, const proto::JobRestarted& 
   job.set_failed(false);
   job.clear_stop_reason();
   job.set_restarts(job.restarts() + 1);
+  job.set_draining(false);
+  job.clear_drain_until();
+  job.set_drain_emit_windows(false);
+  // A drain's flush batch, planned and not committed when it stopped, runs
+  // as a plain batch: the job runs again, its windows stay open.
+  for (proto::BatchPlanned& b : *job.mutable_in_flight()) b.set_final_flush(false);
   // Batches planned before the stop run again exactly as planned (a sink may
   // hold part of their output); new ones follow the clock from now.
   RestartClock(job, r.restart_unix_ms());
@@ -249,12 +268,9 @@ Status ApplyJobUpdated(proto::ClusterState& state, const proto::JobUpdated& r, i
   }
   *job.mutable_spec() = r.spec();
   job.set_updates(job.updates() + 1);
-  if (r.reset_state()) {
-    job.clear_reduce_holders();
-    job.set_state_keys(0);
-    job.set_state_bytes(0);
-    job.set_state_reset_batch(job.last_planned_batch() + 1);
-  }
+  // The batches in flight still need the state where it is: the reset is
+  // the scheduler's, at the first batch of the new spec.
+  if (r.reset_state()) job.set_state_reset_batch(job.last_planned_batch() + 1);
   RestartClock(job, r.update_unix_ms());
   return absl::OkStatus();
 }

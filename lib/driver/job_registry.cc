@@ -245,7 +245,9 @@ Result<proto::UpdateJobResponse> JobRegistry::Update(const proto::UpdateJobReque
   proto::JobUpdated* updated = record.mutable_job_updated();
   updated->set_job_id(job_id);
   *updated->mutable_spec() = spec;
-  updated->set_reset_state(request.reset_state() && check.state == "reset");
+  // Whatever state a keyed stage left is not the new one's unless kept: a
+  // stateless key_by's holders, an old stage's state dropped with it.
+  updated->set_reset_state(check.state != "kept");
   updated->set_update_unix_ms(clock_->UnixMillis());
   ASSIGN_OR_RETURN(int64_t seq, log_->Append(std::move(record)));
   spdlog::info("job {} updated from batch {} (state {}; {}; WAL record {})", job_id, response.from_batch(),

@@ -150,7 +150,7 @@ int Planner::FinishDrain(const std::string& id, const proto::JobState& job) {
     flush->set_batch_id(job.last_planned_batch() + 1);
     flush->set_batch_time_unix_ms(std::max(clock_->UnixMillis(), BatchTimeOf(job, flush->batch_id())));
     flush->set_watermark_unix_ms(engine::Watermark(job.spec(), job.max_event_time_unix_ms()));
-    flush->set_final_flush(true);  // the scheduler stops the job once it commits
+    flush->set_final_flush(true);  // its commit stops the job (ClusterState)
   } else {
     proto::JobStopped* stop = record.mutable_job_stopped();
     stop->set_job_id(id);

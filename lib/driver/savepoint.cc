@@ -7,6 +7,7 @@
 #include "lib/driver/driver_log.h"
 #include "lib/driver/job_holds.h"
 #include "lib/driver/job_registry.h"
+#include "lib/driver/job_update.h"
 #include "lib/driver/leadership.h"
 #include "lib/engine/keyed.h"
 #include "lib/rpc/rpc.h"
@@ -241,6 +242,16 @@ Result<proto::RestoreSavepointResponse> Savepoints::Restore(const std::function<
     }
   }
 
+  // Another job file than the savepoint's: the positions and state must mean
+  // the same to it, as for sluicectl update (same sources, same keyed part).
+  if (header.has_saved_spec()) {
+    proto::JobSpec saved = header.saved_spec();
+    saved.set_name(spec.name());
+    Result<UpdateCheck> check = CheckUpdate(saved, spec, /*reset_state=*/false);
+    if (!check.ok() && !absl::IsInvalidArgument(check.status())) {
+      return Annotate(check.status(), fmt::format("job {}: its file against the savepoint's", job_id));
+    }
+  }
   // As if batch S had just committed: S is past every batch the name had.
   int64_t base = header.start().last_committed_batch();
   if (auto it = view->deleted_jobs().find(job_id); it != view->deleted_jobs().end()) base = std::max(base, it->second);
@@ -249,9 +260,35 @@ Result<proto::RestoreSavepointResponse> Savepoints::Restore(const std::function<
   start.set_savepoint(fmt::format("{} at batch {}", start.savepoint().empty() ? header.cluster() : start.savepoint(),
                                   header.start().last_committed_batch()));
   start.clear_reduce_holders();
+  // Windows over batch time count in batch numbers: shifted past a deleted
+  // job's batches they would all close at once.
+  if (base != header.start().last_committed_batch() && stage.ok() && stage->has_value() &&
+      (*stage)->mode == engine::KeyedStage::Mode::kBatchWindow) {
+    return absl::FailedPreconditionError(fmt::format(
+        "job {}: its windows count batches, and a job of this name ran here to batch {} (the savepoint is at "
+        "batch {}); restore it under another name",
+        job_id, base, header.start().last_committed_batch()));
+  }
   // A deleted name's state is being dropped from the workers (the
   // scheduler's TellDeleted): held, it is not, while this job's state lands.
   ScopedJobHold hold(holds_, job_id);
+  // What was installed, dropped again if the restore fails: left there, a
+  // later job of this name would find state ahead of its first batch.
+  std::set<std::string> installed_on;
+  std::vector<proto::MemberInfo> touched;
+  auto undo = [&](Status failed) {
+    // Not if a job of the name exists after all (a submit that raced this
+    // restore): that state would be its.
+    if (log_->View()->jobs().contains(job_id)) return failed;
+    proto::DropBlocksRequest drop;
+    drop.set_epoch(leadership_->epoch());
+    drop.add_stopped_jobs(job_id);
+    for (const proto::MemberInfo& w : touched) {
+      IgnoreError(rpc::WorkerClient(*channels_, w.rpc_address()).DropBlocks(drop).status(),
+                  "a worker that misses it keeps the state until the name is deleted");
+    }
+    return failed;
+  };
   if (!state.empty()) {
     std::vector<proto::MemberInfo> live = live_workers_();
     std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.id() < b.id(); });
@@ -263,13 +300,16 @@ Result<proto::RestoreSavepointResponse> Savepoints::Restore(const std::function<
       const size_t copies = std::min<size_t>(2, live.size());
       for (size_t i = 0; i < copies; ++i) {
         const proto::MemberInfo& w = live[(static_cast<size_t>(p) + i) % live.size()];
-        RETURN_IF_ERROR(CheckLeader());
-        RETURN_IF_ERROR(Install(w, job_id, p, base, chunks));
+        if (Status st = CheckLeader(); !st.ok()) return undo(st);
+        if (installed_on.insert(w.id()).second) touched.push_back(w);
+        if (Status st = Install(w, job_id, p, base, chunks); !st.ok()) return undo(st);
         holders->add_workers(w.id());
       }
     }
   }
-  ASSIGN_OR_RETURN(proto::SubmitJobResponse submitted, jobs_->Submit(spec, &start));
+  Result<proto::SubmitJobResponse> submitted_or = jobs_->Submit(spec, &start);
+  if (!submitted_or.ok()) return undo(submitted_or.status());
+  const proto::SubmitJobResponse& submitted = *submitted_or;
   spdlog::info("job {} restored from savepoint {} (taken on {}), starting after batch {}", job_id, start.savepoint(),
                header.cluster(), base);
   proto::RestoreSavepointResponse response;

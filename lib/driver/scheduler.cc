@@ -411,14 +411,8 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
   spdlog::info("job {}: batch {} committed ({} in, {} out)", job_id, done.batch_id(), done.input_count(),
                done.output_count());
   if (batch.final_flush()) {
-    // The last batch of a drain closed the open windows: the drain is over.
-    proto::DriverRecord stop;
-    stop.mutable_job_stopped()->set_job_id(job_id);
-    stop.mutable_job_stopped()->set_reason("drained");
-    stop.mutable_job_stopped()->set_drained(true);
-    if (log_->Append(std::move(stop)).ok()) {
-      spdlog::info("job {} drained and stopped at batch {}, its open windows emitted", job_id, batch.batch_id());
-    }
+    // ClusterState stopped the job as it applied the commit.
+    spdlog::info("job {} drained and stopped at batch {}, its open windows emitted", job_id, batch.batch_id());
   }
   // The blocks ClusterState folded away (every running reader is past
   // them) may go from the workers.
@@ -571,6 +565,11 @@ void Scheduler::TellDeleted(const proto::ClusterState& state, const std::vector<
   if (told_epoch_ != epoch) {
     deleted_told_.clear();
     told_epoch_ = epoch;
+  }
+  // A name in use again is forgotten: if it is deleted again, its new
+  // job's state must be dropped too.
+  for (auto& [worker, told] : deleted_told_) {
+    std::erase_if(told, [&](const std::string& id) { return state.jobs().contains(id); });
   }
   for (const proto::MemberInfo& m : live) {
     std::set<std::string>& told = deleted_told_[m.id()];

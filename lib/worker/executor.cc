@@ -1,5 +1,7 @@
 #include "lib/worker/executor.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
 #include <cstring>
 #include <future>
@@ -171,16 +173,23 @@ Result<std::vector<format::Block>> Executor::Recompute(const proto::TaskRequest&
 
 Result<sink::Sink*> Executor::SinkOf(const proto::TaskRequest& task) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::unique_ptr<sink::Sink>& s = sinks_[task.job_id()];
-  if (!s) {
+  // By job and sink spec: an update may change the sink, and a deleted job's
+  // name may come back with another. A replaced sink is kept (a task of the
+  // batch before may still hold it) until the executor goes.
+  OpenSinkOf& entry = sinks_[task.job_id()];
+  if (entry.sink != nullptr && !google::protobuf::util::MessageDifferencer::Equals(entry.spec, task.spec().sink())) {
+    retired_sinks_.push_back(std::move(entry.sink));
+  }
+  if (entry.sink == nullptr) {
     Result<std::unique_ptr<sink::Sink>> opened = sink::OpenSink(task.spec().sink());
     if (!opened.ok()) {
       sinks_.erase(task.job_id());
       return opened.status();
     }
-    s = std::move(*opened);
+    entry.sink = std::move(*opened);
+    entry.spec = task.spec().sink();
   }
-  return s.get();
+  return entry.sink.get();
 }
 
 namespace {

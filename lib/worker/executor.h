@@ -137,7 +137,12 @@ class Executor {
   Clock* const clock_;
   ExecutorProbe* probe_ = nullptr;
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<sink::Sink>> sinks_;  // by job; guarded by mu_
+  struct OpenSinkOf {
+    proto::SinkSpec spec;
+    std::unique_ptr<sink::Sink> sink;
+  };
+  std::map<std::string, OpenSinkOf> sinks_;                  // by job; guarded by mu_
+  std::vector<std::unique_ptr<sink::Sink>> retired_sinks_;  // replaced by an update; guarded by mu_
   // Sources that lost blocks are read again through; their consumers are kept.
   source::ConnectorCache connectors_{clock_};
 };

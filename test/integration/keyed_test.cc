@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
+#include "test/harness/sink_output.h"
 #include "test/harness/subprocess.h"
 #include "test/harness/util.h"
 
@@ -36,6 +37,9 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::LocalCluster;
+using testing::FieldOf;
+using testing::KeyOf;
+using testing::OutputLines;
 using testing::TempDir;
 
 constexpr int64_t kLines = 1'000'000;
@@ -49,49 +53,7 @@ std::string LineOf(int i) {
   return line;
 }
 
-// The string after `"name":` in a JSON line, up to the next , or }.
-std::string_view FieldOf(std::string_view line, std::string_view name) {
-  const std::string pattern = fmt::format("\"{}\":", name);
-  const size_t at = line.find(pattern);
-  if (at == std::string_view::npos) return {};
-  const size_t start = at + pattern.size();
-  const size_t end = line.find_first_of(",}", start);
-  return line.substr(start, end - start);
-}
-
-// {"key":["w12"],...} -> w12
-std::string KeyOf(std::string_view line) {
-  const size_t at = line.find("\"key\":[\"");
-  if (at == std::string_view::npos) return "";
-  const size_t start = at + 8;
-  return std::string(line.substr(start, line.find('"', start) - start));
-}
-
 int64_t NumberOf(std::string_view s) { return std::strtoll(std::string(s).c_str(), nullptr, 10); }
-
-// Batch number of a sink file: <job>-batch-00000012-part-0003.jsonl
-int64_t BatchOfFile(const std::string& name) {
-  const size_t at = name.find("-batch-");
-  return at == std::string::npos ? -1 : std::strtoll(name.c_str() + at + 7, nullptr, 10);
-}
-
-// Every line of every output file of `dir` (not the dead letters), with the
-// file's batch, in batch order.
-std::vector<std::pair<int64_t, std::string>> OutputLines(const std::string& dir) {
-  std::vector<std::pair<int64_t, std::string>> lines;
-  if (!std::filesystem::exists(dir)) return lines;
-  for (const auto& f : std::filesystem::directory_iterator(dir)) {
-    if (!f.is_regular_file()) continue;
-    const std::string name = f.path().filename().string();
-    if (name.starts_with(".")) continue;  // a write in progress, or one a kill -9 cut short
-    Result<std::string> text = testing::ReadFile(f.path().string());
-    EXPECT_TRUE(text.ok()) << name;
-    std::istringstream in(*text);
-    for (std::string line; std::getline(in, line);) lines.emplace_back(BatchOfFile(name), line);
-  }
-  std::stable_sort(lines.begin(), lines.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  return lines;
-}
 
 class KeyedTest : public ::testing::Test {
  protected:

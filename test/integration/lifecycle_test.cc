@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
+#include "test/harness/sink_output.h"
 #include "test/harness/subprocess.h"
 #include "test/harness/util.h"
 
@@ -35,46 +36,15 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::LocalCluster;
+using testing::KeyOf;
+using testing::OutputLines;
 using testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
 // The number after `"name":` in a JSON line, or -1.
 int64_t NumberField(std::string_view line, std::string_view name) {
-  const std::string pattern = fmt::format("\"{}\":", name);
-  const size_t at = line.find(pattern);
-  if (at == std::string_view::npos) return -1;
-  return std::strtoll(std::string(line.substr(at + pattern.size(), 24)).c_str(), nullptr, 10);
-}
-
-// {"key":["w12"],...} -> w12
-std::string KeyOf(std::string_view line) {
-  const size_t at = line.find("\"key\":[\"");
-  if (at == std::string_view::npos) return "";
-  const size_t start = at + 8;
-  return std::string(line.substr(start, line.find('"', start) - start));
-}
-
-// Batch number of a sink file: <job>-batch-00000012-part-0003.jsonl
-int64_t BatchOfFile(const std::string& name) {
-  const size_t at = name.find("-batch-");
-  return at == std::string::npos ? -1 : std::strtoll(name.c_str() + at + 7, nullptr, 10);
-}
-
-// Every line of every output file of `dir` with its batch, in batch order.
-std::vector<std::pair<int64_t, std::string>> OutputLines(const std::string& dir) {
-  std::vector<std::pair<int64_t, std::string>> lines;
-  if (!std::filesystem::exists(dir)) return lines;
-  for (const auto& f : std::filesystem::directory_iterator(dir)) {
-    if (!f.is_regular_file()) continue;
-    const std::string name = f.path().filename().string();
-    if (name.starts_with(".")) continue;
-    Result<std::string> text = testing::ReadFile(f.path().string());
-    EXPECT_TRUE(text.ok()) << name;
-    std::istringstream in(*text);
-    for (std::string line; std::getline(in, line);) lines.emplace_back(BatchOfFile(name), line);
-  }
-  std::stable_sort(lines.begin(), lines.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  return lines;
+  const std::string_view text = testing::FieldOf(line, name);
+  return text.empty() ? -1 : std::strtoll(std::string(text).c_str(), nullptr, 10);
 }
 
 class LifecycleTest : public ::testing::Test {
@@ -417,6 +387,8 @@ sink:
   ASSERT_TRUE(again);
   EXPECT_EQ(again->state(), "running");
   EXPECT_GT(again->last_committed_batch(), last);
+  ASSERT_TRUE(testing::WaitUntil([&] { return !OutputLines(out2).empty(); }, milliseconds(15'000)))
+      << "the job under the name used again wrote nothing";
   for (const auto& [batch, line] : OutputLines(out2)) {
     ASSERT_GT(batch, last) << "batch numbers go on after the deleted job's";
   }

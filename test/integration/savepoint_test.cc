@@ -31,6 +31,7 @@
 #include "lib/common/clock.h"
 #include "lib/source/generator_source.h"
 #include "test/harness/local_cluster.h"
+#include "test/harness/sink_output.h"
 #include "test/harness/util.h"
 
 namespace sluice {
@@ -39,6 +40,9 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::LocalCluster;
+using testing::FieldOf;
+using testing::KeyOf;
+using testing::OutputLines;
 using testing::TempDir;
 
 constexpr int kPartitions = 2;
@@ -47,54 +51,12 @@ constexpr int64_t kKeys = 20;
 constexpr int kPayload = 100;
 constexpr uint64_t kSeed = 7;
 
-// The string after `"name":` in a JSON line, up to the next , or }.
-std::string_view FieldOf(std::string_view line, std::string_view name) {
-  const std::string pattern = fmt::format("\"{}\":", name);
-  const size_t at = line.find(pattern);
-  if (at == std::string_view::npos) return {};
-  const size_t start = at + pattern.size();
-  const size_t end = line.find_first_of(",}", start);
-  return line.substr(start, end - start);
-}
-
 std::string Unquoted(std::string_view s) {
   if (s.size() >= 2 && s.front() == '"') s = s.substr(1, s.size() - 2);
   return std::string(s);
 }
 
-// {"key":["k12"],...} -> k12
-std::string KeyOf(std::string_view line) {
-  const size_t at = line.find("\"key\":[\"");
-  if (at == std::string_view::npos) return "";
-  const size_t start = at + 8;
-  return std::string(line.substr(start, line.find('"', start) - start));
-}
-
 double NumberOf(std::string_view s) { return std::strtod(std::string(s).c_str(), nullptr); }
-
-// Batch number of a sink file: <job>-batch-00000012-part-0003.jsonl
-int64_t BatchOfFile(const std::string& name) {
-  const size_t at = name.find("-batch-");
-  return at == std::string::npos ? -1 : std::strtoll(name.c_str() + at + 7, nullptr, 10);
-}
-
-// Every line of every output file of `dir` up to batch `last` (the files of
-// committed batches), with the file's batch, in batch order.
-std::vector<std::pair<int64_t, std::string>> OutputLines(const std::string& dir, int64_t last) {
-  std::vector<std::pair<int64_t, std::string>> lines;
-  if (!std::filesystem::exists(dir)) return lines;
-  for (const auto& f : std::filesystem::directory_iterator(dir)) {
-    if (!f.is_regular_file()) continue;
-    const std::string name = f.path().filename().string();
-    if (name.starts_with(".") || BatchOfFile(name) > last) continue;
-    Result<std::string> text = testing::ReadFile(f.path().string());
-    EXPECT_TRUE(text.ok()) << name;
-    std::istringstream in(*text);
-    for (std::string line; std::getline(in, line);) lines.emplace_back(BatchOfFile(name), line);
-  }
-  std::stable_sort(lines.begin(), lines.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  return lines;
-}
 
 struct Totals {
   std::map<std::string, int64_t> count;

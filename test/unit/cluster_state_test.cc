@@ -3,6 +3,7 @@
 // every running job reading their source has committed past them, views never
 // change under their reader, snapshots round-trip and carry a format.
 #include "lib/driver/cluster_state.h"
+#include "lib/common/version.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -216,11 +217,11 @@ TEST(ClusterStateTest, SnapshotRoundTripsAndTheLeaderChangeIsKept) {
 
 TEST(ClusterStateTest, SnapshotOfAnUnknownFormatOrUnreadableIsRefused) {
   proto::ClusterSnapshot newer;
-  newer.set_format(static_cast<proto::ClusterStateFormat>(2));
+  newer.set_format(static_cast<proto::ClusterStateFormat>(version::kClusterStateFormat + 1));
   ClusterState st;
   Status s = st.Restore(newer.SerializeAsString());
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("format 2"));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("format " + std::to_string(version::kClusterStateFormat + 1)));
   EXPECT_EQ(st.Restore("\xff\xff\xff").code(), absl::StatusCode::kDataLoss);
   proto::WalRecord garbage;
   garbage.set_seq(9);

@@ -158,6 +158,52 @@ TEST_F(LifecycleStateTest, AnUpdateLeavesTheBatchesInFlightTheirSpec) {
   EXPECT_EQ(SpecForBatch(Job("a"), 3).operators(0).filter().expr(), "v > 3");
 }
 
+TEST_F(LifecycleStateTest, AResetOfTheStateWaitsForTheBatchesInFlight) {
+  Apply(Submit("a"));
+  Blocks(0, 30);
+  Plan("a", 1, 0, 10);
+  Commit("a", 1, 10);  // the state is on w1 as of batch 1
+  Plan("a", 2, 10, 20);
+  proto::DriverRecord update;
+  update.mutable_job_updated()->set_job_id("a");
+  *update.mutable_job_updated()->mutable_spec() = Spec("a", "v > 2");
+  update.mutable_job_updated()->set_reset_state(true);
+  Apply(update);
+  // Batch 2 runs the old spec on the old state: its holders stay.
+  EXPECT_EQ(Job("a").reduce_holders_size(), 1);
+  EXPECT_EQ(Job("a").state_reset_batch(), 3);
+}
+
+TEST_F(LifecycleStateTest, ADrainsFlushBatchStopsTheJobAsItCommits) {
+  Apply(Submit("a"));
+  proto::DriverRecord drain;
+  drain.mutable_job_drain_requested()->set_job_id("a");
+  Apply(drain);
+  proto::DriverRecord flush;
+  flush.mutable_batch_planned()->set_job_id("a");
+  flush.mutable_batch_planned()->set_batch_id(1);
+  flush.mutable_batch_planned()->set_final_flush(true);
+  Apply(flush);
+  // Stopped and restarted before it committed: it runs as a plain batch.
+  Apply(Stop("a"));
+  Apply(Restart("a", 5000));
+  EXPECT_FALSE(Job("a").in_flight(0).final_flush());
+  EXPECT_FALSE(Job("a").draining());
+  Commit("a", 1, 0);
+  EXPECT_FALSE(Job("a").stopped());
+  // A drain whose flush commits: stopped in the same record.
+  Apply(drain);
+  flush.mutable_batch_planned()->set_batch_id(2);
+  Apply(flush);
+  Commit("a", 2, 0);
+  EXPECT_TRUE(Job("a").stopped());
+  EXPECT_FALSE(Job("a").failed());
+  EXPECT_FALSE(Job("a").draining());
+  // A drain asked of a job that has just failed is nothing to do.
+  EXPECT_TRUE(TryApply(drain).ok());
+  EXPECT_TRUE(Job("a").stopped());
+}
+
 TEST_F(LifecycleStateTest, ADeletedNameIsFreeAndItsNextJobNumbersBatchesOn) {
   Apply(Submit("a"));
   Blocks(0, 10);
@@ -219,7 +265,8 @@ TEST_F(LifecycleStateTest, ADrainPlansNoFurtherThanItsBound) {
   Apply(Stop("a"));
   EXPECT_FALSE(Job("a").draining());
   EXPECT_TRUE(Job("a").drain_until().empty());
-  EXPECT_FALSE(TryApply(drain).ok()) << "a stopped job does not drain";
+  ASSERT_TRUE(TryApply(drain).ok());
+  EXPECT_FALSE(Job("a").draining()) << "a stopped job does not drain";
 }
 
 TEST_F(LifecycleStateTest, ARestartedJobReadsTheDroppedGapAgainUpToTheOldestBlockHeld) {

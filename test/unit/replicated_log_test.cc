@@ -8,6 +8,7 @@
 // a crash of all three machines that loses their unsynced writes; a standby
 // or a leader whose disk fills catches up by itself once it is freed.
 #include "lib/wal/replicated_log.h"
+#include "lib/common/version.h"
 
 #include <filesystem>
 #include <future>
@@ -388,12 +389,12 @@ TEST_F(ReplicatedLogTest, ASnapshotOfAnUnknownFormatIsRefusedBeforeAnythingIsWri
   newer.set_epoch(1);
   *newer.mutable_snapshot() = *snap;
   newer.mutable_snapshot()->set_last_seq(500);
-  newer.mutable_snapshot()->set_format(static_cast<proto::WalFormat>(2));
+  newer.mutable_snapshot()->set_format(static_cast<proto::WalFormat>(version::kWalFormat + 1));
   proto::WalInstallSnapshotResponse resp;
   Status st = L("c").HandleInstallSnapshot(newer, &resp);
   // Not FAILED_PRECONDITION: that would tell the leader it is fenced.
   EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented) << st;
-  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("format 2"));
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("format " + std::to_string(version::kWalFormat + 1)));
   EXPECT_EQ(L("c").Stats().last_seq, 61);
   EXPECT_EQ(State("c").size(), 60u);
 }
@@ -407,7 +408,7 @@ TEST_F(ReplicatedLogTest, CompactionFoldsRecordsIntoTheStateMachinesSnapshot) {
     EXPECT_GE(L(id).Stats().snapshot_seq, 200) << id;
     auto snap = L(id).Snapshot();
     ASSERT_TRUE(snap.has_value()) << id;
-    EXPECT_EQ(snap->format(), proto::WAL_FORMAT_V1);
+    EXPECT_EQ(static_cast<int>(snap->format()), version::kWalFormat);
     // The snapshot is the state machine's own text, as of its last record.
     EXPECT_THAT(snap->state(), ::testing::StartsWith("epoch=1\n"));
     EXPECT_EQ(L(id).ReadCommitted(50, 10).status().code(), absl::StatusCode::kOutOfRange) << id;

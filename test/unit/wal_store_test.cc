@@ -1,6 +1,7 @@
 // Unit tests of lib/wal's storage (WalStore, on a real RocksDB in a temp
 // directory): records are opaque payloads with a seq, an epoch and a format.
 #include "lib/wal/wal_store.h"
+#include "lib/common/version.h"
 
 #include <filesystem>
 
@@ -209,12 +210,12 @@ TEST(WalStore, RecordOfAnUnknownFormatIsRefusedNamingIt) {
     ASSERT_TRUE((*store)->Append(Markers(1, 5, 1)).ok());
   }
   proto::WalRecord newer = Marker(6, 1);
-  newer.set_format(static_cast<proto::WalFormat>(2));
+  newer.set_format(static_cast<proto::WalFormat>(version::kWalFormat + 1));
   Poke(dir.db(), 6, newer.SerializeAsString());
   auto store = WalStore::Open({.path = dir.db()});
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(store.status().message()), HasSubstr("record 6 has format 2"));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("record 6 has format " + std::to_string(version::kWalFormat + 1)));
 }
 
 }  // namespace
