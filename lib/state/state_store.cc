@@ -347,6 +347,44 @@ Result<std::optional<std::vector<Change>>> StateStore::ReadAsOf(const std::strin
   return Out(std::move(out));
 }
 
+Result<std::optional<std::vector<Change>>> StateStore::ChangesSince(const std::string& job, int32_t p,
+                                                                     int64_t since, int64_t base) {
+  using Out = std::optional<std::vector<Change>>;
+  if (since < -1 || since >= base) {
+    return absl::InvalidArgumentError(fmt::format("state store: changes of {}[{}] since {} to {}", job, p, since, base));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
+  if (part == nullptr || since < part->meta.snapshot) return Out();
+  std::map<std::string, std::optional<std::string>> changes;  // the later batch wins per key
+  const auto merge = [&](std::string_view blob, int64_t n) -> Status {
+    if (!DecodeDelta(blob, [&](std::string_view key, const std::string_view* value) {
+          changes[std::string(key)] = value != nullptr ? std::optional<std::string>(*value) : std::nullopt;
+        })) {
+      return absl::DataLossError(
+          fmt::format("state store {}: the delta of batch {} of {}[{}] is malformed", dir_, n, job, p));
+    }
+    return absl::OkStatus();
+  };
+  std::string blob;
+  for (int64_t n = since + 1; n <= base; ++n) {
+    if (n <= part->meta.folded) {  // folded, kept in d/ until the next snapshot
+      if (!part->folded_deltas.contains(n)) return Out();
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), DeltaKey(job, p, n), &blob);
+      if (s.IsNotFound()) return Out();
+      RETURN_IF_ERROR(FromRocks(s, fmt::format("reading the delta of batch {} of {}[{}]", n, job, p)));
+      RETURN_IF_ERROR(merge(blob, n));
+      continue;
+    }
+    auto it = part->pending.find(n);
+    if (it == part->pending.end()) return Out();
+    RETURN_IF_ERROR(merge(it->second, n));
+  }
+  std::vector<Change> out;
+  out.reserve(changes.size());
+  for (auto& [key, value] : changes) out.push_back(Change{key, std::move(value)});
+  return Out(std::move(out));
+}
+
 Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base) {
   if (base < -1) return absl::InvalidArgumentError(fmt::format("state store: Prepare at batch {}", base));
   ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));

@@ -168,6 +168,18 @@ class StateStore {
   // worker: unlike Prepare it leaves later deltas alone.
   [[nodiscard]] Result<std::optional<std::vector<Change>>> ReadAsOf(const std::string& job, int32_t p, int64_t base);
 
+  // What changed from the state as of `since` to the state as of `base`
+  // (since < base): the merged changes of deltas since+1..base, one per key
+  // (the later batch winning; a tombstone for an erased key), in key order —
+  // for an incremental copy to a worker whose copy is as of `since`. nullopt
+  // when this store no longer has every one of those deltas: `since` is
+  // before its newest snapshot S (the deltas up to S are gone), or some
+  // delta C+1..base was never written. Folded deltas S+1..C are read from
+  // RocksDB (they are kept there until the next snapshot), later ones from
+  // memory. INVALID_ARGUMENT if since >= base or since < -1.
+  [[nodiscard]] Result<std::optional<std::vector<Change>>> ChangesSince(const std::string& job, int32_t p,
+                                                                        int64_t since, int64_t base);
+
   // The folded batch C of (job, p), or nullopt if not held.
   [[nodiscard]] Result<std::optional<int64_t>> FoldedBatch(const std::string& job, int32_t p);
 

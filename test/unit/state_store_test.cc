@@ -453,6 +453,52 @@ TEST_F(StateStoreTest, ReadAsOfAppliesDeltasWithoutChangingAnything) {
   EXPECT_FALSE(behind->has_value());
 }
 
+TEST_F(StateStoreTest, ChangesSinceMergesFoldedAndPendingDeltasUntilASnapshotCoversThem) {
+  // A state larger than the deltas, so that folds keep them until the tenth.
+  std::vector<Change> base;
+  for (int i = 0; i < 100; ++i) base.push_back(Put("z" + std::to_string(1000 + i), std::string(20, 'x')));
+  ASSERT_TRUE(store_->Install("j", 0, -1, base).ok());
+  Delta("j", 0, 0, {Put("a", "1"), Put("b", "2")});
+  ASSERT_TRUE(Prepare("j", 0, 0));  // folded, kept in d/
+  Delta("j", 0, 1, {Put("a", "3"), Erase("b"), Put("c", "4")});
+  ASSERT_TRUE(Prepare("j", 0, 1));
+  Delta("j", 0, 2, {Put("d", "5"), Put("c", "6")});  // written, not folded
+  // A copy as of -1 catches up to 2 with the merged changes of 0..2.
+  auto all = store_->ChangesSince("j", 0, -1, 2);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_TRUE(all->has_value());
+  EXPECT_THAT(**all, ElementsAre(Put("a", "3"), Erase("b"), Put("c", "6"), Put("d", "5")));
+  auto from_0 = store_->ChangesSince("j", 0, 0, 1);
+  ASSERT_TRUE(from_0.ok() && from_0->has_value());
+  EXPECT_THAT(**from_0, ElementsAre(Put("a", "3"), Erase("b"), Put("c", "4")));
+  // A delta never written: not available.
+  auto missing = store_->ChangesSince("j", 0, 1, 3);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(missing->has_value());
+  EXPECT_FALSE(store_->ChangesSince("j", 0, 2, 2).ok());  // since must be below base
+  // After a reopen the folded deltas are still read back from RocksDB.
+  Reopen();
+  auto again = store_->ChangesSince("j", 0, -1, 2);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ(**again, **all);
+  // Ten more folds make a snapshot, which removes the deltas it covers.
+  for (int64_t n = 3; n <= 12; ++n) {
+    Delta("j", 0, n, {Put("k" + std::to_string(n), "v")});
+    ASSERT_TRUE(Prepare("j", 0, n));
+  }
+  auto gone = store_->ChangesSince("j", 0, -1, 12);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  Delta("j", 0, 13, {Put("k13", "v")});
+  auto recent = store_->ChangesSince("j", 0, 12, 13);
+  ASSERT_TRUE(recent.ok() && recent->has_value()) << "a delta written after the snapshot";
+  EXPECT_THAT(**recent, ElementsAre(Put("k13", "v")));
+  // An absent partition has nothing.
+  auto absent = store_->ChangesSince("other", 0, -1, 0);
+  ASSERT_TRUE(absent.ok());
+  EXPECT_FALSE(absent->has_value());
+}
+
 // A reference model of one partition: the folded state and the deltas written
 // after it.
 struct Model {
