@@ -623,8 +623,8 @@ Result<ReduceOutput> Reducer::FinishSessions(const BatchContext& ctx, StateAcces
       auto [it, fresh] = keys.try_emplace(user);
       if (!fresh) continue;  // merged: its entry was read from its state above
       ASSIGN_OR_RETURN(std::optional<std::string> value, state->Get(user));
-      if (!value) return absl::DataLossError("the deadline index names a session key without state");
-      it->second.set = std::move(*value);
+      // The state decides: an entry naming no state is erased (Move below).
+      it->second.set = value.value_or("");
       it->second.from = t;
     }
   }
@@ -696,7 +696,10 @@ Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess
   for (const auto& [key, t] : passed) {
     if (reader_->Find(key) != nullptr) continue;  // updated by this batch: its entry moved above
     ASSIGN_OR_RETURN(std::optional<std::string> value, state->Get(key));
-    if (!value) return absl::DataLossError("the deadline index names a running key without state");
+    if (!value) {
+      index->Move(key, t, std::nullopt);  // an entry naming no state: the state decides
+      continue;
+    }
     int64_t last = 0;
     RETURN_IF_ERROR(decode(*value, &last));
     if (last + stage_.timeout_ms > ctx.batch_time_unix_ms) {
@@ -813,7 +816,10 @@ Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess*
   for (const auto& [key, t] : passed) {
     if (reader_->Find(key) != nullptr) continue;  // updated by this batch: its entry moved above
     ASSIGN_OR_RETURN(std::optional<std::string> value, state->Get(key));
-    if (!value) return absl::DataLossError("the deadline index names a plugin key without state");
+    if (!value) {
+      index->Move(key, t, std::nullopt);  // an entry naming no state: the state decides
+      continue;
+    }
     const std::optional<int64_t> last = stamp_of(*value);
     if (!last || *last + stage_.timeout_ms > ctx.batch_time_unix_ms) {
       index->Move(key, t, last);  // an entry that disagrees with its state: the state decides
