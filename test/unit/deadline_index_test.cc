@@ -130,6 +130,7 @@ struct BatchRun {
   int64_t visited = 0;
   int64_t full_scans = 0;
   double reduce_ms = 0;  // the first run of every partition's reducer
+  double rerun_ms = 0;   // the second, on the same state
 };
 
 void AddLines(const std::string& text, std::vector<std::string>* lines) {
@@ -153,8 +154,9 @@ BatchRun ReduceBatch(const KeyedStage& stage, const BatchContext& ctx, const std
       s.visited = s.full_scans = 0;
       const auto start = std::chrono::steady_clock::now();
       Result<ReduceOutput> out = (*reducer)->Finish(ctx, &s);
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      (attempt == 0 ? run.reduce_ms : run.rerun_ms) += ms;
       if (attempt == 0) {
-        run.reduce_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
         run.visited += s.visited;
         run.full_scans += s.full_scans;
       }
@@ -599,8 +601,8 @@ TEST(DeadlineIndexTest, ATimeoutBatchReadsWhatItTouchesAndWhatExpiresNotTheIdleK
   EXPECT_EQ(run.full_scans, 0);
   // 100 Gets, the marker, 50 entries and the first not passed, 50 Gets.
   EXPECT_LE(run.visited, 2 * (100 + 50) + 10) << "read " << run.visited << " entries of " << idle + 150;
-  std::printf("timeouts: %d idle keys, 100 touched, 50 expired: %lld entries read, reduce %.2f ms\n", idle,
-              static_cast<long long>(run.visited), run.reduce_ms);
+  std::printf("timeouts: %d idle keys, 100 touched, 50 expired: %lld entries read, reduce %.2f ms (re-run %.2f ms)\n",
+              idle, static_cast<long long>(run.visited), run.reduce_ms, run.rerun_ms);
   ExpectIndexOf(state[0], StampOf);
 }
 
@@ -670,9 +672,10 @@ TEST(DeadlineIndexTest, SessionReduceTimeWithManyIdleKeys) {
   EXPECT_EQ(indexed.lines, want);
   EXPECT_EQ(built.lines, want);
   EXPECT_EQ(built.full_scans, 1);
-  std::printf("sessions, %d idle keys, 100 touched, 50 closed: full scan %.1f ms; index %.2f ms (%lld entries read); "
-              "first batch without an index (build) %.1f ms\n",
-              idle, full_ms, indexed.reduce_ms, static_cast<long long>(indexed.visited), built.reduce_ms);
+  std::printf("sessions, %d idle keys, 100 touched, 50 closed: full scan %.1f ms; index %.2f ms (re-run %.2f ms, "
+              "%lld entries read); first batch without an index (build) %.1f ms\n",
+              idle, full_ms, indexed.reduce_ms, indexed.rerun_ms, static_cast<long long>(indexed.visited),
+              built.reduce_ms);
 }
 
 }  // namespace
