@@ -3,7 +3,9 @@
 #include <bit>
 #include <deque>
 #include <map>
+#include <set>
 
+#include "lib/engine/deadline_index.h"
 #include "lib/engine/json_text.h"
 #include "lib/engine/plugin_loader.h"
 #include "lib/format/varint.h"
@@ -48,6 +50,125 @@ Status SplitLastNumber(std::string_view key, std::string_view* user, int64_t* t)
 }
 
 void AppendNumberPart(int64_t v, std::string* key) { AppendKeyPart(Value(static_cast<double>(v)), key); }
+
+// A running or plugin state's batch time of its last update (its first 8 bytes).
+Result<int64_t> LastUpdate(std::string_view value) {
+  if (value.size() < 8) return absl::DataLossError("a running state is truncated");
+  return static_cast<int64_t>(format::GetFixed64(value.data()));
+}
+
+// The deadline index (deadline_index.h) as one batch reads and changes it.
+// The caller tells it every change of a key's deadline (Move); it turns
+// them into the batch's index changes and the marker.
+class DeadlineIndex {
+ public:
+  // The t a state entry's deadline counts from; nullopt: it cannot expire.
+  using Keys = std::map<std::string, int64_t>;  // user key -> t
+  using TimeOf = std::function<Result<std::optional<int64_t>>(std::string_view key, std::string_view value)>;
+
+  // Reads the marker. A state without one (written before the index, or
+  // re-split) gets its index built here by one scan of the whole state,
+  // written with this batch's changes; any stray entry is erased then.
+  static Result<DeadlineIndex> Open(StateAccess* state, const TimeOf& time_of) {
+    DeadlineIndex index(state);
+    ASSIGN_OR_RETURN(std::optional<std::string> marker, state->Get(kDeadlineIndexPrefix));
+    if (marker) {
+      ASSIGN_OR_RETURN(index.size_, DecodeDeadlineIndexMarker(*marker));
+      index.old_size_ = index.size_;
+      return index;
+    }
+    index.built_ = true;
+    Status error;
+    std::vector<std::string> strays;
+    RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
+      if (IsDeadlineIndexKey(key)) {
+        strays.emplace_back(key);
+        return true;
+      }
+      Result<std::optional<int64_t>> t = time_of(key, value);
+      if (!t.ok()) {
+        error = t.status();
+        return false;
+      }
+      if (*t) {
+        std::string entry = DeadlineIndexKey(**t, key);
+        ++index.size_.entries;
+        index.size_.bytes += static_cast<int64_t>(entry.size());
+        index.built_entries_.insert(std::move(entry));
+      }
+      return true;
+    }));
+    RETURN_IF_ERROR(error);
+    for (std::string& key : strays) index.changes_[std::move(key)] = false;
+    for (const std::string& entry : index.built_entries_) index.changes_[entry] = true;
+    return index;
+  }
+
+  // The keys whose entry's t passes `passed` (monotone: true up to some t,
+  // false after), user key -> t, as of the previous batch. Reads only those
+  // entries and the first one that does not pass.
+  Result<Keys> Passed(const std::function<bool(int64_t)>& passed) {
+    Keys out;
+    bool malformed = false;
+    auto visit = [&](std::string_view key) {
+      if (IsDeadlineIndexMarker(key)) return true;
+      int64_t t = 0;
+      std::string_view user;
+      if (!ParseDeadlineIndexKey(key, &t, &user)) {
+        malformed = true;
+        return false;
+      }
+      if (!passed(t)) return false;
+      out.emplace(std::string(user), t);
+      return true;
+    };
+    if (built_) {
+      for (const std::string& entry : built_entries_) {
+        if (!visit(entry)) break;
+      }
+    } else {
+      RETURN_IF_ERROR(state_->ScanPrefix(kDeadlineIndexPrefix, [&](std::string_view key, std::string_view) {
+        return visit(key);
+      }));
+    }
+    if (malformed) return absl::DataLossError("a deadline index entry is malformed");
+    return out;
+  }
+
+  // `user`'s deadline moves from t `from` to `to` (nullopt: none).
+  void Move(std::string_view user, std::optional<int64_t> from, std::optional<int64_t> to) {
+    if (from == to) return;
+    if (from) Add(DeadlineIndexKey(*from, user), false);
+    if (to) Add(DeadlineIndexKey(*to, user), true);
+  }
+
+  // The index's changes, in key order, then the marker if it changed.
+  void AppendChanges(std::vector<state::Change>* changes) const {
+    for (const auto& [key, written] : changes_) {
+      changes->push_back(written ? state::Change{key, std::string()} : state::Change{key, std::nullopt});
+    }
+    if (built_ || size_ != old_size_) {
+      changes->push_back({std::string(kDeadlineIndexPrefix), EncodeDeadlineIndexMarker(size_)});
+    }
+  }
+
+ private:
+  explicit DeadlineIndex(StateAccess* state) : state_(state) {}
+
+  // An entry written (it did not exist) or erased (it did).
+  void Add(std::string entry, bool written) {
+    const int64_t sign = written ? 1 : -1;
+    size_.entries += sign;
+    size_.bytes += sign * static_cast<int64_t>(entry.size());
+    changes_[std::move(entry)] = written;
+  }
+
+  StateAccess* state_;
+  bool built_ = false;  // no marker: built_entries_ is the index the scan found
+  std::set<std::string> built_entries_;
+  DeadlineIndexSize size_, old_size_;
+  std::map<std::string, bool> changes_;  // entry -> written, or erased
+};
 
 // A plugin value as JSON.
 void AppendPluginValueJson(const plugin::Value& v, std::string* out) {
@@ -420,6 +541,7 @@ Result<ReduceOutput> Reducer::FinishWindows(const BatchContext& ctx, StateAccess
   std::map<std::string, std::string> emit;
   Status scan_error;
   RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
+    if (IsDeadlineIndexKey(key)) return false;  // sorts after every window; windows keep no index
     std::string_view rest;
     Result<int64_t> start = FirstNumber(key, &rest);
     if (!start.ok()) {
@@ -460,31 +582,56 @@ Result<ReduceOutput> Reducer::FinishWindows(const BatchContext& ctx, StateAccess
 Result<ReduceOutput> Reducer::FinishSessions(const BatchContext& ctx, StateAccess* state) {
   const proto::WindowOp& w = stage_.window;
   SessionMerger merger(aggs_, w.gap_ms());
-  std::map<std::string, std::string> sets;  // user key -> its session set after this batch's rows
+  // A key's deadline counts from its oldest session's last event (the sessions
+  // close in order of `last`).
+  auto first_last = [&](std::string_view set) -> Result<std::optional<int64_t>> {
+    if (set.empty()) return std::optional<int64_t>();
+    ASSIGN_OR_RETURN(std::vector<Session> sessions, merger.Decode(set));
+    return std::optional<int64_t>(sessions.front().last);
+  };
+  ASSIGN_OR_RETURN(DeadlineIndex index,
+                   DeadlineIndex::Open(state, [&](std::string_view, std::string_view value) { return first_last(value); }));
+  struct Key {
+    std::string set;                // after this batch's rows
+    std::optional<int64_t> from;    // its index entry's t as of the previous batch
+    bool merged = false;            // this batch has rows of it
+  };
+  std::map<std::string, Key> keys;  // the keys this batch merges or may close, in key order
   for (const auto* row : reader_->Sorted()) {
     std::string_view user;
     int64_t t = 0;
     RETURN_IF_ERROR(SplitLastNumber(row->first, &user, &t));
-    auto [it, fresh] = sets.try_emplace(std::string(user));
+    auto [it, fresh] = keys.try_emplace(std::string(user));
     if (fresh) {
       ASSIGN_OR_RETURN(std::optional<std::string> old, state->Get(user));
-      it->second = old.value_or("");
+      it->second.set = old.value_or("");
+      it->second.merged = true;
+      ASSIGN_OR_RETURN(it->second.from, first_last(it->second.set));
     }
-    RETURN_IF_ERROR(merger.Merge(&it->second, merger.Single(t, row->second)));
+    RETURN_IF_ERROR(merger.Merge(&it->second.set, merger.Single(t, row->second)));
   }
-  // Sessions close as the watermark passes; any key may have one.
-  std::map<std::string, std::string> all = sets;
-  RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
-    all.try_emplace(std::string(key), std::string(value));
-    return true;
-  }));
-  ReduceOutput out;
   const int64_t at = ctx.final_flush ? std::numeric_limits<int64_t>::max()
                      : ctx.watermark_unix_ms == kNoWatermark ? kNoWatermark
                                                              : ctx.watermark_unix_ms - w.allowed_lateness_ms();
-  for (auto& [key, set] : all) {
+  if (at != kNoWatermark) {
+    // Only keys whose oldest session closes at `at` (last + gap <= at, as
+    // SessionMerger::TakeClosed decides it, without overflow).
+    ASSIGN_OR_RETURN(DeadlineIndex::Keys passed, index.Passed([&](int64_t last) {
+      return at > last && static_cast<uint64_t>(at) - static_cast<uint64_t>(last) >= static_cast<uint64_t>(w.gap_ms());
+    }));
+    for (auto& [user, t] : passed) {
+      auto [it, fresh] = keys.try_emplace(user);
+      if (!fresh) continue;  // merged: its entry was read from its state above
+      ASSIGN_OR_RETURN(std::optional<std::string> value, state->Get(user));
+      // The state decides: an entry naming no state is erased (Move below).
+      it->second.set = value.value_or("");
+      it->second.from = t;
+    }
+  }
+  ReduceOutput out;
+  for (auto& [key, k] : keys) {
     std::vector<Session> closed;
-    if (at != kNoWatermark) RETURN_IF_ERROR(merger.TakeClosed(&set, at, &closed));
+    if (at != kNoWatermark) RETURN_IF_ERROR(merger.TakeClosed(&k.set, at, &closed));
     for (const Session& s : closed) {
       out.lines += "{\"key\":";
       RETURN_IF_ERROR(AppendKeyJson(key, &out.lines));
@@ -493,23 +640,34 @@ Result<ReduceOutput> Reducer::FinishSessions(const BatchContext& ctx, StateAcces
       out.lines += "}\n";
       ++out.output;
     }
-    if (closed.empty() && !sets.contains(key)) continue;  // unchanged
-    if (set.empty()) {
+    ASSIGN_OR_RETURN(std::optional<int64_t> to, first_last(k.set));
+    index.Move(key, k.from, to);
+    if (closed.empty() && !k.merged) continue;  // unchanged
+    if (k.set.empty()) {
       out.changes.push_back({key, std::nullopt});
     } else {
-      out.changes.push_back({key, set});
+      out.changes.push_back({key, k.set});
     }
   }
+  index.AppendChanges(&out.changes);
   return out;
 }
 
 Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess* state) {
   const size_t n = aggs_.size();
+  const bool expires = stage_.timeout_ms > 0;
+  std::optional<DeadlineIndex> index;
+  if (expires) {
+    ASSIGN_OR_RETURN(index, DeadlineIndex::Open(state, [](std::string_view, std::string_view value)
+                                                          -> Result<std::optional<int64_t>> {
+      ASSIGN_OR_RETURN(int64_t last, LastUpdate(value));
+      return std::optional<int64_t>(last);
+    }));
+  }
   ReduceOutput out;
   std::vector<std::string> states;
   auto decode = [&](std::string_view value, int64_t* last) -> Status {
-    if (value.size() < 8) return absl::DataLossError("a running state is truncated");
-    *last = static_cast<int64_t>(format::GetFixed64(value.data()));
+    ASSIGN_OR_RETURN(*last, LastUpdate(value));
     return DecodeStates(value.substr(8), n, &states);
   };
   for (const auto* row : reader_->Sorted()) {
@@ -530,26 +688,33 @@ Result<ReduceOutput> Reducer::FinishRunning(const BatchContext& ctx, StateAccess
     out.lines += "}\n";
     ++out.output;
     out.changes.push_back({row->first, std::move(value)});
+    if (expires) index->Move(row->first, old ? std::optional<int64_t>(last) : std::nullopt, ctx.batch_time_unix_ms);
   }
-  if (stage_.timeout_ms > 0) {
-    Status error;
-    RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
-      if (reader_->Find(key) != nullptr) return true;  // updated by this batch
-      int64_t last = 0;
-      error = decode(value, &last);
-      if (!error.ok()) return false;
-      if (last + stage_.timeout_ms > ctx.batch_time_unix_ms) return true;
-      out.lines += "{\"key\":";
-      error = AppendKeyJson(key, &out.lines);
-      if (error.ok()) error = AppendAggregates(states, &out.lines);
-      if (!error.ok()) return false;
-      out.lines += ",\"timed_out\":true}\n";
-      ++out.output;
-      out.changes.push_back({std::string(key), std::nullopt});
-      return true;
-    }));
-    RETURN_IF_ERROR(error);
+  if (!expires) return out;
+  ASSIGN_OR_RETURN(DeadlineIndex::Keys passed,
+                   index->Passed([&](int64_t last) { return last + stage_.timeout_ms <= ctx.batch_time_unix_ms; }));
+  for (const auto& [key, t] : passed) {
+    if (reader_->Find(key) != nullptr) continue;  // updated by this batch: its entry moved above
+    ASSIGN_OR_RETURN(std::optional<std::string> value, state->Get(key));
+    if (!value) {
+      index->Move(key, t, std::nullopt);  // an entry naming no state: the state decides
+      continue;
+    }
+    int64_t last = 0;
+    RETURN_IF_ERROR(decode(*value, &last));
+    if (last + stage_.timeout_ms > ctx.batch_time_unix_ms) {
+      index->Move(key, t, last);  // an entry that disagrees with its state: the state decides
+      continue;
+    }
+    out.lines += "{\"key\":";
+    RETURN_IF_ERROR(AppendKeyJson(key, &out.lines));
+    RETURN_IF_ERROR(AppendAggregates(states, &out.lines));
+    out.lines += ",\"timed_out\":true}\n";
+    ++out.output;
+    out.changes.push_back({key, std::nullopt});
+    index->Move(key, t, std::nullopt);
   }
+  index->AppendChanges(&out.changes);
   return out;
 }
 
@@ -598,6 +763,17 @@ Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess*
     v.append(bytes);
     return v;
   };
+  const bool expires = stage_.timeout_ms > 0;
+  // A plugin state shorter than its stamp never expires (as before the index).
+  auto stamp_of = [](std::string_view value) {
+    return value.size() < 8 ? std::optional<int64_t>()
+                            : std::optional<int64_t>(static_cast<int64_t>(format::GetFixed64(value.data())));
+  };
+  std::optional<DeadlineIndex> index;
+  if (expires) {
+    ASSIGN_OR_RETURN(index, DeadlineIndex::Open(state, [&](std::string_view, std::string_view value)
+                                                          -> Result<std::optional<int64_t>> { return stamp_of(value); }));
+  }
   for (const auto* row : reader_->Sorted()) {
     // The key's events, in the order the map tasks read them.
     const std::string& list = row->second[0];
@@ -615,33 +791,45 @@ Result<ReduceOutput> Reducer::FinishPlugin(const BatchContext& ctx, StateAccess*
     if (old && old->size() < 8) return absl::DataLossError("a plugin state is truncated");
     const std::string_view old_bytes = old ? std::string_view(*old).substr(8) : std::string_view();
     RETURN_IF_ERROR(call(row->first, old_bytes, false));
+    std::optional<int64_t> to;  // the key's new stamp, if it keeps a state
     switch (emitter.change()) {
       case CollectingStateEmitter::kSet:
         out.changes.push_back({row->first, stamped(emitter.state())});
+        to = ctx.batch_time_unix_ms;
         break;
       case CollectingStateEmitter::kClear:
         if (old) out.changes.push_back({row->first, std::nullopt});
         break;
       case CollectingStateEmitter::kKeep:
-        if (old) out.changes.push_back({row->first, stamped(old_bytes)});  // its timeout starts again
+        if (old) {
+          out.changes.push_back({row->first, stamped(old_bytes)});  // its timeout starts again
+          to = ctx.batch_time_unix_ms;
+        }
         break;
     }
+    if (expires) index->Move(row->first, old ? stamp_of(*old) : std::nullopt, to);
   }
-  if (stage_.timeout_ms > 0) {
-    events.clear();
-    std::vector<std::pair<std::string, std::string>> expired;
-    RETURN_IF_ERROR(state->Scan([&](std::string_view key, std::string_view value) {
-      if (reader_->Find(key) != nullptr || value.size() < 8) return true;
-      int64_t last = 0;
-      last = static_cast<int64_t>(format::GetFixed64(value.data()));
-      if (last + stage_.timeout_ms <= ctx.batch_time_unix_ms) expired.emplace_back(key, value.substr(8));
-      return true;
-    }));
-    for (const auto& [key, bytes] : expired) {
-      RETURN_IF_ERROR(call(key, bytes, true));
-      out.changes.push_back({key, std::nullopt});
+  if (!expires) return out;
+  events.clear();
+  ASSIGN_OR_RETURN(DeadlineIndex::Keys passed,
+                   index->Passed([&](int64_t last) { return last + stage_.timeout_ms <= ctx.batch_time_unix_ms; }));
+  for (const auto& [key, t] : passed) {
+    if (reader_->Find(key) != nullptr) continue;  // updated by this batch: its entry moved above
+    ASSIGN_OR_RETURN(std::optional<std::string> value, state->Get(key));
+    if (!value) {
+      index->Move(key, t, std::nullopt);  // an entry naming no state: the state decides
+      continue;
     }
+    const std::optional<int64_t> last = stamp_of(*value);
+    if (!last || *last + stage_.timeout_ms > ctx.batch_time_unix_ms) {
+      index->Move(key, t, last);  // an entry that disagrees with its state: the state decides
+      continue;
+    }
+    RETURN_IF_ERROR(call(key, std::string_view(*value).substr(8), true));
+    out.changes.push_back({key, std::nullopt});
+    index->Move(key, t, std::nullopt);
   }
+  index->AppendChanges(&out.changes);
   return out;
 }
 

@@ -44,6 +44,13 @@
 //                 last update, then the plugin's bytes. Update is called per
 //                 key with the batch's events, and per timed-out key.
 //
+// kSession, and kRunning/kPlugin with a timeout, also keep a deadline index
+// in the state (deadline_index.h): a batch reads the keys it merges, then
+// only the index entries whose deadline has passed, never the whole state
+// (except once, to build the index of a state that has none: the marker
+// says it exists). Each change of a key's deadline is the erasure of its old
+// entry and the write of its new one, in the batch's changes.
+//
 // Output lines (JSON objects): {"key":[...], <window fields>, "<as>":<result>...}
 // with "window_start"/"window_end" (ms) for windows, "session_start"/
 // "session_end" for sessions.
@@ -161,8 +168,14 @@ class StateAccess {
  public:
   virtual ~StateAccess() = default;
   [[nodiscard]] virtual Result<std::optional<std::string>> Get(std::string_view key) = 0;
-  // Every entry from the first key on, in key order, until fn returns false.
+  // Every entry from the first key on, in key order, until fn returns false
+  // (the deadline index's entries included: they sort last).
   [[nodiscard]] virtual Status Scan(const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
+  // The entries whose key starts with `prefix`, in key order, until fn
+  // returns false; visits nothing outside the prefix (the deadline index's
+  // reads must not cost what the whole state does).
+  [[nodiscard]] virtual Status ScanPrefix(std::string_view prefix,
+                                          const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
 };
 
 struct ReduceOutput {

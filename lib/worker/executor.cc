@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lib/common/logging.h"
+#include "lib/engine/deadline_index.h"
 #include "lib/engine/json_text.h"
 #include "lib/engine/keyed.h"
 #include "lib/engine/pipeline.h"
@@ -203,6 +204,10 @@ class StoreAccess final : public engine::StateAccess {
   Result<std::optional<std::string>> Get(std::string_view key) override { return store_->Get(job_, partition_, key); }
   Status Scan(const std::function<bool(std::string_view, std::string_view)>& fn) override {
     return store_->Scan(job_, partition_, "", fn);
+  }
+  Status ScanPrefix(std::string_view prefix,
+                    const std::function<bool(std::string_view, std::string_view)>& fn) override {
+    return store_->Scan(job_, partition_, prefix, fn);
   }
 
  private:
@@ -499,7 +504,12 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
       result.add_state_holders(task.replica().id());
     }
     copied = std::chrono::steady_clock::now();
-    const state::StateStats stats = state_->store()->PartitionStats(job, p);
+    state::StateStats stats = state_->store()->PartitionStats(job, p);
+    // The user's keys only: the deadline index's marker, in the same version
+    // of the state as the stats, says how much of it is the index.
+    ASSIGN_OR_RETURN(std::optional<std::string> marker,
+                     state_->store()->Get(job, p, engine::kDeadlineIndexPrefix));
+    RETURN_IF_ERROR(engine::ExcludeDeadlineIndex(marker, &stats.keys, &stats.bytes));
     result.set_state_keys(stats.keys);
     result.set_state_bytes(stats.bytes);
   } else {
