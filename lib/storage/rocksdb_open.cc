@@ -1,11 +1,13 @@
 #include "lib/storage/rocksdb_open.h"
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
 
 #include "rocksdb/cache.h"
 #include "rocksdb/env.h"
+#include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
 #include "spdlog/spdlog.h"
 
@@ -42,7 +44,24 @@ void ApplyMemoryBudget(const MemoryBudget& budget, rocksdb::Options* options) {
   options->max_write_buffer_number = budget.memtables;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(budget.block_cache_bytes);
+  if (budget.cache_index_and_filter_blocks) {
+    table.cache_index_and_filter_blocks = true;
+    table.cache_index_and_filter_blocks_with_high_priority = true;
+    table.pin_l0_filter_and_index_blocks_in_cache = true;
+  }
+  if (budget.bloom_bits_per_key > 0) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(budget.bloom_bits_per_key));
   options->table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+}
+
+MemoryBudget BoundedMemoryBudget(size_t total_bytes) {
+  MemoryBudget b;
+  b.memtable_bytes = std::max<size_t>(total_bytes / 8, 1 << 20);
+  b.memtables = 2;
+  const size_t memtables = b.memtable_bytes * 2;
+  b.block_cache_bytes = total_bytes > memtables + (1 << 20) ? total_bytes - memtables : 1 << 20;
+  b.cache_index_and_filter_blocks = true;
+  b.bloom_bits_per_key = 10;
+  return b;
 }
 
 Result<std::unique_ptr<rocksdb::DB>> OpenRocksDb(const std::string& path, rocksdb::Options options,

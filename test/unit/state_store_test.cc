@@ -27,7 +27,9 @@ using ::testing::Pair;
 Change Put(std::string key, std::string value) { return Change{std::move(key), std::move(value)}; }
 Change Erase(std::string key) { return Change{std::move(key), std::nullopt}; }
 
-class StateStoreTest : public ::testing::Test {
+// Every test runs over both layouts: in memory (no budget) and on disk (a
+// budget of 16 MiB).
+class StateStoreTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     std::string templ = ::testing::TempDir() + "/sluice-state-XXXXXX";
@@ -41,7 +43,15 @@ class StateStoreTest : public ::testing::Test {
   }
   void Reopen() {
     store_.reset();
-    auto s = StateStore::Open(dir_ + "/state");
+    auto s = StateStore::Open(dir_ + "/state", nullptr, Options());
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+
+  StateStoreOptions Options() const { return {.memory_budget_bytes = GetParam() ? int64_t{16} << 20 : 0}; }
+  void ReopenWith(int64_t budget) {
+    store_.reset();
+    auto s = StateStore::Open(dir_ + "/state", nullptr, {.memory_budget_bytes = budget});
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
   }
@@ -80,7 +90,7 @@ class StateStoreTest : public ::testing::Test {
   std::unique_ptr<StateStore> store_;
 };
 
-TEST_F(StateStoreTest, PrepareMinusOneCreatesTheEmptyState) {
+TEST_P(StateStoreTest, PrepareMinusOneCreatesTheEmptyState) {
   EXPECT_EQ(Folded("j", 0), std::nullopt);
   EXPECT_TRUE(Prepare("j", 0, -1));
   EXPECT_EQ(Folded("j", 0), -1);
@@ -93,7 +103,7 @@ TEST_F(StateStoreTest, PrepareMinusOneCreatesTheEmptyState) {
   EXPECT_EQ(Folded("j", 0), -1);
 }
 
-TEST_F(StateStoreTest, PrepareOnAbsentStateReturnsFalse) {
+TEST_P(StateStoreTest, PrepareOnAbsentStateReturnsFalse) {
   EXPECT_FALSE(Prepare("j", 0, 5));
   EXPECT_EQ(Folded("j", 0), std::nullopt);
   auto parts = store_->Partitions();
@@ -101,7 +111,7 @@ TEST_F(StateStoreTest, PrepareOnAbsentStateReturnsFalse) {
   EXPECT_TRUE(parts->empty());
 }
 
-TEST_F(StateStoreTest, PrepareFoldsDeltasInOrderAndTombstonesErase) {
+TEST_P(StateStoreTest, PrepareFoldsDeltasInOrderAndTombstonesErase) {
   ASSERT_TRUE(Prepare("j", 3, -1));
   Delta("j", 3, 0, {Put("a", "1"), Put("b", "2"), Put("c", "3")});
   EXPECT_EQ(Get("j", 3, "a"), std::nullopt);  // not folded yet
@@ -123,7 +133,7 @@ TEST_F(StateStoreTest, PrepareFoldsDeltasInOrderAndTombstonesErase) {
   EXPECT_THAT(All("j", 3), ElementsAre(Pair("a", "100")));
 }
 
-TEST_F(StateStoreTest, RewrittenDeltaReplacesTheEarlierOne) {
+TEST_P(StateStoreTest, RewrittenDeltaReplacesTheEarlierOne) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   Delta("j", 0, 0, {Put("x", "first"), Put("y", "only-in-first")});
   Delta("j", 0, 0, {Put("x", "second"), Put("z", "3")});
@@ -134,7 +144,7 @@ TEST_F(StateStoreTest, RewrittenDeltaReplacesTheEarlierOne) {
   EXPECT_THAT(All("j", 0), ElementsAre(Pair("x", "second"), Pair("z", "3")));
 }
 
-TEST_F(StateStoreTest, PrepareRemovesStaleDeltasAboveBase) {
+TEST_P(StateStoreTest, PrepareRemovesStaleDeltasAboveBase) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   Delta("j", 0, 0, {Put("k", "0")});
   Delta("j", 0, 1, {Put("k", "stale"), Put("s", "stale")});  // an attempt of 1 that never committed
@@ -150,7 +160,7 @@ TEST_F(StateStoreTest, PrepareRemovesStaleDeltasAboveBase) {
   EXPECT_THAT(All("j", 0), ElementsAre(Pair("k", "1")));
 }
 
-TEST_F(StateStoreTest, PrepareAtFoldedBatchDropsEmptyStaleDelta) {
+TEST_P(StateStoreTest, PrepareAtFoldedBatchDropsEmptyStaleDelta) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   Delta("j", 0, 0, {});
   ASSERT_TRUE(Prepare("j", 0, -1));
@@ -158,7 +168,7 @@ TEST_F(StateStoreTest, PrepareAtFoldedBatchDropsEmptyStaleDelta) {
   EXPECT_EQ(Folded("j", 0), -1);
 }
 
-TEST_F(StateStoreTest, MissingDeltaInTheMiddleChangesNothing) {
+TEST_P(StateStoreTest, MissingDeltaInTheMiddleChangesNothing) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   Delta("j", 0, 0, {Put("a", "0")});
   Delta("j", 0, 2, {Put("a", "2")});
@@ -177,7 +187,7 @@ TEST_F(StateStoreTest, MissingDeltaInTheMiddleChangesNothing) {
   EXPECT_THAT(All("j", 0), ElementsAre(Pair("a", "2"), Pair("b", "1")));
 }
 
-TEST_F(StateStoreTest, FoldedBeyondBaseReturnsFalse) {
+TEST_P(StateStoreTest, FoldedBeyondBaseReturnsFalse) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   Delta("j", 0, 0, {Put("a", "0")});
   Delta("j", 0, 1, {Put("a", "1")});
@@ -189,7 +199,7 @@ TEST_F(StateStoreTest, FoldedBeyondBaseReturnsFalse) {
   EXPECT_EQ(store_->Prepare("j", 0, -2).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(StateStoreTest, WriteDeltaAtOrBelowFoldedBatchIsRefused) {
+TEST_P(StateStoreTest, WriteDeltaAtOrBelowFoldedBatchIsRefused) {
   EXPECT_EQ(store_->WriteDelta("j", 0, 0, std::vector<Change>{Put("a", "1")}).code(),
             absl::StatusCode::kFailedPrecondition);  // not held
   ASSERT_TRUE(Prepare("j", 0, -1));
@@ -203,7 +213,7 @@ TEST_F(StateStoreTest, WriteDeltaAtOrBelowFoldedBatchIsRefused) {
   EXPECT_TRUE(store_->WriteDelta("j", 0, 2, std::vector<Change>{}).ok());
 }
 
-TEST_F(StateStoreTest, ReadDeltaReturnsWhatWasWrittenInKeyOrder) {
+TEST_P(StateStoreTest, ReadDeltaReturnsWhatWasWrittenInKeyOrder) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   EXPECT_EQ(store_->ReadDelta("j", 0, 0).status().code(), absl::StatusCode::kNotFound);
   Delta("j", 0, 0, {Put("b", "2"), Erase("a"), Put(std::string("c\0d", 3), std::string("v\0", 2)), Put("e", "")});
@@ -219,7 +229,7 @@ TEST_F(StateStoreTest, ReadDeltaReturnsWhatWasWrittenInKeyOrder) {
   EXPECT_EQ(store_->ReadDelta("j", 1, 0).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(StateStoreTest, InstallReplacesEverything) {
+TEST_P(StateStoreTest, InstallReplacesEverything) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   Delta("j", 0, 0, {Put("old", "0"), Put("shared", "0")});
   ASSERT_TRUE(Prepare("j", 0, 0));
@@ -240,7 +250,7 @@ TEST_F(StateStoreTest, InstallReplacesEverything) {
   EXPECT_EQ(Folded("k", 2), std::nullopt);
 }
 
-TEST_F(StateStoreTest, DropLeavesOtherPartitionsAndPrefixJobsIntact) {
+TEST_P(StateStoreTest, DropLeavesOtherPartitionsAndPrefixJobsIntact) {
   const std::vector<std::string> jobs = {"a", "ab", "b"};
   const std::vector<int32_t> parts = {1, 10, 256};
   for (const auto& job : jobs) {
@@ -280,7 +290,7 @@ TEST_F(StateStoreTest, DropLeavesOtherPartitionsAndPrefixJobsIntact) {
   EXPECT_THAT(*held, ElementsAre(Pair("b", 1), Pair("b", 10), Pair("b", 256)));
 }
 
-TEST_F(StateStoreTest, JobNamesWithSeparatorsAndZeroBytesDoNotCollide) {
+TEST_P(StateStoreTest, JobNamesWithSeparatorsAndZeroBytesDoNotCollide) {
   const std::string j1("x", 1);
   const std::string j2(std::string("x\0", 2));
   const std::string j3("x/1");
@@ -291,7 +301,7 @@ TEST_F(StateStoreTest, JobNamesWithSeparatorsAndZeroBytesDoNotCollide) {
   EXPECT_EQ(Get(j3, 1, "k"), j3);
 }
 
-TEST_F(StateStoreTest, ScanWithPrefixAndEarlyStop) {
+TEST_P(StateStoreTest, ScanWithPrefixAndEarlyStop) {
   ASSERT_TRUE(store_->Install("j", 0, 0,
                               std::vector<Change>{Put("apple", "1"), Put("apricot", "2"), Put("banana", "3"),
                                                   Put("ap", "0"), Put("a", "x")})
@@ -310,7 +320,7 @@ TEST_F(StateStoreTest, ScanWithPrefixAndEarlyStop) {
   EXPECT_THAT(seen, ElementsAre("a", "ap"));
 }
 
-TEST_F(StateStoreTest, KeysAndValuesWithZeroAndHighBytes) {
+TEST_P(StateStoreTest, KeysAndValuesWithZeroAndHighBytes) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   const std::string k1("\0", 1), k2("\0\0", 2), k3("a\0b", 3), k4("\xff\xff", 2), k5("\xff", 1);
   Delta("j", 0, 0, {Put(k1, std::string("\0v1", 3)), Put(k2, "v2"), Put(k3, "v3"), Put(k4, "v4"), Put(k5, "v5")});
@@ -327,7 +337,7 @@ TEST_F(StateStoreTest, KeysAndValuesWithZeroAndHighBytes) {
   EXPECT_EQ(Get("j", 0, k2), "v2");
 }
 
-TEST_F(StateStoreTest, ReopeningKeepsEverything) {
+TEST_P(StateStoreTest, ReopeningKeepsEverything) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   Delta("j", 0, 0, {Put("a", "0")});
   ASSERT_TRUE(Prepare("j", 0, 0));
@@ -355,7 +365,7 @@ void ExpectStats(StateStore& store, const std::string& job, int64_t partitions, 
   EXPECT_EQ(s.bytes, bytes) << job;
 }
 
-TEST_F(StateStoreTest, StatsFollowFoldsInstallDropAndReopen) {
+TEST_P(StateStoreTest, StatsFollowFoldsInstallDropAndReopen) {
   ExpectStats(*store_, "j", 0, 0, 0);  // loads (an empty store)
   ASSERT_TRUE(Prepare("j", 0, -1));
   ExpectStats(*store_, "j", 1, 0, 0);
@@ -394,7 +404,7 @@ TEST_F(StateStoreTest, StatsFollowFoldsInstallDropAndReopen) {
   ExpectStats(*store_, "jj", 1, 1, 2);
 }
 
-TEST_F(StateStoreTest, StatsLoadedLateSeeEarlierWrites) {
+TEST_P(StateStoreTest, StatsLoadedLateSeeEarlierWrites) {
   ASSERT_TRUE(store_->Install("j", 0, 0, std::vector<Change>{Put("a", "1"), Put("b", "22")}).ok());
   ASSERT_TRUE(Prepare("j", 5, -1));
   Delta("j", 5, 0, {Put("c", "333")});
@@ -402,7 +412,7 @@ TEST_F(StateStoreTest, StatsLoadedLateSeeEarlierWrites) {
   ExpectStats(*store_, "j", 2, 3, 9);
 }
 
-TEST_F(StateStoreTest, ConcurrentPartitionsKeepStatsExact) {
+TEST_P(StateStoreTest, ConcurrentPartitionsKeepStatsExact) {
   constexpr int kPartitions = 4;
   constexpr int kBatches = 30;
   std::vector<std::thread> threads;
@@ -431,7 +441,7 @@ TEST_F(StateStoreTest, ConcurrentPartitionsKeepStatsExact) {
 }
 
 
-TEST_F(StateStoreTest, ReadAsOfAppliesDeltasWithoutChangingAnything) {
+TEST_P(StateStoreTest, ReadAsOfAppliesDeltasWithoutChangingAnything) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   Delta("j", 0, 0, {Put("a", "1"), Put("b", "2")});
   Delta("j", 0, 1, {Put("a", "3"), Erase("b"), Put("c", "4")});
@@ -453,7 +463,7 @@ TEST_F(StateStoreTest, ReadAsOfAppliesDeltasWithoutChangingAnything) {
   EXPECT_FALSE(behind->has_value());
 }
 
-TEST_F(StateStoreTest, ChangesSinceMergesFoldedAndPendingDeltasUntilASnapshotCoversThem) {
+TEST_P(StateStoreTest, ChangesSinceMergesFoldedAndPendingDeltasUntilASnapshotCoversThem) {
   // A state larger than the deltas, so that folds keep them until the tenth.
   std::vector<Change> base;
   for (int i = 0; i < 100; ++i) base.push_back(Put("z" + std::to_string(1000 + i), std::string(20, 'x')));
@@ -574,7 +584,7 @@ class StateStoreModelTest : public StateStoreTest {
   }
 };
 
-TEST_F(StateStoreModelTest, ReopenAfterManyFoldsReproducesStateAndStats) {
+TEST_P(StateStoreModelTest, ReopenAfterManyFoldsReproducesStateAndStats) {
   std::mt19937 rng(7);
   Model m;
   ASSERT_TRUE(Prepare("j", 0, -1));
@@ -606,7 +616,7 @@ TEST_F(StateStoreModelTest, ReopenAfterManyFoldsReproducesStateAndStats) {
   ExpectMatches("j", 0, m);
 }
 
-TEST_F(StateStoreModelTest, CrashLikeReopenAfterEveryOperationShowsThatOperation) {
+TEST_P(StateStoreModelTest, CrashLikeReopenAfterEveryOperationShowsThatOperation) {
   // Every operation is one WriteBatch: the object destroyed right after it
   // (no further call) and reopened shows the state the operation made.
   std::mt19937 rng(11);
@@ -641,7 +651,7 @@ TEST_F(StateStoreModelTest, CrashLikeReopenAfterEveryOperationShowsThatOperation
   }
 }
 
-TEST_F(StateStoreModelTest, InstallThenReopen) {
+TEST_P(StateStoreModelTest, InstallThenReopen) {
   ASSERT_TRUE(Prepare("j", 0, -1));
   for (int64_t n = 0; n < 5; ++n) {
     Delta("j", 0, n, {Put("old" + std::to_string(n), "x")});
@@ -676,7 +686,7 @@ TEST_F(StateStoreModelTest, InstallThenReopen) {
   ExpectStats(*store_, "j", 1, 1, 5);
 }
 
-TEST_F(StateStoreModelTest, ManyPartitions) {
+TEST_P(StateStoreModelTest, ManyPartitions) {
   std::mt19937 rng(3);
   constexpr int kPartitions = 64;
   std::map<std::pair<std::string, int32_t>, Model> models;
@@ -721,7 +731,7 @@ TEST_F(StateStoreModelTest, ManyPartitions) {
 
 // Not an assertion (machines differ): prints the cost of a batch's Prepare
 // and WriteDelta with 25,000 changed keys over 100,000.
-TEST_F(StateStoreTest, TimingOfPrepareAndWriteDelta) {
+TEST_P(StateStoreTest, TimingOfPrepareAndWriteDelta) {
   using Clock = std::chrono::steady_clock;
   constexpr int kKeys = 100000;
   constexpr int kChanged = 25000;
@@ -766,6 +776,10 @@ TEST_F(StateStoreTest, TimingOfPrepareAndWriteDelta) {
   std::printf("[timing] reopen + load: %.1f ms\n",
               std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
 }
+
+std::string LayoutName(const ::testing::TestParamInfo<bool>& info) { return info.param ? "Disk" : "Memory"; }
+INSTANTIATE_TEST_SUITE_P(Layouts, StateStoreTest, ::testing::Bool(), LayoutName);
+INSTANTIATE_TEST_SUITE_P(Layouts, StateStoreModelTest, ::testing::Bool(), LayoutName);
 
 }  // namespace
 }  // namespace sluice::state
