@@ -125,6 +125,7 @@ int main(int argc, char** argv) {
   {
     const auto t0 = Clock::now();
     sluice::proto::FetchStateRequest request;
+    request.set_epoch(1);
     request.set_job_id(job);
     request.set_partition(0);
     request.set_base_batch(base);
