@@ -32,12 +32,26 @@
 // the values). On load: the chunks of snapshot S, then the deltas S+1..C
 // applied in order; the deltas > C are kept (in memory too) for Prepare.
 //
-// Prepare folds in memory; what it writes is small: the m/ value, deletions
+// With a memory budget (StateStoreOptions, workerd --state-memory-mb) a
+// partition is kept in the DISK LAYOUT instead (state_store_disk.cc): m/
+// (format 2) names the layout and a generation G, and the state as of C is
+//   k/<job>/<p>/<G>/<key>    -> value, one RocksDB key per entry
+// (no n/ snapshot); d/ as above, the last 10 folded deltas kept; and
+//   g/<job>/<p>/<G>          -> a generation being written (an Install or
+//                               a conversion), removed by Open if m/ never
+//                               came to name it.
+// Get and Scan read RocksDB (its block cache, within the budget, holds the
+// hot set); Prepare merges the deltas, reads the changed keys' old values
+// (one MultiGet, for exact stats) and writes their Puts and Deletes, the
+// stale deltas' deletion and m/ in one WriteBatch. A partition stored in
+// the other layout than the store's is converted the first time it loads.
+//
+// In memory, Prepare folds in memory; what it writes is small: the m/ value, deletions
 // of the stale deltas > base, and every K = 10 folded batches (or once the
 // deltas kept since S outweigh the snapshot) a new snapshot as of C with
 // the deletion of the old snapshot's chunks and of the deltas it covers.
-// No call reads RocksDB per state key; Get, Scan, ReadAsOf, ReadDelta and
-// the stats are served from memory.
+// In memory no call reads RocksDB per state key; Get, Scan, ReadAsOf,
+// ReadDelta and the stats are served from memory.
 //
 // A partition's life (the caller serialises the calls for one (job, p)):
 //
@@ -70,7 +84,9 @@
 // every partition held is in RAM once used: key + value bytes plus the map's
 // overhead (~100 bytes per key with libstdc++'s std::map and std::string),
 // plus the blobs of the deltas not yet folded (usually one batch's). A worker
-// holding more state than fits in memory fails; there is no spilling.
+// holding more state than fits in memory needs the disk layout: its RocksDB
+// memory (block cache with index and filter blocks, memtables) stays within
+// the budget, and copies move in chunks (ReadAsOf with a ChunkFn, Installer).
 //
 // Thread-safe. Calls for different (job, p) may run concurrently (a mutex
 // guards the partition table; a partition's data is touched only by the one
