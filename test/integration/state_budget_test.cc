@@ -49,7 +49,8 @@ constexpr int64_t kBudgetMb = 64;
 // That is bounded by the job's max_records_per_batch (25,000 per source
 // partition: at most 100,000 new keys a batch). Without it the catch-up
 // after the kill made batches of 200,000-500,000 keys and peaks of baseline
-// + budget + 65 to 128 MiB; with it, see docs/drafts/budget.md.
+// + budget + 65 to 128 MiB; with it + 76 and + 89 MiB, not all of it
+// attributed (docs/drafts/budget.md).
 constexpr int64_t kMarginMb = 96;
 
 int64_t RssKb(pid_t pid) {
