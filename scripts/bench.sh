@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 BUILD_DIR=${SLUICE_BUILD_DIR:-build}
-BENCHES=(ingest_bench kafka_ingest_bench wal_bench pipeline_bench e2e_bench kafka_job_bench backlog_bench status_page_bench keyed_scale_bench)
+BENCHES=(ingest_bench kafka_ingest_bench wal_bench pipeline_bench e2e_bench kafka_job_bench backlog_bench status_page_bench keyed_scale_bench state_move_bench)
 if [ $# -gt 0 ]; then
   name=$1; shift
   scripts/build.sh "$name" >/dev/null

@@ -28,7 +28,10 @@ namespace version {
 // build would skip those records and diverge; it refuses format 2.
 const int kWalFormat = 2 + SLUICE_VERSION_BUMP;
 const int kClusterStateFormat = 2 + SLUICE_VERSION_BUMP;
-const int kStateStoreFormat = 1 + SLUICE_VERSION_BUMP;
+// State store 2: m/ says each partition's layout (in memory, or one RocksDB
+// key per entry under --state-memory-mb) and its generation; a format-1
+// build would take a disk partition for an empty one, so it refuses 2.
+const int kStateStoreFormat = 2 + SLUICE_VERSION_BUMP;
 const int kBlockLogFormat = 1 + SLUICE_VERSION_BUMP;
 const int kProtocol = 1 + SLUICE_VERSION_BUMP;
 

@@ -19,6 +19,16 @@ Result<std::unique_ptr<StateProbe>> StateProbe::Create(metrics::Registry* regist
   ASSIGN_OR_RETURN(metrics::Family<metrics::Gauge> * degraded,
                    registry->AddGauge("sluice_state_store_degraded", "1 while the state store refuses writes"));
   p->degraded_ = &degraded->Get();
+  ASSIGN_OR_RETURN(metrics::Family<metrics::Gauge> * memory,
+                   registry->AddGauge("sluice_state_store_memory_bytes",
+                                      "Memory of the state store's RocksDB: block cache (with index and filter blocks) "
+                                      "and memtables; within --state-memory-mb when set"));
+  p->memory_ = &memory->Get();
+  ASSIGN_OR_RETURN(metrics::Family<metrics::Gauge> * disk,
+                   registry->AddGauge("sluice_state_disk_layout_bytes",
+                                      "Approximate bytes of the state entries kept one per RocksDB key (the disk "
+                                      "layout of --state-memory-mb), on disk and in memtables"));
+  p->disk_ = &disk->Get();
   StateProbe* raw = p.get();
   p->collector_ = registry->AddCollector([raw] { raw->Collect(); });
   return p;
@@ -45,6 +55,8 @@ void StateProbe::Collect() {
   }
   jobs_ = std::move(now);
   degraded_->Set(store_->health().degraded ? 1 : 0);
+  memory_->Set(static_cast<double>(store_->MemoryBytes()));
+  disk_->Set(static_cast<double>(store_->DiskLayoutBytes()));
 }
 
 }  // namespace sluice::state

@@ -1,6 +1,7 @@
 // StateProbe: the keyed state a worker holds, per job (`job`): partitions,
-// keys and key+value bytes as of each partition's folded batch, and whether
-// the store takes writes. Read from the StateStore at each scrape.
+// keys and key+value bytes as of each partition's folded batch, whether the
+// store takes writes, its RocksDB memory and its disk layout's bytes. Read
+// from the StateStore at each scrape.
 //
 // Module sluice::state owns it; the worker makes one on its registry.
 // Thread-safe.
@@ -35,6 +36,8 @@ class StateProbe {
   metrics::Family<metrics::Gauge>* keys_ = nullptr;
   metrics::Family<metrics::Gauge>* bytes_ = nullptr;
   metrics::Gauge* degraded_ = nullptr;
+  metrics::Gauge* memory_ = nullptr;
+  metrics::Gauge* disk_ = nullptr;
   std::set<std::string> jobs_;  // with series now; the collector's only
 };
 

@@ -6,6 +6,7 @@
 
 #include "lib/common/version.h"
 #include "lib/state/internal/codec.h"
+#include "lib/state/internal/store_parts.h"
 #include "lib/storage/rocksdb_open.h"
 #include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
@@ -18,6 +19,8 @@ namespace {
 using internal::kMeta;
 using internal::kSnapshot;
 using internal::kDelta;
+using internal::kEntry;
+using internal::kGeneration;
 using internal::AppendBytes;
 using internal::AppendVarint;
 using internal::kBlobVersion;
@@ -33,92 +36,16 @@ using internal::EncodeDelta;
 using internal::Meta;
 using internal::EncodeMeta;
 using internal::DecodeMeta;
+using internal::FromRocks;
+using internal::DeletePrefix;
+using internal::PrefixIter;
+using internal::StateMap;
+using internal::PutSnapshot;
+using internal::kChunkBytes;
+using internal::kSnapshotEveryDeltas;
+using internal::Apply;
 
 
-constexpr size_t kChunkBytes = 2 << 20;  // a snapshot chunk ends at the first entry past this
-constexpr size_t kSnapshotEveryDeltas = 10;  // K: a snapshot once this many folded deltas are kept
-
-Status FromRocks(const rocksdb::Status& s, std::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsCorruption()) return absl::DataLossError(fmt::format("state store: {}: {}", what, s.ToString()));
-  return absl::InternalError(fmt::format("state store: {}: {}", what, s.ToString()));
-}
-
-// The smallest string greater than every string that starts with `prefix`
-// (every prefix used here starts with a tag byte below 0xff).
-std::string Successor(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
-  return prefix;
-}
-
-void DeletePrefix(rocksdb::WriteBatch* batch, const std::string& prefix) {
-  batch->DeleteRange(prefix, Successor(prefix)).PermitUncheckedError();
-}
-
-// An iterator over the keys that start with `prefix`, positioned at the first.
-// The upper bound it needs lives beside it.
-struct PrefixIter {
-  std::string upper;
-  rocksdb::Slice upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it;
-  PrefixIter(rocksdb::DB* db, const std::string& prefix) : upper(Successor(prefix)), upper_slice(upper) {
-    rocksdb::ReadOptions ro;
-    ro.iterate_upper_bound = &upper_slice;
-    it.reset(db->NewIterator(ro));
-    it->Seek(prefix);
-  }
-};
-
-using StateMap = std::map<std::string, std::string, std::less<>>;
-
-// Applies one change to `state`, keeping *keys and *bytes.
-void Apply(StateMap* state, std::string_view key, const std::string_view* value, int64_t* keys, int64_t* bytes) {
-  auto it = state->lower_bound(key);
-  const bool found = it != state->end() && it->first == key;
-  if (value != nullptr) {
-    if (found) {
-      *bytes += static_cast<int64_t>(value->size()) - static_cast<int64_t>(it->second.size());
-      it->second.assign(*value);
-    } else {
-      state->emplace_hint(it, std::string(key), std::string(*value));
-      ++*keys;
-      *bytes += static_cast<int64_t>(key.size() + value->size());
-    }
-  } else if (found) {
-    --*keys;
-    *bytes -= static_cast<int64_t>(it->first.size() + it->second.size());
-    state->erase(it);
-  }
-}
-
-// Writes the snapshot of `state` as of `s` into `batch`; returns its chunk
-// count and adds its bytes to *size.
-uint32_t PutSnapshot(rocksdb::WriteBatch* batch, std::string_view job, int32_t p, int64_t s, const StateMap& state,
-                     int64_t* size) {
-  uint32_t chunks = 0;
-  std::string chunk;
-  std::string body;
-  uint64_t count = 0;
-  auto flush = [&] {
-    chunk.assign(1, kBlobVersion);
-    AppendVarint(&chunk, count);
-    chunk.append(body);
-    batch->Put(ChunkKey(job, p, s, chunks++), chunk).PermitUncheckedError();
-    *size += static_cast<int64_t>(chunk.size());
-    body.clear();
-    count = 0;
-  };
-  body.reserve(kChunkBytes + 4096);
-  for (const auto& [k, v] : state) {
-    AppendBytes(&body, k);
-    AppendBytes(&body, v);
-    ++count;
-    if (body.size() >= kChunkBytes) flush();
-  }
-  if (count > 0) flush();
-  return chunks;
-}
 
 // Refuses a store of a format this build does not read; then marks it with
 // this build's format, which is what every value written from now on has.
@@ -145,36 +72,28 @@ Status CheckFormat(rocksdb::DB* db, const std::string& dir) {
 
 }  // namespace
 
-// One (job, p) held. The stats counters are read by any thread; everything
-// else belongs to the caller of this (job, p).
-struct StateStore::Part {
-  std::atomic<int64_t> keys{0};   // of `state` (of the meta while not loaded)
-  std::atomic<int64_t> bytes{0};  // key + value bytes of `state`
-  Meta meta;                      // as in m/
-  bool loaded = false;            // the fields below are valid
-  StateMap state;                 // as of meta.folded
-  std::map<int64_t, int64_t> folded_deltas;  // S < N <= C, kept in d/: N -> blob bytes
-  std::map<int64_t, std::string> pending;    // N > C: the blob in d/
-  int64_t snapshot_bytes = 0;                // of the chunks of snapshot S
 
-  void Unload() {
-    loaded = false;
-    state.clear();
-    folded_deltas.clear();
-    pending.clear();
-    keys = meta.keys;
-    bytes = meta.bytes;
+Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, rocksdb::Env* env,
+                                                     StateStoreOptions store_options) {
+  if (store_options.memory_budget_bytes < 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("state store: a memory budget of {} bytes", store_options.memory_budget_bytes));
   }
-};
-
-Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, rocksdb::Env* env) {
   rocksdb::Options options;
   options.create_if_missing = true;
-  // Deltas and snapshots are written once per batch; the in-memory copy of
-  // the state serves reads (state_store.h), so the cache is small.
-  // RocksDB's memtables (64 MiB, two; smaller ones changed how a full disk
-  // is met, see wal_store.cc).
-  storage::ApplyMemoryBudget({.memtable_bytes = 64 << 20, .memtables = 2, .block_cache_bytes = 8 << 20}, &options);
+  if (store_options.memory_budget_bytes > 0) {
+    // The disk layout reads RocksDB per key: everything RocksDB holds for it
+    // (the hot entries' blocks, index and filter blocks, memtables) is
+    // bounded by the budget.
+    storage::ApplyMemoryBudget(storage::BoundedMemoryBudget(static_cast<size_t>(store_options.memory_budget_bytes)),
+                               &options);
+  } else {
+    // Deltas and snapshots are written once per batch; the in-memory copy of
+    // the state serves reads (state_store.h), so the cache is small.
+    // RocksDB's memtables (64 MiB, two; smaller ones changed how a full disk
+    // is met, see wal_store.cc).
+    storage::ApplyMemoryBudget({.memtable_bytes = 64 << 20, .memtables = 2, .block_cache_bytes = 8 << 20}, &options);
+  }
   const std::vector<rocksdb::CompressionType> supported = rocksdb::GetSupportedCompressions();
   options.compression = std::find(supported.begin(), supported.end(), rocksdb::kLZ4Compression) != supported.end()
                             ? rocksdb::kLZ4Compression
@@ -184,6 +103,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, roc
   if (!owned.ok()) return Annotate(owned.status(), "state store");
   rocksdb::DB* db = owned->get();
   PartTable parts;
+  uint64_t next_gen = 1;
   Status loaded = [&]() -> Status {
     RETURN_IF_ERROR(CheckFormat(db, dir));
     PrefixIter m(db, std::string(1, kMeta));
@@ -195,18 +115,42 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, roc
         return absl::DataLossError(fmt::format("state store: malformed m/ key in {}", dir));
       }
       ASSIGN_OR_RETURN(Meta meta, DecodeMeta(m.it->value().ToStringView(), job, p, dir));
+      next_gen = std::max(next_gen, meta.gen + 1);
       auto part = std::make_shared<Part>();
       part->meta = meta;
       part->Unload();
       parts.emplace(PartId{std::move(job), p}, std::move(part));
     }
-    return FromRocks(m.it->status(), fmt::format("listing the partitions in {}", dir));
+    RETURN_IF_ERROR(FromRocks(m.it->status(), fmt::format("listing the partitions in {}", dir)));
+    // A generation still marked was never switched to (an Install or a
+    // conversion that a crash or an error cut short): nothing names it.
+    rocksdb::WriteBatch abandoned;
+    PrefixIter g(db, std::string(1, kGeneration));
+    for (; g.it->Valid(); g.it->Next()) {
+      std::string job;
+      int32_t p = 0;
+      std::string_view rest;
+      if (!DecodePart(g.it->key().ToStringView(), &job, &p, &rest) || rest.size() != 8) {
+        return absl::DataLossError(fmt::format("state store: malformed g/ key in {}", dir));
+      }
+      const uint64_t gen = internal::ReadU(rest.data(), 8);
+      next_gen = std::max(next_gen, gen + 1);
+      auto it = parts.find(PartId{job, p});
+      if (it != parts.end() && it->second->meta.disk && it->second->meta.gen == gen) continue;
+      DeletePrefix(&abandoned, internal::GenPrefix(job, p, gen));
+      abandoned.Delete(g.it->key()).PermitUncheckedError();
+      spdlog::info("state store {}: removing an unfinished copy of {}[{}] (generation {})", dir, job, p, gen);
+    }
+    RETURN_IF_ERROR(FromRocks(g.it->status(), fmt::format("listing the generations in {}", dir)));
+    if (abandoned.Count() == 0) return absl::OkStatus();
+    return FromRocks(db->Write(rocksdb::WriteOptions(), &abandoned), fmt::format("removing unfinished copies in {}", dir));
   }();
   if (!loaded.ok()) {
     health->Detach();  // before the database closes
     return loaded;
   }
-  return std::unique_ptr<StateStore>(new StateStore(dir, owned->release(), std::move(health), std::move(parts)));
+  return std::unique_ptr<StateStore>(
+      new StateStore(dir, owned->release(), std::move(health), std::move(parts), store_options, next_gen));
 }
 
 StateStore::~StateStore() {
@@ -240,6 +184,10 @@ Result<std::shared_ptr<StateStore::Part>> StateStore::Loaded(const std::string& 
 }
 
 Status StateStore::Load(const std::string& job, int32_t p, Part* part) {
+  if (part->meta.disk) {
+    if (disk_layout()) return LoadDisk(job, p, part);
+    RETURN_IF_ERROR(ToMemory(job, p, part));  // then loaded as any in-memory partition
+  }
   const Meta& meta = part->meta;
   const auto malformed = [&](std::string_view what) {
     return absl::DataLossError(fmt::format("state store {}: {} of {}[{}] is malformed", dir_, what, job, p));
@@ -305,6 +253,7 @@ Status StateStore::Load(const std::string& job, int32_t p, Part* part) {
   part->keys = keys;
   part->bytes = bytes;
   part->loaded = true;
+  if (disk_layout()) return ToDisk(job, p, part);
   return absl::OkStatus();
 }
 
@@ -315,14 +264,25 @@ Result<std::optional<int64_t>> StateStore::FoldedBatch(const std::string& job, i
 }
 
 Result<std::optional<std::vector<Change>>> StateStore::ReadAsOf(const std::string& job, int32_t p, int64_t base) {
-  using Out = std::optional<std::vector<Change>>;
+  std::vector<Change> out;
+  ASSIGN_OR_RETURN(bool held, ReadAsOf(job, p, base, 1 << 20, [&](std::span<const Change> chunk) {
+                     out.insert(out.end(), chunk.begin(), chunk.end());
+                     return absl::OkStatus();
+                   }));
+  if (!held) return std::optional<std::vector<Change>>();
+  return std::optional<std::vector<Change>>(std::move(out));
+}
+
+Result<bool> StateStore::ReadAsOf(const std::string& job, int32_t p, int64_t base, size_t chunk_bytes,
+                                  const ChunkFn& fn) {
   ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
-  if (part == nullptr || part->meta.folded > base) return Out();
-  // The changes of deltas C+1..base, the later batch winning per key.
+  if (part == nullptr || part->meta.folded > base) return false;
+  // The changes of deltas C+1..base, the later batch winning per key; views
+  // into the blobs, which this caller of (job, p) keeps alive.
   std::map<std::string_view, std::optional<std::string_view>> changes;
   for (int64_t n = part->meta.folded + 1; n <= base; ++n) {
     auto it = part->pending.find(n);
-    if (it == part->pending.end()) return Out();
+    if (it == part->pending.end()) return false;
     if (!DecodeDelta(it->second, [&](std::string_view key, const std::string_view* value) {
           changes[key] = value != nullptr ? std::optional<std::string_view>(*value) : std::nullopt;
         })) {
@@ -330,21 +290,46 @@ Result<std::optional<std::vector<Change>>> StateStore::ReadAsOf(const std::strin
           fmt::format("state store {}: the delta of batch {} of {}[{}] is malformed", dir_, n, job, p));
     }
   }
-  std::vector<Change> out;
-  out.reserve(part->state.size() + changes.size());
-  auto s = part->state.begin();
+  std::vector<Change> chunk;
+  size_t bytes = 0;
+  bool called = false;
+  const auto emit = [&](std::string_view k, std::string_view v) -> Status {
+    chunk.push_back(Change{std::string(k), std::string(v)});
+    bytes += k.size() + v.size();
+    if (bytes < chunk_bytes) return absl::OkStatus();
+    called = true;
+    Status st = fn(chunk);
+    chunk.clear();
+    bytes = 0;
+    return st;
+  };
   auto c = changes.begin();
-  while (s != part->state.end() || c != changes.end()) {
-    if (c == changes.end() || (s != part->state.end() && std::string_view(s->first) < c->first)) {
-      out.push_back(Change{s->first, s->second});
-      ++s;
-      continue;
+  // The state's entries in key order, with the changes laid over them.
+  const auto take = [&](std::string_view k, std::string_view v) -> Status {
+    for (; c != changes.end() && c->first < k; ++c) {
+      if (c->second.has_value()) RETURN_IF_ERROR(emit(c->first, *c->second));
     }
-    if (c->second.has_value()) out.push_back(Change{std::string(c->first), std::string(*c->second)});
-    if (s != part->state.end() && std::string_view(s->first) == c->first) ++s;
-    ++c;
+    if (c != changes.end() && c->first == k) {
+      const std::optional<std::string_view> changed = (c++)->second;
+      return changed.has_value() ? emit(k, *changed) : absl::OkStatus();
+    }
+    return emit(k, v);
+  };
+  if (part->meta.disk) {
+    const std::string gen = internal::GenPrefix(job, p, part->meta.gen);
+    PrefixIter it(db_, gen);
+    for (; it.it->Valid(); it.it->Next()) {
+      RETURN_IF_ERROR(take(it.it->key().ToStringView().substr(gen.size()), it.it->value().ToStringView()));
+    }
+    RETURN_IF_ERROR(FromRocks(it.it->status(), fmt::format("reading {}[{}]", job, p)));
+  } else {
+    for (const auto& [k, v] : part->state) RETURN_IF_ERROR(take(k, v));
   }
-  return Out(std::move(out));
+  for (; c != changes.end(); ++c) {
+    if (c->second.has_value()) RETURN_IF_ERROR(emit(c->first, *c->second));
+  }
+  if (!chunk.empty() || !called) RETURN_IF_ERROR(fn(chunk));
+  return true;
 }
 
 Result<std::optional<std::vector<Change>>> StateStore::ChangesSince(const std::string& job, int32_t p,
@@ -394,6 +379,10 @@ Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base
     // d/ or n/ needs m/, and Drop removes them with m/.
     auto created = std::make_shared<Part>();
     created->loaded = true;
+    if (disk_layout()) {
+      created->meta.disk = true;
+      created->meta.gen = NewGeneration();
+    }
     rocksdb::WriteBatch batch;
     batch.Put(PartPrefix(kMeta, job, p), EncodeMeta(created->meta)).PermitUncheckedError();
     RETURN_IF_ERROR(Write(&batch, fmt::format("creating {}[{}]", job, p)));
@@ -406,6 +395,7 @@ Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base
     if (part->pending.find(n) == part->pending.end()) return false;
   }
   if (base == c && part->pending.empty()) return true;  // nothing to fold or remove
+  if (part->meta.disk) return PrepareDisk(job, p, part.get(), base);
 
   // Fold in memory; undone by a reload if the write fails.
   int64_t keys = part->keys;
@@ -466,6 +456,14 @@ Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base
 Result<std::optional<std::string>> StateStore::Get(const std::string& job, int32_t p, std::string_view key) {
   ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
   if (part == nullptr) return std::optional<std::string>();
+  if (part->meta.disk) {
+    std::string value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), internal::GenPrefix(job, p, part->meta.gen).append(key), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    RETURN_IF_ERROR(FromRocks(s, fmt::format("reading a key of {}[{}]", job, p)));
+    return std::optional<std::string>(std::move(value));
+  }
   auto it = part->state.find(key);
   if (it == part->state.end()) return std::optional<std::string>();
   return std::optional<std::string>(it->second);
@@ -475,6 +473,14 @@ Status StateStore::Scan(const std::string& job, int32_t p, std::string_view pref
                         const std::function<bool(std::string_view key, std::string_view value)>& fn) {
   ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
   if (part == nullptr) return absl::OkStatus();
+  if (part->meta.disk) {
+    const std::string gen = internal::GenPrefix(job, p, part->meta.gen);
+    PrefixIter it(db_, gen + std::string(prefix));
+    for (; it.it->Valid(); it.it->Next()) {
+      if (!fn(it.it->key().ToStringView().substr(gen.size()), it.it->value().ToStringView())) break;
+    }
+    return FromRocks(it.it->status(), fmt::format("scanning {}[{}]", job, p));
+  }
   for (auto it = part->state.lower_bound(prefix); it != part->state.end(); ++it) {
     if (std::string_view(it->first).substr(0, prefix.size()) != prefix) break;
     if (!fn(it->first, it->second)) break;
@@ -522,47 +528,85 @@ Result<std::vector<Change>> StateStore::ReadDelta(const std::string& job, int32_
   return out;
 }
 
-Status StateStore::Install(const std::string& job, int32_t p, int64_t base, std::span<const Change> entries) {
-  if (base < -1) return absl::InvalidArgumentError(fmt::format("state store: Install at batch {}", base));
-  auto part = std::make_shared<Part>();
-  int64_t keys = 0;
-  int64_t bytes = 0;
-  for (const Change& e : entries) {
-    if (!e.value.has_value()) {
-      return absl::InvalidArgumentError(fmt::format("state store: Install of {}[{}] with an erased key", job, p));
+// Builds the new state in a map, then writes it as one snapshot in one
+// WriteBatch: the in-memory layout holds the whole state anyway.
+class StateStore::MemoryInstaller final : public StateStore::Installer {
+ public:
+  MemoryInstaller(StateStore* store, std::string job, int32_t p, int64_t base)
+      : store_(store), job_(std::move(job)), p_(p), base_(base), part_(std::make_shared<Part>()) {}
+
+  Status Add(std::span<const Change> entries) override {
+    for (const Change& e : entries) {
+      if (!e.value.has_value()) {
+        return absl::InvalidArgumentError(fmt::format("state store: Install of {}[{}] with an erased key", job_, p_));
+      }
+      const std::string_view v = *e.value;
+      internal::Apply(&part_->state, e.key, &v, &keys_, &bytes_);  // of a key given twice the later wins
     }
-    const std::string_view v = *e.value;
-    Apply(&part->state, e.key, &v, &keys, &bytes);  // of a key given twice the later wins
+    return absl::OkStatus();
   }
-  rocksdb::WriteBatch batch;
-  std::shared_ptr<Part> old = Find(job, p);
-  if (old != nullptr && old->loaded) {  // every key it has in RocksDB is known
+
+  Status Commit() override {
+    rocksdb::WriteBatch batch;
+    std::shared_ptr<Part> old = store_->Find(job_, p_);
+    store_->DeleteContents(&batch, job_, p_, old.get());
+    Meta& meta = part_->meta;
+    meta.folded = base_;
+    meta.snapshot = base_;
+    meta.keys = keys_;
+    meta.bytes = bytes_;
+    meta.chunks = PutSnapshot(&batch, job_, p_, base_, part_->state, &part_->snapshot_bytes);
+    batch.Put(PartPrefix(kMeta, job_, p_), EncodeMeta(meta)).PermitUncheckedError();
+    RETURN_IF_ERROR(store_->Write(&batch, fmt::format("installing {}[{}] at batch {}", job_, p_, base_)));
+    part_->keys = keys_;
+    part_->bytes = bytes_;
+    part_->loaded = true;
+    store_->Put(PartId{job_, p_}, std::move(part_));
+    return absl::OkStatus();
+  }
+
+ private:
+  StateStore* const store_;
+  const std::string job_;
+  const int32_t p_;
+  const int64_t base_;
+  std::shared_ptr<Part> part_;
+  int64_t keys_ = 0;
+  int64_t bytes_ = 0;
+};
+
+void StateStore::DeleteContents(rocksdb::WriteBatch* batch, const std::string& job, int32_t p, const Part* old) {
+  if (old == nullptr) return;  // nothing of an absent (job, p) is in RocksDB but m/ (see Prepare)
+  if (old->loaded && !old->meta.disk) {  // every key it has in RocksDB is known
     for (uint32_t i = 0; i < old->meta.chunks; ++i) {
-      batch.Delete(ChunkKey(job, p, old->meta.snapshot, i)).PermitUncheckedError();
+      batch->Delete(ChunkKey(job, p, old->meta.snapshot, i)).PermitUncheckedError();
     }
-    for (const auto& [n, size] : old->folded_deltas) batch.Delete(DeltaKey(job, p, n)).PermitUncheckedError();
-    for (const auto& [n, blob] : old->pending) batch.Delete(DeltaKey(job, p, n)).PermitUncheckedError();
-  } else if (old != nullptr) {  // rare (an Install before any other call since Open)
-    for (char tag : {kSnapshot, kDelta}) DeletePrefix(&batch, PartPrefix(tag, job, p));
+    for (const auto& [n, size] : old->folded_deltas) batch->Delete(DeltaKey(job, p, n)).PermitUncheckedError();
+    for (const auto& [n, blob] : old->pending) batch->Delete(DeltaKey(job, p, n)).PermitUncheckedError();
+    return;
   }
-  Meta& meta = part->meta;
-  meta.folded = base;
-  meta.snapshot = base;
-  meta.keys = keys;
-  meta.bytes = bytes;
-  meta.chunks = PutSnapshot(&batch, job, p, base, part->state, &part->snapshot_bytes);
-  batch.Put(PartPrefix(kMeta, job, p), EncodeMeta(meta)).PermitUncheckedError();
-  RETURN_IF_ERROR(Write(&batch, fmt::format("installing {}[{}] at batch {}", job, p, base)));
-  part->keys = keys;
-  part->bytes = bytes;
-  part->loaded = true;
-  Put(PartId{job, p}, std::move(part));
-  return absl::OkStatus();
+  for (char tag : {kSnapshot, kDelta}) DeletePrefix(batch, PartPrefix(tag, job, p));
+  if (old->meta.disk) DeletePrefix(batch, internal::GenPrefix(job, p, old->meta.gen));
+}
+
+Result<std::unique_ptr<StateStore::Installer>> StateStore::BeginInstall(const std::string& job, int32_t p,
+                                                                         int64_t base) {
+  if (base < -1) return absl::InvalidArgumentError(fmt::format("state store: Install at batch {}", base));
+  if (!disk_layout()) return std::unique_ptr<Installer>(new MemoryInstaller(this, job, p, base));
+  auto in = std::make_unique<DiskInstaller>(this, job, p, base, NewGeneration());
+  RETURN_IF_ERROR(in->Start());
+  return std::unique_ptr<Installer>(std::move(in));
+}
+
+Status StateStore::Install(const std::string& job, int32_t p, int64_t base, std::span<const Change> entries) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Installer> in, BeginInstall(job, p, base));
+  RETURN_IF_ERROR(in->Add(entries));
+  return in->Commit();
 }
 
 Status StateStore::Drop(const std::string& job, int32_t p) {
   rocksdb::WriteBatch batch;
-  for (char tag : {kMeta, kSnapshot, kDelta}) DeletePrefix(&batch, PartPrefix(tag, job, p));
+  for (char tag : {kMeta, kSnapshot, kDelta, kEntry, kGeneration}) DeletePrefix(&batch, PartPrefix(tag, job, p));
   RETURN_IF_ERROR(Write(&batch, fmt::format("dropping {}[{}]", job, p)));
   std::lock_guard<std::mutex> lock(mu_);
   parts_.erase(PartId{job, p});
@@ -571,7 +615,7 @@ Status StateStore::Drop(const std::string& job, int32_t p) {
 
 Status StateStore::DropJob(const std::string& job) {
   rocksdb::WriteBatch batch;
-  for (char tag : {kMeta, kSnapshot, kDelta}) DeletePrefix(&batch, JobPrefix(tag, job));
+  for (char tag : {kMeta, kSnapshot, kDelta, kEntry, kGeneration}) DeletePrefix(&batch, JobPrefix(tag, job));
   RETURN_IF_ERROR(Write(&batch, fmt::format("dropping job {}", job)));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = parts_.lower_bound(PartId{job, INT32_MIN});

@@ -32,12 +32,26 @@
 // the values). On load: the chunks of snapshot S, then the deltas S+1..C
 // applied in order; the deltas > C are kept (in memory too) for Prepare.
 //
-// Prepare folds in memory; what it writes is small: the m/ value, deletions
+// With a memory budget (StateStoreOptions, workerd --state-memory-mb) a
+// partition is kept in the DISK LAYOUT instead (state_store_disk.cc): m/
+// (format 2) names the layout and a generation G, and the state as of C is
+//   k/<job>/<p>/<G>/<key>    -> value, one RocksDB key per entry
+// (no n/ snapshot); d/ as above, the last 10 folded deltas kept; and
+//   g/<job>/<p>/<G>          -> a generation being written (an Install or
+//                               a conversion), removed by Open if m/ never
+//                               came to name it.
+// Get and Scan read RocksDB (its block cache, within the budget, holds the
+// hot set); Prepare merges the deltas, reads the changed keys' old values
+// (one MultiGet, for exact stats) and writes their Puts and Deletes, the
+// stale deltas' deletion and m/ in one WriteBatch. A partition stored in
+// the other layout than the store's is converted the first time it loads.
+//
+// In memory, Prepare folds in memory; what it writes is small: the m/ value, deletions
 // of the stale deltas > base, and every K = 10 folded batches (or once the
 // deltas kept since S outweigh the snapshot) a new snapshot as of C with
 // the deletion of the old snapshot's chunks and of the deltas it covers.
-// No call reads RocksDB per state key; Get, Scan, ReadAsOf, ReadDelta and
-// the stats are served from memory.
+// In memory no call reads RocksDB per state key; Get, Scan, ReadAsOf,
+// ReadDelta and the stats are served from memory.
 //
 // A partition's life (the caller serialises the calls for one (job, p)):
 //
@@ -70,7 +84,9 @@
 // every partition held is in RAM once used: key + value bytes plus the map's
 // overhead (~100 bytes per key with libstdc++'s std::map and std::string),
 // plus the blobs of the deltas not yet folded (usually one batch's). A worker
-// holding more state than fits in memory fails; there is no spilling.
+// holding more state than fits in memory needs the disk layout: its RocksDB
+// memory (block cache with index and filter blocks, memtables) stays within
+// the budget, and copies move in chunks (ReadAsOf with a ChunkFn, Installer).
 //
 // Thread-safe. Calls for different (job, p) may run concurrently (a mutex
 // guards the partition table; a partition's data is touched only by the one
@@ -78,6 +94,7 @@
 // PartitionStats may be called from any thread at any time.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -108,6 +125,18 @@ struct Change {
   bool operator==(const Change&) const = default;
 };
 
+// How a store keeps its partitions (docs/drafts/budget.md).
+struct StateStoreOptions {
+  // 0: every partition in memory (an ordered map, snapshots in n/). Above 0:
+  // the disk layout, one RocksDB key per state entry, and this is all the
+  // memory RocksDB may use for the store (block cache with its index and
+  // filter blocks, memtables).
+  int64_t memory_budget_bytes = 0;
+};
+
+// What a chunked read hands over: the entries of one chunk, key order.
+using ChunkFn = std::function<Status(std::span<const Change>)>;
+
 struct StateStats {
   int64_t partitions = 0;  // (job, p) held
   int64_t keys = 0;        // in the state as of each partition's folded batch
@@ -119,7 +148,10 @@ class StateStore {
   // Opens (creating) the RocksDB at `dir` through `env` (nullptr: the real
   // file system; tests pass one that loses unsynced data). INTERNAL
   // (DATA_LOSS if corrupt) errors naming the path.
-  [[nodiscard]] static Result<std::unique_ptr<StateStore>> Open(const std::string& dir, rocksdb::Env* env = nullptr);
+  // `options.memory_budget_bytes` picks the layout: a partition stored in the
+  // other one is converted the first time it is loaded (state_store.h top).
+  [[nodiscard]] static Result<std::unique_ptr<StateStore>> Open(const std::string& dir, rocksdb::Env* env = nullptr,
+                                                                StateStoreOptions options = {});
   ~StateStore();
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
@@ -168,6 +200,28 @@ class StateStore {
   // worker: unlike Prepare it leaves later deltas alone.
   [[nodiscard]] Result<std::optional<std::vector<Change>>> ReadAsOf(const std::string& job, int32_t p, int64_t base);
 
+  // The same, streamed: fn gets chunks of about `chunk_bytes` of key+value
+  // bytes in key order (at least one call, possibly empty), so the whole
+  // state is never in memory at once; fn's error ends the read and is
+  // returned. false (fn never called) when Prepare(base) would return false.
+  [[nodiscard]] Result<bool> ReadAsOf(const std::string& job, int32_t p, int64_t base, size_t chunk_bytes,
+                                      const ChunkFn& fn);
+
+  // A streamed Install: Add the entries (values only, key order or not) in
+  // any number of chunks, then Commit, which switches (job, p) to them as
+  // the state as of `base` in one WriteBatch. Until Commit nothing visible
+  // changes; in the disk layout the chunks go to a fresh generation, which
+  // an abandoned install (destroyed without Commit) or a crash leaves
+  // unreferenced and which Open or the destructor removes. The caller
+  // serialises it with the other calls for (job, p).
+  class Installer {
+   public:
+    virtual ~Installer() = default;
+    [[nodiscard]] virtual Status Add(std::span<const Change> entries) = 0;
+    [[nodiscard]] virtual Status Commit() = 0;
+  };
+  [[nodiscard]] Result<std::unique_ptr<Installer>> BeginInstall(const std::string& job, int32_t p, int64_t base);
+
   // What changed from the state as of `since` to the state as of `base`
   // (since < base): the merged changes of deltas since+1..base, one per key
   // (the later batch winning; a tombstone for an erased key), in key order —
@@ -201,13 +255,29 @@ class StateStore {
   // The same for one partition (partitions = 1 if held).
   StateStats PartitionStats(const std::string& job, int32_t p);
 
+  // RocksDB's memory for this store now: block cache usage (index and
+  // filter blocks included) plus memtables. Any thread.
+  int64_t MemoryBytes() const;
+  // Approximate bytes on disk (and in memtables) of the disk layout's
+  // entries (k/), all partitions. Any thread.
+  int64_t DiskLayoutBytes() const;
+  bool disk_layout() const { return options_.memory_budget_bytes > 0; }
+
  private:
   struct Part;  // one (job, p): lib/state/state_store.cc
+  class MemoryInstaller;
+  class DiskInstaller;
   using PartId = std::pair<std::string, int32_t>;
   using PartTable = std::map<PartId, std::shared_ptr<Part>>;
 
-  StateStore(std::string dir, rocksdb::DB* db, std::shared_ptr<storage::StoreHealth> health, PartTable parts)
-      : dir_(std::move(dir)), db_(db), health_(std::move(health)), parts_(std::move(parts)) {}
+  StateStore(std::string dir, rocksdb::DB* db, std::shared_ptr<storage::StoreHealth> health, PartTable parts,
+             StateStoreOptions options, uint64_t next_gen)
+      : dir_(std::move(dir)),
+        db_(db),
+        health_(std::move(health)),
+        options_(options),
+        next_gen_(next_gen),
+        parts_(std::move(parts)) {}
 
   // The held partition, or nullptr; Loaded also loads its state.
   std::shared_ptr<Part> Find(const std::string& job, int32_t p);
@@ -215,12 +285,23 @@ class StateStore {
   [[nodiscard]] Status Load(const std::string& job, int32_t p, Part* part);
   [[nodiscard]] Status Write(rocksdb::WriteBatch* batch, std::string_view what);
   void Put(const PartId& id, std::shared_ptr<Part> part);  // into the table
+  // The disk layout (state_store_disk.cc).
+  [[nodiscard]] Status LoadDisk(const std::string& job, int32_t p, Part* part);
+  [[nodiscard]] Status ToDisk(const std::string& job, int32_t p, Part* part);    // a memory partition, loaded
+  [[nodiscard]] Status ToMemory(const std::string& job, int32_t p, Part* part);  // a disk partition
+  [[nodiscard]] Result<bool> PrepareDisk(const std::string& job, int32_t p, Part* part, int64_t base);
+  // Deletes what (job, p) has in RocksDB besides m/ (snapshot chunks,
+  // deltas, its disk generation), as the part knows it.
+  void DeleteContents(rocksdb::WriteBatch* batch, const std::string& job, int32_t p, const Part* old);
+  uint64_t NewGeneration() { return next_gen_.fetch_add(1); }
 
   const std::string dir_;
   rocksdb::DB* const db_;
   // Resumes the database by itself after a full disk: a delta that failed
   // to write fails its task, which runs again once there is room.
   const std::shared_ptr<storage::StoreHealth> health_;
+  const StateStoreOptions options_;
+  std::atomic<uint64_t> next_gen_;  // of the disk layout's generations: never reused
   // Guards the table only; a Part's data belongs to the caller of its
   // (job, p), except its stats counters (atomics, read by Stats).
   mutable std::mutex mu_;

@@ -37,7 +37,19 @@ struct MemoryBudget {
   size_t memtable_bytes = 64 << 20;
   int memtables = 2;
   size_t block_cache_bytes = 4 << 20;
+  // Index and filter blocks in the block cache, charged to it, instead of
+  // held by each open table file without a bound: what makes the cache's
+  // size the bound of a store that reads per key.
+  bool cache_index_and_filter_blocks = false;
+  // A Bloom filter per table of this many bits per key (0: none); a store
+  // that looks up keys it may not have skips most tables with it.
+  int bloom_bits_per_key = 0;
 };
+
+// The budget of a store whose memory must stay within `total_bytes`: two
+// memtables of an eighth each (at least 1 MiB) and the rest as a block cache
+// holding index and filter blocks too, with 10-bit Bloom filters.
+MemoryBudget BoundedMemoryBudget(size_t total_bytes);
 
 // Sets `options`' memtable size and count and gives it a block cache of its
 // own, as `budget` says.

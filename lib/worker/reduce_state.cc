@@ -56,20 +56,47 @@ std::vector<state::Change> ChangesOf(const std::vector<proto::StateChunk>& chunk
   return out;
 }
 
-Result<std::vector<state::Change>> ScanAll(state::StateStore* store, const std::string& job, int32_t p) {
-  std::vector<state::Change> all;
-  RETURN_IF_ERROR(store->Scan(job, p, "", [&](std::string_view k, std::string_view v) {
-    all.push_back({std::string(k), std::string(v)});
-    return true;
-  }));
-  return all;
+// The entries of a stream's chunks of one kind, as changes.
+void AppendChanges(const proto::StateChunk& c, std::vector<state::Change>* out) {
+  for (const proto::StateEntry& e : c.entries()) {
+    out->push_back({e.key(), e.erased() ? std::nullopt : std::optional<std::string>(e.value())});
+  }
+}
+
+// Streams (job, p)'s state as of `base` from `store` as snapshot chunks of
+// `header`, never holding more than a chunk; the stream's last chunk is
+// marked only if `ends_stream`. false from ReadAsOf: the store cannot.
+Result<bool> WriteSnapshot(state::StateStore* store, const std::string& job, int32_t p, int64_t base,
+                           const proto::StateChunk& header, bool ends_stream,
+                           const std::function<bool(const proto::StateChunk&)>& write, int64_t* keys) {
+  proto::StateChunk snap = header;
+  snap.set_snapshot(true);
+  // One chunk held back, so that the stream's last one carries `last`.
+  std::optional<proto::StateChunk> held_back;
+  const auto hold = [&](const proto::StateChunk& c) {
+    const bool ok = !held_back.has_value() || write(*held_back);
+    held_back = c;
+    return ok;
+  };
+  ASSIGN_OR_RETURN(bool held, store->ReadAsOf(job, p, base, kChunkBytes, [&](std::span<const state::Change> chunk) {
+                     *keys += static_cast<int64_t>(chunk.size());
+                     if (!WriteChunks(snap, chunk, /*ends_stream=*/false, hold)) {
+                       return absl::CancelledError("the other side of the state stream went away");
+                     }
+                     return absl::OkStatus();
+                   }));
+  if (!held) return false;
+  held_back->set_last(ends_stream);
+  if (!write(*held_back)) return absl::CancelledError("the other side of the state stream went away");
+  return true;
 }
 
 }  // namespace
 
 Result<std::unique_ptr<ReduceState>> ReduceState::Open(const std::string& dir, std::string self_id,
-                                                       rpc::ChannelCache* channels) {
-  ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore> store, state::StateStore::Open(dir));
+                                                       rpc::ChannelCache* channels, int64_t state_memory_bytes) {
+  ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore> store,
+                   state::StateStore::Open(dir, nullptr, {.memory_budget_bytes = state_memory_bytes}));
   return std::unique_ptr<ReduceState>(new ReduceState(std::move(store), std::move(self_id), channels));
 }
 
@@ -107,12 +134,23 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     request.set_job_id(job);
     request.set_partition(partition);
     request.set_base_batch(base);
-    std::vector<proto::StateChunk> chunks;
+    // Installed chunk by chunk as they arrive; a stream that breaks off
+    // leaves the copy here as it was (the installer, dropped, removes its part).
+    Result<std::unique_ptr<state::StateStore::Installer>> installer = store_->BeginInstall(job, partition, base);
+    if (!installer.ok()) return installer.status();
+    Status added = absl::OkStatus();
+    int64_t keys = 0;
+    std::vector<state::Change> changes;
     bool complete = false;
     last = rpc::WorkerClient(*channels_, h.rpc_address()).FetchState(request, [&](proto::StateChunk&& chunk) {
       complete = chunk.last();
-      chunks.push_back(std::move(chunk));
+      if (!added.ok() || !chunk.snapshot()) return;
+      changes.clear();
+      AppendChanges(chunk, &changes);
+      keys += static_cast<int64_t>(changes.size());
+      added = (*installer)->Add(changes);
     });
+    RETURN_IF_ERROR(added);
     if (last.ok() && !complete) last = absl::UnavailableError("the state stream ended early");
     if (rpc::IsUnreachable(last)) unreachable.push_back(h.id());
     if (!last.ok()) {
@@ -122,10 +160,9 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
                        base, h.id(), last.ToString());
       continue;
     }
-    const std::vector<state::Change> entries = ChangesOf(chunks, /*snapshot=*/true);
-    RETURN_IF_ERROR(store_->Install(job, partition, base, entries));
+    RETURN_IF_ERROR((*installer)->Commit());
     spdlog::info("job {} reduce partition {}: state as of batch {} fetched from {} ({} keys)", job, partition, base,
-                 h.id(), entries.size());
+                 h.id(), keys);
     return absl::OkStatus();
   }
   return rpc::NamingUnreachable(
@@ -151,12 +188,14 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
     auto produce = [&](const rpc::ChunkWriter<proto::StateChunk>& write) -> Status {
       bool sent = true;
       if (with_snapshot) {
-        ASSIGN_OR_RETURN(std::vector<state::Change> all, ScanAll(store_.get(), job, partition));
-        spdlog::info("job {} reduce partition {}: copying the state as of batch {} ({} keys) to worker {}", job,
-                     partition, base, all.size(), replica.id());
-        proto::StateChunk snap = header;
-        snap.set_snapshot(true);
-        sent = WriteChunks(snap, all, /*ends_stream=*/false, write);
+        // The state as of base (this copy is folded to it): streamed.
+        int64_t keys = 0;
+        Result<bool> held = WriteSnapshot(store_.get(), job, partition, base, header, /*ends_stream=*/false, write, &keys);
+        if (absl::IsCancelled(held.status())) return absl::OkStatus();  // the call's own status says why
+        if (!held.ok()) return held.status();
+        if (!*held) return absl::FailedPreconditionError(fmt::format("no state of {}[{}] as of batch {} here", job, partition, base));
+        spdlog::info("job {} reduce partition {}: copied the state as of batch {} ({} keys) to worker {}", job,
+                     partition, base, keys, replica.id());
       }
       if (sent) WriteChunks(header, delta, /*ends_stream=*/true, write);
       return absl::OkStatus();
@@ -199,46 +238,72 @@ Status ReduceState::Snapshot(const std::string& job, int32_t partition, int64_t 
                              const std::function<bool(const proto::StateChunk&)>& write) {
   std::lock_guard<std::mutex> lock(LockOf(job, partition));
   // Read-only: this worker may be running (or about to fold) a later batch.
-  ASSIGN_OR_RETURN(std::optional<std::vector<state::Change>> all, store_->ReadAsOf(job, partition, base));
-  if (!all.has_value()) {
-    return absl::NotFoundError(
-        fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
-  }
   proto::StateChunk header;
   header.set_job_id(job);
   header.set_partition(partition);
   header.set_base_batch(base);
-  header.set_snapshot(true);
-  if (!WriteChunks(header, *all, /*ends_stream=*/true, write)) return absl::CancelledError("the reader went away");
+  int64_t keys = 0;
+  ASSIGN_OR_RETURN(bool held, WriteSnapshot(store_.get(), job, partition, base, header, /*ends_stream=*/true, write, &keys));
+  if (!held) {
+    return absl::NotFoundError(
+        fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
+  }
   return absl::OkStatus();
 }
 
 Status ReduceState::Apply(const std::vector<proto::StateChunk>& chunks) {
-  if (chunks.empty() || !chunks.back().last()) return absl::InvalidArgumentError("an incomplete state stream");
-  const proto::StateChunk& first = chunks.front();
-  const std::string& job = first.job_id();
-  const int32_t partition = first.partition();
-  const int64_t base = first.base_batch();
+  size_t i = 0;
+  return Apply([&](proto::StateChunk* c) {
+    if (i == chunks.size()) return false;
+    *c = chunks[i++];
+    return true;
+  });
+}
+
+Status ReduceState::Apply(const std::function<bool(proto::StateChunk*)>& next) {
+  proto::StateChunk chunk;
+  if (!next(&chunk)) return absl::InvalidArgumentError("an empty state stream");
+  const std::string job = chunk.job_id();
+  const int32_t partition = chunk.partition();
+  const int64_t base = chunk.base_batch();
+  const int64_t batch = chunk.batch();
   std::lock_guard<std::mutex> lock(LockOf(job, partition));
   // Never roll a copy back: a copy past `base` means a later batch
   // committed, and this stream comes from a stale attempt.
   ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
   if (folded.has_value() && *folded > base) return Stale(self_, job, partition, base, *folded);
-  bool has_snapshot = false;
-  for (const proto::StateChunk& c : chunks) has_snapshot = has_snapshot || c.snapshot();
-  if (has_snapshot) RETURN_IF_ERROR(store_->Install(job, partition, base, ChangesOf(chunks, true)));
+  // Snapshot chunks go to the store as they arrive (a whole state is never
+  // held here); the delta's chunks, small, are kept for the end.
+  std::unique_ptr<state::StateStore::Installer> installer;
+  std::vector<proto::StateChunk> delta;
+  std::vector<state::Change> changes;
+  bool last = false;
+  do {
+    last = chunk.last();
+    if (chunk.snapshot()) {
+      if (installer == nullptr) {
+        ASSIGN_OR_RETURN(installer, store_->BeginInstall(job, partition, base));
+      }
+      changes.clear();
+      AppendChanges(chunk, &changes);
+      RETURN_IF_ERROR(installer->Add(changes));
+    } else {
+      delta.push_back(std::move(chunk));
+    }
+  } while (!last && next(&chunk));
+  if (!last) return absl::InvalidArgumentError("an incomplete state stream");  // the installer removes its part
+  const bool has_snapshot = installer != nullptr;
+  if (has_snapshot) RETURN_IF_ERROR(installer->Commit());
   // A snapshot alone (a savepoint's restore installs each partition so): the
   // state as of `base`, with no delta on top.
-  bool has_delta = false;
-  for (const proto::StateChunk& c : chunks) has_delta = has_delta || !c.snapshot();
-  if (has_snapshot && !has_delta) return absl::OkStatus();
+  if (has_snapshot && delta.empty()) return absl::OkStatus();
   ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
   if (!here) {
     // The sender then sends the whole state (Replicate).
     return absl::NotFoundError(
         fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
   }
-  return store_->WriteDelta(job, partition, first.batch(), ChangesOf(chunks, false));
+  return store_->WriteDelta(job, partition, batch, ChangesOf(delta, false));
 }
 
 }  // namespace sluice::worker

@@ -19,12 +19,16 @@
 //   replica:                 Install the snapshot if one came, Prepare(C),
 //                            WriteDelta(N).
 //
+// A whole state moves as a stream of chunks on both sides (StateStore's
+// chunked ReadAsOf and BeginInstall): never in memory at once.
+//
 // Every copy folds N only when a later batch's task (or replication) names
 // N as committed, so an attempt that never committed is never folded.
 //
 // Thread-safe: calls for one (job, partition) are serialised by its lock.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,7 +50,8 @@ class ReduceState {
  public:
   // `channels` (to the other workers) must outlive the object.
   [[nodiscard]] static Result<std::unique_ptr<ReduceState>> Open(const std::string& dir, std::string self_id,
-                                                                 rpc::ChannelCache* channels);
+                                                                 rpc::ChannelCache* channels,
+                                                                 int64_t state_memory_bytes = 0);
 
   state::StateStore* store() { return store_.get(); }
   const std::string& self_id() const { return self_; }
@@ -80,6 +85,9 @@ class ReduceState {
   // lacks its base (the sender then sends the whole state); ABORTED when this
   // copy is already past the base (a stale attempt: never rolled back).
   [[nodiscard]] Status Apply(const std::vector<proto::StateChunk>& chunks);
+  // The same, streamed: `next` fills in the stream's next chunk, false at its
+  // end. Snapshot chunks are installed as they come.
+  [[nodiscard]] Status Apply(const std::function<bool(proto::StateChunk*)>& next);
 
  private:
   ReduceState(std::unique_ptr<state::StateStore> store, std::string self, rpc::ChannelCache* channels)

@@ -33,6 +33,10 @@ void WorkerOptions::Register(CLI::App& app) {
   app.add_option("--block-disk-mb", block_disk_mb,
                  "Blocks spilled or logged on disk; beyond both budgets receivers pause")
       ->capture_default_str();
+  app.add_option("--state-memory-mb", state_memory_mb,
+                 "Memory for the keyed state's store; 0: all state in memory. Above 0, state entries live on disk "
+                 "(RocksDB) and this bounds its cache and memtables")
+      ->capture_default_str();
   app.add_option("--block-interval-ms", block_interval_ms, "How often a receiver cuts a block")
       ->capture_default_str();
   app.add_option("--max-unreported-blocks", max_unreported_blocks,
@@ -54,6 +58,13 @@ Status WorkerOptions::Validate() const {
   }
   if (block_memory_mb < 1 || block_disk_mb < 0) {
     return absl::InvalidArgumentError("block-memory-mb must be at least 1 and block-disk-mb not negative");
+  }
+  if (state_memory_mb < 0 || state_memory_mb > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError(
+        fmt::format("state-memory-mb: {} is not 0 (state in memory) or a budget in MiB", state_memory_mb));
+  }
+  if (state_memory_mb > 0 && state_memory_mb < 8) {
+    return absl::InvalidArgumentError(fmt::format("state-memory-mb: {} is below the 8 MiB the store needs", state_memory_mb));
   }
   if (block_interval_ms < 10 || block_interval_ms > 60'000) {
     return absl::InvalidArgumentError(fmt::format("block-interval-ms: {} is not in 10..60000", block_interval_ms));
@@ -93,7 +104,8 @@ Status Worker::Start() {
       ReceiverSetOptions{.block_interval = std::chrono::milliseconds(options_.block_interval_ms),
                          .max_unreported_blocks = options_.max_unreported_blocks},
       store_.get(), channels_.get(), clock_);
-  ASSIGN_OR_RETURN(state_, ReduceState::Open(options_.daemon.data_dir + "/state", options_.daemon.id, channels_.get()));
+  ASSIGN_OR_RETURN(state_, ReduceState::Open(options_.daemon.data_dir + "/state", options_.daemon.id, channels_.get(),
+                                             options_.state_memory_mb << 20));
   shuffle_ = std::make_unique<ShuffleStore>();
   executor_ = std::make_unique<Executor>(options_.daemon.id, store_.get(), shuffle_.get(), state_.get(), &fence_,
                                          channels_.get(), &options_.paths, clock_);

@@ -69,6 +69,7 @@ struct WorkerOptions {
   int slots = 2;  // tasks run at once
   int64_t block_memory_mb = 256;   // blocks held in memory before spilling
   int64_t block_disk_mb = 4096;    // spilled and logged blocks
+  int64_t state_memory_mb = 0;     // keyed state store's memory; 0: state in memory (state_store.h)
   int block_interval_ms = 200;     // a receiver cuts a block this often
   int max_unreported_blocks = 8;   // per receiver, before it pauses
   engine::PathPolicy paths;        // plugin-dirs, output-dirs

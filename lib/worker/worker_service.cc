@@ -151,17 +151,22 @@ grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* context,
                                                grpc::ServerReader<proto::StateChunk>* reader,
                                                proto::ReplicateStateResponse* /*response*/) {
   SLUICE_AUTHORIZE(context, "WorkerService.ReplicateState");
-  std::vector<proto::StateChunk> chunks;
-  proto::StateChunk chunk;
-  while (reader->Read(&chunk)) {
-    if (chunks.empty()) {
-      if (Status st = fence_->Accept(chunk.epoch()); !st.ok()) return rpc::ToGrpc(st);
+  // Applied as it arrives (a whole state is installed chunk by chunk), once
+  // the first chunk's epoch passed the fence.
+  bool first = true;
+  Status fenced = absl::OkStatus();
+  Status applied = state_->Apply([&](proto::StateChunk* chunk) {
+    if (!reader->Read(chunk)) return false;
+    if (first) {
+      first = false;
+      fenced = fence_->Accept(chunk->epoch());
     }
-    chunks.push_back(std::move(chunk));
-  }
+    return fenced.ok();
+  });
+  if (!fenced.ok()) return rpc::ToGrpc(fenced);
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the state stream broke off");
-  if (chunks.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an empty state stream");
-  return rpc::ToGrpc(state_->Apply(chunks));
+  if (first) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an empty state stream");
+  return rpc::ToGrpc(applied);
 }
 
 grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* context, const proto::FetchStateRequest* request,

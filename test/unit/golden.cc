@@ -9,6 +9,7 @@
 #include "google/protobuf/text_format.h"
 #include "lib/driver/cluster_state.h"
 #include "lib/engine/job_file.h"
+#include "lib/common/version.h"
 #include "lib/state/state_store.h"
 #include "lib/wal/wal_store.h"
 #include "lib/worker/block_store.h"
@@ -318,7 +319,7 @@ Result<std::string> DumpWal(const std::string& dir) {
 // Job "page-counts", reduce partitions 0 and 3: partition 0 folded up to
 // batch 12 (a snapshot at 10, deltas 11 and 12 folded, delta 13 written and
 // not folded); partition 3 installed as of batch 5 (a copy from another
-// worker).
+// worker). From format 2 also a partition in the disk layout (below).
 Status WriteState(const std::string& dir) {
   {
     ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore> store, state::StateStore::Open(dir));
@@ -338,6 +339,25 @@ Status WriteState(const std::string& dir) {
     }
     std::vector<state::Change> copy = {{"user-7", "count=70"}, {"user-8", ""}, {"\x01key", "binary\x02"}};
     RETURN_IF_ERROR(store->Install(job, 3, 5, copy));
+  }
+  if (version::kStateStoreFormat >= 2) {
+    // Format 2: job "sessions" partition 1 in the disk layout (a budget):
+    // folded to batch 2, delta 3 written and not folded; page-counts stays
+    // in memory (a partition is converted only once loaded).
+    ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore> store,
+                     state::StateStore::Open(dir, nullptr, {.memory_budget_bytes = 16 << 20}));
+    ASSIGN_OR_RETURN(bool created, store->Prepare("sessions", 1, -1));
+    if (!created) return absl::InternalError("Prepare(-1) refused");
+    for (int64_t b = 0; b <= 3; ++b) {
+      std::vector<state::Change> delta = {{fmt::format("s-{}", b), fmt::format("open={}", b)},
+                                          {"s-last", std::string("\x00", 1) + std::to_string(b)}};
+      if (b == 2) delta.push_back({"s-0", std::nullopt});
+      RETURN_IF_ERROR(store->WriteDelta("sessions", 1, b, delta));
+      if (b <= 2) {
+        ASSIGN_OR_RETURN(bool folded, store->Prepare("sessions", 1, b));
+        if (!folded) return absl::InternalError(fmt::format("Prepare({}) refused", b));
+      }
+    }
   }
   RemoveNoise(dir);
   return absl::OkStatus();

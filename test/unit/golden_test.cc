@@ -124,6 +124,15 @@ TEST(GoldenTest, TheGoldensHoldWhatTheWriterPutInThem) {
                         HasSubstr("  user-0 = count=13 total=120\n"), HasSubstr("  delta 13: batch-11 erased"),
                         HasSubstr("partition page-counts[3] folded 5\n"), HasSubstr("  user-8 = \n")));
   EXPECT_THAT(*s, ::testing::Not(HasSubstr("batch-10 =")));  // erased by batch 12's tombstone
+  // v2: the same, and a partition in the disk layout (read here without a
+  // budget: converted to memory on the way).
+  Result<std::string> s2 = DumpCopy(state, 2, tmp);
+  ASSERT_TRUE(s2.ok()) << s2.status();
+  EXPECT_THAT(*s2, AllOf(HasSubstr("partition page-counts[0] folded 12\n"), HasSubstr("  user-0 = count=13 total=120\n"),
+                         HasSubstr("partition sessions[1] folded 2\n"), HasSubstr("  s-1 = open=1\n"),
+                         HasSubstr("  s-last = \\x002\n"), HasSubstr("  delta 3: s-3=open=3 s-last=\\x003\n"),
+                         HasSubstr("  keys 3 bytes")));
+  EXPECT_THAT(*s2, ::testing::Not(HasSubstr("s-0 =")));  // erased by batch 2
   Result<std::string> b = DumpCopy(blocks, 1, tmp);
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_THAT(*b, AllOf(HasSubstr("block clicks[0] 0..3 records 3"), HasSubstr("  not json\n"),

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -129,14 +130,32 @@ std::vector<Step> Script(int batches, int count, int key_space, size_t value_byt
         return s.Install("j", 2, b, entries);
       });
     }
+    if (b == batches / 3) {
+      // A chunked install (a copy streamed from another worker): three
+      // chunks, then the switch. In the disk layout each chunk is its own
+      // write into a fresh generation; a crash before the switch leaves the
+      // old copy and a generation that the next Open removes.
+      steps.push_back([b](StateStore& s) -> Status {
+        std::vector<Change> entries = Changes(b + 4000, 60, 200, 30, "chunked");
+        std::erase_if(entries, [](const Change& c) { return !c.value.has_value(); });
+        ASSIGN_OR_RETURN(std::unique_ptr<StateStore::Installer> in, s.BeginInstall("j", 3, b));
+        const size_t third = entries.size() / 3;
+        RETURN_IF_ERROR(in->Add(std::span<const Change>(entries).subspan(0, third)));
+        RETURN_IF_ERROR(in->Add(std::span<const Change>(entries).subspan(third, third)));
+        RETURN_IF_ERROR(in->Add(std::span<const Change>(entries).subspan(2 * third)));
+        return in->Commit();
+      });
+    }
     if (b == batches / 2) steps.push_back([](StateStore& s) { return s.DropJob("k"); });
     if (b == 2 * batches / 3) steps.push_back([](StateStore& s) { return s.Drop("j", 2); });
   }
   return steps;
 }
 
-class StateStoreCrashTest : public ::testing::Test {
+// Over both layouts: in memory (no budget) and on disk (a budget).
+class StateStoreCrashTest : public ::testing::TestWithParam<bool> {
  protected:
+  StateStoreOptions Options() const { return {.memory_budget_bytes = GetParam() ? int64_t{16} << 20 : 0}; }
   void SetUp() override {
     std::string templ = ::testing::TempDir() + "/sluice-state-crash-XXXXXX";
     ASSERT_NE(::mkdtemp(templ.data()), nullptr);
@@ -149,7 +168,7 @@ class StateStoreCrashTest : public ::testing::Test {
     const std::string path = dir_ + "/reference";
     std::vector<View> views(1);
     {
-      auto store = StateStore::Open(path);
+      auto store = StateStore::Open(path, nullptr, Options());
       EXPECT_TRUE(store.ok()) << store.status();
       if (!store.ok()) return {};
       for (size_t i = 0; i < steps.size(); ++i) {
@@ -180,7 +199,7 @@ class StateStoreCrashTest : public ::testing::Test {
     auto fs = std::make_shared<testing::FaultInjectionFS>(rocksdb::FileSystem::Default());
     std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
     {
-      auto store = StateStore::Open(path, env.get());
+      auto store = StateStore::Open(path, env.get(), Options());
       if (!store.ok()) return store.status();
       for (size_t i = 0; i < calls; ++i) {
         if (at_write > 0 && i + 1 == calls) {
@@ -203,7 +222,7 @@ class StateStoreCrashTest : public ::testing::Test {
         fs->DropUnsyncedData();
         break;
     }
-    auto reopened = StateStore::Open(path);
+    auto reopened = StateStore::Open(path, nullptr, Options());
     if (!reopened.ok()) return reopened.status();
     Result<View> view = Look(**reopened);
     reopened->reset();
@@ -222,7 +241,7 @@ class StateStoreCrashTest : public ::testing::Test {
   std::string dir_;
 };
 
-TEST_F(StateStoreCrashTest, ProcessCrashKeepsEveryCompletedCall) {
+TEST_P(StateStoreCrashTest, ProcessCrashKeepsEveryCompletedCall) {
   const std::vector<Step> steps = Script(/*batches=*/15, /*count=*/12, /*key_space=*/60, /*value_bytes=*/30);
   const std::vector<View> views = Reference(steps);
   ASSERT_EQ(views.size(), steps.size() + 1);
@@ -234,7 +253,7 @@ TEST_F(StateStoreCrashTest, ProcessCrashKeepsEveryCompletedCall) {
   }
 }
 
-TEST_F(StateStoreCrashTest, ProcessCrashInsideACallLeavesItWholeOrUndone) {
+TEST_P(StateStoreCrashTest, ProcessCrashInsideACallLeavesItWholeOrUndone) {
   const std::vector<Step> steps = Script(/*batches=*/15, /*count=*/12, /*key_space=*/60, /*value_bytes=*/30);
   const std::vector<View> views = Reference(steps);
   ASSERT_EQ(views.size(), steps.size() + 1);
@@ -249,7 +268,7 @@ TEST_F(StateStoreCrashTest, ProcessCrashInsideACallLeavesItWholeOrUndone) {
   }
 }
 
-TEST_F(StateStoreCrashTest, PowerLossGoesBackToAWholeEarlierCall) {
+TEST_P(StateStoreCrashTest, PowerLossGoesBackToAWholeEarlierCall) {
   const std::vector<Step> steps = Script(/*batches=*/15, /*count=*/12, /*key_space=*/60, /*value_bytes=*/30);
   const std::vector<View> views = Reference(steps);
   ASSERT_EQ(views.size(), steps.size() + 1);
@@ -266,7 +285,7 @@ TEST_F(StateStoreCrashTest, PowerLossGoesBackToAWholeEarlierCall) {
   EXPECT_GT(partial, static_cast<int>(steps.size()) / 4);  // the cut points do land between calls
 }
 
-TEST_F(StateStoreCrashTest, PowerLossNeverLeavesAStaleDeltaBesideTheFoldThatRemovedIt) {
+TEST_P(StateStoreCrashTest, PowerLossNeverLeavesAStaleDeltaBesideTheFoldThatRemovedIt) {
   const std::vector<Step> steps = Script(/*batches=*/12, /*count=*/12, /*key_space=*/60, /*value_bytes=*/30);
   const std::vector<View> views = Reference(steps);
   ASSERT_EQ(views.size(), steps.size() + 1);
@@ -295,7 +314,7 @@ TEST_F(StateStoreCrashTest, PowerLossNeverLeavesAStaleDeltaBesideTheFoldThatRemo
   EXPECT_GT(stale_seen, 0);  // the crashes did land between a stale attempt and its removal
 }
 
-TEST_F(StateStoreCrashTest, TheSnapshotTheMetaNamesIsAlwaysWhole) {
+TEST_P(StateStoreCrashTest, TheSnapshotTheMetaNamesIsAlwaysWhole) {
   // ~1,500 keys of 2 KiB: snapshots of two chunks (~2 MiB each), each one
   // WriteBatch with the new m/, the old chunks' deletions and the deltas'.
   const std::vector<Step> steps = Script(/*batches=*/8, /*count=*/300, /*key_space=*/2400, /*value_bytes=*/2048);
@@ -320,7 +339,7 @@ TEST_F(StateStoreCrashTest, TheSnapshotTheMetaNamesIsAlwaysWhole) {
   EXPECT_GT(partial, 0);
 }
 
-TEST_F(StateStoreCrashTest, PowerLossLosesWhatWasNotSynced) {
+TEST_P(StateStoreCrashTest, PowerLossLosesWhatWasNotSynced) {
   // The store writes RocksDB's WAL without fsync (it survives kill -9 — the
   // first test —, not a power failure; the replica covers that): this
   // control shows the crash above is a real one.
@@ -333,6 +352,9 @@ TEST_F(StateStoreCrashTest, PowerLossLosesWhatWasNotSynced) {
   EXPECT_GE(k, 0) << Describe(*view);
   EXPECT_LT(k, static_cast<int>(steps.size()));
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, StateStoreCrashTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "Disk" : "Memory"; });
 
 TEST(StateStoreDiskFull, WritesFailWhileTheDiskIsFullAndAreTakenOnceFreed) {
   std::string templ = ::testing::TempDir() + "/sluice-state-full-XXXXXX";

@@ -23,12 +23,15 @@ namespace sluice::state::internal {
 inline constexpr char kMeta = 'm';
 inline constexpr char kSnapshot = 'n';
 inline constexpr char kDelta = 'd';
+inline constexpr char kEntry = 'k';      // the disk layout: one state entry
+inline constexpr char kGeneration = 'g';  // a disk generation being written (Install, conversion)
 inline constexpr char kValueTag = 'v';
 inline constexpr char kTombstone = 't';
 // The store's format (lib/common/version.h, kStateStoreFormat), as decimal
 // text; absent in a store written before it existed, which is format 1.
 inline constexpr char kFormatKey[] = "f";
 inline constexpr char kMetaVersion = 2;      // first byte of an m/ value (the old layout's was 8 bytes, no version)
+inline constexpr char kMetaVersionLayout = 3;  // format 2: m/ also says the layout and the disk generation
 inline constexpr char kBlobVersion = 1;      // first byte of a delta or a snapshot chunk
 inline void AppendU32(std::string* out, uint32_t x) {
   for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>((x >> (8 * i)) & 0xff));
@@ -67,6 +70,18 @@ inline std::string ChunkKey(std::string_view job, int32_t p, int64_t s, uint32_t
   std::string k = PartPrefix(kSnapshot, job, p);
   AppendI64(&k, s);
   AppendU32(&k, chunk);
+  return k;
+}
+
+// The disk layout's entries of generation `gen`: GenPrefix + the state key.
+inline std::string GenPrefix(std::string_view job, int32_t p, uint64_t gen) {
+  std::string k = PartPrefix(kEntry, job, p);
+  AppendU64(&k, gen);
+  return k;
+}
+inline std::string GenMarker(std::string_view job, int32_t p, uint64_t gen) {
+  std::string k = PartPrefix(kGeneration, job, p);
+  AppendU64(&k, gen);
   return k;
 }
 
@@ -210,15 +225,22 @@ struct Meta {
   uint32_t chunks = 0;    // of snapshot S
   int64_t keys = 0;       // of the state as of C
   int64_t bytes = 0;
+  // The disk layout: the state as of C is the k/ entries of generation
+  // `gen`; no snapshot chunks (chunks == 0), and S < N <= C are the folded
+  // deltas kept for incremental copies.
+  bool disk = false;
+  uint64_t gen = 0;
 };
 
 inline std::string EncodeMeta(const Meta& m) {
-  std::string v(1, kMetaVersion);
+  std::string v(1, kMetaVersionLayout);
   AppendI64(&v, m.folded);
   AppendI64(&v, m.snapshot);
   AppendU32(&v, m.chunks);
   AppendI64(&v, m.keys);
   AppendI64(&v, m.bytes);
+  v.push_back(m.disk ? 1 : 0);
+  AppendU64(&v, m.gen);
   return v;
 }
 
@@ -229,7 +251,9 @@ inline Result<Meta> DecodeMeta(std::string_view v, std::string_view job, int32_t
         "directory (the state is fetched from a replica or recomputed)",
         dir, job, p));
   }
-  if (v.size() != 37 || v[0] != kMetaVersion) {
+  const bool v2 = v.size() == 37 && v[0] == kMetaVersion;  // format 1: in memory, always
+  const bool v3 = v.size() == 46 && v[0] == kMetaVersionLayout && (v[37] == 0 || v[37] == 1);
+  if (!v2 && !v3) {
     return absl::DataLossError(fmt::format("state store {}: malformed m/ of {}[{}]", dir, job, p));
   }
   const char* d = v.data() + 1;
@@ -239,6 +263,10 @@ inline Result<Meta> DecodeMeta(std::string_view v, std::string_view job, int32_t
   m.chunks = static_cast<uint32_t>(ReadU(d + 16, 4));
   m.keys = ReadI64(d + 20);
   m.bytes = ReadI64(d + 28);
+  if (v3) {
+    m.disk = d[36] == 1;
+    m.gen = ReadU(d + 37, 8);
+  }
   return m;
 }
 
