@@ -54,6 +54,7 @@ const std::map<std::string_view, std::vector<Role>>& Table() {
       {"WorkerService.ReplicateState", {kWorker, kDriver}},
       {"WorkerService.FetchState", {kWorker, kDriver}},
       {"WorkerService.Drill", {kAdmin}},
+      {"WorkerService.WarmState", {kDriver}},
   };
   return *table;
 }

@@ -149,7 +149,7 @@ grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* context,
 
 grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* context,
                                                grpc::ServerReader<proto::StateChunk>* reader,
-                                               proto::ReplicateStateResponse* /*response*/) {
+                                               proto::ReplicateStateResponse* response) {
   SLUICE_AUTHORIZE(context, "WorkerService.ReplicateState");
   std::vector<proto::StateChunk> chunks;
   proto::StateChunk chunk;
@@ -161,7 +161,21 @@ grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* context,
   }
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the state stream broke off");
   if (chunks.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an empty state stream");
-  return rpc::ToGrpc(state_->Apply(chunks));
+  Result<proto::ReplicateStateResponse> applied = state_->ApplyAnswering(chunks);
+  if (!applied.ok()) return rpc::ToGrpc(applied.status());
+  *response = std::move(*applied);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::WarmState(grpc::ServerContext* context, const proto::WarmStateRequest* request,
+                                          proto::WarmStateResponse* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.WarmState");
+  if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  Result<proto::WarmStateResponse> warmed =
+      state_->Warm(request->epoch(), request->job_id(), request->partition(), request->base_batch(), request->holders());
+  if (!warmed.ok()) return rpc::ToGrpc(warmed.status());
+  *response = std::move(*warmed);
+  return grpc::Status::OK;
 }
 
 grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* context, const proto::FetchStateRequest* request,
