@@ -91,6 +91,35 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
       if (state->draining_workers().contains(m.id())) draining_.insert(m.id());
     }
   }
+  // A draining worker seen live this term that has left: its mark goes, so
+  // that a worker started again under its id takes work.
+  if (drain_seen_epoch_ != epoch) {
+    drain_seen_.clear();
+    drain_seen_epoch_ = epoch;
+  }
+  for (auto it = drain_seen_.begin(); it != drain_seen_.end();) {
+    if (!state->draining_workers().contains(*it)) {  // cancelled
+      it = drain_seen_.erase(it);
+      continue;
+    }
+    if (std::any_of(live.begin(), live.end(), [&](const auto& m) { return m.id() == *it; })) {
+      ++it;
+      continue;
+    }
+    proto::DriverRecord cancel;
+    cancel.mutable_worker_drain_requested()->set_worker_id(*it);
+    cancel.mutable_worker_drain_requested()->set_cancel(true);
+    cancel.mutable_worker_drain_requested()->set_requested_unix_ms(clock_->UnixMillis());
+    if (log_->Append(cancel).ok()) {
+      spdlog::info("worker {} left while draining: its drain mark is cleared", *it);
+      it = drain_seen_.erase(it);
+    } else {
+      ++it;  // tried again next tick
+    }
+  }
+  for (const proto::MemberInfo& m : live) {
+    if (state->draining_workers().contains(m.id())) drain_seen_.insert(m.id());
+  }
   // Moves of reduce partitions: the rebalancer's rounds (each second, so a
   // worker that joins or is drained gets or loses its share by itself).
   auto [usable, draining] = UsableAndDraining();

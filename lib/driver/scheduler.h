@@ -182,6 +182,10 @@ class Scheduler {
   std::map<std::string, std::set<std::string>> deleted_told_;
   int64_t told_epoch_ = 0;
   const JobHolds* holds_ = nullptr;
+  // Draining workers seen live this term (the schedule thread only): one
+  // that leaves has its mark cleared.
+  std::set<std::string> drain_seen_;
+  int64_t drain_seen_epoch_ = 0;
 
   // Runs each task on its candidates in turn, up to max_failures attempts,
   // all tasks in parallel.

@@ -39,6 +39,8 @@ const std::map<std::string_view, std::vector<Role>>& Table() {
       {"DriverService.RestoreSavepoint", {kAdmin}},
       {"DriverService.JoinGroup", {kWorker}},
       {"DriverService.Drill", {kAdmin}},
+      {"DriverService.DrainWorker", {kAdmin}},
+      {"DriverService.Rebalance", {kAdmin}},
       {"WalService.Append", {kDriver}},
       {"WalService.Fetch", {kDriver}},
       {"WalService.InstallSnapshot", {kDriver}},
