@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "lib/driver/driver_probe.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/engine/keyed.h"
 #include "spdlog/spdlog.h"
@@ -77,6 +78,7 @@ std::vector<PartitionMove> PartitionMoves::Round(const proto::ClusterState& stat
       }
       if (done) {
         ++completed_[mv.job];
+        if (probe_ != nullptr) probe_->PartitionMoved(mv.job);
         spdlog::info("job {} reduce partition {}: moved to worker {} as {} in {:.1f} s", mv.job, mv.partition, mv.to,
                      RoleName(mv.role), static_cast<double>(now - m.started_ms) / 1000);
       } else {

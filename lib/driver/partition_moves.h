@@ -38,11 +38,14 @@
 
 namespace sluice::driver {
 
+class JobProbe;
 class WorkerProxy;
 
 class PartitionMoves {
  public:
   PartitionMoves(WorkerProxy* workers, Clock* clock) : workers_(workers), clock_(clock) {}
+  // Completed moves are counted there; before the first Round.
+  void set_probe(JobProbe* probe) { probe_ = probe; }
   // Cancels the warm copies in flight and waits for them.
   ~PartitionMoves();
 
@@ -83,6 +86,7 @@ class PartitionMoves {
 
   WorkerProxy* const workers_;
   Clock* const clock_;
+  JobProbe* probe_ = nullptr;
   std::mutex mu_;
   std::map<Key, std::shared_ptr<Move>> moves_;  // guarded by mu_
   std::vector<std::shared_ptr<Move>> ended_;    // threads still to join; guarded by mu_

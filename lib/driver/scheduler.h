@@ -82,7 +82,10 @@ class Scheduler {
   // batches committed since the last call.
   int Tick(const std::vector<proto::MemberInfo>& live);
   // Commits are counted there (driver_probe.h); before the first Tick.
-  void set_probe(JobProbe* probe) { probe_ = probe; }
+  void set_probe(JobProbe* probe) {
+    probe_ = probe;
+    moves_->set_probe(probe);
+  }
   // Held jobs' names are not dropped from the workers (a restore from a
   // savepoint installing state under a deleted name); before the first Tick.
   void set_holds(const JobHolds* holds) { holds_ = holds; }

@@ -9,6 +9,7 @@
 #include "lib/common/drill.h"
 #include "lib/rpc/auth.h"
 #include "lib/rpc/rpc.h"
+#include "lib/worker/worker_probe.h"
 
 namespace sluice::worker {
 
@@ -174,6 +175,7 @@ grpc::Status WorkerServiceImpl::WarmState(grpc::ServerContext* context, const pr
   Result<proto::WarmStateResponse> warmed =
       state_->Warm(request->epoch(), request->job_id(), request->partition(), request->base_batch(), request->holders());
   if (!warmed.ok()) return rpc::ToGrpc(warmed.status());
+  if (executor_->probe() != nullptr) executor_->probe()->Warmed(warmed->bytes());
   *response = std::move(*warmed);
   return grpc::Status::OK;
 }
