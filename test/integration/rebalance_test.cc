@@ -174,6 +174,9 @@ sink:
       milliseconds(40'000), milliseconds(200));
   EXPECT_TRUE(balanced) << Placement();
   std::cout << "4 workers:" << Placement() << "\n";
+  ASSERT_EQ(Ctl({"describe", "totals"}), 0) << LastCtlLog();
+  EXPECT_NE(LastCtlLog().find("reduce partitions (owner (+replica)):"), std::string::npos) << LastCtlLog();
+  EXPECT_NE(LastCtlLog().find(" 0: worker-"), std::string::npos) << LastCtlLog();
 
   // Drain worker-2, then stop it.
   const auto drain_started = std::chrono::steady_clock::now();
