@@ -181,6 +181,20 @@ void Ctl::Register(CLI::App& app) {
       ->check(CLI::Range(0.1, 3600.0));
   watch_cmd_->add_flag("--once", watch_.once, "Print one snapshot as plain text and exit");
   watch_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
+  CLI::App* worker = app.add_subcommand("worker", "Manage workers");
+  worker->require_subcommand(1);
+  worker_drain_cmd_ = worker->add_subcommand(
+      "drain", "Move everything off a worker (receivers, reduce partitions) so that it can be stopped");
+  worker_drain_cmd_->add_option("id", drain_worker_, "The worker's id")->required();
+  worker_drain_cmd_->add_flag("--wait", drain_wait_, "Wait until the worker holds nothing");
+  worker_drain_cmd_->add_flag("--cancel", drain_cancel_, "Take work on the worker again");
+  worker_drain_cmd_->add_option("--wait-timeout", drain_wait_s_, "With --wait: give up after this many seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  rebalance_cmd_ = app.add_subcommand("rebalance", "Run a rebalance round of the reduce partitions now");
+  for (CLI::App* c : {worker_drain_cmd_, rebalance_cmd_}) {
+    c->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")->delimiter(',');
+  }
   sources_cmd_ = app.add_subcommand("sources", "List sources, their partitions and blocks");
   sources_cmd_->add_flag("--blocks", with_blocks_, "List every block and who holds it");
   sources_cmd_->add_option("--driver", drivers_, "Driver address host:port (repeat or comma-separate)")
@@ -195,6 +209,8 @@ int Ctl::Run(const CLI::App& app, std::ostream& out, std::ostream& err) {
   if (submit_cmd_->parsed()) return RunSubmit(out, err);
   if (list_cmd_->parsed()) return RunList(out, err);
   if (describe_cmd_->parsed()) return RunDescribe(out, err);
+  if (worker_drain_cmd_->parsed()) return RunWorkerDrain(out, err);
+  if (rebalance_cmd_->parsed()) return RunRebalance(out, err);
   if (stop_cmd_->parsed()) return RunStop(out, err);
   if (delete_cmd_->parsed()) return RunDelete(out, err);
   if (restart_cmd_->parsed()) return RunRestart(out, err);
@@ -594,6 +610,18 @@ int Ctl::RunDescribe(std::ostream& out, std::ostream& err) {
   if (int rc = CallLeader(err, call, &response)) return rc;
   PrintJobHeader(out);
   PrintJob(out, response, true);
+  if (!response.reduce_partitions().empty()) {
+    // "2: worker-1 (+worker-3) -> moving to worker-4"
+    out << "reduce partitions (owner (+replica)):\n";
+    for (const proto::ReducePartitionInfo& p : response.reduce_partitions()) {
+      out << "  " << p.partition() << ": " << (p.owner().empty() ? "-" : p.owner());
+      if (!p.replica().empty()) out << " (+" << p.replica() << ")";
+      if (!p.moving_to().empty()) {
+        out << " -> moving to " << p.moving_to() << " as " << p.move_role() << (p.warming() ? " (warming)" : "");
+      }
+      out << "\n";
+    }
+  }
   PrintLostOfJob(out, {response.spec().sources().begin(), response.spec().sources().end()});
   return 0;
 }

@@ -65,6 +65,10 @@ class Ctl {
   int RunUpdate(std::ostream& out, std::ostream& err);
   // savepoint_command.cc
   int RunSavepoint(std::ostream& out, std::ostream& err);
+  // sluicectl worker drain ID [--wait] [--cancel] and sluicectl rebalance
+  // (placement_command.cc).
+  int RunWorkerDrain(std::ostream& out, std::ostream& err);
+  int RunRebalance(std::ostream& out, std::ostream& err);
   int RunSubmitFromSavepoint(std::ostream& out, std::ostream& err);
   int RunDrillCommand(std::ostream& out, std::ostream& err);
   int RunWatchCommand(std::ostream& out, std::ostream& err);
@@ -81,6 +85,8 @@ class Ctl {
   // INVALID_ARGUMENT answer if `invalid_is_usage`, else 1).
   template <typename Response, typename Call>
   int CallLeader(std::ostream& err, Call&& call, Response* response, bool invalid_is_usage = false);
+  template <typename Response, typename Call>
+  int CallLeaderHere(std::ostream& err, Call&& call, Response* response);  // placement_command.cc
 
   Clock* clock_;
   TlsOptions tls_;
@@ -109,6 +115,11 @@ class Ctl {
   CLI::App* restart_cmd_ = nullptr;
   CLI::App* update_cmd_ = nullptr;
   bool drain_ = false, emit_windows_ = false, wait_ = false;  // stop
+  CLI::App* worker_drain_cmd_ = nullptr;
+  CLI::App* rebalance_cmd_ = nullptr;
+  std::string drain_worker_;
+  bool drain_wait_ = false, drain_cancel_ = false;
+  int drain_wait_s_ = 300;
   bool reset_state_ = false, dry_run_ = false;                // update
   // savepoints (savepoint.h)
   std::string savepoint_dir_, from_savepoint_;

@@ -507,6 +507,18 @@ Status ClusterState::ApplyRecord(const proto::DriverRecord& r, int64_t seq) {
       return ApplySourceDataLost(state, r.source_data_lost(), seq);
     case proto::DriverRecord::kPartitionReset:
       return ApplyPartitionReset(state, r.partition_reset(), seq);
+    case proto::DriverRecord::kWorkerDrainRequested: {
+      // Any worker id is taken: a drain may be asked for a worker that has
+      // not joined yet, and a cancel of one that is not draining is a no-op.
+      const proto::WorkerDrainRequested& d = r.worker_drain_requested();
+      if (d.worker_id().empty()) return Refuse(seq, "a drain of no worker");
+      if (d.cancel()) {
+        state.mutable_draining_workers()->erase(d.worker_id());
+      } else {
+        (*state.mutable_draining_workers())[d.worker_id()] = d.requested_unix_ms();
+      }
+      return absl::OkStatus();
+    }
     case proto::DriverRecord::BODY_NOT_SET:
       return Refuse(seq, "empty record");
   }

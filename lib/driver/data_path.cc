@@ -409,6 +409,15 @@ void DataPath::ListSources(const proto::ListSourcesRequest& request, proto::List
   }
 }
 
+int DataPath::ReceiversOf(const std::string& worker) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int n = 0;
+  for (const auto& [name, s] : sources_) {
+    for (const Partition& p : s.partitions) n += p.worker == worker ? 1 : 0;
+  }
+  return n;
+}
+
 std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::MemberInfo>& live_members,
                                                   int64_t epoch) {
   Round round;
@@ -454,7 +463,13 @@ std::optional<DataPath::Round> DataPath::PlanRound(const std::vector<proto::Memb
   // granted to another worker before their owner has told us.
   if (term_rounds_++ < kGraceRounds && round.workers.size() < live_members.size()) return std::nullopt;
   std::vector<std::string> ids;
-  for (const auto& [id, m] : round.workers) ids.push_back(id);
+  for (const auto& [id, m] : round.workers) {
+    // A draining worker reads nothing while another can (WorkerDrainRequested).
+    if (!view->draining_workers().contains(id)) ids.push_back(id);
+  }
+  if (ids.empty()) {
+    for (const auto& [id, m] : round.workers) ids.push_back(id);
+  }
   round.desired = AssignPartitions(partitions, ids, round.current);
   for (const auto& [id, w] : pinned) round.desired[id] = w;
   return round;

@@ -98,6 +98,9 @@ class DataPath {
   // partition's next one; UNAVAILABLE if the source cannot be asked.
   [[nodiscard]] Result<proto::ResetPartitionResponse> ResetPartition(const proto::ResetPartitionRequest& request);
 
+  // How many source partitions `worker`'s receivers read, as assigned.
+  int ReceiversOf(const std::string& worker);
+
   // One assignment round (see the top of the file). `live` is the workers/
   // membership; `leader_address` is this driver's advertised address.
   void Tick(const std::vector<proto::MemberInfo>& live, const std::string& leader_address);

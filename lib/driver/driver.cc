@@ -238,6 +238,7 @@ Status Driver::Start() {
   scheduler_ =
       std::make_unique<Scheduler>(driver_log_.get(), leadership_.get(), workers_proxy_.get(), data_path_.get(), clock_);
   scheduler_->set_holds(holds_.get());
+  scheduler_view_ = scheduler_.get();
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
                                         rates_.get(), clock_, &options_.paths, scheduler_->progress());
   jobs_view_ = jobs_.get();
@@ -394,6 +395,7 @@ void Driver::Stop() {
   coordinator_view_ = nullptr;
   jobs_view_ = nullptr;
   savepoints_view_ = nullptr;
+  scheduler_view_ = nullptr;
   if (leadership_) leadership_->Stop();  // leaves the election first (rule 6)
   // The HTTP handlers read the parts below (nothing is released before
   // here); stopping them waits for requests in flight, so after the handover.
@@ -578,6 +580,98 @@ Result<int64_t> Driver::AppendMarker(const proto::AppendMarkerRequest& request) 
     m->set_payload(request.payload());
   }
   return driver_log_->AppendBatch(records);
+}
+
+namespace {
+
+proto::PartitionMoveInfo MoveInfo(const PartitionMove& m, bool warming) {
+  proto::PartitionMoveInfo out;
+  out.set_job_id(m.job);
+  out.set_partition(m.partition);
+  out.set_role(m.role == MoveRole::kOwner ? "owner" : "replica");
+  out.set_from(m.from);
+  out.set_to(m.to);
+  out.set_warming(warming);
+  return out;
+}
+
+}  // namespace
+
+Result<proto::DrainWorkerResponse> Driver::DrainWorker(const proto::DrainWorkerRequest& request) {
+  Leadership* leadership = leadership_view_.load();
+  DataPath* data = data_path_view_.load();
+  if (leadership == nullptr || data == nullptr || !leadership->Serving()) {
+    return WithLeaderHint(absl::UnavailableError(fmt::format("driver {} is not the serving leader", options_.daemon.id)));
+  }
+  if (request.worker_id().empty()) return absl::InvalidArgumentError("worker drain: a worker id is needed");
+  bool live = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const proto::MemberInfo& m : worker_view_) live = live || m.id() == request.worker_id();
+  }
+  std::shared_ptr<const proto::ClusterState> state = driver_log_->View();
+  if (!request.status_only()) {
+    if (!live && !request.cancel() && !state->draining_workers().contains(request.worker_id())) {
+      return absl::NotFoundError(fmt::format("worker {} is not a live member of the cluster", request.worker_id()));
+    }
+    proto::DriverRecord record;
+    proto::WorkerDrainRequested* d = record.mutable_worker_drain_requested();
+    d->set_worker_id(request.worker_id());
+    d->set_cancel(request.cancel());
+    d->set_requested_unix_ms(clock_->UnixMillis());
+    RETURN_IF_ERROR(WithLeaderHint(driver_log_->Append(record).status()));
+    spdlog::info("worker {}: {}", request.worker_id(), request.cancel() ? "drain cancelled" : "draining");
+    state = driver_log_->View();
+  }
+  proto::DrainWorkerResponse out;
+  out.set_draining(state->draining_workers().contains(request.worker_id()));
+  out.set_live(live);
+  out.set_receivers(data->ReceiversOf(request.worker_id()));
+  for (const auto& [id, job] : state->jobs()) {
+    if (job.stopped()) continue;
+    for (const proto::ReduceHolders& h : job.reduce_holders()) {
+      if (std::find(h.workers().begin(), h.workers().end(), request.worker_id()) != h.workers().end()) {
+        out.add_reduce_partitions(fmt::format("{}/{}", id, h.partition()));
+      }
+    }
+  }
+  return out;
+}
+
+Result<proto::RebalanceResponse> Driver::Rebalance() {
+  Scheduler* scheduler = scheduler_view_.load();
+  Leadership* leadership = leadership_view_.load();
+  if (scheduler == nullptr || leadership == nullptr || !leadership->Serving()) {
+    return WithLeaderHint(absl::UnavailableError(fmt::format("driver {} is not the serving leader", options_.daemon.id)));
+  }
+  ASSIGN_OR_RETURN(std::vector<PartitionMove> started, scheduler->RebalanceNow());
+  proto::RebalanceResponse out;
+  for (const PartitionMove& m : started) *out.add_started() = MoveInfo(m, false);
+  for (const PartitionMoves::InFlight& m : scheduler->moves()->List()) *out.add_in_flight() = MoveInfo(m.move, m.warming);
+  return out;
+}
+
+void Driver::AddReducePartitions(proto::JobInfo* info) {
+  std::shared_ptr<const proto::ClusterState> state = driver_log_->View();
+  auto job = state->jobs().find(info->job_id());
+  if (job == state->jobs().end()) return;
+  std::map<int32_t, PartitionMoves::InFlight> moving;
+  if (Scheduler* scheduler = scheduler_view_.load()) {
+    for (const PartitionMoves::InFlight& m : scheduler->moves()->List()) {
+      if (m.move.job == info->job_id()) moving[m.move.partition] = m;
+    }
+  }
+  for (const proto::ReduceHolders& h : job->second.reduce_holders()) {
+    proto::ReducePartitionInfo* p = info->add_reduce_partitions();
+    p->set_partition(h.partition());
+    if (h.workers_size() > 0) p->set_owner(h.workers(0));
+    if (h.workers_size() > 1) p->set_replica(h.workers(1));
+    if (auto it = moving.find(h.partition()); it != moving.end()) {
+      p->set_moving_to(it->second.move.to);
+      p->set_move_role(it->second.move.role == MoveRole::kOwner ? "owner" : "replica");
+      p->set_warming(it->second.warming);
+    }
+  }
 }
 
 Status Driver::WithLeaderHint(Status status) const {

@@ -162,6 +162,13 @@ class Driver {
   // Standalone mode: a worker's membership, renewed by its calls
   // (JoinGroup); it lapses after `lease`.
   [[nodiscard]] Status AcceptMember(const proto::JoinGroupRequest& request);
+  // sluicectl worker drain: appends WorkerDrainRequested (unless
+  // status_only) and says what the worker still holds. Leader only.
+  [[nodiscard]] Result<proto::DrainWorkerResponse> DrainWorker(const proto::DrainWorkerRequest& request);
+  // sluicectl rebalance: a rebalance round now. Leader only.
+  [[nodiscard]] Result<proto::RebalanceResponse> Rebalance();
+  // Fills `info`'s reduce partitions (holders from the WAL, moves in flight).
+  void AddReducePartitions(proto::JobInfo* info);
   // Whether the Drill RPC is obeyed (the allow-drills option).
   bool allow_drills() const { return options_.daemon.allow_drills; }
   const std::string& id() const { return options_.daemon.id; }
@@ -210,6 +217,8 @@ class Driver {
   std::atomic<Savepoints*> savepoints_view_{nullptr};
   std::unique_ptr<Planner> planner_;  // used by the plan thread only
   std::unique_ptr<Scheduler> scheduler_;  // used by the schedule thread only
+  // scheduler_'s thread-safe part (moves, rebalance rounds) as gRPC threads see it.
+  std::atomic<Scheduler*> scheduler_view_{nullptr};
   std::unique_ptr<coord::LeaderDetector> detector_;
   std::unique_ptr<coord::Membership> drivers_;
   std::unique_ptr<coord::Membership> workers_;

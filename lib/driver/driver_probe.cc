@@ -116,6 +116,10 @@ Result<std::unique_ptr<JobProbe>> JobProbe::Create(metrics::Registry* registry, 
                                                            "Task attempts, retries included, of the batches this "
                                                            "leader committed",
                                                            job));
+  ASSIGN_OR_RETURN(p->moves_, registry->AddCounter("sluice_reduce_partition_moves_total",
+                                                   "Keyed jobs: reduce-partition moves this leader completed "
+                                                   "(rebalance, drain, a lost replica made again)",
+                                                   job));
   ASSIGN_OR_RETURN(p->scheduling_delay_,
                    registry->AddHistogram("sluice_job_scheduling_delay_seconds",
                                           "Batch time to its first task sent, observed at the batch's commit",
@@ -150,6 +154,14 @@ bool JobProbe::IsRerun(const proto::BatchPlanned& batch, const proto::BatchCommi
   return inherited || done.task_attempts() > tasks;
 }
 
+void JobProbe::PartitionMoved(const std::string& job_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    exported_.insert(job_id);
+  }
+  moves_->With({job_id}).Inc();
+}
+
 void JobProbe::BatchCommitted(const proto::BatchPlanned& batch, const proto::BatchCommitted& done, int64_t epoch) {
   const std::string& job = done.job_id();
   bool inherited = true;
@@ -181,7 +193,7 @@ void JobProbe::DropLocked(const std::string& job_id) {
     f->Remove(l);
   }
   for (Family<Counter>* f : {input_, output_, dead_letters_, late_events_, planned_, committed_, rerun_, shuffle_bytes_,
-                             blocks_fetched_, blocks_recomputed_, task_attempts_}) {
+                             blocks_fetched_, blocks_recomputed_, task_attempts_, moves_}) {
     f->Remove(l);
   }
   for (Family<Histogram>* f : {scheduling_delay_, processing_, total_delay_}) f->Remove(l);

@@ -89,6 +89,9 @@ class JobProbe {
   // The scheduler appended and committed `done`, of `batch`, in the term of
   // `epoch`.
   void BatchCommitted(const proto::BatchPlanned& batch, const proto::BatchCommitted& done, int64_t epoch);
+  // This leader completed a move of one of `job_id`'s reduce partitions
+  // (the WAL names the new holder in its slot).
+  void PartitionMoved(const std::string& job_id);
   // Whether `done` counts as a re-run for a leader that planned `batch`
   // itself or not (`inherited`): pure, for tests.
   static bool IsRerun(const proto::BatchPlanned& batch, const proto::BatchCommitted& done, bool inherited);
@@ -126,6 +129,7 @@ class JobProbe {
   metrics::Family<metrics::Counter>* blocks_fetched_ = nullptr;
   metrics::Family<metrics::Counter>* blocks_recomputed_ = nullptr;
   metrics::Family<metrics::Counter>* task_attempts_ = nullptr;
+  metrics::Family<metrics::Counter>* moves_ = nullptr;
   metrics::Family<metrics::Histogram>* scheduling_delay_ = nullptr;
   metrics::Family<metrics::Histogram>* processing_ = nullptr;
   metrics::Family<metrics::Histogram>* total_delay_ = nullptr;

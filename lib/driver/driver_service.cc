@@ -152,6 +152,7 @@ grpc::Status DriverServiceImpl::DescribeJob(grpc::ServerContext* context, const 
   Result<proto::JobInfo> got = jobs->Describe(request->job_id());
   if (!got.ok()) return rpc::ToGrpc(got.status());
   *response = std::move(*got);
+  driver_->AddReducePartitions(response);
   if (!SeesSecrets(context)) Redact(response->mutable_spec());
   return grpc::Status::OK;
 }
@@ -234,6 +235,24 @@ grpc::Status DriverServiceImpl::ResetPartition(grpc::ServerContext* context,
   if (data == nullptr) return NotReady();
   Result<proto::ResetPartitionResponse> got = data->ResetPartition(*request);
   if (!got.ok()) return rpc::ToGrpc(driver_->WithLeaderHint(got.status()));
+  *response = std::move(*got);
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::DrainWorker(grpc::ServerContext* context, const proto::DrainWorkerRequest* request,
+                                            proto::DrainWorkerResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.DrainWorker");
+  Result<proto::DrainWorkerResponse> got = driver_->DrainWorker(*request);
+  if (!got.ok()) return rpc::ToGrpc(got.status());
+  *response = std::move(*got);
+  return grpc::Status::OK;
+}
+
+grpc::Status DriverServiceImpl::Rebalance(grpc::ServerContext* context, const proto::RebalanceRequest*,
+                                          proto::RebalanceResponse* response) {
+  SLUICE_AUTHORIZE(context, "DriverService.Rebalance");
+  Result<proto::RebalanceResponse> got = driver_->Rebalance();
+  if (!got.ok()) return rpc::ToGrpc(got.status());
   *response = std::move(*got);
   return grpc::Status::OK;
 }

@@ -51,6 +51,10 @@ class DriverServiceImpl final : public proto::DriverService::Service {
                                 proto::RestoreSavepointResponse* response) override;
   grpc::Status ResetPartition(grpc::ServerContext* context, const proto::ResetPartitionRequest* request,
                               proto::ResetPartitionResponse* response) override;
+  grpc::Status DrainWorker(grpc::ServerContext* context, const proto::DrainWorkerRequest* request,
+                           proto::DrainWorkerResponse* response) override;
+  grpc::Status Rebalance(grpc::ServerContext* context, const proto::RebalanceRequest* request,
+                         proto::RebalanceResponse* response) override;
   grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                      proto::DrillResponse* response) override;
 

@@ -84,6 +84,46 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
   const int64_t epoch = leadership_->epoch();
   const std::shared_ptr<const proto::ClusterState> state = log_->View();
   TellDeleted(*state, live, epoch);
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    draining_.clear();
+    for (const proto::MemberInfo& m : live) {
+      if (state->draining_workers().contains(m.id())) draining_.insert(m.id());
+    }
+  }
+  // A draining worker seen live this term that has left: its mark goes, so
+  // that a worker started again under its id takes work.
+  if (drain_seen_epoch_ != epoch) {
+    drain_seen_.clear();
+    drain_seen_epoch_ = epoch;
+  }
+  for (auto it = drain_seen_.begin(); it != drain_seen_.end();) {
+    if (!state->draining_workers().contains(*it)) {  // cancelled
+      it = drain_seen_.erase(it);
+      continue;
+    }
+    if (std::any_of(live.begin(), live.end(), [&](const auto& m) { return m.id() == *it; })) {
+      ++it;
+      continue;
+    }
+    proto::DriverRecord cancel;
+    cancel.mutable_worker_drain_requested()->set_worker_id(*it);
+    cancel.mutable_worker_drain_requested()->set_cancel(true);
+    cancel.mutable_worker_drain_requested()->set_requested_unix_ms(clock_->UnixMillis());
+    if (log_->Append(cancel).ok()) {
+      spdlog::info("worker {} left while draining: its drain mark is cleared", *it);
+      it = drain_seen_.erase(it);
+    } else {
+      ++it;  // tried again next tick
+    }
+  }
+  for (const proto::MemberInfo& m : live) {
+    if (state->draining_workers().contains(m.id())) drain_seen_.insert(m.id());
+  }
+  // Moves of reduce partitions: the rebalancer's rounds (each second, so a
+  // worker that joins or is drained gets or loses its share by itself).
+  auto [usable, draining] = UsableAndDraining();
+  moves_->Round(*state, live, usable, draining, epoch, /*plan=*/false);
   for (const auto& [job_id, job] : state->jobs()) {
     std::unique_ptr<JobRun>& run = runs_[job_id];
     if (run == nullptr) run = std::make_unique<JobRun>();
@@ -161,6 +201,14 @@ bool Scheduler::RunBatch(const std::string& job_id, const proto::ClusterState& s
     for (size_t k = 0; k < live.size(); ++k) {
       const proto::MemberInfo& m = live[(next + k) % live.size()];
       if (order.empty() || m.id() != order.front().id()) order.push_back(m);
+    }
+    // A draining worker takes no new tasks while another worker can.
+    if (!state.draining_workers().empty()) {
+      std::vector<proto::MemberInfo> kept;
+      for (const proto::MemberInfo& m : order) {
+        if (!state.draining_workers().contains(m.id())) kept.push_back(m);
+      }
+      if (!kept.empty()) order = std::move(kept);
     }
     tasks.push_back(std::move(t));
     candidates.push_back(std::move(order));
@@ -291,6 +339,27 @@ void Scheduler::ReportUnreachable(const std::string& reporter, const std::vector
   std::lock_guard<std::mutex> lock(live_mu_);
   reachability_.Report(reporter, unreachable, clock_->UnixMillis());
   RefreshCutOff();
+}
+
+std::pair<std::set<std::string>, std::set<std::string>> Scheduler::UsableAndDraining() {
+  std::lock_guard<std::mutex> lock(live_mu_);
+  std::set<std::string> usable;
+  for (const proto::MemberInfo& m : live_) {
+    if (!cut_off_.contains(m.id()) && !draining_.contains(m.id())) usable.insert(m.id());
+  }
+  return {usable, draining_};
+}
+
+Result<std::vector<PartitionMove>> Scheduler::RebalanceNow() {
+  std::vector<proto::MemberInfo> live;
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    if (!serving_) return absl::FailedPreconditionError("this driver does not lead");
+    live = live_;
+  }
+  const int64_t epoch = leadership_->epoch();
+  auto [usable, draining] = UsableAndDraining();
+  return moves_->Round(*log_->View(), live, usable, draining, epoch, /*plan=*/true);
 }
 
 std::set<std::string> Scheduler::CutOff() {
@@ -445,11 +514,15 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
   // A partition stays where its state is — the live holders of the newest
   // committed batch, owner first; a partition without one goes to the live
   // worker with the fewest partitions (docs/state.md "Placement"). A worker
-  // the others cannot reach counts as gone.
+  // the others cannot reach counts as gone. A move the rebalancer made READY
+  // (partition_moves.h) changes that: its warmed target becomes the replica,
+  // and once the WAL names it a holder, the owner.
   std::map<std::string, const proto::MemberInfo*> by_id;
   for (const proto::MemberInfo& m : live) {
     if (!cut_off.contains(m.id())) by_id[m.id()] = &m;
   }
+  const std::set<std::string> draining = UsableAndDraining().second;
+  const std::map<int32_t, PartitionMove> ready = moves_->Ready(job_id);
   ReducePlacement placement;
   placement.holders.resize(partitions);
   std::vector<int> recorded(partitions, 0);
@@ -462,13 +535,28 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
   }
   std::map<std::string, int> load;
   for (const proto::MemberInfo& m : live) load[m.id()] = 0;
+  // New work goes to a worker being drained only when no other can take it.
   auto least_loaded = [&](const std::string& except) -> const proto::MemberInfo* {
     const proto::MemberInfo* best = nullptr;
-    for (const proto::MemberInfo& m : live) {
-      if (m.id() == except || !by_id.contains(m.id())) continue;
-      if (best == nullptr || load[m.id()] < load[best->id()]) best = &m;
+    for (bool allow_draining : {false, true}) {
+      for (const proto::MemberInfo& m : live) {
+        if (m.id() == except || !by_id.contains(m.id())) continue;
+        if (!allow_draining && draining.contains(m.id())) continue;
+        if (best == nullptr || load[m.id()] < load[best->id()]) best = &m;
+      }
+      if (best != nullptr) break;
     }
     return best;
+  };
+  // The READY move of partition p whose target may take it, if any.
+  auto move_of = [&](int32_t p) -> std::optional<std::pair<PartitionMove, const proto::MemberInfo*>> {
+    auto it = ready.find(p);
+    if (it == ready.end() || !by_id.contains(it->second.to) || draining.contains(it->second.to)) return std::nullopt;
+    return std::make_pair(it->second, by_id.at(it->second.to));
+  };
+  auto holds = [&](int32_t p, const proto::MemberInfo* m) {
+    const auto& h = placement.holders[p];
+    return std::find(h.begin(), h.end(), m) != h.end();
   };
   placement.owner.resize(partitions);
   placement.replica.assign(partitions, nullptr);
@@ -485,6 +573,11 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
       return std::nullopt;
     }
     placement.owner[p] = h.empty() ? least_loaded("") : h[0];
+    if (auto mv = move_of(p); mv && mv->first.role == MoveRole::kOwner && (!stateful || holds(p, mv->second))) {
+      // Stateless: nothing to copy. Stateful: the target holds the state as
+      // of the newest batch (it was the replica of it).
+      placement.owner[p] = mv->second;
+    }
     if (placement.owner[p] == nullptr) {  // every live worker is cut off from the others
       retry.not_before_unix_ms = clock_->UnixMillis() + 500;
       return std::nullopt;
@@ -493,13 +586,23 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
   }
   if (stateful) {
     for (int32_t p = 0; p < partitions; ++p) {
-      for (const proto::MemberInfo* m : placement.holders[p]) {
-        if (m->id() != placement.owner[p]->id()) {
-          placement.replica[p] = m;
-          break;
+      const proto::MemberInfo* owner = placement.owner[p];
+      if (auto mv = move_of(p); mv && mv->second != owner && !holds(p, mv->second)) {
+        // Step b of a move: the warmed target is the replica of this batch;
+        // the owner sends it only the changes since its copy.
+        placement.replica[p] = mv->second;
+      } else {
+        for (const proto::MemberInfo* m : placement.holders[p]) {
+          if (m->id() != owner->id()) {
+            placement.replica[p] = m;
+            break;
+          }
         }
       }
-      if (placement.replica[p] == nullptr) placement.replica[p] = least_loaded(placement.owner[p]->id());
+      // A partition that has state but lost its replica runs with its owner
+      // alone until the rebalancer has warmed a new one: a batch never waits
+      // on a whole copy. A new partition (no state yet) gets one at once.
+      if (placement.replica[p] == nullptr && recorded[p] == 0) placement.replica[p] = least_loaded(owner->id());
       if (placement.replica[p] != nullptr) ++load[placement.replica[p]->id()];
     }
   }

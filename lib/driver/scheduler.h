@@ -46,6 +46,7 @@
 #include "lib/common/clock.h"
 #include "lib/common/serial_executor.h"
 #include "lib/driver/batch_progress.h"
+#include "lib/driver/partition_moves.h"
 #include "lib/driver/reachability.h"
 #include "lib/rpc/call.h"
 #include "lib/source/source_connector.h"
@@ -65,7 +66,12 @@ class WorkerProxy;
 class Scheduler {
  public:
   Scheduler(DriverLog* log, Leadership* leadership, WorkerProxy* workers, DataPath* data, Clock* clock)
-      : log_(log), leadership_(leadership), workers_(workers), data_(data), clock_(clock) {}
+      : log_(log),
+        leadership_(leadership),
+        workers_(workers),
+        data_(data),
+        clock_(clock),
+        moves_(std::make_unique<PartitionMoves>(workers, clock)) {}
   // Cancels the attempts in flight and waits for the batches' threads.
   ~Scheduler();
 
@@ -76,10 +82,19 @@ class Scheduler {
   // batches committed since the last call.
   int Tick(const std::vector<proto::MemberInfo>& live);
   // Commits are counted there (driver_probe.h); before the first Tick.
-  void set_probe(JobProbe* probe) { probe_ = probe; }
+  void set_probe(JobProbe* probe) {
+    probe_ = probe;
+    moves_->set_probe(probe);
+  }
   // Held jobs' names are not dropped from the workers (a restore from a
   // savepoint installing state under a deleted name); before the first Tick.
   void set_holds(const JobHolds* holds) { holds_ = holds; }
+
+  // Runs a rebalance round now (sluicectl rebalance): the moves it started.
+  // FAILED_PRECONDITION unless this driver serves.
+  [[nodiscard]] Result<std::vector<PartitionMove>> RebalanceNow();
+  // The reduce-partition moves in flight and done (describe, metrics).
+  PartitionMoves* moves() { return moves_.get(); }
 
   // The batch each job runs now and its tasks done, for JobRegistry.
   std::shared_ptr<const BatchProgress> progress() const { return progress_; }
@@ -161,11 +176,19 @@ class Scheduler {
   std::multimap<std::string, Attempt> attempts_;  // by worker id; guarded by live_mu_
   WorkerReachability reachability_;               // guarded by live_mu_
   std::set<std::string> cut_off_;                 // live workers the others cannot reach; guarded by live_mu_
+  std::set<std::string> draining_;                // live workers being drained; guarded by live_mu_
+  // The live workers that may take keyed work (not cut off, not draining)
+  // and the draining ones, from live_ (under live_mu_).
+  std::pair<std::set<std::string>, std::set<std::string>> UsableAndDraining();
   // Deleted jobs each worker was told to drop the state of, this term
   // (TellDeleted, on the schedule thread only).
   std::map<std::string, std::set<std::string>> deleted_told_;
   int64_t told_epoch_ = 0;
   const JobHolds* holds_ = nullptr;
+  // Draining workers seen live this term (the schedule thread only): one
+  // that leaves has its mark cleared.
+  std::set<std::string> drain_seen_;
+  int64_t drain_seen_epoch_ = 0;
 
   // Runs each task on its candidates in turn, up to max_failures attempts,
   // all tasks in parallel.
@@ -234,6 +257,8 @@ class Scheduler {
   std::map<JobSource, PendingCommit> pending_;  // guarded by commit_mu_
   // (job, source) -> the connector its positions are committed through; used on commits_ only.
   std::map<JobSource, std::unique_ptr<source::SourceConnector>> committers_;
+  // Before commits_: its warm threads call workers_, never commits_.
+  const std::unique_ptr<PartitionMoves> moves_;
   SerialExecutor commits_;  // last: destroyed (joined) first
 };
 

@@ -28,4 +28,11 @@ Status GrpcWorkerProxy::DropBlocks(const std::string& address, const proto::Drop
   return rpc::MoveInto(rpc::WorkerClient(*channels_, address).DropBlocks(request, deadline_), response);
 }
 
+Status GrpcWorkerProxy::WarmState(const std::string& address, const proto::WarmStateRequest& request,
+                                  proto::WarmStateResponse* response, rpc::Cancellation* cancel) {
+  return rpc::MoveInto(
+      rpc::WorkerClient(*channels_, address).WarmState(request, rpc::WorkerClient::kWarmStateDeadline, cancel),
+      response);
+}
+
 }  // namespace sluice::driver

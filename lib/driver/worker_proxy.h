@@ -35,6 +35,8 @@ class WorkerProxy {
                                        proto::TaskResult* response, rpc::Cancellation* cancel = nullptr) = 0;
   [[nodiscard]] virtual Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
                                           proto::DropBlocksResponse* response) = 0;
+  [[nodiscard]] virtual Status WarmState(const std::string& address, const proto::WarmStateRequest& request,
+                                         proto::WarmStateResponse* response, rpc::Cancellation* cancel = nullptr) = 0;
 };
 
 class GrpcWorkerProxy final : public WorkerProxy {
@@ -54,6 +56,8 @@ class GrpcWorkerProxy final : public WorkerProxy {
                                proto::TaskResult* response, rpc::Cancellation* cancel = nullptr) override;
   [[nodiscard]] Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
                                   proto::DropBlocksResponse* response) override;
+  [[nodiscard]] Status WarmState(const std::string& address, const proto::WarmStateRequest& request,
+                                 proto::WarmStateResponse* response, rpc::Cancellation* cancel = nullptr) override;
 
  private:
   rpc::ChannelCache* const channels_;

@@ -39,6 +39,8 @@ const std::map<std::string_view, std::vector<Role>>& Table() {
       {"DriverService.RestoreSavepoint", {kAdmin}},
       {"DriverService.JoinGroup", {kWorker}},
       {"DriverService.Drill", {kAdmin}},
+      {"DriverService.DrainWorker", {kAdmin}},
+      {"DriverService.Rebalance", {kAdmin}},
       {"WalService.Append", {kDriver}},
       {"WalService.Fetch", {kDriver}},
       {"WalService.InstallSnapshot", {kDriver}},
@@ -54,6 +56,7 @@ const std::map<std::string_view, std::vector<Role>>& Table() {
       {"WorkerService.ReplicateState", {kWorker, kDriver}},
       {"WorkerService.FetchState", {kWorker, kDriver}},
       {"WorkerService.Drill", {kAdmin}},
+      {"WorkerService.WarmState", {kDriver}},
   };
   return *table;
 }

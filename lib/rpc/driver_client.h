@@ -94,6 +94,11 @@ class DriverClient {
       const proto::ResetPartitionRequest& request, std::chrono::milliseconds deadline = kResetPartitionDeadline);
   [[nodiscard]] Result<proto::DrillResponse> Drill(const proto::DrillRequest& request,
                                                    std::chrono::milliseconds deadline = kDrillDeadline);
+  // Reduce-partition placement; DrainWorker waits for a WAL commit.
+  [[nodiscard]] Result<proto::DrainWorkerResponse> DrainWorker(const proto::DrainWorkerRequest& request,
+                                                               std::chrono::milliseconds deadline = kStopJobDeadline);
+  [[nodiscard]] Result<proto::RebalanceResponse> Rebalance(const proto::RebalanceRequest& request,
+                                                           std::chrono::milliseconds deadline = kStopJobDeadline);
   // The job lifecycle; each waits for a WAL commit, as StopJob does.
   [[nodiscard]] Result<proto::DeleteJobResponse> DeleteJob(const proto::DeleteJobRequest& request,
                                                            std::chrono::milliseconds deadline = kStopJobDeadline);

@@ -55,6 +55,14 @@ Result<proto::DropBlocksResponse> WorkerClient::DropBlocks(const proto::DropBloc
       [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->DropBlocks(ctx, request, response); });
 }
 
+Result<proto::WarmStateResponse> WorkerClient::WarmState(const proto::WarmStateRequest& request,
+                                                         std::chrono::milliseconds deadline, Cancellation* cancel) {
+  return internal::Unary<proto::WarmStateResponse>(
+      retry_, deadline,
+      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->WarmState(ctx, request, response); },
+      cancel);
+}
+
 Result<proto::DrillResponse> WorkerClient::Drill(const proto::DrillRequest& request,
                                                  std::chrono::milliseconds deadline) {
   return internal::Unary<proto::DrillResponse>(

@@ -67,6 +67,12 @@ class WorkerClient {
                                                              std::chrono::milliseconds deadline = kDropBlocksDeadline);
   // sluicectl drill --rpc: a fault on this worker (FAILED_PRECONDITION unless
   // its config allows drills).
+  // Leader -> worker: copy a reduce partition's state ahead of a move; as
+  // long as a whole copy may take.
+  static constexpr std::chrono::milliseconds kWarmStateDeadline{60'000};
+  [[nodiscard]] Result<proto::WarmStateResponse> WarmState(const proto::WarmStateRequest& request,
+                                                           std::chrono::milliseconds deadline = kWarmStateDeadline,
+                                                           Cancellation* cancel = nullptr);
   [[nodiscard]] Result<proto::DrillResponse> Drill(const proto::DrillRequest& request,
                                                    std::chrono::milliseconds deadline = kDrillDeadline);
 

@@ -94,6 +94,7 @@ class Executor {
                                               std::function<bool()> abandoned = {});
   // Tasks are counted there (worker_probe.h; null: none); before the first Run.
   void set_probe(ExecutorProbe* probe) { probe_ = probe; }
+  ExecutorProbe* probe() const { return probe_; }
 
  private:
   [[nodiscard]] Result<proto::TaskResult> RunChecked(const proto::TaskRequest& task, std::function<bool()> abandoned);

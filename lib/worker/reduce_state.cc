@@ -39,21 +39,17 @@ bool WriteChunks(const proto::StateChunk& header, std::span<const state::Change>
   return write(chunk);
 }
 
+// The bytes `changes` take on the wire, about (for a copy's deadline).
+int64_t BytesOf(std::span<const state::Change> changes) {
+  int64_t bytes = 0;
+  for (const state::Change& c : changes) bytes += static_cast<int64_t>(c.key.size() + (c.value ? c.value->size() : 0) + 8);
+  return bytes;
+}
+
 Status Stale(const std::string& self, const std::string& job, int32_t partition, int64_t base, int64_t folded) {
   return absl::AbortedError(fmt::format(
       "worker {}: job {} reduce partition {} is already folded to batch {}: an attempt on top of batch {} is stale",
       self, job, partition, folded, base));
-}
-
-std::vector<state::Change> ChangesOf(const std::vector<proto::StateChunk>& chunks, bool snapshot) {
-  std::vector<state::Change> out;
-  for (const proto::StateChunk& c : chunks) {
-    if (c.snapshot() != snapshot) continue;
-    for (const proto::StateEntry& e : c.entries()) {
-      out.push_back({e.key(), e.erased() ? std::nullopt : std::optional<std::string>(e.value())});
-    }
-  }
-  return out;
 }
 
 // The entries of a stream's chunks of one kind, as changes.
@@ -172,52 +168,147 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
 
 Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base, int64_t batch,
                               bool replica_is_holder, const proto::MemberInfo& replica) {
-  ASSIGN_OR_RETURN(std::vector<state::Change> delta, store_->ReadDelta(job, partition, batch));
-  // The copy's deadline follows its bytes: the delta, and the whole state
-  // when it goes too (a replica that cannot take it in time is unreachable).
-  int64_t delta_bytes = 0;
-  for (const state::Change& c : delta) delta_bytes += static_cast<int64_t>(c.key.size() + (c.value ? c.value->size() : 0) + 8);
+  // Whether the replica holds the base is its own answer now (a holder
+  // restarted from an older version, or a worker warmed ahead of a move,
+  // needs only the changes it lacks); `replica_is_holder` no longer decides.
+  (void)replica_is_holder;
   const int64_t state_bytes = store_->PartitionStats(job, partition).bytes;
+  return ReplicateVia(
+      epoch, job, partition, base, batch, replica.id(),
+      [&](const rpc::ChunkProducer<proto::StateChunk>& produce, int64_t bytes,
+          bool whole) -> Result<proto::ReplicateStateResponse> {
+        // A whole state is written to the replica's store before it answers:
+        // at least the fixed deadline copies had before, and well under the
+        // task's own (the leader's RunTask deadline, 60 s).
+        const auto deadline = whole ? std::clamp(TransferDeadline(bytes + state_bytes),
+                                                 rpc::WorkerClient::kReplicateStateDeadline,
+                                                 std::chrono::milliseconds(45'000))
+                                    : TransferDeadline(bytes);
+        return rpc::WorkerClient(*channels_, replica.rpc_address()).ReplicateState(produce, deadline);
+      });
+}
+
+Status ReduceState::ReplicateVia(int64_t epoch, const std::string& job, int32_t partition, int64_t base, int64_t batch,
+                                 const std::string& replica_id, const SendState& send, Sent* sent) {
+  ASSIGN_OR_RETURN(std::vector<state::Change> delta, store_->ReadDelta(job, partition, batch));
+  const int64_t delta_bytes = BytesOf(delta);
   proto::StateChunk header;
   header.set_epoch(epoch);
   header.set_job_id(job);
   header.set_partition(partition);
   header.set_base_batch(base);
   header.set_batch(batch);
-  for (bool with_snapshot : {!replica_is_holder, true}) {
-    auto produce = [&](const rpc::ChunkWriter<proto::StateChunk>& write) -> Status {
-      bool sent = true;
-      if (with_snapshot) {
-        // The state as of base (this copy is folded to it): streamed.
-        int64_t keys = 0;
-        Result<bool> held = WriteSnapshot(store_.get(), job, partition, base, header, /*ends_stream=*/false, write, &keys);
-        if (absl::IsCancelled(held.status())) return absl::OkStatus();  // the call's own status says why
-        if (!held.ok()) return held.status();
-        if (!*held) return absl::FailedPreconditionError(fmt::format("no state of {}[{}] as of batch {} here", job, partition, base));
-        spdlog::info("job {} reduce partition {}: copied the state as of batch {} ({} keys) to worker {}", job,
-                     partition, base, keys, replica.id());
-      }
-      if (sent) WriteChunks(header, delta, /*ends_stream=*/true, write);
-      return absl::OkStatus();
-    };
-    // A whole state is written to the replica's store before it answers: at
-    // least the fixed deadline copies had before, and well under the task's
-    // own (the leader's RunTask deadline, 60 s).
-    const auto deadline =
-        with_snapshot ? std::clamp(TransferDeadline(delta_bytes + state_bytes),
-                                   rpc::WorkerClient::kReplicateStateDeadline, std::chrono::milliseconds(45'000))
-                      : TransferDeadline(delta_bytes);
-    Status st = rpc::WorkerClient(*channels_, replica.rpc_address()).ReplicateState(produce, deadline).status();
-    if (st.ok()) return st;
-    if (with_snapshot || !absl::IsNotFound(st)) {
-      return Annotate(st, fmt::format("copying job {} reduce partition {} batch {} to worker {}", job, partition,
-                                      batch, replica.id()));
-    }
-    // The replica lacks the base: send it the whole state first.
-    spdlog::info("job {} reduce partition {}: worker {} lacks the state as of batch {}: sending it whole", job,
-                 partition, replica.id(), base);
+  header.set_answer_lacking(true);
+  auto annotate = [&](const Status& st) {
+    return Annotate(st, fmt::format("copying job {} reduce partition {} batch {} to worker {}", job, partition, batch,
+                                    replica_id));
+  };
+  Sent counted;
+  auto finish = [&](Status st) {
+    if (sent != nullptr) *sent = counted;
+    return st;
+  };
+  // 1. The delta alone: what a replica holding the base needs.
+  ++counted.streams;
+  counted.delta_entries += static_cast<int64_t>(delta.size());
+  Result<proto::ReplicateStateResponse> answer = send(
+      [&](const rpc::ChunkWriter<proto::StateChunk>& write) -> Status {
+        WriteChunks(header, delta, /*ends_stream=*/true, write);
+        return absl::OkStatus();
+      },
+      delta_bytes, /*whole=*/false);
+  std::optional<int64_t> has;
+  if (answer.ok()) {
+    if (!answer->lacks_base()) return finish(absl::OkStatus());
+    if (answer->has_has_batch()) has = answer->has_batch();
+  } else if (!absl::IsNotFound(answer.status())) {
+    return finish(annotate(answer.status()));
   }
-  return absl::InternalError("unreachable");
+  // 2. The changes since the replica's copy, when this store still has them.
+  std::optional<std::vector<state::Change>> since;
+  if (has.has_value() && *has >= -1 && *has < base) {
+    ASSIGN_OR_RETURN(since, store_->ChangesSince(job, partition, *has, base));
+  }
+  ++counted.streams;
+  counted.delta_entries += static_cast<int64_t>(delta.size());
+  if (since.has_value()) {
+    proto::StateChunk catch_up = header;
+    catch_up.set_since_batch(*has);
+    counted.catch_up_entries += static_cast<int64_t>(since->size());
+    spdlog::info("job {} reduce partition {}: worker {} has the state as of batch {}: sending the {} changes to "
+                 "batch {}",
+                 job, partition, replica_id, *has, since->size(), base);
+    answer = send(
+        [&](const rpc::ChunkWriter<proto::StateChunk>& write) -> Status {
+          if (WriteChunks(catch_up, *since, /*ends_stream=*/false, write)) {
+            WriteChunks(header, delta, /*ends_stream=*/true, write);
+          }
+          return absl::OkStatus();
+        },
+        delta_bytes + BytesOf(*since), /*whole=*/false);
+  } else {
+    // 3. The whole state, streamed chunk by chunk: the replica has no copy,
+    // or the deltas since its copy were folded into a newer snapshot here.
+    spdlog::info("job {} reduce partition {}: worker {} lacks the state as of batch {} ({}): sending it whole ({} "
+                 "keys)",
+                 job, partition, replica_id, base,
+                 has.has_value() ? fmt::format("has batch {}, whose later deltas are gone here", *has)
+                                 : std::string("no copy"),
+                 store_->PartitionStats(job, partition).keys);
+    int64_t keys = 0;
+    answer = send(
+        [&](const rpc::ChunkWriter<proto::StateChunk>& write) -> Status {
+          Result<bool> held =
+              WriteSnapshot(store_.get(), job, partition, base, header, /*ends_stream=*/false, write, &keys);
+          if (absl::IsCancelled(held.status())) return absl::OkStatus();  // the call's own status says why
+          if (!held.ok()) return held.status();
+          if (!*held) {
+            return absl::FailedPreconditionError(
+                fmt::format("no state of {}[{}] as of batch {} here", job, partition, base));
+          }
+          WriteChunks(header, delta, /*ends_stream=*/true, write);
+          return absl::OkStatus();
+        },
+        delta_bytes, /*whole=*/true);
+    counted.snapshot_entries += keys;
+  }
+  if (!answer.ok()) return finish(annotate(answer.status()));
+  if (answer->lacks_base()) {
+    // Its copy changed between the two streams (a stale attempt moved it).
+    return finish(annotate(absl::AbortedError("the replica still lacks the base")));
+  }
+  return finish(absl::OkStatus());
+}
+
+Result<proto::WarmStateResponse> ReduceState::Warm(int64_t epoch, const std::string& job, int32_t partition,
+                                                    int64_t base,
+                                                    const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders) {
+  const auto started = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(LockOf(job, partition));
+  proto::WarmStateResponse out;
+  ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
+  if (folded.has_value() && *folded >= base) {
+    out.set_batch(*folded);
+    return out;
+  }
+  google::protobuf::RepeatedPtrField<proto::MemberInfo> others;
+  for (const proto::MemberInfo& h : holders) {
+    if (h.id() != self_) *others.Add() = h;
+  }
+  if (others.empty()) {
+    return absl::FailedPreconditionError(
+        fmt::format("job {} reduce partition {}: no other holder to copy the state as of batch {} from", job,
+                    partition, base));
+  }
+  // A copy of its own with the deltas up to base is enough (a former holder).
+  ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
+  if (!here) RETURN_IF_ERROR(EnsureBase(epoch, job, partition, base, others));
+  out.set_batch(base);
+  if (!here) out.set_bytes(store_->PartitionStats(job, partition).bytes);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  spdlog::info("job {} reduce partition {}: warmed to batch {} ahead of a move ({} bytes copied in {:.3f} s)", job,
+               partition, base, out.bytes(), seconds);
+  return out;
 }
 
 Status ReduceState::DropJob(const std::string& job) {
@@ -251,32 +342,36 @@ Status ReduceState::Snapshot(const std::string& job, int32_t partition, int64_t 
   return absl::OkStatus();
 }
 
-Status ReduceState::Apply(const std::vector<proto::StateChunk>& chunks) {
+Result<proto::ReplicateStateResponse> ReduceState::ApplyAnswering(const std::vector<proto::StateChunk>& chunks) {
   size_t i = 0;
-  return Apply([&](proto::StateChunk* c) {
+  return ApplyAnswering([&](proto::StateChunk* c) {
     if (i == chunks.size()) return false;
     *c = chunks[i++];
     return true;
   });
 }
 
-Status ReduceState::Apply(const std::function<bool(proto::StateChunk*)>& next) {
+Result<proto::ReplicateStateResponse> ReduceState::ApplyAnswering(
+    const std::function<bool(proto::StateChunk*)>& next) {
   proto::StateChunk chunk;
   if (!next(&chunk)) return absl::InvalidArgumentError("an empty state stream");
   const std::string job = chunk.job_id();
   const int32_t partition = chunk.partition();
   const int64_t base = chunk.base_batch();
   const int64_t batch = chunk.batch();
+  const bool answer_lacking = chunk.answer_lacking();
   std::lock_guard<std::mutex> lock(LockOf(job, partition));
   // Never roll a copy back: a copy past `base` means a later batch
   // committed, and this stream comes from a stale attempt.
   ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
   if (folded.has_value() && *folded > base) return Stale(self_, job, partition, base, *folded);
   // Snapshot chunks go to the store as they arrive (a whole state is never
-  // held here); the delta's chunks, small, are kept for the end.
+  // held here); the changes since a copy and the delta, small, are kept for
+  // the end.
   std::unique_ptr<state::StateStore::Installer> installer;
-  std::vector<proto::StateChunk> delta;
-  std::vector<state::Change> changes;
+  std::optional<int64_t> since;
+  std::vector<state::Change> changes, catch_up, delta;
+  bool has_delta = false;
   bool last = false;
   do {
     last = chunk.last();
@@ -287,8 +382,12 @@ Status ReduceState::Apply(const std::function<bool(proto::StateChunk*)>& next) {
       changes.clear();
       AppendChanges(chunk, &changes);
       RETURN_IF_ERROR(installer->Add(changes));
+    } else if (chunk.has_since_batch()) {
+      since = chunk.since_batch();
+      AppendChanges(chunk, &catch_up);
     } else {
-      delta.push_back(std::move(chunk));
+      has_delta = true;
+      AppendChanges(chunk, &delta);
     }
   } while (!last && next(&chunk));
   if (!last) return absl::InvalidArgumentError("an incomplete state stream");  // the installer removes its part
@@ -296,14 +395,37 @@ Status ReduceState::Apply(const std::function<bool(proto::StateChunk*)>& next) {
   if (has_snapshot) RETURN_IF_ERROR(installer->Commit());
   // A snapshot alone (a savepoint's restore installs each partition so): the
   // state as of `base`, with no delta on top.
-  if (has_snapshot && delta.empty()) return absl::OkStatus();
+  if (has_snapshot && !has_delta) return proto::ReplicateStateResponse();
+  if (since.has_value() && !has_snapshot) {
+    // The changes since the copy's batch bring it to `base`: they are
+    // written as the deltas since+1..base (all empty but the last, which
+    // holds them merged), so the fold below makes the state as of base.
+    if (*since >= base) return absl::InvalidArgumentError("changes since a batch not before the base");
+    ASSIGN_OR_RETURN(bool at_since, store_->Prepare(job, partition, *since));
+    if (!at_since) {
+      return absl::NotFoundError(fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}",
+                                             self_, job, partition, *since));
+    }
+    for (int64_t b = *since + 1; b < base; ++b) RETURN_IF_ERROR(store_->WriteDelta(job, partition, b, {}));
+    RETURN_IF_ERROR(store_->WriteDelta(job, partition, base, catch_up));
+    spdlog::info("job {} reduce partition {}: caught up from batch {} to {} ({} changes)", job, partition, *since,
+                 base, catch_up.size());
+  }
   ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
   if (!here) {
+    if (answer_lacking) {
+      proto::ReplicateStateResponse lacking;
+      lacking.set_lacks_base(true);
+      ASSIGN_OR_RETURN(std::optional<int64_t> has, store_->FoldedBatch(job, partition));
+      if (has.has_value()) lacking.set_has_batch(*has);
+      return lacking;
+    }
     // The sender then sends the whole state (Replicate).
     return absl::NotFoundError(
         fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
   }
-  return store_->WriteDelta(job, partition, batch, ChangesOf(delta, false));
+  RETURN_IF_ERROR(store_->WriteDelta(job, partition, batch, delta));
+  return proto::ReplicateStateResponse();
 }
 
 }  // namespace sluice::worker

@@ -12,12 +12,17 @@
 //                            if that fails, FetchState from a live holder and
 //                            Install it. The first batch starts empty.
 //   owner, after reducing:   WriteDelta(N), then ReplicateState to the
-//                            replica: the delta on top of C, preceded by a
-//                            snapshot as of C when the replica is not a
-//                            holder or says it lacks C. Both copies exist
-//                            before the task reports success.
-//   replica:                 Install the snapshot if one came, Prepare(C),
-//                            WriteDelta(N).
+//                            replica: the delta on top of C; if the replica
+//                            says its copy is as of V < C, the merged changes
+//                            V+1..C first (ChangesSince), and a snapshot as of
+//                            C only when those deltas are gone or it has no
+//                            copy. Both copies exist before the task reports
+//                            success.
+//   replica:                 Install the snapshot if one came, or the changes
+//                            since V; Prepare(C), WriteDelta(N).
+//   warm (before a move):    the leader's WarmState: this worker fetches the
+//                            state as of C from a holder, off the batch loop,
+//                            so that replicating to it later is incremental.
 //
 // A whole state moves as a stream of chunks on both sides (StateStore's
 // chunked ReadAsOf and BeginInstall): never in memory at once.
@@ -37,6 +42,7 @@
 #include <vector>
 
 #include "lib/common/status.h"
+#include "lib/rpc/call.h"
 #include "lib/state/state_store.h"
 #include "proto/worker.pb.h"
 
@@ -72,6 +78,32 @@ class ReduceState {
   [[nodiscard]] Status Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
                                  int64_t batch, bool replica_is_holder, const proto::MemberInfo& replica);
 
+  // One ReplicateState stream, written by `produce` chunk by chunk, and the
+  // replica's answer; `deadline_bytes` is what the stream carries besides a
+  // whole state, and `whole` says one goes too (for its deadline).
+  using SendState = std::function<Result<proto::ReplicateStateResponse>(
+      const rpc::ChunkProducer<proto::StateChunk>& produce, int64_t deadline_bytes, bool whole)>;
+  // Replicate through `send`: the delta first; the changes since the
+  // replica's copy, or the whole state, only when it says it lacks `base`.
+  // Counts what went in `sent` (optional).
+  struct Sent {
+    int64_t streams = 0;
+    int64_t delta_entries = 0;
+    int64_t catch_up_entries = 0;   // changes since the replica's copy
+    int64_t snapshot_entries = 0;   // whole states
+  };
+  [[nodiscard]] Status ReplicateVia(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
+                                    int64_t batch, const std::string& replica_id, const SendState& send,
+                                    Sent* sent = nullptr);
+
+  // Server side of WarmState: makes this worker's copy the state as of
+  // `base` (fetched from one of `holders` unless it has it or a newer one);
+  // the batch it is then as of and the bytes copied. FAILED_PRECONDITION if
+  // there is no holder to copy from.
+  [[nodiscard]] Result<proto::WarmStateResponse> Warm(int64_t epoch, const std::string& job, int32_t partition,
+                                                      int64_t base,
+                                                      const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders);
+
   // Drops the state of a stopped job, if this worker holds any (logged).
   [[nodiscard]] Status DropJob(const std::string& job);
 
@@ -81,13 +113,18 @@ class ReduceState {
 
   // Server side of ReplicateState: applies what arrived (all chunks of one
   // stream); a stream of snapshot chunks only installs the state as of their
-  // base_batch (a savepoint's restore). NOT_FOUND when a delta came without a snapshot and this worker
-  // lacks its base (the sender then sends the whole state); ABORTED when this
-  // copy is already past the base (a stale attempt: never rolled back).
-  [[nodiscard]] Status Apply(const std::vector<proto::StateChunk>& chunks);
-  // The same, streamed: `next` fills in the stream's next chunk, false at its
-  // end. Snapshot chunks are installed as they come.
-  [[nodiscard]] Status Apply(const std::function<bool(proto::StateChunk*)>& next);
+  // base_batch (a savepoint's restore); changes since the copy's batch bring
+  // it to the base first. When a delta came without either and this worker
+  // lacks its base: a response saying so and which batch its copy is as of
+  // if the stream has answer_lacking, else NOT_FOUND (the sender then sends
+  // the whole state); ABORTED when this copy is already past the base (a
+  // stale attempt: never rolled back).
+  // Snapshot chunks are installed as they come (`next` fills in the stream's
+  // next chunk, false at its end); the vector forms are for tests.
+  [[nodiscard]] Result<proto::ReplicateStateResponse> ApplyAnswering(
+      const std::function<bool(proto::StateChunk*)>& next);
+  [[nodiscard]] Result<proto::ReplicateStateResponse> ApplyAnswering(const std::vector<proto::StateChunk>& chunks);
+  [[nodiscard]] Status Apply(const std::vector<proto::StateChunk>& chunks) { return ApplyAnswering(chunks).status(); }
 
  private:
   ReduceState(std::unique_ptr<state::StateStore> store, std::string self, rpc::ChannelCache* channels)

@@ -165,6 +165,10 @@ Result<std::unique_ptr<ExecutorProbe>> ExecutorProbe::Create(metrics::Registry* 
   ASSIGN_OR_RETURN(Family<Counter> * recomputed, registry->AddCounter("sluice_executor_blocks_recomputed_total",
                                                                       "Blocks this worker's tasks made again from "
                                                                       "their lineage"));
+  ASSIGN_OR_RETURN(Family<Counter> * warm, registry->AddCounter("sluice_state_warm_bytes_total",
+                                                                "Reduce-partition state bytes this worker copied "
+                                                                "ahead of a move (WarmState)"));
+  p->warm_bytes_ = &warm->Get();
   for (const auto& [stage, name] : {std::pair{static_cast<int>(proto::TASK_STAGE_MAP), "map"},
                                     std::pair{static_cast<int>(proto::TASK_STAGE_REDUCE), "reduce"}}) {
     p->stages_[stage] = {&run->With({name}), &failed->With({name}), &seconds->With({name})};

@@ -96,6 +96,8 @@ class ExecutorProbe {
   [[nodiscard]] static Result<std::unique_ptr<ExecutorProbe>> Create(metrics::Registry* registry);
   // A task ended with `result` after `seconds`.
   void TaskDone(const proto::TaskRequest& task, const Result<proto::TaskResult>& result, double seconds);
+  // A WarmState copied `bytes` of a reduce partition's state here.
+  void Warmed(int64_t bytes) { warm_bytes_->Inc(static_cast<double>(bytes)); }
 
  private:
   ExecutorProbe() = default;
@@ -110,6 +112,7 @@ class ExecutorProbe {
   metrics::Counter* shuffle_bytes_ = nullptr;
   metrics::Counter* blocks_fetched_ = nullptr;
   metrics::Counter* blocks_recomputed_ = nullptr;
+  metrics::Counter* warm_bytes_ = nullptr;
 };
 
 // Every probe of one worker. Destroyed before the parts it reads

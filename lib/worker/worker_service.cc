@@ -9,6 +9,7 @@
 #include "lib/common/drill.h"
 #include "lib/rpc/auth.h"
 #include "lib/rpc/rpc.h"
+#include "lib/worker/worker_probe.h"
 
 namespace sluice::worker {
 
@@ -149,13 +150,13 @@ grpc::Status WorkerServiceImpl::PushShuffle(grpc::ServerContext* context,
 
 grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* context,
                                                grpc::ServerReader<proto::StateChunk>* reader,
-                                               proto::ReplicateStateResponse* /*response*/) {
+                                               proto::ReplicateStateResponse* response) {
   SLUICE_AUTHORIZE(context, "WorkerService.ReplicateState");
   // Applied as it arrives (a whole state is installed chunk by chunk), once
   // the first chunk's epoch passed the fence.
   bool first = true;
   Status fenced = absl::OkStatus();
-  Status applied = state_->Apply([&](proto::StateChunk* chunk) {
+  Result<proto::ReplicateStateResponse> applied = state_->ApplyAnswering([&](proto::StateChunk* chunk) {
     if (!reader->Read(chunk)) return false;
     if (first) {
       first = false;
@@ -166,7 +167,21 @@ grpc::Status WorkerServiceImpl::ReplicateState(grpc::ServerContext* context,
   if (!fenced.ok()) return rpc::ToGrpc(fenced);
   if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the state stream broke off");
   if (first) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an empty state stream");
-  return rpc::ToGrpc(applied);
+  if (!applied.ok()) return rpc::ToGrpc(applied.status());
+  *response = std::move(*applied);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::WarmState(grpc::ServerContext* context, const proto::WarmStateRequest* request,
+                                          proto::WarmStateResponse* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.WarmState");
+  if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  Result<proto::WarmStateResponse> warmed =
+      state_->Warm(request->epoch(), request->job_id(), request->partition(), request->base_batch(), request->holders());
+  if (!warmed.ok()) return rpc::ToGrpc(warmed.status());
+  if (executor_->probe() != nullptr) executor_->probe()->Warmed(warmed->bytes());
+  *response = std::move(*warmed);
+  return grpc::Status::OK;
 }
 
 grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* context, const proto::FetchStateRequest* request,

@@ -59,6 +59,8 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
                           grpc::ServerWriter<proto::StateChunk>* writer) override;
   grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                      proto::DrillResponse* response) override;
+  grpc::Status WarmState(grpc::ServerContext* context, const proto::WarmStateRequest* request,
+                         proto::WarmStateResponse* response) override;
 
   // Obey the Drill RPC (the allow-drills option); set before serving.
   void set_allow_drills(bool allow) { allow_drills_ = allow; }

@@ -148,6 +148,17 @@ std::string LocalCluster::worker_addresses() const {
 }
 
 Status LocalCluster::StartDriver(int i) { return StartDaemon(true, i); }
+
+Result<int> LocalCluster::AddWorker() {
+  if (hosts_) return absl::FailedPreconditionError("LocalCluster::AddWorker: not with separate_hosts");
+  workers_.emplace_back();
+  Daemon& w = workers_.back();
+  w.port = FreePort();
+  if (options_.http) w.http_port = FreePort();
+  const int i = num_workers() - 1;
+  RETURN_IF_ERROR(StartWorker(i));
+  return i;
+}
 Status LocalCluster::StartWorker(int i) { return StartDaemon(false, i); }
 
 Status LocalCluster::StartDaemon(bool is_driver, int i) {

@@ -114,6 +114,10 @@ class LocalCluster {
   // (Re)starts a daemon with its id, port and data; waits until it serves.
   [[nodiscard]] Status StartDriver(int i);
   [[nodiscard]] Status StartWorker(int i);
+  // Starts one more worker (worker-<num_workers()+1>, a port and data of its
+  // own) on the running cluster; its index. Not with separate_hosts (its
+  // host would not exist).
+  [[nodiscard]] Result<int> AddWorker();
   // SIGTERM and wait; returns the exit status.
   int StopDriver(int i);
   int StopWorker(int i);

@@ -121,5 +121,121 @@ TEST_F(ReduceStateTest, ASnapshotAloneInstallsTheStateAsOfItsBase) {
   EXPECT_TRUE(absl::IsAborted(stale)) << stale;
 }
 
+
+// The sending side (ReplicateVia) against a second ReduceState: an owner
+// that runs every batch, a replica that takes only some of them.
+class ReplicateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string templ = ::testing::TempDir() + "/sluice-replicate-XXXXXX";
+    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
+    dir_ = templ;
+    owner_ = std::move(ReduceState::Open(dir_ + "/owner", "worker-1", nullptr).value());
+    replica_ = std::move(ReduceState::Open(dir_ + "/replica", "worker-2", nullptr).value());
+  }
+  void TearDown() override {
+    owner_.reset();
+    replica_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // Batch `b` on the owner (100 keys, 10 of them changed per batch), copied
+  // to the replica if `copy`; what went over the wire in `sent`.
+  void Run(int64_t b, bool copy, ReduceState::Sent* sent = nullptr) {
+    ASSERT_TRUE(owner_->store()->Prepare("j", 0, b - 1).value());
+    std::vector<state::Change> changes;
+    for (int k = 0; k < 100; ++k) {
+      if (b == 0 || k % 10 == b % 10) changes.push_back({"key" + std::to_string(k), std::to_string(b)});
+    }
+    ASSERT_TRUE(owner_->store()->WriteDelta("j", 0, b, changes).ok());
+    if (!copy) return;
+    Status st = owner_->ReplicateVia(
+        1, "j", 0, b - 1, b, "worker-2",
+        [&](const rpc::ChunkProducer<proto::StateChunk>& produce, int64_t,
+            bool) -> Result<proto::ReplicateStateResponse> {
+          std::vector<proto::StateChunk> chunks;
+          RETURN_IF_ERROR(produce([&](const proto::StateChunk& c) {
+            chunks.push_back(c);
+            return true;
+          }));
+          return replica_->ApplyAnswering(chunks);
+        },
+        sent);
+    ASSERT_TRUE(st.ok()) << st;
+  }
+  void ExpectSame(int64_t as_of) {
+    auto want = owner_->store()->ReadAsOf("j", 0, as_of).value();
+    auto got = replica_->store()->ReadAsOf("j", 0, as_of).value();
+    ASSERT_TRUE(want.has_value());
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, *want);
+  }
+
+  std::string dir_;
+  std::unique_ptr<ReduceState> owner_, replica_;
+};
+
+TEST_F(ReplicateTest, AReplicaAFewBatchesBehindGetsOnlyTheChanges) {
+  ReduceState::Sent sent;
+  Run(0, true, &sent);  // the first batch: the replica starts from empty
+  EXPECT_EQ(sent.streams, 1);
+  EXPECT_EQ(sent.snapshot_entries, 0);
+  EXPECT_EQ(sent.delta_entries, 100);
+  for (int64_t b = 1; b <= 2; ++b) {
+    Run(b, true, &sent);
+    EXPECT_EQ(sent.streams, 1);
+    EXPECT_EQ(sent.delta_entries, 10);
+    EXPECT_EQ(sent.catch_up_entries + sent.snapshot_entries, 0);
+  }
+  // Batches 3..5 commit without this replica (it was away, or is new here
+  // or new here and warmed): batch 6 sends the changes since its copy's
+  // folded batch 1 (its delta of 2 is never trusted: no later batch named 2
+  // committed to it) — 2..5, 40 keys, not the 100 of the whole state.
+  for (int64_t b = 3; b <= 5; ++b) Run(b, false);
+  Run(6, true, &sent);
+  EXPECT_EQ(sent.streams, 2);
+  EXPECT_EQ(sent.catch_up_entries, 40);
+  EXPECT_EQ(sent.snapshot_entries, 0);
+  EXPECT_EQ(sent.delta_entries, 20);
+  ASSERT_TRUE(replica_->store()->Prepare("j", 0, 6).value());
+  ASSERT_TRUE(owner_->store()->Prepare("j", 0, 6).value());
+  ExpectSame(6);
+  // In step again: the delta alone.
+  Run(7, true, &sent);
+  EXPECT_EQ(sent.streams, 1);
+  EXPECT_EQ(sent.catch_up_entries + sent.snapshot_entries, 0);
+}
+
+TEST_F(ReplicateTest, TheWholeStateWhenTheDeltasSinceTheCopyAreGone) {
+  ReduceState::Sent sent;
+  Run(0, true);
+  Run(1, true);
+  // 30 batches without the replica: the owner snapshots (every 10 folds)
+  // and deletes the deltas the replica would need.
+  for (int64_t b = 2; b <= 31; ++b) Run(b, false);
+  Run(32, true, &sent);
+  EXPECT_EQ(sent.streams, 2);
+  EXPECT_EQ(sent.catch_up_entries, 0);
+  EXPECT_EQ(sent.snapshot_entries, 100);
+  ASSERT_TRUE(replica_->store()->Prepare("j", 0, 32).value());
+  ASSERT_TRUE(owner_->store()->Prepare("j", 0, 32).value());
+  ExpectSame(32);
+}
+
+TEST_F(ReplicateTest, AnOlderSenderStillGetsNotFound) {
+  // A stream without answer_lacking (a sender of the previous release): the
+  // replica lacking the base answers NOT_FOUND, as before.
+  proto::StateChunk c;
+  c.set_job_id("j");
+  c.set_base_batch(4);
+  c.set_batch(5);
+  c.set_last(true);
+  EXPECT_TRUE(absl::IsNotFound(replica_->Apply({c})));
+  c.set_answer_lacking(true);
+  auto answer = replica_->ApplyAnswering({c});
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_TRUE(answer->lacks_base());
+  EXPECT_FALSE(answer->has_has_batch());
+}
+
 }  // namespace
 }  // namespace sluice::worker
