@@ -28,4 +28,9 @@ Status GrpcWorkerProxy::DropBlocks(const std::string& address, const proto::Drop
   return rpc::MoveInto(rpc::WorkerClient(*channels_, address).DropBlocks(request, deadline_), response);
 }
 
+Status GrpcWorkerProxy::ResplitState(const std::string& address, const proto::ResplitStateRequest& request,
+                                     proto::ResplitStateResponse* response) {
+  return rpc::MoveInto(rpc::WorkerClient(*channels_, address).ResplitState(request), response);
+}
+
 }  // namespace sluice::driver

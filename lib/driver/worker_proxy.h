@@ -35,6 +35,8 @@ class WorkerProxy {
                                        proto::TaskResult* response, rpc::Cancellation* cancel = nullptr) = 0;
   [[nodiscard]] virtual Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
                                           proto::DropBlocksResponse* response) = 0;
+  [[nodiscard]] virtual Status ResplitState(const std::string& address, const proto::ResplitStateRequest& request,
+                                            proto::ResplitStateResponse* response) = 0;
 };
 
 class GrpcWorkerProxy final : public WorkerProxy {
@@ -54,6 +56,9 @@ class GrpcWorkerProxy final : public WorkerProxy {
                                proto::TaskResult* response, rpc::Cancellation* cancel = nullptr) override;
   [[nodiscard]] Status DropBlocks(const std::string& address, const proto::DropBlocksRequest& request,
                                   proto::DropBlocksResponse* response) override;
+  // With rpc::WorkerClient's deadline (a minute).
+  [[nodiscard]] Status ResplitState(const std::string& address, const proto::ResplitStateRequest& request,
+                                    proto::ResplitStateResponse* response) override;
 
  private:
   rpc::ChannelCache* const channels_;

@@ -55,6 +55,13 @@ Result<proto::DropBlocksResponse> WorkerClient::DropBlocks(const proto::DropBloc
       [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->DropBlocks(ctx, request, response); });
 }
 
+Result<proto::ResplitStateResponse> WorkerClient::ResplitState(const proto::ResplitStateRequest& request,
+                                                               std::chrono::milliseconds deadline) {
+  return internal::Unary<proto::ResplitStateResponse>(
+      retry_, deadline,
+      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->ResplitState(ctx, request, response); });
+}
+
 Result<proto::DrillResponse> WorkerClient::Drill(const proto::DrillRequest& request,
                                                  std::chrono::milliseconds deadline) {
   return internal::Unary<proto::DrillResponse>(

@@ -136,11 +136,11 @@ TEST(Security, EveryMethodRefusesTheRolesItDoesNotAllow) {
       ++refused;
     }
   }
-  // driver 20, worker 23, admin 15, viewer 28 methods it may not call (the
+  // driver 20, worker 24, admin 16, viewer 29 methods it may not call (the
   // job lifecycle's, source reset's and savepoints' six are admin's; the
-  // leader may read and install state for savepoints): a table that lost its
-  // entries would show here too.
-  EXPECT_EQ(refused, 20 + 23 + 15 + 28);
+  // leader may read and install state for savepoints, and alone re-splits
+  // it): a table that lost its entries would show here too.
+  EXPECT_EQ(refused, 20 + 24 + 16 + 29);
   const std::string log = testing::ReadFile(cluster.driver_log(0)).value_or("");
   EXPECT_THAT(log, HasSubstr("refused DriverService.SubmitJob to CN=worker (roles: worker) at ipv4:127.0.0.1:"));
   EXPECT_THAT(log, HasSubstr("it needs the role admin"));
