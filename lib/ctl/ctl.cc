@@ -533,8 +533,13 @@ void PrintJob(std::ostream& out, const proto::JobInfo& j, bool detail) {
   if (j.total_late_events() > 0) out << " (" << j.total_late_events() << " late)";
   out << "\n";
   if (engine::IsKeyed(j.spec())) {
-    out << "  state:      " << j.state_keys() << " keys, " << j.state_bytes() << " bytes in "
-        << std::max(1, j.spec().reduce_partitions()) << " reduce partitions";
+    const int32_t partitions = j.state_partitions() > 0 ? j.state_partitions() : std::max(1, j.spec().reduce_partitions());
+    out << "  state:      " << j.state_keys() << " keys, " << j.state_bytes() << " bytes in " << partitions
+        << " reduce partitions";
+    if (j.state_layout() > 0) out << " (layout " << j.state_layout() << ")";
+    if (j.spec().reduce_partitions() > 0 && j.spec().reduce_partitions() != partitions) {
+      out << "; rescaling to " << j.spec().reduce_partitions();
+    }
     if (j.watermark_unix_ms() != std::numeric_limits<int64_t>::min()) out << "; watermark " << j.watermark_unix_ms() << " ms";
     out << "\n";
   }
