@@ -168,6 +168,17 @@ operators:
       milliseconds(60'000), milliseconds(200)))
       << "the running count never got going";
 
+  // Mistakes, and a dry run, change nothing.
+  EXPECT_EQ(Ctl({"rescale", "totals", "0"}), 2);
+  EXPECT_THAT(LastCtlLog(), ::testing::HasSubstr("rescale totals 0: reduce_partitions must be in 1..1024"));
+  EXPECT_EQ(Ctl({"rescale", "totals", "1025"}), 2);
+  EXPECT_NE(Ctl({"rescale", "totals", "4"}), 0);
+  EXPECT_THAT(LastCtlLog(), ::testing::HasSubstr("nothing to update"));
+  EXPECT_EQ(Ctl({"rescale", "totals", "16", "--dry-run"}), 0) << LastCtlLog();
+  EXPECT_THAT(LastCtlLog(), ::testing::HasSubstr("would be rescaled from 4 to 16 reduce partitions"));
+  ASSERT_TRUE(Describe("totals"));
+  EXPECT_EQ(Describe("totals")->spec().reduce_partitions(), 4) << "a dry run changed the job";
+
   // Each step while the input flows: both jobs rescaled, the first batch of
   // each with its new count committed within the bound.
   std::map<std::string, std::vector<std::pair<int64_t, int>>> steps;  // job -> (first batch, count)
