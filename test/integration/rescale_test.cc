@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "test/harness/local_cluster.h"
 #include "test/harness/paths.h"
@@ -294,6 +295,30 @@ operators:
     }
   }
   EXPECT_GE(dropped, 3) << "each of the three old layouts is dropped on at least one worker";
+
+  // A savepoint reads the state of the job's layout: its 3 partitions.
+  const std::string sp = dir_.Sub("sp");
+  ASSERT_EQ(Ctl({"savepoint", "totals", sp}), 0) << LastCtlLog();
+  Result<std::string> manifest = testing::ReadFile(sp + "/MANIFEST.json");
+  ASSERT_TRUE(manifest.ok());
+  proto::SavepointManifest m;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*manifest, &m).ok()) << *manifest;
+  EXPECT_EQ(m.state_files_size(), 3) << *manifest;
+  EXPECT_EQ(m.state_keys(), static_cast<int64_t>(expected.size())) << *manifest;
+  // Deleting the job drops its current layout from every worker too.
+  ASSERT_EQ(Ctl({"delete", "totals"}), 0) << LastCtlLog();
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        for (int w = 0; w < 3; ++w) {
+          if (testing::ReadFile(cluster_->worker_log(w)).value_or("").find("job totals: dropped state layout 3") !=
+              std::string::npos) {
+            return true;
+          }
+        }
+        return false;
+      },
+      milliseconds(10'000), milliseconds(200)))
+      << "the deleted job's layout 3 stayed on the workers";
 }
 
 }  // namespace
