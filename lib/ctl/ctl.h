@@ -63,6 +63,7 @@ class Ctl {
   int RunDelete(std::ostream& out, std::ostream& err);
   int RunRestart(std::ostream& out, std::ostream& err);
   int RunUpdate(std::ostream& out, std::ostream& err);
+  int RunRescale(std::ostream& out, std::ostream& err);
   // savepoint_command.cc
   int RunSavepoint(std::ostream& out, std::ostream& err);
   // sluicectl worker drain ID [--wait] [--cancel] and sluicectl rebalance
@@ -114,6 +115,8 @@ class Ctl {
   CLI::App* delete_cmd_ = nullptr;
   CLI::App* restart_cmd_ = nullptr;
   CLI::App* update_cmd_ = nullptr;
+  CLI::App* rescale_cmd_ = nullptr;
+  int64_t rescale_to_ = 0;  // rescale: the new reduce_partitions
   bool drain_ = false, emit_windows_ = false, wait_ = false;  // stop
   CLI::App* worker_drain_cmd_ = nullptr;
   CLI::App* rebalance_cmd_ = nullptr;

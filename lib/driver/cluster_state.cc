@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "lib/common/version.h"
+#include "lib/driver/rescale.h"
 #include "lib/source/source_connector.h"
 #include "spdlog/spdlog.h"
 
@@ -132,6 +133,11 @@ Status ApplyBatchCommitted(proto::ClusterState& state, const proto::BatchCommitt
     *job.mutable_reduce_holders() = bc.reduce_holders();
     job.set_state_keys(bc.state_keys());
     job.set_state_bytes(bc.state_bytes());
+    // A commit from a build before rescaling names neither: they stay.
+    if (bc.reduce_partitions() > 0) {
+      job.set_holders_partitions(bc.reduce_partitions());
+      job.set_state_layout(bc.state_layout());
+    }
   }
   job.set_max_event_time_unix_ms(std::max(job.max_event_time_unix_ms(), bc.max_event_time_unix_ms()));
   // The last batch planned under a spec an update replaced has committed.
@@ -201,6 +207,9 @@ Status ApplyJobSubmitted(proto::ClusterState& state, const proto::JobSubmitted& 
   }
   job.set_last_planned_batch(first_after);
   job.set_last_committed_batch(first_after);
+  // A restored savepoint's state is installed at layout 0 with the spec's
+  // count (Savepoints::Restore refuses another count).
+  job.set_holders_partitions(ReducePartitionsOf(js.spec()));
   RestartClock(job, js.submit_time_unix_ms());
   return absl::OkStatus();
 }
@@ -266,6 +275,9 @@ Status ApplyJobUpdated(proto::ClusterState& state, const proto::JobUpdated& r, i
     job.clear_previous_spec();
     job.set_spec_from_batch(0);
   }
+  // A job from a build before rescaling has not recorded its holders'
+  // count: until now it could only be the spec's.
+  if (job.holders_partitions() == 0) job.set_holders_partitions(ReducePartitionsOf(job.spec()));
   *job.mutable_spec() = r.spec();
   job.set_updates(job.updates() + 1);
   // The batches in flight still need the state where it is: the reset is

@@ -12,6 +12,7 @@
 #include "lib/engine/confinement.h"
 #include "lib/engine/job_file.h"
 #include "lib/engine/keyed.h"
+#include "lib/driver/rescale.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -40,6 +41,8 @@ proto::JobInfo InfoOf(const std::string& id, const proto::JobState& job) {
   info.set_savepoint(job.savepoint());
   *info.mutable_drain_until() = job.drain_until();
   if (job.has_previous_spec()) info.set_spec_from_batch(job.spec_from_batch());
+  info.set_state_layout(job.state_layout());
+  info.set_state_partitions(HoldersPartitions(job));
   return info;
 }
 

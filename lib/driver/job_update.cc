@@ -90,9 +90,6 @@ std::string StateIncompatibility(const engine::KeyedStage& a, const engine::Keye
       !MessageDifferencer::Equals(a.plugin, b.plugin)) {
     return "the state plugin or its config changed";
   }
-  if (a.reduce_partitions != b.reduce_partitions) {
-    return fmt::format("reduce_partitions {} -> {}", a.reduce_partitions, b.reduce_partitions);
-  }
   if (a.mode == engine::KeyedStage::Mode::kBatchWindow && a.batch_interval_ms != b.batch_interval_ms) {
     return "batch_interval changed under a window counted in batches";
   }
@@ -137,7 +134,13 @@ Result<UpdateCheck> CheckUpdate(const proto::JobSpec& current, const proto::JobS
     return absl::FailedPreconditionError(
         fmt::format("{}: the job's keyed state cannot be kept; use --reset-state to start it empty", why));
   }
+  // reduce_partitions may differ: the state is kept, re-split into the new
+  // count before the first batch that runs with it (lib/driver/rescale.h).
   check.state = "kept";
+  if (old_stage->reduce_partitions != new_stage->reduce_partitions) {
+    check.changes.push_back(fmt::format("state re-split: {} -> {} reduce partitions", old_stage->reduce_partitions,
+                                        new_stage->reduce_partitions));
+  }
   return check;
 }
 

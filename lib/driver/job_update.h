@@ -9,11 +9,13 @@
 //   - a keyed job keeps its state only if its keyed part is the same: the
 //     key fields, the aggregate / window / update_state (functions, fields,
 //     window type and sizes, event-time field, lateness, timeout, plugin and
-//     its config), reduce_partitions, and for a window over batch time the
-//     batch interval (windows are counted in batches). Anything else needs
+//     its config), and for a window over batch time the batch interval
+//     (windows are counted in batches). Anything else needs
 //     reset_state: the state starts empty at the first batch after the
 //     update. A job without key_by has no state ("none"); a key_by without a
-//     stateful operator keeps nothing across batches either.
+//     stateful operator keeps nothing across batches either;
+//   - reduce_partitions may change on its own (a rescale): the state is
+//     kept, re-split into the new count (lib/driver/rescale.h).
 //
 // Pure; thread-safe.
 #pragma once

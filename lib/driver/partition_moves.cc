@@ -5,6 +5,7 @@
 #include "lib/driver/driver_probe.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/engine/keyed.h"
+#include "lib/engine/state_namespace.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
@@ -111,6 +112,9 @@ std::vector<PartitionMove> PartitionMoves::Round(const proto::ClusterState& stat
         if (job.stopped() || !engine::IsKeyed(job.spec())) continue;
         Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(job.spec());
         if (!stage.ok() || !*stage) continue;
+        // A rescale not yet run (the spec's count is not the holders'): its
+        // first batch re-splits the state anyway, so nothing moves before.
+        if (job.holders_partitions() > 0 && job.holders_partitions() != (*stage)->reduce_partitions) continue;
         for (const proto::ReduceHolders& h : job.reduce_holders()) {
           if (h.partition() < 0 || h.partition() >= (*stage)->reduce_partitions || h.workers().empty()) continue;
           input.partitions.push_back(PartitionHolders{
@@ -148,7 +152,8 @@ void PartitionMoves::StartWarm(const std::shared_ptr<Move>& m, const proto::JobS
                                const std::vector<proto::MemberInfo>& live, int64_t epoch) {
   proto::WarmStateRequest request;
   request.set_epoch(epoch);
-  request.set_job_id(m->move.job);
+  // The state of a rescaled job lives under its layout's namespace.
+  request.set_job_id(engine::StateNamespace(m->move.job, job.state_layout()));
   request.set_partition(m->move.partition);
   request.set_base_batch(job.last_committed_batch());
   std::string address;

@@ -9,7 +9,9 @@
 #include "lib/driver/job_registry.h"
 #include "lib/driver/job_update.h"
 #include "lib/driver/leadership.h"
+#include "lib/driver/rescale.h"
 #include "lib/engine/keyed.h"
+#include "lib/engine/state_namespace.h"
 #include "lib/rpc/rpc.h"
 #include "lib/rpc/worker_client.h"
 #include "spdlog/spdlog.h"
@@ -121,6 +123,11 @@ Status Savepoints::Take(const std::string& job_id, const std::function<bool(cons
   header->set_format(kFormat);
   header->set_job_id(job_id);
   *header->mutable_spec() = job.spec();
+  // A rescale recorded but not yet run: the state is still in the holders'
+  // count, and the savepoint is of that state.
+  if (Stateful(job.spec()) && HoldersPartitions(job) != ReducePartitionsOf(job.spec())) {
+    header->mutable_spec()->set_reduce_partitions(HoldersPartitions(job));
+  }
   proto::SavepointStart* start = header->mutable_start();
   start->set_last_committed_batch(batch);
   *start->mutable_offsets() = job.committed_offsets();
@@ -142,10 +149,15 @@ Status Savepoints::Take(const std::string& job_id, const std::function<bool(cons
       // A partition with no holder has had no state yet: it starts empty.
       if (h.workers().empty()) continue;
       const std::vector<std::string> holders(h.workers().begin(), h.workers().end());
-      ASSIGN_OR_RETURN(std::vector<proto::StateChunk> chunks, FetchPartition(job_id, h.partition(), batch, holders));
+      // Under the namespace of the job's state layout (a rescaled job's is not
+      // its id); the savepoint names the job alone, restored at layout 0.
+      ASSIGN_OR_RETURN(std::vector<proto::StateChunk> chunks,
+                       FetchPartition(engine::StateNamespace(job_id, job.state_layout()), h.partition(), batch,
+                                      holders));
       for (proto::StateChunk& c : chunks) {
         keys += c.entries_size();
         c.clear_epoch();
+        c.set_job_id(job_id);
         proto::SavepointChunk out;
         *out.mutable_state() = std::move(c);
         if (!write(out)) return absl::CancelledError("the reader went away");
@@ -250,6 +262,12 @@ Result<proto::RestoreSavepointResponse> Savepoints::Restore(const std::function<
     Result<UpdateCheck> check = CheckUpdate(saved, spec, /*reset_state=*/false);
     if (!check.ok() && !absl::IsInvalidArgument(check.status())) {
       return Annotate(check.status(), fmt::format("job {}: its file against the savepoint's", job_id));
+    }
+    if (!state.empty() && ReducePartitionsOf(saved) != reduce_partitions) {
+      return absl::FailedPreconditionError(fmt::format(
+          "job {}: the savepoint's state has {} reduce partitions and the file {}: restore it with {}, then "
+          "sluicectl rescale",
+          job_id, ReducePartitionsOf(saved), reduce_partitions, ReducePartitionsOf(saved)));
     }
   }
   // As if batch S had just committed: S is past every batch the name had.

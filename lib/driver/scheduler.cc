@@ -8,6 +8,7 @@
 #include "lib/driver/data_path.h"
 #include "lib/driver/driver_probe.h"
 #include "lib/driver/leadership.h"
+#include "lib/driver/rescale.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/engine/keyed.h"
 #include "lib/rpc/rpc.h"
@@ -712,9 +713,16 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
     return false;
   }
   const bool stateful = (*stage)->stateful();
+  // 0. A rescale: the state re-split into the batch's partition count.
+  int64_t layout = 0;
+  std::optional<proto::JobState> resplit;
+  if (!PrepareStateLayout(job_id, job, batch, live, epoch, (*stage)->reduce_partitions, stateful, retry, &layout,
+                          &resplit)) {
+    return false;
+  }
   // 1. Placement of the reduce partitions.
-  std::optional<ReducePlacement> placement =
-      PlaceReducePartitions(job_id, job, batch, live, CutOff(), (*stage)->reduce_partitions, stateful, retry);
+  std::optional<ReducePlacement> placement = PlaceReducePartitions(
+      job_id, resplit ? *resplit : job, batch, live, CutOff(), (*stage)->reduce_partitions, stateful, retry);
   if (!placement) return false;
 
   // 2. Map tasks: one per range, pushing their shuffle output to the owners.
@@ -740,6 +748,7 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
       (stateful || !maps.empty())) {
     std::vector<proto::TaskRequest> reduces =
         ReduceTasks(job_id, job, batch, epoch, static_cast<int32_t>(maps.size()), stateful, *placement);
+    for (proto::TaskRequest& t : reduces) t.set_state_layout(layout);
     std::vector<std::vector<proto::MemberInfo>> where;
     for (const proto::MemberInfo* owner : placement->owner) where.push_back({*owner});
     reduce_results = RunTasks(job_id, batch.batch_id(), reduces, where, 1, &attempts);
@@ -784,11 +793,54 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
       h->add_workers(placement->owner[p]->id());  // where it ran: the next batch goes there too
     }
   }
+  bc->set_reduce_partitions((*stage)->reduce_partitions);
+  bc->set_state_layout(layout);
   bc->set_started_unix_ms(started);
   bc->set_finished_unix_ms(clock_->UnixMillis());
   bc->set_task_attempts(attempts.load());
   retry = Retry{};
-  return Commit(job_id, batch, std::move(record), live, epoch);
+  if (!Commit(job_id, batch, std::move(record), live, epoch)) return false;
+  if (layout != job.state_layout()) DropStateLayout(workers_, job_id, job.state_layout(), live, epoch);
+  return true;
+}
+
+bool Scheduler::PrepareStateLayout(const std::string& job_id, const proto::JobState& job,
+                                   const proto::BatchPlanned& batch, const std::vector<proto::MemberInfo>& live,
+                                   int64_t epoch, int32_t partitions, bool stateful, Retry& retry, int64_t* layout,
+                                   std::optional<proto::JobState>* resplit) {
+  const StateLayoutPlan plan = PlanStateLayout(job, partitions, stateful);
+  *layout = plan.layout;
+  if (plan.layout != plan.old_layout && !plan.resplit) {
+    // Nothing to move (no partition has state yet, or a reset): the new
+    // layout starts empty.
+    resplit->emplace(job);
+    (*resplit)->clear_reduce_holders();
+    return true;
+  }
+  if (!plan.resplit) return true;
+  const std::set<std::string> cut_off = CutOff();
+  std::vector<proto::MemberInfo> usable;
+  for (const proto::MemberInfo& m : live) {
+    if (!cut_off.contains(m.id())) usable.push_back(m);
+  }
+  const int64_t started = clock_->UnixMillis();
+  Result<std::vector<proto::ReduceHolders>> holders = ResplitState(
+      workers_, job_id, job, batch.batch_id() - 1, plan, partitions, usable, epoch);
+  if (!leadership_->Serving() || leadership_->epoch() != epoch) return false;
+  if (!holders.ok()) {
+    FailAttempt(job_id, batch,
+                Annotate(holders.status(), fmt::format("re-splitting the state from {} into {} reduce partitions",
+                                                       plan.old_partitions, partitions)),
+                std::max(1, job.spec().max_task_failures()), retry);
+    return false;
+  }
+  spdlog::info("job {} batch {}: state re-split from {} reduce partitions (layout {}) into {} (layout {}) in {} ms",
+               job_id, batch.batch_id(), plan.old_partitions, plan.old_layout, partitions, plan.layout,
+               clock_->UnixMillis() - started);
+  resplit->emplace(job);
+  (*resplit)->clear_reduce_holders();
+  for (proto::ReduceHolders& h : *holders) *(*resplit)->add_reduce_holders() = std::move(h);
+  return true;
 }
 
 void Scheduler::CommitKafkaOffsets(const std::string& job_id, const proto::ClusterState& state,

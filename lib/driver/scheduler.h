@@ -227,6 +227,14 @@ class Scheduler {
                                                        const std::vector<proto::MemberInfo>& live,
                                                        const std::set<std::string>& cut_off, int32_t partitions,
                                                        bool stateful, Retry& retry);
+  // A rescale (lib/driver/rescale.h): the state layout batch `batch` runs
+  // with, re-splitting the state into it first when the batch's count
+  // differs from the holders'. `*resplit` is then `job` with the new
+  // layout's holders. False while the batch must wait or if the re-split
+  // failed (the attempt is counted; `retry` says when to try again).
+  bool PrepareStateLayout(const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
+                          const std::vector<proto::MemberInfo>& live, int64_t epoch, int32_t partitions,
+                          bool stateful, Retry& retry, int64_t* layout, std::optional<proto::JobState>* resplit);
   // One reduce task per partition of `placement`.
   std::vector<proto::TaskRequest> ReduceTasks(const std::string& job_id, const proto::JobState& job,
                                               const proto::BatchPlanned& batch, int64_t epoch, int32_t map_tasks,

@@ -35,4 +35,9 @@ Status GrpcWorkerProxy::WarmState(const std::string& address, const proto::WarmS
       response);
 }
 
+Status GrpcWorkerProxy::ResplitState(const std::string& address, const proto::ResplitStateRequest& request,
+                                     proto::ResplitStateResponse* response) {
+  return rpc::MoveInto(rpc::WorkerClient(*channels_, address).ResplitState(request), response);
+}
+
 }  // namespace sluice::driver

@@ -37,6 +37,8 @@ class WorkerProxy {
                                           proto::DropBlocksResponse* response) = 0;
   [[nodiscard]] virtual Status WarmState(const std::string& address, const proto::WarmStateRequest& request,
                                          proto::WarmStateResponse* response, rpc::Cancellation* cancel = nullptr) = 0;
+  [[nodiscard]] virtual Status ResplitState(const std::string& address, const proto::ResplitStateRequest& request,
+                                            proto::ResplitStateResponse* response) = 0;
 };
 
 class GrpcWorkerProxy final : public WorkerProxy {
@@ -58,6 +60,9 @@ class GrpcWorkerProxy final : public WorkerProxy {
                                   proto::DropBlocksResponse* response) override;
   [[nodiscard]] Status WarmState(const std::string& address, const proto::WarmStateRequest& request,
                                  proto::WarmStateResponse* response, rpc::Cancellation* cancel = nullptr) override;
+  // With rpc::WorkerClient's deadline (a minute).
+  [[nodiscard]] Status ResplitState(const std::string& address, const proto::ResplitStateRequest& request,
+                                    proto::ResplitStateResponse* response) override;
 
  private:
   rpc::ChannelCache* const channels_;

@@ -55,6 +55,8 @@ const std::map<std::string_view, std::vector<Role>>& Table() {
       // The leader too: savepoints read a job's state and restore it.
       {"WorkerService.ReplicateState", {kWorker, kDriver}},
       {"WorkerService.FetchState", {kWorker, kDriver}},
+      // The leader re-splits a rescaled job's state (lib/driver/rescale.h).
+      {"WorkerService.ResplitState", {kDriver}},
       {"WorkerService.Drill", {kAdmin}},
       {"WorkerService.WarmState", {kDriver}},
   };

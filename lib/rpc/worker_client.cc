@@ -63,6 +63,13 @@ Result<proto::WarmStateResponse> WorkerClient::WarmState(const proto::WarmStateR
       cancel);
 }
 
+Result<proto::ResplitStateResponse> WorkerClient::ResplitState(const proto::ResplitStateRequest& request,
+                                                               std::chrono::milliseconds deadline) {
+  return internal::Unary<proto::ResplitStateResponse>(
+      retry_, deadline,
+      [&](grpc::ClientContext* ctx, auto* response) { return stub_->stub->ResplitState(ctx, request, response); });
+}
+
 Result<proto::DrillResponse> WorkerClient::Drill(const proto::DrillRequest& request,
                                                  std::chrono::milliseconds deadline) {
   return internal::Unary<proto::DrillResponse>(

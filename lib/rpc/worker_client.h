@@ -43,6 +43,8 @@ class WorkerClient {
   static constexpr std::chrono::milliseconds kFetchStateDeadline{15'000};
   // The worker answers before the fault lands.
   static constexpr std::chrono::milliseconds kDrillDeadline{2'000};
+  // A re-split gathers a partition's share of every old partition's state.
+  static constexpr std::chrono::milliseconds kResplitStateDeadline{60'000};
 
   // `channels` must outlive the call to the constructor only.
   WorkerClient(ChannelCache& channels, const std::string& address, RetryPolicy retry = {});
@@ -63,6 +65,8 @@ class WorkerClient {
   [[nodiscard]] Result<proto::TaskResult> RunTask(const proto::TaskRequest& request,
                                                   std::chrono::milliseconds deadline = kRunTaskDeadline,
                                                   Cancellation* cancel = nullptr);
+  [[nodiscard]] Result<proto::ResplitStateResponse> ResplitState(
+      const proto::ResplitStateRequest& request, std::chrono::milliseconds deadline = kResplitStateDeadline);
   [[nodiscard]] Result<proto::DropBlocksResponse> DropBlocks(const proto::DropBlocksRequest& request,
                                                              std::chrono::milliseconds deadline = kDropBlocksDeadline);
   // sluicectl drill --rpc: a fault on this worker (FAILED_PRECONDITION unless

@@ -13,6 +13,7 @@
 #include "lib/engine/json_text.h"
 #include "lib/engine/keyed.h"
 #include "lib/engine/pipeline.h"
+#include "lib/engine/state_namespace.h"
 #include "lib/rpc/rpc.h"
 #include "lib/rpc/worker_client.h"
 #include "lib/source/generator_source.h"
@@ -480,23 +481,26 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
   const auto merged = std::chrono::steady_clock::now();
   auto based = merged, reduced = merged, written = merged, copied = merged;
   if (stage->stateful()) {
-    std::lock_guard<std::mutex> lock(state_->LockOf(job, p));
+    // The state's namespace: the job's own before any rescale, else the
+    // layout the leader names (lib/engine/state_namespace.h).
+    const std::string ns = engine::StateNamespace(job, task.state_layout());
+    std::lock_guard<std::mutex> lock(state_->LockOf(ns, p));
     const int64_t base = task.batch_id() - 1;
     // Names the holders it could not reach, if it fails.
-    RETURN_IF_ERROR(state_->EnsureBase(task.epoch(), job, p, base, task.state_holders()));
+    RETURN_IF_ERROR(state_->EnsureBase(task.epoch(), ns, p, base, task.state_holders()));
     based = std::chrono::steady_clock::now();
-    StoreAccess access(state_->store(), job, p);
+    StoreAccess access(state_->store(), ns, p);
     ASSIGN_OR_RETURN(out, reducer->Finish(batch, &access));
     reduced = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(StillCurrent(task, abandoned));  // a superseded attempt writes no state
-    RETURN_IF_ERROR(state_->store()->WriteDelta(job, p, task.batch_id(), out.changes));
+    RETURN_IF_ERROR(state_->store()->WriteDelta(ns, p, task.batch_id(), out.changes));
     written = std::chrono::steady_clock::now();
     result.add_state_holders(self_id_);
     if (!task.replica().id().empty() && task.replica().id() != self_id_) {
       RETURN_IF_ERROR(StillCurrent(task, abandoned));
       bool replica_is_holder = false;
       for (const proto::MemberInfo& h : task.state_holders()) replica_is_holder |= h.id() == task.replica().id();
-      if (Status st = state_->Replicate(task.epoch(), job, p, base, task.batch_id(), replica_is_holder, task.replica());
+      if (Status st = state_->Replicate(task.epoch(), ns, p, base, task.batch_id(), replica_is_holder, task.replica());
           !st.ok()) {
         return rpc::NamingUnreachable(st, rpc::IsUnreachable(st) ? std::vector<std::string>{task.replica().id()}
                                                                   : std::vector<std::string>{});
@@ -504,11 +508,11 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
       result.add_state_holders(task.replica().id());
     }
     copied = std::chrono::steady_clock::now();
-    state::StateStats stats = state_->store()->PartitionStats(job, p);
+    state::StateStats stats = state_->store()->PartitionStats(ns, p);
     // The user's keys only: the deadline index's marker, in the same version
     // of the state as the stats, says how much of it is the index.
     ASSIGN_OR_RETURN(std::optional<std::string> marker,
-                     state_->store()->Get(job, p, engine::kDeadlineIndexPrefix));
+                     state_->store()->Get(ns, p, engine::kDeadlineIndexPrefix));
     RETURN_IF_ERROR(engine::ExcludeDeadlineIndex(marker, &stats.keys, &stats.bytes));
     result.set_state_keys(stats.keys);
     result.set_state_bytes(stats.bytes);

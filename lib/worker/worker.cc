@@ -117,6 +117,8 @@ Status Worker::Start() {
       [this] { return GetStatus(); },
       [this](const proto::LeaderHeartbeatRequest& r) { OnHeartbeat(r); });
   service_->set_allow_drills(options_.daemon.allow_drills);
+  resplitter_ = std::make_unique<Resplitter>(state_.get(), channels_.get());
+  service_->set_resplitter(resplitter_.get());
   ASSIGN_OR_RETURN(server_, rpc::RpcServer::Start(options_.daemon.rpc_address, {service_.get()}, rpc_options));
   RETURN_IF_ERROR(http_->Start(options_.daemon, liveness_));
   {

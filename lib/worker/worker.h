@@ -58,6 +58,7 @@ struct WorkerProbes;
 class BlockStore;
 class Executor;
 class ReduceState;
+class Resplitter;
 class ShuffleStore;
 class ReceiverSet;
 class WorkerServiceImpl;
@@ -120,6 +121,7 @@ class Worker {
   std::unique_ptr<ReceiverSet> receivers_;
   std::unique_ptr<ShuffleStore> shuffle_;
   std::unique_ptr<ReduceState> state_;
+  std::unique_ptr<Resplitter> resplitter_;  // over state_
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<WorkerServiceImpl> service_;
   std::unique_ptr<rpc::RpcServer> server_;

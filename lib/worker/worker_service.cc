@@ -111,6 +111,10 @@ grpc::Status WorkerServiceImpl::DropBlocks(grpc::ServerContext* context, const p
   for (const std::string& job : request->stopped_jobs()) {
     shuffle_->DropThrough(job, std::numeric_limits<int64_t>::max());
     if (Status st = state_->DropJob(job); !st.ok()) return rpc::ToGrpc(st);
+    if (Status st = resplitter_->DropLaterLayouts(job); !st.ok()) return rpc::ToGrpc(st);
+  }
+  for (const std::string& ns : request->dropped_state()) {
+    if (Status st = resplitter_->DropNamespace(ns); !st.ok()) return rpc::ToGrpc(st);
   }
   response->set_dropped(dropped);
   return grpc::Status::OK;
@@ -188,8 +192,22 @@ grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* context, const p
                                            grpc::ServerWriter<proto::StateChunk>* writer) {
   SLUICE_AUTHORIZE(context, "WorkerService.FetchState");
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  if (request->split_partitions() > 0) {
+    return rpc::ToGrpc(
+        resplitter_->ServeSplit(*request, [&](const proto::StateChunk& c) { return writer->Write(c); }));
+  }
   return rpc::ToGrpc(state_->Snapshot(request->job_id(), request->partition(), request->base_batch(),
                                       [&](const proto::StateChunk& c) { return writer->Write(c); }));
+}
+
+grpc::Status WorkerServiceImpl::ResplitState(grpc::ServerContext* context, const proto::ResplitStateRequest* request,
+                                             proto::ResplitStateResponse* response) {
+  SLUICE_AUTHORIZE(context, "WorkerService.ResplitState");
+  if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
+  Result<proto::ResplitStateResponse> done = resplitter_->Resplit(*request);
+  if (!done.ok()) return rpc::ToGrpc(done.status());
+  *response = std::move(*done);
+  return grpc::Status::OK;
 }
 
 grpc::Status WorkerServiceImpl::Drill(grpc::ServerContext* context, const proto::DrillRequest* request,

@@ -12,6 +12,7 @@
 #include "lib/worker/epoch_fence.h"
 #include "lib/worker/executor.h"
 #include "lib/worker/receiver_set.h"
+#include "lib/worker/resplit.h"
 #include "proto/worker.grpc.pb.h"
 
 namespace sluice::worker {
@@ -57,10 +58,15 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
                               proto::ReplicateStateResponse* response) override;
   grpc::Status FetchState(grpc::ServerContext* context, const proto::FetchStateRequest* request,
                           grpc::ServerWriter<proto::StateChunk>* writer) override;
+  grpc::Status ResplitState(grpc::ServerContext* context, const proto::ResplitStateRequest* request,
+                            proto::ResplitStateResponse* response) override;
   grpc::Status Drill(grpc::ServerContext* context, const proto::DrillRequest* request,
                      proto::DrillResponse* response) override;
   grpc::Status WarmState(grpc::ServerContext* context, const proto::WarmStateRequest* request,
                          proto::WarmStateResponse* response) override;
+
+  // Rescaling's worker side (must outlive the service); set before serving.
+  void set_resplitter(Resplitter* resplitter) { resplitter_ = resplitter; }
 
   // Obey the Drill RPC (the allow-drills option); set before serving.
   void set_allow_drills(bool allow) { allow_drills_ = allow; }
@@ -78,6 +84,7 @@ class WorkerServiceImpl final : public proto::WorkerService::Service {
   const StatusSource status_;
   const LeaderSink on_heartbeat_;
   bool allow_drills_ = false;
+  Resplitter* resplitter_ = nullptr;
   std::atomic<int> tasks_running_{0};
 };
 

@@ -136,12 +136,12 @@ TEST(Security, EveryMethodRefusesTheRolesItDoesNotAllow) {
       ++refused;
     }
   }
-  // driver 22, worker 26, admin 16, viewer 31 methods it may not call (the
+  // driver 22, worker 27, admin 17, viewer 32 methods it may not call (the
   // job lifecycle's, source reset's, savepoints', worker drain's and
   // rebalance's eight are admin's; the leader may read and install state for
-  // savepoints, and alone asks a worker to warm a copy of state): a table
-  // that lost its entries would show here too.
-  EXPECT_EQ(refused, 22 + 26 + 16 + 31);
+  // savepoints, and alone asks a worker to warm a copy of state or to
+  // re-split it): a table that lost its entries would show here too.
+  EXPECT_EQ(refused, 22 + 27 + 17 + 32);
   const std::string log = testing::ReadFile(cluster.driver_log(0)).value_or("");
   EXPECT_THAT(log, HasSubstr("refused DriverService.SubmitJob to CN=worker (roles: worker) at ipv4:127.0.0.1:"));
   EXPECT_THAT(log, HasSubstr("it needs the role admin"));

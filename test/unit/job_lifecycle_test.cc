@@ -1,9 +1,11 @@
 // Unit tests of a job's life in the driver's state machine (ClusterState:
 // stop, drain, restart, update, delete, the batch clock) and of the update
 // rules (CheckUpdate), and of a drain's bound in the planner (PlanBatch).
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/driver/cluster_state.h"
 #include "lib/driver/job_update.h"
+#include "lib/driver/rescale.h"
 #include "lib/driver/planner.h"
 #include "lib/engine/job_file.h"
 
@@ -307,6 +309,62 @@ std::string Keyed(const std::string& pre, const std::string& key, const std::str
          "  - key_by: " + key + "\n  - " + stateful + "\nsink:\n  stdout: {}\n";
 }
 
+TEST(CheckUpdateTest, ARescaleKeepsTheStateReSplit) {
+  const proto::JobSpec base = Parse(Keyed("", "key", "update_state: {running: [{fn: count, as: n}]}"));
+  Result<UpdateCheck> more = CheckUpdate(base, Parse(Keyed("", "key", "update_state: {running: [{fn: count, as: n}]}", 8)),
+                                         false);
+  ASSERT_TRUE(more.ok()) << more.status();
+  EXPECT_EQ(more->state, "kept");
+  EXPECT_THAT(more->changes, ::testing::Contains("state re-split: 4 -> 8 reduce partitions"));
+  // With a filter changed too, and for a windowed job.
+  Result<UpdateCheck> with_filter = CheckUpdate(
+      base, Parse(Keyed("  - filter: \"v > 1\"\n", "key", "update_state: {running: [{fn: count, as: n}]}", 1)), false);
+  ASSERT_TRUE(with_filter.ok()) << with_filter.status();
+  EXPECT_EQ(with_filter->state, "kept");
+  const std::string window = "window: {type: tumbling, length: 2s}\n  - aggregate: [{fn: count}]";
+  Result<UpdateCheck> windowed = CheckUpdate(Parse(Keyed("", "key", window)), Parse(Keyed("", "key", window, 2)), false);
+  ASSERT_TRUE(windowed.ok()) << windowed.status();
+  EXPECT_EQ(windowed->state, "kept");
+  // A stateless keyed job (an aggregate per batch) simply runs with the new count.
+  const std::string per_batch = "aggregate: [{fn: count}]";
+  Result<UpdateCheck> stateless = CheckUpdate(Parse(Keyed("", "key", per_batch)), Parse(Keyed("", "key", per_batch, 16)),
+                                              false);
+  ASSERT_TRUE(stateless.ok()) << stateless.status();
+  EXPECT_EQ(stateless->state, "none");
+}
+
+TEST(PlanStateLayoutTest, ANewCountStartsANewLayoutAndMovesOnlyExistingState) {
+  proto::JobState job;
+  *job.mutable_spec() = Parse(Keyed("", "key", "update_state: {running: [{fn: count, as: n}]}", 8));
+  job.set_holders_partitions(4);
+  job.set_state_layout(2);
+  // No partition holds state yet: a new layout, nothing to move.
+  StateLayoutPlan plan = PlanStateLayout(job, 8, /*stateful=*/true);
+  EXPECT_EQ(plan.layout, 3);
+  EXPECT_FALSE(plan.resplit);
+  proto::ReduceHolders* h = job.add_reduce_holders();
+  h->set_partition(1);
+  h->add_workers("w1");
+  plan = PlanStateLayout(job, 8, true);
+  EXPECT_EQ(plan.layout, 3);
+  EXPECT_TRUE(plan.resplit);
+  EXPECT_EQ(plan.old_layout, 2);
+  EXPECT_EQ(plan.old_partitions, 4);
+  // The same count, or a stateless stage: the layout stays.
+  plan = PlanStateLayout(job, 4, true);
+  EXPECT_EQ(plan.layout, 2);
+  EXPECT_FALSE(plan.resplit);
+  plan = PlanStateLayout(job, 8, false);
+  EXPECT_EQ(plan.layout, 2);
+  EXPECT_FALSE(plan.resplit);
+  // Recorded before rescaling existed: the holders are of the spec's count
+  // (the one before an update in progress).
+  job.clear_holders_partitions();
+  EXPECT_EQ(HoldersPartitions(job), 8);
+  *job.mutable_previous_spec() = Parse(Keyed("", "key", "update_state: {running: [{fn: count, as: n}]}", 4));
+  EXPECT_EQ(HoldersPartitions(job), 4);
+}
+
 TEST(CheckUpdateTest, TheKeyedPartDecidesWhetherTheStateIsKept) {
   const proto::JobSpec base = Parse(Keyed("", "key", "update_state: {running: [{fn: count, as: n}]}"));
   // A filter before key_by: kept.
@@ -319,11 +377,13 @@ TEST(CheckUpdateTest, TheKeyedPartDecidesWhetherTheStateIsKept) {
   ASSERT_EQ(kept->changes.size(), 3u);
   EXPECT_EQ(kept->changes[0], "operators: step 2 (key_by -> filter) changed");
   EXPECT_EQ(kept->changes[2], "operators: step 4 added (update_state)");
-  // Another key, another aggregate, other partitions: refused, then reset.
+  // Another key, another aggregate (with or without another partition
+  // count): refused, then reset.
   for (const proto::JobSpec& next :
        {Parse(Keyed("", "v", "update_state: {running: [{fn: count, as: n}]}")),
         Parse(Keyed("", "key", "update_state: {running: [{fn: sum, field: v}]}")),
-        Parse(Keyed("", "key", "update_state: {running: [{fn: count, as: n}]}", 8))}) {
+        Parse(Keyed("", "key", "update_state: {running: [{fn: sum, field: v}]}", 8)),
+        Parse(Keyed("", "v", "update_state: {running: [{fn: count, as: n}]}", 2))}) {
     Result<UpdateCheck> refused = CheckUpdate(base, next, false);
     ASSERT_FALSE(refused.ok());
     EXPECT_TRUE(absl::IsFailedPrecondition(refused.status()));
