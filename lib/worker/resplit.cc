@@ -23,17 +23,6 @@ Status Resplitter::ServeSplit(const proto::FetchStateRequest& request,
   if (request.split_partition() < 0 || static_cast<uint32_t>(request.split_partition()) >= into) {
     return absl::InvalidArgumentError(fmt::format("split partition {} of {}", request.split_partition(), into));
   }
-  std::optional<std::vector<state::Change>> all;
-  {
-    std::lock_guard<std::mutex> lock(state_->LockOf(request.job_id(), request.partition()));
-    // Read-only, like FetchState: this copy may be folded on by a later batch.
-    ASSIGN_OR_RETURN(all, state_->store()->ReadAsOf(request.job_id(), request.partition(), request.base_batch()));
-  }
-  if (!all.has_value()) {
-    return absl::NotFoundError(fmt::format("worker {} does not hold {} reduce partition {} as of batch {}",
-                                           state_->self_id(), request.job_id(), request.partition(),
-                                           request.base_batch()));
-  }
   proto::StateChunk header;
   header.set_job_id(request.job_id());
   header.set_partition(request.partition());
@@ -41,20 +30,42 @@ Status Resplitter::ServeSplit(const proto::FetchStateRequest& request,
   header.set_snapshot(true);
   proto::StateChunk chunk = header;
   size_t bytes = 0;
-  for (const state::Change& c : *all) {
-    if (engine::StatePartitionOf(c.key, into) != static_cast<uint32_t>(request.split_partition())) continue;
-    proto::StateEntry* e = chunk.add_entries();
-    e->set_key(c.key);
-    e->set_value(c.value.value_or(""));
-    bytes += c.key.size() + (c.value ? c.value->size() : 0) + 8;
-    if (bytes >= kChunkBytes) {
-      if (!write(chunk)) return absl::CancelledError("the reader went away");
-      chunk = header;
-      bytes = 0;
-    }
+  bool gone = false;  // the reader went away
+  // Read-only, like FetchState (this copy may be folded on by a later
+  // batch), and in chunks: the whole state is never in memory here.
+  std::lock_guard<std::mutex> lock(state_->LockOf(request.job_id(), request.partition()));
+  ASSIGN_OR_RETURN(bool held, state_->store()->ReadAsOf(
+                                  request.job_id(), request.partition(), request.base_batch(), kChunkBytes,
+                                  [&](std::span<const state::Change> entries) -> Status {
+                                    for (const state::Change& c : entries) {
+                                      // The deadline index is rebuilt on each new partition, never split.
+                                      if (engine::IsStateIndexKey(c.key)) continue;
+                                      if (engine::StatePartitionOf(c.key, into) !=
+                                          static_cast<uint32_t>(request.split_partition())) {
+                                        continue;
+                                      }
+                                      proto::StateEntry* e = chunk.add_entries();
+                                      e->set_key(c.key);
+                                      e->set_value(c.value.value_or(""));
+                                      bytes += c.key.size() + (c.value ? c.value->size() : 0) + 8;
+                                      if (bytes >= kChunkBytes) {
+                                        if (!write(chunk)) {
+                                          gone = true;
+                                          return absl::CancelledError("the reader went away");
+                                        }
+                                        chunk = header;
+                                        bytes = 0;
+                                      }
+                                    }
+                                    return absl::OkStatus();
+                                  }));
+  if (!held) {
+    return absl::NotFoundError(fmt::format("worker {} does not hold {} reduce partition {} as of batch {}",
+                                           state_->self_id(), request.job_id(), request.partition(),
+                                           request.base_batch()));
   }
   chunk.set_last(true);
-  if (!write(chunk)) return absl::CancelledError("the reader went away");
+  if (gone || !write(chunk)) return absl::CancelledError("the reader went away");
   return absl::OkStatus();
 }
 
@@ -69,7 +80,20 @@ Result<proto::ResplitStateResponse> Resplitter::Resplit(const proto::ResplitStat
   const std::string new_ns = engine::StateNamespace(request.job_id(), request.new_layout());
   const int64_t base = request.base_batch();
   // Each key lies in exactly one old partition, so the shares never overlap.
-  std::vector<state::Change> entries;
+  // They are installed as they arrive (the new partition's whole state is
+  // never in memory); until Commit nothing of the new layout is visible, and
+  // an installer dropped by an error removes what it wrote.
+  std::lock_guard<std::mutex> lock(state_->LockOf(new_ns, request.new_partition()));
+  // A copy past `base` means a batch of the new layout committed: this call
+  // is stale and must not roll it back.
+  ASSIGN_OR_RETURN(std::optional<int64_t> folded, state_->store()->FoldedBatch(new_ns, request.new_partition()));
+  if (folded.has_value() && *folded > base) {
+    return absl::AbortedError(fmt::format("job {} partition {} of layout {} is already folded to batch {}",
+                                          request.job_id(), request.new_partition(), request.new_layout(), *folded));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore::Installer> installer,
+                   state_->store()->BeginInstall(new_ns, request.new_partition(), base));
+  proto::ResplitStateResponse response;
   for (const proto::ResplitHolders& old : request.old_holders()) {
     Status last = absl::UnavailableError("no holder named");
     for (const proto::MemberInfo& h : old.workers()) {
@@ -80,18 +104,34 @@ Result<proto::ResplitStateResponse> Resplitter::Resplit(const proto::ResplitStat
       fetch.set_base_batch(base);
       fetch.set_split_partitions(request.new_partitions());
       fetch.set_split_partition(request.new_partition());
-      std::vector<state::Change> share;
+      // A share is added chunk by chunk; one that breaks off midway cannot be
+      // taken back from the installer, so the whole re-split starts again.
       bool complete = false;
+      int64_t keys = 0, bytes = 0;
+      Status added = absl::OkStatus();
+      std::vector<state::Change> share;
       last = rpc::WorkerClient(*channels_, h.rpc_address()).FetchState(fetch, [&](proto::StateChunk&& chunk) {
         complete = chunk.last();
+        if (!added.ok()) return;
+        share.clear();
         for (proto::StateEntry& e : *chunk.mutable_entries()) {
+          bytes += static_cast<int64_t>(e.key().size() + e.value().size());
           share.push_back({std::move(*e.mutable_key()), std::move(*e.mutable_value())});
         }
+        keys += static_cast<int64_t>(share.size());
+        added = installer->Add(share);
       });
+      RETURN_IF_ERROR(added);
       if (last.ok() && !complete) last = absl::UnavailableError("the state stream ended early");
       if (last.ok()) {
-        entries.insert(entries.end(), std::make_move_iterator(share.begin()), std::make_move_iterator(share.end()));
+        response.set_keys(response.keys() + keys);
+        response.set_bytes(response.bytes() + bytes);
         break;
+      }
+      if (keys > 0) {
+        return absl::UnavailableError(fmt::format(
+            "job {} re-split into partition {}: old partition {} as of batch {} from {} broke off: {}",
+            request.job_id(), request.new_partition(), old.partition(), base, h.id(), last.ToString()));
       }
       spdlog::warn("job {} re-split into partition {}: old partition {} as of batch {} from {}: {}",
                    request.job_id(), request.new_partition(), old.partition(), base, h.id(), last.ToString());
@@ -101,20 +141,7 @@ Result<proto::ResplitStateResponse> Resplitter::Resplit(const proto::ResplitStat
                                                 request.job_id(), old.partition(), base, std::string(last.message())));
     }
   }
-  std::lock_guard<std::mutex> lock(state_->LockOf(new_ns, request.new_partition()));
-  // A copy past `base` means a batch of the new layout committed: this call
-  // is stale and must not roll it back.
-  ASSIGN_OR_RETURN(std::optional<int64_t> folded, state_->store()->FoldedBatch(new_ns, request.new_partition()));
-  if (folded.has_value() && *folded > base) {
-    return absl::AbortedError(fmt::format("job {} partition {} of layout {} is already folded to batch {}",
-                                          request.job_id(), request.new_partition(), request.new_layout(), *folded));
-  }
-  RETURN_IF_ERROR(state_->store()->Install(new_ns, request.new_partition(), base, entries));
-  proto::ResplitStateResponse response;
-  response.set_keys(static_cast<int64_t>(entries.size()));
-  for (const state::Change& c : entries) {
-    response.set_bytes(response.bytes() + static_cast<int64_t>(c.key.size() + c.value.value_or("").size()));
-  }
+  RETURN_IF_ERROR(installer->Commit());
   spdlog::info("job {}: reduce partition {} of {} (layout {}) re-split from {} partitions as of batch {}: {} keys",
                request.job_id(), request.new_partition(), request.new_partitions(), request.new_layout(),
                request.old_partitions(), base, response.keys());
