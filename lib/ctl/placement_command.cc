@@ -1,5 +1,5 @@
 // sluicectl worker drain ID [--wait] [--cancel] and sluicectl rebalance: the
-// leader's DrainWorker / Rebalance (docs/drafts/rebalance.md).
+// leader's DrainWorker / Rebalance (docs/state.md "Rebalancing").
 #include <iomanip>
 #include <iostream>
 #include <sstream>

@@ -1,5 +1,5 @@
 // PartitionMoves: the leader's reduce-partition moves in flight, and the
-// rounds of the Rebalancer that start them (docs/drafts/rebalance.md).
+// rounds of the Rebalancer that start them (docs/state.md "Rebalancing").
 //
 // Module sluice::driver owns it; the Scheduler runs it. A move of a stateful
 // partition (job, p) to worker T goes

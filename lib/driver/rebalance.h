@@ -1,6 +1,6 @@
 // Rebalancer: which reduce partitions of the running keyed jobs move to
 // which workers, so that every usable worker owns (and copies) its share
-// (docs/drafts/rebalance.md).
+// (docs/state.md "Rebalancing").
 //
 // Module sluice::driver owns it. Pure logic: the leader's Scheduler feeds it
 // the holders the WAL records (owner first, then the replica), the workers

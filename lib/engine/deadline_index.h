@@ -1,6 +1,6 @@
 // The deadline index of a keyed partition's state: which keys expire first
 // (sessions, update_state timeouts), so a batch finds them without reading
-// the whole state (docs/drafts/deadline.md).
+// the whole state (docs/state.md "Sessions and timeouts").
 //
 // Module sluice::engine owns it (keyed.cc writes it, state_partition.cc and
 // the worker's state reporting read it). It lives in the state itself, so it

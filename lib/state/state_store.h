@@ -125,7 +125,7 @@ struct Change {
   bool operator==(const Change&) const = default;
 };
 
-// How a store keeps its partitions (docs/drafts/budget.md).
+// How a store keeps its partitions (docs/state.md "The memory budget").
 struct StateStoreOptions {
   // 0: every partition in memory (an ordered map, snapshots in n/). Above 0:
   // the disk layout, one RocksDB key per state entry, and this is all the

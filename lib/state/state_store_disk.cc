@@ -1,4 +1,4 @@
-// The disk layout of StateStore (state_store.h; docs/drafts/budget.md): one
+// The disk layout of StateStore (state_store.h; docs/state.md "The memory budget"): one
 // RocksDB key per state entry in a generation named by m/, folds that write
 // the changed keys, installs into a fresh generation, and the conversions
 // between the two layouts.

@@ -641,7 +641,7 @@ TEST(DeadlineIndexTest, AWindowBatchReadsOnlyTheClosedWindows) {
   EXPECT_EQ(state[0].values.size(), 20'000u) << "windows keep no index";
 }
 
-// The figure for docs/drafts/deadline.md: reduce time per batch of a session
+// The figure for docs/state.md "Sessions and timeouts": reduce time per batch of a session
 // job whose partition holds SLUICE_DEADLINE_KEYS (default 200,000; the doc: 1,000,000) idle
 // keys, with the index and with the full scan it replaced (the reference
 // above, over the same std::map state), and the one-time build. Printed,
