@@ -5,10 +5,20 @@
 
 #include "lib/common/version.h"
 #include "lib/driver/rescale.h"
+#include "lib/engine/keyed.h"
 #include "lib/source/source_connector.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::driver {
+
+// Declared in rescale.h; defined beside its only caller in the replicated
+// state so that what links ClusterState alone (the WAL's fuzz target) has it.
+int32_t ReducePartitionsOf(const proto::JobSpec& spec) {
+  Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(spec);
+  if (!stage.ok() || !stage->has_value()) return 0;
+  return (*stage)->reduce_partitions;
+}
+
 namespace {
 
 Status Refuse(int64_t seq, const std::string& why) {

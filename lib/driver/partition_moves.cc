@@ -65,7 +65,9 @@ std::vector<PartitionMove> PartitionMoves::Round(const proto::ClusterState& stat
       Move& m = *it->second;
       const PartitionMove& mv = m.move;
       auto job = state.jobs().find(mv.job);
-      bool end = job == state.jobs().end() || job->second.stopped() || !usable.contains(mv.to) || m.failed;
+      // A rescale replaces the partitions a move was about: it ends there.
+      bool end = job == state.jobs().end() || job->second.stopped() || !usable.contains(mv.to) || m.failed ||
+                 job->second.state_layout() != m.layout;
       bool done = false;
       if (!end && !m.warming) {
         const proto::ReduceHolders* h = HoldersOf(job->second, mv.partition);
@@ -125,6 +127,7 @@ std::vector<PartitionMove> PartitionMoves::Round(const proto::ClusterState& stat
         auto m = std::make_shared<Move>();
         m->move = mv;
         m->started_ms = now;
+        m->layout = state.jobs().at(mv.job).state_layout();
         const proto::JobState& job = state.jobs().at(mv.job);
         const proto::ReduceHolders* h = HoldersOf(job, mv.partition);
         const bool holder = h != nullptr && std::find(h->workers().begin(), h->workers().end(), mv.to) != h->workers().end();
@@ -178,6 +181,7 @@ void PartitionMoves::StartWarm(const std::shared_ptr<Move>& m, const proto::JobS
     }
     std::lock_guard<std::mutex> lock(mu_);
     m->warming = false;
+    m->started_ms = clock_->UnixMillis();  // READY's 60 s count from now, not from the warm's start
     m->failed = !st.ok();
     m->finished = true;
   });

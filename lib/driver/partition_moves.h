@@ -75,7 +75,8 @@ class PartitionMoves {
     PartitionMove move;
     bool warming = false;
     bool failed = false;
-    int64_t started_ms = 0;
+    int64_t started_ms = 0;  // the move's start, then the end of its warm (READY's clock)
+    int64_t layout = 0;      // the job's state layout it moves a partition of
     std::thread thread;
     bool finished = false;  // the warm thread is done: join it
     std::shared_ptr<rpc::Cancellation> cancel = std::make_shared<rpc::Cancellation>();

@@ -11,12 +11,6 @@
 
 namespace sluice::driver {
 
-int32_t ReducePartitionsOf(const proto::JobSpec& spec) {
-  Result<std::optional<engine::KeyedStage>> stage = engine::KeyedStageOf(spec);
-  if (!stage.ok() || !stage->has_value()) return 0;
-  return (*stage)->reduce_partitions;
-}
-
 int32_t HoldersPartitions(const proto::JobState& job) {
   if (job.holders_partitions() > 0) return job.holders_partitions();
   // Recorded by a build before rescaling, which could not change the count:

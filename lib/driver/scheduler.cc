@@ -511,7 +511,7 @@ bool Scheduler::Commit(const std::string& job_id, const proto::BatchPlanned& bat
 std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
     const std::string& job_id, const proto::JobState& job, const proto::BatchPlanned& batch,
     const std::vector<proto::MemberInfo>& live, const std::set<std::string>& cut_off, int32_t partitions,
-    bool stateful, Retry& retry) {
+    bool stateful, Retry& retry, bool fresh_layout) {
   // A partition stays where its state is — the live holders of the newest
   // committed batch, owner first; a partition without one goes to the live
   // worker with the fewest partitions (docs/state.md "Placement"). A worker
@@ -523,7 +523,11 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
     if (!cut_off.contains(m.id())) by_id[m.id()] = &m;
   }
   const std::set<std::string> draining = UsableAndDraining().second;
-  const std::map<int32_t, PartitionMove> ready = moves_->Ready(job_id);
+  // A layout re-split for this batch has one holder per partition and no
+  // move of its own yet: each partition gets its replica now (the old
+  // layout, the other copy until now, is dropped once this batch commits).
+  const std::map<int32_t, PartitionMove> ready =
+      fresh_layout ? std::map<int32_t, PartitionMove>() : moves_->Ready(job_id);
   ReducePlacement placement;
   placement.holders.resize(partitions);
   std::vector<int> recorded(partitions, 0);
@@ -603,7 +607,9 @@ std::optional<Scheduler::ReducePlacement> Scheduler::PlaceReducePartitions(
       // A partition that has state but lost its replica runs with its owner
       // alone until the rebalancer has warmed a new one: a batch never waits
       // on a whole copy. A new partition (no state yet) gets one at once.
-      if (placement.replica[p] == nullptr && recorded[p] == 0) placement.replica[p] = least_loaded(owner->id());
+      if (placement.replica[p] == nullptr && (recorded[p] == 0 || fresh_layout)) {
+        placement.replica[p] = least_loaded(owner->id());
+      }
       if (placement.replica[p] != nullptr) ++load[placement.replica[p]->id()];
     }
   }
@@ -722,7 +728,8 @@ bool Scheduler::RunKeyedBatch(const std::string& job_id, const proto::JobState& 
   }
   // 1. Placement of the reduce partitions.
   std::optional<ReducePlacement> placement = PlaceReducePartitions(
-      job_id, resplit ? *resplit : job, batch, live, CutOff(), (*stage)->reduce_partitions, stateful, retry);
+      job_id, resplit ? *resplit : job, batch, live, CutOff(), (*stage)->reduce_partitions, stateful, retry,
+      /*fresh_layout=*/resplit.has_value());
   if (!placement) return false;
 
   // 2. Map tasks: one per range, pushing their shuffle output to the owners.
@@ -819,9 +826,16 @@ bool Scheduler::PrepareStateLayout(const std::string& job_id, const proto::JobSt
   }
   if (!plan.resplit) return true;
   const std::set<std::string> cut_off = CutOff();
+  // New partitions go to workers being drained only when no other can take them.
+  const std::set<std::string> draining = UsableAndDraining().second;
   std::vector<proto::MemberInfo> usable;
   for (const proto::MemberInfo& m : live) {
-    if (!cut_off.contains(m.id())) usable.push_back(m);
+    if (!cut_off.contains(m.id()) && !draining.contains(m.id())) usable.push_back(m);
+  }
+  if (usable.empty()) {
+    for (const proto::MemberInfo& m : live) {
+      if (!cut_off.contains(m.id())) usable.push_back(m);
+    }
   }
   const int64_t started = clock_->UnixMillis();
   Result<std::vector<proto::ReduceHolders>> holders = ResplitState(

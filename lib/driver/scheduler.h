@@ -226,7 +226,7 @@ class Scheduler {
                                                        const proto::BatchPlanned& batch,
                                                        const std::vector<proto::MemberInfo>& live,
                                                        const std::set<std::string>& cut_off, int32_t partitions,
-                                                       bool stateful, Retry& retry);
+                                                       bool stateful, Retry& retry, bool fresh_layout = false);
   // A rescale (lib/driver/rescale.h): the state layout batch `batch` runs
   // with, re-splitting the state into it first when the batch's count
   // differs from the holders'. `*resplit` is then `job` with the new

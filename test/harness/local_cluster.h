@@ -127,8 +127,9 @@ class LocalCluster {
 
   // The driver that says it leads, or -1.
   int LeaderIndex();
-  // The job as the first driver that answers describes it (a standby
-  // forwards nothing: only the serving leader answers); nullopt if none does.
+  // The job as the first driver that answers describes it; nullopt if none
+  // does. A standby answers too, from its replicated state, which may be a
+  // batch or two behind the leader's.
   std::optional<proto::JobInfo> DescribeJob(const std::string& job);
   // sluicectl --coordinator <this cluster> `args`; its output goes to
   // `log_path`. The exit code, or -1 if it did not finish in time.
