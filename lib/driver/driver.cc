@@ -241,6 +241,7 @@ Status Driver::Start() {
   scheduler_view_ = scheduler_.get();
   jobs_ = std::make_unique<JobRegistry>(options_.daemon.id, driver_log_.get(), leadership_.get(), data_path_.get(),
                                         rates_.get(), clock_, &options_.paths, scheduler_->progress());
+  jobs_->set_holds(holds_.get());
   jobs_view_ = jobs_.get();
   savepoints_ = std::make_unique<Savepoints>(
       driver_log_.get(), leadership_.get(), jobs_.get(), holds_.get(), channels_.get(),

@@ -7,15 +7,21 @@
 // Module sluice::driver owns it. The planner plans no batch of a held job;
 // batches already planned still run and commit, so a held job reaches a
 // state with nothing in flight (JobState.in_flight empty in the log's view),
-// which is what its holder waits for. A hold is leader
+// which is what its holder waits for. Hold also waits for a plan of the
+// job the planner has begun (read the view, append) to end: after Hold, no
+// batch of the job is planned until Release, so a record its holder appends
+// meets the job exactly as the holder read it (an update's first batch). A
+// hold is leader
 // memory only: a new leader plans every job, and the caller that held it
 // (an RPC on the old leader) fails with the leadership.
 //
 // Thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -25,8 +31,9 @@ class JobHolds {
  public:
   // Held until as many Release calls as Hold calls were made.
   void Hold(const std::string& job) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     ++held_[job];
+    planned_.wait(lock, [&] { return !planning_.contains(job); });
   }
   void Release(const std::string& job) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -38,9 +45,27 @@ class JobHolds {
     return held_.contains(job);
   }
 
+  // The planner, around reading a job and appending its plan: false (and
+  // nothing begun) if the job is held.
+  bool BeginPlanning(const std::string& job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (held_.contains(job)) return false;
+    planning_.insert(job);
+    return true;
+  }
+  void EndPlanning(const std::string& job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      planning_.erase(job);
+    }
+    planned_.notify_all();
+  }
+
  private:
   mutable std::mutex mu_;
+  std::condition_variable planned_;  // a plan ended
   std::map<std::string, int> held_;  // guarded by mu_
+  std::set<std::string> planning_;   // guarded by mu_: plans begun, not ended
 };
 
 // Holds `job` for the life of the object.

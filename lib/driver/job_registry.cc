@@ -1,11 +1,13 @@
 #include "lib/driver/job_registry.h"
 
 #include <map>
+#include <optional>
 
 #include "lib/driver/batch_progress.h"
 #include "lib/driver/cluster_state.h"
 #include "lib/driver/data_path.h"
 #include "lib/driver/driver_log.h"
+#include "lib/driver/job_holds.h"
 #include "lib/driver/job_update.h"
 #include "lib/driver/leadership.h"
 #include "lib/driver/rate_control.h"
@@ -217,6 +219,10 @@ Result<proto::UpdateJobResponse> JobRegistry::Update(const proto::UpdateJobReque
   proto::JobSpec spec = request.spec();
   if (spec.name().empty()) spec.set_name(job_id);
   RETURN_IF_ERROR(CheckSpec(spec));
+  // Held, no batch is planned until the record below is: the answer's first
+  // batch is the one it takes effect at.
+  std::optional<ScopedJobHold> hold;
+  if (holds_ != nullptr) hold.emplace(holds_, job_id);
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(CheckLeader());
   const std::shared_ptr<const proto::ClusterState> state_view = log_->View();

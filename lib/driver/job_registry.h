@@ -32,6 +32,7 @@ namespace sluice::driver {
 
 class BatchProgress;
 class DataPath;
+class JobHolds;
 class RateControl;
 class DriverLog;
 class Leadership;
@@ -41,6 +42,10 @@ class JobRegistry {
   // All pointers must outlive this object.
   JobRegistry(std::string driver_id, DriverLog* log, Leadership* leadership, DataPath* data, const RateControl* rates,
               Clock* clock, const engine::PathPolicy* paths, std::shared_ptr<const BatchProgress> progress);
+
+  // The update's first batch is read and recorded under a hold of the job,
+  // so that no batch is planned between (job_holds.h); before any Update.
+  void set_holds(JobHolds* holds) { holds_ = holds; }
 
   // `from_savepoint` (optional): the job starts there (savepoint.h).
   [[nodiscard]] Result<proto::SubmitJobResponse> Submit(proto::JobSpec spec,
@@ -73,6 +78,7 @@ class JobRegistry {
 
   const std::string driver_id_;
   DriverLog* const log_;
+  JobHolds* holds_ = nullptr;
   Leadership* const leadership_;
   DataPath* const data_;
   const RateControl* const rates_;  // the job's rate limit, for Describe

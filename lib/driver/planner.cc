@@ -176,40 +176,51 @@ int Planner::Tick() {
     rates_->Forget();  // a former leader's limits are stale
     return 0;
   }
-  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
-  const proto::ClusterState& state = *state_view;
-  rates_->Update(state, leadership_->epoch());
-  const int64_t now = clock_->UnixMillis();
+  rates_->Update(*log_->View(), leadership_->epoch());
+  std::vector<std::string> running;
+  for (const auto& [id, job] : log_->View()->jobs()) {
+    if (!job.stopped()) running.push_back(id);
+  }
   int planned = 0;
-  for (const auto& [id, job] : state.jobs()) {
-    if (job.stopped()) continue;
-    if (holds_ != nullptr && holds_->Held(id)) continue;
-    if (job.draining() && DrainPlanned(job, state)) {
-      planned += FinishDrain(id, job);
-      continue;
-    }
-    // Event-time jobs: batch N is planned once N-1 committed, so its
-    // watermark is always that of every batch before it, whatever the timing.
-    const bool event_time = engine::HasEventTime(job.spec());
-    const int max_in_flight = event_time ? 1 : std::max(1, job.spec().max_batches_in_flight());
-    if (job.in_flight_size() >= max_in_flight) continue;
-    const int64_t batch_id = job.last_planned_batch() + 1;
-    const int64_t batch_time = BatchTimeOf(job, batch_id);
-    if (now < batch_time) continue;
-    proto::DriverRecord record;
-    *record.mutable_batch_planned() = PlanBatch(id, job, state, batch_id, batch_time);
-    int64_t events = 0;
-    for (const auto& r : record.batch_planned().ranges()) events += r.end_offset() - r.start_offset();
-    Result<int64_t> seq = log_->Append(std::move(record));
-    if (!seq.ok()) {
-      spdlog::warn("planning batch {} of job {}: {}", batch_id, id, seq.status().ToString());
-      return planned;
-    }
-    spdlog::debug("job {}: batch {} planned ({} offsets)", id, batch_id, events);
-    if (probe_ != nullptr) probe_->BatchPlanned(id, batch_id, leadership_->epoch());
-    ++planned;
+  for (const std::string& id : running) {
+    // Read and planned inside one plan, which a hold waits for (an update's
+    // first batch is the one after the last planned as its caller read it).
+    if (holds_ != nullptr && !holds_->BeginPlanning(id)) continue;
+    const Result<int> n = PlanJob(id);
+    if (holds_ != nullptr) holds_->EndPlanning(id);
+    if (!n.ok()) return planned;  // the log refused: the next tick tries again
+    planned += *n;
   }
   return planned;
+}
+
+Result<int> Planner::PlanJob(const std::string& id) {
+  const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+  const proto::ClusterState& state = *state_view;
+  auto it = state.jobs().find(id);
+  if (it == state.jobs().end() || it->second.stopped()) return 0;
+  const proto::JobState& job = it->second;
+  if (job.draining() && DrainPlanned(job, state)) return FinishDrain(id, job);
+  // Event-time jobs: batch N is planned once N-1 committed, so its
+  // watermark is always that of every batch before it, whatever the timing.
+  const bool event_time = engine::HasEventTime(job.spec());
+  const int max_in_flight = event_time ? 1 : std::max(1, job.spec().max_batches_in_flight());
+  if (job.in_flight_size() >= max_in_flight) return 0;
+  const int64_t batch_id = job.last_planned_batch() + 1;
+  const int64_t batch_time = BatchTimeOf(job, batch_id);
+  if (clock_->UnixMillis() < batch_time) return 0;
+  proto::DriverRecord record;
+  *record.mutable_batch_planned() = PlanBatch(id, job, state, batch_id, batch_time);
+  int64_t events = 0;
+  for (const auto& r : record.batch_planned().ranges()) events += r.end_offset() - r.start_offset();
+  Result<int64_t> seq = log_->Append(std::move(record));
+  if (!seq.ok()) {
+    spdlog::warn("planning batch {} of job {}: {}", batch_id, id, seq.status().ToString());
+    return seq.status();
+  }
+  spdlog::debug("job {}: batch {} planned ({} offsets)", id, batch_id, events);
+  if (probe_ != nullptr) probe_->BatchPlanned(id, batch_id, leadership_->epoch());
+  return 1;
 }
 
 }  // namespace sluice::driver

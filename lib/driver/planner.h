@@ -40,7 +40,7 @@ proto::BatchPlanned PlanBatch(const std::string& job_id, const proto::JobState& 
 class Planner {
  public:
   // `holds`: jobs not to plan for now (may be null: none).
-  Planner(DriverLog* log, Leadership* leadership, RateControl* rates, Clock* clock, const JobHolds* holds = nullptr)
+  Planner(DriverLog* log, Leadership* leadership, RateControl* rates, Clock* clock, JobHolds* holds = nullptr)
       : log_(log), leadership_(leadership), rates_(rates), clock_(clock), holds_(holds) {}
 
   // Plans every batch that is due; returns how many were committed.
@@ -52,12 +52,15 @@ class Planner {
   // A draining job with everything up to its bound planned: stops it, or
   // plans its final flush. Returns the batches planned (0 or 1).
   int FinishDrain(const std::string& id, const proto::JobState& job);
+  // Plans the next batch of job `id` if it is due, as the log's view says
+  // now: how many were planned (0 or 1); the log's error if it refused.
+  [[nodiscard]] Result<int> PlanJob(const std::string& id);
 
   DriverLog* const log_;
   Leadership* const leadership_;
   RateControl* const rates_;
   Clock* const clock_;
-  const JobHolds* const holds_;
+  JobHolds* const holds_;
   JobProbe* probe_ = nullptr;
 };
 

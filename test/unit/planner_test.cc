@@ -1,9 +1,15 @@
 // Unit tests of PlanBatch (lib/driver/planner.h): a batch takes every
 // accepted offset, or with max_records_per_batch whole blocks within the
-// bound, and the next batch goes on where it ended.
+// bound, and the next batch goes on where it ended. And JobHolds: a hold
+// waits for a plan begun and keeps the planner off the job until released.
 #include "lib/driver/planner.h"
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "gtest/gtest.h"
+#include "lib/driver/job_holds.h"
 
 namespace sluice::driver {
 namespace {
@@ -58,6 +64,34 @@ TEST(PlanBatch, MaxRecordsPerBatchTakesWholeBlocksWithinTheBound) {
   EXPECT_EQ(ranges[1], std::make_pair(int64_t{200}, int64_t{340}));
   EXPECT_EQ(ranges[2], std::make_pair(int64_t{340}, int64_t{640}));
   EXPECT_EQ(PlanBatch("j", job, state, 4, 0).ranges_size(), 0);
+}
+
+// An update reads the job's last planned batch and records its first batch
+// under a hold: the hold must wait for a plan already begun (the planner
+// read the same view and is appending batch N+1), or the answer says N+1
+// while the update takes effect at N+2.
+TEST(JobHolds, AHoldWaitsForAPlanBegunAndKeepsThePlannerOffUntilReleased) {
+  JobHolds holds;
+  ASSERT_TRUE(holds.BeginPlanning("j"));
+  std::atomic<bool> held{false};
+  std::thread updater([&] {
+    holds.Hold("j");
+    held = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(held) << "the hold did not wait for the plan in progress";
+  EXPECT_TRUE(holds.BeginPlanning("k")) << "another job plans meanwhile";
+  holds.EndPlanning("k");
+  holds.EndPlanning("j");
+  updater.join();
+  EXPECT_TRUE(held);
+  EXPECT_FALSE(holds.BeginPlanning("j")) << "a held job is not planned";
+  holds.Hold("j");  // a second holder (a savepoint) does not wait for the first
+  holds.Release("j");
+  EXPECT_FALSE(holds.BeginPlanning("j"));
+  holds.Release("j");
+  ASSERT_TRUE(holds.BeginPlanning("j"));
+  holds.EndPlanning("j");
 }
 
 }  // namespace
