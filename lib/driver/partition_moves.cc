@@ -161,10 +161,16 @@ void PartitionMoves::StartWarm(const std::shared_ptr<Move>& m, const proto::JobS
   request.set_base_batch(job.last_committed_batch());
   std::string address;
   const proto::ReduceHolders* h = HoldersOf(job, m->move.partition);
+  // The holders in the WAL's order, the owner first: the copy comes from the
+  // worker that will replicate to the target, which then keeps the changes
+  // since it (FetchStateRequest.keep_changes).
   for (const proto::MemberInfo& w : live) {
     if (w.id() == m->move.to) address = w.rpc_address();
-    if (h != nullptr && std::find(h->workers().begin(), h->workers().end(), w.id()) != h->workers().end()) {
-      *request.add_holders() = w;
+  }
+  if (h != nullptr) {
+    for (const std::string& id : h->workers()) {
+      auto w = std::find_if(live.begin(), live.end(), [&](const proto::MemberInfo& l) { return l.id() == id; });
+      if (w != live.end()) *request.add_holders() = *w;
     }
   }
   if (address.empty() || request.holders().empty()) {

@@ -257,79 +257,35 @@ Status StateStore::Load(const std::string& job, int32_t p, Part* part) {
   return absl::OkStatus();
 }
 
+void StateStore::KeepChangesSince(const std::string& job, int32_t p, int64_t since,
+                                  std::chrono::steady_clock::time_point until) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, added] = keeps_.try_emplace(PartId{job, p}, Keep{since, until});
+  if (added) return;
+  if (it->second.until < std::chrono::steady_clock::now()) {
+    it->second = Keep{since, until};  // the old one had ended
+    return;
+  }
+  it->second.since = std::min(it->second.since, since);
+  it->second.until = std::max(it->second.until, until);
+}
+
+std::optional<int64_t> StateStore::KeptSince(const std::string& job, int32_t p, int64_t snapshot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = keeps_.find(PartId{job, p});
+  if (it == keeps_.end()) return std::nullopt;
+  if (it->second.until < std::chrono::steady_clock::now()) {
+    keeps_.erase(it);
+    return std::nullopt;
+  }
+  if (it->second.since < snapshot) return std::nullopt;
+  return it->second.since;
+}
+
 Result<std::optional<int64_t>> StateStore::FoldedBatch(const std::string& job, int32_t p) {
   std::shared_ptr<Part> part = Find(job, p);
   if (part == nullptr) return std::optional<int64_t>();
   return std::optional<int64_t>(part->meta.folded);
-}
-
-Result<std::optional<std::vector<Change>>> StateStore::ReadAsOf(const std::string& job, int32_t p, int64_t base) {
-  std::vector<Change> out;
-  ASSIGN_OR_RETURN(bool held, ReadAsOf(job, p, base, 1 << 20, [&](std::span<const Change> chunk) {
-                     out.insert(out.end(), chunk.begin(), chunk.end());
-                     return absl::OkStatus();
-                   }));
-  if (!held) return std::optional<std::vector<Change>>();
-  return std::optional<std::vector<Change>>(std::move(out));
-}
-
-Result<bool> StateStore::ReadAsOf(const std::string& job, int32_t p, int64_t base, size_t chunk_bytes,
-                                  const ChunkFn& fn) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Part> part, Loaded(job, p));
-  if (part == nullptr || part->meta.folded > base) return false;
-  // The changes of deltas C+1..base, the later batch winning per key; views
-  // into the blobs, which this caller of (job, p) keeps alive.
-  std::map<std::string_view, std::optional<std::string_view>> changes;
-  for (int64_t n = part->meta.folded + 1; n <= base; ++n) {
-    auto it = part->pending.find(n);
-    if (it == part->pending.end()) return false;
-    if (!DecodeDelta(it->second, [&](std::string_view key, const std::string_view* value) {
-          changes[key] = value != nullptr ? std::optional<std::string_view>(*value) : std::nullopt;
-        })) {
-      return absl::DataLossError(
-          fmt::format("state store {}: the delta of batch {} of {}[{}] is malformed", dir_, n, job, p));
-    }
-  }
-  std::vector<Change> chunk;
-  size_t bytes = 0;
-  bool called = false;
-  const auto emit = [&](std::string_view k, std::string_view v) -> Status {
-    chunk.push_back(Change{std::string(k), std::string(v)});
-    bytes += k.size() + v.size();
-    if (bytes < chunk_bytes) return absl::OkStatus();
-    called = true;
-    Status st = fn(chunk);
-    chunk.clear();
-    bytes = 0;
-    return st;
-  };
-  auto c = changes.begin();
-  // The state's entries in key order, with the changes laid over them.
-  const auto take = [&](std::string_view k, std::string_view v) -> Status {
-    for (; c != changes.end() && c->first < k; ++c) {
-      if (c->second.has_value()) RETURN_IF_ERROR(emit(c->first, *c->second));
-    }
-    if (c != changes.end() && c->first == k) {
-      const std::optional<std::string_view> changed = (c++)->second;
-      return changed.has_value() ? emit(k, *changed) : absl::OkStatus();
-    }
-    return emit(k, v);
-  };
-  if (part->meta.disk) {
-    const std::string gen = internal::GenPrefix(job, p, part->meta.gen);
-    PrefixIter it(db_, gen);
-    for (; it.it->Valid(); it.it->Next()) {
-      RETURN_IF_ERROR(take(it.it->key().ToStringView().substr(gen.size()), it.it->value().ToStringView()));
-    }
-    RETURN_IF_ERROR(FromRocks(it.it->status(), fmt::format("reading {}[{}]", job, p)));
-  } else {
-    for (const auto& [k, v] : part->state) RETURN_IF_ERROR(take(k, v));
-  }
-  for (; c != changes.end(); ++c) {
-    if (c->second.has_value()) RETURN_IF_ERROR(emit(c->first, *c->second));
-  }
-  if (!chunk.empty() || !called) RETURN_IF_ERROR(fn(chunk));
-  return true;
 }
 
 Result<std::optional<std::vector<Change>>> StateStore::ChangesSince(const std::string& job, int32_t p,
@@ -424,8 +380,11 @@ Result<bool> StateStore::Prepare(const std::string& job, int32_t p, int64_t base
   meta.keys = keys;
   meta.bytes = bytes;
   int64_t snapshot_bytes = part->snapshot_bytes;
-  const bool snapshot = base > meta.snapshot && (folded_deltas.size() >= kSnapshotEveryDeltas ||
-                                                 kept_bytes > part->snapshot_bytes);
+  // Not while a worker's copy as of a batch after S waits for the changes
+  // since (KeepChangesSince): the snapshot would take away their deltas.
+  const std::optional<int64_t> kept = KeptSince(job, p, meta.snapshot);
+  const bool snapshot = base > meta.snapshot && !(kept.has_value() && *kept < base) &&
+                        (folded_deltas.size() >= kSnapshotEveryDeltas || kept_bytes > part->snapshot_bytes);
   if (snapshot) {
     // The state as of base, whole; the old snapshot and the deltas it
     // covers (S < N <= base) are no longer needed by the new m/.
@@ -590,10 +549,10 @@ void StateStore::DeleteContents(rocksdb::WriteBatch* batch, const std::string& j
 }
 
 Result<std::unique_ptr<StateStore::Installer>> StateStore::BeginInstall(const std::string& job, int32_t p,
-                                                                         int64_t base) {
+                                                                         int64_t base, bool distinct_keys) {
   if (base < -1) return absl::InvalidArgumentError(fmt::format("state store: Install at batch {}", base));
   if (!disk_layout()) return std::unique_ptr<Installer>(new MemoryInstaller(this, job, p, base));
-  auto in = std::make_unique<DiskInstaller>(this, job, p, base, NewGeneration());
+  auto in = std::make_unique<DiskInstaller>(this, job, p, base, NewGeneration(), distinct_keys);
   RETURN_IF_ERROR(in->Start());
   return std::unique_ptr<Installer>(std::move(in));
 }
@@ -610,6 +569,7 @@ Status StateStore::Drop(const std::string& job, int32_t p) {
   RETURN_IF_ERROR(Write(&batch, fmt::format("dropping {}[{}]", job, p)));
   std::lock_guard<std::mutex> lock(mu_);
   parts_.erase(PartId{job, p});
+  keeps_.erase(PartId{job, p});
   return absl::OkStatus();
 }
 
@@ -620,6 +580,8 @@ Status StateStore::DropJob(const std::string& job) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = parts_.lower_bound(PartId{job, INT32_MIN});
   while (it != parts_.end() && it->first.first == job) it = parts_.erase(it);
+  auto kept = keeps_.lower_bound(PartId{job, INT32_MIN});
+  while (kept != keeps_.end() && kept->first.first == job) kept = keeps_.erase(kept);
   return absl::OkStatus();
 }
 

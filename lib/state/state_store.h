@@ -50,8 +50,10 @@
 // of the stale deltas > base, and every K = 10 folded batches (or once the
 // deltas kept since S outweigh the snapshot) a new snapshot as of C with
 // the deletion of the old snapshot's chunks and of the deltas it covers.
-// In memory no call reads RocksDB per state key; Get, Scan, ReadAsOf,
-// ReadDelta and the stats are served from memory.
+// In memory no call on the batch path reads RocksDB per state key; Get,
+// Scan, ReadDelta and the stats are served from memory. A copy (Freeze,
+// ReadAsOf) reads RocksDB through a snapshot in both layouts, so that it
+// needs no lock while the partition goes on (state_store_frozen.cc).
 //
 // A partition's life (the caller serialises the calls for one (job, p)):
 //
@@ -95,6 +97,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -207,6 +210,23 @@ class StateStore {
   [[nodiscard]] Result<bool> ReadAsOf(const std::string& job, int32_t p, int64_t base, size_t chunk_bytes,
                                       const ChunkFn& fn);
 
+  // The state of (job, p) as of `base` fixed now and read later, while the
+  // partition goes on (a FetchState stream served without holding up the
+  // partition's next batch): a RocksDB snapshot of what the store holds,
+  // with the deltas that take it to `base` merged and kept by the object.
+  // Freeze is a call on (job, p) like the others (its caller serialises it
+  // with them); Read is not: it may run on any thread, at any time, while
+  // (job, p) is folded, installed or dropped. The object must not outlive
+  // the store. nullptr when Prepare(base) would return false.
+  class FrozenState {
+   public:
+    virtual ~FrozenState() = default;
+    // As the streamed ReadAsOf: chunks of about `chunk_bytes`, key order, at
+    // least one call; fn's error ends the read and is returned.
+    [[nodiscard]] virtual Status Read(size_t chunk_bytes, const ChunkFn& fn) const = 0;
+  };
+  [[nodiscard]] Result<std::unique_ptr<FrozenState>> Freeze(const std::string& job, int32_t p, int64_t base);
+
   // A streamed Install: Add the entries (values only, key order or not) in
   // any number of chunks, then Commit, which switches (job, p) to them as
   // the state as of `base` in one WriteBatch. Until Commit nothing visible
@@ -220,7 +240,13 @@ class StateStore {
     [[nodiscard]] virtual Status Add(std::span<const Change> entries) = 0;
     [[nodiscard]] virtual Status Commit() = 0;
   };
-  [[nodiscard]] Result<std::unique_ptr<Installer>> BeginInstall(const std::string& job, int32_t p, int64_t base);
+  // `distinct_keys`: the caller adds no key twice (a re-split's shares,
+  // each in key order, from partitions that share no key). The disk layout
+  // then writes every chunk as it comes; otherwise a key not above the
+  // greatest added so far is looked up first (a later entry replaces it and
+  // the counts stay exact), one key at a time.
+  [[nodiscard]] Result<std::unique_ptr<Installer>> BeginInstall(const std::string& job, int32_t p, int64_t base,
+                                                                bool distinct_keys = false);
 
   // What changed from the state as of `since` to the state as of `base`
   // (since < base): the merged changes of deltas since+1..base, one per key
@@ -233,6 +259,16 @@ class StateStore {
   // memory. INVALID_ARGUMENT if since >= base or since < -1.
   [[nodiscard]] Result<std::optional<std::vector<Change>>> ChangesSince(const std::string& job, int32_t p,
                                                                         int64_t since, int64_t base);
+
+  // Keeps what ChangesSince(job, p, since, ...) needs until `until`: no
+  // snapshot in memory, no dropping of the oldest kept delta on disk, takes
+  // away a delta after `since` meanwhile (a worker whose copy is as of
+  // `since`, warmed ahead of a move, then catches up on the changes alone).
+  // Of two keeps the older batch and the later time hold. Not written to
+  // RocksDB: a restart forgets it (a later copy may then be whole). Any
+  // thread.
+  void KeepChangesSince(const std::string& job, int32_t p, int64_t since,
+                        std::chrono::steady_clock::time_point until);
 
   // The folded batch C of (job, p), or nullopt if not held.
   [[nodiscard]] Result<std::optional<int64_t>> FoldedBatch(const std::string& job, int32_t p);
@@ -265,6 +301,7 @@ class StateStore {
 
  private:
   struct Part;  // one (job, p): lib/state/state_store.cc
+  class Frozen;  // lib/state/state_store_frozen.cc
   class MemoryInstaller;
   class DiskInstaller;
   using PartId = std::pair<std::string, int32_t>;
@@ -294,6 +331,10 @@ class StateStore {
   // deltas, its disk generation), as the part knows it.
   void DeleteContents(rocksdb::WriteBatch* batch, const std::string& job, int32_t p, const Part* old);
   uint64_t NewGeneration() { return next_gen_.fetch_add(1); }
+  // The batch a KeepChangesSince of (job, p) keeps the deltas after, if one
+  // holds now and still can (`snapshot`: the part's S, before which they
+  // are gone anyway).
+  std::optional<int64_t> KeptSince(const std::string& job, int32_t p, int64_t snapshot);
 
   const std::string dir_;
   rocksdb::DB* const db_;
@@ -306,6 +347,11 @@ class StateStore {
   // (job, p), except its stats counters (atomics, read by Stats).
   mutable std::mutex mu_;
   PartTable parts_;  // guarded by mu_
+  struct Keep {
+    int64_t since;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::map<PartId, Keep> keeps_;  // guarded by mu_
 };
 
 }  // namespace sluice::state

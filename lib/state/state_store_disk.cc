@@ -196,7 +196,9 @@ Result<bool> StateStore::PrepareDisk(const std::string& job, int32_t p, Part* pa
     ++i;
   }
   Meta meta = part->meta;
-  while (folded_deltas.size() > kKeptDeltas) {
+  // The deltas after a kept batch stay (KeepChangesSince), however many.
+  const std::optional<int64_t> kept = KeptSince(job, p, meta.snapshot);
+  while (folded_deltas.size() > kKeptDeltas && !(kept.has_value() && folded_deltas.begin()->first > *kept)) {
     batch.Delete(DeltaKey(job, p, folded_deltas.begin()->first)).PermitUncheckedError();
     meta.snapshot = folded_deltas.begin()->first;
     folded_deltas.erase(folded_deltas.begin());
@@ -241,7 +243,9 @@ Status StateStore::DiskInstaller::Add(std::span<const Change> entries) {
       return absl::InvalidArgumentError(fmt::format("state store: Install of {}[{}] with an erased key", job_, p_));
     }
     std::string key = prefix_ + e.key;
-    if (any_ && e.key <= last_) {  // out of order: the key may be here (in this batch or an earlier one)
+    if (distinct_keys_) {
+      // Nothing to look up: the key is not here.
+    } else if (any_ && e.key <= last_) {  // out of order: the key may be here (in this batch or an earlier one)
       std::string old;
       rocksdb::ReadOptions ro;
       rocksdb::Status s = store_->db_->Get(ro, key, &old);

@@ -500,11 +500,14 @@ Result<proto::TaskResult> Executor::RunReduce(const proto::TaskRequest& task, co
       RETURN_IF_ERROR(StillCurrent(task, abandoned));
       bool replica_is_holder = false;
       for (const proto::MemberInfo& h : task.state_holders()) replica_is_holder |= h.id() == task.replica().id();
-      if (Status st = state_->Replicate(task.epoch(), ns, p, base, task.batch_id(), replica_is_holder, task.replica());
+      ReduceState::Sent sent;
+      if (Status st = state_->Replicate(task.epoch(), ns, p, base, task.batch_id(), replica_is_holder, task.replica(),
+                                        &sent);
           !st.ok()) {
         return rpc::NamingUnreachable(st, rpc::IsUnreachable(st) ? std::vector<std::string>{task.replica().id()}
                                                                   : std::vector<std::string>{});
       }
+      if (probe_ != nullptr) probe_->ReplicaCopied(static_cast<int>(sent.copy));
       result.add_state_holders(task.replica().id());
     }
     copied = std::chrono::steady_clock::now();

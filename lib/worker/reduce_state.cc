@@ -59,12 +59,10 @@ void AppendChanges(const proto::StateChunk& c, std::vector<state::Change>* out) 
   }
 }
 
-// Streams (job, p)'s state as of `base` from `store` as snapshot chunks of
-// `header`, never holding more than a chunk; the stream's last chunk is
-// marked only if `ends_stream`. false from ReadAsOf: the store cannot.
-Result<bool> WriteSnapshot(state::StateStore* store, const std::string& job, int32_t p, int64_t base,
-                           const proto::StateChunk& header, bool ends_stream,
-                           const std::function<bool(const proto::StateChunk&)>& write, int64_t* keys) {
+// Streams `frozen` as snapshot chunks of `header`, never holding more than
+// a chunk; the stream's last chunk is marked only if `ends_stream`.
+Status WriteSnapshot(const state::StateStore::FrozenState& frozen, const proto::StateChunk& header, bool ends_stream,
+                     const std::function<bool(const proto::StateChunk&)>& write, int64_t* keys) {
   proto::StateChunk snap = header;
   snap.set_snapshot(true);
   // One chunk held back, so that the stream's last one carries `last`.
@@ -74,17 +72,16 @@ Result<bool> WriteSnapshot(state::StateStore* store, const std::string& job, int
     held_back = c;
     return ok;
   };
-  ASSIGN_OR_RETURN(bool held, store->ReadAsOf(job, p, base, kChunkBytes, [&](std::span<const state::Change> chunk) {
-                     *keys += static_cast<int64_t>(chunk.size());
-                     if (!WriteChunks(snap, chunk, /*ends_stream=*/false, hold)) {
-                       return absl::CancelledError("the other side of the state stream went away");
-                     }
-                     return absl::OkStatus();
-                   }));
-  if (!held) return false;
+  RETURN_IF_ERROR(frozen.Read(kChunkBytes, [&](std::span<const state::Change> chunk) {
+    *keys += static_cast<int64_t>(chunk.size());
+    if (!WriteChunks(snap, chunk, /*ends_stream=*/false, hold)) {
+      return absl::CancelledError("the other side of the state stream went away");
+    }
+    return absl::OkStatus();
+  }));
   held_back->set_last(ends_stream);
   if (!write(*held_back)) return absl::CancelledError("the other side of the state stream went away");
-  return true;
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -104,7 +101,7 @@ std::mutex& ReduceState::LockOf(const std::string& job, int32_t partition) {
 }
 
 Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
-                               const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders) {
+                               const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders, bool warm) {
   // A copy already past `base` means a later batch committed: this attempt
   // is stale and must not roll the copy back.
   ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
@@ -130,6 +127,7 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     request.set_job_id(job);
     request.set_partition(partition);
     request.set_base_batch(base);
+    request.set_keep_changes(warm);
     // Installed chunk by chunk as they arrive; a stream that breaks off
     // leaves the copy here as it was (the installer, dropped, removes its part).
     Result<std::unique_ptr<state::StateStore::Installer>> installer = store_->BeginInstall(job, partition, base);
@@ -167,7 +165,7 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
 }
 
 Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base, int64_t batch,
-                              bool replica_is_holder, const proto::MemberInfo& replica) {
+                              bool replica_is_holder, const proto::MemberInfo& replica, Sent* sent) {
   // Whether the replica holds the base is its own answer now (a holder
   // restarted from an older version, or a worker warmed ahead of a move,
   // needs only the changes it lacks); `replica_is_holder` no longer decides.
@@ -185,7 +183,8 @@ Status ReduceState::Replicate(int64_t epoch, const std::string& job, int32_t par
                                                  std::chrono::milliseconds(45'000))
                                     : TransferDeadline(bytes);
         return rpc::WorkerClient(*channels_, replica.rpc_address()).ReplicateState(produce, deadline);
-      });
+      },
+      sent);
 }
 
 Status ReduceState::ReplicateVia(int64_t epoch, const std::string& job, int32_t partition, int64_t base, int64_t batch,
@@ -232,6 +231,7 @@ Status ReduceState::ReplicateVia(int64_t epoch, const std::string& job, int32_t 
   ++counted.streams;
   counted.delta_entries += static_cast<int64_t>(delta.size());
   if (since.has_value()) {
+    counted.copy = Sent::Copy::kChanges;
     proto::StateChunk catch_up = header;
     catch_up.set_since_batch(*has);
     counted.catch_up_entries += static_cast<int64_t>(since->size());
@@ -255,17 +255,21 @@ Status ReduceState::ReplicateVia(int64_t epoch, const std::string& job, int32_t 
                  has.has_value() ? fmt::format("has batch {}, whose later deltas are gone here", *has)
                                  : std::string("no copy"),
                  store_->PartitionStats(job, partition).keys);
+    counted.copy = Sent::Copy::kWhole;
     int64_t keys = 0;
     answer = send(
         [&](const rpc::ChunkWriter<proto::StateChunk>& write) -> Status {
-          Result<bool> held =
-              WriteSnapshot(store_.get(), job, partition, base, header, /*ends_stream=*/false, write, &keys);
-          if (absl::IsCancelled(held.status())) return absl::OkStatus();  // the call's own status says why
-          if (!held.ok()) return held.status();
-          if (!*held) {
+          // The caller holds the partition's lock (the batch's task): the
+          // state is frozen here and read at once.
+          ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore::FrozenState> frozen,
+                           store_->Freeze(job, partition, base));
+          if (frozen == nullptr) {
             return absl::FailedPreconditionError(
                 fmt::format("no state of {}[{}] as of batch {} here", job, partition, base));
           }
+          Status written = WriteSnapshot(*frozen, header, /*ends_stream=*/false, write, &keys);
+          if (absl::IsCancelled(written)) return absl::OkStatus();  // the call's own status says why
+          RETURN_IF_ERROR(written);
           WriteChunks(header, delta, /*ends_stream=*/true, write);
           return absl::OkStatus();
         },
@@ -302,7 +306,7 @@ Result<proto::WarmStateResponse> ReduceState::Warm(int64_t epoch, const std::str
   }
   // A copy of its own with the deltas up to base is enough (a former holder).
   ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
-  if (!here) RETURN_IF_ERROR(EnsureBase(epoch, job, partition, base, others));
+  if (!here) RETURN_IF_ERROR(EnsureBase(epoch, job, partition, base, others, /*warm=*/true));
   out.set_batch(base);
   if (!here) out.set_bytes(store_->PartitionStats(job, partition).bytes);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -325,20 +329,32 @@ Status ReduceState::DropJob(const std::string& job) {
   return absl::OkStatus();
 }
 
-Status ReduceState::Snapshot(const std::string& job, int32_t partition, int64_t base,
-                             const std::function<bool(const proto::StateChunk&)>& write) {
+Result<std::unique_ptr<state::StateStore::FrozenState>> ReduceState::Freeze(const std::string& job,
+                                                                            int32_t partition, int64_t base) {
   std::lock_guard<std::mutex> lock(LockOf(job, partition));
-  // Read-only: this worker may be running (or about to fold) a later batch.
+  return store_->Freeze(job, partition, base);
+}
+
+Status ReduceState::Snapshot(const std::string& job, int32_t partition, int64_t base, bool keep_changes,
+                             const std::function<bool(const proto::StateChunk&)>& write) {
+  // Read-only, and outside the partition's lock: this worker may be running
+  // (or about to fold) a later batch, which a stream of gigabytes to a slow
+  // reader must not hold up.
+  // Kept from before the freeze: no fold in between may snapshot past base.
+  if (keep_changes) {
+    store_->KeepChangesSince(job, partition, base, std::chrono::steady_clock::now() + kWarmKeep);
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore::FrozenState> frozen, Freeze(job, partition, base));
+  if (frozen == nullptr) {
+    return absl::NotFoundError(
+        fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
+  }
   proto::StateChunk header;
   header.set_job_id(job);
   header.set_partition(partition);
   header.set_base_batch(base);
   int64_t keys = 0;
-  ASSIGN_OR_RETURN(bool held, WriteSnapshot(store_.get(), job, partition, base, header, /*ends_stream=*/true, write, &keys));
-  if (!held) {
-    return absl::NotFoundError(
-        fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));
-  }
+  RETURN_IF_ERROR(WriteSnapshot(*frozen, header, /*ends_stream=*/true, write, &keys));
   return absl::OkStatus();
 }
 

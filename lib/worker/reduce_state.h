@@ -33,6 +33,7 @@
 // Thread-safe: calls for one (job, partition) are serialised by its lock.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -70,13 +71,18 @@ class ReduceState {
   // could give it, naming those it could not reach (rpc::UnreachablePeers);
   // ABORTED if this copy is already past `base` (the task is a stale attempt
   // of a batch that committed).
+  // `warm`: asks the holder to keep its changes since `base` (Snapshot).
   [[nodiscard]] Status EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
-                                  const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders);
+                                  const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders,
+                                  bool warm = false);
 
   // Copies the delta of `batch` (on top of `base`) to `replica`, with a
   // snapshot first when it needs one, within TransferDeadline of the bytes.
+  // What went is counted in `sent` (optional; see below).
+  struct Sent;
   [[nodiscard]] Status Replicate(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
-                                 int64_t batch, bool replica_is_holder, const proto::MemberInfo& replica);
+                                 int64_t batch, bool replica_is_holder, const proto::MemberInfo& replica,
+                                 Sent* sent = nullptr);
 
   // One ReplicateState stream, written by `produce` chunk by chunk, and the
   // replica's answer; `deadline_bytes` is what the stream carries besides a
@@ -87,6 +93,10 @@ class ReduceState {
   // replica's copy, or the whole state, only when it says it lacks `base`.
   // Counts what went in `sent` (optional).
   struct Sent {
+    // How the replica's copy was brought to the base: it had it (the delta
+    // alone went), by the changes since its copy, or whole.
+    enum class Copy { kDelta, kChanges, kWhole };
+    Copy copy = Copy::kDelta;
     int64_t streams = 0;
     int64_t delta_entries = 0;
     int64_t catch_up_entries = 0;   // changes since the replica's copy
@@ -107,8 +117,19 @@ class ReduceState {
   // Drops the state of a stopped job, if this worker holds any (logged).
   [[nodiscard]] Status DropJob(const std::string& job);
 
-  // Server side of FetchState: the state as of base, in chunks.
-  [[nodiscard]] Status Snapshot(const std::string& job, int32_t partition, int64_t base,
+  // (job, partition)'s state as of `base`, fixed under its lock and read
+  // after it (StateStore::Freeze): a copy served to another worker does not
+  // hold up this worker's next batch of the partition. nullptr if this
+  // worker cannot give the state as of `base`.
+  [[nodiscard]] Result<std::unique_ptr<state::StateStore::FrozenState>> Freeze(const std::string& job,
+                                                                               int32_t partition, int64_t base);
+
+  // Server side of FetchState: the state as of base, in chunks (frozen).
+  // `keep_changes` (a warm ahead of a move): the deltas after `base` are
+  // kept for kWarmKeep, so that replicating to the warmed worker later sends
+  // the changes alone.
+  static constexpr std::chrono::seconds kWarmKeep{300};
+  [[nodiscard]] Status Snapshot(const std::string& job, int32_t partition, int64_t base, bool keep_changes,
                                 const std::function<bool(const proto::StateChunk&)>& write);
 
   // Server side of ReplicateState: applies what arrived (all chunks of one

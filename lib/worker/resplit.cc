@@ -32,38 +32,36 @@ Status Resplitter::ServeSplit(const proto::FetchStateRequest& request,
   size_t bytes = 0;
   bool gone = false;  // the reader went away
   // Read-only, like FetchState (this copy may be folded on by a later
-  // batch), and in chunks: the whole state is never in memory here.
-  std::lock_guard<std::mutex> lock(state_->LockOf(request.job_id(), request.partition()));
-  ASSIGN_OR_RETURN(bool held, state_->store()->ReadAsOf(
-                                  request.job_id(), request.partition(), request.base_batch(), kChunkBytes,
-                                  [&](std::span<const state::Change> entries) -> Status {
-                                    for (const state::Change& c : entries) {
-                                      // The deadline index is rebuilt on each new partition, never split.
-                                      if (engine::IsStateIndexKey(c.key)) continue;
-                                      if (engine::StatePartitionOf(c.key, into) !=
-                                          static_cast<uint32_t>(request.split_partition())) {
-                                        continue;
-                                      }
-                                      proto::StateEntry* e = chunk.add_entries();
-                                      e->set_key(c.key);
-                                      e->set_value(c.value.value_or(""));
-                                      bytes += c.key.size() + (c.value ? c.value->size() : 0) + 8;
-                                      if (bytes >= kChunkBytes) {
-                                        if (!write(chunk)) {
-                                          gone = true;
-                                          return absl::CancelledError("the reader went away");
-                                        }
-                                        chunk = header;
-                                        bytes = 0;
-                                      }
-                                    }
-                                    return absl::OkStatus();
-                                  }));
-  if (!held) {
+  // batch), outside the partition's lock, and in chunks: the whole state is
+  // never in memory here.
+  ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore::FrozenState> frozen,
+                   state_->Freeze(request.job_id(), request.partition(), request.base_batch()));
+  if (frozen == nullptr) {
     return absl::NotFoundError(fmt::format("worker {} does not hold {} reduce partition {} as of batch {}",
                                            state_->self_id(), request.job_id(), request.partition(),
                                            request.base_batch()));
   }
+  const auto share = [&](std::span<const state::Change> entries) -> Status {
+    for (const state::Change& c : entries) {
+      // The deadline index is rebuilt on each new partition, never split.
+      if (engine::IsStateIndexKey(c.key)) continue;
+      if (engine::StatePartitionOf(c.key, into) != static_cast<uint32_t>(request.split_partition())) continue;
+      proto::StateEntry* e = chunk.add_entries();
+      e->set_key(c.key);
+      e->set_value(c.value.value_or(""));
+      bytes += c.key.size() + (c.value ? c.value->size() : 0) + 8;
+      if (bytes >= kChunkBytes) {
+        if (!write(chunk)) {
+          gone = true;
+          return absl::CancelledError("the reader went away");
+        }
+        chunk = header;
+        bytes = 0;
+      }
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(frozen->Read(kChunkBytes, share));
   chunk.set_last(true);
   if (gone || !write(chunk)) return absl::CancelledError("the reader went away");
   return absl::OkStatus();
@@ -92,7 +90,7 @@ Result<proto::ResplitStateResponse> Resplitter::Resplit(const proto::ResplitStat
                                           request.job_id(), request.new_partition(), request.new_layout(), *folded));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore::Installer> installer,
-                   state_->store()->BeginInstall(new_ns, request.new_partition(), base));
+                   state_->store()->BeginInstall(new_ns, request.new_partition(), base, /*distinct_keys=*/true));
   proto::ResplitStateResponse response;
   for (const proto::ResplitHolders& old : request.old_holders()) {
     Status last = absl::UnavailableError("no holder named");

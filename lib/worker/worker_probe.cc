@@ -169,6 +169,14 @@ Result<std::unique_ptr<ExecutorProbe>> ExecutorProbe::Create(metrics::Registry* 
                                                                 "Reduce-partition state bytes this worker copied "
                                                                 "ahead of a move (WarmState)"));
   p->warm_bytes_ = &warm->Get();
+  ASSIGN_OR_RETURN(Family<Counter> * copies,
+                   registry->AddCounter("sluice_state_replica_copies_total",
+                                        "Reduce tasks' copies to their replica, by what the replica lacked: "
+                                        "delta (nothing: the batch's changes alone), changes (those since its "
+                                        "older copy), whole (the state)",
+                                        {"kind"}));
+  int i = 0;
+  for (const char* kind : {"delta", "changes", "whole"}) p->replica_copies_[i++] = &copies->With({kind});
   for (const auto& [stage, name] : {std::pair{static_cast<int>(proto::TASK_STAGE_MAP), "map"},
                                     std::pair{static_cast<int>(proto::TASK_STAGE_REDUCE), "reduce"}}) {
     p->stages_[stage] = {&run->With({name}), &failed->With({name}), &seconds->With({name})};

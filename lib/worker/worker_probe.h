@@ -15,6 +15,7 @@
 // Thread-safe.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <set>
@@ -98,6 +99,11 @@ class ExecutorProbe {
   void TaskDone(const proto::TaskRequest& task, const Result<proto::TaskResult>& result, double seconds);
   // A WarmState copied `bytes` of a reduce partition's state here.
   void Warmed(int64_t bytes) { warm_bytes_->Inc(static_cast<double>(bytes)); }
+  // A reduce task brought its replica's copy to the base this way:
+  // ReduceState::Sent::Copy as an int (delta, changes, whole).
+  void ReplicaCopied(int copy) {
+    if (copy >= 0 && copy < static_cast<int>(replica_copies_.size())) replica_copies_[copy]->Inc();
+  }
 
  private:
   ExecutorProbe() = default;
@@ -113,6 +119,7 @@ class ExecutorProbe {
   metrics::Counter* blocks_fetched_ = nullptr;
   metrics::Counter* blocks_recomputed_ = nullptr;
   metrics::Counter* warm_bytes_ = nullptr;
+  std::array<metrics::Counter*, 3> replica_copies_{};
 };
 
 // Every probe of one worker. Destroyed before the parts it reads

@@ -197,6 +197,7 @@ grpc::Status WorkerServiceImpl::FetchState(grpc::ServerContext* context, const p
         resplitter_->ServeSplit(*request, [&](const proto::StateChunk& c) { return writer->Write(c); }));
   }
   return rpc::ToGrpc(state_->Snapshot(request->job_id(), request->partition(), request->base_batch(),
+                                      request->keep_changes(),
                                       [&](const proto::StateChunk& c) { return writer->Write(c); }));
 }
 

@@ -243,7 +243,9 @@ sink: {null: {}}
     for (const proto::PartitionRange& r : e.record().batch_planned().ranges()) {
       EXPECT_LE(r.end_offset() - r.start_offset(), kBound)
           << "batch " << e.record().batch_planned().batch_id() << " partition " << r.partition();
-      if (next.contains(r.partition())) EXPECT_EQ(r.start_offset(), next[r.partition()]);
+      if (next.contains(r.partition())) {
+        EXPECT_EQ(r.start_offset(), next[r.partition()]);
+      }
       next[r.partition()] = r.end_offset();
       ++ranges;
     }
@@ -329,7 +331,9 @@ TEST_F(BackpressureTest, ANewLeaderGoesOnFromTheLastMeasuredRateWithinSeconds) {
   for (int64_t id = 1; id <= job.last_committed_batch(); ++id) {
     ASSERT_TRUE(committed.contains(id)) << "batch " << id;
     for (const proto::PartitionRange& r : planned[id].ranges()) {
-      if (next.contains(r.partition())) EXPECT_EQ(r.start_offset(), next[r.partition()]) << "batch " << id;
+      if (next.contains(r.partition())) {
+        EXPECT_EQ(r.start_offset(), next[r.partition()]) << "batch " << id;
+      }
       next[r.partition()] = r.end_offset();
     }
   }

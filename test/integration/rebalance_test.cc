@@ -9,7 +9,10 @@
 // running total of every word equals its count computed here, and every
 // word's totals increase from batch to batch: nothing lost or applied twice.
 // The time from each change to the next committed batch, and until a new
-// worker owns partitions, is printed and bounded.
+// worker owns partitions, is printed and bounded. A move copies the state to
+// its target before it takes effect, so that the target, once replica,
+// catches up on the changes since that copy: the workers' counts of copies
+// to a replica by kind show at most one whole copy, and some by changes.
 #include <map>
 #include <set>
 #include <sstream>
@@ -17,7 +20,9 @@
 
 #include "gtest/gtest.h"
 #include "lib/rpc/driver_client.h"
+#include "test/harness/http_get.h"
 #include "test/harness/local_cluster.h"
+#include "test/harness/metrics_text.h"
 #include "test/harness/paths.h"
 #include "test/harness/sink_output.h"
 #include "test/harness/subprocess.h"
@@ -99,6 +104,17 @@ class RebalanceTest : public ::testing::Test {
     std::cout << worker << " owns reduce partitions " << fmt::format("{:.2f}", s) << " s after it started:"
               << Placement() << "\n";
     return s;
+  }
+
+  // The sum over workers 0..n-1 of their copies to a replica of `kind`.
+  double ReplicaCopies(int n, const std::string& kind) {
+    double sum = 0;
+    for (int i = 0; i < n; ++i) {
+      Result<testing::HttpReply> got = testing::HttpGet(cluster_->worker_http_address(i), "/metrics");
+      EXPECT_TRUE(got.ok()) << got.status();
+      if (got.ok()) sum += testing::ParseMetrics(got->body).Sum("sluice_state_replica_copies_total", {{"kind", kind}});
+    }
+    return sum;
   }
 
   TempDir dir_{"rebalance"};
@@ -191,6 +207,14 @@ sink:
     EXPECT_NE(p.owner(), "worker-2") << Placement();
     EXPECT_NE(p.replica(), "worker-2") << Placement();
   }
+  // Every move so far warmed its target: its copy as a replica came as the
+  // changes since the warm, not whole (one whole copy is allowed: a warm
+  // that found the owner already past its batch copied from the replica).
+  const double whole = ReplicaCopies(4, "whole"), changes = ReplicaCopies(4, "changes");
+  std::cout << "copies to a replica: " << ReplicaCopies(4, "delta") << " deltas alone, " << changes
+            << " with the changes since a warm, " << whole << " whole\n";
+  EXPECT_GT(changes, 0);
+  EXPECT_LE(whole, 1);
   {
     const int64_t before = Committed();
     const auto stopped = std::chrono::steady_clock::now();

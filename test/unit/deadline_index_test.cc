@@ -429,7 +429,9 @@ std::vector<std::string> FullScanSessions(const KeyedStage& stage, const BatchCo
   std::vector<std::string> lines;
   for (auto& [key, set] : all) {
     std::vector<Session> closed;
-    if (at != kNoWatermark) EXPECT_TRUE(merger.TakeClosed(&set, at, &closed).ok());
+    if (at != kNoWatermark) {
+      EXPECT_TRUE(merger.TakeClosed(&set, at, &closed).ok());
+    }
     for (const Session& s : closed) {
       std::string line = "{\"key\":";
       EXPECT_TRUE(AppendKeyJson(key, &line).ok());

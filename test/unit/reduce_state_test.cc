@@ -82,7 +82,7 @@ TEST_F(ReduceStateTest, ASnapshotIsReadOnly) {
   ASSERT_TRUE(state_->Apply({Chunk(0, 1, true, false, {{"a", "0"}}), Chunk(0, 1, false, true, {{"a", "1"}})}).ok());
   ASSERT_TRUE(state_->Apply({Chunk(1, 2, false, true, {{"a", "2"}})}).ok());
   std::vector<proto::StateChunk> sent;
-  ASSERT_TRUE(state_->Snapshot("j", 0, 1, [&](const proto::StateChunk& c) {
+  ASSERT_TRUE(state_->Snapshot("j", 0, 1, /*keep_changes=*/false, [&](const proto::StateChunk& c) {
     sent.push_back(c);
     return true;
   }).ok());
@@ -92,8 +92,33 @@ TEST_F(ReduceStateTest, ASnapshotIsReadOnly) {
   EXPECT_EQ(sent[0].entries(0).value(), "1");
   // The delta of batch 2 was not dropped by the snapshot as of 1.
   EXPECT_EQ(ValueAsOf(2, "a"), "2");
-  Status missing = state_->Snapshot("j", 0, 5, [](const proto::StateChunk&) { return true; });
+  Status missing = state_->Snapshot("j", 0, 5, /*keep_changes=*/false, [](const proto::StateChunk&) { return true; });
   EXPECT_TRUE(absl::IsNotFound(missing)) << missing;
+}
+
+// A snapshot streamed to another worker (FetchState: a warm, a new owner)
+// holds the partition's lock only to freeze it: while the reader is slow,
+// the partition's next batch takes the lock and folds, and the stream still
+// carries the state as of its batch.
+TEST_F(ReduceStateTest, ASnapshotStreamsOutsideThePartitionsLock) {
+  ASSERT_TRUE(state_->Apply({Chunk(0, 1, true, false, {{"a", "0"}}), Chunk(0, 1, false, true, {{"a", "1"}})}).ok());
+  ASSERT_TRUE(state_->Apply({Chunk(1, 2, false, true, {{"a", "2"}})}).ok());
+  bool locked_while_streaming = false;
+  std::vector<proto::StateChunk> sent;
+  ASSERT_TRUE(state_->Snapshot("j", 0, 1, /*keep_changes=*/false, [&](const proto::StateChunk& c) {
+    std::unique_lock<std::mutex> lock(state_->LockOf("j", 0), std::try_to_lock);
+    locked_while_streaming = lock.owns_lock();
+    if (locked_while_streaming) {  // the next batch, folded meanwhile
+      EXPECT_TRUE(*state_->store()->Prepare("j", 0, 2));
+    }
+    sent.push_back(c);
+    return true;
+  }).ok());
+  EXPECT_TRUE(locked_while_streaming) << "the stream held the partition's lock";
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_EQ(sent[0].entries_size(), 1);
+  EXPECT_EQ(sent[0].entries(0).value(), "1");
+  EXPECT_EQ(ValueAsOf(2, "a"), "2");
 }
 
 TEST_F(ReduceStateTest, AStoppedJobsStateIsDropped) {

@@ -211,7 +211,7 @@ TEST(StateNamespaceTest, LayoutZeroIsTheJobAndOthersRoundTrip) {
   EXPECT_NE(StateNamespace("j", 1), StateNamespace("j", 2));
   EXPECT_NE(StateNamespace("j", 1), StateNamespace("j1", 0));
   // Not a layout suffix: the whole string is a job at layout 0.
-  for (const std::string odd : {std::string("j\x1f"), std::string("j\x1f") + "x", std::string("j\x1f") + "01",
+  for (const std::string& odd : {std::string("j\x1f"), std::string("j\x1f") + "x", std::string("j\x1f") + "01",
                                 std::string("j\x1f") + "-2"}) {
     EXPECT_EQ(ParseStateNamespace(odd).job_id, odd);
     EXPECT_EQ(ParseStateNamespace(odd).layout, 0);

@@ -1,7 +1,8 @@
 // Unit tests of StateStore: folding deltas by batch, stale and missing
 // deltas, Install, Drop, key encoding (prefix jobs, partitions, 0 bytes),
 // reopening (after many folds: snapshot + deltas; after any one operation, as
-// a crash would), the stats, and a printed timing figure.
+// a crash would), the stats, and a printed timing figure. Copies (ReadAsOf,
+// Freeze, ChangesSince, installs) are in state_copy_test.cc.
 #include "lib/state/state_store.h"
 
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/unit/state_store_fixture.h"
 
 namespace sluice::state {
 namespace {
@@ -25,71 +27,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::Pair;
 
-Change Put(std::string key, std::string value) { return Change{std::move(key), std::move(value)}; }
-Change Erase(std::string key) { return Change{std::move(key), std::nullopt}; }
-
-// Every test runs over both layouts: in memory (no budget) and on disk (a
-// budget of 16 MiB).
-class StateStoreTest : public ::testing::TestWithParam<bool> {
- protected:
-  void SetUp() override {
-    std::string templ = ::testing::TempDir() + "/sluice-state-XXXXXX";
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-    Reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  void Reopen() {
-    store_.reset();
-    auto s = StateStore::Open(dir_ + "/state", nullptr, Options());
-    ASSERT_TRUE(s.ok()) << s.status();
-    store_ = std::move(*s);
-  }
-
-  StateStoreOptions Options() const { return {.memory_budget_bytes = GetParam() ? int64_t{16} << 20 : 0}; }
-  void ReopenWith(int64_t budget) {
-    store_.reset();
-    auto s = StateStore::Open(dir_ + "/state", nullptr, {.memory_budget_bytes = budget});
-    ASSERT_TRUE(s.ok()) << s.status();
-    store_ = std::move(*s);
-  }
-
-  bool Prepare(const std::string& job, int32_t p, int64_t base) {
-    Result<bool> r = store_->Prepare(job, p, base);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() && *r;
-  }
-  void Delta(const std::string& job, int32_t p, int64_t batch, std::vector<Change> changes) {
-    Status s = store_->WriteDelta(job, p, batch, changes);
-    ASSERT_TRUE(s.ok()) << s;
-  }
-  std::optional<std::string> Get(const std::string& job, int32_t p, std::string_view key) {
-    auto r = store_->Get(job, p, key);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : std::nullopt;
-  }
-  std::optional<int64_t> Folded(const std::string& job, int32_t p) {
-    auto r = store_->FoldedBatch(job, p);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : std::nullopt;
-  }
-  std::vector<std::pair<std::string, std::string>> All(const std::string& job, int32_t p,
-                                                       std::string_view prefix = "") {
-    std::vector<std::pair<std::string, std::string>> out;
-    Status s = store_->Scan(job, p, prefix, [&](std::string_view k, std::string_view v) {
-      out.emplace_back(k, v);
-      return true;
-    });
-    EXPECT_TRUE(s.ok()) << s;
-    return out;
-  }
-
-  std::string dir_;
-  std::unique_ptr<StateStore> store_;
-};
 
 TEST_P(StateStoreTest, PrepareMinusOneCreatesTheEmptyState) {
   EXPECT_EQ(Folded("j", 0), std::nullopt);
@@ -442,74 +379,6 @@ TEST_P(StateStoreTest, ConcurrentPartitionsKeepStatsExact) {
 }
 
 
-TEST_P(StateStoreTest, ReadAsOfAppliesDeltasWithoutChangingAnything) {
-  ASSERT_TRUE(Prepare("j", 0, -1));
-  Delta("j", 0, 0, {Put("a", "1"), Put("b", "2")});
-  Delta("j", 0, 1, {Put("a", "3"), Erase("b"), Put("c", "4")});
-  Delta("j", 0, 2, {Put("d", "5")});  // not committed yet
-  auto as_of_1 = store_->ReadAsOf("j", 0, 1);
-  ASSERT_TRUE(as_of_1.ok()) << as_of_1.status();
-  ASSERT_TRUE(as_of_1->has_value());
-  EXPECT_THAT(**as_of_1, ElementsAre(Put("a", "3"), Put("c", "4")));
-  // Nothing folded or removed: the later delta is still there to fold.
-  EXPECT_EQ(Folded("j", 0), -1);
-  ASSERT_TRUE(Prepare("j", 0, 2));
-  EXPECT_EQ(Get("j", 0, "d"), "5");
-  // Not here as of a batch whose delta is missing, or before the folded one.
-  auto missing = store_->ReadAsOf("j", 0, 3);
-  ASSERT_TRUE(missing.ok());
-  EXPECT_FALSE(missing->has_value());
-  auto behind = store_->ReadAsOf("j", 0, 1);
-  ASSERT_TRUE(behind.ok());
-  EXPECT_FALSE(behind->has_value());
-}
-
-TEST_P(StateStoreTest, ChangesSinceMergesFoldedAndPendingDeltasUntilASnapshotCoversThem) {
-  // A state larger than the deltas, so that folds keep them until the tenth.
-  std::vector<Change> base;
-  for (int i = 0; i < 100; ++i) base.push_back(Put("z" + std::to_string(1000 + i), std::string(20, 'x')));
-  ASSERT_TRUE(store_->Install("j", 0, -1, base).ok());
-  Delta("j", 0, 0, {Put("a", "1"), Put("b", "2")});
-  ASSERT_TRUE(Prepare("j", 0, 0));  // folded, kept in d/
-  Delta("j", 0, 1, {Put("a", "3"), Erase("b"), Put("c", "4")});
-  ASSERT_TRUE(Prepare("j", 0, 1));
-  Delta("j", 0, 2, {Put("d", "5"), Put("c", "6")});  // written, not folded
-  // A copy as of -1 catches up to 2 with the merged changes of 0..2.
-  auto all = store_->ChangesSince("j", 0, -1, 2);
-  ASSERT_TRUE(all.ok()) << all.status();
-  ASSERT_TRUE(all->has_value());
-  EXPECT_THAT(**all, ElementsAre(Put("a", "3"), Erase("b"), Put("c", "6"), Put("d", "5")));
-  auto from_0 = store_->ChangesSince("j", 0, 0, 1);
-  ASSERT_TRUE(from_0.ok() && from_0->has_value());
-  EXPECT_THAT(**from_0, ElementsAre(Put("a", "3"), Erase("b"), Put("c", "4")));
-  // A delta never written: not available.
-  auto missing = store_->ChangesSince("j", 0, 1, 3);
-  ASSERT_TRUE(missing.ok());
-  EXPECT_FALSE(missing->has_value());
-  EXPECT_FALSE(store_->ChangesSince("j", 0, 2, 2).ok());  // since must be below base
-  // After a reopen the folded deltas are still read back from RocksDB.
-  Reopen();
-  auto again = store_->ChangesSince("j", 0, -1, 2);
-  ASSERT_TRUE(again.ok() && again->has_value());
-  EXPECT_EQ(**again, **all);
-  // Ten more folds make a snapshot, which removes the deltas it covers.
-  for (int64_t n = 3; n <= 12; ++n) {
-    Delta("j", 0, n, {Put("k" + std::to_string(n), "v")});
-    ASSERT_TRUE(Prepare("j", 0, n));
-  }
-  auto gone = store_->ChangesSince("j", 0, -1, 12);
-  ASSERT_TRUE(gone.ok());
-  EXPECT_FALSE(gone->has_value());
-  Delta("j", 0, 13, {Put("k13", "v")});
-  auto recent = store_->ChangesSince("j", 0, 12, 13);
-  ASSERT_TRUE(recent.ok() && recent->has_value()) << "a delta written after the snapshot";
-  EXPECT_THAT(**recent, ElementsAre(Put("k13", "v")));
-  // An absent partition has nothing.
-  auto absent = store_->ChangesSince("other", 0, -1, 0);
-  ASSERT_TRUE(absent.ok());
-  EXPECT_FALSE(absent->has_value());
-}
-
 // A reference model of one partition: the folded state and the deltas written
 // after it.
 struct Model {
@@ -826,91 +695,6 @@ TEST_P(StateStoreTest, ChangingTheLayoutOnReopenKeepsEverything) {
   EXPECT_EQ(store_->Stats("j").keys, stats.keys);  // one key added, one erased
 }
 
-// An install abandoned half way (its installer dropped: the stream broke
-// off) changes nothing, and leaves nothing behind.
-TEST_P(StateStoreTest, AnAbandonedInstallChangesNothing) {
-  ASSERT_TRUE(store_->Install("j", 0, 3, std::vector<Change>{Put("a", "old")}).ok());
-  {
-    auto in = store_->BeginInstall("j", 0, 7);
-    ASSERT_TRUE(in.ok()) << in.status();
-    ASSERT_TRUE((*in)->Add(std::vector<Change>{Put("a", "new"), Put("b", "new")}).ok());
-    EXPECT_EQ((*in)->Add(std::vector<Change>{Erase("c")}).code(), absl::StatusCode::kInvalidArgument);
-  }
-  EXPECT_EQ(Folded("j", 0), 3);
-  EXPECT_THAT(All("j", 0), ElementsAre(Pair("a", "old")));
-  Reopen();
-  EXPECT_THAT(All("j", 0), ElementsAre(Pair("a", "old")));
-  EXPECT_EQ(store_->Stats("j").keys, 1);
-}
-
-// A state of 300,000 keys (~40 MB of keys and values) read as of a batch in
-// 1 MiB chunks and installed chunk by chunk into another partition: the
-// copy is exact, and the process's RSS grows by about a chunk on top of what
-// the layout itself holds (printed; bounded in the disk layout).
-TEST_P(StateStoreTest, ChunkedCopyOfAStateOfManyKeysHoldsAChunkAtATime) {
-  constexpr int kKeys = 300'000;
-  const auto rss_kb = [] {
-    FILE* f = std::fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = 0;
-    while (f != nullptr && std::fgets(line, sizeof(line), f) != nullptr) {
-      if (std::strncmp(line, "VmRSS:", 6) == 0) kb = std::strtol(line + 6, nullptr, 10);
-    }
-    if (f != nullptr) std::fclose(f);
-    return kb;
-  };
-  {
-    auto in = store_->BeginInstall("j", 0, 10);
-    ASSERT_TRUE(in.ok());
-    std::vector<Change> chunk;
-    for (int i = 0; i < kKeys; ++i) {
-      char key[32];
-      std::snprintf(key, sizeof(key), "user-%09d", i * 7);
-      chunk.push_back(Put(key, std::string(100, static_cast<char>('a' + i % 26))));
-      if (chunk.size() == 10'000) {
-        ASSERT_TRUE((*in)->Add(chunk).ok());
-        chunk.clear();
-      }
-    }
-    ASSERT_TRUE((*in)->Commit().ok());
-  }
-  Delta("j", 0, 11, {Put("user-000000007", "changed"), Erase("user-000000014"), Put("zz", "new")});
-  Reopen();  // the state as the store keeps it, not as the install left it in memory
-  ASSERT_EQ(store_->Stats("j").keys, kKeys);
-  const long before_kb = rss_kb();
-  long peak_kb = before_kb;
-  size_t chunks = 0, keys = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto in = store_->BeginInstall("j", 1, 11);
-  ASSERT_TRUE(in.ok());
-  auto read = store_->ReadAsOf("j", 0, 11, 1 << 20, [&](std::span<const Change> chunk) {
-    ++chunks;
-    keys += chunk.size();
-    peak_kb = std::max(peak_kb, rss_kb());
-    return (*in)->Add(chunk);
-  });
-  ASSERT_TRUE(read.ok()) << read.status();
-  ASSERT_TRUE(*read);
-  ASSERT_TRUE((*in)->Commit().ok());
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  peak_kb = std::max(peak_kb, rss_kb());
-  std::printf("[chunked copy] %s layout: %zu keys in %zu chunks, %.0f ms; RSS %ld MiB before, peak +%ld MiB\n",
-              GetParam() ? "disk" : "memory", keys, chunks, ms, before_kb / 1024, (peak_kb - before_kb) / 1024);
-  EXPECT_EQ(keys, static_cast<size_t>(kKeys));  // one key added, one erased
-  EXPECT_GT(chunks, 30u);
-  EXPECT_EQ(store_->Stats("j").keys, 2 * kKeys);
-  EXPECT_EQ(Get("j", 1, "user-000000007"), "changed");
-  EXPECT_EQ(Get("j", 1, "user-000000014"), std::nullopt);
-  EXPECT_EQ(Get("j", 1, "zz"), "new");
-  EXPECT_EQ(Get("j", 0, "user-000000007"), std::string(100, 'b'));  // read without folding
-  if (GetParam()) {
-    // The budget (16 MiB of cache and memtables), a chunk read and one
-    // written, and the WriteBatch of the install: nothing like the 40 MB.
-    EXPECT_LT(peak_kb - before_kb, 28 * 1024);
-  }
-}
-
-std::string LayoutName(const ::testing::TestParamInfo<bool>& info) { return info.param ? "Disk" : "Memory"; }
 INSTANTIATE_TEST_SUITE_P(Layouts, StateStoreTest, ::testing::Bool(), LayoutName);
 INSTANTIATE_TEST_SUITE_P(Layouts, StateStoreModelTest, ::testing::Bool(), LayoutName);
 

@@ -46,9 +46,12 @@ struct PrefixIter {
   std::string upper;
   rocksdb::Slice upper_slice;
   std::unique_ptr<rocksdb::Iterator> it;
-  PrefixIter(rocksdb::DB* db, const std::string& prefix) : upper(Successor(prefix)), upper_slice(upper) {
+  // `snapshot`: read as of it (nullptr: now).
+  PrefixIter(rocksdb::DB* db, const std::string& prefix, const rocksdb::Snapshot* snapshot = nullptr)
+      : upper(Successor(prefix)), upper_slice(upper) {
     rocksdb::ReadOptions ro;
     ro.iterate_upper_bound = &upper_slice;
+    ro.snapshot = snapshot;
     it.reset(db->NewIterator(ro));
     it->Seek(prefix);
   }
@@ -133,9 +136,9 @@ struct StateStore::Part {
 // generation; after a crash Open does (state_store_disk.cc).
 class StateStore::DiskInstaller final : public StateStore::Installer {
  public:
-  DiskInstaller(StateStore* store, std::string job, int32_t p, int64_t base, uint64_t gen)
+  DiskInstaller(StateStore* store, std::string job, int32_t p, int64_t base, uint64_t gen, bool distinct_keys)
       : store_(store), job_(std::move(job)), p_(p), base_(base), gen_(gen),
-        prefix_(internal::GenPrefix(job_, p_, gen)) {}
+        prefix_(internal::GenPrefix(job_, p_, gen)), distinct_keys_(distinct_keys) {}
   ~DiskInstaller() override;
   [[nodiscard]] Status Start();
   Status Add(std::span<const Change> entries) override;
@@ -148,6 +151,7 @@ class StateStore::DiskInstaller final : public StateStore::Installer {
   const int64_t base_;
   const uint64_t gen_;
   const std::string prefix_;
+  const bool distinct_keys_;  // no key is added twice: no lookups
   bool started_ = false;
   bool committed_ = false;
   std::string last_;  // the greatest key added: a key not above it may be there already
