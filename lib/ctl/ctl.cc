@@ -316,6 +316,8 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
       << "ADDRESS" << std::setw(12) << "VERSION" << std::setw(8) << "PID" << std::setw(7)
       << "UP" << "DETAIL\n";
   std::map<std::string, std::set<std::string>> builds;  // BuildOf -> the members running it
+  std::set<std::string> draining;  // as the leader (else any driver) says
+  bool leader_said = false;
   for (const std::string& addr : drivers_) {
     Result<proto::DriverStatus> got = rpc::DriverClient(*channels_, addr).GetStatus(deadline);
     if (!got.ok()) {
@@ -325,6 +327,10 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
     }
     const proto::DriverStatus& status = *got;
     builds[BuildOf(status.process())].insert("driver " + status.process().id());
+    if (!leader_said) {
+      leader_said = status.role() == proto::DRIVER_ROLE_LEADER;
+      draining = {status.draining_workers().begin(), status.draining_workers().end()};
+    }
     std::string detail = status.role() == proto::DRIVER_ROLE_LEADER
                              ? "LEADER epoch=" + std::to_string(status.epoch())
                              : "standby leader=" + (status.leader().id().empty() ? "?" : status.leader().id());
@@ -351,7 +357,8 @@ int Ctl::RunStatus(std::ostream& out, std::ostream& err) {
              "slots=" + std::to_string(status.slots()) + " leader=" +
                  (status.leader().id().empty() ? "?" : status.leader().id()) +
                  " epoch=" + std::to_string(status.highest_epoch()) +
-                 (status.store().degraded().empty() ? "" : " store=DEGRADED: " + status.store().degraded()),
+                 (status.store().degraded().empty() ? "" : " store=DEGRADED: " + status.store().degraded()) +
+                 (draining.contains(status.process().id()) ? " DRAINING" : ""),
              now_ms);
   }
   if (builds.size() > 1) {  // a rolling upgrade in progress (docs/upgrade.md)

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <mutex>
 #include <optional>
 
@@ -549,6 +550,12 @@ proto::DriverStatus Driver::GetStatus() const {
       peer->set_last_error(p.last_error);
       peer->set_state(p.state);
     }
+  }
+  if (driver_log_ != nullptr) {
+    std::shared_ptr<const proto::ClusterState> state = driver_log_->View();
+    std::set<std::string> draining;  // sorted: the map's order is not
+    for (const auto& [id, since] : state->draining_workers()) draining.insert(id);
+    for (const std::string& id : draining) status.add_draining_workers(id);
   }
   std::lock_guard<std::mutex> lock(mu_);
   *status.mutable_process() = process_;

@@ -92,34 +92,34 @@ int Scheduler::Tick(const std::vector<proto::MemberInfo>& live) {
       if (state->draining_workers().contains(m.id())) draining_.insert(m.id());
     }
   }
-  // A draining worker seen live this term that has left: its mark goes, so
-  // that a worker started again under its id takes work.
-  if (drain_seen_epoch_ != epoch) {
-    drain_seen_.clear();
-    drain_seen_epoch_ = epoch;
+  // A draining worker absent from the membership for kDrainForgetAfter of
+  // this term has left: its mark goes, so that a worker started again under
+  // its id takes work. Counted per term (a new leader counts from its first
+  // tick), and never on one absent tick (a worker whose session expired
+  // registers again at once, still drained).
+  if (drain_absent_epoch_ != epoch) {
+    drain_absent_since_.clear();
+    drain_absent_epoch_ = epoch;
   }
-  for (auto it = drain_seen_.begin(); it != drain_seen_.end();) {
-    if (!state->draining_workers().contains(*it)) {  // cancelled
-      it = drain_seen_.erase(it);
-      continue;
-    }
-    if (std::any_of(live.begin(), live.end(), [&](const auto& m) { return m.id() == *it; })) {
-      ++it;
-      continue;
-    }
+  const int64_t now_ms = clock_->UnixMillis();
+  for (auto it = drain_absent_since_.begin(); it != drain_absent_since_.end();) {
+    const bool marked = state->draining_workers().contains(it->first);
+    const bool here = std::any_of(live.begin(), live.end(), [&](const auto& m) { return m.id() == it->first; });
+    it = marked && !here ? std::next(it) : drain_absent_since_.erase(it);
+  }
+  for (const auto& [id, since] : state->draining_workers()) {
+    if (std::any_of(live.begin(), live.end(), [&](const auto& m) { return m.id() == id; })) continue;
+    auto [absent, added] = drain_absent_since_.try_emplace(id, now_ms);
+    if (added || now_ms - absent->second < kDrainForgetAfter.count()) continue;
     proto::DriverRecord cancel;
-    cancel.mutable_worker_drain_requested()->set_worker_id(*it);
+    cancel.mutable_worker_drain_requested()->set_worker_id(id);
     cancel.mutable_worker_drain_requested()->set_cancel(true);
-    cancel.mutable_worker_drain_requested()->set_requested_unix_ms(clock_->UnixMillis());
+    cancel.mutable_worker_drain_requested()->set_requested_unix_ms(now_ms);
     if (log_->Append(cancel).ok()) {
-      spdlog::info("worker {} left while draining: its drain mark is cleared", *it);
-      it = drain_seen_.erase(it);
-    } else {
-      ++it;  // tried again next tick
-    }
-  }
-  for (const proto::MemberInfo& m : live) {
-    if (state->draining_workers().contains(m.id())) drain_seen_.insert(m.id());
+      spdlog::info("worker {} left while draining ({} s gone): its drain mark is cleared", id,
+                   (now_ms - absent->second) / 1000);
+      drain_absent_since_.erase(absent);
+    }  // else tried again next tick
   }
   // Moves of reduce partitions: the rebalancer's rounds (each second, so a
   // worker that joins or is drained gets or loses its share by itself).

@@ -185,10 +185,11 @@ class Scheduler {
   std::map<std::string, std::set<std::string>> deleted_told_;
   int64_t told_epoch_ = 0;
   const JobHolds* holds_ = nullptr;
-  // Draining workers seen live this term (the schedule thread only): one
-  // that leaves has its mark cleared.
-  std::set<std::string> drain_seen_;
-  int64_t drain_seen_epoch_ = 0;
+  // Draining workers not live, since when this term (unix ms; the schedule
+  // thread only): one absent for kDrainForgetAfter has its mark cleared.
+  static constexpr std::chrono::milliseconds kDrainForgetAfter{10'000};
+  std::map<std::string, int64_t> drain_absent_since_;
+  int64_t drain_absent_epoch_ = 0;
 
   // Runs each task on its candidates in turn, up to max_failures attempts,
   // all tasks in parallel.

@@ -105,9 +105,9 @@ Result<proto::ReplicateStateResponse> WorkerClient::ReplicateState(const ChunkPr
 }
 
 Status WorkerClient::FetchState(const proto::FetchStateRequest& request, const ChunkConsumer<proto::StateChunk>& consume,
-                                std::chrono::milliseconds deadline) {
+                                std::chrono::milliseconds deadline, std::chrono::milliseconds idle) {
   return internal::ReadStream<proto::StateChunk>(
-      deadline, [&](grpc::ClientContext* ctx) { return stub_->stub->FetchState(ctx, request); }, consume);
+      deadline, [&](grpc::ClientContext* ctx) { return stub_->stub->FetchState(ctx, request); }, consume, idle);
 }
 
 }  // namespace sluice::rpc

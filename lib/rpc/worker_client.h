@@ -41,6 +41,10 @@ class WorkerClient {
   // so a reduce task never outlives its attempt.
   static constexpr std::chrono::milliseconds kReplicateStateDeadline{15'000};
   static constexpr std::chrono::milliseconds kFetchStateDeadline{15'000};
+  // A warm ahead of a move is off the batch path: as long as the copy
+  // takes, while chunks keep coming (FetchState's `idle`).
+  static constexpr std::chrono::milliseconds kWarmFetchDeadline{30 * 60'000};
+  static constexpr std::chrono::milliseconds kWarmFetchIdle{15'000};
   // The worker answers before the fault lands.
   static constexpr std::chrono::milliseconds kDrillDeadline{2'000};
   // A re-split gathers a partition's share of every old partition's state.
@@ -73,7 +77,7 @@ class WorkerClient {
   // its config allows drills).
   // Leader -> worker: copy a reduce partition's state ahead of a move; as
   // long as a whole copy may take.
-  static constexpr std::chrono::milliseconds kWarmStateDeadline{60'000};
+  static constexpr std::chrono::milliseconds kWarmStateDeadline{kWarmFetchDeadline + std::chrono::milliseconds(60'000)};
   [[nodiscard]] Result<proto::WarmStateResponse> WarmState(const proto::WarmStateRequest& request,
                                                            std::chrono::milliseconds deadline = kWarmStateDeadline,
                                                            Cancellation* cancel = nullptr);
@@ -90,9 +94,11 @@ class WorkerClient {
       const ChunkProducer<proto::ShuffleChunk>& produce, std::chrono::milliseconds deadline = kPushShuffleDeadline);
   [[nodiscard]] Result<proto::ReplicateStateResponse> ReplicateState(
       const ChunkProducer<proto::StateChunk>& produce, std::chrono::milliseconds deadline = kReplicateStateDeadline);
+  // `idle` > 0: also ends (DEADLINE_EXCEEDED) once no chunk came for that long.
   [[nodiscard]] Status FetchState(const proto::FetchStateRequest& request,
                                   const ChunkConsumer<proto::StateChunk>& consume,
-                                  std::chrono::milliseconds deadline = kFetchStateDeadline);
+                                  std::chrono::milliseconds deadline = kFetchStateDeadline,
+                                  std::chrono::milliseconds idle = std::chrono::milliseconds(0));
 
  private:
   struct Stub;  // the generated stub (worker.grpc.pb.h stays in the .cc)

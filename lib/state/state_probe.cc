@@ -1,11 +1,14 @@
 #include "lib/state/state_probe.h"
 
+#include <map>
+
 #include "lib/state/state_store.h"
 
 namespace sluice::state {
 
-Result<std::unique_ptr<StateProbe>> StateProbe::Create(metrics::Registry* registry, StateStore* store) {
-  std::unique_ptr<StateProbe> p(new StateProbe(registry, store));
+Result<std::unique_ptr<StateProbe>> StateProbe::Create(metrics::Registry* registry, StateStore* store,
+                                                       JobOf job_of) {
+  std::unique_ptr<StateProbe> p(new StateProbe(registry, store, std::move(job_of)));
   ASSIGN_OR_RETURN(p->partitions_, registry->AddGauge("sluice_state_partitions",
                                                       "Reduce partitions of the job whose state this worker holds",
                                                       {"job"}));
@@ -37,15 +40,23 @@ Result<std::unique_ptr<StateProbe>> StateProbe::Create(metrics::Registry* regist
 StateProbe::~StateProbe() { registry_->RemoveCollector(collector_); }
 
 void StateProbe::Collect() {
-  std::set<std::string> now;
+  std::map<std::string, std::set<std::string>> names;  // job -> the store's names of its state
   if (Result<std::vector<std::pair<std::string, int32_t>>> parts = store_->Partitions(); parts.ok()) {
-    for (const auto& [job, p] : *parts) now.insert(job);
+    for (const auto& [name, p] : *parts) names[job_of_ ? job_of_(name) : name].insert(name);
   }
-  for (const std::string& job : now) {
-    const StateStats s = store_->Stats(job);
-    partitions_->With({job}).Set(static_cast<double>(s.partitions));
-    keys_->With({job}).Set(static_cast<double>(s.keys));
-    bytes_->With({job}).Set(static_cast<double>(s.bytes));
+  std::set<std::string> now;
+  for (const auto& [job, of_job] : names) {
+    StateStats sum;
+    for (const std::string& name : of_job) {
+      const StateStats s = store_->Stats(name);
+      sum.partitions += s.partitions;
+      sum.keys += s.keys;
+      sum.bytes += s.bytes;
+    }
+    partitions_->With({job}).Set(static_cast<double>(sum.partitions));
+    keys_->With({job}).Set(static_cast<double>(sum.keys));
+    bytes_->With({job}).Set(static_cast<double>(sum.bytes));
+    now.insert(job);
   }
   for (const std::string& gone : jobs_) {
     if (now.contains(gone)) continue;

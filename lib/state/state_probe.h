@@ -7,6 +7,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -20,17 +21,24 @@ class StateStore;
 
 class StateProbe {
  public:
-  // `store` must outlive the probe.
-  [[nodiscard]] static Result<std::unique_ptr<StateProbe>> Create(metrics::Registry* registry, StateStore* store);
+  // The job a name of the store's belongs to (a rescaled job's state lives
+  // under a name per layout: lib/engine/state_namespace.h).
+  using JobOf = std::function<std::string(const std::string& name)>;
+  // `store` must outlive the probe. `job_of` (optional: the name itself)
+  // labels the series, a job's layouts summed under one.
+  [[nodiscard]] static Result<std::unique_ptr<StateProbe>> Create(metrics::Registry* registry, StateStore* store,
+                                                                  JobOf job_of = nullptr);
   ~StateProbe();
   StateProbe(const StateProbe&) = delete;
   StateProbe& operator=(const StateProbe&) = delete;
   void Collect();
 
  private:
-  StateProbe(metrics::Registry* registry, StateStore* store) : registry_(registry), store_(store) {}
+  StateProbe(metrics::Registry* registry, StateStore* store, JobOf job_of)
+      : registry_(registry), store_(store), job_of_(std::move(job_of)) {}
   metrics::Registry* const registry_;
   StateStore* const store_;
+  const JobOf job_of_;
   int collector_ = 0;
   metrics::Family<metrics::Gauge>* partitions_ = nullptr;
   metrics::Family<metrics::Gauge>* keys_ = nullptr;

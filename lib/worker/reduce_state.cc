@@ -136,14 +136,21 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     int64_t keys = 0;
     std::vector<state::Change> changes;
     bool complete = false;
-    last = rpc::WorkerClient(*channels_, h.rpc_address()).FetchState(request, [&](proto::StateChunk&& chunk) {
-      complete = chunk.last();
-      if (!added.ok() || !chunk.snapshot()) return;
-      changes.clear();
-      AppendChanges(chunk, &changes);
-      keys += static_cast<int64_t>(changes.size());
-      added = (*installer)->Add(changes);
-    });
+    // In a task, well inside its attempt; a warm, as long as chunks come.
+    const auto deadline = warm ? rpc::WorkerClient::kWarmFetchDeadline : rpc::WorkerClient::kFetchStateDeadline;
+    const auto idle = warm ? rpc::WorkerClient::kWarmFetchIdle : std::chrono::milliseconds(0);
+    last = rpc::WorkerClient(*channels_, h.rpc_address())
+               .FetchState(
+                   request,
+                   [&](proto::StateChunk&& chunk) {
+                     complete = chunk.last();
+                     if (!added.ok() || !chunk.snapshot()) return;
+                     changes.clear();
+                     AppendChanges(chunk, &changes);
+                     keys += static_cast<int64_t>(changes.size());
+                     added = (*installer)->Add(changes);
+                   },
+                   deadline, idle);
     RETURN_IF_ERROR(added);
     if (last.ok() && !complete) last = absl::UnavailableError("the state stream ended early");
     if (rpc::IsUnreachable(last)) unreachable.push_back(h.id());

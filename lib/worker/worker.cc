@@ -21,6 +21,7 @@
 #include "lib/rpc/rpc.h"
 #include "lib/rpc/tls.h"
 #include "lib/worker/worker_service.h"
+#include "lib/engine/state_namespace.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::worker {
@@ -111,7 +112,10 @@ Status Worker::Start() {
                                          channels_.get(), &options_.paths, clock_);
   executor_->set_probe(probes_->executor.get());
   ASSIGN_OR_RETURN(probes_->receivers, ReceiverProbe::Create(metrics(), receivers_.get(), store_.get()));
-  ASSIGN_OR_RETURN(probes_->state, state::StateProbe::Create(metrics(), state_->store()));
+  ASSIGN_OR_RETURN(probes_->state,
+                   state::StateProbe::Create(metrics(), state_->store(), [](const std::string& name) {
+                     return engine::ParseStateNamespace(name).job_id;
+                   }));
   service_ = std::make_unique<WorkerServiceImpl>(
       options_.daemon.id, &fence_, store_.get(), shuffle_.get(), state_.get(), receivers_.get(), executor_.get(),
       [this] { return GetStatus(); },

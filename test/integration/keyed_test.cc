@@ -264,8 +264,10 @@ TEST_F(KeyedTest, SlidingEventTimeWindowsMatchAReferenceAndLateEventsAreDeadLett
   // partition's reads may trail the other's: 10 s of event time is 5 s of
   // wall clock here (3 s was too little on a busy machine: one run counted 50
   // on-time events of a trailing partition late). The late events stay late
-  // through a trail of up to 8 s. The last event, 10^7 ms ahead, moves the
-  // watermark past every other window so they all close.
+  // through a trail of up to 8 s. Once all of them have committed, one more
+  // event, 10^7 ms ahead, moves the watermark past every other window so
+  // they all close (sent with the others, it could be read while the other
+  // partition's last events trail by a block, and make them late).
   constexpr int64_t kBase = 1'800'000'000'000;  // a multiple of the slide
   constexpr int kEvents = 40'000;
   std::string text;
@@ -284,9 +286,11 @@ TEST_F(KeyedTest, SlidingEventTimeWindowsMatchAReferenceAndLateEventsAreDeadLett
     }
     text += fmt::format("{{\"k\":\"{}\",\"ts\":{}}}\n", key, ts);
   }
-  text += fmt::format("{{\"k\":\"flush\",\"ts\":{}}}\n", kBase + 10'000'000);
   const std::string events_file = dir_.Sub("events.txt");
   ASSERT_TRUE(testing::WriteFile(events_file, text).ok());
+  const std::string flush_file = dir_.Sub("flush.txt");
+  ASSERT_TRUE(
+      testing::WriteFile(flush_file, fmt::format("{{\"k\":\"flush\",\"ts\":{}}}\n", kBase + 10'000'000)).ok());
   const std::string out = dir_.Sub("windows");
   ASSERT_NO_FATAL_FAILURE(Submit("windows", fmt::format(R"(batch_interval: 500ms
 reduce_partitions: 3
@@ -301,8 +305,12 @@ sink:
   file: {{path: {}}}
 )",
                                                         cluster_->kafka()->bootstrap(), out)));
-  ASSERT_NO_FATAL_FAILURE(Produce("events", events_file, kEvents + 1, 2'000));
+  ASSERT_NO_FATAL_FAILURE(Produce("events", events_file, kEvents, 2'000));
   Result<int> produced = producer_->Wait(seconds(120));
+  ASSERT_TRUE(produced.ok() && *produced == 0) << testing::ReadFile(dir_.Sub("producer-events.log")).value_or("");
+  ASSERT_NO_FATAL_FAILURE(WaitForInput("windows", kEvents));
+  ASSERT_NO_FATAL_FAILURE(Produce("events", flush_file, 1, 1'000));
+  produced = producer_->Wait(seconds(30));
   ASSERT_TRUE(produced.ok() && *produced == 0) << testing::ReadFile(dir_.Sub("producer-events.log")).value_or("");
   ASSERT_NO_FATAL_FAILURE(WaitForInput("windows", kEvents + 1));
   // The windows close in the batch after the one that read the last event.

@@ -63,6 +63,23 @@ class FakeWorker final : public proto::WorkerService::Service {
     return grpc::Status::OK;
   }
 
+  // A state stream of 6 chunks, 150 ms apart; with base_batch 1, it stalls
+  // after the 2nd (until the client goes away).
+  grpc::Status FetchState(grpc::ServerContext* ctx, const proto::FetchStateRequest* request,
+                          grpc::ServerWriter<proto::StateChunk>* writer) override {
+    for (int i = 0; i < 6; ++i) {
+      if (request->base_batch() == 1 && i == 2) {
+        while (!ctx->IsCancelled()) std::this_thread::sleep_for(milliseconds(20));
+        return grpc::Status(grpc::StatusCode::CANCELLED, "gone");
+      }
+      proto::StateChunk chunk;
+      chunk.set_last(i == 5);
+      writer->Write(chunk);
+      std::this_thread::sleep_for(milliseconds(150));
+    }
+    return grpc::Status::OK;
+  }
+
   // Fails naming two peers it could not reach.
   grpc::Status DropBlocks(grpc::ServerContext*, const proto::DropBlocksRequest*, proto::DropBlocksResponse*) override {
     return ToGrpc(NamingUnreachable(absl::UnavailableError("could not push"), {"w2", "w3"}));
@@ -246,6 +263,32 @@ TEST(WorkerClient, Streams) {
                       .status();
   EXPECT_EQ(failed.code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(failed.message(), "cannot read the state");
+}
+
+// A copy is bounded by its progress: a stream longer than the idle limit
+// that keeps sending goes to its end; one that stops sending ends after the
+// idle limit, saying so, well before its overall deadline.
+TEST(WorkerClient, AStreamWithAnIdleLimitEndsWhenItStopsSendingNotWhenItIsLong) {
+  FakeWorker fake;
+  auto server = Serve(&fake);
+  ASSERT_NE(server, nullptr);
+  ChannelCache channels;
+  WorkerClient worker(channels, server->address());
+  proto::FetchStateRequest request;
+  int chunks = 0;
+  Status st = worker.FetchState(request, [&](proto::StateChunk&&) { ++chunks; }, milliseconds(10'000),
+                                milliseconds(400));
+  EXPECT_TRUE(st.ok()) << st;  // ~900 ms in all, never 400 ms without a chunk
+  EXPECT_EQ(chunks, 6);
+  request.set_base_batch(1);
+  chunks = 0;
+  const auto started = std::chrono::steady_clock::now();
+  st = worker.FetchState(request, [&](proto::StateChunk&&) { ++chunks; }, milliseconds(10'000), milliseconds(400));
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  EXPECT_NE(st.message().find("no chunk of the stream for 400 ms"), std::string::npos) << st;
+  EXPECT_EQ(chunks, 2);
+  EXPECT_LT(took, milliseconds(3'000));
 }
 
 TEST(WorkerClient, RetriesUnavailableOnlyWhenAsked) {

@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 
+#include "fmt/format.h"
 #include "grpcpp/grpcpp.h"
 #include "lib/common/version.h"
 #include "lib/rpc/call.h"
@@ -75,18 +78,56 @@ Result<Response> WriteStream(std::chrono::milliseconds deadline, Open&& open, co
 }
 
 // A server stream: `open(ClientContext*)` starts it (a ClientReader); every
-// chunk goes to `consume`.
+// chunk goes to `consume`. `idle` > 0: the stream is also cancelled once no
+// chunk came for that long (a long copy is bounded by its progress, not by
+// its size), and the answer is DEADLINE_EXCEEDED saying so.
 template <typename Chunk, typename Open>
-Status ReadStream(std::chrono::milliseconds deadline, Open&& open, const ChunkConsumer<Chunk>& consume) {
+Status ReadStream(std::chrono::milliseconds deadline, Open&& open, const ChunkConsumer<Chunk>& consume,
+                  std::chrono::milliseconds idle = std::chrono::milliseconds(0)) {
   grpc::ClientContext ctx;
   PrepareContext(&ctx, DeadlineIn(deadline));
+  std::mutex mu;
+  std::condition_variable wake;
+  bool done = false, stalled = false;
+  auto last = std::chrono::steady_clock::now();
+  std::thread watchdog;
+  if (idle.count() > 0) {
+    watchdog = std::thread([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      while (!done) {
+        if (std::chrono::steady_clock::now() - last >= idle) {
+          stalled = true;
+          ctx.TryCancel();
+          return;
+        }
+        wake.wait_until(lock, last + idle);
+      }
+    });
+  }
   std::unique_ptr<grpc::ClientReader<Chunk>> reader = open(&ctx);
   Chunk chunk;
   while (reader->Read(&chunk)) {
+    if (idle.count() > 0) {
+      std::lock_guard<std::mutex> lock(mu);
+      last = std::chrono::steady_clock::now();
+    }
     consume(std::move(chunk));
     chunk.Clear();
   }
-  return FromGrpc(reader->Finish());
+  Status st = FromGrpc(reader->Finish());
+  if (watchdog.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      done = true;
+    }
+    wake.notify_all();
+    watchdog.join();
+  }
+  if (stalled && !st.ok()) {
+    return absl::DeadlineExceededError(
+        fmt::format("no chunk of the stream for {} ms: {}", idle.count(), std::string(st.message())));
+  }
+  return st;
 }
 
 }  // namespace sluice::rpc::internal
