@@ -11,6 +11,7 @@
 #include "lib/driver/rescale.h"
 #include "lib/driver/worker_proxy.h"
 #include "lib/engine/keyed.h"
+#include "lib/engine/state_namespace.h"
 #include "lib/rpc/rpc.h"
 #include "lib/driver/driver_log.h"
 #include "lib/driver/job_holds.h"
@@ -668,12 +669,13 @@ void Scheduler::FailAttempt(const std::string& job_id, const proto::BatchPlanned
 void Scheduler::TellDeleted(const proto::ClusterState& state, const std::vector<proto::MemberInfo>& live,
                             int64_t epoch) {
   // A stopped job keeps its state (a restart or a savepoint needs it); a
-  // deleted one's goes. Each live worker is told once per leader term (a
+  // deleted one's goes, and so do the layouts a rescale left behind. Each live worker is told once per leader term (a
   // worker that was away, or a new leader, tells again: dropping is
   // idempotent). A name in use again is not dropped: its batches number on,
   // so its first reduce starts from empty state anyway.
   if (told_epoch_ != epoch) {
     deleted_told_.clear();
+    layouts_told_.clear();
     told_epoch_ = epoch;
   }
   // A name in use again is forgotten: if it is deleted again, its new
@@ -683,6 +685,7 @@ void Scheduler::TellDeleted(const proto::ClusterState& state, const std::vector<
   }
   for (const proto::MemberInfo& m : live) {
     std::set<std::string>& told = deleted_told_[m.id()];
+    std::map<std::string, int64_t>& layouts_told = layouts_told_[m.id()];
     proto::DropBlocksRequest drop;
     drop.set_epoch(epoch);
     for (const auto& [id, last_batch] : state.deleted_jobs()) {
@@ -690,10 +693,24 @@ void Scheduler::TellDeleted(const proto::ClusterState& state, const std::vector<
       if (holds_ != nullptr && holds_->Held(id)) continue;
       drop.add_stopped_jobs(id);
     }
-    if (drop.stopped_jobs().empty()) continue;
+    // A rescaled job's older layouts: the rescale's commit drops them from
+    // the workers live then (rescale.h); one away then, or a leader that
+    // died before telling, still holds them.
+    std::map<std::string, int64_t> layouts;
+    for (const auto& [id, job] : state.jobs()) {
+      if (job.state_layout() == 0) continue;
+      auto it = layouts_told.find(id);
+      if (it != layouts_told.end() && it->second == job.state_layout()) continue;
+      for (int64_t l = it != layouts_told.end() ? it->second : 0; l < job.state_layout(); ++l) {
+        drop.add_dropped_state(engine::StateNamespace(id, l));
+      }
+      layouts[id] = job.state_layout();
+    }
+    if (drop.stopped_jobs().empty() && drop.dropped_state().empty()) continue;
     proto::DropBlocksResponse ignored;
     if (workers_->DropBlocks(m.rpc_address(), drop, &ignored).ok()) {
       told.insert(drop.stopped_jobs().begin(), drop.stopped_jobs().end());
+      for (const auto& [id, l] : layouts) layouts_told[id] = l;
     }
   }
 }

@@ -183,6 +183,8 @@ class Scheduler {
   // Deleted jobs each worker was told to drop the state of, this term
   // (TellDeleted, on the schedule thread only).
   std::map<std::string, std::set<std::string>> deleted_told_;
+  // Per worker, per rescaled job: the layout below which it was told to drop.
+  std::map<std::string, std::map<std::string, int64_t>> layouts_told_;
   int64_t told_epoch_ = 0;
   const JobHolds* holds_ = nullptr;
   // Draining workers not live, since when this term (unix ms; the schedule
