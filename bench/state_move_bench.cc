@@ -10,11 +10,15 @@
 // Both stores in the disk layout under --budget-mb (0: in memory). Prints
 // MB/s of key and value bytes for each, the ratio, and the process's peak
 // RSS (VmHWM): the copy holds a chunk at a time, not the state.
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "lib/rpc/channel_cache.h"
@@ -62,6 +66,9 @@ int main(int argc, char** argv) {
   app.add_option("--value-bytes", value_bytes, "Bytes per value")->capture_default_str();
   app.add_option("--budget-mb", budget_mb, "Each store's --state-memory-mb (0: in memory)")->capture_default_str();
   app.add_option("--dir", tmp, "Where the two stores go")->capture_default_str();
+  int fold_ms = 100;
+  app.add_option("--fold-ms", fold_ms, "A batch folded on the source every this many ms during the move (0: none)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
   const std::string dir = tmp + "/state_move_bench." + std::to_string(::getpid());
@@ -122,6 +129,28 @@ int main(int argc, char** argv) {
   auto server = sluice::rpc::RpcServer::Start("127.0.0.1:0", {&service});
   if (!server.ok()) return Fail("starting the gRPC server", server.status());
   double move_s = 0;
+  // Meanwhile the source's "batches" go on: every --fold-ms one takes the
+  // partition's lock, writes a delta and folds it. The stream holds the lock
+  // only to freeze the state, so none of them waits for the copy.
+  std::atomic<bool> moving{true}, streaming{false};  // from the first chunk
+  double longest_wait_ms = 0;
+  int folded = 0;
+  std::thread batches([&] {
+    if (fold_ms <= 0) return;
+    while (moving.load() && !streaming.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int64_t n = base + 1; moving.load(); ++n) {
+      const auto asked = Clock::now();
+      std::lock_guard<std::mutex> lock((*source)->LockOf(job, 0));
+      longest_wait_ms = std::max(longest_wait_ms, Seconds(asked) * 1000);
+      const std::vector<Change> delta{Change{"key-batch", std::to_string(n)}};
+      if (!(*source)->store()->WriteDelta(job, 0, n, delta).ok() || !(*source)->store()->Prepare(job, 0, n).ok()) {
+        std::cerr << "state_move_bench: a batch on the source failed\n";
+        return;
+      }
+      ++folded;
+      std::this_thread::sleep_for(std::chrono::milliseconds(fold_ms));
+    }
+  });
   {
     const auto t0 = Clock::now();
     sluice::proto::FetchStateRequest request;
@@ -130,7 +159,11 @@ int main(int argc, char** argv) {
     request.set_partition(0);
     request.set_base_batch(base);
     auto in = (*target)->store()->BeginInstall(job, 0, base);
-    if (!in.ok()) return Fail("starting the install", in.status());
+    if (!in.ok()) {
+      moving = false;
+      batches.join();
+      return Fail("starting the install", in.status());
+    }
     Status added = absl::OkStatus();
     std::vector<Change> changes;
     bool complete = false;
@@ -138,6 +171,7 @@ int main(int argc, char** argv) {
                          .FetchState(
                              request,
                              [&](sluice::proto::StateChunk&& chunk) {
+                               streaming = true;
                                complete = chunk.last();
                                if (!added.ok()) return;
                                changes.clear();
@@ -145,6 +179,8 @@ int main(int argc, char** argv) {
                                added = (*in)->Add(changes);
                              },
                              std::chrono::minutes(10));
+    moving = false;
+    batches.join();
     if (!fetched.ok()) return Fail("FetchState", fetched);
     if (!added.ok()) return Fail("installing", added);
     if (!complete) return Fail("FetchState", absl::DataLossError("the stream ended early"));
@@ -163,6 +199,8 @@ int main(int argc, char** argv) {
   std::printf("baseline, local chunked read: %.0f MB in %.2f s = %.0f MB/s\n", state_mb, local_s, state_mb / local_s);
   std::printf("move over FetchState + streamed install: %.0f MB in %.2f s = %.0f MB/s (%.2fx the local read)\n",
               state_mb, move_s, state_mb / move_s, local_s / move_s);
+  std::printf("batches on the source during the move: %d folded, the longest wait for the partition's lock %.1f ms\n",
+              folded, longest_wait_ms);
   std::printf("peak RSS of this process (both stores, server and client): %ld MiB\n", StatusKb("VmHWM:") / 1024);
   std::filesystem::remove_all(dir);
   return 0;
