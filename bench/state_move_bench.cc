@@ -139,15 +139,17 @@ int main(int argc, char** argv) {
     if (fold_ms <= 0) return;
     while (moving.load() && !streaming.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     for (int64_t n = base + 1; moving.load(); ++n) {
-      const auto asked = Clock::now();
-      std::lock_guard<std::mutex> lock((*source)->LockOf(job, 0));
-      longest_wait_ms = std::max(longest_wait_ms, Seconds(asked) * 1000);
-      const std::vector<Change> delta{Change{"key-batch", std::to_string(n)}};
-      if (!(*source)->store()->WriteDelta(job, 0, n, delta).ok() || !(*source)->store()->Prepare(job, 0, n).ok()) {
-        std::cerr << "state_move_bench: a batch on the source failed\n";
-        return;
+      {
+        const auto asked = Clock::now();
+        std::lock_guard<std::mutex> lock((*source)->LockOf(job, 0));
+        longest_wait_ms = std::max(longest_wait_ms, Seconds(asked) * 1000);
+        const std::vector<Change> delta{Change{"key-batch", std::to_string(n)}};
+        if (!(*source)->store()->WriteDelta(job, 0, n, delta).ok() || !(*source)->store()->Prepare(job, 0, n).ok()) {
+          std::cerr << "state_move_bench: a batch on the source failed\n";
+          return;
+        }
+        ++folded;
       }
-      ++folded;
       std::this_thread::sleep_for(std::chrono::milliseconds(fold_ms));
     }
   });

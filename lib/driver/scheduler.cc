@@ -683,6 +683,14 @@ void Scheduler::TellDeleted(const proto::ClusterState& state, const std::vector<
   for (auto& [worker, told] : deleted_told_) {
     std::erase_if(told, [&](const std::string& id) { return state.jobs().contains(id); });
   }
+  // And a layout told of a job that is gone, or of an earlier job of its
+  // name (a new job counts its layouts from 0 again).
+  for (auto& [worker, told] : layouts_told_) {
+    std::erase_if(told, [&](const auto& e) {
+      auto it = state.jobs().find(e.first);
+      return it == state.jobs().end() || it->second.state_layout() < e.second;
+    });
+  }
   for (const proto::MemberInfo& m : live) {
     std::set<std::string>& told = deleted_told_[m.id()];
     std::map<std::string, int64_t>& layouts_told = layouts_told_[m.id()];

@@ -26,6 +26,19 @@ struct RetryPolicy {
   std::chrono::milliseconds max_backoff{1000};
 };
 
+// A server stream bounded by its progress rather than only by its deadline:
+// it ends (DEADLINE_EXCEEDED, saying so) once no chunk came for `first`
+// before the first one, or for `between` after one; and, when `stopped`
+// says so, as soon as the check notices (every 200 ms at most). Zero
+// durations: no such bound. Used for copies whose size is not known ahead
+// (a warm's FetchState).
+struct StreamIdle {
+  std::chrono::milliseconds first{0};
+  std::chrono::milliseconds between{0};
+  std::function<bool()> stopped;  // optional
+  bool active() const { return first.count() > 0 || between.count() > 0 || stopped != nullptr; }
+};
+
 // Lets another thread end a call early: the call in progress (if any) and
 // every later one made with it fail at once with CANCELLED. The scheduler
 // uses one per task attempt, to give up on a worker that left the cluster

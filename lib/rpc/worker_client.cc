@@ -105,7 +105,7 @@ Result<proto::ReplicateStateResponse> WorkerClient::ReplicateState(const ChunkPr
 }
 
 Status WorkerClient::FetchState(const proto::FetchStateRequest& request, const ChunkConsumer<proto::StateChunk>& consume,
-                                std::chrono::milliseconds deadline, std::chrono::milliseconds idle) {
+                                std::chrono::milliseconds deadline, const StreamIdle& idle) {
   return internal::ReadStream<proto::StateChunk>(
       deadline, [&](grpc::ClientContext* ctx) { return stub_->stub->FetchState(ctx, request); }, consume, idle);
 }

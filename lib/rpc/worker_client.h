@@ -45,6 +45,9 @@ class WorkerClient {
   // takes, while chunks keep coming (FetchState's `idle`).
   static constexpr std::chrono::milliseconds kWarmFetchDeadline{30 * 60'000};
   static constexpr std::chrono::milliseconds kWarmFetchIdle{15'000};
+  // The holder freezes its copy under the partition's lock, which its own
+  // batch's reduce task may hold up to the task's minute.
+  static constexpr std::chrono::milliseconds kWarmFetchFirstChunk{90'000};
   // The worker answers before the fault lands.
   static constexpr std::chrono::milliseconds kDrillDeadline{2'000};
   // A re-split gathers a partition's share of every old partition's state.
@@ -94,11 +97,11 @@ class WorkerClient {
       const ChunkProducer<proto::ShuffleChunk>& produce, std::chrono::milliseconds deadline = kPushShuffleDeadline);
   [[nodiscard]] Result<proto::ReplicateStateResponse> ReplicateState(
       const ChunkProducer<proto::StateChunk>& produce, std::chrono::milliseconds deadline = kReplicateStateDeadline);
-  // `idle` > 0: also ends (DEADLINE_EXCEEDED) once no chunk came for that long.
+  // `idle`: also bounded by its progress (call.h, StreamIdle).
   [[nodiscard]] Status FetchState(const proto::FetchStateRequest& request,
                                   const ChunkConsumer<proto::StateChunk>& consume,
                                   std::chrono::milliseconds deadline = kFetchStateDeadline,
-                                  std::chrono::milliseconds idle = std::chrono::milliseconds(0));
+                                  const StreamIdle& idle = {});
 
  private:
   struct Stub;  // the generated stub (worker.grpc.pb.h stays in the .cc)

@@ -101,7 +101,7 @@ std::mutex& ReduceState::LockOf(const std::string& job, int32_t partition) {
 }
 
 Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
-                               const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders, bool warm) {
+                               const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders) {
   // A copy already past `base` means a later batch committed: this attempt
   // is stale and must not roll the copy back.
   ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
@@ -118,6 +118,17 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     // No batch has committed state yet: the partition starts empty.
     return store_->Install(job, partition, base, {});
   }
+  ASSIGN_OR_RETURN(Fetched fetched, FetchCopy(epoch, job, partition, base, holders, /*warm=*/false, nullptr));
+  RETURN_IF_ERROR(fetched.installer->Commit());
+  spdlog::info("job {} reduce partition {}: state as of batch {} fetched from {} ({} keys)", job, partition, base,
+               fetched.from, fetched.keys);
+  return absl::OkStatus();
+}
+
+Result<ReduceState::Fetched> ReduceState::FetchCopy(
+    int64_t epoch, const std::string& job, int32_t partition, int64_t base,
+    const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders, bool warm,
+    const std::function<bool()>& stopped) {
   Status last = absl::UnavailableError("no holder of the state to fetch it from");
   std::vector<std::string> unreachable;
   for (const proto::MemberInfo& h : holders) {
@@ -128,43 +139,61 @@ Status ReduceState::EnsureBase(int64_t epoch, const std::string& job, int32_t pa
     request.set_partition(partition);
     request.set_base_batch(base);
     request.set_keep_changes(warm);
-    // Installed chunk by chunk as they arrive; a stream that breaks off
+    // Installed chunk by chunk as they arrive, as of the batch the stream
+    // says (a warm's may be later than asked); a stream that breaks off
     // leaves the copy here as it was (the installer, dropped, removes its part).
-    Result<std::unique_ptr<state::StateStore::Installer>> installer = store_->BeginInstall(job, partition, base);
-    if (!installer.ok()) return installer.status();
+    Fetched fetched{.base = base, .from = h.id()};
     Status added = absl::OkStatus();
-    int64_t keys = 0;
     std::vector<state::Change> changes;
     bool complete = false;
-    // In a task, well inside its attempt; a warm, as long as chunks come.
+    // In a task, well inside its attempt; a warm, as long as chunks come
+    // (the first may wait for the holder's batch to free the partition).
     const auto deadline = warm ? rpc::WorkerClient::kWarmFetchDeadline : rpc::WorkerClient::kFetchStateDeadline;
-    const auto idle = warm ? rpc::WorkerClient::kWarmFetchIdle : std::chrono::milliseconds(0);
+    const rpc::StreamIdle idle = warm ? rpc::StreamIdle{.first = rpc::WorkerClient::kWarmFetchFirstChunk,
+                                                        .between = rpc::WorkerClient::kWarmFetchIdle,
+                                                        .stopped = stopped}
+                                      : rpc::StreamIdle{};
     last = rpc::WorkerClient(*channels_, h.rpc_address())
                .FetchState(
                    request,
                    [&](proto::StateChunk&& chunk) {
                      complete = chunk.last();
                      if (!added.ok() || !chunk.snapshot()) return;
+                     if (fetched.installer == nullptr) {
+                       if (chunk.base_batch() < base || (!warm && chunk.base_batch() != base)) {
+                         added = absl::InternalError(fmt::format("{} sent the state as of batch {}, not {}", h.id(),
+                                                                 chunk.base_batch(), base));
+                         return;
+                       }
+                       fetched.base = chunk.base_batch();
+                       Result<std::unique_ptr<state::StateStore::Installer>> in =
+                           store_->BeginInstall(job, partition, fetched.base);
+                       if (!in.ok()) {
+                         added = in.status();
+                         return;
+                       }
+                       fetched.installer = std::move(*in);
+                     }
                      changes.clear();
                      AppendChanges(chunk, &changes);
-                     keys += static_cast<int64_t>(changes.size());
-                     added = (*installer)->Add(changes);
+                     fetched.keys += static_cast<int64_t>(changes.size());
+                     added = fetched.installer->Add(changes);
                    },
                    deadline, idle);
     RETURN_IF_ERROR(added);
-    if (last.ok() && !complete) last = absl::UnavailableError("the state stream ended early");
+    if (last.ok() && (!complete || fetched.installer == nullptr)) {
+      last = absl::UnavailableError("the state stream ended early");
+    }
     if (rpc::IsUnreachable(last)) unreachable.push_back(h.id());
     if (!last.ok()) {
       // Per partition and attempt of a batch, while a holder is gone: limited.
       SLUICE_LOG_EVERY(std::chrono::seconds(5), spdlog::level::warn,
                        "job {} reduce partition {}: fetching the state as of batch {} from {}: {}", job, partition,
                        base, h.id(), last.ToString());
+      if (stopped && stopped()) break;
       continue;
     }
-    RETURN_IF_ERROR((*installer)->Commit());
-    spdlog::info("job {} reduce partition {}: state as of batch {} fetched from {} ({} keys)", job, partition, base,
-                 h.id(), keys);
-    return absl::OkStatus();
+    return fetched;
   }
   return rpc::NamingUnreachable(
       Annotate(last, fmt::format("job {} reduce partition {}: the state as of batch {}", job, partition, base)),
@@ -293,32 +322,51 @@ Status ReduceState::ReplicateVia(int64_t epoch, const std::string& job, int32_t 
 
 Result<proto::WarmStateResponse> ReduceState::Warm(int64_t epoch, const std::string& job, int32_t partition,
                                                     int64_t base,
-                                                    const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders) {
+                                                    const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders,
+                                                    const std::function<bool()>& stopped) {
   const auto started = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(LockOf(job, partition));
   proto::WarmStateResponse out;
-  ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
-  if (folded.has_value() && *folded >= base) {
-    out.set_batch(*folded);
-    return out;
-  }
   google::protobuf::RepeatedPtrField<proto::MemberInfo> others;
   for (const proto::MemberInfo& h : holders) {
     if (h.id() != self_) *others.Add() = h;
   }
-  if (others.empty()) {
-    return absl::FailedPreconditionError(
-        fmt::format("job {} reduce partition {}: no other holder to copy the state as of batch {} from", job,
-                    partition, base));
+  {
+    std::lock_guard<std::mutex> lock(LockOf(job, partition));
+    ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
+    if (folded.has_value() && *folded >= base) {
+      out.set_batch(*folded);
+      return out;
+    }
+    if (others.empty()) {
+      return absl::FailedPreconditionError(
+          fmt::format("job {} reduce partition {}: no other holder to copy the state as of batch {} from", job,
+                      partition, base));
+    }
+    // A copy of its own with the deltas up to base is enough (a former holder).
+    ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
+    if (here) {
+      out.set_batch(base);
+      return out;
+    }
   }
-  // A copy of its own with the deltas up to base is enough (a former holder).
-  ASSIGN_OR_RETURN(bool here, store_->Prepare(job, partition, base));
-  if (!here) RETURN_IF_ERROR(EnsureBase(epoch, job, partition, base, others, /*warm=*/true));
-  out.set_batch(base);
-  if (!here) out.set_bytes(store_->PartitionStats(job, partition).bytes);
+  // The copy streams in without the partition's lock (it may take minutes;
+  // nothing else of this partition waits for it), and is switched to under
+  // it, unless this worker got a copy as new meanwhile.
+  ASSIGN_OR_RETURN(Fetched fetched, FetchCopy(epoch, job, partition, base, others, /*warm=*/true, stopped));
+  {
+    std::lock_guard<std::mutex> lock(LockOf(job, partition));
+    ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
+    if (folded.has_value() && *folded >= fetched.base) {
+      out.set_batch(*folded);  // the fetched copy is dropped with its installer
+      return out;
+    }
+    RETURN_IF_ERROR(fetched.installer->Commit());
+  }
+  out.set_batch(fetched.base);
+  out.set_bytes(store_->PartitionStats(job, partition).bytes);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  spdlog::info("job {} reduce partition {}: warmed to batch {} ahead of a move ({} bytes copied in {:.3f} s)", job,
-               partition, base, out.bytes(), seconds);
+  spdlog::info("job {} reduce partition {}: warmed to batch {} ahead of a move ({} keys, {} bytes from {} in {:.3f} s)",
+               job, partition, fetched.base, fetched.keys, out.bytes(), fetched.from, seconds);
   return out;
 }
 
@@ -347,11 +395,20 @@ Status ReduceState::Snapshot(const std::string& job, int32_t partition, int64_t 
   // Read-only, and outside the partition's lock: this worker may be running
   // (or about to fold) a later batch, which a stream of gigabytes to a slow
   // reader must not hold up.
-  // Kept from before the freeze: no fold in between may snapshot past base.
-  if (keep_changes) {
-    store_->KeepChangesSince(job, partition, base, std::chrono::steady_clock::now() + kWarmKeep);
+  std::unique_ptr<state::StateStore::FrozenState> frozen;
+  {
+    std::lock_guard<std::mutex> lock(LockOf(job, partition));
+    if (keep_changes) {
+      // A warm: as of base, or of this copy's folded batch if it is past it
+      // (a folded batch has committed), and the changes since kept from then.
+      ASSIGN_OR_RETURN(std::optional<int64_t> folded, store_->FoldedBatch(job, partition));
+      if (folded.has_value() && *folded > base) base = *folded;
+    }
+    ASSIGN_OR_RETURN(frozen, store_->Freeze(job, partition, base));
+    if (frozen != nullptr && keep_changes) {
+      store_->KeepChangesSince(job, partition, base, std::chrono::steady_clock::now() + kWarmKeep);
+    }
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore::FrozenState> frozen, Freeze(job, partition, base));
   if (frozen == nullptr) {
     return absl::NotFoundError(
         fmt::format("worker {} does not hold job {} reduce partition {} as of batch {}", self_, job, partition, base));

@@ -71,10 +71,8 @@ class ReduceState {
   // could give it, naming those it could not reach (rpc::UnreachablePeers);
   // ABORTED if this copy is already past `base` (the task is a stale attempt
   // of a batch that committed).
-  // `warm`: asks the holder to keep its changes since `base` (Snapshot).
   [[nodiscard]] Status EnsureBase(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
-                                  const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders,
-                                  bool warm = false);
+                                  const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders);
 
   // Copies the delta of `batch` (on top of `base`) to `replica`, with a
   // snapshot first when it needs one, within TransferDeadline of the bytes.
@@ -110,9 +108,13 @@ class ReduceState {
   // `base` (fetched from one of `holders` unless it has it or a newer one);
   // the batch it is then as of and the bytes copied. FAILED_PRECONDITION if
   // there is no holder to copy from.
+  // The copy streams in without the partition's lock and is switched to
+  // under it; `stopped` (optional: the WarmState call was cancelled) ends it
+  // early.
   [[nodiscard]] Result<proto::WarmStateResponse> Warm(int64_t epoch, const std::string& job, int32_t partition,
                                                       int64_t base,
-                                                      const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders);
+                                                      const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders,
+                                                      const std::function<bool()>& stopped = nullptr);
 
   // Drops the state of a stopped job, if this worker holds any (logged).
   [[nodiscard]] Status DropJob(const std::string& job);
@@ -148,6 +150,19 @@ class ReduceState {
   [[nodiscard]] Status Apply(const std::vector<proto::StateChunk>& chunks) { return ApplyAnswering(chunks).status(); }
 
  private:
+  // A copy fetched from one of `holders` (not this worker) into an install
+  // not committed yet, as of `base` (a warm's: of `base` or later, as the
+  // holder sent it); its caller commits it under the partition's lock.
+  struct Fetched {
+    std::unique_ptr<state::StateStore::Installer> installer;
+    int64_t base = -1;
+    int64_t keys = 0;
+    std::string from;
+  };
+  [[nodiscard]] Result<Fetched> FetchCopy(int64_t epoch, const std::string& job, int32_t partition, int64_t base,
+                                          const google::protobuf::RepeatedPtrField<proto::MemberInfo>& holders,
+                                          bool warm, const std::function<bool()>& stopped);
+
   ReduceState(std::unique_ptr<state::StateStore> store, std::string self, rpc::ChannelCache* channels)
       : store_(std::move(store)), self_(std::move(self)), channels_(channels) {}
 

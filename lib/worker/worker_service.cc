@@ -181,7 +181,8 @@ grpc::Status WorkerServiceImpl::WarmState(grpc::ServerContext* context, const pr
   SLUICE_AUTHORIZE(context, "WorkerService.WarmState");
   if (Status st = fence_->Accept(request->epoch()); !st.ok()) return rpc::ToGrpc(st);
   Result<proto::WarmStateResponse> warmed =
-      state_->Warm(request->epoch(), request->job_id(), request->partition(), request->base_batch(), request->holders());
+      state_->Warm(request->epoch(), request->job_id(), request->partition(), request->base_batch(), request->holders(),
+                   [context] { return context->IsCancelled(); });
   if (!warmed.ok()) return rpc::ToGrpc(warmed.status());
   if (executor_->probe() != nullptr) executor_->probe()->Warmed(warmed->bytes());
   *response = std::move(*warmed);

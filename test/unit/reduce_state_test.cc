@@ -6,7 +6,9 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <map>
 
+#include "fmt/format.h"
 #include "gtest/gtest.h"
 
 namespace sluice::worker {
@@ -97,28 +99,40 @@ TEST_F(ReduceStateTest, ASnapshotIsReadOnly) {
 }
 
 // A snapshot streamed to another worker (FetchState: a warm, a new owner)
-// holds the partition's lock only to freeze it: while the reader is slow,
-// the partition's next batch takes the lock and folds, and the stream still
-// carries the state as of its batch.
+// holds the partition's lock only to freeze it: while the reader takes the
+// first chunks, the partition's next batch takes the lock and folds a delta
+// that rewrites every key, and the rest of the stream still carries the
+// state as of its batch. 3 MB of state: several 1 MiB chunks.
 TEST_F(ReduceStateTest, ASnapshotStreamsOutsideThePartitionsLock) {
-  ASSERT_TRUE(state_->Apply({Chunk(0, 1, true, false, {{"a", "0"}}), Chunk(0, 1, false, true, {{"a", "1"}})}).ok());
-  ASSERT_TRUE(state_->Apply({Chunk(1, 2, false, true, {{"a", "2"}})}).ok());
+  std::vector<std::pair<std::string, std::string>> at0, at2;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string key = fmt::format("k{:04}", i);
+    at0.emplace_back(key, std::string(1000, '0'));
+    at2.emplace_back(key, std::string(1000, '2'));
+  }
+  ASSERT_TRUE(state_->Apply({Chunk(0, 1, true, false, at0), Chunk(0, 1, false, true, {{"k0000", "1"}})}).ok());
+  ASSERT_TRUE(state_->Apply({Chunk(1, 2, false, true, at2)}).ok());
   bool locked_while_streaming = false;
-  std::vector<proto::StateChunk> sent;
+  int chunks = 0;
+  std::map<std::string, std::string> sent;
   ASSERT_TRUE(state_->Snapshot("j", 0, 1, /*keep_changes=*/false, [&](const proto::StateChunk& c) {
-    std::unique_lock<std::mutex> lock(state_->LockOf("j", 0), std::try_to_lock);
-    locked_while_streaming = lock.owns_lock();
-    if (locked_while_streaming) {  // the next batch, folded meanwhile
-      EXPECT_TRUE(*state_->store()->Prepare("j", 0, 2));
+    if (chunks++ == 0) {
+      std::unique_lock<std::mutex> lock(state_->LockOf("j", 0), std::try_to_lock);
+      locked_while_streaming = lock.owns_lock();
+      if (locked_while_streaming) {  // the next batch, folded meanwhile
+        EXPECT_TRUE(*state_->store()->Prepare("j", 0, 2));
+      }
     }
-    sent.push_back(c);
+    for (const proto::StateEntry& e : c.entries()) sent[e.key()] = e.value();
     return true;
   }).ok());
   EXPECT_TRUE(locked_while_streaming) << "the stream held the partition's lock";
-  ASSERT_EQ(sent.size(), 1u);
-  ASSERT_EQ(sent[0].entries_size(), 1);
-  EXPECT_EQ(sent[0].entries(0).value(), "1");
-  EXPECT_EQ(ValueAsOf(2, "a"), "2");
+  EXPECT_GE(chunks, 3);
+  ASSERT_EQ(sent.size(), 3000u);
+  int as_of_1 = 0;
+  for (const auto& [k, v] : sent) as_of_1 += v == (k == "k0000" ? std::string("1") : std::string(1000, '0'));
+  EXPECT_EQ(as_of_1, 3000) << "entries streamed after the fold are not as of the stream's batch";
+  EXPECT_EQ(ValueAsOf(2, "k0001"), std::string(1000, '2'));
 }
 
 TEST_F(ReduceStateTest, AStoppedJobsStateIsDropped) {

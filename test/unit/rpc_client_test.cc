@@ -267,28 +267,42 @@ TEST(WorkerClient, Streams) {
 
 // A copy is bounded by its progress: a stream longer than the idle limit
 // that keeps sending goes to its end; one that stops sending ends after the
-// idle limit, saying so, well before its overall deadline.
+// idle limit, saying so, well before its overall deadline; and one whose
+// caller stops ends then (CANCELLED).
 TEST(WorkerClient, AStreamWithAnIdleLimitEndsWhenItStopsSendingNotWhenItIsLong) {
   FakeWorker fake;
   auto server = Serve(&fake);
   ASSERT_NE(server, nullptr);
   ChannelCache channels;
   WorkerClient worker(channels, server->address());
+  const StreamIdle idle{.first = milliseconds(1'000), .between = milliseconds(600)};
   proto::FetchStateRequest request;
   int chunks = 0;
-  Status st = worker.FetchState(request, [&](proto::StateChunk&&) { ++chunks; }, milliseconds(10'000),
-                                milliseconds(400));
-  EXPECT_TRUE(st.ok()) << st;  // ~900 ms in all, never 400 ms without a chunk
+  Status st = worker.FetchState(request, [&](proto::StateChunk&&) { ++chunks; }, milliseconds(20'000), idle);
+  EXPECT_TRUE(st.ok()) << st;  // ~900 ms in all, never 600 ms without a chunk
   EXPECT_EQ(chunks, 6);
-  request.set_base_batch(1);
+
+  request.set_base_batch(1);  // stalls after 2 chunks
   chunks = 0;
-  const auto started = std::chrono::steady_clock::now();
-  st = worker.FetchState(request, [&](proto::StateChunk&&) { ++chunks; }, milliseconds(10'000), milliseconds(400));
-  const auto took = std::chrono::steady_clock::now() - started;
+  auto started = std::chrono::steady_clock::now();
+  st = worker.FetchState(request, [&](proto::StateChunk&&) { ++chunks; }, milliseconds(20'000), idle);
   EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
-  EXPECT_NE(st.message().find("no chunk of the stream for 400 ms"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("no chunk of the stream for 600 ms"), std::string::npos) << st;
   EXPECT_EQ(chunks, 2);
-  EXPECT_LT(took, milliseconds(3'000));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, milliseconds(5'000));
+
+  std::atomic<bool> stop{false};
+  chunks = 0;
+  started = std::chrono::steady_clock::now();
+  st = worker.FetchState(
+      request,
+      [&](proto::StateChunk&&) {
+        if (++chunks == 2) stop = true;
+      },
+      milliseconds(20'000), StreamIdle{.stopped = [&] { return stop.load(); }});
+  EXPECT_EQ(st.code(), absl::StatusCode::kCancelled) << st;
+  EXPECT_NE(st.message().find("its caller stopped"), std::string::npos) << st;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, milliseconds(5'000));
 }
 
 TEST(WorkerClient, RetriesUnavailableOnlyWhenAsked) {

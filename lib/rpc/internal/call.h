@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "fmt/format.h"
@@ -78,38 +79,49 @@ Result<Response> WriteStream(std::chrono::milliseconds deadline, Open&& open, co
 }
 
 // A server stream: `open(ClientContext*)` starts it (a ClientReader); every
-// chunk goes to `consume`. `idle` > 0: the stream is also cancelled once no
-// chunk came for that long (a long copy is bounded by its progress, not by
-// its size), and the answer is DEADLINE_EXCEEDED saying so.
+// chunk goes to `consume`. `idle` (call.h): a watchdog thread cancels the
+// stream once no chunk came for too long, or its caller stopped; the answer
+// is then DEADLINE_EXCEEDED or CANCELLED saying so.
 template <typename Chunk, typename Open>
 Status ReadStream(std::chrono::milliseconds deadline, Open&& open, const ChunkConsumer<Chunk>& consume,
-                  std::chrono::milliseconds idle = std::chrono::milliseconds(0)) {
+                  const StreamIdle& idle = {}) {
   grpc::ClientContext ctx;
   PrepareContext(&ctx, DeadlineIn(deadline));
   std::mutex mu;
   std::condition_variable wake;
-  bool done = false, stalled = false;
+  bool done = false, any = false;
+  std::string ended;  // why the watchdog cancelled the call
   auto last = std::chrono::steady_clock::now();
   std::thread watchdog;
-  if (idle.count() > 0) {
+  if (idle.active()) {
     watchdog = std::thread([&] {
+      constexpr std::chrono::milliseconds kCheck{200};
       std::unique_lock<std::mutex> lock(mu);
       while (!done) {
-        if (std::chrono::steady_clock::now() - last >= idle) {
-          stalled = true;
+        const std::chrono::milliseconds limit = any ? idle.between : idle.first;
+        const auto now = std::chrono::steady_clock::now();
+        if (limit.count() > 0 && now - last >= limit) {
+          ended = fmt::format("no chunk of the stream for {} ms", limit.count());
+        } else if (idle.stopped && idle.stopped()) {
+          ended = "its caller stopped";
+        }
+        if (!ended.empty()) {
           ctx.TryCancel();
           return;
         }
-        wake.wait_until(lock, last + idle);
+        auto until = now + kCheck;
+        if (limit.count() > 0) until = std::min(until, last + limit);
+        wake.wait_until(lock, until);
       }
     });
   }
   std::unique_ptr<grpc::ClientReader<Chunk>> reader = open(&ctx);
   Chunk chunk;
   while (reader->Read(&chunk)) {
-    if (idle.count() > 0) {
+    if (watchdog.joinable()) {
       std::lock_guard<std::mutex> lock(mu);
       last = std::chrono::steady_clock::now();
+      any = true;
     }
     consume(std::move(chunk));
     chunk.Clear();
@@ -123,9 +135,9 @@ Status ReadStream(std::chrono::milliseconds deadline, Open&& open, const ChunkCo
     wake.notify_all();
     watchdog.join();
   }
-  if (stalled && !st.ok()) {
-    return absl::DeadlineExceededError(
-        fmt::format("no chunk of the stream for {} ms: {}", idle.count(), std::string(st.message())));
+  if (!ended.empty() && !st.ok()) {
+    const std::string why = ended + ": " + std::string(st.message());
+    return ended.starts_with("no chunk") ? absl::DeadlineExceededError(why) : absl::CancelledError(why);
   }
   return st;
 }
