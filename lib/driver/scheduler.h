@@ -1,7 +1,9 @@
 // Scheduler: runs each job's planned batches and commits them
 // (docs/design.md "Data path", steps 2-4, and the commit rule).
 //
-// Module sluice::driver owns it. Jobs are run independently of each other:
+// Module sluice::driver owns it (scheduler.cc; keyed batches, their reduce
+// placement and a rescale's re-split in scheduler_keyed.cc). Jobs are run
+// independently of each other:
 // each running job has at most one batch in progress, on its own thread, so
 // a job whose batch waits (for a worker, a holder, a slow sink) never holds
 // up another. For the oldest planned batch of a job it sends one task per
