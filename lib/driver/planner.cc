@@ -176,10 +176,15 @@ int Planner::Tick() {
     rates_->Forget();  // a former leader's limits are stale
     return 0;
   }
-  rates_->Update(*log_->View(), leadership_->epoch());
   std::vector<std::string> running;
-  for (const auto& [id, job] : log_->View()->jobs()) {
-    if (!job.stopped()) running.push_back(id);
+  {
+    // Held by name: a range-for over View()->jobs() would iterate a view
+    // whose last owner (the temporary) is gone once the log replaces it.
+    const std::shared_ptr<const proto::ClusterState> state_view = log_->View();
+    rates_->Update(*state_view, leadership_->epoch());
+    for (const auto& [id, job] : state_view->jobs()) {
+      if (!job.stopped()) running.push_back(id);
+    }
   }
   int planned = 0;
   for (const std::string& id : running) {
