@@ -67,11 +67,14 @@ int64_t MaxBlockOffsets(const proto::JobSpec& spec) {
   return bound > 0 ? std::max<int64_t>(1, bound / 4) : 0;
 }
 
-PidRateEstimator::PidRateEstimator(int64_t batch_interval_ms, double min_rate, PidGains gains, double rate)
+PidRateEstimator::PidRateEstimator(int64_t batch_interval_ms, double min_rate, PidGains gains, double rate,
+                                   double processing_rate)
     : interval_ms_(static_cast<double>(std::max<int64_t>(1, batch_interval_ms))),
       min_rate_(min_rate),
       gains_(gains),
-      rate_(rate) {}
+      rate_(rate),
+      processing_rate_(std::max(0.0, processing_rate)),
+      last_measured_(processing_rate_) {}
 
 void PidRateEstimator::Cap(double ceiling) {
   ceiling_ = ceiling;
@@ -83,15 +86,37 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
   if (finished_ms <= last_finished_ms_ || events <= 0 || processing_ms <= 0) return std::nullopt;
   const double since_s = last_finished_ms_ < 0 ? interval_ms_ / 1000 : (finished_ms - last_finished_ms_) / 1000.0;
   last_finished_ms_ = finished_ms;
-  const double processing_rate = static_cast<double>(events) * 1000 / static_cast<double>(processing_ms);
+  const double measured = static_cast<double>(events) * 1000 / static_cast<double>(processing_ms);
+  // A batch the limit held back read at least half its allowance; one that
+  // read well under it (an idle source, a first batch after a failover) is
+  // mostly fixed cost, so its processing rate understates the job's.
+  const bool held_back = rate_ > 0 && static_cast<double>(events) >= 0.5 * rate_ * interval_ms_ / 1000;
+  // The processing rate steered by. One batch's figure is noisy — on a
+  // busy machine a batch of the same size took 261 ms and, two batches
+  // later, 2 s — so a faster held-back batch counts as the mean of its
+  // figure and the last held-back batch's: one fast batch does not double
+  // the rate into batches that spill, or that the next slow batch turns
+  // into seconds of delay; two in a row are believed. A slower one counts
+  // at once (backing off is never late). A batch not held back can only
+  // raise the figure, the same way: its low figure is the fixed cost
+  // talking, and taken at its word it would cut the rate of a job that,
+  // after a failover, is merely late (test/unit/rate_control_test.cc).
+  double processing_rate = measured;
+  if (held_back || processing_rate_ <= 0) {
+    if (last_measured_ > 0 && measured > last_measured_) processing_rate = (measured + last_measured_) / 2;
+    last_measured_ = measured;
+  } else if (processing_rate_ > 0) {
+    processing_rate = std::max(processing_rate_, std::min(measured, (measured + processing_rate_) / 2));
+  }
+  processing_rate_ = processing_rate;
   if (!measured_ || rate_ <= 0) {
     measured_ = true;
     const double input_rate = static_cast<double>(events) * 1000 / interval_ms_;
     const double target = gains_.utilization * processing_rate;
     if (rate_ <= 0) {
       rate_ = target;
-    } else if (static_cast<double>(events) < 0.5 * rate_ * interval_ms_ / 1000) {
-      rate_ = std::max(rate_, std::min(target, 2 * rate_));  // not held back: may rise, not fall
+    } else if (!held_back) {
+      rate_ = std::max(rate_, std::min(target, 2 * rate_));  // may rise, not fall
     } else {
       rate_ = std::min(target, 2 * std::max(rate_, input_rate));
     }
@@ -109,11 +134,9 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
   const double historical_error = static_cast<double>(scheduling_delay_ms) * processing_rate / interval_ms_;
   const double d_error = (error - last_error_) / since_s;
   double next = rate_ - gains_.proportional * error - gains_.integral * historical_error - gains_.derivative * d_error;
-  // A batch that read well under its allowance, and was not late, was not
-  // held back by the limit: its processing rate is low only because a small
-  // batch is mostly fixed cost. It may raise the rate, never lower it — so a
-  // source that was idle does not start a burst with a limit near zero.
-  const bool held_back = static_cast<double>(events) >= 0.5 * rate_ * interval_ms_ / 1000;
+  // A batch the limit did not hold back, and that was not late, may raise
+  // the rate, never lower it — so a source that was idle does not start a
+  // burst with a limit near zero.
   if (!held_back && scheduling_delay_ms < interval_ms_) next = std::max(next, rate_);
   // Two guards Spark's estimator lacks, both found on a real cluster (the
   // batches' cost is not linear in their size: past the workers' block
@@ -157,18 +180,19 @@ RateControl::Job RateControl::StartJob(const proto::ClusterState& state, const p
   }
   // A leader taking over goes on from the newest committed batch's
   // processing rate rather than from the initial rate.
+  double processing_rate = 0;
   for (auto it = job.recent_batches().rbegin(); it != job.recent_batches().rend(); ++it) {
     if (it->input_count() > 0 && it->processing_ms() > 0) {
+      processing_rate = static_cast<double>(it->input_count()) * 1000 / static_cast<double>(it->processing_ms());
       // Never below the initial rate: the newest batch may have been tiny
       // (an idle source), its processing rate mostly fixed cost.
-      rate = std::max(rate, PidGains{}.utilization * static_cast<double>(it->input_count()) * 1000 /
-                                static_cast<double>(it->processing_ms()));
+      rate = std::max(rate, PidGains{}.utilization * processing_rate);
       j.reason = fmt::format("batch {} processed {} events/s (from the WAL: no batch measured by this leader yet)",
                              it->batch_id(), Rate(rate));
       break;
     }
   }
-  j.estimator.emplace(job.spec().batch_interval_ms(), min_rate, PidGains{}, rate);
+  j.estimator.emplace(job.spec().batch_interval_ms(), min_rate, PidGains{}, rate, processing_rate);
   j.estimator->Cap(static_cast<double>(JobCeiling(state, job.spec())));
   return j;
 }

@@ -15,7 +15,10 @@
 // With kp = 1 the new rate is 85% of the processing rate, less a share that works
 // the scheduling delay off over a few batches (ki); it at most doubles per
 // batch, and never drops below a quarter of the processing rate (the .cc
-// says why). When a batch has a fixed
+// says why). The processing rate it steers by is not one batch's word: a
+// faster batch counts as the mean of it and the batch before, a slower one
+// at once, and a batch the limit did not hold back (mostly fixed cost)
+// only upwards. When a batch has a fixed
 // cost c besides its events (c < interval I), the processing rate of a
 // batch read at rate r is r*I / (c + r*I/C) for a capacity C: the fixed point
 // of r = u * p(r) is C * (u - c/I), the rate whose batches take u of the
@@ -69,8 +72,11 @@ struct PidGains {
 
 class PidRateEstimator {
  public:
-  // `rate`: the limit in force before any batch is measured (0: none).
-  PidRateEstimator(int64_t batch_interval_ms, double min_rate, PidGains gains = {}, double rate = 0);
+  // `rate`: the limit in force before any batch is measured (0: none);
+  // `processing_rate`: what the job was last measured to process (events/s,
+  // 0: unknown), e.g. from the WAL on a new leader.
+  PidRateEstimator(int64_t batch_interval_ms, double min_rate, PidGains gains = {}, double rate = 0,
+                   double processing_rate = 0);
 
   // A committed batch: when it finished (ms, any monotonic origin), its
   // events, its processing time and its scheduling delay. Returns the new
@@ -81,6 +87,9 @@ class PidRateEstimator {
                                 int64_t scheduling_delay_ms);
 
   double rate() const { return rate_; }  // 0 until the first batch, unless given
+  // The processing rate the controller steers by (events/s; 0 until known):
+  // see Compute in the .cc for how one batch moves it.
+  double processing_rate() const { return processing_rate_; }
   void Cap(double ceiling);              // the rate never goes above this (0: no cap)
 
  private:
@@ -89,6 +98,8 @@ class PidRateEstimator {
   PidGains gains_;
   double ceiling_ = 0;
   double rate_;
+  double processing_rate_;
+  double last_measured_;  // the last held-back batch's own figure
   double last_error_ = 0;
   int64_t last_finished_ms_ = -1;
   bool measured_ = false;

@@ -178,6 +178,48 @@ TEST(PidRateEstimator, ABatchTheLimitDidNotHoldBackCannotLowerTheRate) {
   EXPECT_LT(e.rate(), 425'000);
 }
 
+TEST(PidRateEstimator, AFasterBatchCountsAsItsMeanWithTheOneBeforeASlowerOneAtOnce) {
+  PidRateEstimator e(1000, 100);
+  ASSERT_TRUE(e.Compute(1000, 400'000, 800, 0));  // 500,000/s
+  EXPECT_NEAR(e.processing_rate(), 500'000, 1);
+  EXPECT_NEAR(e.rate(), 425'000, 1);
+  // Held back (it read its whole allowance) and 70% faster: one batch's
+  // word is not taken, the rate steers by the mean (675,000/s), 85% of it.
+  ASSERT_TRUE(e.Compute(2000, 425'000, 500, 0));  // 850,000/s
+  EXPECT_NEAR(e.processing_rate(), 675'000, 1);
+  EXPECT_NEAR(e.rate(), 573'750, 1);
+  // A second batch as fast: believed.
+  ASSERT_TRUE(e.Compute(3000, 573'750, 675, 0));  // 850,000/s
+  EXPECT_NEAR(e.processing_rate(), 850'000, 1);
+  EXPECT_NEAR(e.rate(), 722'500, 1);
+  // Slower again: taken at once.
+  ASSERT_TRUE(e.Compute(4000, 500'000, 1000, 0));  // 500,000/s
+  EXPECT_NEAR(e.processing_rate(), 500'000, 1);
+  EXPECT_NEAR(e.rate(), 425'000, 1);
+}
+
+TEST(PidRateEstimator, ALateSmallBatchAfterAFailoverKeepsAQuarterOfTheKnownProcessingRate) {
+  // As a new leader starts a job: from the WAL's last batch, 830,000
+  // events/s processed, so 705,500 allowed (85%).
+  PidRateEstimator e(500, 1000, {}, 705'500, 830'000);
+  EXPECT_NEAR(e.processing_rate(), 830'000, 1);
+  // Its first batches are small (the receivers' blocks of the leaderless
+  // seconds went into earlier batches) and late by the failover's gap: a
+  // batch of 67,575 events in 196 ms says 344,770 events/s, mostly fixed
+  // cost. The first measured batch keeps the rate; the next one, 4 s late,
+  // works the delay off down to a quarter of what the job was measured to
+  // do — not a quarter of the small batch's figure (86,000), where it
+  // would read a tenth of what it can for several batches.
+  ASSERT_TRUE(e.Compute(1000, 60'000, 180, 3500));
+  EXPECT_NEAR(e.rate(), 705'500, 1);
+  ASSERT_TRUE(e.Compute(2000, 67'575, 196, 4039));
+  EXPECT_NEAR(e.processing_rate(), 830'000, 1);
+  EXPECT_NEAR(e.rate(), 830'000 / 4.0, 1);
+  // A held-back batch that is slower still is believed at once.
+  ASSERT_TRUE(e.Compute(3000, 150'000, 500, 1000));  // 300,000/s
+  EXPECT_NEAR(e.processing_rate(), 300'000, 1);
+}
+
 TEST(PidRateEstimator, StaysBetweenItsFloorAndItsCeiling) {
   PidRateEstimator e(1000, 5000);
   e.Cap(100'000);
@@ -187,7 +229,7 @@ TEST(PidRateEstimator, StaysBetweenItsFloorAndItsCeiling) {
   // quarter of the processing rate, or the floor if that is higher.
   ASSERT_TRUE(e.Compute(2000, 100'000, 1000, 60'000));
   EXPECT_EQ(e.rate(), 25'000);
-  ASSERT_TRUE(e.Compute(3000, 10'000, 1000, 60'000));
+  ASSERT_TRUE(e.Compute(3000, 20'000, 2000, 60'000));  // 10,000/s, held back
   EXPECT_EQ(e.rate(), 5000);
 }
 
