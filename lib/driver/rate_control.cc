@@ -105,7 +105,7 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
   if (held_back || processing_rate_ <= 0) {
     if (last_measured_ > 0 && measured > last_measured_) processing_rate = (measured + last_measured_) / 2;
     last_measured_ = measured;
-  } else if (processing_rate_ > 0) {
+  } else {
     processing_rate = std::max(processing_rate_, std::min(measured, (measured + processing_rate_) / 2));
   }
   processing_rate_ = processing_rate;
