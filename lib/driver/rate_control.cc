@@ -73,7 +73,7 @@ PidRateEstimator::PidRateEstimator(int64_t batch_interval_ms, double min_rate, P
       min_rate_(min_rate),
       gains_(gains),
       rate_(rate),
-      processing_rate_(std::max(0.0, processing_rate)),
+      processing_rate_(rate > 0 ? std::max(0.0, processing_rate) : 0),
       last_measured_(processing_rate_) {}
 
 void PidRateEstimator::Cap(double ceiling) {
@@ -87,22 +87,26 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
   const double since_s = last_finished_ms_ < 0 ? interval_ms_ / 1000 : (finished_ms - last_finished_ms_) / 1000.0;
   last_finished_ms_ = finished_ms;
   const double measured = static_cast<double>(events) * 1000 / static_cast<double>(processing_ms);
-  // A batch the limit held back read at least half its allowance; one that
-  // read well under it (an idle source, a first batch after a failover) is
-  // mostly fixed cost, so its processing rate understates the job's.
+  // A batch the limit held back read at least half its allowance. One that
+  // read well under it (an idle source, a first batch after a failover) and
+  // ran in a small part of the interval is mostly fixed cost: its
+  // processing rate understates the job's. One that read little and still
+  // took most of the interval was slow on its own account and counts.
   const bool held_back = rate_ > 0 && static_cast<double>(events) >= 0.5 * rate_ * interval_ms_ / 1000;
+  const bool tells_capacity =
+      held_back || static_cast<double>(processing_ms) >= gains_.utilization * interval_ms_;
   // The processing rate steered by. One batch's figure is noisy — on a
   // busy machine a batch of the same size took 261 ms and, two batches
-  // later, 2 s — so a faster held-back batch counts as the mean of its
-  // figure and the last held-back batch's: one fast batch does not double
-  // the rate into batches that spill, or that the next slow batch turns
-  // into seconds of delay; two in a row are believed. A slower one counts
-  // at once (backing off is never late). A batch not held back can only
-  // raise the figure, the same way: its low figure is the fixed cost
+  // later, 2 s — so a batch that tells the capacity and is faster than the
+  // last one that did counts as the mean of the two figures: one fast batch
+  // does not double the rate into batches that spill, or that the next slow
+  // batch turns into seconds of delay; two in a row are believed. A slower
+  // one counts at once (backing off is never late). Any other batch can
+  // only raise the figure, halfway: its low figure is the fixed cost
   // talking, and taken at its word it would cut the rate of a job that,
   // after a failover, is merely late (test/unit/rate_control_test.cc).
   double processing_rate = measured;
-  if (held_back || processing_rate_ <= 0) {
+  if (tells_capacity || processing_rate_ <= 0) {
     if (last_measured_ > 0 && measured > last_measured_) processing_rate = (measured + last_measured_) / 2;
     last_measured_ = measured;
   } else {
@@ -115,7 +119,7 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
     const double target = gains_.utilization * processing_rate;
     if (rate_ <= 0) {
       rate_ = target;
-    } else if (!held_back) {
+    } else if (!tells_capacity) {
       rate_ = std::max(rate_, std::min(target, 2 * rate_));  // may rise, not fall
     } else {
       rate_ = std::min(target, 2 * std::max(rate_, input_rate));
@@ -134,10 +138,10 @@ std::optional<double> PidRateEstimator::Compute(int64_t finished_ms, int64_t eve
   const double historical_error = static_cast<double>(scheduling_delay_ms) * processing_rate / interval_ms_;
   const double d_error = (error - last_error_) / since_s;
   double next = rate_ - gains_.proportional * error - gains_.integral * historical_error - gains_.derivative * d_error;
-  // A batch the limit did not hold back, and that was not late, may raise
-  // the rate, never lower it — so a source that was idle does not start a
-  // burst with a limit near zero.
-  if (!held_back && scheduling_delay_ms < interval_ms_) next = std::max(next, rate_);
+  // A small quick batch (not held back, mostly fixed cost) that was not
+  // late may raise the rate, never lower it — so a source that was idle
+  // does not start a burst with a limit near zero.
+  if (!tells_capacity && scheduling_delay_ms < interval_ms_) next = std::max(next, rate_);
   // Two guards Spark's estimator lacks, both found on a real cluster (the
   // batches' cost is not linear in their size: past the workers' block
   // memory, blocks spill and a batch takes ten times longer):

@@ -6,7 +6,7 @@
 // Module sluice::driver owns it. PidRateEstimator is Spark Streaming's
 // PIDRateEstimator: after each committed batch,
 //
-//   processing rate  = events / processing time
+//   processing rate  = events / processing time (damped: below)
 //   error            = last rate - utilization * processing rate
 //   historical error = scheduling delay * processing rate / batch interval
 //   new rate         = last rate - kp * error - ki * historical error
@@ -16,9 +16,9 @@
 // the scheduling delay off over a few batches (ki); it at most doubles per
 // batch, and never drops below a quarter of the processing rate (the .cc
 // says why). The processing rate it steers by is not one batch's word: a
-// faster batch counts as the mean of it and the batch before, a slower one
-// at once, and a batch the limit did not hold back (mostly fixed cost)
-// only upwards. When a batch has a fixed
+// batch faster than the last one that told the job's capacity counts as
+// the mean of the two, a slower one at once, and a small quick batch the
+// limit did not hold back (mostly fixed cost) only upwards. When a batch has a fixed
 // cost c besides its events (c < interval I), the processing rate of a
 // batch read at rate r is r*I / (c + r*I/C) for a capacity C: the fixed point
 // of r = u * p(r) is C * (u - c/I), the rate whose batches take u of the
@@ -74,7 +74,7 @@ class PidRateEstimator {
  public:
   // `rate`: the limit in force before any batch is measured (0: none);
   // `processing_rate`: what the job was last measured to process (events/s,
-  // 0: unknown), e.g. from the WAL on a new leader.
+  // 0: unknown), e.g. from the WAL on a new leader; ignored without a rate.
   PidRateEstimator(int64_t batch_interval_ms, double min_rate, PidGains gains = {}, double rate = 0,
                    double processing_rate = 0);
 
@@ -99,7 +99,9 @@ class PidRateEstimator {
   double ceiling_ = 0;
   double rate_;
   double processing_rate_;
-  double last_measured_;  // the last held-back batch's own figure
+  // The own figure of the last batch that told the capacity (held back, or
+  // slow on its own account), or the figure given at construction.
+  double last_measured_;
   double last_error_ = 0;
   int64_t last_finished_ms_ = -1;
   bool measured_ = false;

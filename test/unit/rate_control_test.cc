@@ -215,9 +215,36 @@ TEST(PidRateEstimator, ALateSmallBatchAfterAFailoverKeepsAQuarterOfTheKnownProce
   ASSERT_TRUE(e.Compute(2000, 67'575, 196, 4039));
   EXPECT_NEAR(e.processing_rate(), 830'000, 1);
   EXPECT_NEAR(e.rate(), 830'000 / 4.0, 1);
-  // A held-back batch that is slower still is believed at once.
-  ASSERT_TRUE(e.Compute(3000, 150'000, 500, 1000));  // 300,000/s
+  // A small quick batch that measures faster than the figure raises it
+  // halfway.
+  ASSERT_TRUE(e.Compute(3000, 50'000, 50, 0));  // 1,000,000/s
+  EXPECT_NEAR(e.processing_rate(), 915'000, 1);
+  // A held-back batch that is slower is believed at once.
+  ASSERT_TRUE(e.Compute(4000, 150'000, 500, 1000));  // 300,000/s
   EXPECT_NEAR(e.processing_rate(), 300'000, 1);
+}
+
+TEST(PidRateEstimator, ASmallBatchThatTookMostOfTheIntervalLowersTheFigureAtOnce) {
+  // The WAL said 830,000 events/s, but the cluster the new leader has does
+  // 80,000 and the source gives 100,000: batches read far under the
+  // allowance, and take longer than the interval. They are not fixed cost:
+  // the figure follows them down, and the rate with it, instead of staying
+  // at a quarter of 830,000 while the delay grows without end.
+  PidRateEstimator e(500, 1000, {}, 705'500, 830'000);
+  int64_t delay = 0;
+  int64_t finished = 0;
+  for (int64_t batch = 1; batch <= 40; ++batch) {
+    const int64_t batch_time = batch * 500;
+    const auto events = static_cast<int64_t>(std::min(100'000.0, e.rate()) / 2);
+    const int64_t start = std::max(batch_time, finished);
+    const int64_t processing = 20 + events * 1000 / 80'000;
+    finished = start + processing;
+    delay = start - batch_time;
+    ASSERT_TRUE(e.Compute(finished, events, processing, delay));
+  }
+  EXPECT_LT(e.processing_rate(), 100'000);
+  EXPECT_LT(e.rate(), 80'000);
+  EXPECT_LT(delay, 2000) << "the delay kept growing";
 }
 
 TEST(PidRateEstimator, StaysBetweenItsFloorAndItsCeiling) {
@@ -229,7 +256,7 @@ TEST(PidRateEstimator, StaysBetweenItsFloorAndItsCeiling) {
   // quarter of the processing rate, or the floor if that is higher.
   ASSERT_TRUE(e.Compute(2000, 100'000, 1000, 60'000));
   EXPECT_EQ(e.rate(), 25'000);
-  ASSERT_TRUE(e.Compute(3000, 20'000, 2000, 60'000));  // 10,000/s, held back
+  ASSERT_TRUE(e.Compute(3000, 10'000, 1000, 60'000));  // 10,000/s: small, but it took the whole interval
   EXPECT_EQ(e.rate(), 5000);
 }
 
@@ -329,6 +356,13 @@ TEST(RateControl, ANewTermStartsFromTheLastCommittedBatchAndDisabledMeansNoLimit
   rc.Update(s, 2);  // a new leader: 85% of the newest batch's processing rate
   EXPECT_EQ(rc.RateOf(s, "j").events_per_s, 425'000);
   EXPECT_NE(rc.RateOf(s, "j").reason.find("from the WAL"), std::string::npos);
+  // Its first batches are small and late (the leaderless seconds): working
+  // the delay off takes the rate down to a quarter of the WAL's 500,000/s,
+  // not of the small batches' own figure (30,000 in 100 ms: 300,000/s).
+  Commit(&j, 3, 30'000, 100, 3000);
+  Commit(&j, 4, 30'000, 100, 3000);
+  rc.Update(s, 2);
+  EXPECT_EQ(rc.RateOf(s, "j").events_per_s, 125'000);
   j.mutable_spec()->mutable_backpressure()->set_disabled(true);
   rc.Update(s, 3);
   EXPECT_EQ(rc.RateOf(s, "j").events_per_s, 0);
