@@ -116,6 +116,65 @@ TEST_F(SluicectlWatchTest, OnceWithoutATerminalPrintsOnePlainSnapshot) {
   EXPECT_THAT(ReadFile(none).value_or(""), HasSubstr("jobs: no job nosuchjob"));
 }
 
+// watch given one driver (the leader) by --driver, not the coordinator:
+// the leader's status names the others, so when it is killed watch finds
+// the new leader among them instead of saying "no leader" for good.
+TEST_F(SluicectlWatchTest, OneDriverNamedIsEnoughToFollowTheLeaderThroughItsKill) {
+  const int leader = cluster_->LeaderIndex();
+  ASSERT_GE(leader, 0);
+  std::vector<std::string> argv = {kSluicectlPath};
+  for (std::string& f : TlsFlags("admin")) argv.push_back(std::move(f));
+  for (const std::string& a : {std::string("watch"), std::string("--driver"), cluster_->driver_address(leader),
+                               std::string("--interval"), std::string("0.5")}) {
+    argv.push_back(a);
+  }
+  const std::string log = dir_.Sub("watch-one-driver.log");
+  Result<std::unique_ptr<Subprocess>> watch = Subprocess::Start(argv, {.log_path = log});
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  // The snapshot printed last: each starts with its title and ends with an
+  // empty line after its last section.
+  auto last_snapshot = [&] {
+    const std::string out = ReadFile(log).value_or("");
+    const std::string title = "sluicectl watch (";
+    size_t last = out.rfind(title);
+    if (last == std::string::npos) return std::string();
+    if (out.ends_with("\n\n")) return out.substr(last);
+    const size_t before = last == 0 ? std::string::npos : out.rfind(title, last - 1);
+    return before == std::string::npos ? std::string() : out.substr(before, last - before);
+  };
+  std::string snapshot;
+  ASSERT_TRUE(WaitUntil([&] { return (snapshot = last_snapshot()).find("JOB watched") != std::string::npos; },
+                        milliseconds(10'000), milliseconds(200)))
+      << ReadFile(log).value_or("");
+  const int64_t epoch = NumberAfter(snapshot, "epoch");
+  ASSERT_GT(epoch, 0) << snapshot;
+  const int64_t before = NumberAfter(snapshot, "committed");
+
+  const Steady::time_point killed = Steady::now();
+  cluster_->KillDriver(leader);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        snapshot = last_snapshot();
+        return NumberAfter(snapshot, "epoch") > epoch && NumberAfter(snapshot, "committed") > before;
+      },
+      milliseconds(30'000), milliseconds(200)))
+      << "watch did not find the new leader; its last snapshot:\n" << snapshot;
+  const int64_t shown_ms = std::chrono::duration_cast<milliseconds>(Steady::now() - killed).count();
+  std::cout << "the new leader's batches shown " << shown_ms << " ms after the kill:\n" << snapshot << "\n";
+  const int new_leader = cluster_->LeaderIndex();
+  ASSERT_GE(new_leader, 0);
+  EXPECT_NE(new_leader, leader);
+  EXPECT_THAT(snapshot, HasSubstr("leader " + cluster_->driver_id(new_leader) + " at "));
+  EXPECT_THAT(snapshot, HasSubstr("failovers seen (1):"));
+  // The session timeout (8 s), an election and catch-up, a batch, a poll.
+  EXPECT_LT(shown_ms, 25'000);
+  // SIGTERM ends it like Ctrl-C: exit 0.
+  ASSERT_TRUE((*watch)->Signal(SIGTERM).ok());
+  Result<int> code = (*watch)->Wait(milliseconds(5'000));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+}
+
 class Tmux {
  public:
   explicit Tmux(const std::string& dir) : socket_("sluice-watch-" + std::to_string(getpid())), dir_(dir) {}
