@@ -246,25 +246,6 @@ int Ctl::Connect(std::ostream& err) {
   return 0;
 }
 
-Result<std::unique_ptr<coord::Coordinator>> Ctl::OpenCoordinator(std::chrono::milliseconds connect_timeout) {
-  std::string zk_auth;
-  if (!zk_auth_file_.empty()) {
-    Result<std::string> read = ReadZkAuthFile(zk_auth_file_);
-    if (!read.ok()) return absl::InvalidArgumentError(read.status().message());
-    zk_auth = std::move(*read);
-  }
-  Result<std::unique_ptr<coord::Coordinator>> coordinator =
-      coord::Coordinator::Create(coordinator_, {.connect_timeout = connect_timeout, .zk_auth = zk_auth});
-  if (!coordinator.ok()) return absl::UnavailableError(coordinator.status().message());
-  return coordinator;
-}
-
-void Ctl::LearnDrivers(const std::vector<std::string>& addresses) {
-  for (const std::string& a : addresses) {
-    if (!a.empty() && std::find(drivers_.begin(), drivers_.end(), a) == drivers_.end()) drivers_.push_back(a);
-  }
-}
-
 int Ctl::Discover(std::ostream& err) {
   if (int rc = Connect(err); rc != 0) return rc;
   if (!coordinator_.empty()) {
@@ -273,11 +254,20 @@ int Ctl::Discover(std::ostream& err) {
       err << "sluicectl: error: " << spec.status().message() << "\n";
       return kExitUsage;
     }
-    auto coordinator = OpenCoordinator(std::chrono::milliseconds(timeout_ms_));
+    std::string zk_auth;
+    if (!zk_auth_file_.empty()) {
+      Result<std::string> read = ReadZkAuthFile(zk_auth_file_);
+      if (!read.ok()) {
+        err << "sluicectl: error: " << read.status().message() << "\n";
+        return kExitUsage;
+      }
+      zk_auth = std::move(*read);
+    }
+    auto coordinator = coord::Coordinator::Create(
+        coordinator_, {.connect_timeout = std::chrono::milliseconds(timeout_ms_), .zk_auth = zk_auth});
     if (!coordinator.ok()) {
-      const bool usage = absl::IsInvalidArgument(coordinator.status());
-      err << "sluicectl: " << (usage ? "error: " : "") << coordinator.status().message() << "\n";
-      return usage ? kExitUsage : 1;
+      err << "sluicectl: " << coordinator.status().message() << "\n";
+      return 1;
     }
     for (auto [group, out] : {std::pair{coord::Group::kDrivers, &drivers_},
                               std::pair{coord::Group::kWorkers, &workers_}}) {
@@ -796,20 +786,6 @@ WatchSnapshot Ctl::PollWatch() {
   // Short deadlines: Ctrl-C is read between polls.
   const std::chrono::milliseconds deadline(std::min(timeout_ms_, 1000));
   Result<std::string> leader = rpc::FindServingLeader(*channels_, drivers_, deadline);
-  if (!leader.ok() && !coordinator_.empty() && clock_->UnixMillis() >= next_driver_listing_ms_) {
-    // None of the drivers known answers as the leader: the drivers may have
-    // moved (hosts replaced since watch began). ZooKeeper lists who runs
-    // now; at most every few seconds, as a session costs ZooKeeper.
-    next_driver_listing_ms_ = clock_->UnixMillis() + kDriverListingEveryMs;
-    if (auto coordinator = OpenCoordinator(deadline); coordinator.ok()) {
-      if (auto members = (*coordinator)->NewMembership(coord::Group::kDrivers)->Members(); members.ok()) {
-        std::vector<std::string> addresses;
-        for (const proto::MemberInfo& m : *members) addresses.push_back(m.rpc_address());
-        LearnDrivers(addresses);
-        leader = rpc::FindServingLeader(*channels_, drivers_, deadline);
-      }
-    }
-  }
   s.taken_unix_ms = clock_->UnixMillis();
   if (!leader.ok()) {
     s.error = std::string(leader.status().message());
@@ -821,11 +797,12 @@ WatchSnapshot Ctl::PollWatch() {
     s.error = status.ok() ? "the leader stepped down" : std::string(status.status().message());
     return s;
   }
-  // The leader lists every driver in the group: one named by --driver (or
+  // The leader lists every driver of the group: one named by --driver (or
   // found at the start) is enough to follow the leadership from then on.
-  std::vector<std::string> members;
-  for (const proto::MemberInfo& d : status->drivers()) members.push_back(d.rpc_address());
-  LearnDrivers(members);
+  for (const proto::MemberInfo& d : status->drivers()) {
+    const std::string& a = d.rpc_address();
+    if (!a.empty() && std::find(drivers_.begin(), drivers_.end(), a) == drivers_.end()) drivers_.push_back(a);
+  }
   s.has_leader = true;
   s.leader_id = status->process().id();
   s.leader_address = *leader;

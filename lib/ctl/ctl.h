@@ -22,7 +22,6 @@
 // Thread-compatible.
 #pragma once
 
-#include <chrono>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -30,7 +29,6 @@
 
 #include "lib/common/clock.h"
 #include "lib/common/tls_options.h"
-#include "lib/coord/coordinator.h"
 #include "lib/ctl/drill.h"
 #include "lib/ctl/watch.h"
 #include "lib/rpc/channel_cache.h"
@@ -82,11 +80,6 @@ class Ctl {
   int Connect(std::ostream& err);
   // Connect()s, then fills drivers_/workers_ from --coordinator; 0 or an exit code.
   int Discover(std::ostream& err);
-  // A session to --coordinator: INVALID_ARGUMENT if the ZooKeeper
-  // credentials file is wrong, UNAVAILABLE if it cannot be reached.
-  Result<std::unique_ptr<coord::Coordinator>> OpenCoordinator(std::chrono::milliseconds connect_timeout);
-  // Adds the addresses drivers_ does not have yet.
-  void LearnDrivers(const std::vector<std::string>& addresses);
   // Every subcommand's call to the leader: finds the serving leader among
   // drivers_, makes `call(rpc::DriverClient&)` on it and keeps its answer in
   // `*response`. 0, or the exit code with the error on `err` (2 for an
@@ -142,9 +135,6 @@ class Ctl {
   CLI::App* watch_cmd_ = nullptr;
   std::vector<std::string> drivers_;
   std::vector<std::string> workers_;
-  // watch: when PollWatch may list the drivers in ZooKeeper again.
-  static constexpr int64_t kDriverListingEveryMs = 5000;
-  int64_t next_driver_listing_ms_ = 0;
   std::string coordinator_;
   std::string zk_auth_file_;  // ZooKeeper credentials, as the daemons' zk-auth-file
   int timeout_ms_ = 3000;
