@@ -205,12 +205,23 @@ void JobProbe::Collect() {
   if (!Serving()) {
     for (const std::string& job : exported_) DropLocked(job);
     exported_.clear();
+    submitted_.clear();
     return;
   }
   std::set<std::string> now;
   for (const auto& [id, job] : view->jobs()) {
     now.insert(id);
     const std::vector<std::string> l = {id};
+    // The name deleted and submitted again since the last scrape: the new
+    // job's totals start from zero, so its mirrored series start again (a
+    // counter reset, which Prometheus' rate() takes as one) rather than
+    // stay at the old job's figures until the new one passes them. Batch
+    // numbers go on from the old job's, and so do their counters.
+    auto [submitted, fresh] = submitted_.try_emplace(id, job.submit_time_unix_ms());
+    if (!fresh && submitted->second != job.submit_time_unix_ms()) {
+      submitted->second = job.submit_time_unix_ms();
+      for (Family<Counter>* f : {input_, output_, dead_letters_, late_events_}) f->With(l).Restart();
+    }
     running_->With(l).Set(job.stopped() ? 0 : 1);
     in_flight_->With(l).Set(job.in_flight_size());
     state_keys_->With(l).Set(static_cast<double>(job.state_keys()));
@@ -239,6 +250,7 @@ void JobProbe::Collect() {
   for (const std::string& gone : exported_) {
     if (!now.contains(gone)) DropLocked(gone);
   }
+  std::erase_if(submitted_, [&](const auto& job) { return !now.contains(job.first); });
   exported_ = std::move(now);
 }
 

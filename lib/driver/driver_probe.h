@@ -141,6 +141,7 @@ class JobProbe {
   std::mutex mu_;
   std::map<std::string, PlannedTerm> planned_terms_;  // by job; guarded by mu_
   std::set<std::string> exported_;                    // jobs with series now; guarded by mu_
+  std::map<std::string, int64_t> submitted_;          // each job's submit time at the last scrape; mu_
 };
 
 }  // namespace sluice::driver

@@ -34,6 +34,10 @@ class Counter {
   // Raises the counter to `total` if that is higher: for a counter that
   // mirrors a running total kept elsewhere (a job's records, from the WAL).
   void RaiseTo(double total);
+  // Back to zero: for a counter that mirrors a total which itself started
+  // again (a job deleted and submitted again under its name). A scraper
+  // reads the drop as a counter reset, as after a process restart.
+  void Restart() { value_.store(0, std::memory_order_relaxed); }
   double value() const { return value_.load(std::memory_order_relaxed); }
 
  private:

@@ -123,5 +123,49 @@ TEST(JobProbe, TotalsComeFromTheReplicatedStateAtEachScrape) {
   EXPECT_THAT(text, HasSubstr("sluice_job_running{job=\"j\"} 1\n"));
 }
 
+TEST(JobProbe, ANameSubmittedAgainBetweenScrapesStartsItsTotalsAgain) {
+  ClusterState state;
+  ASSERT_NO_FATAL_FAILURE(Submit(state));
+  proto::DriverRecord plan;
+  *plan.mutable_batch_planned() = Planned(1, 0);
+  ASSERT_TRUE(Apply(state, 2, plan).ok());
+  proto::DriverRecord commit;
+  *commit.mutable_batch_committed() = Done(1, 0);
+  commit.mutable_batch_committed()->set_input_count(250);
+  commit.mutable_batch_committed()->set_output_count(200);
+  ASSERT_TRUE(Apply(state, 3, commit).ok());
+  metrics::Registry registry;
+  auto probe = JobProbe::Create(&registry, nullptr, &state, nullptr);
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_THAT(registry.Expose(), HasSubstr("sluice_job_input_records_total{job=\"j\"} 250\n"));
+
+  // Deleted and submitted again before the next scrape; the new job's
+  // first batch (numbered on: 2) reads 40 events.
+  proto::DriverRecord stop;
+  stop.mutable_job_stopped()->set_job_id("j");
+  ASSERT_TRUE(Apply(state, 4, stop).ok());
+  proto::DriverRecord del;
+  del.mutable_job_deleted()->set_job_id("j");
+  ASSERT_TRUE(Apply(state, 5, del).ok());
+  proto::DriverRecord again;
+  again.mutable_job_submitted()->set_job_id("j");
+  again.mutable_job_submitted()->mutable_spec()->set_name("j");
+  again.mutable_job_submitted()->mutable_spec()->set_batch_interval_ms(500);
+  again.mutable_job_submitted()->set_submit_time_unix_ms(60'000);
+  ASSERT_TRUE(Apply(state, 6, again).ok());
+  *plan.mutable_batch_planned() = Planned(2, 0);
+  ASSERT_TRUE(Apply(state, 7, plan).ok());
+  *commit.mutable_batch_committed() = Done(2, 0);
+  commit.mutable_batch_committed()->set_input_count(40);
+  commit.mutable_batch_committed()->set_output_count(30);
+  ASSERT_TRUE(Apply(state, 8, commit).ok());
+  const std::string text = registry.Expose();
+  EXPECT_THAT(text, HasSubstr("sluice_job_input_records_total{job=\"j\"} 40\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_job_output_records_total{job=\"j\"} 30\n"));
+  EXPECT_THAT(text, HasSubstr("sluice_job_batches_committed_total{job=\"j\"} 2\n"));
+  // The same job scraped again keeps its series.
+  EXPECT_THAT(registry.Expose(), HasSubstr("sluice_job_input_records_total{job=\"j\"} 40\n"));
+}
+
 }  // namespace
 }  // namespace sluice::driver
