@@ -131,16 +131,18 @@ TEST_F(SluicectlWatchTest, OneDriverNamedIsEnoughToFollowTheLeaderThroughItsKill
   const std::string log = dir_.Sub("watch-one-driver.log");
   Result<std::unique_ptr<Subprocess>> watch = Subprocess::Start(argv, {.log_path = log});
   ASSERT_TRUE(watch.ok()) << watch.status();
-  // The snapshot printed last: each starts with its title and ends with an
-  // empty line after its last section.
+  // The newest whole snapshot: each starts with its title and ends with its
+  // failovers section (with a leader; without one, with its header line).
   auto last_snapshot = [&] {
     const std::string out = ReadFile(log).value_or("");
     const std::string title = "sluicectl watch (";
-    size_t last = out.rfind(title);
-    if (last == std::string::npos) return std::string();
-    if (out.ends_with("\n\n")) return out.substr(last);
-    const size_t before = last == 0 ? std::string::npos : out.rfind(title, last - 1);
-    return before == std::string::npos ? std::string() : out.substr(before, last - before);
+    for (size_t end = out.size(), start; end > 0 && (start = out.rfind(title, end - 1)) != std::string::npos;
+         end = start) {
+      std::string s = out.substr(start, end - start);
+      if (s.find("failovers seen") != std::string::npos || s.find("no leader (") != std::string::npos) return s;
+      if (start == 0) break;
+    }
+    return std::string();
   };
   std::string snapshot;
   ASSERT_TRUE(WaitUntil([&] { return (snapshot = last_snapshot()).find("JOB watched") != std::string::npos; },
