@@ -46,13 +46,29 @@ Status Apply(ClusterState& st, int64_t seq, const proto::DriverRecord& record) {
   return st.Apply(r);
 }
 
-// The state with job "j" submitted (batches of 500 ms).
-void Submit(ClusterState& st) {
+// The state with job "j" submitted (batches of 500 ms), as WAL record `seq`.
+void Submit(ClusterState& st, int64_t seq = 1, int64_t submit_time_unix_ms = 0) {
   proto::DriverRecord submit;
   submit.mutable_job_submitted()->set_job_id("j");
   submit.mutable_job_submitted()->mutable_spec()->set_name("j");
   submit.mutable_job_submitted()->mutable_spec()->set_batch_interval_ms(500);
-  ASSERT_TRUE(Apply(st, 1, submit).ok());
+  submit.mutable_job_submitted()->set_submit_time_unix_ms(submit_time_unix_ms);
+  ASSERT_TRUE(Apply(st, seq, submit).ok());
+}
+
+// Batch `batch` of "j" planned and committed with these counts, as WAL
+// records `seq` and `seq` + 1.
+void PlanAndCommit(ClusterState& st, int64_t seq, int64_t batch, int64_t input, int64_t output,
+                   int64_t dead_letters = 0) {
+  proto::DriverRecord plan;
+  *plan.mutable_batch_planned() = Planned(batch, 0);
+  ASSERT_TRUE(Apply(st, seq, plan).ok());
+  proto::DriverRecord commit;
+  *commit.mutable_batch_committed() = Done(batch, 0);
+  commit.mutable_batch_committed()->set_input_count(input);
+  commit.mutable_batch_committed()->set_output_count(output);
+  commit.mutable_batch_committed()->set_dead_letters(dead_letters);
+  ASSERT_TRUE(Apply(st, seq + 1, commit).ok());
 }
 
 TEST(JobProbe, ARerunIsABatchPlannedInAnEarlierTermOrWithTasksTriedAgain) {
@@ -99,15 +115,7 @@ TEST(JobProbe, CommitsOfBatchesPlannedBeforeTheTermCountAsReruns) {
 TEST(JobProbe, TotalsComeFromTheReplicatedStateAtEachScrape) {
   ClusterState state;
   ASSERT_NO_FATAL_FAILURE(Submit(state));
-  proto::DriverRecord plan;
-  *plan.mutable_batch_planned() = Planned(1, 0);
-  ASSERT_TRUE(Apply(state, 2, plan).ok());
-  proto::DriverRecord commit;
-  *commit.mutable_batch_committed() = Done(1, 0);
-  commit.mutable_batch_committed()->set_input_count(250);
-  commit.mutable_batch_committed()->set_output_count(200);
-  commit.mutable_batch_committed()->set_dead_letters(3);
-  ASSERT_TRUE(Apply(state, 3, commit).ok());
+  ASSERT_NO_FATAL_FAILURE(PlanAndCommit(state, 2, 1, 250, 200, 3));
 
   metrics::Registry registry;
   auto probe = JobProbe::Create(&registry, nullptr, &state, nullptr);
@@ -126,14 +134,7 @@ TEST(JobProbe, TotalsComeFromTheReplicatedStateAtEachScrape) {
 TEST(JobProbe, ANameSubmittedAgainBetweenScrapesStartsItsTotalsAgain) {
   ClusterState state;
   ASSERT_NO_FATAL_FAILURE(Submit(state));
-  proto::DriverRecord plan;
-  *plan.mutable_batch_planned() = Planned(1, 0);
-  ASSERT_TRUE(Apply(state, 2, plan).ok());
-  proto::DriverRecord commit;
-  *commit.mutable_batch_committed() = Done(1, 0);
-  commit.mutable_batch_committed()->set_input_count(250);
-  commit.mutable_batch_committed()->set_output_count(200);
-  ASSERT_TRUE(Apply(state, 3, commit).ok());
+  ASSERT_NO_FATAL_FAILURE(PlanAndCommit(state, 2, 1, 250, 200));
   metrics::Registry registry;
   auto probe = JobProbe::Create(&registry, nullptr, &state, nullptr);
   ASSERT_TRUE(probe.ok()) << probe.status();
@@ -147,18 +148,8 @@ TEST(JobProbe, ANameSubmittedAgainBetweenScrapesStartsItsTotalsAgain) {
   proto::DriverRecord del;
   del.mutable_job_deleted()->set_job_id("j");
   ASSERT_TRUE(Apply(state, 5, del).ok());
-  proto::DriverRecord again;
-  again.mutable_job_submitted()->set_job_id("j");
-  again.mutable_job_submitted()->mutable_spec()->set_name("j");
-  again.mutable_job_submitted()->mutable_spec()->set_batch_interval_ms(500);
-  again.mutable_job_submitted()->set_submit_time_unix_ms(60'000);
-  ASSERT_TRUE(Apply(state, 6, again).ok());
-  *plan.mutable_batch_planned() = Planned(2, 0);
-  ASSERT_TRUE(Apply(state, 7, plan).ok());
-  *commit.mutable_batch_committed() = Done(2, 0);
-  commit.mutable_batch_committed()->set_input_count(40);
-  commit.mutable_batch_committed()->set_output_count(30);
-  ASSERT_TRUE(Apply(state, 8, commit).ok());
+  ASSERT_NO_FATAL_FAILURE(Submit(state, 6, 60'000));
+  ASSERT_NO_FATAL_FAILURE(PlanAndCommit(state, 7, 2, 40, 30));
   const std::string text = registry.Expose();
   EXPECT_THAT(text, HasSubstr("sluice_job_input_records_total{job=\"j\"} 40\n"));
   EXPECT_THAT(text, HasSubstr("sluice_job_output_records_total{job=\"j\"} 30\n"));
