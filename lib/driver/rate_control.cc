@@ -192,7 +192,7 @@ RateControl::Job RateControl::StartJob(const proto::ClusterState& state, const p
       // (an idle source), its processing rate mostly fixed cost.
       rate = std::max(rate, PidGains{}.utilization * processing_rate);
       j.reason = fmt::format("batch {} processed {} events/s (from the WAL: no batch measured by this leader yet)",
-                             it->batch_id(), Rate(rate));
+                             it->batch_id(), Rate(processing_rate));
       break;
     }
   }

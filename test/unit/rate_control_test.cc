@@ -230,21 +230,15 @@ TEST(PidRateEstimator, ASmallBatchThatTookMostOfTheIntervalLowersTheFigureAtOnce
   // allowance, and take longer than the interval. They are not fixed cost:
   // the figure follows them down, and the rate with it, instead of staying
   // at a quarter of 830,000 while the delay grows without end.
-  PidRateEstimator e(500, 1000, {}, 705'500, 830'000);
-  int64_t delay = 0;
-  int64_t finished = 0;
-  for (int64_t batch = 1; batch <= 40; ++batch) {
-    const int64_t batch_time = batch * 500;
-    const auto events = static_cast<int64_t>(std::min(100'000.0, e.rate()) / 2);
-    const int64_t start = std::max(batch_time, finished);
-    const int64_t processing = 20 + events * 1000 / 80'000;
-    finished = start + processing;
-    delay = start - batch_time;
-    ASSERT_TRUE(e.Compute(finished, events, processing, delay));
-  }
+  SimulatedJob job;
+  job.interval_ms = 500;
+  job.fixed_ms = 20;
+  job.offered = 100'000;
+  PidRateEstimator e(job.interval_ms, 1000, {}, 705'500, 830'000);
+  const auto batches = job.Run(&e, Steps({{40, 80'000}}));
   EXPECT_LT(e.processing_rate(), 100'000);
   EXPECT_LT(e.rate(), 80'000);
-  EXPECT_LT(delay, 2000) << "the delay kept growing";
+  EXPECT_LT(batches.back().scheduling_delay_ms, 2000) << "the delay kept growing";
 }
 
 TEST(PidRateEstimator, StaysBetweenItsFloorAndItsCeiling) {
@@ -355,7 +349,8 @@ TEST(RateControl, ANewTermStartsFromTheLastCommittedBatchAndDisabledMeansNoLimit
   Commit(&j, 2, 300'000, 600);  // 500,000/s
   rc.Update(s, 2);  // a new leader: 85% of the newest batch's processing rate
   EXPECT_EQ(rc.RateOf(s, "j").events_per_s, 425'000);
-  EXPECT_NE(rc.RateOf(s, "j").reason.find("from the WAL"), std::string::npos);
+  EXPECT_NE(rc.RateOf(s, "j").reason.find("batch 2 processed 500000 events/s (from the WAL"), std::string::npos)
+      << rc.RateOf(s, "j").reason;
   // Its first batches are small and late (the leaderless seconds): working
   // the delay off takes the rate down to a quarter of the WAL's 500,000/s,
   // not of the small batches' own figure (30,000 in 100 ms: 300,000/s).
